@@ -1,0 +1,87 @@
+# zgrad build. `make` builds the libraries, the CLI and the examples;
+# `make test` installs what is missing, then runs every test; `make run`
+# runs the main job.
+CC ?= gcc
+PREFIX ?= /usr/local
+BUILD ?= build
+OPT ?= -O2
+SAN ?=
+CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp -D_DEFAULT_SOURCE $(SAN)
+CPPFLAGS_BASE = -Iinclude -Isrc
+LDLIBS_BASE = -lopenblas -lz -lm -lpthread
+override CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
+override CPPFLAGS := $(CPPFLAGS_BASE) $(CPPFLAGS)
+LDFLAGS_ALL = -fopenmp $(SAN) $(LDFLAGS)
+
+SRC := $(sort $(wildcard src/*/*.c))
+OBJ := $(SRC:%.c=$(BUILD)/obj/%.o)
+DEP := $(OBJ:.o=.d)
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_COMMON := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+
+.PHONY: all lib tests examples install run test test-unit test-sanitize clean setup
+
+all: lib $(BUILD)/zgrad examples
+
+lib: $(BUILD)/libzgrad.a $(BUILD)/libzgrad.so
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libzgrad.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libzgrad.so: $(OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(LDLIBS_BASE)
+
+$(BUILD)/zgrad: tools/zgrad.c $(BUILD)/libzgrad.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
+
+examples: $(EXAMPLES)
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
+
+tests: $(TESTS)
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h $(BUILD)/libzgrad.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
+
+setup:
+	scripts/setup
+
+# The main job (until the Fashion-MNIST trainer exists: the canonical loop).
+run: setup all
+	$(BUILD)/examples/canonical_loop
+
+# Every test: unit, gradient checks, PyTorch parity, then again under
+# AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer).
+test: setup
+	$(MAKE) all tests
+	scripts/run-tests $(BUILD)
+	$(MAKE) test-sanitize
+
+test-unit: all tests
+	scripts/run-tests $(BUILD)
+
+test-sanitize:
+	$(MAKE) BUILD=build/san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all tests
+	ZG_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 scripts/run-tests build/san
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/zgrad.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/libzgrad.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libzgrad.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/zgrad $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/#define ZG_VERSION "\(.*\)"/\1/p' include/zgrad.h)|' \
+		zgrad.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/zgrad.pc
+
+clean:
+	rm -rf build
+
+-include $(DEP)

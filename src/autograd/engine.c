@@ -1,0 +1,334 @@
+/* The backward pass. From the roots, a depth-first walk over the nodes'
+ * inputs gives a topological order (reverse post-order): every tensor comes
+ * after all tensors computed from it, so when it is reached the sum of its
+ * incoming gradients is complete. Each tensor is then processed once:
+ * hooks on the summed gradient, accumulation into .grad (leaves, retained
+ * non-leaves) or capture (autograd_grad), then its node's backward. */
+#include "../internal.h"
+
+static _Thread_local uint64_t pass_counter;
+static _Thread_local uint64_t cur_pass;
+
+static void touch(zg_tensor *t) {
+    if (t->bw_pass == cur_pass) return;
+    t->bw_pass = cur_pass;
+    t->bw_grad = NULL;
+    t->bw_state = 0;
+    t->bw_needed = false;
+    t->bw_target = false;
+    t->bw_owned = false;
+    t->bw_target_index = -1;
+}
+
+bool zg__node_needs(const zg_node *n, int i) {
+    const zg_tensor *t = n->in[i];
+    return t && t->requires_grad && t->bw_pass == cur_pass && t->bw_needed;
+}
+
+static zg_tensor *copy_arena(const zg_tensor *g) {
+    zg_tensor *c = zg__empty_like(g);
+    if (c) memcpy(zg__f32(c), zg__f32(g), (size_t)g->numel * sizeof(float));
+    return c;
+}
+
+/* Adds g into t's pending gradient without writing into a tensor the pass
+ * does not own (an op's backward may hand the same tensor to two inputs). */
+static int add_pending(zg_tensor *t, zg_tensor *g) {
+    if (!t->bw_grad) {
+        t->bw_grad = g;
+        t->bw_owned = false;
+        return ZG_OK;
+    }
+    if (!t->bw_owned) {
+        zg_tensor *c = copy_arena(t->bw_grad);
+        if (!c) return ZG_ERR_NOMEM;
+        t->bw_grad = c;
+        t->bw_owned = true;
+    }
+    float *d = zg__f32(t->bw_grad);
+    const float *s = zg__f32(g);
+    for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+    return ZG_OK;
+}
+
+/* .grad += g, creating it (reusing the cached buffer) when None. */
+static int accumulate(zg_tensor *t, const zg_tensor *g) {
+    if (!t->grad || !zg__same_shape(t->grad, t)) {
+        zg_tensor *old = t->grad;
+        zg_tensor *ng = t->persistent ? zg_tensor_new(ZG_FLOAT32, t->shape, t->ndim) : zg__empty_like(t);
+        if (!ng) return ZG_ERR_NOMEM;
+        if (old) zg_tensor_free(old);
+        t->grad = ng;
+        t->grad_defined = false;
+    }
+    float *d = zg__f32(t->grad);
+    const float *s = zg__f32(g);
+    if (!t->grad_defined) {
+        memcpy(d, s, (size_t)g->numel * sizeof(float));
+        t->grad_defined = true;
+    } else {
+        for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+    }
+    zg__bump_version(t->grad);
+    return ZG_OK;
+}
+
+static int run_hooks(const char *fn, zg_tensor *t, zg_tensor **g) {
+    for (zg_hook *h = t->hooks; h; h = h->next) {
+        zg_tensor *r = h->fn(*g, h->user);
+        if (r == ZG_HOOK_FAIL) {
+            if (!zg_last_error()[0]) zg_set_error("%s: a hook on tensor '%s' failed", fn, zg_tensor_name(t));
+            return ZG_ERR_STATE;
+        }
+        if (!r) continue;
+        if (r->dtype != ZG_FLOAT32 || !zg__same_shape(r, *g)) {
+            char a[ZG_SHAPE_BUF], b[ZG_SHAPE_BUF];
+            return zg__fail(ZG_ERR_SHAPE, "%s: hook on tensor '%s' returned a gradient of shape %s, expected %s", fn,
+                            zg_tensor_name(t), zg__shape_str(r, a, sizeof a), zg__shape_str(*g, b, sizeof b));
+        }
+        *g = r;
+    }
+    return ZG_OK;
+}
+
+static int check_node(const char *fn, const zg_node *n) {
+    if (n->freed && n->n_saved > 0)
+        return zg__fail(ZG_ERR_STATE,
+                        "%s: trying to backward through the graph a second time: the tensors saved by '%s' were "
+                        "freed by an earlier backward. Pass retain_graph=true to the first backward if you need "
+                        "both, or detach() state (e.g. an RNN's hidden state) carried over from an earlier step",
+                        fn, n->name);
+    for (int i = 0; i < n->n_saved; i++)
+        if (n->saved[i]->storage->version != n->saved_version[i])
+            return zg__fail(ZG_ERR_STATE,
+                            "%s: a tensor saved by '%s' for its backward was modified in place (version %llu, saved "
+                            "at version %llu); compute with an out-of-place op or clone it first",
+                            fn, n->name, (unsigned long long)n->saved[i]->storage->version,
+                            (unsigned long long)n->saved_version[i]);
+    return ZG_OK;
+}
+
+typedef struct {
+    zg_tensor **order; /* post-order */
+    int n, cap;
+} topo;
+
+static int topo_push(topo *tp, zg_tensor *t) {
+    if (tp->n == tp->cap) {
+        int cap = tp->cap ? tp->cap * 2 : 256;
+        zg_tensor **o = zg__arena_alloc((size_t)cap * sizeof *o);
+        if (!o) return ZG_ERR_NOMEM;
+        if (tp->n) memcpy(o, tp->order, (size_t)tp->n * sizeof *o);
+        tp->order = o;
+        tp->cap = cap;
+    }
+    tp->order[tp->n++] = t;
+    return ZG_OK;
+}
+
+/* Iterative DFS (graphs of long unrolled loops are deep). */
+static int visit(zg_tensor *root, topo *tp, bool accumulate_leaves) {
+    typedef struct {
+        zg_tensor *t;
+        int next_in;
+    } frame;
+    int cap = 256, sp = 0;
+    frame *st = zg__arena_alloc((size_t)cap * sizeof *st);
+    if (!st) return ZG_ERR_NOMEM;
+    touch(root);
+    if (root->bw_state) return ZG_OK;
+    root->bw_state = 1;
+    st[sp++] = (frame){root, 0};
+    while (sp) {
+        frame *f = &st[sp - 1];
+        zg_node *n = f->t->grad_fn;
+        if (n && f->next_in < n->n_in) {
+            zg_tensor *c = n->in[f->next_in++];
+            if (!c || !c->requires_grad) continue;
+            touch(c);
+            if (c->bw_state) continue; /* done (or on the stack: impossible in a DAG) */
+            c->bw_state = 1;
+            if (sp == cap) {
+                frame *ns = zg__arena_alloc((size_t)cap * 2 * sizeof *ns);
+                if (!ns) return ZG_ERR_NOMEM;
+                memcpy(ns, st, (size_t)sp * sizeof *st);
+                st = ns;
+                cap *= 2;
+            }
+            st[sp++] = (frame){c, 0};
+            continue;
+        }
+        zg_tensor *t = f->t;
+        bool needed = t->bw_target || (!n && accumulate_leaves && t->requires_grad);
+        if (n)
+            for (int i = 0; i < n->n_in; i++) needed |= n->in[i] && n->in[i]->bw_pass == cur_pass && n->in[i]->bw_needed;
+        t->bw_needed = needed;
+        t->bw_state = 2;
+        sp--;
+        if (topo_push(tp, t)) return ZG_ERR_NOMEM;
+    }
+    return ZG_OK;
+}
+
+typedef struct {
+    const char *fn;
+    zg_tensor *const *roots;
+    const zg_tensor *const *root_grads;
+    int n_roots;
+    zg_tensor *const *inputs;
+    int n_inputs;
+    bool accumulate; /* backward: into .grad; autograd_grad: capture */
+    bool retain_graph;
+    zg_tensor **captured;
+} pass_args;
+
+static int run_pass(const pass_args *a) {
+    const char *fn = a->fn;
+    cur_pass = ++pass_counter;
+
+    /* Validate roots and their gradients before touching anything. */
+    for (int r = 0; r < a->n_roots; r++) {
+        zg_tensor *root = a->roots[r];
+        if (!root) return zg__fail(ZG_ERR_ARG, "%s: output %d is NULL", fn, r);
+        if (!root->requires_grad)
+            return zg__fail(ZG_ERR_STATE, "%s: output %d does not require grad and has no grad_fn", fn, r);
+        const zg_tensor *g = a->root_grads ? a->root_grads[r] : NULL;
+        char b1[ZG_SHAPE_BUF], b2[ZG_SHAPE_BUF];
+        if (!g && root->numel != 1)
+            return zg__fail(ZG_ERR_SHAPE,
+                            "%s: grad can be implicitly created only for scalar outputs; output %d has shape %s, "
+                            "pass a gradient of that shape",
+                            fn, r, zg__shape_str(root, b1, sizeof b1));
+        if (g && (g->dtype != ZG_FLOAT32 || g->numel != root->numel))
+            return zg__fail(ZG_ERR_SHAPE, "%s: gradient of shape %s given for output %d of shape %s", fn,
+                            zg__shape_str(g, b1, sizeof b1), r, zg__shape_str(root, b2, sizeof b2));
+    }
+    for (int i = 0; i < a->n_inputs; i++) {
+        zg_tensor *x = a->inputs[i];
+        if (!x) return zg__fail(ZG_ERR_ARG, "%s: input %d is NULL", fn, i);
+        if (!x->requires_grad) return zg__fail(ZG_ERR_STATE, "%s: input %d does not require grad", fn, i);
+    }
+    for (int i = 0; i < a->n_inputs; i++) {
+        touch(a->inputs[i]);
+        a->inputs[i]->bw_target = true;
+        a->inputs[i]->bw_target_index = i;
+    }
+
+    topo tp = {0};
+    bool acc_leaves = a->accumulate && a->n_inputs == 0;
+    for (int r = 0; r < a->n_roots; r++)
+        if (visit(a->roots[r], &tp, acc_leaves)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+
+    for (int r = 0; r < a->n_roots; r++) {
+        zg_tensor *root = a->roots[r];
+        const zg_tensor *g = a->root_grads ? a->root_grads[r] : NULL;
+        zg_tensor *seed = zg__empty_like(root);
+        if (!seed) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+        for (int64_t i = 0; i < seed->numel; i++) zg__f32(seed)[i] = g ? zg__f32(g)[i] : 1.0f;
+        if (add_pending(root, seed)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    }
+
+    for (int k = tp.n - 1; k >= 0; k--) {
+        zg_tensor *t = tp.order[k];
+        zg_tensor *g = t->bw_grad;
+        if (!t->bw_needed || !g) continue;
+        int rc = run_hooks(fn, t, &g);
+        if (rc) return rc;
+        zg_node *n = t->grad_fn;
+        if (a->accumulate) {
+            bool into_grad = t->bw_target || (!n && a->n_inputs == 0) || (n && t->retains_grad);
+            if (into_grad) {
+                if (accumulate(t, g)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+                if (!n)
+                    for (zg_hook *h = t->post_hooks; h; h = h->next) {
+                        rc = h->post_fn(t, h->user);
+                        if (rc < 0) {
+                            if (!zg_last_error()[0])
+                                zg_set_error("%s: a post-accumulate hook on '%s' failed", fn, zg_tensor_name(t));
+                            return rc;
+                        }
+                    }
+            }
+        } else if (t->bw_target) {
+            a->captured[t->bw_target_index] = copy_arena(g);
+        }
+        if (!n) continue;
+        bool any = false;
+        for (int i = 0; i < n->n_in; i++) any |= zg__node_needs(n, i);
+        if (!any) continue;
+        if ((rc = check_node(fn, n))) return rc;
+        zg_tensor *gin[ZG_NODE_MAX_IN] = {0};
+        rc = n->backward(n, g, gin);
+        if (rc) {
+            if (!zg_last_error()[0]) zg_set_error("%s: backward of '%s' failed", fn, n->name);
+            return rc;
+        }
+        if (!a->retain_graph) n->freed = true;
+        for (int i = 0; i < n->n_in; i++) {
+            if (!zg__node_needs(n, i) || !gin[i]) continue;
+            if (gin[i]->numel != n->in[i]->numel) {
+                char b1[ZG_SHAPE_BUF], b2[ZG_SHAPE_BUF];
+                return zg__fail(ZG_ERR_STATE, "%s: internal: '%s' gave a gradient of shape %s for an input of shape %s",
+                                fn, n->name, zg__shape_str(gin[i], b1, sizeof b1),
+                                zg__shape_str(n->in[i], b2, sizeof b2));
+            }
+            if (add_pending(n->in[i], gin[i])) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+        }
+    }
+    return ZG_OK;
+}
+
+int zg_backward(zg_tensor *root, const zg_backward_opts *opts) {
+    zg_clear_error();
+    if (!root) return zg__fail(ZG_ERR_ARG, "zg_backward: root is NULL");
+    if (opts && opts->n_inputs < 0) return zg__fail(ZG_ERR_ARG, "zg_backward: n_inputs < 0");
+    if (opts && opts->n_inputs > 0 && !opts->inputs) return zg__fail(ZG_ERR_ARG, "zg_backward: inputs is NULL");
+    const zg_tensor *g = opts ? opts->grad : NULL;
+    pass_args a = {
+        .fn = "zg_backward",
+        .roots = &root,
+        .root_grads = g ? &g : NULL,
+        .n_roots = 1,
+        .inputs = opts ? opts->inputs : NULL,
+        .n_inputs = opts ? opts->n_inputs : 0,
+        .accumulate = true,
+        .retain_graph = opts && opts->retain_graph,
+    };
+    bool prev = zg_set_grad_enabled(false);
+    int rc = run_pass(&a);
+    zg_set_grad_enabled(prev);
+    return rc;
+}
+
+int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *grad_outputs, int n_outputs,
+                     zg_tensor *const *inputs, int n_inputs, zg_tensor **grads, bool retain_graph, bool allow_unused) {
+    zg_clear_error();
+    const char *fn = "zg_autograd_grad";
+    if (!outputs || n_outputs <= 0) return zg__fail(ZG_ERR_ARG, "%s: no outputs", fn);
+    if (!inputs || n_inputs <= 0) return zg__fail(ZG_ERR_ARG, "%s: no inputs", fn);
+    if (!grads) return zg__fail(ZG_ERR_ARG, "%s: grads is NULL", fn);
+    for (int i = 0; i < n_inputs; i++) grads[i] = NULL;
+    pass_args a = {
+        .fn = fn,
+        .roots = outputs,
+        .root_grads = grad_outputs,
+        .n_roots = n_outputs,
+        .inputs = inputs,
+        .n_inputs = n_inputs,
+        .accumulate = false,
+        .retain_graph = retain_graph,
+        .captured = grads,
+    };
+    bool prev = zg_set_grad_enabled(false);
+    int rc = run_pass(&a);
+    zg_set_grad_enabled(prev);
+    if (rc) return rc;
+    for (int i = 0; i < n_inputs; i++) {
+        if (grads[i]) continue;
+        if (!allow_unused)
+            return zg__fail(ZG_ERR_STATE,
+                            "%s: input %d was not used to compute the outputs (pass allow_unused=true to get NULL)", fn,
+                            i);
+    }
+    return ZG_OK;
+}

@@ -1,0 +1,113 @@
+/* The user-facing side of a tensor's autograd state: requires_grad, .grad
+ * (None vs a buffer), retain_grad, hooks, detach. */
+#include "../internal.h"
+
+int zg_tensor_set_requires_grad(zg_tensor *t, bool rg) {
+    if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_requires_grad: tensor is NULL");
+    if (t->grad_fn)
+        return zg__fail(ZG_ERR_STATE,
+                        "zg_tensor_set_requires_grad: '%s' is not a leaf (made by '%s'); only leaves can change "
+                        "requires_grad, use zg_detach",
+                        zg_tensor_name(t), t->grad_fn->name);
+    if (rg && t->dtype != ZG_FLOAT32)
+        return zg__fail(ZG_ERR_ARG, "zg_tensor_set_requires_grad: only float32 tensors can require grad");
+    t->requires_grad = rg;
+    return ZG_OK;
+}
+
+bool zg_tensor_requires_grad(const zg_tensor *t) { return t && t->requires_grad; }
+bool zg_tensor_is_leaf(const zg_tensor *t) { return t && !t->grad_fn; }
+const char *zg_tensor_grad_fn_name(const zg_tensor *t) { return t && t->grad_fn ? t->grad_fn->name : NULL; }
+
+zg_tensor *zg_tensor_grad(const zg_tensor *t) { return t && t->grad_defined ? t->grad : NULL; }
+
+void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none) {
+    if (!t || !t->grad_defined) return;
+    if (set_to_none) {
+        t->grad_defined = false; /* the buffer stays as a cache */
+        return;
+    }
+    memset(zg__f32(t->grad), 0, (size_t)t->grad->numel * sizeof(float));
+    zg__bump_version(t->grad);
+}
+
+int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
+    if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_grad: tensor is NULL");
+    if (!g) {
+        t->grad_defined = false;
+        return ZG_OK;
+    }
+    if (g->dtype != ZG_FLOAT32 || !zg__same_shape(g, t)) {
+        char a[ZG_SHAPE_BUF], b[ZG_SHAPE_BUF];
+        return zg__fail(ZG_ERR_SHAPE, "zg_tensor_set_grad: gradient of shape %s for a tensor of shape %s",
+                        zg__shape_str(g, a, sizeof a), zg__shape_str(t, b, sizeof b));
+    }
+    if (!t->grad) {
+        t->grad = t->persistent ? zg_tensor_new(ZG_FLOAT32, t->shape, t->ndim) : zg__empty_like(t);
+        if (!t->grad) return ZG_ERR_NOMEM;
+    }
+    memmove(zg__f32(t->grad), zg__f32(g), (size_t)g->numel * sizeof(float));
+    zg__bump_version(t->grad);
+    t->grad_defined = true;
+    return ZG_OK;
+}
+
+int zg_tensor_retain_grad(zg_tensor *t) {
+    if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_retain_grad: tensor is NULL");
+    if (!t->requires_grad)
+        return zg__fail(ZG_ERR_STATE, "zg_tensor_retain_grad: tensor does not require grad");
+    if (t->grad_fn) t->retains_grad = true; /* a leaf keeps its grad anyway */
+    return ZG_OK;
+}
+
+zg_tensor *zg_detach(zg_tensor *t) {
+    if (!t) return zg__fail_null("zg_detach: tensor is NULL");
+    return zg__view(t, 0, t->shape, t->ndim);
+}
+
+static int add_hook(zg_tensor *t, zg_hook **list, zg_hook *h) {
+    zg_hook *nh = t->persistent ? malloc(sizeof *nh) : zg__arena_alloc(sizeof *nh);
+    if (!nh) return zg__fail(ZG_ERR_NOMEM, "zg_tensor_register_hook: out of memory");
+    *nh = *h;
+    nh->next = NULL;
+    while (*list) list = &(*list)->next;
+    *list = nh;
+    return ZG_OK;
+}
+
+int zg_tensor_register_hook(zg_tensor *t, zg_tensor_hook_fn fn, void *user) {
+    if (!t || !fn) return zg__fail(ZG_ERR_ARG, "zg_tensor_register_hook: NULL argument");
+    if (!t->requires_grad)
+        return zg__fail(ZG_ERR_STATE, "zg_tensor_register_hook: cannot register a hook on a tensor that does not "
+                                      "require grad");
+    return add_hook(t, &t->hooks, &(zg_hook){.fn = fn, .user = user});
+}
+
+int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hook_fn fn, void *user) {
+    if (!t || !fn) return zg__fail(ZG_ERR_ARG, "zg_tensor_register_post_accumulate_hook: NULL argument");
+    if (t->grad_fn)
+        return zg__fail(ZG_ERR_STATE, "zg_tensor_register_post_accumulate_hook: only leaves accumulate gradients; "
+                                      "'%s' is made by '%s'",
+                        zg_tensor_name(t), t->grad_fn->name);
+    if (!t->requires_grad)
+        return zg__fail(ZG_ERR_STATE,
+                        "zg_tensor_register_post_accumulate_hook: the tensor does not require grad");
+    return add_hook(t, &t->post_hooks, &(zg_hook){.post_fn = fn, .user = user});
+}
+
+static void free_list(zg_hook *h) {
+    while (h) {
+        zg_hook *n = h->next;
+        free(h);
+        h = n;
+    }
+}
+
+void zg_tensor_clear_hooks(zg_tensor *t) {
+    if (!t) return;
+    if (t->persistent) {
+        free_list(t->hooks);
+        free_list(t->post_hooks);
+    }
+    t->hooks = t->post_hooks = NULL;
+}

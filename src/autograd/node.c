@@ -1,0 +1,31 @@
+/* Recording the graph: each op that has an input requiring grad (in grad
+ * mode) gets a node that points to its inputs and holds what its backward
+ * reads. Nodes live in the step arena. */
+#include "../internal.h"
+
+#include <assert.h>
+
+zg_node *zg__record(const char *name, zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in) {
+    if (!zg_grad_enabled() || !out) return NULL;
+    bool any = false;
+    for (int i = 0; i < n_in; i++) any |= in[i] && in[i]->requires_grad;
+    if (!any) return NULL;
+    zg_node *n = zg__arena_calloc(sizeof *n);
+    if (!n) return NULL;
+    n->name = name;
+    n->backward = backward;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    n->out = out;
+    out->grad_fn = n;
+    out->requires_grad = true;
+    return n;
+}
+
+void zg__save(zg_node *n, zg_tensor *t) {
+    if (!n || !t) return;
+    assert(n->n_saved < ZG_NODE_MAX_SAVED);
+    n->saved[n->n_saved] = t;
+    n->saved_version[n->n_saved] = t->storage->version;
+    n->n_saved++;
+}

@@ -1,0 +1,113 @@
+/* A minimal test harness. A test file defines cases with TEST(name) { ... }
+ * and checks with CHECK / CHECK_NEAR / CHECK_OK / CHECK_ERR; harness.c
+ * supplies main(), which runs every case (resetting the step arena after
+ * each) and prints "RESULT <binary> passed=N failed=M" for scripts/run-tests. */
+#ifndef ZG_TEST_HARNESS_H
+#define ZG_TEST_HARNESS_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "zgrad.h"
+
+typedef void (*zgt_fn)(void);
+void zgt_register(const char *name, zgt_fn fn);
+/* Records a failed check in the running case. */
+void zgt_fail(const char *file, int line, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Number of failed checks in the running case so far. */
+int zgt_case_failures(void);
+
+#define TEST(name)                                                                                         \
+    static void name(void);                                                                                \
+    __attribute__((constructor)) static void zgt_reg_##name(void) { zgt_register(#name, name); }           \
+    static void name(void)
+
+#define CHECK(cond)                                                                                        \
+    do {                                                                                                   \
+        if (!(cond)) zgt_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);                                     \
+    } while (0)
+
+/* |a - b| <= tol */
+#define CHECK_NEAR(a, b, tol)                                                                              \
+    do {                                                                                                   \
+        double zgt_a = (double)(a), zgt_b = (double)(b), zgt_t = (double)(tol);                            \
+        if (!(fabs(zgt_a - zgt_b) <= zgt_t))                                                               \
+            zgt_fail(__FILE__, __LINE__, "%s = %.9g, expected %s = %.9g (tol %g)", #a, zgt_a, #b, zgt_b,   \
+                     zgt_t);                                                                               \
+    } while (0)
+
+/* A call that must succeed (status == ZG_OK, or a non-NULL pointer). */
+#define CHECK_OK(status)                                                                                   \
+    do {                                                                                                   \
+        int zgt_s = (status);                                                                              \
+        if (zgt_s != 0) zgt_fail(__FILE__, __LINE__, "%s returned %d: %s", #status, zgt_s, zg_last_error()); \
+    } while (0)
+#define CHECK_PTR(ptr)                                                                                     \
+    do {                                                                                                   \
+        if (!(ptr)) zgt_fail(__FILE__, __LINE__, "%s is NULL: %s", #ptr, zg_last_error());                \
+    } while (0)
+
+/* A call that must fail: the status is negative (or the pointer NULL) and
+ * zg_last_error() contains `substr`. */
+#define CHECK_ERR(status, substr)                                                                          \
+    do {                                                                                                   \
+        zg_clear_error();                                                                                  \
+        int zgt_s = (status);                                                                              \
+        if (zgt_s >= 0) zgt_fail(__FILE__, __LINE__, "%s succeeded (%d), expected an error", #status, zgt_s); \
+        else if (!strstr(zg_last_error(), (substr)))                                                       \
+            zgt_fail(__FILE__, __LINE__, "%s: error \"%s\" does not mention \"%s\"", #status, zg_last_error(), \
+                     (substr));                                                                            \
+    } while (0)
+#define CHECK_NULL_ERR(ptr_expr, substr)                                                                   \
+    do {                                                                                                   \
+        zg_clear_error();                                                                                  \
+        const void *zgt_p = (const void *)(ptr_expr);                                                      \
+        if (zgt_p) zgt_fail(__FILE__, __LINE__, "%s returned a value, expected NULL and an error", #ptr_expr); \
+        else if (!strstr(zg_last_error(), (substr)))                                                       \
+            zgt_fail(__FILE__, __LINE__, "%s: error \"%s\" does not mention \"%s\"", #ptr_expr,              \
+                     zg_last_error(), (substr));                                                           \
+    } while (0)
+
+/* Element-wise |a - b| <= atol + rtol*|b| over float tensors of equal
+ * numel; reports the first mismatch. */
+#define CHECK_TENSOR_NEAR(a, b, atol, rtol) zgt_check_tensor_near(__FILE__, __LINE__, #a, a, b, atol, rtol)
+void zgt_check_tensor_near(const char *file, int line, const char *what, const zg_tensor *a, const zg_tensor *b,
+                           double atol, double rtol);
+/* Compare with plain values. */
+#define CHECK_VALUES(t, vals, n, tol) zgt_check_values(__FILE__, __LINE__, #t, t, vals, n, tol)
+void zgt_check_values(const char *file, int line, const char *what, const zg_tensor *t, const float *vals, int n,
+                      double tol);
+
+/* Arena tensor helpers for tests. */
+zg_tensor *zgt_from(const float *vals, const int64_t *shape, int ndim); /* persistent */
+/* Norm-wise relative error |a - b| / |b| (|a - b| if b is zero). */
+double zgt_rel_err(const zg_tensor *a, const zg_tensor *b);
+
+/* Finite-difference gradient check. f maps the inputs to one output (any
+ * shape). The check projects the output onto fixed random weights w,
+ * L(x) = sum_i w_i f(x)_i, evaluated in double from the float32 output,
+ * and compares the analytic gradient dL/dx (backward with grad = w) with
+ * the central difference (L(x + eps e_j) - L(x - eps e_j)) / (2 eps) for
+ * every element j of every input that requires grad. Pass rule:
+ * |analytic - numeric| <= atol + rtol*|numeric|. Returns true when all
+ * elements pass; failures are reported as check failures. */
+typedef zg_tensor *(*zgt_op_fn)(zg_tensor *const *inputs, void *ctx);
+typedef struct {
+    double eps;  /* default 1e-3 */
+    double atol; /* default 1e-3 */
+    double rtol; /* default 1e-2 */
+} zgt_gradcheck_opts;
+bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn f, zg_tensor *const *inputs,
+                        int n_inputs, void *ctx, const zgt_gradcheck_opts *opts);
+#define GRADCHECK(name, f, inputs, n, ctx, opts) zgt_gradcheck_impl(__FILE__, __LINE__, name, f, inputs, n, ctx, opts)
+
+/* Running under ASan/UBSan (ZG_SANITIZED=1): long loops may shorten. */
+bool zgt_sanitized(void);
+
+#endif
