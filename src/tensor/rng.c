@@ -1,12 +1,12 @@
 /* The default generator: xoshiro256** seeded through splitmix64. Normals by
- * Box-Muller (the second value of each pair is kept for the next call). */
+ * Box-Muller, one value per pair of uniforms: keeping the second value for
+ * the next call would be state outside the four words that checkpoints
+ * save, and a resumed run would then draw different numbers. */
 #include "../internal.h"
 
 #include <math.h>
 
 static uint64_t S[4] = {0x9E3779B97F4A7C15ull, 0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull, 1};
-static int have_spare;
-static float spare;
 
 static uint64_t splitmix(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
@@ -18,14 +18,12 @@ static uint64_t splitmix(uint64_t *x) {
 void zg_manual_seed(uint64_t seed) {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++) S[i] = splitmix(&x);
-    have_spare = 0;
 }
 
 void zg_rng_get_state(uint64_t state[4]) { memcpy(state, S, sizeof S); }
 
 void zg_rng_set_state(const uint64_t state[4]) {
     memcpy(S, state, sizeof S);
-    have_spare = 0;
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -46,16 +44,9 @@ uint64_t zg__rng_next(void) {
 float zg__rng_uniform(void) { return (float)(zg__rng_next() >> 40) * (1.0f / 16777216.0f); }
 
 float zg__rng_normal(void) {
-    if (have_spare) {
-        have_spare = 0;
-        return spare;
-    }
     double u1, u2;
     do u1 = (double)(zg__rng_next() >> 11) * (1.0 / 9007199254740992.0);
     while (u1 <= 0.0);
     u2 = (double)(zg__rng_next() >> 11) * (1.0 / 9007199254740992.0);
-    double r = sqrt(-2.0 * log(u1));
-    spare = (float)(r * sin(2.0 * M_PI * u2));
-    have_spare = 1;
-    return (float)(r * cos(2.0 * M_PI * u2));
+    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
 }
