@@ -22,8 +22,10 @@ int64_t zg__check_shape(const char *fn, const int64_t *shape, int ndim) {
 }
 
 int zg__wrap_dim(const char *fn, int dim, int ndim) {
-    int d = dim < 0 ? dim + ndim : dim;
-    if (d < 0 || d >= (ndim ? ndim : 1))
+    /* A 0-dim tensor accepts dims 0 and -1, as in PyTorch. */
+    int n = ndim ? ndim : 1;
+    int d = dim < 0 ? dim + n : dim;
+    if (d < 0 || d >= n)
         return zg__fail(ZG_ERR_ARG, "%s: dim %d out of range for a %d-dim tensor", fn, dim, ndim);
     return d;
 }

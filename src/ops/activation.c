@@ -1,0 +1,145 @@
+/* Activations, forward and backward side by side. Each saves the one tensor
+ * its derivative is written in (PyTorch saves the same ones): relu, tanh,
+ * sigmoid the output; leaky_relu, gelu the input. */
+#include "pointwise.h"
+
+#include <math.h>
+
+/* ---- relu -------------------------------------------------------------------- */
+
+/* d relu = dx where y > 0; 0 at x == 0 (as PyTorch: y <= 0 -> 0). */
+static int relu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
+    ZG_MAP2(gin[0], g, n->saved[0], x <= 0.0f ? 0.0f : g);
+    return ZG_OK;
+}
+
+zg_tensor *zg_relu(zg_tensor *a) {
+    zg_tensor *out = zg__unary_out("zg_relu", a);
+    if (!out) return NULL;
+    /* max(x, 0) that keeps NaN (and -0), as torch.relu */
+    ZG_MAP1(out, a, x < 0.0f ? 0.0f : x);
+    zg_node *n = zg__record("relu", relu_backward, out, &a, 1);
+    if (n) zg__save(n, out);
+    return out;
+}
+
+/* ---- leaky_relu ------------------------------------------------------------------ */
+
+/* y = x for x > 0, slope * x otherwise; dy = dx or slope * dx. */
+static int leaky_relu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    const float slope = (float)n->sc[0];
+    if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
+    ZG_MAP2(gin[0], g, n->saved[0], x > 0.0f ? g : g * slope);
+    return ZG_OK;
+}
+
+zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope) {
+    zg_tensor *out = zg__unary_out("zg_leaky_relu", a);
+    if (!out) return NULL;
+    ZG_MAP1(out, a, x > 0.0f ? x : x * negative_slope);
+    zg_node *n = zg__record("leaky_relu", leaky_relu_backward, out, &a, 1);
+    if (n) {
+        n->sc[0] = negative_slope;
+        zg__save(n, a);
+    }
+    return out;
+}
+
+/* ---- gelu -------------------------------------------------------------------------- */
+
+/* Exact: y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2, and
+ * dy/dx = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi).
+ * Tanh form: y = x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3),
+ * dy/dx = (1 + t) / 2 + x (1 - t^2) / 2 * sqrt(2/pi) (1 + 3 * 0.044715 x^2),
+ * t = tanh(u). */
+#define GELU_SQRT1_2 0.70710678118654752440f   /* 1 / sqrt 2 */
+#define GELU_INV_SQRT_2PI 0.39894228040143267794f /* 1 / sqrt(2 pi) */
+#define GELU_SQRT_2_PI 0.79788456080286535588f    /* sqrt(2 / pi) */
+#define GELU_KAPPA 0.044715f
+
+static inline float gelu_erf(float x) { return x * 0.5f * (1.0f + erff(x * GELU_SQRT1_2)); }
+
+static inline float gelu_tanh(float x) {
+    float u = GELU_SQRT_2_PI * (x + GELU_KAPPA * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+static inline float gelu_erf_grad(float x) {
+    float cdf = 0.5f * (1.0f + erff(x * GELU_SQRT1_2));
+    float pdf = expf(-0.5f * x * x) * GELU_INV_SQRT_2PI;
+    return cdf + x * pdf;
+}
+
+static inline float gelu_tanh_grad(float x) {
+    float x2 = x * x;
+    float t = tanhf(GELU_SQRT_2_PI * (x + GELU_KAPPA * x2 * x));
+    float du = GELU_SQRT_2_PI * (1.0f + 3.0f * GELU_KAPPA * x2);
+    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+}
+
+static int gelu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
+    if (n->iv[0])
+        ZG_MAP2(gin[0], g, n->saved[0], g * gelu_tanh_grad(x));
+    else
+        ZG_MAP2(gin[0], g, n->saved[0], g * gelu_erf_grad(x));
+    return ZG_OK;
+}
+
+zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh) {
+    zg_tensor *out = zg__unary_out("zg_gelu", a);
+    if (!out) return NULL;
+    if (approximate_tanh)
+        ZG_MAP1(out, a, gelu_tanh(x));
+    else
+        ZG_MAP1(out, a, gelu_erf(x));
+    zg_node *n = zg__record("gelu", gelu_backward, out, &a, 1);
+    if (n) {
+        n->iv[0] = approximate_tanh;
+        zg__save(n, a);
+    }
+    return out;
+}
+
+/* ---- tanh, sigmoid ------------------------------------------------------------------- */
+
+/* d tanh = (1 - y^2) dx */
+static int tanh_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
+    ZG_MAP2(gin[0], g, n->saved[0], g * (1.0f - x * x));
+    return ZG_OK;
+}
+
+zg_tensor *zg_tanh(zg_tensor *a) {
+    zg_tensor *out = zg__unary_out("zg_tanh", a);
+    if (!out) return NULL;
+    ZG_MAP1(out, a, tanhf(x));
+    zg_node *n = zg__record("tanh", tanh_backward, out, &a, 1);
+    if (n) zg__save(n, out);
+    return out;
+}
+
+/* 1 / (1 + e^-x), evaluated through e^-|x| <= 1 so that it never
+ * overflows and keeps tiny results for very negative x. */
+static inline float sigmoid1(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* d sigmoid = y (1 - y) dx */
+static int sigmoid_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
+    ZG_MAP2(gin[0], g, n->saved[0], g * (1.0f - x) * x);
+    return ZG_OK;
+}
+
+zg_tensor *zg_sigmoid(zg_tensor *a) {
+    zg_tensor *out = zg__unary_out("zg_sigmoid", a);
+    if (!out) return NULL;
+    ZG_MAP1(out, a, sigmoid1(x));
+    zg_node *n = zg__record("sigmoid", sigmoid_backward, out, &a, 1);
+    if (n) zg__save(n, out);
+    return out;
+}

@@ -1,0 +1,370 @@
+/* Losses, each with a fused backward.
+ *
+ * cross_entropy (PyTorch's formula), for row i with target t and class
+ * weights w (all 1 without weights), logp = log_softmax(x), eps the label
+ * smoothing and C the number of classes:
+ *   nll_i    = -w_t logp_t
+ *   smooth_i = -sum_c w_c logp_c
+ *   loss_i   = (1 - eps) nll_i + (eps / C) smooth_i      (0 for ignored rows)
+ * mean divides the sum by the total weight of the non-ignored targets
+ * (their count without weights). With p = softmax(x), the gradient is
+ *   dloss_i/dx_c = (1 - eps) w_t (p_c - [c == t]) + (eps / C) (W p_c - w_c)
+ * where W = sum_c w_c.
+ *
+ * nll_loss: loss_i = -w_t x_{i,t}, same reductions; gradient -w_t at t.
+ * mse_loss: (x - y)^2; d/dx = 2 (x - y), d/dy = -2 (x - y).
+ * bce_with_logits with pos_weight q (1 without), l = (q - 1) y + 1:
+ *   loss = (1 - y) x + l (log1p(exp(-|x|)) + max(-x, 0))
+ * (softplus(-x) written so that it never overflows), which for q = 1 is
+ * max(x, 0) - x y + log1p(exp(-|x|)).
+ *   d/dx = (1 - y) - l sigmoid(-x),  d/dy = -x + (q - 1) softplus(-x). */
+#include "../internal.h"
+#include "softmax_kernel.h"
+
+#include <math.h>
+
+static const zg_loss_opts default_opts = {ZG_REDUCTION_MEAN, -100, 0.0f, NULL};
+
+static int check_reduction(const char *fn, zg_reduction r) {
+    if (r != ZG_REDUCTION_MEAN && r != ZG_REDUCTION_SUM && r != ZG_REDUCTION_NONE)
+        return zg__fail(ZG_ERR_ARG, "%s: unknown reduction %d", fn, (int)r);
+    return ZG_OK;
+}
+
+/* The loss tensor: per-element values (none) or their sum / denominator. */
+static zg_tensor *reduce_loss(const double *vals, const zg_tensor *shape_of, zg_reduction r, double denom) {
+    if (r == ZG_REDUCTION_NONE) {
+        zg_tensor *out = zg__empty(ZG_FLOAT32, shape_of->shape, shape_of->ndim);
+        if (out)
+            for (int64_t i = 0; i < out->numel; i++) zg__f32(out)[i] = (float)vals[i];
+        return out;
+    }
+    double sum = 0;
+    for (int64_t i = 0; i < shape_of->numel; i++) sum += vals[i];
+    zg_tensor *out = zg__empty(ZG_FLOAT32, NULL, 0);
+    if (out) zg__f32(out)[0] = (float)(r == ZG_REDUCTION_MEAN ? sum / denom : sum);
+    return out;
+}
+
+/* The gradient each element's loss receives: gout itself (none), or its
+ * one value (divided by the mean's denominator). */
+static inline double elem_scale(const float *g, int64_t i, zg_reduction r, double denom) {
+    if (r == ZG_REDUCTION_NONE) return g[i];
+    return r == ZG_REDUCTION_MEAN ? g[0] / denom : g[0];
+}
+
+/* ---- class-index losses: shared checks --------------------------------- */
+
+typedef struct {
+    int64_t N, C;
+    int64_t *target;     /* copy of the targets (arena) */
+    float *weight;       /* copy of the class weights, or NULL */
+    int64_t ignore;
+    float eps;           /* label smoothing */
+    zg_reduction red;
+    double denom;        /* mean's denominator */
+} class_ctx;
+
+/* Validates input [N,C] / [C], target [N] / 0-dim (int64, in range or
+ * ignore_index) and opts; fills ctx (arena copies of target and weights). */
+static int check_class_loss(const char *fn, const char *what, const zg_tensor *x, const zg_tensor *target,
+                            const zg_loss_opts *o, class_ctx *ctx) {
+    if (zg__check_f32(fn, x, what)) return ZG_ERR_ARG;
+    char sx[ZG_SHAPE_BUF], st[ZG_SHAPE_BUF];
+    zg__shape_str(x, sx, sizeof sx);
+    if (x->ndim != 1 && x->ndim != 2)
+        return zg__fail(ZG_ERR_SHAPE, "%s: %s of shape %s must be [N,C] or [C]", fn, what, sx);
+    if (!target) return zg__fail(ZG_ERR_ARG, "%s: target is NULL", fn);
+    if (target->dtype != ZG_INT64)
+        return zg__fail(ZG_ERR_SHAPE, "%s: target must be int64 class indices, got float32", fn);
+    zg__shape_str(target, st, sizeof st);
+    bool ok = x->ndim == 2 ? target->ndim == 1 && target->shape[0] == x->shape[0] : target->ndim == 0;
+    if (!ok)
+        return zg__fail(ZG_ERR_SHAPE, "%s: target of shape %s does not match %s of shape %s (expected %s)", fn, st,
+                        what, sx, x->ndim == 2 ? "[N]" : "a 0-dim target");
+    if (check_reduction(fn, o->reduction)) return ZG_ERR_ARG;
+    ctx->N = x->ndim == 2 ? x->shape[0] : 1;
+    ctx->C = x->shape[x->ndim - 1];
+    ctx->ignore = o->ignore_index;
+    ctx->red = o->reduction;
+    ctx->weight = NULL;
+    if (o->weight) {
+        const zg_tensor *w = o->weight;
+        if (w->dtype != ZG_FLOAT32) return zg__fail(ZG_ERR_SHAPE, "%s: weight must be float32", fn);
+        if (w->ndim != 1 || w->shape[0] != ctx->C)
+            return zg__fail(ZG_ERR_SHAPE, "%s: weight of shape %s does not match %lld classes of %s of shape %s", fn,
+                            zg__shape_str(w, st, sizeof st), (long long)ctx->C, what, sx);
+        ctx->weight = zg__arena_alloc((size_t)(ctx->C ? ctx->C : 1) * sizeof(float));
+        if (!ctx->weight) return ZG_ERR_NOMEM;
+        memcpy(ctx->weight, zg__f32(w), (size_t)ctx->C * sizeof(float));
+    }
+    const int64_t *t = zg__i64(target);
+    for (int64_t i = 0; i < ctx->N; i++)
+        if (t[i] != ctx->ignore && (t[i] < 0 || t[i] >= ctx->C))
+            return zg__fail(ZG_ERR_ARG, "%s: target %lld out of range [0,%lld) in row %lld", fn, (long long)t[i],
+                            (long long)ctx->C, (long long)i);
+    ctx->target = zg__arena_alloc((size_t)(ctx->N ? ctx->N : 1) * sizeof(int64_t));
+    if (!ctx->target) return ZG_ERR_NOMEM;
+    memcpy(ctx->target, t, (size_t)ctx->N * sizeof(int64_t));
+    /* Mean's denominator: total weight of the counted rows. */
+    double den = 0;
+    for (int64_t i = 0; i < ctx->N; i++)
+        if (t[i] != ctx->ignore) den += ctx->weight ? ctx->weight[t[i]] : 1.0;
+    ctx->denom = den;
+    return ZG_OK;
+}
+
+static class_ctx *ctx_copy(const class_ctx *c) {
+    class_ctx *p = zg__arena_alloc(sizeof *p);
+    if (p) *p = *c;
+    return p;
+}
+
+/* ---- cross_entropy ------------------------------------------------------ */
+
+/* saved[0]: log_softmax of the logits; extra: class_ctx. */
+static int cross_entropy_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    const class_ctx *c = n->extra;
+    const float *logp = zg__f32(n->saved[0]), *g = zg__f32(gout);
+    zg_tensor *gx = zg__empty_like(n->in[0]);
+    if (!gx) return ZG_ERR_NOMEM;
+    float *dx = zg__f32(gx);
+    int64_t C = c->C;
+    double W = 0;
+    for (int64_t k = 0; k < C; k++) W += c->weight ? c->weight[k] : 1.0;
+    double e = c->eps, es = C ? e / (double)C : 0.0;
+    for (int64_t i = 0; i < c->N; i++) {
+        const float *lp = logp + i * C;
+        float *d = dx + i * C;
+        int64_t t = c->target[i];
+        if (t == c->ignore) {
+            memset(d, 0, (size_t)C * sizeof(float));
+            continue;
+        }
+        double s = elem_scale(g, i, c->red, c->denom);
+        double wt = c->weight ? c->weight[t] : 1.0;
+        for (int64_t k = 0; k < C; k++) {
+            double p = exp((double)lp[k]);
+            double wk = c->weight ? c->weight[k] : 1.0;
+            double v = (1.0 - e) * wt * (p - (k == t ? 1.0 : 0.0));
+            if (e != 0.0) v += es * (W * p - wk);
+            d[k] = (float)(s * v);
+        }
+    }
+    gin[0] = gx;
+    return ZG_OK;
+}
+
+zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg_loss_opts *opts) {
+    const char *fn = "zg_cross_entropy";
+    const zg_loss_opts *o = opts ? opts : &default_opts;
+    class_ctx c;
+    if (check_class_loss(fn, "logits", logits, target, o, &c)) return NULL;
+    if (!(o->label_smoothing >= 0.0f && o->label_smoothing <= 1.0f))
+        return zg__fail_null("%s: label_smoothing must be in [0, 1], got %g", fn, (double)o->label_smoothing);
+    c.eps = o->label_smoothing;
+
+    int64_t N = c.N, C = c.C;
+    zg_tensor *logp = zg__empty_like(logits);
+    double *vals = zg__arena_alloc((size_t)(N ? N : 1) * sizeof *vals);
+    if (!logp || !vals) return NULL;
+    zg__softmax_kernel(zg__f32(logits), zg__f32(logp), N, C, 1, true);
+    const float *lp = zg__f32(logp);
+    double e = c.eps, es = C ? e / (double)C : 0.0;
+    for (int64_t i = 0; i < N; i++) {
+        int64_t t = c.target[i];
+        if (t == c.ignore) {
+            vals[i] = 0.0;
+            continue;
+        }
+        const float *row = lp + i * C;
+        double nll = -(c.weight ? c.weight[t] : 1.0) * row[t];
+        double smooth = 0;
+        if (e != 0.0)
+            for (int64_t k = 0; k < C; k++) smooth -= (c.weight ? c.weight[k] : 1.0) * row[k];
+        vals[i] = (1.0 - e) * nll + es * smooth;
+    }
+    zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
+    if (!out) return NULL;
+    zg_node *n = zg__record("cross_entropy", cross_entropy_backward, out, &logits, 1);
+    if (n) {
+        zg__save(n, logp);
+        if (!(n->extra = ctx_copy(&c))) return zg__fail_null("%s: out of memory", fn);
+    }
+    return out;
+}
+
+/* ---- nll_loss ----------------------------------------------------------- */
+
+/* extra: class_ctx. */
+static int nll_loss_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    const class_ctx *c = n->extra;
+    zg_tensor *gx = zg__zeros_like(n->in[0]);
+    if (!gx) return ZG_ERR_NOMEM;
+    const float *g = zg__f32(gout);
+    float *dx = zg__f32(gx);
+    for (int64_t i = 0; i < c->N; i++) {
+        int64_t t = c->target[i];
+        if (t == c->ignore) continue;
+        dx[i * c->C + t] = (float)(-(c->weight ? c->weight[t] : 1.0) * elem_scale(g, i, c->red, c->denom));
+    }
+    gin[0] = gx;
+    return ZG_OK;
+}
+
+zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_opts *opts) {
+    const char *fn = "zg_nll_loss";
+    const zg_loss_opts *o = opts ? opts : &default_opts;
+    class_ctx c;
+    if (check_class_loss(fn, "input", logp, target, o, &c)) return NULL;
+    c.eps = 0.0f;
+    double *vals = zg__arena_alloc((size_t)(c.N ? c.N : 1) * sizeof *vals);
+    if (!vals) return zg__fail_null("%s: out of memory", fn);
+    const float *x = zg__f32(logp);
+    for (int64_t i = 0; i < c.N; i++) {
+        int64_t t = c.target[i];
+        vals[i] = t == c.ignore ? 0.0 : -(c.weight ? c.weight[t] : 1.0) * x[i * c.C + t];
+    }
+    zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
+    if (!out) return NULL;
+    zg_node *n = zg__record("nll_loss", nll_loss_backward, out, &logp, 1);
+    if (n) {
+        /* Saved as PyTorch does: an in-place change to it is reported. */
+        zg__save(n, logp);
+        if (!(n->extra = ctx_copy(&c))) return zg__fail_null("%s: out of memory", fn);
+    }
+    return out;
+}
+
+/* ---- mse_loss ----------------------------------------------------------- */
+
+/* iv[0]: reduction; saved: input, target. */
+static int mse_loss_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg_tensor *x = n->saved[0], *y = n->saved[1];
+    zg_reduction r = (zg_reduction)n->iv[0];
+    double den = (double)x->numel;
+    const float *xd = zg__f32(x), *yd = zg__f32(y), *g = zg__f32(gout);
+    zg_tensor *gx = zg__node_needs(n, 0) ? zg__empty_like(x) : NULL;
+    zg_tensor *gy = zg__node_needs(n, 1) ? zg__empty_like(y) : NULL;
+    if ((zg__node_needs(n, 0) && !gx) || (zg__node_needs(n, 1) && !gy)) return ZG_ERR_NOMEM;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double d = 2.0 * ((double)xd[i] - yd[i]) * elem_scale(g, i, r, den);
+        if (gx) zg__f32(gx)[i] = (float)d;
+        if (gy) zg__f32(gy)[i] = (float)-d;
+    }
+    gin[0] = gx;
+    gin[1] = gy;
+    return ZG_OK;
+}
+
+zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reduction) {
+    const char *fn = "zg_mse_loss";
+    if (zg__check_f32(fn, input, "input") || zg__check_f32(fn, target, "target")) return NULL;
+    if (!zg__same_shape(input, target)) {
+        char a[ZG_SHAPE_BUF], b[ZG_SHAPE_BUF];
+        return zg__fail_null("%s: input of shape %s and target of shape %s differ", fn,
+                             zg__shape_str(input, a, sizeof a), zg__shape_str(target, b, sizeof b));
+    }
+    if (check_reduction(fn, reduction)) return NULL;
+    double *vals = zg__arena_alloc((size_t)(input->numel ? input->numel : 1) * sizeof *vals);
+    if (!vals) return zg__fail_null("%s: out of memory", fn);
+    const float *x = zg__f32(input), *y = zg__f32(target);
+    for (int64_t i = 0; i < input->numel; i++) {
+        float d = x[i] - y[i];
+        vals[i] = (double)(d * d);
+    }
+    zg_tensor *out = reduce_loss(vals, input, reduction, (double)input->numel);
+    if (!out) return NULL;
+    zg_node *n = zg__record("mse_loss", mse_loss_backward, out, (zg_tensor *[]){input, target}, 2);
+    if (n) {
+        zg__save(n, input);
+        zg__save(n, target);
+        n->iv[0] = reduction;
+    }
+    return out;
+}
+
+/* ---- bce_with_logits ---------------------------------------------------- */
+
+/* softplus(-x) = log(1 + exp(-x)) without overflow. */
+static inline double softplus_neg(double x) { return log1p(exp(-fabs(x))) + fmax(-x, 0.0); }
+
+/* sigmoid(-x) without overflow. */
+static inline double sigmoid_neg(double x) {
+    if (x >= 0) {
+        double e = exp(-x);
+        return e / (1.0 + e);
+    }
+    return 1.0 / (1.0 + exp(x));
+}
+
+/* iv[0]: reduction, iv[1]: pos_weight length (0 without); extra: its copy. */
+static int bce_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg_tensor *x = n->saved[0], *y = n->saved[1];
+    zg_reduction r = (zg_reduction)n->iv[0];
+    int64_t P = n->iv[1];
+    const float *pw = n->extra;
+    const float *xd = zg__f32(x), *yd = zg__f32(y), *g = zg__f32(gout);
+    zg_tensor *gx = zg__node_needs(n, 0) ? zg__empty_like(x) : NULL;
+    zg_tensor *gy = zg__node_needs(n, 1) ? zg__empty_like(y) : NULL;
+    if ((zg__node_needs(n, 0) && !gx) || (zg__node_needs(n, 1) && !gy)) return ZG_ERR_NOMEM;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double s = elem_scale(g, i, r, (double)x->numel);
+        double xi = xd[i], yi = yd[i], q = P ? pw[i % P] : 1.0;
+        double l = (q - 1.0) * yi + 1.0;
+        if (gx) zg__f32(gx)[i] = (float)(s * ((1.0 - yi) - l * sigmoid_neg(xi)));
+        if (gy) zg__f32(gy)[i] = (float)(s * (-xi + (q - 1.0) * softplus_neg(xi)));
+    }
+    gin[0] = gx;
+    gin[1] = gy;
+    return ZG_OK;
+}
+
+zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction reduction,
+                              const zg_tensor *pos_weight) {
+    const char *fn = "zg_bce_with_logits";
+    if (zg__check_f32(fn, logits, "logits") || zg__check_f32(fn, target, "target")) return NULL;
+    char a[ZG_SHAPE_BUF], b[ZG_SHAPE_BUF];
+    zg__shape_str(logits, a, sizeof a);
+    if (!zg__same_shape(logits, target))
+        return zg__fail_null("%s: logits of shape %s and target of shape %s differ", fn, a,
+                             zg__shape_str(target, b, sizeof b));
+    if (check_reduction(fn, reduction)) return NULL;
+    int64_t P = 0;
+    if (pos_weight) {
+        if (zg__check_f32(fn, pos_weight, "pos_weight")) return NULL;
+        /* Broadcast over the last dim: [C] with C the last size, or [1]. */
+        int64_t last = logits->ndim ? logits->shape[logits->ndim - 1] : 1;
+        if (pos_weight->ndim != 1 || (pos_weight->shape[0] != last && pos_weight->shape[0] != 1))
+            return zg__fail_null("%s: pos_weight of shape %s does not match the last dim of logits of shape %s", fn,
+                                 zg__shape_str(pos_weight, b, sizeof b), a);
+        P = pos_weight->shape[0];
+    }
+    double *vals = zg__arena_alloc((size_t)(logits->numel ? logits->numel : 1) * sizeof *vals);
+    float *pw = P ? zg__arena_alloc((size_t)P * sizeof *pw) : NULL;
+    if (!vals || (P && !pw)) return zg__fail_null("%s: out of memory", fn);
+    if (P) memcpy(pw, zg__f32(pos_weight), (size_t)P * sizeof *pw);
+    const float *x = zg__f32(logits), *y = zg__f32(target);
+    for (int64_t i = 0; i < logits->numel; i++) {
+        double xi = x[i], yi = y[i];
+        if (P) {
+            double l = ((double)pw[i % P] - 1.0) * yi + 1.0;
+            vals[i] = (1.0 - yi) * xi + l * softplus_neg(xi);
+        } else {
+            vals[i] = fmax(xi, 0.0) - xi * yi + log1p(exp(-fabs(xi)));
+        }
+    }
+    zg_tensor *out = reduce_loss(vals, logits, reduction, (double)logits->numel);
+    if (!out) return NULL;
+    zg_node *n = zg__record("bce_with_logits", bce_backward, out, (zg_tensor *[]){logits, target}, 2);
+    if (n) {
+        zg__save(n, logits);
+        zg__save(n, target);
+        n->iv[0] = reduction;
+        n->iv[1] = P;
+        n->extra = pw;
+    }
+    return out;
+}

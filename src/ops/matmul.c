@@ -1,0 +1,169 @@
+/* Matrix products through BLAS (row-major sgemm).
+ *
+ * matmul: C = A B. dA = dC B^T, dB = A^T dC (per batch for 3-D).
+ * linear: y = x W^T + b with x flattened to [N, in]. dx = dy W,
+ * dW = dy^T x, db = column sums of dy.
+ * The transposes are sgemm flags, never copies. */
+#include "../internal.h"
+
+#include <cblas.h>
+#include <limits.h>
+
+/* C[M,N] = op(A)[M,K] op(B)[K,N] + beta C, all row-major and contiguous.
+ * op(A) = A^T when ta (A stored [K,M]); op(B) = B^T when tb (B stored [N,K]).
+ * Empty sizes are handled here: BLAS rejects a leading dimension of 0. */
+static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B, float beta,
+                 float *C) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        if (beta == 0.0f) memset(C, 0, (size_t)(M * N) * sizeof(float));
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M,
+                (blasint)N, (blasint)K, 1.0f, A, (blasint)(ta ? M : K), B, (blasint)(tb ? K : N), beta, C,
+                (blasint)N);
+}
+
+static bool blas_fits(const int64_t *dims, int n) {
+    for (int i = 0; i < n; i++)
+        if (dims[i] > INT_MAX) return false;
+    return true;
+}
+
+/* ---- matmul ------------------------------------------------------------ */
+
+/* iv: batch, n, k, m. */
+static int matmul_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg_tensor *a = n->saved[0], *b = n->saved[1];
+    int64_t B = n->iv[0], rows = n->iv[1], k = n->iv[2], m = n->iv[3];
+    const float *A = zg__f32(a), *Bm = zg__f32(b), *G = zg__f32(gout);
+    if (zg__node_needs(n, 0)) {
+        zg_tensor *ga = zg__empty_like(n->in[0]);
+        if (!ga) return ZG_ERR_NOMEM;
+        for (int64_t i = 0; i < B; i++) /* dA = dC B^T */
+            gemm(false, true, rows, k, m, G + i * rows * m, Bm + i * k * m, 0.0f, zg__f32(ga) + i * rows * k);
+        gin[0] = ga;
+    }
+    if (zg__node_needs(n, 1)) {
+        zg_tensor *gb = zg__empty_like(n->in[1]);
+        if (!gb) return ZG_ERR_NOMEM;
+        for (int64_t i = 0; i < B; i++) /* dB = A^T dC */
+            gemm(true, false, k, m, rows, A + i * rows * k, G + i * rows * m, 0.0f, zg__f32(gb) + i * k * m);
+        gin[1] = gb;
+    }
+    return ZG_OK;
+}
+
+zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
+    const char *fn = "zg_matmul";
+    if (zg__check_f32(fn, a, "a") || zg__check_f32(fn, b, "b")) return NULL;
+    char sa[ZG_SHAPE_BUF], sb[ZG_SHAPE_BUF];
+    zg__shape_str(a, sa, sizeof sa);
+    zg__shape_str(b, sb, sizeof sb);
+    if (a->ndim != b->ndim || (a->ndim != 2 && a->ndim != 3))
+        return zg__fail_null("%s: shapes %s and %s: expected two 2-D [n,k] @ [k,m] or two 3-D [B,n,k] @ [B,k,m]",
+                             fn, sa, sb);
+    int o = a->ndim - 2;
+    int64_t B = o ? a->shape[0] : 1;
+    int64_t rows = a->shape[o], k = a->shape[o + 1], m = b->shape[o + 1];
+    if (b->shape[o] != k || (o && b->shape[0] != B))
+        return zg__fail_null("%s: shapes %s and %s do not match", fn, sa, sb);
+    if (!blas_fits((int64_t[]){rows, k, m}, 3))
+        return zg__fail_null("%s: shapes %s and %s are too large for BLAS", fn, sa, sb);
+
+    int64_t shape[3] = {B, rows, m};
+    zg_tensor *out = zg__empty(ZG_FLOAT32, o ? shape : shape + 1, a->ndim);
+    if (!out) return NULL;
+    for (int64_t i = 0; i < B; i++)
+        gemm(false, false, rows, m, k, zg__f32(a) + i * rows * k, zg__f32(b) + i * k * m, 0.0f,
+             zg__f32(out) + i * rows * m);
+
+    zg_node *n = zg__record("matmul", matmul_backward, out, (zg_tensor *[]){a, b}, 2);
+    if (n) {
+        zg__save(n, a);
+        zg__save(n, b);
+        n->iv[0] = B;
+        n->iv[1] = rows;
+        n->iv[2] = k;
+        n->iv[3] = m;
+    }
+    return out;
+}
+
+/* ---- linear ------------------------------------------------------------ */
+
+/* iv: N (flattened rows), in, out. */
+static int linear_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg_tensor *x = n->saved[0], *w = n->saved[1];
+    int64_t N = n->iv[0], in = n->iv[1], out = n->iv[2];
+    const float *G = zg__f32(gout);
+    if (zg__node_needs(n, 0)) {
+        zg_tensor *gx = zg__empty_like(n->in[0]);
+        if (!gx) return ZG_ERR_NOMEM;
+        gemm(false, false, N, in, out, G, zg__f32(w), 0.0f, zg__f32(gx)); /* dx = dy W */
+        gin[0] = gx;
+    }
+    if (zg__node_needs(n, 1)) {
+        zg_tensor *gw = zg__empty_like(n->in[1]);
+        if (!gw) return ZG_ERR_NOMEM;
+        gemm(true, false, out, in, N, G, zg__f32(x), 0.0f, zg__f32(gw)); /* dW = dy^T x */
+        gin[1] = gw;
+    }
+    if (zg__node_needs(n, 2)) {
+        zg_tensor *gb = zg__empty_like(n->in[2]);
+        if (!gb) return ZG_ERR_NOMEM;
+        float *db = zg__f32(gb);
+        double *acc = zg__arena_calloc((size_t)(out ? out : 1) * sizeof *acc);
+        if (!acc) return ZG_ERR_NOMEM;
+        for (int64_t r = 0; r < N; r++)
+            for (int64_t j = 0; j < out; j++) acc[j] += G[r * out + j];
+        for (int64_t j = 0; j < out; j++) db[j] = (float)acc[j];
+        gin[2] = gb;
+    }
+    return ZG_OK;
+}
+
+zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
+    const char *fn = "zg_linear";
+    if (zg__check_f32(fn, x, "x") || zg__check_f32(fn, w, "weight")) return NULL;
+    if (b && zg__check_f32(fn, b, "bias")) return NULL;
+    char sx[ZG_SHAPE_BUF], sw[ZG_SHAPE_BUF], sbias[ZG_SHAPE_BUF];
+    zg__shape_str(x, sx, sizeof sx);
+    zg__shape_str(w, sw, sizeof sw);
+    if (w->ndim != 2) return zg__fail_null("%s: weight of shape %s must be 2-D [out,in]", fn, sw);
+    int64_t out = w->shape[0], in = w->shape[1];
+    if (x->ndim < 1) return zg__fail_null("%s: x of shape %s must have at least 1 dim [..., in]", fn, sx);
+    if (x->shape[x->ndim - 1] != in)
+        return zg__fail_null("%s: x of shape %s does not match weight of shape %s (in_features %lld)", fn, sx, sw,
+                             (long long)in);
+    if (b && (b->ndim != 1 || b->shape[0] != out))
+        return zg__fail_null("%s: bias of shape %s does not match weight of shape %s (out_features %lld)", fn,
+                             zg__shape_str(b, sbias, sizeof sbias), sw, (long long)out);
+    int64_t N = 1;
+    for (int i = 0; i < x->ndim - 1; i++) N *= x->shape[i];
+    if (!blas_fits((int64_t[]){N, in, out}, 3))
+        return zg__fail_null("%s: shapes %s and %s are too large for BLAS", fn, sx, sw);
+
+    int64_t shape[ZG_MAX_DIMS];
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    shape[x->ndim - 1] = out;
+    zg_tensor *y = zg__empty(ZG_FLOAT32, shape, x->ndim);
+    if (!y) return NULL;
+    float *Y = zg__f32(y);
+    /* The bias is pre-filled so one sgemm with beta = 1 adds x W^T to it. */
+    if (b) {
+        const float *bd = zg__f32(b);
+        for (int64_t r = 0; r < N; r++) memcpy(Y + r * out, bd, (size_t)out * sizeof(float));
+    }
+    gemm(false, true, N, out, in, zg__f32(x), zg__f32(w), b ? 1.0f : 0.0f, Y);
+
+    zg_node *n = zg__record("linear", linear_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    if (n) {
+        zg__save(n, x);
+        zg__save(n, w);
+        n->iv[0] = N;
+        n->iv[1] = in;
+        n->iv[2] = out;
+    }
+    return y;
+}

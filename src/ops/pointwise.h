@@ -1,0 +1,58 @@
+/* Private helpers of the element-wise, reduction and activation ops
+ * (elementwise.c, reduce.c, activation.c). Not part of internal.h: only
+ * these files use them. */
+#ifndef ZG_OPS_POINTWISE_H
+#define ZG_OPS_POINTWISE_H
+
+#include "../internal.h"
+
+/* Validates a float32 input of a unary op and allocates its result (arena,
+ * same shape). NULL and an error naming `fn` on bad input. */
+static inline zg_tensor *zg__unary_out(const char *fn, const zg_tensor *a) {
+    if (zg__check_f32(fn, a, "input")) return NULL;
+    return zg__empty_like(a);
+}
+
+/* Sum of n floats, accumulated in double with four independent partial
+ * sums (accurate for any length, and not bound by one add's latency). */
+static inline double zg__fsum(const float *x, int64_t n) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i];
+        s1 += x[i + 1];
+        s2 += x[i + 2];
+        s3 += x[i + 3];
+    }
+    for (; i < n; i++) s0 += x[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* out[i] = EXPR for every element, with `x` bound to in[i]. The loop body is
+ * plain and contiguous so that the compiler can vectorise it. */
+#define ZG_MAP1(out, in, EXPR)                                                                             \
+    do {                                                                                                   \
+        const float *restrict zg_src_ = zg__f32(in);                                                      \
+        float *restrict zg_dst_ = zg__f32(out);                                                           \
+        const int64_t zg_n_ = (in)->numel;                                                                 \
+        for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                                  \
+            const float x = zg_src_[zg_i_];                                                                \
+            zg_dst_[zg_i_] = (EXPR);                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+/* out[i] = EXPR with `g` bound to gin[i] and `x` to other[i] (a backward
+ * that combines the incoming gradient with one saved tensor). */
+#define ZG_MAP2(out, gin, other, EXPR)                                                                     \
+    do {                                                                                                   \
+        const float *restrict zg_g_ = zg__f32(gin);                                                       \
+        const float *restrict zg_x_ = zg__f32(other);                                                     \
+        float *restrict zg_dst_ = zg__f32(out);                                                           \
+        const int64_t zg_n_ = (gin)->numel;                                                                \
+        for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                                  \
+            const float g = zg_g_[zg_i_], x = zg_x_[zg_i_];                                                \
+            zg_dst_[zg_i_] = (EXPR);                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+#endif

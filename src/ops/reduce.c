@@ -1,0 +1,217 @@
+/* Reductions: sum / mean over everything or over one dim, and max over one
+ * dim; forward and backward side by side. Sums accumulate in double so
+ * that long reductions keep float32 precision.
+ *
+ * A reduction over dim d views the contiguous input as [outer, n, inner]
+ * (n = size of d); the output (keepdim or not) is [outer, inner] in
+ * memory, whichever shape it carries. */
+#include "pointwise.h"
+
+#include <math.h>
+
+typedef struct {
+    int dim; /* wrapped */
+    int64_t outer, n, inner;
+    int64_t shape[ZG_MAX_DIMS]; /* output shape */
+    int ndim;
+} dim_split;
+
+/* Validates (a, dim) for `fn` and fills the split; ZG_OK or an error. */
+static int split_dim(const char *fn, const zg_tensor *a, int dim, bool keepdim, dim_split *s) {
+    if (zg__check_f32(fn, a, "input")) return ZG_ERR_ARG;
+    /* A 0-dim tensor takes dim 0 or -1, as in PyTorch. */
+    if (a->ndim == 0 && dim != 0 && dim != -1)
+        return zg__fail(ZG_ERR_ARG, "%s: dim %d out of range for a 0-dim tensor (use 0 or -1)", fn, dim);
+    int d = a->ndim == 0 ? 0 : zg__wrap_dim(fn, dim, a->ndim);
+    if (d < 0) return ZG_ERR_ARG;
+    s->dim = d;
+    s->outer = s->inner = s->n = 1;
+    s->ndim = 0;
+    if (a->ndim == 0) return ZG_OK; /* a 0-dim tensor reduces to itself */
+    for (int i = 0; i < d; i++) s->outer *= a->shape[i];
+    s->n = a->shape[d];
+    for (int i = d + 1; i < a->ndim; i++) s->inner *= a->shape[i];
+    for (int i = 0; i < a->ndim; i++) {
+        if (i == d && !keepdim) continue;
+        s->shape[s->ndim++] = i == d ? 1 : a->shape[i];
+    }
+    return ZG_OK;
+}
+
+/* out[o, j] = sum_k x[o, k, j] / div */
+static void sum_rows(const float *x, float *out, int64_t outer, int64_t n, int64_t inner, double div, double *acc) {
+    if (inner == 1) {
+        for (int64_t o = 0; o < outer; o++) out[o] = (float)(zg__fsum(x + o * n, n) / div);
+        return;
+    }
+    for (int64_t o = 0; o < outer; o++) {
+        const float *base = x + o * n * inner;
+        for (int64_t j = 0; j < inner; j++) acc[j] = 0;
+        for (int64_t k = 0; k < n; k++) {
+            const float *row = base + k * inner;
+            for (int64_t j = 0; j < inner; j++) acc[j] += row[j];
+        }
+        for (int64_t j = 0; j < inner; j++) out[o * inner + j] = (float)(acc[j] / div);
+    }
+}
+
+/* gin[o, k, j] = g[o, j] / div: the gradient of a sum (div 1) or of a
+ * mean (div n; a division, as PyTorch's mean backward). */
+static zg_tensor *expand_grad(const zg_tensor *g, const zg_tensor *like, int64_t outer, int64_t n, int64_t inner,
+                              float div) {
+    zg_tensor *r = zg__empty_like(like);
+    if (!r) return NULL;
+    float *d = zg__f32(r);
+    const float *gs = zg__f32(g);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < n; k++) {
+            float *row = d + (o * n + k) * inner;
+            const float *grow = gs + o * inner;
+            if (div == 1.0f)
+                for (int64_t j = 0; j < inner; j++) row[j] = grow[j];
+            else
+                for (int64_t j = 0; j < inner; j++) row[j] = grow[j] / div;
+        }
+    return r;
+}
+
+/* ---- sum, mean over all elements -------------------------------------------- */
+
+/* Gradient of sum (iv[0] = 0) or mean (iv[0] = 1): every element gets the
+ * output gradient (divided by N for the mean). Reads only the input's
+ * shape, so nothing is saved. */
+static int sum_all_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    const zg_tensor *x = n->in[0];
+    float v = zg__f32(g)[0];
+    if (n->iv[0]) v /= (float)x->numel;
+    if (!(gin[0] = zg__empty_like(x))) return ZG_ERR_NOMEM;
+    float *d = zg__f32(gin[0]);
+    for (int64_t i = 0; i < x->numel; i++) d[i] = v;
+    return ZG_OK;
+}
+
+static zg_tensor *reduce_all(const char *fn, const char *name, zg_tensor *a, bool mean) {
+    if (zg__check_f32(fn, a, "input")) return NULL;
+    zg_tensor *out = zg__empty(ZG_FLOAT32, NULL, 0);
+    if (!out) return NULL;
+    double s = zg__fsum(zg__f32(a), a->numel);
+    zg__f32(out)[0] = (float)(mean ? s / (double)a->numel : s);
+    zg_node *n = zg__record(name, sum_all_backward, out, &a, 1);
+    if (n) n->iv[0] = mean;
+    return out;
+}
+
+zg_tensor *zg_sum(zg_tensor *a) { return reduce_all("zg_sum", "sum", a, false); }
+zg_tensor *zg_mean(zg_tensor *a) { return reduce_all("zg_mean", "mean", a, true); }
+
+/* ---- sum, mean over one dim ----------------------------------------------------- */
+
+/* iv = {outer, n, inner, is_mean} */
+static int sum_dim_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    int64_t cnt = n->iv[1];
+    float div = n->iv[3] ? (float)cnt : 1.0f;
+    return (gin[0] = expand_grad(g, n->in[0], n->iv[0], cnt, n->iv[2], div)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+static zg_tensor *reduce_dim(const char *fn, const char *name, zg_tensor *a, int dim, bool keepdim, bool mean) {
+    dim_split s;
+    if (split_dim(fn, a, dim, keepdim, &s)) return NULL;
+    zg_tensor *out = zg__empty(ZG_FLOAT32, s.shape, s.ndim);
+    double *acc = zg__arena_alloc((size_t)s.inner * sizeof *acc);
+    if (!out || !acc) return zg__fail_null("%s: out of memory", fn);
+    sum_rows(zg__f32(a), zg__f32(out), s.outer, s.n, s.inner, mean ? (double)s.n : 1.0, acc);
+    zg_node *n = zg__record(name, sum_dim_backward, out, &a, 1);
+    if (n) {
+        n->iv[0] = s.outer;
+        n->iv[1] = s.n;
+        n->iv[2] = s.inner;
+        n->iv[3] = mean;
+    }
+    return out;
+}
+
+zg_tensor *zg_sum_dim(zg_tensor *a, int dim, bool keepdim) {
+    return reduce_dim("zg_sum_dim", "sum_dim", a, dim, keepdim, false);
+}
+
+zg_tensor *zg_mean_dim(zg_tensor *a, int dim, bool keepdim) {
+    return reduce_dim("zg_mean_dim", "mean_dim", a, dim, keepdim, true);
+}
+
+/* ---- max over one dim --------------------------------------------------------------- */
+
+/* v beats the best so far: greater, or the first NaN (max propagates NaN,
+ * as torch.max does). Ties keep the earlier index. */
+static inline bool beats(float v, float best) { return v > best || (isnan(v) && !isnan(best)); }
+
+/* The gradient goes to the element each output took its value from:
+ * gin[o, idx[o, j], j] = g[o, j], zero elsewhere. iv = {outer, n, inner}. */
+static int max_dim_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
+    int64_t outer = n->iv[0], cnt = n->iv[1], inner = n->iv[2];
+    zg_tensor *r = zg__zeros_like(n->in[0]);
+    if (!r) return ZG_ERR_NOMEM;
+    float *d = zg__f32(r);
+    const float *gs = zg__f32(g);
+    const int64_t *idx = zg__i64(n->saved[0]);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < inner; j++) d[(o * cnt + idx[o * inner + j]) * inner + j] = gs[o * inner + j];
+    gin[0] = r;
+    return ZG_OK;
+}
+
+zg_tensor *zg_max_dim(zg_tensor *a, int dim, bool keepdim, zg_tensor **indices) {
+    const char *fn = "zg_max_dim";
+    if (indices) *indices = NULL;
+    dim_split s;
+    if (split_dim(fn, a, dim, keepdim, &s)) return NULL;
+    if (s.n == 0) {
+        char b[ZG_SHAPE_BUF];
+        return zg__fail_null("%s: cannot take the max over dim %d of size 0 (shape %s)", fn, dim,
+                             zg__shape_str(a, b, sizeof b));
+    }
+    zg_tensor *out = zg__empty(ZG_FLOAT32, s.shape, s.ndim);
+    zg_tensor *ix = zg__empty(ZG_INT64, s.shape, s.ndim);
+    if (!out || !ix) return NULL;
+    const float *x = zg__f32(a);
+    float *v = zg__f32(out);
+    int64_t *id = zg__i64(ix);
+    for (int64_t o = 0; o < s.outer; o++) {
+        const float *base = x + o * s.n * s.inner;
+        float *vo = v + o * s.inner;
+        int64_t *io = id + o * s.inner;
+        if (s.inner == 1) {
+            float best = base[0];
+            int64_t bi = 0;
+            for (int64_t k = 1; k < s.n; k++)
+                if (beats(base[k], best)) {
+                    best = base[k];
+                    bi = k;
+                }
+            vo[0] = best;
+            io[0] = bi;
+            continue;
+        }
+        /* Row by row, so that the input is read contiguously. */
+        for (int64_t j = 0; j < s.inner; j++) {
+            vo[j] = base[j];
+            io[j] = 0;
+        }
+        for (int64_t k = 1; k < s.n; k++) {
+            const float *row = base + k * s.inner;
+            for (int64_t j = 0; j < s.inner; j++)
+                if (beats(row[j], vo[j])) {
+                    vo[j] = row[j];
+                    io[j] = k;
+                }
+        }
+    }
+    zg_node *n = zg__record("max_dim", max_dim_backward, out, &a, 1);
+    if (n) {
+        n->iv[0] = s.outer;
+        n->iv[1] = s.n;
+        n->iv[2] = s.inner;
+        zg__save(n, ix);
+    }
+    if (indices) *indices = ix;
+    return out;
+}

@@ -1,0 +1,75 @@
+/* Adam and AdamW (with amsgrad and maximize), as torch.optim.Adam / AdamW
+ * (single-tensor path). With g the gradient (negated when maximize) and t
+ * the step count after this update:
+ *
+ *   Adam:  g += wd * p                     (L2 penalty through the gradient)
+ *   AdamW: p *= 1 - lr * wd                (decoupled decay, g untouched)
+ *   m     = b1 * m + (1 - b1) * g
+ *   v     = b2 * v + (1 - b2) * g^2
+ *   vhat  = amsgrad ? (vmax = max(vmax, v)) : v
+ *   denom = sqrt(vhat) / sqrt(1 - b2^t) + eps
+ *   p    -= (lr / (1 - b1^t)) * m / denom
+ *
+ * The bias corrections are computed in double as Python does, then the
+ * element loop runs in float32 in the order of PyTorch's kernels. */
+#include "optim_internal.h"
+
+#include <math.h>
+
+/* torch.maximum: NaN wins. */
+static inline float max_nan(float a, float b) { return (a != a || b != b) ? a + b : (a > b ? a : b); }
+
+static int adam_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp, bool decoupled) {
+    const double lr = hp[ZG_HP_LR], beta1 = hp[ZG_HP_BETA1], beta2 = hp[ZG_HP_BETA2];
+    const double wd = hp[ZG_HP_WEIGHT_DECAY];
+    const bool amsgrad = hp[ZG_HP_AMSGRAD] != 0;
+    const bool maximize = hp[ZG_HP_MAXIMIZE] != 0;
+    const bool l2 = !decoupled && wd != 0;
+
+    zg_tensor *mt = zg__optim_buffer(st, ZG__BUF_EXP_AVG, p, 0.0f, NULL);
+    zg_tensor *vt = zg__optim_buffer(st, ZG__BUF_EXP_AVG_SQ, p, 0.0f, NULL);
+    zg_tensor *vmt = amsgrad ? zg__optim_buffer(st, ZG__BUF_MAX_EXP_AVG_SQ, p, 0.0f, NULL) : NULL;
+    if (!mt || !vt || (amsgrad && !vmt)) return ZG_ERR_NOMEM;
+
+    const double t = (double)st->step;
+    const double bias_correction1 = 1.0 - pow(beta1, t);
+    const double bias_correction2 = 1.0 - pow(beta2, t);
+    const float neg_step_size = (float)-(lr / bias_correction1);
+    const float bc2_sqrt = (float)sqrt(bias_correction2);
+    const float eps = (float)hp[ZG_HP_EPS];
+    const float b1 = (float)beta1, b2 = (float)beta2;
+    const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
+    const float decay = (float)(1.0 - lr * wd);
+    const float wdf = (float)wd;
+
+    float *pd = zg__f32(p), *m = zg__f32(mt), *v = zg__f32(vt), *vmax = vmt ? zg__f32(vmt) : NULL;
+    const float *gd = zg__f32(g);
+    const int64_t n = p->numel;
+#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = maximize ? -gd[i] : gd[i];
+        float pi = pd[i];
+        if (decoupled) pi = pi * decay;
+        if (l2) gi = gi + wdf * pi;
+        float mi = m[i] * b1 + one_minus_b1 * gi;
+        float vi = v[i] * b2 + one_minus_b2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        if (amsgrad) vi = vmax[i] = max_nan(vmax[i], vi);
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        pd[i] = pi + neg_step_size * mi / denom;
+    }
+    zg__bump_version(mt);
+    zg__bump_version(vt);
+    if (vmt) zg__bump_version(vmt);
+    zg__bump_version(p);
+    return ZG_OK;
+}
+
+int zg__adam_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp) {
+    return adam_update(p, g, st, hp, false);
+}
+
+int zg__adamw_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp) {
+    return adam_update(p, g, st, hp, true);
+}

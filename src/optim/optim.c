@@ -1,0 +1,864 @@
+/* The optimizer core: parameter groups with per-group hyperparameters,
+ * validation, zero_grad, the step loop (dispatching to the update rule of
+ * the optimizer's kind), per-parameter state, accessors, and the
+ * state_dict as a safetensors file. The update rules themselves live in
+ * sgd.c, adam.c, rmsprop.c and adagrad.c. */
+#include "optim_internal.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+
+/* ---- tables ----------------------------------------------------------- */
+
+#define HP_BIT(k) (1u << (k))
+#define BUF_BIT(b) (1u << (b))
+
+static const char *const hp_names[ZG_HP_COUNT] = {
+    [ZG_HP_LR] = "lr",
+    [ZG_HP_WEIGHT_DECAY] = "weight_decay",
+    [ZG_HP_MOMENTUM] = "momentum",
+    [ZG_HP_DAMPENING] = "dampening",
+    [ZG_HP_NESTEROV] = "nesterov",
+    [ZG_HP_MAXIMIZE] = "maximize",
+    [ZG_HP_BETA1] = "beta1",
+    [ZG_HP_BETA2] = "beta2",
+    [ZG_HP_EPS] = "eps",
+    [ZG_HP_AMSGRAD] = "amsgrad",
+    [ZG_HP_ALPHA] = "alpha",
+    [ZG_HP_CENTERED] = "centered",
+    [ZG_HP_LR_DECAY] = "lr_decay",
+    [ZG_HP_INITIAL_ACCUMULATOR_VALUE] = "initial_accumulator_value",
+};
+
+static const char *const buf_names[ZG__BUF_COUNT] = {
+    [ZG__BUF_MOMENTUM] = "momentum_buffer",
+    [ZG__BUF_EXP_AVG] = "exp_avg",
+    [ZG__BUF_EXP_AVG_SQ] = "exp_avg_sq",
+    [ZG__BUF_MAX_EXP_AVG_SQ] = "max_exp_avg_sq",
+    [ZG__BUF_SQUARE_AVG] = "square_avg",
+    [ZG__BUF_GRAD_AVG] = "grad_avg",
+    [ZG__BUF_SUM] = "sum",
+};
+
+static bool hp_is_bool(int k) {
+    return k == ZG_HP_NESTEROV || k == ZG_HP_MAXIMIZE || k == ZG_HP_AMSGRAD || k == ZG_HP_CENTERED;
+}
+
+typedef struct {
+    const char *name; /* for messages, as PyTorch spells the class */
+    const char *key;  /* in saved files */
+    unsigned hp_mask; /* the hyperparameters this kind has */
+    unsigned buf_mask;     /* the state buffers it may hold */
+    unsigned buf_required; /* the buffers every saved state must have */
+    zg__update_fn update;
+} kind_info;
+
+static const kind_info kinds[] = {
+    [ZG_SGD] = {"SGD", "sgd",
+                HP_BIT(ZG_HP_LR) | HP_BIT(ZG_HP_WEIGHT_DECAY) | HP_BIT(ZG_HP_MOMENTUM) | HP_BIT(ZG_HP_DAMPENING) |
+                    HP_BIT(ZG_HP_NESTEROV) | HP_BIT(ZG_HP_MAXIMIZE),
+                BUF_BIT(ZG__BUF_MOMENTUM), 0, zg__sgd_update},
+    [ZG_ADAM] = {"Adam", "adam",
+                 HP_BIT(ZG_HP_LR) | HP_BIT(ZG_HP_WEIGHT_DECAY) | HP_BIT(ZG_HP_BETA1) | HP_BIT(ZG_HP_BETA2) |
+                     HP_BIT(ZG_HP_EPS) | HP_BIT(ZG_HP_AMSGRAD) | HP_BIT(ZG_HP_MAXIMIZE),
+                 BUF_BIT(ZG__BUF_EXP_AVG) | BUF_BIT(ZG__BUF_EXP_AVG_SQ) | BUF_BIT(ZG__BUF_MAX_EXP_AVG_SQ),
+                 BUF_BIT(ZG__BUF_EXP_AVG) | BUF_BIT(ZG__BUF_EXP_AVG_SQ), zg__adam_update},
+    [ZG_ADAMW] = {"AdamW", "adamw",
+                  HP_BIT(ZG_HP_LR) | HP_BIT(ZG_HP_WEIGHT_DECAY) | HP_BIT(ZG_HP_BETA1) | HP_BIT(ZG_HP_BETA2) |
+                      HP_BIT(ZG_HP_EPS) | HP_BIT(ZG_HP_AMSGRAD) | HP_BIT(ZG_HP_MAXIMIZE),
+                  BUF_BIT(ZG__BUF_EXP_AVG) | BUF_BIT(ZG__BUF_EXP_AVG_SQ) | BUF_BIT(ZG__BUF_MAX_EXP_AVG_SQ),
+                  BUF_BIT(ZG__BUF_EXP_AVG) | BUF_BIT(ZG__BUF_EXP_AVG_SQ), zg__adamw_update},
+    [ZG_RMSPROP] = {"RMSprop", "rmsprop",
+                    HP_BIT(ZG_HP_LR) | HP_BIT(ZG_HP_WEIGHT_DECAY) | HP_BIT(ZG_HP_MOMENTUM) | HP_BIT(ZG_HP_ALPHA) |
+                        HP_BIT(ZG_HP_EPS) | HP_BIT(ZG_HP_CENTERED) | HP_BIT(ZG_HP_MAXIMIZE),
+                    BUF_BIT(ZG__BUF_SQUARE_AVG) | BUF_BIT(ZG__BUF_MOMENTUM) | BUF_BIT(ZG__BUF_GRAD_AVG),
+                    BUF_BIT(ZG__BUF_SQUARE_AVG), zg__rmsprop_update},
+    [ZG_ADAGRAD] = {"Adagrad", "adagrad",
+                    HP_BIT(ZG_HP_LR) | HP_BIT(ZG_HP_WEIGHT_DECAY) | HP_BIT(ZG_HP_LR_DECAY) |
+                        HP_BIT(ZG_HP_INITIAL_ACCUMULATOR_VALUE) | HP_BIT(ZG_HP_EPS) | HP_BIT(ZG_HP_MAXIMIZE),
+                    BUF_BIT(ZG__BUF_SUM), BUF_BIT(ZG__BUF_SUM), zg__adagrad_update},
+};
+
+static const kind_info *kind_of(zg_optim_kind kind) {
+    return (int)kind >= 0 && (int)kind < (int)(sizeof kinds / sizeof kinds[0]) ? &kinds[kind] : NULL;
+}
+
+static bool hp_valid_for(const kind_info *ki, int key) {
+    return key >= 0 && key < ZG_HP_COUNT && (ki->hp_mask & HP_BIT(key));
+}
+
+/* ---- defaults and validation ------------------------------------------ */
+
+zg_optim_config zg_optim_defaults(zg_optim_kind kind) {
+    /* Fields a kind does not use keep these neutral values. */
+    zg_optim_config c = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .alpha = 0.99};
+    switch (kind) {
+    case ZG_SGD:
+    case ZG_ADAM:
+        break;
+    case ZG_ADAMW:
+        c.weight_decay = 1e-2;
+        break;
+    case ZG_RMSPROP:
+        c.lr = 1e-2;
+        break;
+    case ZG_ADAGRAD:
+        c.lr = 1e-2;
+        c.eps = 1e-10;
+        break;
+    default:
+        zg__fail(ZG_ERR_ARG, "zg_optim_defaults: unknown optimizer kind %d", (int)kind);
+        break;
+    }
+    return c;
+}
+
+static void config_to_hp(const zg_optim_config *c, double *hp) {
+    hp[ZG_HP_LR] = c->lr;
+    hp[ZG_HP_WEIGHT_DECAY] = c->weight_decay;
+    hp[ZG_HP_MOMENTUM] = c->momentum;
+    hp[ZG_HP_DAMPENING] = c->dampening;
+    hp[ZG_HP_NESTEROV] = c->nesterov ? 1 : 0;
+    hp[ZG_HP_MAXIMIZE] = c->maximize ? 1 : 0;
+    hp[ZG_HP_BETA1] = c->beta1;
+    hp[ZG_HP_BETA2] = c->beta2;
+    hp[ZG_HP_EPS] = c->eps;
+    hp[ZG_HP_AMSGRAD] = c->amsgrad ? 1 : 0;
+    hp[ZG_HP_ALPHA] = c->alpha;
+    hp[ZG_HP_CENTERED] = c->centered ? 1 : 0;
+    hp[ZG_HP_LR_DECAY] = c->lr_decay;
+    hp[ZG_HP_INITIAL_ACCUMULATOR_VALUE] = c->initial_accumulator_value;
+}
+
+/* Checks the hyperparameters a kind uses; on a problem writes it to msg
+ * and returns false. */
+static bool check_hparams(const kind_info *ki, const double *hp, char *msg, size_t n) {
+    for (int k = 0; k < ZG_HP_COUNT; k++) {
+        if (!hp_valid_for(ki, k)) continue;
+        double v = hp[k];
+        if (hp_is_bool(k)) {
+            if (v != 0 && v != 1) {
+                snprintf(msg, n, "invalid %s %g (must be 0 or 1)", hp_names[k], v);
+                return false;
+            }
+        } else if (k == ZG_HP_BETA1 || k == ZG_HP_BETA2) {
+            if (!(v >= 0 && v < 1)) {
+                snprintf(msg, n, "invalid %s %g (must be in [0, 1))", hp_names[k], v);
+                return false;
+            }
+        } else if (k == ZG_HP_DAMPENING) {
+            if (!isfinite(v)) {
+                snprintf(msg, n, "invalid %s %g (must be finite)", hp_names[k], v);
+                return false;
+            }
+        } else if (!(v >= 0 && isfinite(v))) {
+            snprintf(msg, n, "invalid %s %g (must be finite and >= 0)", hp_names[k], v);
+            return false;
+        }
+    }
+    if (ki->update == zg__sgd_update && hp[ZG_HP_NESTEROV] != 0 &&
+        (hp[ZG_HP_MOMENTUM] <= 0 || hp[ZG_HP_DAMPENING] != 0)) {
+        snprintf(msg, n, "nesterov momentum requires a momentum > 0 and zero dampening (momentum %g, dampening %g)",
+                 hp[ZG_HP_MOMENTUM], hp[ZG_HP_DAMPENING]);
+        return false;
+    }
+    return true;
+}
+
+/* A parameter must outlive the optimizer's steps (persistent), be a leaf
+ * (its data is what the update writes) and require grad. */
+static int check_param(const char *fn, const zg_tensor *p, int group, int index) {
+    if (!p) return zg__fail(ZG_ERR_ARG, "%s: group %d: parameter %d is NULL", fn, group, index);
+    if (p->grad_fn)
+        return zg__fail(ZG_ERR_ARG, "%s: group %d: parameter %d ('%s', made by '%s'): can't optimize a non-leaf tensor",
+                        fn, group, index, zg_tensor_name(p), p->grad_fn->name);
+    if (!p->persistent)
+        return zg__fail(ZG_ERR_ARG,
+                        "%s: group %d: parameter %d ('%s') is an arena tensor; parameters must be persistent "
+                        "(zg_tensor_new, zg_zeros, ...)",
+                        fn, group, index, zg_tensor_name(p));
+    if (p->dtype != ZG_FLOAT32)
+        return zg__fail(ZG_ERR_ARG, "%s: group %d: parameter %d ('%s') is not float32", fn, group, index,
+                        zg_tensor_name(p));
+    if (!p->requires_grad)
+        return zg__fail(ZG_ERR_ARG, "%s: group %d: parameter %d ('%s') does not require grad", fn, group, index,
+                        zg_tensor_name(p));
+    return ZG_OK;
+}
+
+/* Fills hp from defaults and the group's overrides and validates the
+ * group (parameters and hyperparameters). */
+static int prepare_group(const char *fn, const kind_info *ki, const double *defaults, const zg_param_group *g,
+                         int gi, double *hp) {
+    if (!g) return zg__fail(ZG_ERR_ARG, "%s: group %d is NULL", fn, gi);
+    if (g->n_params < 0 || (g->n_params > 0 && !g->params))
+        return zg__fail(ZG_ERR_ARG, "%s: group %d: bad parameter list (%d parameters, list %s)", fn, gi, g->n_params,
+                        g->params ? "given" : "NULL");
+    if (g->n_overrides < 0 || (g->n_overrides > 0 && !g->overrides))
+        return zg__fail(ZG_ERR_ARG, "%s: group %d: bad override list", fn, gi);
+    for (int i = 0; i < g->n_params; i++) {
+        int rc = check_param(fn, g->params[i], gi, i);
+        if (rc) return rc;
+    }
+    memcpy(hp, defaults, ZG_HP_COUNT * sizeof *hp);
+    unsigned seen = 0;
+    for (int i = 0; i < g->n_overrides; i++) {
+        int k = (int)g->overrides[i].key;
+        if (k < 0 || k >= ZG_HP_COUNT)
+            return zg__fail(ZG_ERR_ARG, "%s: group %d: unknown hyperparameter key %d", fn, gi, k);
+        if (!hp_valid_for(ki, k))
+            return zg__fail(ZG_ERR_ARG, "%s: group %d: '%s' is not a hyperparameter of %s", fn, gi, hp_names[k],
+                            ki->name);
+        if (seen & HP_BIT(k))
+            return zg__fail(ZG_ERR_ARG, "%s: group %d: '%s' is set twice", fn, gi, hp_names[k]);
+        seen |= HP_BIT(k);
+        hp[k] = g->overrides[i].value;
+    }
+    char msg[256];
+    if (!check_hparams(ki, hp, msg, sizeof msg)) return zg__fail(ZG_ERR_ARG, "%s: group %d: %s", fn, gi, msg);
+    return ZG_OK;
+}
+
+typedef struct {
+    const zg_tensor *p;
+    int group, index;
+} param_ref;
+
+static int cmp_ref(const void *a, const void *b) {
+    const param_ref *x = a, *y = b;
+    uintptr_t px = (uintptr_t)x->p, py = (uintptr_t)y->p;
+    if (px != py) return px < py ? -1 : 1;
+    if (x->group != y->group) return x->group < y->group ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Fails if a parameter appears twice among the optimizer's current
+ * parameters (opt may be NULL) and the new groups. Sorting keeps this
+ * O(n log n) for models with many parameter tensors. */
+static int check_duplicates(const char *fn, const zg_optim *opt, const zg_param_group *groups, int n_groups,
+                            int first_group) {
+    size_t n = opt ? (size_t)opt->n_params : 0;
+    for (int g = 0; g < n_groups; g++) n += (size_t)groups[g].n_params;
+    if (n < 2) return ZG_OK;
+    param_ref *refs = malloc(n * sizeof *refs);
+    if (!refs) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    size_t k = 0;
+    if (opt)
+        for (int g = 0; g < opt->n_groups; g++)
+            for (int i = 0; i < opt->groups[g].n; i++)
+                refs[k++] = (param_ref){opt->params[opt->groups[g].first + i], g, i};
+    for (int g = 0; g < n_groups; g++)
+        for (int i = 0; i < groups[g].n_params; i++) refs[k++] = (param_ref){groups[g].params[i], first_group + g, i};
+    qsort(refs, n, sizeof *refs, cmp_ref);
+    int rc = ZG_OK;
+    for (size_t i = 1; i < n; i++) {
+        if (refs[i].p != refs[i - 1].p) continue;
+        rc = zg__fail(ZG_ERR_ARG,
+                      "%s: parameter '%s' appears more than once (group %d index %d and group %d index %d); a "
+                      "parameter may belong to one group only",
+                      fn, zg_tensor_name(refs[i].p), refs[i - 1].group, refs[i - 1].index, refs[i].group,
+                      refs[i].index);
+        break;
+    }
+    free(refs);
+    return rc;
+}
+
+/* ---- construction ------------------------------------------------------ */
+
+/* Grows the arrays for more groups and parameters (nothing else changes,
+ * so a failure leaves the optimizer as it was). */
+static int reserve(zg_optim *opt, int add_groups, int add_params) {
+    if (opt->n_groups + add_groups > opt->cap_groups) {
+        int cap = opt->n_groups + add_groups + 4;
+        zg__group *g = realloc(opt->groups, (size_t)cap * sizeof *g);
+        if (!g) return ZG_ERR_NOMEM;
+        opt->groups = g;
+        opt->cap_groups = cap;
+    }
+    if (opt->n_params + add_params > opt->cap_params) {
+        int cap = opt->n_params + add_params + 8;
+        zg_tensor **p = realloc(opt->params, (size_t)cap * sizeof *p);
+        if (!p) return ZG_ERR_NOMEM;
+        opt->params = p;
+        zg__param_state *s = realloc(opt->state, (size_t)cap * sizeof *s);
+        if (!s) return ZG_ERR_NOMEM;
+        opt->state = s;
+        opt->cap_params = cap;
+    }
+    return ZG_OK;
+}
+
+static void append_group(zg_optim *opt, const zg_param_group *g, const double *hp) {
+    zg__group *ng = &opt->groups[opt->n_groups++];
+    ng->first = opt->n_params;
+    ng->n = g->n_params;
+    memcpy(ng->hp, hp, sizeof ng->hp);
+    for (int i = 0; i < g->n_params; i++) {
+        opt->params[opt->n_params] = g->params[i];
+        memset(&opt->state[opt->n_params], 0, sizeof opt->state[0]);
+        opt->n_params++;
+    }
+}
+
+static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group *groups, int n_groups,
+                        const zg_optim_config *config) {
+    const kind_info *ki = kind_of(kind);
+    if (!ki) return zg__fail_null("%s: unknown optimizer kind %d", fn, (int)kind);
+    if (n_groups < 0 || (n_groups > 0 && !groups)) return zg__fail_null("%s: bad group list", fn);
+    long total = 0;
+    for (int g = 0; g < n_groups; g++) total += groups[g].n_params > 0 ? groups[g].n_params : 0;
+    if (total == 0) return zg__fail_null("%s: optimizer got an empty parameter list", fn);
+
+    zg_optim_config cfg = config ? *config : zg_optim_defaults(kind);
+    double defaults[ZG_HP_COUNT];
+    config_to_hp(&cfg, defaults);
+    char msg[256];
+    if (!check_hparams(ki, defaults, msg, sizeof msg)) return zg__fail_null("%s: default %s", fn, msg);
+
+    double *hps = malloc((size_t)n_groups * ZG_HP_COUNT * sizeof *hps);
+    if (!hps) return zg__fail_null("%s: out of memory", fn);
+    for (int g = 0; g < n_groups; g++) {
+        if (prepare_group(fn, ki, defaults, &groups[g], g, hps + (size_t)g * ZG_HP_COUNT)) {
+            free(hps);
+            return NULL;
+        }
+    }
+    if (check_duplicates(fn, NULL, groups, n_groups, 0)) {
+        free(hps);
+        return NULL;
+    }
+    zg_optim *opt = calloc(1, sizeof *opt);
+    if (!opt || reserve(opt, n_groups, (int)total)) {
+        free(hps);
+        zg_optim_free(opt);
+        return zg__fail_null("%s: out of memory", fn);
+    }
+    opt->kind = kind;
+    memcpy(opt->defaults, defaults, sizeof defaults);
+    for (int g = 0; g < n_groups; g++) append_group(opt, &groups[g], hps + (size_t)g * ZG_HP_COUNT);
+    free(hps);
+    return opt;
+}
+
+zg_optim *zg_optim_new(zg_optim_kind kind, zg_tensor *const *params, int n_params, const zg_optim_config *config) {
+    if (n_params < 0 || (n_params > 0 && !params))
+        return zg__fail_null("zg_optim_new: bad parameter list (%d parameters)", n_params);
+    zg_param_group g = {params, n_params, NULL, 0};
+    return create("zg_optim_new", kind, &g, 1, config);
+}
+
+zg_optim *zg_optim_new_groups(zg_optim_kind kind, const zg_param_group *groups, int n_groups,
+                              const zg_optim_config *config) {
+    return create("zg_optim_new_groups", kind, groups, n_groups, config);
+}
+
+int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group) {
+    const char *fn = "zg_optim_add_param_group";
+    if (!opt) return zg__fail(ZG_ERR_ARG, "%s: optimizer is NULL", fn);
+    double hp[ZG_HP_COUNT];
+    int rc = prepare_group(fn, kind_of(opt->kind), opt->defaults, group, opt->n_groups, hp);
+    if (rc) return rc;
+    rc = check_duplicates(fn, opt, group, 1, opt->n_groups);
+    if (rc) return rc;
+    if (reserve(opt, 1, group->n_params)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    append_group(opt, group, hp);
+    return ZG_OK;
+}
+
+static void state_clear(zg__param_state *st) {
+    for (int b = 0; b < ZG__BUF_COUNT; b++) zg_tensor_free(st->buf[b]);
+    memset(st, 0, sizeof *st);
+}
+
+void zg_optim_free(zg_optim *opt) {
+    if (!opt) return;
+    for (int i = 0; i < opt->n_params; i++) state_clear(&opt->state[i]);
+    free(opt->state);
+    free(opt->params);
+    free(opt->groups);
+    free(opt);
+}
+
+/* ---- zero_grad and step ------------------------------------------------ */
+
+void zg_optim_zero_grad(zg_optim *opt, bool set_to_none) {
+    if (!opt) return;
+    for (int i = 0; i < opt->n_params; i++) zg_tensor_zero_grad(opt->params[i], set_to_none);
+}
+
+zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor *p, float init, bool *fresh) {
+    if (fresh) *fresh = false;
+    if (st->buf[id]) return st->buf[id];
+    zg_tensor *b = zg_tensor_new(ZG_FLOAT32, p->shape, p->ndim);
+    if (!b) return zg__fail_null("zg_optim_step: out of memory for the state buffer '%s'", buf_names[id]);
+    if (init != 0.0f) {
+        float *d = zg__f32(b);
+        for (int64_t i = 0; i < b->numel; i++) d[i] = init;
+    }
+    st->buf[id] = b;
+    if (fresh) *fresh = true;
+    return b;
+}
+
+int zg_optim_step(zg_optim *opt) {
+    if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_step: optimizer is NULL");
+    zg__update_fn update = kind_of(opt->kind)->update;
+    for (int g = 0; g < opt->n_groups; g++) {
+        const zg__group *grp = &opt->groups[g];
+        for (int i = grp->first; i < grp->first + grp->n; i++) {
+            zg_tensor *p = opt->params[i];
+            /* None: no update, no decay, no state created or advanced. */
+            if (!p->grad_defined) continue;
+            zg__param_state *st = &opt->state[i];
+            zg__param_state before = *st;
+            st->active = true;
+            st->step++;
+            int rc = update(p, p->grad, st, grp->hp);
+            if (rc) {
+                st->active = before.active;
+                st->step = before.step;
+                return rc;
+            }
+        }
+    }
+    return ZG_OK;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+zg_optim_kind zg_optim_get_kind(const zg_optim *opt) {
+    if (!opt) {
+        zg__fail(ZG_ERR_ARG, "zg_optim_get_kind: optimizer is NULL");
+        return ZG_SGD;
+    }
+    return opt->kind;
+}
+
+int zg_optim_num_groups(const zg_optim *opt) {
+    if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_num_groups: optimizer is NULL");
+    return opt->n_groups;
+}
+
+static int check_group(const char *fn, const zg_optim *opt, int group) {
+    if (!opt) return zg__fail(ZG_ERR_ARG, "%s: optimizer is NULL", fn);
+    if (group < 0 || group >= opt->n_groups)
+        return zg__fail(ZG_ERR_ARG, "%s: group %d out of range (%d groups)", fn, group, opt->n_groups);
+    return ZG_OK;
+}
+
+int zg_optim_group_size(const zg_optim *opt, int group) {
+    int rc = check_group("zg_optim_group_size", opt, group);
+    return rc ? rc : opt->groups[group].n;
+}
+
+zg_tensor *zg_optim_group_param(const zg_optim *opt, int group, int index) {
+    if (check_group("zg_optim_group_param", opt, group)) return NULL;
+    if (index < 0 || index >= opt->groups[group].n)
+        return zg__fail_null("zg_optim_group_param: index %d out of range (group %d has %d parameters)", index, group,
+                             opt->groups[group].n);
+    return opt->params[opt->groups[group].first + index];
+}
+
+double zg_optim_get_hparam(const zg_optim *opt, int group, zg_hparam key) {
+    if (check_group("zg_optim_get_hparam", opt, group)) return NAN;
+    const kind_info *ki = kind_of(opt->kind);
+    if (!hp_valid_for(ki, (int)key)) {
+        if ((int)key < 0 || (int)key >= ZG_HP_COUNT)
+            zg__fail(ZG_ERR_ARG, "zg_optim_get_hparam: unknown hyperparameter key %d", (int)key);
+        else
+            zg__fail(ZG_ERR_ARG, "zg_optim_get_hparam: '%s' is not a hyperparameter of %s", hp_names[key], ki->name);
+        return NAN;
+    }
+    return opt->groups[group].hp[key];
+}
+
+int zg_optim_set_hparam(zg_optim *opt, int group, zg_hparam key, double value) {
+    const char *fn = "zg_optim_set_hparam";
+    int rc = check_group(fn, opt, group);
+    if (rc) return rc;
+    const kind_info *ki = kind_of(opt->kind);
+    if ((int)key < 0 || (int)key >= ZG_HP_COUNT)
+        return zg__fail(ZG_ERR_ARG, "%s: unknown hyperparameter key %d", fn, (int)key);
+    if (!hp_valid_for(ki, (int)key))
+        return zg__fail(ZG_ERR_ARG, "%s: '%s' is not a hyperparameter of %s", fn, hp_names[key], ki->name);
+    double hp[ZG_HP_COUNT];
+    memcpy(hp, opt->groups[group].hp, sizeof hp);
+    hp[key] = value;
+    char msg[256];
+    if (!check_hparams(ki, hp, msg, sizeof msg)) return zg__fail(ZG_ERR_ARG, "%s: group %d: %s", fn, group, msg);
+    opt->groups[group].hp[key] = value;
+    return ZG_OK;
+}
+
+int64_t zg_optim_state_step(const zg_optim *opt, int param_index) {
+    if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_state_step: optimizer is NULL");
+    if (param_index < 0 || param_index >= opt->n_params)
+        return zg__fail(ZG_ERR_ARG, "zg_optim_state_step: parameter index %d out of range (%d parameters)",
+                        param_index, opt->n_params);
+    return opt->state[param_index].active ? opt->state[param_index].step : -1;
+}
+
+static int buf_id(const char *name) {
+    for (int b = 0; b < ZG__BUF_COUNT; b++)
+        if (strcmp(name, buf_names[b]) == 0) return b;
+    return -1;
+}
+
+zg_tensor *zg_optim_state_buffer(const zg_optim *opt, int param_index, const char *name) {
+    const char *fn = "zg_optim_state_buffer";
+    if (!opt || !name) return zg__fail_null("%s: NULL argument", fn);
+    if (param_index < 0 || param_index >= opt->n_params)
+        return zg__fail_null("%s: parameter index %d out of range (%d parameters)", fn, param_index, opt->n_params);
+    int b = buf_id(name);
+    const kind_info *ki = kind_of(opt->kind);
+    if (b < 0 || !(ki->buf_mask & BUF_BIT(b)))
+        return zg__fail_null("%s: %s has no state buffer '%s'", fn, ki->name, name);
+    const zg__param_state *st = &opt->state[param_index];
+    return st->active ? st->buf[b] : NULL;
+}
+
+/* ---- state_dict as safetensors ------------------------------------------ */
+
+/* File layout. Tensors: "state.<i>.step" (int64, 0-dim) and
+ * "state.<i>.<buffer>" (float32, the parameter's shape) for every parameter
+ * i that has state. Metadata: "format", "kind", "num_groups", and per group
+ * g "param_groups.<g>.params" (comma-separated global indices) and
+ * "param_groups.<g>.<hyperparameter>" for each hyperparameter of the kind
+ * (printed with 17 significant digits, so values round-trip exactly). */
+#define OPTIM_FORMAT "zgrad.optim.v1"
+
+static char *str_dup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *c = malloc(n);
+    if (c) memcpy(c, s, n);
+    return c;
+}
+
+static char *str_printf(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static char *str_printf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* "first,first+1,...,first+n-1" */
+static char *index_list(int first, int n) {
+    size_t cap = (size_t)n * 12 + 1;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    size_t used = 0;
+    s[0] = '\0';
+    for (int i = 0; i < n; i++) used += (size_t)snprintf(s + used, cap - used, i ? ",%d" : "%d", first + i);
+    return s;
+}
+
+int zg_optim_save(const zg_optim *opt, const char *path) {
+    const char *fn = "zg_optim_save";
+    if (!opt || !path) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
+    const kind_info *ki = kind_of(opt->kind);
+
+    int n_t = 0;
+    for (int i = 0; i < opt->n_params; i++) {
+        if (!opt->state[i].active) continue;
+        n_t++;
+        for (int b = 0; b < ZG__BUF_COUNT; b++) n_t += opt->state[i].buf[b] != NULL;
+    }
+    int n_hp = 0;
+    for (int k = 0; k < ZG_HP_COUNT; k++) n_hp += hp_valid_for(ki, k);
+    int n_m = 3 + opt->n_groups * (1 + n_hp);
+
+    zg_tensor **tensors = calloc((size_t)n_t + 1, sizeof *tensors);
+    char **names = calloc((size_t)n_t + 1, sizeof *names);
+    bool *owned = calloc((size_t)n_t + 1, sizeof *owned);
+    char **keys = calloc((size_t)n_m, sizeof *keys);
+    char **vals = calloc((size_t)n_m, sizeof *vals);
+    int rc = ZG_OK;
+    if (!tensors || !names || !owned || !keys || !vals) goto nomem;
+
+    int t = 0;
+    for (int i = 0; i < opt->n_params; i++) {
+        const zg__param_state *st = &opt->state[i];
+        if (!st->active) continue;
+        zg_tensor *step = zg_tensor_new(ZG_INT64, NULL, 0);
+        if (!step) goto nomem;
+        zg__i64(step)[0] = st->step;
+        tensors[t] = step;
+        owned[t] = true;
+        if (!(names[t++] = str_printf("state.%d.step", i))) goto nomem;
+        for (int b = 0; b < ZG__BUF_COUNT; b++) {
+            if (!st->buf[b]) continue;
+            tensors[t] = st->buf[b];
+            if (!(names[t++] = str_printf("state.%d.%s", i, buf_names[b]))) goto nomem;
+        }
+    }
+
+    int m = 0;
+    keys[m] = str_dup("format");
+    vals[m++] = str_dup(OPTIM_FORMAT);
+    keys[m] = str_dup("kind");
+    vals[m++] = str_dup(ki->key);
+    keys[m] = str_dup("num_groups");
+    vals[m++] = str_printf("%d", opt->n_groups);
+    for (int g = 0; g < opt->n_groups; g++) {
+        keys[m] = str_printf("param_groups.%d.params", g);
+        vals[m++] = index_list(opt->groups[g].first, opt->groups[g].n);
+        for (int k = 0; k < ZG_HP_COUNT; k++) {
+            if (!hp_valid_for(ki, k)) continue;
+            keys[m] = str_printf("param_groups.%d.%s", g, hp_names[k]);
+            vals[m++] = str_printf("%.17g", opt->groups[g].hp[k]);
+        }
+    }
+    for (int i = 0; i < m; i++)
+        if (!keys[i] || !vals[i]) goto nomem;
+
+    rc = zg_safetensors_write(path, tensors, (const char *const *)names, t, (const char *const *)keys,
+                              (const char *const *)vals, m);
+    if (rc) {
+        char inner[768];
+        snprintf(inner, sizeof inner, "%s", zg_last_error());
+        rc = zg__fail(rc, "%s: %s", fn, inner);
+    }
+    goto done;
+nomem:
+    rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+done:
+    for (int i = 0; tensors && names && owned && i <= n_t; i++) {
+        if (owned[i]) zg_tensor_free(tensors[i]);
+        free(names[i]);
+    }
+    for (int i = 0; keys && vals && i < n_m; i++) {
+        free(keys[i]);
+        free(vals[i]);
+    }
+    free(tensors);
+    free(names);
+    free(owned);
+    free(keys);
+    free(vals);
+    return rc;
+}
+
+/* Parses a whole string as a non-negative int (digits only). */
+static bool parse_index(const char *s, size_t len, int *out) {
+    if (len == 0 || len > 9) return false;
+    int v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!isdigit((unsigned char)s[i])) return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double *out) {
+    if (!s || !*s || isspace((unsigned char)*s)) return false;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end != '\0') return false;
+    *out = v;
+    return true;
+}
+
+/* What load found in the file for one parameter (tensors owned by the
+ * file), before it changes the optimizer. */
+typedef struct {
+    const zg_tensor *step;
+    const zg_tensor *buf[ZG__BUF_COUNT];
+} loaded_state;
+
+static int load_fail(zg_safetensors *st, void *a, void *b, void *c, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+static int load_fail(zg_safetensors *st, void *a, void *b, void *c, int code, const char *fmt, ...) {
+    char msg[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    zg_safetensors_free(st);
+    free(a);
+    free(b);
+    free(c);
+    return zg__fail(code, "zg_optim_load: %s", msg);
+}
+
+int zg_optim_load(zg_optim *opt, const char *path) {
+    if (!opt || !path) return zg__fail(ZG_ERR_ARG, "zg_optim_load: NULL argument");
+    const kind_info *ki = kind_of(opt->kind);
+    zg_safetensors *st = zg_safetensors_read(path);
+    if (!st) {
+        char inner[768];
+        snprintf(inner, sizeof inner, "%s", zg_last_error());
+        /* A file that opens but does not parse is a format error. */
+        FILE *f = fopen(path, "rb");
+        bool readable = f != NULL;
+        if (f) fclose(f);
+        return zg__fail(readable ? ZG_ERR_FORMAT : ZG_ERR_IO, "zg_optim_load: %s", inner);
+    }
+    const char *format = zg_safetensors_metadata(st, "format");
+    if (!format || strcmp(format, OPTIM_FORMAT) != 0)
+        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT,
+                         "'%s' is not an optimizer state file (metadata 'format' is %s%s%s, expected '%s')", path,
+                         format ? "'" : "", format ? format : "missing", format ? "'" : "", OPTIM_FORMAT);
+    const char *kind = zg_safetensors_metadata(st, "kind");
+    if (!kind || strcmp(kind, ki->key) != 0)
+        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT,
+                         "'%s' holds the state of a '%s' optimizer, this one is '%s'", path,
+                         kind ? kind : "(missing)", ki->key);
+    const char *ng = zg_safetensors_metadata(st, "num_groups");
+    int n_groups;
+    if (!ng || !parse_index(ng, strlen(ng), &n_groups))
+        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT, "'%s': metadata 'num_groups' is missing or invalid",
+                         path);
+    if (n_groups != opt->n_groups)
+        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT,
+                         "'%s' has %d parameter groups, the optimizer has %d (loaded state dict has a different "
+                         "number of parameter groups)",
+                         path, n_groups, opt->n_groups);
+
+    int n = opt->n_params;
+    /* pos[id]: the optimizer's global index for the file's parameter id. */
+    int *pos = malloc(((size_t)n + 1) * sizeof *pos);
+    double *hps = malloc(((size_t)n_groups + 1) * ZG_HP_COUNT * sizeof *hps);
+    loaded_state *ls = calloc((size_t)n + 1, sizeof *ls);
+    if (!pos || !hps || !ls) return load_fail(st, pos, hps, ls, ZG_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) pos[i] = -1;
+
+    char key[96];
+    for (int g = 0; g < n_groups; g++) {
+        const zg__group *grp = &opt->groups[g];
+        snprintf(key, sizeof key, "param_groups.%d.params", g);
+        const char *list = zg_safetensors_metadata(st, key);
+        if (!list) return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is missing", path, key);
+        int count = 0;
+        for (const char *s = list; *s;) {
+            const char *e = strchr(s, ',');
+            size_t len = e ? (size_t)(e - s) : strlen(s);
+            int id;
+            if (!parse_index(s, len, &id))
+                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is not a list of indices", path,
+                                 key);
+            if (id >= n || pos[id] >= 0)
+                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
+                                 "'%s': metadata '%s': parameter index %d is out of range or repeated (%d parameters)",
+                                 path, key, id, n);
+            if (count < grp->n) pos[id] = grp->first + count;
+            count++;
+            s = e ? e + 1 : s + len;
+            if (e && !*s)
+                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is not a list of indices", path,
+                                 key);
+        }
+        if (count != grp->n)
+            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
+                             "'%s': group %d has %d parameters in the file, %d in the optimizer (loaded state dict "
+                             "contains a parameter group that doesn't match the size of optimizer's group)",
+                             path, g, count, grp->n);
+        double *hp = hps + (size_t)g * ZG_HP_COUNT;
+        memcpy(hp, grp->hp, ZG_HP_COUNT * sizeof *hp);
+        for (int k = 0; k < ZG_HP_COUNT; k++) {
+            if (!hp_valid_for(ki, k)) continue;
+            snprintf(key, sizeof key, "param_groups.%d.%s", g, hp_names[k]);
+            if (!parse_double(zg_safetensors_metadata(st, key), &hp[k]))
+                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is missing or not a number",
+                                 path, key);
+        }
+        char msg[256];
+        if (!check_hparams(ki, hp, msg, sizeof msg))
+            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': group %d: %s", path, g, msg);
+    }
+
+    int n_t = zg_safetensors_count(st);
+    for (int t = 0; t < n_t; t++) {
+        const char *name = zg_safetensors_name(st, t);
+        const zg_tensor *x = zg_safetensors_get(st, name);
+        const char *s = name + 6;
+        const char *dot = strncmp(name, "state.", 6) == 0 ? strchr(s, '.') : NULL;
+        int id;
+        if (!dot || !parse_index(s, (size_t)(dot - s), &id))
+            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': unexpected entry '%s'", path, name);
+        if (id >= n || pos[id] < 0)
+            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
+                             "'%s': entry '%s' names parameter %d, which is in no group", path, name, id);
+        const char *what = dot + 1;
+        loaded_state *l = &ls[pos[id]];
+        if (strcmp(what, "step") == 0) {
+            if (x->dtype != ZG_INT64 || x->numel != 1 || zg__i64(x)[0] < 0)
+                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
+                                 "'%s': entry '%s' must be one non-negative int64 step count", path, name);
+            l->step = x;
+            continue;
+        }
+        int b = buf_id(what);
+        if (b < 0 || !(ki->buf_mask & BUF_BIT(b)))
+            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': unexpected entry '%s' (%s has no state '%s')",
+                             path, name, ki->name, what);
+        const zg_tensor *p = opt->params[pos[id]];
+        if (x->dtype != ZG_FLOAT32 || !zg__same_shape(x, p)) {
+            char a[ZG_SHAPE_BUF], c[ZG_SHAPE_BUF];
+            return load_fail(st, pos, hps, ls, ZG_ERR_SHAPE,
+                             "'%s': entry '%s' is %s %s, parameter %d is float32 %s", path, name,
+                             x->dtype == ZG_FLOAT32 ? "float32" : "int64", zg__shape_str(x, a, sizeof a), pos[id],
+                             zg__shape_str(p, c, sizeof c));
+        }
+        l->buf[b] = x;
+    }
+    for (int i = 0; i < n; i++) {
+        const loaded_state *l = &ls[i];
+        bool any = l->step != NULL;
+        for (int b = 0; b < ZG__BUF_COUNT; b++) any |= l->buf[b] != NULL;
+        if (!any) continue;
+        int id = 0;
+        while (pos[id] != i) id++;
+        if (!l->step)
+            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': entry 'state.%d.step' is missing", path, id);
+        for (int b = 0; b < ZG__BUF_COUNT; b++)
+            if ((ki->buf_required & BUF_BIT(b)) && !l->buf[b])
+                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': entry 'state.%d.%s' is missing", path, id,
+                                 buf_names[b]);
+    }
+
+    /* Everything checked: build the new state, then swap it in. */
+    zg__param_state *ns = calloc((size_t)n + 1, sizeof *ns);
+    if (!ns) return load_fail(st, pos, hps, ls, ZG_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        if (!ls[i].step) continue;
+        ns[i].active = true;
+        ns[i].step = zg__i64(ls[i].step)[0];
+        for (int b = 0; b < ZG__BUF_COUNT; b++) {
+            if (!ls[i].buf[b]) continue;
+            if (!(ns[i].buf[b] = zg_tensor_clone(ls[i].buf[b]))) {
+                for (int j = 0; j <= i; j++) state_clear(&ns[j]);
+                free(ns);
+                return load_fail(st, pos, hps, ls, ZG_ERR_NOMEM, "out of memory");
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) state_clear(&opt->state[i]);
+    free(opt->state);
+    opt->state = ns;
+    opt->cap_params = n; /* the state array's size; reserve() regrows both arrays */
+    for (int g = 0; g < n_groups; g++)
+        memcpy(opt->groups[g].hp, hps + (size_t)g * ZG_HP_COUNT, sizeof opt->groups[g].hp);
+    zg_safetensors_free(st);
+    free(pos);
+    free(hps);
+    free(ls);
+    return ZG_OK;
+}

@@ -1,0 +1,68 @@
+/* RMSprop (centered, momentum, weight decay, maximize), as
+ * torch.optim.RMSprop (single-tensor path). With g the gradient (negated
+ * when maximize) and alpha the smoothing constant:
+ *
+ *   g   += wd * p                                   if wd != 0
+ *   sq   = alpha * sq + (1 - alpha) * g^2
+ *   avg  = sqrt(sq) + eps                           plain
+ *   ga   = alpha * ga + (1 - alpha) * g,
+ *   avg  = sqrt(sq - ga^2) + eps                    centered
+ *   buf  = mu * buf + g / avg, p -= lr * buf        if momentum mu > 0
+ *   p   -= lr * g / avg                             otherwise
+ *
+ * Buffers start at zero (the momentum buffer too, unlike SGD's). */
+#include "optim_internal.h"
+
+#include <math.h>
+
+int zg__rmsprop_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp) {
+    const double alpha = hp[ZG_HP_ALPHA];
+    const bool centered = hp[ZG_HP_CENTERED] != 0;
+    const bool use_momentum = hp[ZG_HP_MOMENTUM] > 0;
+    const bool maximize = hp[ZG_HP_MAXIMIZE] != 0;
+    const bool decay = hp[ZG_HP_WEIGHT_DECAY] != 0;
+
+    zg_tensor *sqt = zg__optim_buffer(st, ZG__BUF_SQUARE_AVG, p, 0.0f, NULL);
+    zg_tensor *gat = centered ? zg__optim_buffer(st, ZG__BUF_GRAD_AVG, p, 0.0f, NULL) : NULL;
+    zg_tensor *bt = use_momentum ? zg__optim_buffer(st, ZG__BUF_MOMENTUM, p, 0.0f, NULL) : NULL;
+    if (!sqt || (centered && !gat) || (use_momentum && !bt)) return ZG_ERR_NOMEM;
+
+    const float a = (float)alpha, one_minus_a = (float)(1.0 - alpha);
+    const float eps = (float)hp[ZG_HP_EPS];
+    const float wd = (float)hp[ZG_HP_WEIGHT_DECAY];
+    const float mu = (float)hp[ZG_HP_MOMENTUM];
+    const float neg_lr = (float)-hp[ZG_HP_LR];
+
+    float *pd = zg__f32(p), *sq = zg__f32(sqt);
+    float *ga = gat ? zg__f32(gat) : NULL, *buf = bt ? zg__f32(bt) : NULL;
+    const float *gd = zg__f32(g);
+    const int64_t n = p->numel;
+#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = maximize ? -gd[i] : gd[i];
+        if (decay) gi = gi + wd * pd[i];
+        float s = sq[i] * a + one_minus_a * gi * gi;
+        sq[i] = s;
+        float avg;
+        if (centered) {
+            float m = ga[i] * a + one_minus_a * gi;
+            ga[i] = m;
+            avg = sqrtf(s + -m * m);
+        } else {
+            avg = sqrtf(s);
+        }
+        avg = avg + eps;
+        if (use_momentum) {
+            float b = buf[i] * mu + gi / avg;
+            buf[i] = b;
+            pd[i] = pd[i] + neg_lr * b;
+        } else {
+            pd[i] = pd[i] + neg_lr * gi / avg;
+        }
+    }
+    zg__bump_version(sqt);
+    if (gat) zg__bump_version(gat);
+    if (bt) zg__bump_version(bt);
+    zg__bump_version(p);
+    return ZG_OK;
+}

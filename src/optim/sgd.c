@@ -1,0 +1,56 @@
+/* SGD with momentum, dampening, Nesterov momentum, weight decay and
+ * maximize, as torch.optim.SGD (single-tensor path). With g the gradient
+ * (negated when maximize), mu the momentum and tau the dampening:
+ *
+ *   g   += wd * p                        if wd != 0
+ *   buf  = g                             on the first step with momentum
+ *   buf  = mu * buf + (1 - tau) * g      afterwards
+ *   g    = nesterov ? g + mu * buf : buf if mu != 0
+ *   p   -= lr * g
+ *
+ * Arithmetic is float32 with the hyperparameters rounded to float, in the
+ * order of PyTorch's elementwise kernels, so results agree to rounding. */
+#include "optim_internal.h"
+
+int zg__sgd_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp) {
+    const float wd = (float)hp[ZG_HP_WEIGHT_DECAY];
+    const double momentum = hp[ZG_HP_MOMENTUM];
+    const float mu = (float)momentum;
+    const float one_minus_tau = (float)(1.0 - hp[ZG_HP_DAMPENING]);
+    const float neg_lr = (float)-hp[ZG_HP_LR];
+    const bool nesterov = hp[ZG_HP_NESTEROV] != 0;
+    const bool maximize = hp[ZG_HP_MAXIMIZE] != 0;
+    const bool decay = hp[ZG_HP_WEIGHT_DECAY] != 0;
+
+    float *pd = zg__f32(p);
+    const float *gd = zg__f32(g);
+    const int64_t n = p->numel;
+
+    if (momentum == 0) {
+#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            float d = maximize ? -gd[i] : gd[i];
+            if (decay) d = d + wd * pd[i];
+            pd[i] = pd[i] + neg_lr * d;
+        }
+        zg__bump_version(p);
+        return ZG_OK;
+    }
+
+    bool first;
+    zg_tensor *bt = zg__optim_buffer(st, ZG__BUF_MOMENTUM, p, 0.0f, &first);
+    if (!bt) return ZG_ERR_NOMEM;
+    float *buf = zg__f32(bt);
+#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float d = maximize ? -gd[i] : gd[i];
+        if (decay) d = d + wd * pd[i];
+        float b = first ? d : buf[i] * mu + one_minus_tau * d;
+        buf[i] = b;
+        d = nesterov ? d + mu * b : b;
+        pd[i] = pd[i] + neg_lr * d;
+    }
+    zg__bump_version(bt);
+    zg__bump_version(p);
+    return ZG_OK;
+}
