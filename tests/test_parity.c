@@ -469,7 +469,8 @@ static zg_tensor *rows(zg_tensor *t, int64_t k, int64_t b) {
     memcpy(shape, zg_tensor_shape(t), (size_t)nd * sizeof *shape);
     int64_t row = zg_tensor_numel(t) / shape[0];
     shape[0] = b;
-    if (zg_tensor_dtype(t) == ZG_INT64) return zg_tensor_from_data(ZG_INT64, zg_tensor_data_i64(t) + k * b * row, shape, nd);
+    if (zg_tensor_dtype(t) == ZG_INT64)
+        return zg_tensor_from_data(ZG_INT64, zg_tensor_data_i64(t) + k * b * row, shape, nd);
     return zg_tensor_from_data(ZG_FLOAT32, zg_tensor_data(t) + k * b * row, shape, nd);
 }
 
@@ -570,10 +571,12 @@ static void run_scenario(const char *scenario, const loop_opts *o, result *r) {
                 if (l2) l2 = zg_mul_scalar(l2, (float)o->aux_mse);
                 REQUIRE(l2, "%s: step %d: second loss: %s", scenario, s, zg_last_error());
                 losses2[s] = zg_tensor_item(l2);
-                REQUIRE(zg_backward(l, &(zg_backward_opts){.retain_graph = true}) == ZG_OK && zg_backward(l2, NULL) == ZG_OK,
+                REQUIRE(zg_backward(l, &(zg_backward_opts){.retain_graph = true}) == ZG_OK &&
+                            zg_backward(l2, NULL) == ZG_OK,
                         "%s: step %d: backward: %s", scenario, s, zg_last_error());
             } else if (o->retain_twice) {
-                REQUIRE(zg_backward(l, &(zg_backward_opts){.retain_graph = true}) == ZG_OK && zg_backward(l, NULL) == ZG_OK,
+                REQUIRE(zg_backward(l, &(zg_backward_opts){.retain_graph = true}) == ZG_OK &&
+                            zg_backward(l, NULL) == ZG_OK,
                         "%s: step %d: backward: %s", scenario, s, zg_last_error());
             } else {
                 REQUIRE(zg_backward(l, NULL) == ZG_OK, "%s: step %d: backward: %s", scenario, s, zg_last_error());

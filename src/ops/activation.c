@@ -26,18 +26,19 @@ zg_tensor *zg_relu(zg_tensor *a) {
 
 /* ---- leaky_relu ------------------------------------------------------------------ */
 
-/* y = x for x > 0, slope * x otherwise; dy = dx or slope * dx. */
+/* y = x for x > 0, slope * x otherwise; dy = dx or slope * dx. Written
+ * as a multiply by a selected factor (same values) so that it vectorises. */
 static int leaky_relu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     const float slope = (float)n->sc[0];
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
-    ZG_MAP2(gin[0], g, n->saved[0], x > 0.0f ? g : g * slope);
+    ZG_MAP2(gin[0], g, n->saved[0], g * (x > 0.0f ? 1.0f : slope));
     return ZG_OK;
 }
 
 zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope) {
     zg_tensor *out = zg__unary_out("zg_leaky_relu", a);
     if (!out) return NULL;
-    ZG_MAP1(out, a, x > 0.0f ? x : x * negative_slope);
+    ZG_MAP1(out, a, x * (x > 0.0f ? 1.0f : negative_slope));
     zg_node *n = zg__record("leaky_relu", leaky_relu_backward, out, &a, 1);
     if (n) {
         n->sc[0] = negative_slope;
@@ -81,9 +82,9 @@ static inline float gelu_tanh_grad(float x) {
 static int gelu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     if (n->iv[0])
-        ZG_MAP2(gin[0], g, n->saved[0], g * gelu_tanh_grad(x));
+        ZG_MAP2_LIBM(gin[0], g, n->saved[0], g * gelu_tanh_grad(x));
     else
-        ZG_MAP2(gin[0], g, n->saved[0], g * gelu_erf_grad(x));
+        ZG_MAP2_LIBM(gin[0], g, n->saved[0], g * gelu_erf_grad(x));
     return ZG_OK;
 }
 
@@ -91,9 +92,9 @@ zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh) {
     zg_tensor *out = zg__unary_out("zg_gelu", a);
     if (!out) return NULL;
     if (approximate_tanh)
-        ZG_MAP1(out, a, gelu_tanh(x));
+        ZG_MAP1_LIBM(out, a, gelu_tanh(x));
     else
-        ZG_MAP1(out, a, gelu_erf(x));
+        ZG_MAP1_LIBM(out, a, gelu_erf(x));
     zg_node *n = zg__record("gelu", gelu_backward, out, &a, 1);
     if (n) {
         n->iv[0] = approximate_tanh;
@@ -114,7 +115,7 @@ static int tanh_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_tanh(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_tanh", a);
     if (!out) return NULL;
-    ZG_MAP1(out, a, tanhf(x));
+    ZG_MAP1_LIBM(out, a, tanhf(x));
     zg_node *n = zg__record("tanh", tanh_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;
@@ -138,7 +139,7 @@ static int sigmoid_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_sigmoid(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_sigmoid", a);
     if (!out) return NULL;
-    ZG_MAP1(out, a, sigmoid1(x));
+    ZG_MAP1_LIBM(out, a, sigmoid1(x));
     zg_node *n = zg__record("sigmoid", sigmoid_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;

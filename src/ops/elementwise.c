@@ -93,29 +93,30 @@ static void plan_run(const plan *p, const float *const *base, float *out, row_fn
 }
 
 /* Two-input row kernel for y = EXPR(a, b): specialised loops for both
- * contiguous and for either operand repeated. */
-#define ROW2(NAME, EXPR)                                                                                   \
+ * contiguous and for either operand repeated. PRAGMA is ZG_SIMD for
+ * arithmetic bodies, empty for bodies that call libm. */
+#define ROW2(NAME, PRAGMA, EXPR)                                                                                   \
     static void NAME(int64_t n, const float *const *x, const int64_t *s, float *restrict o) {              \
         const float *restrict pa = x[0], *restrict pb = x[1];                                              \
         if (s[0] == 1 && s[1] == 1) {                                                                      \
-            for (int64_t i = 0; i < n; i++) {                                                              \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
                 const float a = pa[i], b = pb[i];                                                          \
                 o[i] = (EXPR);                                                                             \
             }                                                                                              \
         } else if (s[0] == 1) {                                                                            \
             const float b = pb[0];                                                                         \
-            for (int64_t i = 0; i < n; i++) {                                                              \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
                 const float a = pa[i];                                                                     \
                 o[i] = (EXPR);                                                                             \
             }                                                                                              \
         } else if (s[1] == 1) {                                                                            \
             const float a = pa[0];                                                                         \
-            for (int64_t i = 0; i < n; i++) {                                                              \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
                 const float b = pb[i];                                                                     \
                 o[i] = (EXPR);                                                                             \
             }                                                                                              \
         } else {                                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                              \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
                 const float a = pa[i * s[0]], b = pb[i * s[1]];                                            \
                 o[i] = (EXPR);                                                                             \
             }                                                                                              \
@@ -124,33 +125,33 @@ static void plan_run(const plan *p, const float *const *base, float *out, row_fn
 
 /* Three-input row kernel (a backward): g is the output gradient, always
  * contiguous; a and b are the broadcast inputs. */
-#define ROW3(NAME, EXPR)                                                                                   \
+#define ROW3(NAME, PRAGMA, EXPR)                                                                                   \
     static void NAME(int64_t n, const float *const *x, const int64_t *s, float *restrict o) {              \
         const float *restrict pg = x[0], *restrict pa = x[1], *restrict pb = x[2];                         \
         if (s[0] == 1 && s[1] == 1 && s[2] == 1) {                                                         \
-            for (int64_t i = 0; i < n; i++) {                                                              \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
                 const float g = pg[i], a = pa[i], b = pb[i];                                               \
                 o[i] = (EXPR);                                                                             \
             }                                                                                              \
         } else {                                                                                           \
-            for (int64_t i = 0; i < n; i++) {                                                              \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
                 const float g = pg[i * s[0]], a = pa[i * s[1]], b = pb[i * s[2]];                          \
                 o[i] = (EXPR);                                                                             \
             }                                                                                              \
         }                                                                                                  \
     }
 
-ROW2(row_add, a + b)
-ROW2(row_sub, a - b)
-ROW2(row_mul, a * b)
-ROW2(row_div, a / b)
-ROW2(row_pow, powf(a, b))
+ROW2(row_add, ZG_SIMD, a + b)
+ROW2(row_sub, ZG_SIMD, a - b)
+ROW2(row_mul, ZG_SIMD, a * b)
+ROW2(row_div, ZG_SIMD, a / b)
+ROW2(row_pow, , powf(a, b))
 /* d(a/b)/db = -a/b^2, written as PyTorch does: -g * ((a / b) / b). */
-ROW3(row_div_db, -g * ((a / b) / b))
+ROW3(row_div_db, ZG_SIMD, -g * ((a / b) / b))
 /* d(a^b)/da = b a^(b-1), 0 where b == 0 (also at a == 0). */
-ROW3(row_pow_da, b == 0.0f ? 0.0f : g * (b * powf(a, b - 1.0f)))
+ROW3(row_pow_da, , b == 0.0f ? 0.0f : g * (b * powf(a, b - 1.0f)))
 /* d(a^b)/db = a^b log a, 0 where a == 0 and b >= 0 (the limit). */
-ROW3(row_pow_db, (a == 0.0f && b >= 0.0f) ? 0.0f : g * (powf(a, b) * logf(a)))
+ROW3(row_pow_db, , (a == 0.0f && b >= 0.0f) ? 0.0f : g * (powf(a, b) * logf(a)))
 
 /* Runs f over inputs broadcast to the contiguous output shape osh. */
 static zg_tensor *bcast_apply(const int64_t *osh, int ond, zg_tensor *const *in, int n_in, row_fn f) {
@@ -461,15 +462,15 @@ static void pow_const(zg_tensor *out, const zg_tensor *in, float p) {
     else if (p == 3.0f)
         ZG_MAP1(out, in, x * x * x);
     else if (p == 0.5f)
-        ZG_MAP1(out, in, sqrtf(x));
+        ZG_MAP1_LIBM(out, in, sqrtf(x));
     else if (p == -0.5f)
-        ZG_MAP1(out, in, 1.0f / sqrtf(x));
+        ZG_MAP1_LIBM(out, in, 1.0f / sqrtf(x));
     else if (p == -1.0f)
         ZG_MAP1(out, in, 1.0f / x);
     else if (p == -2.0f)
         ZG_MAP1(out, in, 1.0f / (x * x));
     else
-        ZG_MAP1(out, in, powf(x, p));
+        ZG_MAP1_LIBM(out, in, powf(x, p));
 }
 
 /* d(x^p) = p x^(p-1) dx; zero for p == 0. */
@@ -510,7 +511,7 @@ static int exp_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_exp(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_exp", a);
     if (!out) return NULL;
-    ZG_MAP1(out, a, expf(x));
+    ZG_MAP1_LIBM(out, a, expf(x));
     zg_node *n = zg__record("exp", exp_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;
@@ -526,7 +527,7 @@ static int log_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_log(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_log", a);
     if (!out) return NULL;
-    ZG_MAP1(out, a, logf(x));
+    ZG_MAP1_LIBM(out, a, logf(x));
     zg_node *n = zg__record("log", log_backward, out, &a, 1);
     if (n) zg__save(n, a);
     return out;
@@ -542,7 +543,7 @@ static int sqrt_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_sqrt(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_sqrt", a);
     if (!out) return NULL;
-    ZG_MAP1(out, a, sqrtf(x));
+    ZG_MAP1_LIBM(out, a, sqrtf(x));
     zg_node *n = zg__record("sqrt", sqrt_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;

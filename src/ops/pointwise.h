@@ -28,31 +28,48 @@ static inline double zg__fsum(const float *x, int64_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-/* out[i] = EXPR for every element, with `x` bound to in[i]. The loop body is
- * plain and contiguous so that the compiler can vectorise it. */
-#define ZG_MAP1(out, in, EXPR)                                                                             \
+/* Loops whose body is plain arithmetic are marked `omp simd`: GCC's -O2
+ * cost model would otherwise leave them scalar (branchy for relu and
+ * friends). Loops that call libm (expf, tanhf, ...) stay unmarked, since no
+ * vector variant exists without -ffast-math and clang warns when it cannot
+ * honour the mark. */
+#ifdef _OPENMP
+#define ZG_SIMD _Pragma("omp simd")
+#else
+#define ZG_SIMD
+#endif
+
+/* out[i] = EXPR for every element, with `x` bound to in[i]. */
+#define ZG_MAP1_(PRAGMA, out, in, EXPR)                                                                    \
     do {                                                                                                   \
         const float *restrict zg_src_ = zg__f32(in);                                                      \
         float *restrict zg_dst_ = zg__f32(out);                                                           \
         const int64_t zg_n_ = (in)->numel;                                                                 \
-        for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                                  \
+        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                           \
             const float x = zg_src_[zg_i_];                                                                \
             zg_dst_[zg_i_] = (EXPR);                                                                       \
         }                                                                                                  \
     } while (0)
 
 /* out[i] = EXPR with `g` bound to gin[i] and `x` to other[i] (a backward
- * that combines the incoming gradient with one saved tensor). */
-#define ZG_MAP2(out, gin, other, EXPR)                                                                     \
+ * that combines the incoming gradient with one saved tensor). Both are
+ * loaded unconditionally, so selects between them vectorise. */
+#define ZG_MAP2_(PRAGMA, out, gin, other, EXPR)                                                            \
     do {                                                                                                   \
         const float *restrict zg_g_ = zg__f32(gin);                                                       \
         const float *restrict zg_x_ = zg__f32(other);                                                     \
         float *restrict zg_dst_ = zg__f32(out);                                                           \
         const int64_t zg_n_ = (gin)->numel;                                                                \
-        for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                                  \
+        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                           \
             const float g = zg_g_[zg_i_], x = zg_x_[zg_i_];                                                \
             zg_dst_[zg_i_] = (EXPR);                                                                       \
         }                                                                                                  \
     } while (0)
+
+/* Arithmetic bodies (vectorised) and bodies that call libm (scalar). */
+#define ZG_MAP1(out, in, EXPR) ZG_MAP1_(ZG_SIMD, out, in, EXPR)
+#define ZG_MAP2(out, gin, other, EXPR) ZG_MAP2_(ZG_SIMD, out, gin, other, EXPR)
+#define ZG_MAP1_LIBM(out, in, EXPR) ZG_MAP1_(, out, in, EXPR)
+#define ZG_MAP2_LIBM(out, gin, other, EXPR) ZG_MAP2_(, out, gin, other, EXPR)
 
 #endif
