@@ -121,12 +121,12 @@ zg_tensor *zg_tanh(zg_tensor *a) {
     return out;
 }
 
-/* 1 / (1 + e^-x), evaluated through e^-|x| <= 1 so that it never
- * overflows and keeps tiny results for very negative x. */
+/* 1 / (1 + e^-x), evaluated through e = e^-|x| <= 1 so that it never
+ * overflows and keeps tiny results for very negative x: 1 / (1 + e) for
+ * x >= 0, e / (1 + e) below (a select, no branch). */
 static inline float sigmoid1(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
+    float e = expf(-fabsf(x));
+    return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
 /* d sigmoid = y (1 - y) dx */

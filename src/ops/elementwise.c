@@ -238,10 +238,11 @@ zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim) 
         for (int64_t r = 0; r < rows; r++) {
             const float *x = src + r * row;
             double *a = acc + off[0];
-            if (s)
-                for (int64_t i = 0; i < row; i++) a[i] += x[i];
-            else
+            if (s) {
+                ZG_SIMD for (int64_t i = 0; i < row; i++) a[i] += x[i];
+            } else {
                 a[0] += zg__fsum(x, row);
+            }
             plan_next_row(&p, idx, off);
         }
     }
@@ -261,7 +262,7 @@ static zg_tensor *negate(zg_tensor *t, bool in_place) {
     if (!o) return NULL;
     float *d = zg__f32(o);
     const float *s = zg__f32(t);
-    for (int64_t i = 0; i < t->numel; i++) d[i] = -s[i];
+    ZG_SIMD for (int64_t i = 0; i < t->numel; i++) d[i] = -s[i];
     return o;
 }
 
@@ -387,7 +388,7 @@ static int scale_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
         return ZG_OK;
     }
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
-    ZG_MAP1(gin[0], g, s == -1.0f ? -x : x * s);
+    ZG_MAP1(gin[0], g, x * s);
     return ZG_OK;
 }
 
@@ -482,7 +483,7 @@ static int pow_scalar_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     pow_const(t, n->saved[0], p - 1.0f);
     float *d = zg__f32(t);
     const float *gd = zg__f32(g);
-    for (int64_t i = 0; i < t->numel; i++) d[i] = gd[i] * (p * d[i]);
+    ZG_SIMD for (int64_t i = 0; i < t->numel; i++) d[i] = gd[i] * (p * d[i]);
     gin[0] = t;
     return ZG_OK;
 }

@@ -46,12 +46,12 @@ static void sum_rows(const float *x, float *out, int64_t outer, int64_t n, int64
     }
     for (int64_t o = 0; o < outer; o++) {
         const float *base = x + o * n * inner;
-        for (int64_t j = 0; j < inner; j++) acc[j] = 0;
+        ZG_SIMD for (int64_t j = 0; j < inner; j++) acc[j] = 0;
         for (int64_t k = 0; k < n; k++) {
             const float *row = base + k * inner;
-            for (int64_t j = 0; j < inner; j++) acc[j] += row[j];
+            ZG_SIMD for (int64_t j = 0; j < inner; j++) acc[j] += row[j];
         }
-        for (int64_t j = 0; j < inner; j++) out[o * inner + j] = (float)(acc[j] / div);
+        ZG_SIMD for (int64_t j = 0; j < inner; j++) out[o * inner + j] = (float)(acc[j] / div);
     }
 }
 
@@ -67,10 +67,11 @@ static zg_tensor *expand_grad(const zg_tensor *g, const zg_tensor *like, int64_t
         for (int64_t k = 0; k < n; k++) {
             float *row = d + (o * n + k) * inner;
             const float *grow = gs + o * inner;
-            if (div == 1.0f)
-                for (int64_t j = 0; j < inner; j++) row[j] = grow[j];
-            else
-                for (int64_t j = 0; j < inner; j++) row[j] = grow[j] / div;
+            if (div == 1.0f) {
+                ZG_SIMD for (int64_t j = 0; j < inner; j++) row[j] = grow[j];
+            } else {
+                ZG_SIMD for (int64_t j = 0; j < inner; j++) row[j] = grow[j] / div;
+            }
         }
     return r;
 }
@@ -86,7 +87,7 @@ static int sum_all_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     if (n->iv[0]) v /= (float)x->numel;
     if (!(gin[0] = zg__empty_like(x))) return ZG_ERR_NOMEM;
     float *d = zg__f32(gin[0]);
-    for (int64_t i = 0; i < x->numel; i++) d[i] = v;
+    ZG_SIMD for (int64_t i = 0; i < x->numel; i++) d[i] = v;
     return ZG_OK;
 }
 

@@ -177,9 +177,13 @@ void zg_tensor_free(zg_tensor *t) {
 /* ---- queries ------------------------------------------------------------ */
 
 zg_dtype zg_tensor_dtype(const zg_tensor *t) { return t ? t->dtype : ZG_FLOAT32; }
-int zg_tensor_ndim(const zg_tensor *t) { return t ? t->ndim : -1; }
-const int64_t *zg_tensor_shape(const zg_tensor *t) { return t ? t->shape : NULL; }
-int64_t zg_tensor_numel(const zg_tensor *t) { return t ? t->numel : -1; }
+int zg_tensor_ndim(const zg_tensor *t) { return t ? t->ndim : zg__fail(ZG_ERR_ARG, "zg_tensor_ndim: tensor is NULL"); }
+const int64_t *zg_tensor_shape(const zg_tensor *t) {
+    return t ? t->shape : zg__fail_null("zg_tensor_shape: tensor is NULL");
+}
+int64_t zg_tensor_numel(const zg_tensor *t) {
+    return t ? t->numel : zg__fail(ZG_ERR_ARG, "zg_tensor_numel: tensor is NULL");
+}
 bool zg_tensor_is_persistent(const zg_tensor *t) { return t && t->persistent; }
 uint64_t zg_tensor_version(const zg_tensor *t) { return t ? t->storage->version : 0; }
 
