@@ -96,7 +96,15 @@ double zgt_rel_err(const zg_tensor *a, const zg_tensor *b);
  * the central difference (L(x + eps e_j) - L(x - eps e_j)) / (2 eps) for
  * every element j of every input that requires grad. Pass rule:
  * |analytic - numeric| <= atol + rtol*|numeric|. Returns true when all
- * elements pass; failures are reported as check failures. */
+ * elements pass; failures are reported as check failures.
+ *
+ * Why these tolerances (the library is float32 only): each output carries
+ * a rounding error of about 6e-8 |f|, so the difference quotient carries
+ * about 6e-8 |f| sqrt(n_out) / eps, i.e. ~1e-4 for eps = 1e-3 and outputs
+ * of order one; the truncation error of the central difference is
+ * eps^2 |f'''| / 6, ~1e-7. atol 1e-3 and rtol 1e-2 sit an order of
+ * magnitude above both, and far below the error of a wrong formula (a
+ * missing factor or term moves the gradient by O(1)). */
 typedef zg_tensor *(*zgt_op_fn)(zg_tensor *const *inputs, void *ctx);
 typedef struct {
     double eps;  /* default 1e-3 */
