@@ -27,18 +27,19 @@ zg_tensor *zg_relu(zg_tensor *a) {
 /* ---- leaky_relu ------------------------------------------------------------------ */
 
 /* y = x for x > 0, slope * x otherwise; dy = dx or slope * dx. Written
- * as a multiply by a selected factor (same values) so that it vectorises. */
+ * as max(x, 0) + slope * min(x, 0) (the same values, NaN included): GCC
+ * vectorises selects against a zero, not the plain two-way select. */
 static int leaky_relu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     const float slope = (float)n->sc[0];
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
-    ZG_MAP2(gin[0], g, n->saved[0], g * (x > 0.0f ? 1.0f : slope));
+    ZG_MAP2(gin[0], g, n->saved[0], (x > 0.0f ? g : 0.0f) + slope * (x > 0.0f ? 0.0f : g));
     return ZG_OK;
 }
 
 zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope) {
     zg_tensor *out = zg__unary_out("zg_leaky_relu", a);
     if (!out) return NULL;
-    ZG_MAP1(out, a, x * (x > 0.0f ? 1.0f : negative_slope));
+    ZG_MAP1(out, a, (x < 0.0f ? 0.0f : x) + negative_slope * (x > 0.0f ? 0.0f : x));
     zg_node *n = zg__record("leaky_relu", leaky_relu_backward, out, &a, 1);
     if (n) {
         n->sc[0] = negative_slope;

@@ -95,50 +95,50 @@ static void plan_run(const plan *p, const float *const *base, float *out, row_fn
 /* Two-input row kernel for y = EXPR(a, b): specialised loops for both
  * contiguous and for either operand repeated. PRAGMA is ZG_SIMD for
  * arithmetic bodies, empty for bodies that call libm. */
-#define ROW2(NAME, PRAGMA, EXPR)                                                                                   \
-    static void NAME(int64_t n, const float *const *x, const int64_t *s, float *restrict o) {              \
-        const float *restrict pa = x[0], *restrict pb = x[1];                                              \
-        if (s[0] == 1 && s[1] == 1) {                                                                      \
-            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
-                const float a = pa[i], b = pb[i];                                                          \
-                o[i] = (EXPR);                                                                             \
-            }                                                                                              \
-        } else if (s[0] == 1) {                                                                            \
-            const float b = pb[0];                                                                         \
-            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
-                const float a = pa[i];                                                                     \
-                o[i] = (EXPR);                                                                             \
-            }                                                                                              \
-        } else if (s[1] == 1) {                                                                            \
-            const float a = pa[0];                                                                         \
-            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
-                const float b = pb[i];                                                                     \
-                o[i] = (EXPR);                                                                             \
-            }                                                                                              \
-        } else {                                                                                           \
-            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
-                const float a = pa[i * s[0]], b = pb[i * s[1]];                                            \
-                o[i] = (EXPR);                                                                             \
-            }                                                                                              \
-        }                                                                                                  \
+#define ROW2(NAME, PRAGMA, EXPR)                                                                               \
+    static void NAME(int64_t n, const float *const *x, const int64_t *s, float *restrict o) {                  \
+        const float *restrict pa = x[0], *restrict pb = x[1];                                                  \
+        if (s[0] == 1 && s[1] == 1) {                                                                          \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                           \
+                const float a = pa[i], b = pb[i];                                                              \
+                o[i] = (EXPR);                                                                                 \
+            }                                                                                                  \
+        } else if (s[0] == 1) {                                                                                \
+            const float b = pb[0];                                                                             \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                           \
+                const float a = pa[i];                                                                         \
+                o[i] = (EXPR);                                                                                 \
+            }                                                                                                  \
+        } else if (s[1] == 1) {                                                                                \
+            const float a = pa[0];                                                                             \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                           \
+                const float b = pb[i];                                                                         \
+                o[i] = (EXPR);                                                                                 \
+            }                                                                                                  \
+        } else {                                                                                               \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                           \
+                const float a = pa[i * s[0]], b = pb[i * s[1]];                                                \
+                o[i] = (EXPR);                                                                                 \
+            }                                                                                                  \
+        }                                                                                                      \
     }
 
 /* Three-input row kernel (a backward): g is the output gradient, always
  * contiguous; a and b are the broadcast inputs. */
-#define ROW3(NAME, PRAGMA, EXPR)                                                                                   \
-    static void NAME(int64_t n, const float *const *x, const int64_t *s, float *restrict o) {              \
-        const float *restrict pg = x[0], *restrict pa = x[1], *restrict pb = x[2];                         \
-        if (s[0] == 1 && s[1] == 1 && s[2] == 1) {                                                         \
-            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
-                const float g = pg[i], a = pa[i], b = pb[i];                                               \
-                o[i] = (EXPR);                                                                             \
-            }                                                                                              \
-        } else {                                                                                           \
-            PRAGMA for (int64_t i = 0; i < n; i++) {                                                              \
-                const float g = pg[i * s[0]], a = pa[i * s[1]], b = pb[i * s[2]];                          \
-                o[i] = (EXPR);                                                                             \
-            }                                                                                              \
-        }                                                                                                  \
+#define ROW3(NAME, PRAGMA, EXPR)                                                                               \
+    static void NAME(int64_t n, const float *const *x, const int64_t *s, float *restrict o) {                  \
+        const float *restrict pg = x[0], *restrict pa = x[1], *restrict pb = x[2];                             \
+        if (s[0] == 1 && s[1] == 1 && s[2] == 1) {                                                             \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                           \
+                const float g = pg[i], a = pa[i], b = pb[i];                                                   \
+                o[i] = (EXPR);                                                                                 \
+            }                                                                                                  \
+        } else {                                                                                               \
+            PRAGMA for (int64_t i = 0; i < n; i++) {                                                           \
+                const float g = pg[i * s[0]], a = pa[i * s[1]], b = pb[i * s[2]];                              \
+                o[i] = (EXPR);                                                                                 \
+            }                                                                                                  \
+        }                                                                                                      \
     }
 
 ROW2(row_add, ZG_SIMD, a + b)

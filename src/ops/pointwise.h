@@ -40,30 +40,30 @@ static inline double zg__fsum(const float *x, int64_t n) {
 #endif
 
 /* out[i] = EXPR for every element, with `x` bound to in[i]. */
-#define ZG_MAP1_(PRAGMA, out, in, EXPR)                                                                    \
-    do {                                                                                                   \
-        const float *restrict zg_src_ = zg__f32(in);                                                      \
-        float *restrict zg_dst_ = zg__f32(out);                                                           \
-        const int64_t zg_n_ = (in)->numel;                                                                 \
-        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                           \
-            const float x = zg_src_[zg_i_];                                                                \
-            zg_dst_[zg_i_] = (EXPR);                                                                       \
-        }                                                                                                  \
+#define ZG_MAP1_(PRAGMA, out, in, EXPR)                                                                        \
+    do {                                                                                                       \
+        const float *restrict zg_src_ = zg__f32(in);                                                           \
+        float *restrict zg_dst_ = zg__f32(out);                                                                \
+        const int64_t zg_n_ = (in)->numel;                                                                     \
+        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                               \
+            const float x = zg_src_[zg_i_];                                                                    \
+            zg_dst_[zg_i_] = (EXPR);                                                                           \
+        }                                                                                                      \
     } while (0)
 
 /* out[i] = EXPR with `g` bound to gin[i] and `x` to other[i] (a backward
  * that combines the incoming gradient with one saved tensor). Both are
  * loaded unconditionally, so selects between them vectorise. */
-#define ZG_MAP2_(PRAGMA, out, gin, other, EXPR)                                                            \
-    do {                                                                                                   \
-        const float *restrict zg_g_ = zg__f32(gin);                                                       \
-        const float *restrict zg_x_ = zg__f32(other);                                                     \
-        float *restrict zg_dst_ = zg__f32(out);                                                           \
-        const int64_t zg_n_ = (gin)->numel;                                                                \
-        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                           \
-            const float g = zg_g_[zg_i_], x = zg_x_[zg_i_];                                                \
-            zg_dst_[zg_i_] = (EXPR);                                                                       \
-        }                                                                                                  \
+#define ZG_MAP2_(PRAGMA, out, gin, other, EXPR)                                                                \
+    do {                                                                                                       \
+        const float *restrict zg_g_ = zg__f32(gin);                                                            \
+        const float *restrict zg_x_ = zg__f32(other);                                                          \
+        float *restrict zg_dst_ = zg__f32(out);                                                                \
+        const int64_t zg_n_ = (gin)->numel;                                                                    \
+        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                               \
+            const float g = zg_g_[zg_i_], x = zg_x_[zg_i_];                                                    \
+            zg_dst_[zg_i_] = (EXPR);                                                                           \
+        }                                                                                                      \
     } while (0)
 
 /* Arithmetic bodies (vectorised) and bodies that call libm (scalar). */

@@ -19,10 +19,7 @@ typedef struct {
 /* Validates (a, dim) for `fn` and fills the split; ZG_OK or an error. */
 static int split_dim(const char *fn, const zg_tensor *a, int dim, bool keepdim, dim_split *s) {
     if (zg__check_f32(fn, a, "input")) return ZG_ERR_ARG;
-    /* A 0-dim tensor takes dim 0 or -1, as in PyTorch. */
-    if (a->ndim == 0 && dim != 0 && dim != -1)
-        return zg__fail(ZG_ERR_ARG, "%s: dim %d out of range for a 0-dim tensor (use 0 or -1)", fn, dim);
-    int d = a->ndim == 0 ? 0 : zg__wrap_dim(fn, dim, a->ndim);
+    int d = zg__wrap_dim(fn, dim, a->ndim); /* a 0-dim tensor takes 0 or -1 */
     if (d < 0) return ZG_ERR_ARG;
     s->dim = d;
     s->outer = s->inner = s->n = 1;

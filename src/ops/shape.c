@@ -10,10 +10,6 @@
 
 #include <stdio.h>
 
-/* As zg__wrap_dim; a 0-dim tensor also takes -1 (as in PyTorch). */
-static int wrap_dim(const char *fn, int dim, int ndim) {
-    return ndim == 0 && dim == -1 ? 0 : zg__wrap_dim(fn, dim, ndim);
-}
 
 static const char *dims_str(const int64_t *d, int n, char *buf, size_t cap) {
     size_t used = (size_t)snprintf(buf, cap, "[");
@@ -80,7 +76,7 @@ zg_tensor *zg_reshape(zg_tensor *a, const int64_t *shape, int ndim) {
 zg_tensor *zg_flatten(zg_tensor *a, int start_dim) {
     const char *fn = "zg_flatten";
     if (!a) return zg__fail_null("%s: input is NULL", fn);
-    int d = wrap_dim(fn, start_dim, a->ndim);
+    int d = zg__wrap_dim(fn, start_dim, a->ndim);
     if (d < 0) return NULL;
     /* Dims before start_dim stay; the rest become one (a 0-dim input gives [1]). */
     int64_t out[ZG_MAX_DIMS];
@@ -294,9 +290,9 @@ static zg_tensor *permute_impl(const char *name, zg_tensor *a, const int64_t *pe
 zg_tensor *zg_transpose(zg_tensor *a, int dim0, int dim1) {
     const char *fn = "zg_transpose";
     if (zg__check_f32(fn, a, "input")) return NULL;
-    int d0 = wrap_dim(fn, dim0, a->ndim);
+    int d0 = zg__wrap_dim(fn, dim0, a->ndim);
     if (d0 < 0) return NULL;
-    int d1 = wrap_dim(fn, dim1, a->ndim);
+    int d1 = zg__wrap_dim(fn, dim1, a->ndim);
     if (d1 < 0) return NULL;
     int64_t perm[ZG_MAX_DIMS];
     for (int k = 0; k < a->ndim; k++) perm[k] = k;

@@ -11,10 +11,6 @@
 
 #include <math.h>
 
-/* As zg__wrap_dim; a 0-dim tensor also takes -1 (as in PyTorch). */
-static int wrap_dim(const char *fn, int dim, int ndim) {
-    return ndim == 0 && dim == -1 ? 0 : zg__wrap_dim(fn, dim, ndim);
-}
 
 typedef struct {
     int64_t outer, size, inner;
@@ -87,7 +83,7 @@ static int log_softmax_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
 
 static zg_tensor *softmax_op(const char *fn, zg_tensor *a, int dim, bool log_out) {
     if (zg__check_f32(fn, a, "input")) return NULL;
-    int d = wrap_dim(fn, dim, a->ndim);
+    int d = zg__wrap_dim(fn, dim, a->ndim);
     if (d < 0) return NULL;
     zg_tensor *y = zg__empty_like(a);
     if (!y) return NULL;
