@@ -152,6 +152,20 @@ static inline void zg__bump_version(zg_tensor *t) { t->storage->version++; }
 
 /* ---- shared kernels --------------------------------------------------- */
 
+/* for (int64_t i = 0; i < n; i++) body, split across the OpenMP threads
+ * when n >= min. Below min the loop never enters the OpenMP runtime: even
+ * a region that an if() clause serialises costs LLVM's runtime a few
+ * mallocs, which small tensors would pay on every step. */
+#define ZG_PARALLEL_FOR(i, n, min, ...)                                                                     \
+    do {                                                                                                   \
+        const int64_t zg_pf_n = (n);                                                                       \
+        if (zg_pf_n >= (min)) {                                                                            \
+            _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < zg_pf_n; i++) __VA_ARGS__ \
+        } else {                                                                                           \
+            for (int64_t i = 0; i < zg_pf_n; i++) __VA_ARGS__                                             \
+        }                                                                                                  \
+    } while (0)
+
 /* Sums g (an arena tensor with the broadcast shape) down to `shape`. */
 zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim);
 

@@ -29,15 +29,14 @@ int zg__adagrad_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
     float *pd = zg__f32(p), *sum = zg__f32(sumt);
     const float *gd = zg__f32(g);
     const int64_t n = p->numel;
-#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    ZG_PARALLEL_FOR(i, n, ZG__OPTIM_PAR_MIN, {
         float gi = maximize ? -gd[i] : gd[i];
         if (decay) gi = gi + wd * pd[i];
         float s = sum[i] + gi * gi;
         sum[i] = s;
         float std = sqrtf(s) + eps;
         pd[i] = pd[i] + neg_clr * gi / std;
-    }
+    });
     zg__bump_version(sumt);
     zg__bump_version(p);
     return ZG_OK;

@@ -45,8 +45,7 @@ static int adam_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
     float *pd = zg__f32(p), *m = zg__f32(mt), *v = zg__f32(vt), *vmax = vmt ? zg__f32(vmt) : NULL;
     const float *gd = zg__f32(g);
     const int64_t n = p->numel;
-#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    ZG_PARALLEL_FOR(i, n, ZG__OPTIM_PAR_MIN, {
         float gi = maximize ? -gd[i] : gd[i];
         float pi = pd[i];
         if (decoupled) pi = pi * decay;
@@ -58,7 +57,7 @@ static int adam_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
         if (amsgrad) vi = vmax[i] = max_nan(vmax[i], vi);
         float denom = sqrtf(vi) / bc2_sqrt + eps;
         pd[i] = pi + neg_step_size * mi / denom;
-    }
+    });
     zg__bump_version(mt);
     zg__bump_version(vt);
     if (vmt) zg__bump_version(vmt);

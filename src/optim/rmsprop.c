@@ -37,8 +37,7 @@ int zg__rmsprop_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
     float *ga = gat ? zg__f32(gat) : NULL, *buf = bt ? zg__f32(bt) : NULL;
     const float *gd = zg__f32(g);
     const int64_t n = p->numel;
-#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    ZG_PARALLEL_FOR(i, n, ZG__OPTIM_PAR_MIN, {
         float gi = maximize ? -gd[i] : gd[i];
         if (decay) gi = gi + wd * pd[i];
         float s = sq[i] * a + one_minus_a * gi * gi;
@@ -59,7 +58,7 @@ int zg__rmsprop_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
         } else {
             pd[i] = pd[i] + neg_lr * gi / avg;
         }
-    }
+    });
     zg__bump_version(sqt);
     if (gat) zg__bump_version(gat);
     if (bt) zg__bump_version(bt);

@@ -27,12 +27,11 @@ int zg__sgd_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const 
     const int64_t n = p->numel;
 
     if (momentum == 0) {
-#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
+        ZG_PARALLEL_FOR(i, n, ZG__OPTIM_PAR_MIN, {
             float d = maximize ? -gd[i] : gd[i];
             if (decay) d = d + wd * pd[i];
             pd[i] = pd[i] + neg_lr * d;
-        }
+        });
         zg__bump_version(p);
         return ZG_OK;
     }
@@ -41,15 +40,14 @@ int zg__sgd_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const 
     zg_tensor *bt = zg__optim_buffer(st, ZG__BUF_MOMENTUM, p, 0.0f, &first);
     if (!bt) return ZG_ERR_NOMEM;
     float *buf = zg__f32(bt);
-#pragma omp parallel for if (n >= ZG__OPTIM_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+    ZG_PARALLEL_FOR(i, n, ZG__OPTIM_PAR_MIN, {
         float d = maximize ? -gd[i] : gd[i];
         if (decay) d = d + wd * pd[i];
         float b = first ? d : buf[i] * mu + one_minus_tau * d;
         buf[i] = b;
         d = nesterov ? d + mu * b : b;
         pd[i] = pd[i] + neg_lr * d;
-    }
+    });
     zg__bump_version(bt);
     zg__bump_version(p);
     return ZG_OK;
