@@ -279,6 +279,22 @@ zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reducti
 zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction reduction,
                               const zg_tensor *pos_weight);
 
+/* Convolution, pooling, normalisation (NCHW). */
+/* x [N,Cin,H,W], w [Cout,Cin/groups,kH,kW], b [Cout] or NULL. stride,
+ * padding and dilation are {h, w} pairs. */
+zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
+                     const int dilation[2], int groups);
+/* Max over kernel windows (padding counts as -inf); avg includes the
+ * padding in the divisor (PyTorch's count_include_pad=True). */
+zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
+zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
+/* x [N,C] or [N,C,L] (1d) or [N,C,H,W] (2d). Training: normalise with the
+ * batch statistics and update running_mean/running_var in place
+ * (running = (1-momentum)*running + momentum*batch, unbiased variance);
+ * eval: use the running statistics. weight/bias [C] may be NULL. */
+zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
+                         zg_tensor *bias, bool training, float momentum, float eps);
+
 /* ------------------------------------------------------------------ */
 /* nn: modules                                                          */
 /* ------------------------------------------------------------------ */
@@ -293,6 +309,16 @@ zg_module *zg_nn_tanh(void);
 zg_module *zg_nn_sigmoid(void);
 zg_module *zg_nn_dropout(float p);
 zg_module *zg_nn_flatten(void);
+/* Conv2d(in, out, kernel) with square kernel/stride/padding/dilation;
+ * weight and bias init as PyTorch's (fan_in = in/groups * k * k). */
+zg_module *zg_nn_conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, int padding, int dilation,
+                        int groups, bool bias);
+zg_module *zg_nn_max_pool2d(int kernel, int stride, int padding);
+zg_module *zg_nn_avg_pool2d(int kernel, int stride, int padding);
+/* BatchNorm with affine weight (ones) and bias (zeros) and the buffers
+ * running_mean (zeros), running_var (ones), num_batches_tracked. */
+zg_module *zg_nn_batch_norm1d(int64_t num_features, float eps, float momentum);
+zg_module *zg_nn_batch_norm2d(int64_t num_features, float eps, float momentum);
 /* Takes ownership of the modules (also on failure); children are named
  * "0", "1", ... so parameters read "0.weight". */
 zg_module *zg_nn_sequential(zg_module *const *modules, int n);
@@ -312,6 +338,11 @@ int zg_module_num_children(const zg_module *m);
 const char *zg_module_type(const zg_module *m);
 void zg_module_train(zg_module *m, bool train); /* also for children */
 bool zg_module_is_training(const zg_module *m);
+/* Buffers (state that is not a parameter, e.g. running statistics), with
+ * dotted names ("1.running_mean"); saved and loaded with the weights. */
+int zg_module_num_buffers(const zg_module *m);
+zg_tensor *zg_module_buffer(const zg_module *m, int index);
+const char *zg_module_buffer_name(const zg_module *m, int index);
 /* All the module's parameters (also those no optimizer manages). */
 void zg_module_zero_grad(zg_module *m, bool set_to_none);
 void zg_module_free(zg_module *m);
@@ -431,6 +462,53 @@ void zg_safetensors_free(zg_safetensors *st);
  * key/value pairs, to path atomically (temporary file, fsync, rename). */
 int zg_safetensors_write(const char *path, zg_tensor *const *tensors, const char *const *names, int n,
                          const char *const *meta_keys, const char *const *meta_values, int n_meta);
+
+/* ------------------------------------------------------------------ */
+/* Data: data sets and a loader                                         */
+/* ------------------------------------------------------------------ */
+
+/* An in-memory labelled data set: samples (uint8 images kept as bytes and
+ * normalised per batch, or float features) and int64 labels. */
+typedef struct zg_dataset zg_dataset;
+/* MNIST-format IDX files, gzipped or not (chosen by the content). */
+zg_dataset *zg_dataset_load_idx(const char *images_path, const char *labels_path);
+/* Fashion-MNIST (or MNIST) from a directory holding
+ * {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. */
+zg_dataset *zg_dataset_load_mnist_dir(const char *dir, bool train);
+/* Numeric CSV: one row per sample, label_column holds the class index
+ * (negative counts from the end); header: skip the first line. */
+zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header);
+int64_t zg_dataset_size(const zg_dataset *ds);
+/* Shape of one sample (e.g. {1, 28, 28}); returns ndim. */
+int zg_dataset_sample_shape(const zg_dataset *ds, int64_t shape[ZG_MAX_DIMS]);
+/* 1 + the largest label. */
+int64_t zg_dataset_num_classes(const zg_dataset *ds);
+/* The first n samples (a view that shares the memory; free it alone). */
+zg_dataset *zg_dataset_head(const zg_dataset *ds, int64_t n);
+void zg_dataset_free(zg_dataset *ds);
+
+typedef struct {
+    int64_t batch_size;
+    bool shuffle;   /* a new order each epoch, from (seed, epoch) only */
+    bool drop_last;
+    uint64_t seed;
+    /* uint8 samples become (v/255 - mean) / std; float samples as is. */
+    float mean, std;
+    bool prefetch;  /* prepare the next batch on a background thread */
+} zg_loader_opts;
+typedef struct zg_loader zg_loader;
+/* The loader does not own ds (it must outlive the loader). */
+zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts);
+/* Starts epoch `epoch` (its order) at batch `start_batch` (resume). */
+int zg_loader_start_epoch(zg_loader *ld, int64_t epoch, int64_t start_batch);
+int64_t zg_loader_num_batches(const zg_loader *ld);
+/* Next batch: x float32 [B, sample shape...], y int64 [B], owned by the
+ * loader and valid until the next call. Returns 1 with a batch, 0 at the
+ * end of the epoch, negative on error. */
+int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y);
+/* Index of the next batch in the current epoch. */
+int64_t zg_loader_position(const zg_loader *ld);
+void zg_loader_free(zg_loader *ld);
 
 #ifdef __cplusplus
 }
