@@ -24,7 +24,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
-.PHONY: all lib tests examples install run test test-unit test-sanitize sanitize-build clean setup
+.PHONY: all lib tests examples install run test test-unit test-sanitize sanitize-build clean setup fuzz
 
 all: lib $(BUILD)/zgrad examples
 
@@ -50,6 +50,8 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
 
 tests: $(TESTS)
+# The CLI test runs the zgrad binary of its own build directory.
+$(BUILD)/tests/test_cli: $(BUILD)/zgrad
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
@@ -57,17 +59,19 @@ $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h $(BUILD)/libzgrad.a
 setup:
 	scripts/setup
 
-# The main job (until the Fashion-MNIST trainer exists: the canonical loop).
+# The main job: the default CNN on Fashion-MNIST (3 epochs), outputs in runs/.
 run: setup all
-	$(BUILD)/examples/canonical_loop
+	$(BUILD)/zgrad train
 
-# Every test: unit, gradient checks, PyTorch parity and the examples, built
-# twice: as usual, and with AddressSanitizer + UndefinedBehaviorSanitizer
-# (+ LeakSanitizer). The last line is the total over both.
+# Every test: unit, gradient checks, PyTorch parity, the CLI and the
+# examples, built twice: as usual, and with AddressSanitizer +
+# UndefinedBehaviorSanitizer (+ LeakSanitizer); first a short fuzzing run of
+# the data parsers. The last line is the total over both builds.
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test: setup
 	$(MAKE) all tests
 	$(MAKE) sanitize-build
+	scripts/fuzz 10
 	scripts/run-tests $(BUILD) build/san
 
 test-unit: all tests
@@ -82,6 +86,12 @@ sanitize-build:
 
 test-sanitize: sanitize-build
 	scripts/run-tests build/san
+
+# libFuzzer + ASan/UBSan on the IDX and CSV parsers (clang's libFuzzer);
+# `make test` runs each target briefly, `make fuzz FUZZ_SECONDS=600` longer.
+FUZZ_SECONDS ?= 20
+fuzz:
+	scripts/fuzz $(FUZZ_SECONDS)
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin

@@ -483,7 +483,9 @@ int64_t zg_dataset_size(const zg_dataset *ds);
 int zg_dataset_sample_shape(const zg_dataset *ds, int64_t shape[ZG_MAX_DIMS]);
 /* 1 + the largest label. */
 int64_t zg_dataset_num_classes(const zg_dataset *ds);
-/* The first n samples (a view that shares the memory; free it alone). */
+/* The first n samples (1 <= n <= size): a view that shares the memory
+ * (reference counted) and keeps the parent's class count. The view and
+ * its parent may be freed in either order; the memory goes with the last. */
 zg_dataset *zg_dataset_head(const zg_dataset *ds, int64_t n);
 void zg_dataset_free(zg_dataset *ds);
 
@@ -504,11 +506,346 @@ int zg_loader_start_epoch(zg_loader *ld, int64_t epoch, int64_t start_batch);
 int64_t zg_loader_num_batches(const zg_loader *ld);
 /* Next batch: x float32 [B, sample shape...], y int64 [B], owned by the
  * loader and valid until the next call. Returns 1 with a batch, 0 at the
- * end of the epoch, negative on error. */
+ * end of the epoch (and again until zg_loader_start_epoch), negative on
+ * error. A new loader stands at epoch 0, batch 0. */
 int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y);
 /* Index of the next batch in the current epoch. */
 int64_t zg_loader_position(const zg_loader *ld);
 void zg_loader_free(zg_loader *ld);
+
+/* ------------------------------------------------------------------ */
+/* Training driver: the loop behind `zgrad train`                       */
+/* ------------------------------------------------------------------ */
+
+/* The default CNN for 1x28x28 inputs: Conv 32 3x3 pad 1 - ReLU - MaxPool 2
+ * - Conv 64 3x3 pad 1 - ReLU - MaxPool 2 - Flatten - Linear 3136-128 - ReLU
+ * - Linear 128-10 (parameters "0.weight", "0.bias", "3.weight", ...). */
+zg_module *zg_model_default_cnn(void);
+/* Flatten, then Linear sizes[0]-sizes[1]-...-sizes[n-1] with ReLU between
+ * (n >= 2); {784, 256, 128, 10} is `zgrad train --model mlp`. */
+zg_module *zg_model_mlp(const int64_t *sizes, int n);
+
+typedef enum { ZG_MODEL_CNN = 0, ZG_MODEL_MLP = 1 } zg_model_kind;
+/* "cnn" / "mlp" -> kind, and "sgd", "adam", "adamw", "rmsprop", "adagrad"
+ * -> zg_optim_kind; -1 for an unknown name. The reverse gives the name. */
+int zg_train_model_kind(const char *name);
+const char *zg_train_model_name(zg_model_kind kind);
+int zg_train_optim_kind(const char *name);
+const char *zg_train_optim_name(zg_optim_kind kind);
+
+typedef enum {
+    ZG_PROGRESS_AUTO = 0, /* a live bar when stderr is a terminal, else lines */
+    ZG_PROGRESS_BAR,      /* one bar per epoch on stderr, redrawn in place */
+    ZG_PROGRESS_LINES,    /* a plain line on stderr every progress_interval s */
+    ZG_PROGRESS_OFF,
+} zg_progress_mode;
+
+/* Every option of `zgrad train`; start from zg_train_config_defaults(). */
+typedef struct {
+    zg_model_kind model;            /* ZG_MODEL_CNN */
+    zg_optim_kind optimizer;        /* ZG_ADAM */
+    /* Negative: the optimizer's own default (Adam: lr 1e-3, wd 0). momentum
+     * applies to sgd and rmsprop only. */
+    double lr, momentum, weight_decay;
+    int epochs;                     /* 3; the total, also when resuming */
+    int64_t batch_size;             /* 64 */
+    uint64_t seed;                  /* 0: weight init and data order */
+    int threads;                    /* 0: leave OpenMP / OpenBLAS as they are */
+    const char *data_dir;           /* "/usr/share/datasets/fashion-mnist" */
+    const char *out_dir;            /* NULL: runs/<timestamp>, or resume_dir */
+    const char *resume_dir;         /* NULL: a new run; else the run to continue */
+    int64_t limit_train, limit_test; /* 0: every sample; N: the first N */
+    int64_t checkpoint_every_steps; /* 0: a checkpoint after each epoch only */
+    int64_t eval_batch_size;        /* 1000 */
+    float mean, std;                /* normalisation: 0.2860, 0.3530 */
+    zg_progress_mode progress;      /* AUTO */
+    double progress_interval;       /* 5 s between plain progress lines */
+    FILE *log;                      /* per-epoch summaries (stdout); NULL: none */
+} zg_train_config;
+
+zg_train_config zg_train_config_defaults(void);
+/* Threads for OpenMP loops and OpenBLAS (n >= 1). */
+int zg_set_num_threads(int n);
+/* Checks ranges and combinations (e.g. momentum with adam); ZG_ERR_ARG and
+ * a message naming the option otherwise. */
+int zg_train_config_validate(const zg_train_config *cfg);
+
+typedef struct {
+    int epochs_done;                /* epochs completed in the run directory */
+    double train_loss, test_loss, test_acc; /* last epoch; test_acc in [0,1] */
+    double seconds;                 /* wall time of this call */
+    char out_dir[4096];
+} zg_train_result;
+
+/* Trains as configured and writes into the run directory: metrics.jsonl,
+ * curves.svg, model.safetensors and a checkpoint after every epoch (and
+ * every checkpoint_every_steps steps). Checkpoints are atomic: a kill at
+ * any moment leaves the previous one loadable. With resume_dir the run
+ * continues bit for bit as if it had never stopped; the checkpoint must
+ * match the configuration (model, optimizer, hyperparameters, batch size,
+ * seed, limits), else ZG_ERR_FORMAT. result may be NULL. */
+int zg_train_run(const zg_train_config *cfg, zg_train_result *result);
+/* Reads the training options saved in a checkpoint (a run directory or
+ * one checkpoint directory) into cfg, with its checkpoint interval; paths
+ * and display options are left as they are. A base for --resume with some
+ * options overridden. */
+int zg_train_checkpoint_config(const char *path, zg_train_config *cfg);
+
+typedef struct {
+    int64_t n;              /* samples evaluated */
+    double loss;            /* mean cross-entropy */
+    double accuracy;        /* in [0, 1] */
+    int num_classes;
+    /* num_classes x num_classes, row = true class, column = prediction
+     * (malloc'd; zg_eval_result_free). */
+    int64_t *confusion;
+} zg_eval_result;
+
+/* Runs the loader's epoch 0 through the model under no_grad in eval mode
+ * (then restores the module's mode), with cross-entropy. */
+int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_result *out);
+/* `zgrad eval`: path is a run directory, a checkpoint directory, or a
+ * model.safetensors written by zgrad train (the architecture is recognised
+ * from the shapes); data_dir NULL means the default; limit 0: all. */
+int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
+void zg_eval_result_free(zg_eval_result *r);
+
+/* ------------------------------------------------------------------ */
+/* Mixed precision: autocast regions and a gradient scaler              */
+/* ------------------------------------------------------------------ */
+
+/* Autocast (per thread; regions nest like no_grad). Inside a bf16 or fp16
+ * region zg_matmul and zg_linear compute in that 16-bit type: their inputs
+ * are rounded to it (round to nearest even, as PyTorch converts), the
+ * products are accumulated in float32 and the result (bias included) is
+ * rounded to the 16-bit type once. zgrad has no 16-bit dtype: the results
+ * are float32 tensors holding values exactly representable in bf16 / fp16,
+ * so that the float32 ops downstream (relu, softmax, log_softmax, losses,
+ * reductions, norms) see exactly what PyTorch's bf16 tensors hold.
+ * Parameters and their .grad stay float32 (master weights). The backward of
+ * an autocast matmul / linear rounds the incoming gradient to the 16-bit
+ * type, computes its GEMMs in it with float32 accumulation and rounds the
+ * input gradients, as PyTorch's autograd through a bf16 linear does; .grad
+ * accumulates them in float32. One difference from PyTorch: elementwise
+ * ops on autocast results (add, mul, ...) are float32 ops here, where
+ * PyTorch would round their bf16 results again. */
+typedef enum { ZG_AUTOCAST_OFF = 0, ZG_AUTOCAST_BF16 = 1, ZG_AUTOCAST_FP16 = 2 } zg_autocast_type;
+/* Enters a region of `type`; ZG_AUTOCAST_OFF opens a region where autocast
+ * is disabled inside an enabled one (autocast(enabled=False)). ZG_ERR_ARG
+ * for an unknown type. Every successful enter needs one exit. */
+int zg_autocast_enter(zg_autocast_type type);
+void zg_autocast_exit(void);
+/* The type in force on this thread (ZG_AUTOCAST_OFF outside regions). */
+zg_autocast_type zg_autocast_get(void);
+
+/* Scalar conversions, round to nearest even. NaN stays a (quiet) NaN,
+ * values beyond the type's range become +-inf, subnormals are kept. */
+uint16_t zg_float_to_bf16(float x);
+float zg_bf16_to_float(uint16_t h);
+uint16_t zg_float_to_fp16(float x);
+float zg_fp16_to_float(uint16_t h);
+/* x rounded to the type and back to float. */
+float zg_round_bf16(float x);
+float zg_round_fp16(float x);
+
+/* The kernel behind bf16 GEMMs (process-wide). PORTABLE rounds the
+ * operands to bf16 values held in float32 and multiplies them with BLAS
+ * sgemm (bf16 products are exact in float32); AVX512 uses the AVX512-BF16
+ * dot-product instruction; AMX the AMX-BF16 tile unit. By default the
+ * fastest the CPU and OS offer (AMX, then AVX512, then PORTABLE); the
+ * environment variable ZG_NO_BF16_ISA=1 forces PORTABLE. The kernels sum
+ * the float32 products in different orders (and the instructions flush
+ * subnormal products and sums to zero), so results agree to float32
+ * accumulation error before the final rounding, not bit for bit: at most
+ * one bf16 step apart in an output, usually equal. Without the
+ * instructions bf16 autocast costs more than float32 (the rounding passes
+ * come on top of sgemm). */
+typedef enum { ZG_BF16_KERNEL_PORTABLE = 0, ZG_BF16_KERNEL_AVX512 = 1, ZG_BF16_KERNEL_AMX = 2 } zg_bf16_kernel;
+zg_bf16_kernel zg_bf16_kernel_get(void);
+bool zg_bf16_kernel_available(zg_bf16_kernel kernel);
+/* ZG_ERR_ARG for an unknown or unavailable kernel. */
+int zg_bf16_kernel_set(zg_bf16_kernel kernel);
+
+/* Gradient scaler (PyTorch's GradScaler). The recipe:
+ *   zg_backward(zg_grad_scaler_scale(s, loss), NULL);
+ *   zg_grad_scaler_unscale_(s, opt);   (optional: before clipping)
+ *   zg_grad_scaler_step(s, opt, &stepped);
+ *   zg_grad_scaler_update(s);
+ * One scaler may serve several optimizers (each unscaled / stepped once
+ * per update). */
+typedef struct zg_grad_scaler zg_grad_scaler;
+typedef struct {
+    float init_scale;        /* 65536 */
+    double growth_factor;    /* 2.0 */
+    double backoff_factor;   /* 0.5 */
+    int64_t growth_interval; /* 2000 */
+    bool enabled;            /* true; false: every call passes through */
+} zg_grad_scaler_opts;
+#define ZG_GRAD_SCALER_DEFAULTS ((zg_grad_scaler_opts){65536.0f, 2.0, 0.5, 2000, true})
+/* opts may be NULL (the defaults). Errors: init_scale <= 0 or not finite,
+ * growth_factor <= 1, backoff_factor outside (0,1), growth_interval <= 0. */
+zg_grad_scaler *zg_grad_scaler_new(const zg_grad_scaler_opts *opts);
+void zg_grad_scaler_free(zg_grad_scaler *s);
+bool zg_grad_scaler_is_enabled(const zg_grad_scaler *s);
+/* loss * scale (a differentiable op, float32); loss itself when disabled. */
+zg_tensor *zg_grad_scaler_scale(zg_grad_scaler *s, zg_tensor *loss);
+/* Multiplies the optimizer's grads (those not None) in place by the
+ * float32 reciprocal of the scale and records whether any was inf/NaN.
+ * ZG_ERR_STATE when called twice for the optimizer before update(), or
+ * after step(), or before the scale was ever used (scale() or set_state;
+ * this holds for step() and update() too, as in PyTorch). */
+int zg_grad_scaler_unscale_(zg_grad_scaler *s, zg_optim *opt);
+/* Unscales (if not done yet) and steps the optimizer unless an inf/NaN was
+ * found; then parameters and optimizer state are untouched. *stepped
+ * (may be NULL) tells which. ZG_ERR_STATE when no gradient was recorded
+ * ("No inf checks were recorded for this optimizer") or step() was already
+ * called for it since the last update(). */
+int zg_grad_scaler_step(zg_grad_scaler *s, zg_optim *opt, bool *stepped);
+/* New scale: scale * backoff_factor if any optimizer found inf/NaN (the
+ * growth tracker resets), else after growth_interval consecutive clean
+ * updates scale * growth_factor (unless that is inf: then the scale stays
+ * and the tracker still resets). Forgets the per-optimizer records.
+ * ZG_ERR_STATE when nothing was recorded. */
+int zg_grad_scaler_update(zg_grad_scaler *s);
+/* Current scale (1 when disabled) and clean-update count. */
+float zg_grad_scaler_get_scale(const zg_grad_scaler *s);
+int64_t zg_grad_scaler_get_growth_tracker(const zg_grad_scaler *s);
+
+/* Checkpoint state (PyTorch's state_dict keys: scale, growth_factor,
+ * backoff_factor, growth_interval, _growth_tracker). */
+typedef struct {
+    float scale;
+    double growth_factor, backoff_factor;
+    int64_t growth_interval;
+    int64_t growth_tracker;
+} zg_grad_scaler_state;
+int zg_grad_scaler_get_state(const zg_grad_scaler *s, zg_grad_scaler_state *state);
+/* Validates like zg_grad_scaler_new (and 0 <= growth_tracker <
+ * growth_interval); ZG_ERR_STATE while optimizers have unscaled / stepped
+ * since the last update(). */
+int zg_grad_scaler_set_state(zg_grad_scaler *s, const zg_grad_scaler_state *state);
+
+/* ------------------------------------------------------------------ */
+/* Gradient clipping and learning-rate schedulers                       */
+/* ------------------------------------------------------------------ */
+
+/* Clips the gradients of params together, as
+ * torch.nn.utils.clip_grad_norm_: total = the norm_type-norm of all their
+ * grads viewed as one vector (norm_type 2, 1, INFINITY = max |g|, or any
+ * p > 0), computed in double; NULL entries and parameters whose grad is
+ * None are skipped (no grads at all: total 0). coef = max_norm /
+ * (total + 1e-6); when coef < 1 every grad is multiplied by it in place
+ * (a tracked write). *total_norm (may be NULL) gets the total before
+ * clipping. A non-finite total: with error_if_nonfinite, ZG_ERR_STATE
+ * naming the norm and a parameter, grads untouched; without, the grads
+ * are scaled anyway (NaN total: all NaN; inf total: by 0), as PyTorch.
+ * Errors: max_norm < 0 or NaN, norm_type <= 0 or NaN. */
+int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double norm_type, bool error_if_nonfinite,
+                      double *total_norm);
+/* Clamps every grad element to [-clip_value, clip_value] in place (NaN
+ * stays NaN); clip_value >= 0. */
+int zg_clip_grad_value(zg_tensor *const *params, int n, double clip_value);
+/* The same over all of an optimizer's (or a module's) parameters. */
+int zg_optim_clip_grad_norm(zg_optim *opt, double max_norm, double norm_type, bool error_if_nonfinite,
+                            double *total_norm);
+int zg_optim_clip_grad_value(zg_optim *opt, double clip_value);
+int zg_module_clip_grad_norm(zg_module *m, double max_norm, double norm_type, bool error_if_nonfinite,
+                             double *total_norm);
+int zg_module_clip_grad_value(zg_module *m, double clip_value);
+
+/* Learning-rate schedulers, as torch.optim.lr_scheduler (1.13), same
+ * formulas (the recursive "chainable" forms where PyTorch uses them), so
+ * the sequences agree to rounding. A scheduler writes each group's lr
+ * (OneCycleLR also momentum, or beta1 for Adam/AdamW) into the optimizer.
+ * Construction performs PyTorch's initial step (last_epoch 0): the base
+ * lrs are the groups' lr when the first scheduler of this optimizer was
+ * made (PyTorch's group['initial_lr'], kept while any scheduler of the
+ * optimizer is alive; OneCycleLR sets it to max_lr / div_factor), and e.g.
+ * LinearLR multiplies the lr by start_factor right away. Call
+ * zg_sched_step() once after each zg_optim_step(). Free schedulers before
+ * their optimizer. */
+typedef struct zg_sched zg_sched;
+
+/* lr *= gamma every step_size steps. step_size > 0, gamma >= 0. */
+zg_sched *zg_sched_step_lr(zg_optim *opt, int64_t step_size, double gamma);
+/* eta_min + (base - eta_min) * (1 + cos(pi * t / t_max)) / 2 (recursive
+ * form). t_max > 0, eta_min >= 0. */
+zg_sched *zg_sched_cosine(zg_optim *opt, int64_t t_max, double eta_min);
+/* Factor going linearly from start_factor to end_factor over total_iters
+ * steps (warm-up). 0 < start_factor <= 1, 0 <= end_factor <= 1,
+ * total_iters > 0. */
+zg_sched *zg_sched_linear(zg_optim *opt, double start_factor, double end_factor, int64_t total_iters);
+
+typedef struct {
+    int64_t total_steps;     /* > 0; stepping past it is an error */
+    double pct_start;        /* 0.3, in [0, 1] */
+    bool anneal_linear;      /* false: cos */
+    double div_factor;       /* 25: initial lr = max_lr / div_factor */
+    double final_div_factor; /* 1e4: min lr = initial lr / final_div_factor */
+    bool three_phase;        /* false */
+    bool cycle_momentum;     /* true: needs momentum (SGD, RMSprop) or beta1 (Adam, AdamW) */
+    double base_momentum;    /* 0.85 */
+    double max_momentum;     /* 0.95 */
+    const double *max_lrs;   /* per group (n_groups values), or NULL: max_lr for all */
+} zg_onecycle_opts;
+/* PyTorch's defaults for total_steps steps. */
+zg_onecycle_opts zg_onecycle_defaults(int64_t total_steps);
+zg_sched *zg_sched_onecycle(zg_optim *opt, double max_lr, const zg_onecycle_opts *opts);
+
+/* SequentialLR: scheds[0] until milestones[0], then scheds[1] (started
+ * with its closed form at epoch 0), ... n_milestones == n - 1, milestones
+ * increasing and > 0, all on opt. Takes ownership of scheds (also on
+ * failure); do not step or free them yourself. */
+zg_sched *zg_sched_sequential(zg_optim *opt, zg_sched *const *scheds, int n, const int64_t *milestones,
+                              int n_milestones);
+/* Sequential(LinearLR(start_factor, 1, warmup), CosineAnnealingLR(
+ * total_steps - warmup, eta_min)) with milestone warmup; 0 < warmup <
+ * total_steps. */
+zg_sched *zg_sched_warmup_cosine(zg_optim *opt, int64_t warmup, double start_factor, int64_t total_steps,
+                                 double eta_min);
+
+/* A schedule from a CLI-style spec, counted in optimizer steps
+ * (total_steps: the run's length, the default for t_max / total_steps):
+ *   step:SIZE[,gamma=G]            StepLR (gamma 0.1)
+ *   cosine[:T_MAX][,eta_min=E]     CosineAnnealingLR (t_max total_steps)
+ *   linear[:ITERS][,start_factor=S,end_factor=E]   LinearLR (5, 1/3, 1)
+ *   onecycle:MAX_LR[,pct_start=P,anneal=cos|linear,div_factor=D,
+ *     final_div_factor=F,three_phase=0|1,cycle_momentum=0|1,
+ *     base_momentum=B,max_momentum=M,total_steps=N]   OneCycleLR
+ *   warmup-cosine:W[,start_factor=S,eta_min=E]   zg_sched_warmup_cosine
+ *                                  (start_factor 1/3, eta_min 0)
+ * Each positional value may also be given by name (step_size=, t_max=,
+ * total_iters=, max_lr=, warmup=). */
+zg_sched *zg_sched_from_spec(zg_optim *opt, const char *spec, int64_t total_steps);
+
+/* One step (after the optimizer's): last_epoch += 1 and new lrs. Errors
+ * (nothing changes): OneCycleLR stepped more than total_steps times; a
+ * computed lr < 0, which PyTorch would write (OneCycleLR's linear anneal
+ * one step past total_steps) and zgrad's optimizers refuse; the optimizer
+ * gained groups since the scheduler was made; a SequentialLR's child. */
+int zg_sched_step(zg_sched *s);
+/* The lr the scheduler last wrote into `group` (NAN and an error if out of
+ * range). */
+double zg_sched_get_last_lr(const zg_sched *s, int group);
+int64_t zg_sched_last_epoch(const zg_sched *s);
+/* PyTorch's class name: "StepLR", "CosineAnnealingLR", "LinearLR",
+ * "OneCycleLR", "SequentialLR". */
+const char *zg_sched_name(const zg_sched *s);
+zg_optim *zg_sched_optimizer(const zg_sched *s);
+/* Frees s (and a sequential's schedulers); NULL is a no-op. */
+void zg_sched_free(zg_sched *s);
+
+/* The scheduler's state_dict as JSON text (malloc'd; free()): the kind,
+ * its hyperparameters, last_epoch, step count, base and last lrs (and a
+ * sequential's schedulers). Loading checks the kind and group count (and
+ * every value) before it changes anything, then adopts the saved state
+ * and hyperparameters as PyTorch does; with the optimizer's state loaded
+ * too (its lrs), stepping continues the same sequence. */
+char *zg_sched_state_json(const zg_sched *s);
+int zg_sched_load_state_json(zg_sched *s, const char *json);
+/* The same as a safetensors file (metadata only), written atomically. */
+int zg_sched_save(const zg_sched *s, const char *path);
+int zg_sched_load(zg_sched *s, const char *path);
 
 #ifdef __cplusplus
 }

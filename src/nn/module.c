@@ -1,6 +1,7 @@
-/* The module core: forward dispatch, the parameter registry (depth first,
- * dotted names as in PyTorch's named_parameters), train/eval, zero_grad,
- * free, and weights saved / loaded by parameter name as safetensors. */
+/* The module core: forward dispatch, the parameter and buffer registries
+ * (depth first, dotted names as in PyTorch's named_parameters /
+ * named_buffers), train/eval, zero_grad, free, and the state (weights and
+ * buffers) saved / loaded by name as safetensors, as PyTorch's state_dict. */
 #include "module_internal.h"
 
 #include <stdio.h>
@@ -66,17 +67,41 @@ int zg__module_add_param(zg_module *m, const char *name, zg_tensor *t) {
     return zg_tensor_set_requires_grad(t, true);
 }
 
+int zg__module_add_buffer(zg_module *m, const char *name, zg_tensor *t) {
+    if (!t) return ZG_ERR_NOMEM; /* the constructor's allocation failed; its error stands */
+    if (grow((void **)&m->buffers, m->n_buffers, &m->cap_buffers, sizeof *m->buffers)) {
+        zg_tensor_free(t);
+        return zg__fail(ZG_ERR_NOMEM, "zg_nn: out of memory adding buffer '%s'", name);
+    }
+    m->buffers[m->n_buffers++] = t;
+    char *full = join(m->path, name);
+    if (!full) return zg__fail(ZG_ERR_NOMEM, "zg_nn: out of memory adding buffer '%s'", name);
+    int rc = zg_tensor_set_name(t, full);
+    free(full);
+    return rc;
+}
+
+/* Prefixes the name of t with `prefix.`. */
+static int rename_tensor(zg_tensor *t, const char *prefix) {
+    char *nm = join(prefix, zg_tensor_name(t));
+    int rc = nm ? zg_tensor_set_name(t, nm) : ZG_ERR_NOMEM;
+    free(nm);
+    return rc;
+}
+
 /* Puts `prefix.` in front of the path of every module and the name of every
- * parameter below (and including) m. */
+ * parameter and buffer below (and including) m. */
 static int add_prefix(zg_module *m, const char *prefix) {
     char *p = join(prefix, m->path);
     if (!p) return ZG_ERR_NOMEM;
     free(m->path);
     m->path = p;
     for (int i = 0; i < m->n_params; i++) {
-        char *nm = join(prefix, zg_tensor_name(m->params[i]));
-        int rc = nm ? zg_tensor_set_name(m->params[i], nm) : ZG_ERR_NOMEM;
-        free(nm);
+        int rc = rename_tensor(m->params[i], prefix);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < m->n_buffers; i++) {
+        int rc = rename_tensor(m->buffers[i], prefix);
         if (rc) return rc;
     }
     for (int i = 0; i < m->n_children; i++) {
@@ -183,6 +208,7 @@ static bool name_fn(zg_tensor *p, void *c) {
     }
     return false;
 }
+static bool same_fn(zg_tensor *p, void *c) { return p == ((walk_ctx *)c)->found; }
 static bool zero_fn(zg_tensor *p, void *c) {
     zg_tensor_zero_grad(p, ((walk_ctx *)c)->set_to_none);
     return false;
@@ -261,11 +287,58 @@ void zg_module_zero_grad(zg_module *m, bool set_to_none) {
     visit(m, zero_fn, &w);
 }
 
+/* ---- buffers ------------------------------------------------------------ */
+
+/* Calls fn on every buffer below m, depth first (own ones first). */
+static bool visit_buffers(const zg_module *m, visit_fn fn, void *ctx) {
+    for (int i = 0; i < m->n_buffers; i++)
+        if (fn(m->buffers[i], ctx)) return true;
+    for (int i = 0; i < m->n_children; i++)
+        if (visit_buffers(m->children[i], fn, ctx)) return true;
+    return false;
+}
+
+int zg_module_num_buffers(const zg_module *m) {
+    if (!m) return zg__fail(ZG_ERR_ARG, "zg_module_num_buffers: module is NULL");
+    walk_ctx w = {0};
+    visit_buffers(m, count_fn, &w);
+    return w.count;
+}
+
+zg_tensor *zg_module_buffer(const zg_module *m, int index) {
+    if (!m) return zg__fail_null("zg_module_buffer: module is NULL");
+    walk_ctx w = {.index = index};
+    if (index < 0 || !visit_buffers(m, index_fn, &w))
+        return zg__fail_null("zg_module_buffer: index %d out of range (%s has %d buffers)", index, m->type,
+                             zg_module_num_buffers(m));
+    return w.found;
+}
+
+const char *zg_module_buffer_name(const zg_module *m, int index) {
+    zg_tensor *b = zg_module_buffer(m, index);
+    if (!b) return NULL;
+    return zg_tensor_name(b) + prefix_len(m);
+}
+
+/* Every parameter and buffer in state-dict order (PyTorch's: a module's
+ * parameters, then its buffers, then its children's, depth first). */
+static bool visit_state(const zg_module *m, visit_fn fn, void *ctx) {
+    for (int i = 0; i < m->n_params; i++)
+        if (fn(m->params[i], ctx)) return true;
+    for (int i = 0; i < m->n_buffers; i++)
+        if (fn(m->buffers[i], ctx)) return true;
+    for (int i = 0; i < m->n_children; i++)
+        if (visit_state(m->children[i], fn, ctx)) return true;
+    return false;
+}
+
 static void module_free(zg_module *m) {
     for (int i = 0; i < m->n_children; i++) module_free(m->children[i]);
     for (int i = 0; i < m->n_params; i++) zg_tensor_free(m->params[i]);
+    for (int i = 0; i < m->n_buffers; i++) zg_tensor_free(m->buffers[i]);
     free(m->children);
     free(m->params);
+    free(m->buffers);
     free(m->path);
     free(m);
 }
@@ -282,17 +355,28 @@ void zg_module_free(zg_module *m) {
 
 /* ---- save / load ------------------------------------------------------- */
 
+/* The state tensors of m in state-dict order, in a malloc'd array. */
+static zg_tensor **state_list(const zg_module *m, int *n) {
+    walk_ctx w = {0};
+    visit_state(m, count_fn, &w);
+    zg_tensor **ts = malloc(((size_t)w.count + 1) * sizeof *ts);
+    if (!ts) return NULL;
+    walk_ctx f = {.out = ts, .max = w.count};
+    visit_state(m, count_fn, &f);
+    *n = w.count;
+    return ts;
+}
+
 int zg_module_save(const zg_module *m, const char *path) {
     if (!m || !path) return zg__fail(ZG_ERR_ARG, "zg_module_save: NULL argument");
-    int n = zg_module_num_params(m);
-    zg_tensor **ts = malloc(((size_t)n + 1) * sizeof *ts);
+    int n = 0;
+    zg_tensor **ts = state_list(m, &n);
     const char **names = malloc(((size_t)n + 1) * sizeof *names);
     if (!ts || !names) {
         free(ts);
         free(names);
         return zg__fail(ZG_ERR_NOMEM, "zg_module_save: out of memory");
     }
-    zg_module_params(m, ts, n);
     size_t skip = prefix_len(m);
     for (int i = 0; i < n; i++) names[i] = zg_tensor_name(ts[i]) + skip;
     int rc = zg_safetensors_write(path, ts, names, n, NULL, NULL, 0);
@@ -333,6 +417,8 @@ static void msg_add(msg *b, const char *fmt, ...) {
     }
 }
 
+static const char *dtype_name(zg_dtype d) { return d == ZG_INT64 ? "int64" : "float32"; }
+
 int zg_module_load(zg_module *m, const char *path) {
     if (!m || !path) return zg__fail(ZG_ERR_ARG, "zg_module_load: NULL argument");
     zg_safetensors *st = zg_safetensors_read(path);
@@ -341,33 +427,35 @@ int zg_module_load(zg_module *m, const char *path) {
         snprintf(inner, sizeof inner, "%s", zg_last_error());
         return zg__fail(ZG_ERR_FORMAT, "zg_module_load: %s", inner);
     }
-    int n = zg_module_num_params(m);
-    zg_tensor **ps = malloc(((size_t)n + 1) * sizeof *ps);
+    int n = 0;
+    zg_tensor **ps = state_list(m, &n);
     if (!ps) {
         zg_safetensors_free(st);
         return zg__fail(ZG_ERR_NOMEM, "zg_module_load: out of memory");
     }
-    zg_module_params(m, ps, n);
     size_t skip = prefix_len(m);
     msg b = {.n = 0};
     /* Every check first, so that a bad file changes nothing. */
     for (int i = 0; i < n; i++) {
         const char *name = zg_tensor_name(ps[i]) + skip;
+        walk_ctx pw = {.found = ps[i]};
+        const char *kind = visit(m, same_fn, &pw) ? "parameter" : "buffer";
         zg_tensor *t = zg_safetensors_get(st, name);
         char a[ZG_SHAPE_BUF], c[ZG_SHAPE_BUF];
         if (!t)
-            msg_add(&b, "%smissing parameter '%s'", b.problems ? "; " : "", name);
-        else if (t->dtype != ZG_FLOAT32)
-            msg_add(&b, "%s'%s' is int64 in the file, the parameter is float32", b.problems ? "; " : "", name);
+            msg_add(&b, "%smissing %s '%s'", b.problems ? "; " : "", kind, name);
+        else if (t->dtype != ps[i]->dtype)
+            msg_add(&b, "%s'%s' is %s in the file, the %s is %s", b.problems ? "; " : "", name, dtype_name(t->dtype),
+                    kind, dtype_name(ps[i]->dtype));
         else if (!zg__same_shape(t, ps[i]))
-            msg_add(&b, "%s'%s' has shape %s in the file, the parameter has %s", b.problems ? "; " : "", name,
-                    zg__shape_str(t, a, sizeof a), zg__shape_str(ps[i], c, sizeof c));
+            msg_add(&b, "%s'%s' has shape %s in the file, the %s has %s", b.problems ? "; " : "", name,
+                    zg__shape_str(t, a, sizeof a), kind, zg__shape_str(ps[i], c, sizeof c));
     }
     int count = zg_safetensors_count(st);
     for (int i = 0; i < count; i++) {
         const char *name = zg_safetensors_name(st, i);
         walk_ctx w = {.name = name, .skip = skip};
-        if (!visit(m, name_fn, &w)) msg_add(&b, "%sunexpected tensor '%s'", b.problems ? "; " : "", name);
+        if (!visit_state(m, name_fn, &w)) msg_add(&b, "%sunexpected tensor '%s'", b.problems ? "; " : "", name);
     }
     if (b.problems) {
         free(ps);
@@ -376,7 +464,9 @@ int zg_module_load(zg_module *m, const char *path) {
     }
     for (int i = 0; i < n; i++) {
         const zg_tensor *t = zg_safetensors_get(st, zg_tensor_name(ps[i]) + skip);
-        memcpy(zg__f32(ps[i]), zg__f32(t), (size_t)ps[i]->numel * sizeof(float));
+        memcpy((char *)ps[i]->storage->data + ps[i]->offset * zg__dtype_size(ps[i]->dtype),
+               (const char *)t->storage->data + t->offset * zg__dtype_size(t->dtype),
+               (size_t)ps[i]->numel * zg__dtype_size(ps[i]->dtype));
         /* A tracked write: a graph that saved the old weights must not
          * backward through the new ones. */
         zg__bump_version(ps[i]);

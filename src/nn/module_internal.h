@@ -27,11 +27,16 @@ struct zg_module {
      * order; the module's own ones come before its children's. */
     int n_params, cap_params;
     zg_tensor **params;
+    /* Own buffers (persistent, owned, never requiring grad; float32 or
+     * int64), named like parameters. In a state dict a module's parameters
+     * come first, then its buffers, then its children's. */
+    int n_buffers, cap_buffers;
+    zg_tensor **buffers;
     /* Children (owned) in order. */
     int n_children, cap_children;
     zg_module **children;
     /* Hyperparameters of the concrete module. */
-    int64_t iv[2];
+    int64_t iv[8];
     float sc[2];
     bool flag;
 };
@@ -42,6 +47,9 @@ zg_module *zg__module_new(const char *type, zg_module_forward_fn forward, zg_mod
 /* Registers t (persistent float32) as the parameter `name`: the module
  * takes ownership (also on failure), sets requires_grad and names it. */
 int zg__module_add_param(zg_module *m, const char *name, zg_tensor *t);
+/* Registers t (persistent) as the buffer `name`: the module takes
+ * ownership (also on failure) and names it. */
+int zg__module_add_buffer(zg_module *m, const char *name, zg_tensor *t);
 /* Appends `child` (a root) under `name`; the module owns it from then on,
  * also when renaming its parameters fails. */
 int zg__module_add_child(zg_module *m, const char *name, zg_module *child);

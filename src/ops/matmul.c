@@ -5,6 +5,7 @@
  * dW = dy^T x, db = column sums of dy.
  * The transposes are sgemm flags, never copies. */
 #include "../internal.h"
+#include "../amp/amp_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -70,6 +71,9 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
         return zg__fail_null("%s: shapes %s and %s do not match", fn, sa, sb);
     if (!blas_fits((int64_t[]){rows, k, m}, 3))
         return zg__fail_null("%s: shapes %s and %s are too large for BLAS", fn, sa, sb);
+    /* Autocast hook: inside a bf16 / fp16 region the product is computed in
+     * that type (src/amp/autocast.c). */
+    if (zg_autocast_get() != ZG_AUTOCAST_OFF) return zg__autocast_matmul(a, b, B, rows, k, m);
 
     int64_t shape[3] = {B, rows, m};
     zg_tensor *out = zg__empty(ZG_FLOAT32, o ? shape : shape + 1, a->ndim);
@@ -143,6 +147,9 @@ zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
     for (int i = 0; i < x->ndim - 1; i++) N *= x->shape[i];
     if (!blas_fits((int64_t[]){N, in, out}, 3))
         return zg__fail_null("%s: shapes %s and %s are too large for BLAS", fn, sx, sw);
+    /* Autocast hook: inside a bf16 / fp16 region the layer is computed in
+     * that type (src/amp/autocast.c). */
+    if (zg_autocast_get() != ZG_AUTOCAST_OFF) return zg__autocast_linear(x, w, b, N, in, out);
 
     int64_t shape[ZG_MAX_DIMS];
     memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);

@@ -1,0 +1,304 @@
+/* Numeric CSV: one sample per line, comma-separated numbers, one column
+ * holding the integer class index. Lines end in \n or \r\n (the last may
+ * have no end); blank lines are skipped; fields may be quoted ("1.5") and
+ * padded with spaces. The file is read whole (through zlib, so a .csv.gz
+ * works too) and parsed twice: the first pass checks the structure and
+ * counts rows and columns, the second converts the numbers, so memory is
+ * allocated once, for exactly what the file holds. Numbers are read in
+ * the C locale whatever the program's locale is. */
+#include "data_internal.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+
+typedef struct {
+    const char *s;
+    size_t n;
+} span;
+
+static bool is_blank(char c) { return c == ' ' || c == '\t'; }
+
+/* Reads the field starting at *p on the line [*p, e); advances *p past
+ * its comma and sets *last when it ended the line. Returns 0, or -1 for a
+ * quote without its closing quote, -2 for text after a closing quote. */
+static int read_field(const char **p, const char *e, span *f, bool *last) {
+    const char *q = *p;
+    while (q < e && is_blank(*q)) q++;
+    if (q < e && *q == '"') {
+        const char *c = q + 1;
+        for (;;) {
+            if (c >= e) return -1;
+            if (*c == '"') {
+                if (c + 1 < e && c[1] == '"') { /* "" is an escaped quote */
+                    c += 2;
+                    continue;
+                }
+                break;
+            }
+            c++;
+        }
+        f->s = q + 1;
+        f->n = (size_t)(c - (q + 1));
+        c++;
+        while (c < e && is_blank(*c)) c++;
+        if (c < e && *c != ',') return -2;
+        q = c;
+    } else {
+        const char *c = q;
+        while (c < e && *c != ',') c++;
+        const char *t = c;
+        while (t > q && is_blank(t[-1])) t--;
+        f->s = q;
+        f->n = (size_t)(t - q);
+        q = c;
+    }
+    *last = q >= e;
+    *p = q < e ? q + 1 : q;
+    return 0;
+}
+
+/* The next line from [*p, end): its text without the \n or \r\n. */
+static bool next_line(const char **p, const char *end, const char **ls, const char **le) {
+    if (*p >= end) return false;
+    const char *s = *p, *nl = memchr(s, '\n', (size_t)(end - s));
+    const char *e = nl ? nl : end;
+    *p = nl ? nl + 1 : end;
+    if (e > s && e[-1] == '\r') e--;
+    *ls = s;
+    *le = e;
+    return true;
+}
+
+static bool line_blank(const char *s, const char *e) {
+    for (; s < e; s++)
+        if (!is_blank(*s)) return false;
+    return true;
+}
+
+/* A field as text for messages: at most 40 characters, unprintable bytes
+ * shown as '?'. */
+static const char *show(span f, char *buf, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < f.n && k + 4 < n; i++) {
+        if (k >= 40) {
+            memcpy(buf + k, "...", 3);
+            k += 3;
+            break;
+        }
+        unsigned char c = (unsigned char)f.s[i];
+        buf[k++] = c >= 32 && c < 127 ? (char)c : '?';
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
+typedef struct {
+    const char *fn, *name;
+    long long line;
+    int col; /* 1-based */
+} where;
+
+#define FAIL_AT(w, fmt, ...)                                                                                \
+    zg__fail(ZG_ERR_FORMAT, "%s: '%s': line %lld, column %d: " fmt, (w)->fn, (w)->name, (w)->line, (w)->col, \
+             __VA_ARGS__)
+
+/* Parses a whole field as a number; false if it is not one. */
+static bool parse_number(span f, double *out) {
+    char tmp[512];
+    while (f.n && is_blank(*f.s)) f.s++, f.n--;
+    while (f.n && is_blank(f.s[f.n - 1])) f.n--;
+    if (f.n == 0 || f.n >= sizeof tmp) return false;
+    memcpy(tmp, f.s, f.n);
+    tmp[f.n] = '\0';
+    char *end;
+    errno = 0;
+    double d = strtod(tmp, &end);
+    if (end != tmp + f.n) return false; /* also catches an embedded NUL */
+    *out = d;
+    return true;
+}
+
+static int parse_feature(const where *w, span f, float *out) {
+    double d;
+    char buf[48];
+    if (!parse_number(f, &d)) {
+        if (f.n == 0) return FAIL_AT(w, "%s", "empty field, expected a number");
+        return FAIL_AT(w, "'%s' is not a number", show(f, buf, sizeof buf));
+    }
+    if (isnan(d) || isinf(d)) return FAIL_AT(w, "'%s': NaN or infinite values are not allowed", show(f, buf, sizeof buf));
+    float v = (float)d;
+    if (isinf(v)) return FAIL_AT(w, "'%s' is out of the float32 range", show(f, buf, sizeof buf));
+    *out = v;
+    return ZG_OK;
+}
+
+static int parse_label(const where *w, span f, int64_t *out) {
+    double d;
+    char buf[48];
+    if (!parse_number(f, &d)) {
+        if (f.n == 0) return FAIL_AT(w, "%s", "empty label field, expected a class index");
+        return FAIL_AT(w, "label '%s' is not a number", show(f, buf, sizeof buf));
+    }
+    if (!(d == floor(d)) || isinf(d))
+        return FAIL_AT(w, "label '%s' is not an integer class index", show(f, buf, sizeof buf));
+    if (d < 0) return FAIL_AT(w, "label '%s' is negative (class indices start at 0)", show(f, buf, sizeof buf));
+    if (d > INT32_MAX) return FAIL_AT(w, "label '%s' is too large (max %d)", show(f, buf, sizeof buf), INT32_MAX);
+    *out = (int64_t)d;
+    return ZG_OK;
+}
+
+/* Pass 1: structure. Sets *rows, *cols and the 1-based line number of
+ * the line that fixed the column count. */
+static int scan(const char *fn, const char *name, const char *buf, const char *end, bool header, int64_t *rows,
+                int64_t *cols, long long *cols_line) {
+    const char *p = buf, *ls, *le;
+    long long line = 0;
+    bool header_done = !header;
+    *rows = 0;
+    *cols = -1;
+    while (next_line(&p, end, &ls, &le)) {
+        line++;
+        if (line_blank(ls, le)) continue;
+        int64_t n = 0;
+        bool last = false;
+        const char *q = ls;
+        while (!last) {
+            span f;
+            int rc = read_field(&q, le, &f, &last);
+            n++;
+            if (rc == -1)
+                return zg__fail(ZG_ERR_FORMAT, "%s: '%s': line %lld, column %lld: quote without a closing quote",
+                                fn, name, line, (long long)n);
+            if (rc == -2)
+                return zg__fail(ZG_ERR_FORMAT, "%s: '%s': line %lld, column %lld: text after a closing quote", fn,
+                                name, line, (long long)n);
+        }
+        if (*cols < 0) {
+            *cols = n;
+            *cols_line = line;
+        } else if (n != *cols) {
+            return zg__fail(ZG_ERR_FORMAT, "%s: '%s': line %lld has %lld columns, expected %lld (as %s line %lld)",
+                            fn, name, line, (long long)n, (long long)*cols, header ? "the header on" : "on",
+                            *cols_line);
+        }
+        if (!header_done)
+            header_done = true;
+        else
+            (*rows)++;
+    }
+    return ZG_OK;
+}
+
+static int convert(const char *fn, const char *name, const char *buf, const char *end, bool header, int64_t cols,
+                   int64_t label_col, float *x, int64_t *y) {
+    const char *p = buf, *ls, *le;
+    where w = {fn, name, 0, 0};
+    bool header_done = !header;
+    int64_t row = 0, nf = cols - 1;
+    while (next_line(&p, end, &ls, &le)) {
+        w.line++;
+        if (line_blank(ls, le)) continue;
+        if (!header_done) {
+            header_done = true;
+            continue;
+        }
+        const char *q = ls;
+        bool last = false;
+        float *xr = x + row * nf;
+        for (int64_t c = 0, j = 0; c < cols; c++) {
+            span f;
+            read_field(&q, le, &f, &last); /* structure checked by scan() */
+            w.col = (int)(c + 1);
+            int rc = c == label_col ? parse_label(&w, f, &y[row]) : parse_feature(&w, f, &xr[j++]);
+            if (rc < 0) return rc;
+        }
+        row++;
+    }
+    return ZG_OK;
+}
+
+zg_dataset *zg__csv_parse(const char *fn, const char *name, const char *buf, size_t len, int label_column,
+                          bool header) {
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) { /* a UTF-8 byte order mark */
+        buf += 3;
+        len -= 3;
+    }
+    const char *end = buf + len;
+    int64_t rows, cols;
+    long long cols_line = 0;
+    if (scan(fn, name, buf, end, header, &rows, &cols, &cols_line) < 0) return NULL;
+    if (cols < 0) return zg__fail_null("%s: '%s': empty file", fn, name);
+    if (rows == 0) return zg__fail_null("%s: '%s': no data rows after the header line", fn, name);
+    if (cols < 2)
+        return zg__fail_null("%s: '%s': 1 column: need the label column and at least one feature column", fn,
+                             name);
+    if (cols > INT32_MAX) return zg__fail_null("%s: '%s': %lld columns (too many)", fn, name, (long long)cols);
+    int64_t lc = label_column < 0 ? cols + label_column : label_column;
+    if (lc < 0 || lc >= cols)
+        return zg__fail_null("%s: '%s': label column %d out of range for %lld columns", fn, name, label_column,
+                             (long long)cols);
+    /* rows * (cols - 1) < the number of fields <= 2 * len + rows: no overflow. */
+    float *x = malloc((size_t)(rows * (cols - 1)) * sizeof *x);
+    int64_t *y = malloc((size_t)rows * sizeof *y);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return zg__fail_null("%s: '%s': out of memory", fn, name);
+    }
+    /* strtod follows LC_NUMERIC; read in the C locale on this thread. */
+    locale_t c_loc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    locale_t old = c_loc ? uselocale(c_loc) : (locale_t)0;
+    int rc = convert(fn, name, buf, end, header, cols, lc, x, y);
+    if (c_loc) {
+        uselocale(old);
+        freelocale(c_loc);
+    }
+    if (rc < 0) {
+        free(x);
+        free(y);
+        return NULL;
+    }
+    int64_t shape[1] = {cols - 1};
+    return zg__dataset_new(fn, false, x, y, rows, shape, 1);
+}
+
+zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header) {
+    const char *fn = "zg_dataset_load_csv";
+    if (!path) return zg__fail_null("%s: path is NULL", fn);
+    errno = 0;
+    gzFile f = gzopen(path, "rb");
+    if (!f) return zg__fail_null("%s: '%s': cannot open: %s", fn, path, errno ? strerror(errno) : "out of memory");
+    gzbuffer(f, 1 << 17);
+    zg_data_src s;
+    zg__src_gz(&s, f);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    bool nomem = !buf;
+    int64_t r = 0;
+    while (buf) {
+        if (len == cap) {
+            char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                nomem = true;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        r = zg__src_read(&s, buf + len, cap - len);
+        if (r < 0) break;
+        len += (size_t)r;
+        if (len < cap) break; /* the end of the file */
+    }
+    gzclose(f);
+    if (nomem || r < 0) {
+        free(buf);
+        if (nomem) return zg__fail_null("%s: '%s': out of memory", fn, path);
+        return zg__fail_null("%s: '%s': %s", fn, path, s.err);
+    }
+    zg_dataset *ds = zg__csv_parse(fn, path, buf, len, label_column, header);
+    free(buf);
+    return ds;
+}

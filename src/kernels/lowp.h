@@ -1,0 +1,111 @@
+/* Low-precision (bf16 / fp16) conversions and GEMM kernels, private to the
+ * library (autocast and, later, convolution use them).
+ *
+ * zgrad stores 16-bit values as float32 that hold exactly a bf16 / fp16
+ * value; these helpers round to them. The GEMM takes float32 operands,
+ * rounds them to the 16-bit type, multiplies with float32 accumulation and
+ * rounds the result once (the bias is added before that rounding), which is
+ * how PyTorch's CPU bf16 linear (oneDNN) computes. */
+#ifndef ZG_KERNELS_LOWP_H
+#define ZG_KERNELS_LOWP_H
+
+#include "../internal.h"
+
+#include <string.h>
+
+static inline uint32_t zg__f32_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+static inline float zg__bits_f32(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* Round to nearest even on the upper 16 bits; every NaN becomes 0x7fc0 (as
+ * c10::BFloat16's scalar conversion). Carries overflow into +-inf. */
+static inline uint16_t zg__bf16_from_f32(float x) {
+    uint32_t u = zg__f32_bits(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static inline float zg__f32_from_bf16(uint16_t h) { return zg__bits_f32((uint32_t)h << 16); }
+static inline float zg__round_bf16(float x) { return zg__f32_from_bf16(zg__bf16_from_f32(x)); }
+
+uint16_t zg__fp16_from_f32(float x);
+float zg__f32_from_fp16(uint16_t h);
+/* x rounded to fp16 and back, branch-free so that loops vectorise: the
+ * normal range rounds the float32 bit pattern to 10 mantissa bits; below
+ * 2^-14, (|x| + 0.5) - 0.5 rounds |x| to a multiple of 2^-24 (the spacing
+ * of floats in [0.5, 1)), i.e. to the fp16 subnormal grid, to nearest even.
+ * Same results as zg__f32_from_fp16(zg__fp16_from_f32(x)). */
+static inline float zg__round_fp16(float x) {
+    uint32_t u = zg__f32_bits(x), a = u & 0x7fffffffu, sign = u & 0x80000000u;
+    uint32_t normal = (a + 0xfffu + ((a >> 13) & 1u)) & 0xffffe000u;
+    uint32_t sub = zg__f32_bits((zg__bits_f32(a) + 0.5f) - 0.5f);
+    /* Selections by masks, not branches: the vectoriser keeps the float
+     * add unconditional only in this form. */
+    uint32_t is_normal = 0u - (uint32_t)(a >= 0x38800000u), is_inf = 0u - (uint32_t)(a >= 0x477ff000u);
+    uint32_t is_nan = 0u - (uint32_t)(a > 0x7f800000u);
+    uint32_t r = (normal & is_normal) | (sub & ~is_normal);
+    r = (0x7f800000u & is_inf) | (r & ~is_inf);
+    r = (0x7fc00000u & is_nan) | (r & ~is_nan);
+    return zg__bits_f32(r | sign);
+}
+
+/* Rounds n floats in place to the type (t != ZG_AUTOCAST_OFF). */
+void zg__round_lp_array(zg_autocast_type t, float *x, int64_t n);
+/* dst[i] = round_t(src[i]). */
+void zg__round_lp_copy(zg_autocast_type t, float *dst, const float *src, int64_t n);
+
+/* C[M,N] = round_t(op(A) op(B) + bias), every operand rounded to t first:
+ * op(A) = A^T when ta (A stored [K,M]), op(B) = B^T when tb (B stored
+ * [N,K]); row-major, contiguous; bias [N] added to every row, or NULL.
+ * Scratch comes from the calling thread's arena. ZG_OK, or ZG_ERR_NOMEM
+ * with the error set. */
+int zg__lp_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                const float *B, const float *bias, float *C);
+
+/* out[j] = round_t(sum over r of round_t(G[r][j])), G [rows, cols], the sum
+ * taken in double (the bias gradient of an autocast linear). ZG_OK or
+ * ZG_ERR_NOMEM. */
+int zg__lp_column_sums(zg_autocast_type t, const float *G, int64_t rows, int64_t cols, float *out);
+
+/* ---- bf16 kernels (bf16_gemm.c dispatches between them) ---------------- */
+
+/* C = round_bf16(op(A) op(B) + bias) with bf16-rounded operands, as
+ * zg__lp_gemm; bias [N] must already hold bf16 values (or be NULL). */
+int zg__bf16_gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
+                         const float *bias, float *C);
+int zg__bf16_gemm_amx(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
+                      const float *bias, float *C);
+/* Whether the CPU (and, for AMX, the OS) supports the kernel; AMX asks the
+ * kernel for the tile-data permission on the first call. */
+bool zg__cpu_has_avx512bf16(void);
+bool zg__cpu_has_amx_bf16(void);
+
+/* Packed bf16 operands of the instruction kernels, as 32-bit words holding
+ * a pair of bf16 values consecutive in k (the even k in the low half, as
+ * the dot-product instructions pair them):
+ *  Ap [Mpad][Kp2]: word p of row m = (opA(m,2p), opA(m,2p+1));
+ *  Bp [Kp2][Npad]: word n of pair-row p = (opB(2p,n), opB(2p+1,n)).
+ * Kp2 and Npad are multiples of 16 (Kp2 >= K/2, Npad >= N), Mpad >= M
+ * rounded up to 16. Entries beyond M, N or K are zero (they add exact
+ * zeros). AVX-512 F/BW/DQ code: call only where the CPU has it. */
+void zg__bf16_pack_a(bool ta, int64_t M, int64_t K, const float *A, int64_t Mpad, int64_t Kp2, uint32_t *Ap);
+void zg__bf16_pack_b(bool tb, int64_t K, int64_t N, const float *B, int64_t Kp2, int64_t Npad, uint32_t *Bp);
+/* The kernels' epilogue on a block of C (rows x cols, row stride ldc):
+ * + bias[0..cols) (bf16 values, may be NULL), then rounding to bf16. */
+void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t cols, const float *bias);
+/* zg__lp_column_sums for bf16 with AVX-512 (the same sums, in the same
+ * order per column). */
+void zg__bf16_column_sums_avx512(const float *G, int64_t rows, int64_t cols, float *out);
+
+/* Work (M*N*K multiply-adds) above which the kernels split across OpenMP
+ * threads. */
+#define ZG__LP_PAR_MIN_WORK ((int64_t)1 << 20)
+
+#endif

@@ -1,0 +1,59 @@
+/* Conv2d(in, out, kernel): weight [out, in/groups, k, k] and bias [out].
+ * PyTorch's reset_parameters draws the weight by kaiming_uniform_(a =
+ * sqrt(5)), whose bound gain * sqrt(3 / fan_in) with gain = sqrt(1/3) is
+ * 1/sqrt(fan_in), fan_in = in/groups * k * k, and then the bias from the
+ * same bound: weight first, then bias, from the default generator. */
+#include "module_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+
+/* iv: in, out, kernel, stride, padding, dilation, groups; flag: bias. */
+static zg_tensor *conv2d_forward(zg_module *m, zg_tensor *x) {
+    const int s = (int)m->iv[3], p = (int)m->iv[4], d = (int)m->iv[5];
+    return zg_conv2d(x, m->params[0], m->flag ? m->params[1] : NULL, (int[]){s, s}, (int[]){p, p}, (int[]){d, d},
+                     (int)m->iv[6]);
+}
+
+static void conv2d_describe(const zg_module *m, char *buf, size_t n) {
+    snprintf(buf, n,
+             "Conv2d(%lld, %lld, kernel_size=%lld, stride=%lld, padding=%lld, dilation=%lld, groups=%lld, bias=%s)",
+             (long long)m->iv[0], (long long)m->iv[1], (long long)m->iv[2], (long long)m->iv[3], (long long)m->iv[4],
+             (long long)m->iv[5], (long long)m->iv[6], m->flag ? "true" : "false");
+}
+
+zg_module *zg_nn_conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, int padding, int dilation,
+                        int groups, bool bias) {
+    const char *fn = "zg_nn_conv2d";
+    if (in_channels <= 0 || out_channels <= 0)
+        return zg__fail_null("%s: channels must be positive (in_channels %lld, out_channels %lld)", fn,
+                             (long long)in_channels, (long long)out_channels);
+    if (kernel <= 0 || stride <= 0 || dilation <= 0 || padding < 0 || groups <= 0)
+        return zg__fail_null("%s: kernel %d, stride %d, dilation %d and groups %d must be positive and padding %d "
+                             "non-negative",
+                             fn, kernel, stride, dilation, groups, padding);
+    if (in_channels % groups || out_channels % groups)
+        return zg__fail_null("%s: in_channels %lld and out_channels %lld must be divisible by groups %d", fn,
+                             (long long)in_channels, (long long)out_channels, groups);
+    zg_module *m = zg__module_new("Conv2d", conv2d_forward, conv2d_describe);
+    if (!m) return NULL;
+    const int64_t cin_g = in_channels / groups;
+    m->iv[0] = in_channels;
+    m->iv[1] = out_channels;
+    m->iv[2] = kernel;
+    m->iv[3] = stride;
+    m->iv[4] = padding;
+    m->iv[5] = dilation;
+    m->iv[6] = groups;
+    m->flag = bias;
+    const float bound = (float)(1.0 / sqrt((double)(cin_g * kernel * kernel)));
+    int64_t wshape[4] = {out_channels, cin_g, kernel, kernel};
+    if (zg__module_add_param(m, "weight", zg_uniform(wshape, 4, -bound, bound)) ||
+        (bias && zg__module_add_param(m, "bias", zg_uniform(&out_channels, 1, -bound, bound)))) {
+        char inner[1024];
+        snprintf(inner, sizeof inner, "%s", zg_last_error());
+        zg_module_free(m);
+        return zg__fail_null("%s: %s", fn, inner);
+    }
+    return m;
+}

@@ -1,0 +1,182 @@
+/* Batch normalisation over x [N, C, *] (statistics per channel c over the
+ * M = N * prod(*) values of that channel).
+ *
+ * Training: mean and biased variance of the batch,
+ *     xhat = (x - mean) / sqrt(var + eps),   y = weight * xhat + bias,
+ * and the running statistics move towards the batch's in place:
+ *     running_mean = (1 - momentum) running_mean + momentum mean
+ *     running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)
+ * (the unbiased variance). Backward through the batch statistics, with
+ * g = dy * weight:
+ *     dx = invstd * (g - mean(g) - xhat * mean(g * xhat))
+ *     dweight = sum(dy * xhat),  dbias = sum(dy).
+ * Eval: the running statistics are constants, so y is an affine map of x
+ * and dx = dy * weight * invstd.
+ * Sums run in double, channels in parallel. */
+#include "../internal.h"
+
+#include <math.h>
+
+#define PAR_MIN_ELEMS 32768
+
+typedef struct {
+    int64_t N, C, S; /* x viewed as [N, C, S] */
+    bool training;
+    double *mean, *invstd; /* [C]: the statistics the forward normalised with */
+} bn_state;
+
+static int64_t par_min(int64_t units, int64_t work) { return units * work >= PAR_MIN_ELEMS ? 2 : INT64_MAX; }
+
+/* The gradients of channel c. */
+static void bn_backward_channel(const bn_state *st, const float *X, const float *G, const float *Wd, float *dX,
+                                float *dW, float *dB, double M, int64_t c) {
+    const int64_t N = st->N, C = st->C, S = st->S;
+    const double mu = st->mean[c], is = st->invstd[c];
+    /* sum(dy) and sum(dy * xhat) = invstd * sum(dy * (x - mean)). */
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t i = 0; i < N; i++) {
+        const float *xs = X + (i * C + c) * S, *gs = G + (i * C + c) * S;
+        for (int64_t j = 0; j < S; j++) {
+            sg += gs[j];
+            sgx += gs[j] * ((double)xs[j] - mu);
+        }
+    }
+    sgx *= is;
+    if (dW) dW[c] = (float)sgx;
+    if (dB) dB[c] = (float)sg;
+    if (!dX) return;
+    const double wc = Wd ? Wd[c] : 1.0;
+    const float a = (float)(wc * is);
+    /* Training: dx = a * (dy - sg/M - xhat * sgx/M), xhat = (x - mean) * invstd;
+     * eval: dx = a * dy. */
+    const float mg = st->training ? (float)(sg / M) : 0.0f;
+    const float k = st->training ? (float)(sgx / M * is) : 0.0f;
+    const float fmu = (float)mu;
+    for (int64_t i = 0; i < N; i++) {
+        const float *restrict xs = X + (i * C + c) * S, *restrict gs = G + (i * C + c) * S;
+        float *restrict d = dX + (i * C + c) * S;
+#pragma omp simd
+        for (int64_t j = 0; j < S; j++) d[j] = a * (gs[j] - mg - (xs[j] - fmu) * k);
+    }
+}
+
+static int bn_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+    const bn_state *st = n->extra;
+    const zg_tensor *x = n->saved[0];
+    const zg_tensor *w = n->in[1] ? n->saved[1] : NULL;
+    const int64_t N = st->N, C = st->C, S = st->S;
+    const double M = (double)(N * S);
+    zg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+    if (zg__node_needs(n, 0) && !(gx = zg__empty_like(n->in[0]))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && !(gw = zg__empty_like(n->in[1]))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 2) && !(gb = zg__empty_like(n->in[2]))) return ZG_ERR_NOMEM;
+    const float *X = zg__f32(x), *G = zg__f32(gout), *Wd = w ? zg__f32(w) : NULL;
+    float *dX = gx ? zg__f32(gx) : NULL, *dW = gw ? zg__f32(gw) : NULL, *dB = gb ? zg__f32(gb) : NULL;
+    ZG_PARALLEL_FOR(c, C, par_min(C, N * S), { bn_backward_channel(st, X, G, Wd, dX, dW, dB, M, c); });
+    gin[0] = gx;
+    gin[1] = gw;
+    gin[2] = gb;
+    return ZG_OK;
+}
+
+/* Statistics, running-statistics update and output of channel c. */
+static void bn_forward_channel(bn_state *st, const float *X, const float *Wd, const float *Bd, float *RM, float *RV,
+                               float momentum, float eps, float *Y, int64_t c) {
+    const int64_t N = st->N, C = st->C, S = st->S, M = N * S;
+    double mu, var;
+    if (st->training) {
+        double s = 0.0;
+        for (int64_t i = 0; i < N; i++) {
+            const float *xs = X + (i * C + c) * S;
+            for (int64_t j = 0; j < S; j++) s += xs[j];
+        }
+        mu = s / (double)M;
+        double q = 0.0;
+        for (int64_t i = 0; i < N; i++) {
+            const float *xs = X + (i * C + c) * S;
+            for (int64_t j = 0; j < S; j++) {
+                const double dv = xs[j] - mu;
+                q += dv * dv;
+            }
+        }
+        var = q / (double)M;
+        if (RM) {
+            RM[c] = (float)((1.0 - momentum) * RM[c] + (double)momentum * mu);
+            RV[c] = (float)((1.0 - momentum) * RV[c] + (double)momentum * (q / (double)(M - 1)));
+        }
+    } else {
+        mu = RM[c];
+        var = RV[c];
+    }
+    const double is = 1.0 / sqrt(var + (double)eps);
+    st->mean[c] = mu;
+    st->invstd[c] = is;
+    /* y = x * alpha + beta per channel. */
+    const double wc = Wd ? Wd[c] : 1.0, bc = Bd ? Bd[c] : 0.0;
+    const float alpha = (float)(wc * is), beta = (float)(bc - mu * is * wc);
+    for (int64_t i = 0; i < N; i++) {
+        const float *restrict xs = X + (i * C + c) * S;
+        float *restrict ys = Y + (i * C + c) * S;
+#pragma omp simd
+        for (int64_t j = 0; j < S; j++) ys[j] = xs[j] * alpha + beta;
+    }
+}
+
+/* A [C] float32 tensor or NULL; `what` names it in the error. */
+static int check_vec(const char *fn, const zg_tensor *t, const char *what, int64_t C, const char *sx) {
+    if (!t) return ZG_OK;
+    if (zg__check_f32(fn, t, what)) return ZG_ERR_ARG;
+    if (t->ndim != 1 || t->shape[0] != C) {
+        char b[ZG_SHAPE_BUF];
+        return zg__fail(ZG_ERR_SHAPE, "%s: %s of shape %s must be [%lld] (the channels of x of shape %s)", fn, what,
+                        zg__shape_str(t, b, sizeof b), (long long)C, sx);
+    }
+    return ZG_OK;
+}
+
+zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
+                         zg_tensor *bias, bool training, float momentum, float eps) {
+    const char *fn = "zg_batch_norm";
+    if (zg__check_f32(fn, x, "x")) return NULL;
+    char sx[ZG_SHAPE_BUF];
+    zg__shape_str(x, sx, sizeof sx);
+    if (x->ndim < 2) return zg__fail_null("%s: x of shape %s must have at least 2 dims [N,C,...]", fn, sx);
+    const int64_t N = x->shape[0], C = x->shape[1], S = N > 0 && C > 0 ? x->numel / (N * C) : 0;
+    if (check_vec(fn, running_mean, "running_mean", C, sx) || check_vec(fn, running_var, "running_var", C, sx) ||
+        check_vec(fn, weight, "weight", C, sx) || check_vec(fn, bias, "bias", C, sx))
+        return NULL;
+    if (!running_mean != !running_var)
+        return zg__fail_null("%s: pass both running_mean and running_var, or neither", fn);
+    if (!training && !running_mean)
+        return zg__fail_null("%s: eval mode needs running_mean and running_var", fn);
+    if ((running_mean && running_mean->requires_grad) || (running_var && running_var->requires_grad))
+        return zg__fail_null("%s: running_mean and running_var must not require grad", fn);
+    if (!(eps >= 0.0f) || !isfinite(eps)) return zg__fail_null("%s: eps %g must be a finite value >= 0", fn, eps);
+    if (!(momentum >= 0.0f && momentum <= 1.0f))
+        return zg__fail_null("%s: momentum %g must lie in [0, 1]", fn, momentum);
+    const int64_t M = N * S;
+    if (training && M <= 1)
+        return zg__fail_null("%s: Expected more than 1 value per channel when training, got input size %s", fn, sx);
+
+    zg_tensor *y = zg__empty_like(x);
+    bn_state *st = zg__arena_alloc(sizeof *st);
+    double *stats = zg__arena_alloc((size_t)(2 * (C ? C : 1)) * sizeof(double));
+    if (!y || !st || !stats) return NULL;
+    *st = (bn_state){.N = N, .C = C, .S = S, .training = training, .mean = stats, .invstd = stats + C};
+    const float *X = zg__f32(x), *Wd = weight ? zg__f32(weight) : NULL, *Bd = bias ? zg__f32(bias) : NULL;
+    float *Y = zg__f32(y);
+    float *RM = running_mean ? zg__f32(running_mean) : NULL, *RV = running_var ? zg__f32(running_var) : NULL;
+    ZG_PARALLEL_FOR(c, C, par_min(C, M), { bn_forward_channel(st, X, Wd, Bd, RM, RV, momentum, eps, Y, c); });
+    if (training && running_mean) {
+        zg__bump_version(running_mean);
+        zg__bump_version(running_var);
+    }
+
+    zg_node *n = zg__record("batch_norm", bn_backward, y, (zg_tensor *[]){x, weight, bias}, 3);
+    if (n) {
+        zg__save(n, x);
+        zg__save(n, weight);
+        n->extra = st;
+    }
+    return y;
+}

@@ -1,0 +1,466 @@
+/* The training driver: the canonical loop
+ *
+ *     for each batch:  zero_grad -> forward -> loss -> backward -> step
+ *                      -> zg_arena_reset()
+ *
+ * over the data loader, an evaluation after each epoch (no_grad, eval
+ * mode), progress, metrics and checkpoints. The run's position and history
+ * live in one zg__ckpt_state, which is exactly what a checkpoint saves, so
+ * resuming restores the loop to the very step it stopped at. */
+#include "train_internal.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define NUM_CLASSES 10
+
+typedef struct {
+    zg_train_config cfg;
+    zg_optim_config ocfg;
+    zg_module *model;
+    zg_optim *opt;
+    zg_tensor **params;
+    int n_params;
+    zg_dataset *train_full, *train_ds, *test_full, *test_ds;
+    zg_loader *train_ld, *test_ld;
+    char run_dir[4096];
+    char ckpt_name[64];
+    char resumed_from[4200]; /* the checkpoint directory resumed, or "" */
+    zg__ckpt_state st; /* position, running sums and history */
+    zg__progress prog;
+} trainer;
+
+static void trainer_free(trainer *t) {
+    zg_loader_free(t->train_ld);
+    zg_loader_free(t->test_ld);
+    if (t->train_ds != t->train_full) zg_dataset_free(t->train_ds);
+    if (t->test_ds != t->test_full) zg_dataset_free(t->test_ds);
+    zg_dataset_free(t->train_full);
+    zg_dataset_free(t->test_full);
+    zg_optim_free(t->opt);
+    zg_module_free(t->model);
+    free(t->params);
+    zg__ckpt_state_free(&t->st);
+}
+
+/* Error text of a failed call, with a prefix saying what the driver was
+ * doing (the inner text already names the failing function). */
+static int fail_with(int rc, const char *what) {
+    char inner[1024];
+    snprintf(inner, sizeof inner, "%s", zg_last_error());
+    return zg__fail(rc ? rc : ZG_ERR_STATE, "%s: %s", what, inner);
+}
+
+/* ---- resuming ---------------------------------------------------------------- */
+
+/* The options a checkpoint must agree with for the run to continue
+ * exactly; every difference is listed. */
+static int check_match(const trainer *t, const zg__ckpt_state *s, const char *ckpt) {
+    const zg_train_config *c = &t->cfg;
+    char msg[1200] = "";
+    size_t n = 0;
+#define MISMATCH(...)                                                                 \
+    do {                                                                              \
+        if (n < sizeof msg) n += (size_t)snprintf(msg + n, sizeof msg - n, n ? "; " : ""); \
+        if (n < sizeof msg) n += (size_t)snprintf(msg + n, sizeof msg - n, __VA_ARGS__); \
+    } while (0)
+    if (s->model != c->model)
+        MISMATCH("model is %s in the checkpoint, %s here", zg_train_model_name(s->model), zg_train_model_name(c->model));
+    if (s->optimizer != c->optimizer)
+        MISMATCH("optimizer is %s in the checkpoint, %s here", zg_train_optim_name(s->optimizer),
+                 zg_train_optim_name(c->optimizer));
+    if (s->optimizer == c->optimizer) {
+        if (s->lr != t->ocfg.lr) MISMATCH("lr is %g in the checkpoint, %g here", s->lr, t->ocfg.lr);
+        if (s->weight_decay != t->ocfg.weight_decay)
+            MISMATCH("weight decay is %g in the checkpoint, %g here", s->weight_decay, t->ocfg.weight_decay);
+        if (zg__train_has_momentum(c->optimizer) && s->momentum != t->ocfg.momentum)
+            MISMATCH("momentum is %g in the checkpoint, %g here", s->momentum, t->ocfg.momentum);
+    }
+    if (s->batch_size != c->batch_size)
+        MISMATCH("batch size is %lld in the checkpoint, %lld here", (long long)s->batch_size,
+                 (long long)c->batch_size);
+    if (s->seed != c->seed)
+        MISMATCH("seed is %" PRIu64 " in the checkpoint, %" PRIu64 " here", s->seed, c->seed);
+    if (s->limit_train != c->limit_train || s->limit_test != c->limit_test)
+        MISMATCH("sample limits are %lld/%lld in the checkpoint, %lld/%lld here", (long long)s->limit_train,
+                 (long long)s->limit_test, (long long)c->limit_train, (long long)c->limit_test);
+    if (s->eval_batch_size != c->eval_batch_size)
+        MISMATCH("evaluation batch size is %lld in the checkpoint, %lld here", (long long)s->eval_batch_size,
+                 (long long)c->eval_batch_size);
+    if (s->mean != c->mean || s->std != c->std)
+        MISMATCH("normalisation is (%g, %g) in the checkpoint, (%g, %g) here", (double)s->mean, (double)s->std,
+                 (double)c->mean, (double)c->std);
+#undef MISMATCH
+    if (n) return zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint '%s' does not match this run: %s", ckpt, msg);
+    return ZG_OK;
+}
+
+int zg_train_checkpoint_config(const char *path, zg_train_config *cfg) {
+    const char *fn = "zg_train_checkpoint_config";
+    if (!path || !cfg) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
+    char ckpt[4200], run[4200];
+    zg__ckpt_state s;
+    int rc = zg__ckpt_locate(fn, path, ckpt, sizeof ckpt, run, sizeof run);
+    if (!rc) rc = zg__ckpt_read_state(fn, ckpt, &s);
+    if (rc) return rc;
+    cfg->model = s.model;
+    cfg->optimizer = s.optimizer;
+    cfg->lr = s.lr;
+    cfg->weight_decay = s.weight_decay;
+    cfg->momentum = zg__train_has_momentum(s.optimizer) ? s.momentum : -1;
+    cfg->epochs = s.epochs;
+    cfg->batch_size = s.batch_size;
+    cfg->seed = s.seed;
+    cfg->limit_train = s.limit_train;
+    cfg->limit_test = s.limit_test;
+    cfg->eval_batch_size = s.eval_batch_size;
+    cfg->mean = s.mean;
+    cfg->std = s.std;
+    cfg->checkpoint_every_steps = s.checkpoint_every_steps;
+    zg__ckpt_state_free(&s);
+    return ZG_OK;
+}
+
+/* ---- set-up -------------------------------------------------------------------- */
+
+static int load_split(const zg_train_config *c, bool train, zg_dataset **full, zg_dataset **ds) {
+    *full = zg_dataset_load_mnist_dir(c->data_dir, train);
+    if (!*full) return ZG_ERR_IO;
+    int64_t limit = train ? c->limit_train : c->limit_test;
+    *ds = limit > 0 && limit < zg_dataset_size(*full) ? zg_dataset_head(*full, limit) : *full;
+    return *ds ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+/* A directory that already holds a run is only continued with --resume. */
+static int check_fresh(const char *dir) {
+    char p[4200];
+    const char *files[] = {ZG_CKPT_POINTER, "metrics.jsonl"};
+    for (int i = 0; i < 2; i++) {
+        zg__train_join(p, sizeof p, dir, files[i]);
+        if (zg__train_exists(p))
+            return zg__fail(ZG_ERR_STATE,
+                            "zg_train_run: '%s' already holds a run (%s); continue it with --resume %s or choose "
+                            "another --out",
+                            dir, files[i], dir);
+    }
+    return ZG_OK;
+}
+
+/* runs/<timestamp>, with a suffix if that exists already. */
+static void default_run_dir(char *out, size_t n) {
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    snprintf(out, n, "runs/%s", stamp);
+    for (int k = 2; zg__train_exists(out) && k < 1000; k++) snprintf(out, n, "runs/%s-%d", stamp, k);
+}
+
+static bool same_dir(const char *a, const char *b) {
+    char ra[PATH_MAX], rb[PATH_MAX];
+    if (!realpath(a, ra) || !realpath(b, rb)) return !strcmp(a, b);
+    return !strcmp(ra, rb);
+}
+
+/* ---- outputs ------------------------------------------------------------------- */
+
+static void fill_state_options(trainer *t) {
+    zg__ckpt_state *s = &t->st;
+    s->model = t->cfg.model;
+    s->optimizer = t->cfg.optimizer;
+    s->lr = t->ocfg.lr;
+    s->momentum = t->ocfg.momentum;
+    s->weight_decay = t->ocfg.weight_decay;
+    s->batch_size = t->cfg.batch_size;
+    s->seed = t->cfg.seed;
+    s->limit_train = t->cfg.limit_train;
+    s->limit_test = t->cfg.limit_test;
+    s->eval_batch_size = t->cfg.eval_batch_size;
+    s->mean = t->cfg.mean;
+    s->std = t->cfg.std;
+    s->epochs = t->cfg.epochs;
+    s->checkpoint_every_steps = t->cfg.checkpoint_every_steps;
+}
+
+static int save_checkpoint(trainer *t) {
+    zg_rng_get_state(t->st.rng);
+    return zg__ckpt_save(t->run_dir, t->model, t->opt, &t->st, t->ckpt_name);
+}
+
+/* metrics.jsonl, curves.svg and model.safetensors: derived from the
+ * checkpoint, each replaced atomically. */
+static int write_outputs(trainer *t, bool weights) {
+    int rc = zg__write_metrics_jsonl(t->run_dir, t->st.metrics, t->st.n_metrics);
+    if (!rc) rc = zg__write_curves_svg(t->run_dir, t->st.metrics, t->st.n_metrics);
+    if (!rc && weights) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/model.safetensors", t->run_dir);
+        rc = zg_module_save(t->model, p);
+    }
+    return rc;
+}
+
+static int push_metrics(trainer *t, const zg__epoch_metrics *m) {
+    zg__epoch_metrics *nm = realloc(t->st.metrics, ((size_t)t->st.n_metrics + 1) * sizeof *nm);
+    if (!nm) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
+    t->st.metrics = nm;
+    nm[t->st.n_metrics++] = *m;
+    return ZG_OK;
+}
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+/* One optimizer step of the canonical loop; *loss_out receives the batch's
+ * mean loss. Every tensor the step makes dies in the arena reset. */
+static int train_step(trainer *t, zg_tensor *x, zg_tensor *y, double *loss_out) {
+    zg_optim_zero_grad(t->opt, true);                                    /* zero_grad */
+    zg_tensor *logits = zg_module_forward(t->model, x);                  /* forward */
+    zg_tensor *loss = logits ? zg_cross_entropy(logits, y, NULL) : NULL; /* loss */
+    int rc = loss ? zg_backward(loss, NULL) : ZG_ERR_STATE;              /* backward */
+    if (!rc) rc = zg_optim_step(t->opt);                                 /* step */
+    if (!rc) *loss_out = zg_tensor_item(loss);
+    zg_arena_reset();
+    return rc;
+}
+
+/* Trains from the current position to the end of the epoch. */
+static int train_epoch(trainer *t) {
+    zg__ckpt_state *s = &t->st;
+    int64_t nb = zg_loader_num_batches(t->train_ld);
+    if (s->next_batch > nb)
+        return zg__fail(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's position (batch %lld) is past the epoch's %lld batches",
+                        (long long)s->next_batch, (long long)nb);
+    int rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
+    if (rc) return fail_with(rc, "zg_train_run: starting the epoch");
+    double t0 = zg__train_now(), before = s->epoch_seconds;
+    zg__progress_begin(&t->prog, t->cfg.progress, t->cfg.progress_interval, (int)s->epoch + 1, t->cfg.epochs, nb,
+                       s->next_batch);
+    zg_module_train(t->model, true);
+    zg_tensor *x, *y;
+    int got;
+    while ((got = zg_loader_next(t->train_ld, &x, &y)) == 1) {
+        double loss;
+        rc = train_step(t, x, y, &loss);
+        if (rc) {
+            zg__progress_clear(&t->prog);
+            char what[96];
+            snprintf(what, sizeof what, "zg_train_run: epoch %lld, step %lld", (long long)s->epoch + 1,
+                     (long long)s->next_batch + 1);
+            return fail_with(rc, what);
+        }
+        int64_t b = zg_tensor_size(y, 0);
+        s->epoch_loss_sum += loss * (double)b;
+        s->epoch_samples += b;
+        s->epoch_steps++;
+        s->global_step++;
+        s->next_batch++;
+        zg__progress_update(&t->prog, s->next_batch, s->epoch_loss_sum / (double)s->epoch_samples, b);
+        /* A step checkpoint at the epoch's last batch would be followed at
+         * once by the epoch's own. */
+        if (t->cfg.checkpoint_every_steps > 0 && s->global_step % t->cfg.checkpoint_every_steps == 0 &&
+            s->next_batch < nb) {
+            s->epoch_seconds = before + (zg__train_now() - t0);
+            rc = save_checkpoint(t);
+            if (rc) {
+                zg__progress_clear(&t->prog);
+                return rc;
+            }
+        }
+    }
+    if (got < 0) {
+        zg__progress_clear(&t->prog);
+        return fail_with(got, "zg_train_run: loading a batch");
+    }
+    double mean_loss = s->epoch_samples ? s->epoch_loss_sum / (double)s->epoch_samples : NAN;
+    zg__progress_end(&t->prog, s->next_batch, mean_loss);
+
+    zg_eval_result ev;
+    rc = zg_evaluate(t->model, t->test_ld, NUM_CLASSES, &ev);
+    if (rc) return fail_with(rc, "zg_train_run: evaluation");
+    zg_eval_result_free(&ev);
+    zg__epoch_metrics m = {
+        .epoch = (int)s->epoch + 1,
+        .train_loss = mean_loss,
+        .test_loss = ev.loss,
+        .test_acc = ev.accuracy,
+        .seconds = before + (zg__train_now() - t0),
+        .steps = s->epoch_steps,
+        .lr = zg_optim_get_hparam(t->opt, 0, ZG_HP_LR),
+    };
+    rc = push_metrics(t, &m);
+    if (rc) return rc;
+    s->epoch++;
+    s->next_batch = 0;
+    s->epoch_loss_sum = 0;
+    s->epoch_samples = 0;
+    s->epoch_steps = 0;
+    s->epoch_seconds = 0;
+    /* The checkpoint first: it is what a resume trusts; the other files
+     * are rewritten from it. */
+    rc = save_checkpoint(t);
+    if (!rc) rc = write_outputs(t, true);
+    if (rc) return rc;
+    if (t->cfg.log) {
+        fprintf(t->cfg.log, "epoch %d/%d - train loss %.4f - test loss %.4f - test acc %.2f%% - %.1fs\n", m.epoch,
+                t->cfg.epochs, m.train_loss, m.test_loss, 100 * m.test_acc, m.seconds);
+        fflush(t->cfg.log);
+    }
+    return ZG_OK;
+}
+
+static int setup(trainer *t) {
+    const zg_train_config *c = &t->cfg;
+    int rc;
+    /* With --resume, everything is checked before anything is written. */
+    char ckpt[4200] = "", run[4200] = "";
+    zg__ckpt_state rs = {0};
+    bool resume = c->resume_dir != NULL;
+    if (resume) {
+        rc = zg__ckpt_locate("zg_train_run", c->resume_dir, ckpt, sizeof ckpt, run, sizeof run);
+        if (!rc) rc = zg__ckpt_read_state("zg_train_run", ckpt, &rs);
+        if (!rc) rc = check_match(t, &rs, ckpt);
+        if (!rc && rs.epoch > c->epochs)
+            rc = zg__fail(ZG_ERR_ARG, "zg_train_run: the run in '%s' has done %lld epochs already; ask for >= %lld",
+                          c->resume_dir, (long long)rs.epoch, (long long)rs.epoch);
+        if (rc) {
+            zg__ckpt_state_free(&rs);
+            return rc;
+        }
+        snprintf(t->resumed_from, sizeof t->resumed_from, "%s", ckpt);
+    }
+    if (c->out_dir)
+        snprintf(t->run_dir, sizeof t->run_dir, "%s", c->out_dir);
+    else if (resume && run[0]) {
+        if (strlen(run) >= sizeof t->run_dir)
+            return zg__fail(ZG_ERR_ARG, "zg_train_run: run directory path too long: '%s'", run);
+        memcpy(t->run_dir, run, strlen(run) + 1);
+    }
+    else /* a new run, or one continued from a bare checkpoint directory */
+        default_run_dir(t->run_dir, sizeof t->run_dir);
+    bool in_place = resume && run[0] && zg__train_is_dir(t->run_dir) && same_dir(t->run_dir, run);
+    if (!in_place && zg__train_is_dir(t->run_dir)) {
+        rc = check_fresh(t->run_dir);
+        if (rc) {
+            zg__ckpt_state_free(&rs);
+            return rc;
+        }
+    }
+
+    rc = load_split(c, true, &t->train_full, &t->train_ds);
+    if (!rc) rc = load_split(c, false, &t->test_full, &t->test_ds);
+    if (rc) {
+        zg__ckpt_state_free(&rs);
+        return rc;
+    }
+
+    zg_manual_seed(c->seed);
+    t->model = zg__train_build_model(c->model);
+    if (!t->model) {
+        zg__ckpt_state_free(&rs);
+        return fail_with(ZG_ERR_STATE, "zg_train_run: building the model");
+    }
+    t->n_params = zg_module_num_params(t->model);
+    t->params = malloc(((size_t)t->n_params + 1) * sizeof *t->params);
+    if (!t->params) {
+        zg__ckpt_state_free(&rs);
+        return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
+    }
+    zg_module_params(t->model, t->params, t->n_params);
+    t->opt = zg_optim_new(c->optimizer, t->params, t->n_params, &t->ocfg);
+    if (!t->opt) {
+        zg__ckpt_state_free(&rs);
+        return fail_with(ZG_ERR_ARG, "zg_train_run: building the optimizer");
+    }
+
+    if (resume) {
+        rc = zg__ckpt_load("zg_train_run", ckpt, t->model, t->opt);
+        if (rc) {
+            zg__ckpt_state_free(&rs);
+            return rc;
+        }
+        zg_rng_set_state(rs.rng);
+        t->st = rs;
+    }
+    fill_state_options(t);
+
+    rc = zg__train_mkdirs("zg_train_run", t->run_dir);
+    if (rc) return rc;
+    if (in_place) {
+        const char *slash = strrchr(ckpt, '/');
+        const char *name = slash ? slash + 1 : ckpt;
+        if (strlen(name) >= sizeof t->ckpt_name)
+            return zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint name too long: '%s'", name);
+        memcpy(t->ckpt_name, name, strlen(name) + 1);
+        zg__ckpt_cleanup(t->run_dir, t->ckpt_name);
+    }
+    if (resume) {
+        rc = write_outputs(t, false);
+        if (rc) return rc;
+    }
+
+    zg_loader_opts lo = {.batch_size = c->batch_size, .shuffle = true, .drop_last = false, .seed = c->seed,
+                         .mean = c->mean, .std = c->std, .prefetch = true};
+    t->train_ld = zg_loader_new(t->train_ds, &lo);
+    if (!t->train_ld) return fail_with(ZG_ERR_ARG, "zg_train_run: the training loader");
+    lo.batch_size = c->eval_batch_size;
+    lo.shuffle = false;
+    t->test_ld = zg_loader_new(t->test_ds, &lo);
+    if (!t->test_ld) return fail_with(ZG_ERR_ARG, "zg_train_run: the test loader");
+    return ZG_OK;
+}
+
+int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
+    double t_start = zg__train_now();
+    if (result) memset(result, 0, sizeof *result);
+    int rc = zg_train_config_validate(cfg);
+    if (rc) return rc;
+    if (cfg->threads > 0) zg_set_num_threads(cfg->threads);
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = *cfg;
+    t.ocfg = zg__train_optim_config(cfg);
+    rc = setup(&t);
+    FILE *log = cfg->log;
+    if (!rc && log) {
+        if (t.resumed_from[0])
+            fprintf(log, "zgrad train: resuming from %s (epoch %lld, batch %lld, step %lld)\n", t.resumed_from,
+                    (long long)t.st.epoch + 1, (long long)t.st.next_batch, (long long)t.st.global_step);
+        char lr[32];
+        snprintf(lr, sizeof lr, "%g", t.ocfg.lr);
+        fprintf(log,
+                "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld test "
+                "samples -> %s\n",
+                zg_train_model_name(cfg->model), (long long)zg_module_num_elements(t.model),
+                zg_train_optim_name(cfg->optimizer), lr, (long long)cfg->batch_size, cfg->epochs,
+                (long long)zg_dataset_size(t.train_ds), (long long)zg_dataset_size(t.test_ds), t.run_dir);
+        fflush(log);
+    }
+    while (!rc && t.st.epoch < cfg->epochs) rc = train_epoch(&t);
+    /* Nothing left to train (a finished run resumed): the outputs are
+     * refreshed all the same. */
+    if (!rc && !t.ckpt_name[0]) rc = save_checkpoint(&t);
+    if (!rc) rc = write_outputs(&t, true);
+    if (!rc && result) {
+        result->epochs_done = t.st.n_metrics;
+        if (t.st.n_metrics > 0) {
+            const zg__epoch_metrics *m = &t.st.metrics[t.st.n_metrics - 1];
+            result->train_loss = m->train_loss;
+            result->test_loss = m->test_loss;
+            result->test_acc = m->test_acc;
+        }
+        snprintf(result->out_dir, sizeof result->out_dir, "%s", t.run_dir);
+    }
+    if (!rc && log) {
+        fprintf(log, "zgrad train: wrote %s/{model.safetensors,metrics.jsonl,curves.svg,%s}\n", t.run_dir,
+                ZG_CKPT_POINTER);
+        fflush(log);
+    }
+    if (result) result->seconds = zg__train_now() - t_start;
+    trainer_free(&t);
+    zg_arena_reset();
+    return rc;
+}

@@ -1,0 +1,161 @@
+/* Private header of the training driver (src/train). The driver is split by
+ * concern so that later features plug in without rewriting the loop:
+ *   fsutil.c      durable file writes (temp + fsync + rename), directories
+ *   models.c      the model builders, names of models and optimizers
+ *   config.c      defaults, validation, resolving the optimizer's settings
+ *   metrics.c     metrics.jsonl and curves.svg
+ *   progress.c    the live bar / plain progress lines
+ *   checkpoint.c  checkpoint directories behind an atomically replaced
+ *                 pointer file, and reading them back
+ *   eval.c        evaluation and `zgrad eval`
+ *   train.c       the loop itself (zg_train_run)
+ */
+#ifndef ZG_TRAIN_INTERNAL_H
+#define ZG_TRAIN_INTERNAL_H
+
+#include "internal.h"
+
+#include <stdio.h>
+
+#define ZG_TRAIN_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+/* ---- files ------------------------------------------------------------ */
+
+/* Writes data to path durably and atomically: a temporary file in the same
+ * directory, fsync, rename over path, fsync of the directory. fn names the
+ * caller in error messages. */
+int zg__train_write_atomic(const char *fn, const char *path, const void *data, size_t len);
+/* fsync of a directory (so that renames and new entries in it survive a
+ * crash). */
+int zg__train_fsync_dir(const char *fn, const char *dir);
+/* mkdir -p. */
+int zg__train_mkdirs(const char *fn, const char *path);
+/* Removes a directory that holds only plain files. */
+int zg__train_remove_dir(const char *fn, const char *dir);
+/* Whole file into a malloc'd, NUL-terminated buffer (*len excludes the
+ * NUL); NULL and an error if it cannot be read. */
+char *zg__train_read_file(const char *fn, const char *path, size_t *len);
+bool zg__train_is_dir(const char *path);
+/* dir/name into out; false if it does not fit (paths are checked for
+ * length up front, so callers may ignore it). */
+bool zg__train_join(char *out, size_t n, const char *dir, const char *name);
+/* Longest directory path the driver accepts (room for the file names). */
+#define ZG_TRAIN_MAX_DIR 3500
+bool zg__train_exists(const char *path);
+/* CRC-32 (zlib) and size of a file's content. */
+int zg__train_file_crc(const char *fn, const char *path, uint32_t *crc, int64_t *size);
+double zg__train_now(void); /* monotonic seconds */
+
+/* A growing text buffer for the writers; a failed append marks it. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+    bool failed;
+} zg__strbuf;
+void zg__sb_printf(zg__strbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void zg__sb_free(zg__strbuf *b);
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* Whether the optimizer kind has a momentum hyperparameter. */
+bool zg__train_has_momentum(zg_optim_kind kind);
+/* The optimizer's settings: its defaults with the config's overrides. */
+zg_optim_config zg__train_optim_config(const zg_train_config *cfg);
+/* Builds the configured model (weights drawn from the default generator). */
+zg_module *zg__train_build_model(zg_model_kind kind);
+
+/* ---- metrics ------------------------------------------------------------- */
+
+typedef struct {
+    int epoch;          /* 1-based */
+    double train_loss;  /* mean over the epoch's samples */
+    double test_loss, test_acc;
+    double seconds;     /* wall time of the epoch (training + evaluation) */
+    int64_t steps;      /* optimizer steps in the epoch */
+    double lr;          /* learning rate of the first group at the end */
+} zg__epoch_metrics;
+
+/* One JSON object, no newline, every number round-trips exactly. */
+void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m);
+/* Parses a JSON array of such objects (as zg__metrics_json writes them
+ * between "[" "," "]"); malloc'd array in *out. */
+int zg__metrics_parse(const char *fn, const char *text, zg__epoch_metrics **out, int *n);
+int zg__write_metrics_jsonl(const char *dir, const zg__epoch_metrics *m, int n);
+int zg__write_curves_svg(const char *dir, const zg__epoch_metrics *m, int n);
+
+/* ---- progress ------------------------------------------------------------ */
+
+typedef struct {
+    zg_progress_mode mode; /* BAR, LINES or OFF once begun */
+    double interval;
+    int epoch, epochs;     /* 1-based epoch */
+    int64_t total;         /* steps in the epoch */
+    int64_t first_step;    /* the step the epoch (re)started at */
+    double t_begin, t_last;
+    int64_t samples;       /* seen since t_begin */
+    int drawn_width;
+} zg__progress;
+
+void zg__progress_begin(zg__progress *p, zg_progress_mode mode, double interval, int epoch, int epochs,
+                        int64_t total, int64_t first_step);
+/* After a step: step = steps done in the epoch, loss = running mean. */
+void zg__progress_update(zg__progress *p, int64_t step, double loss, int64_t batch_samples);
+/* Final draw of the epoch's bar (or its last line). */
+void zg__progress_end(zg__progress *p, int64_t step, double loss);
+/* Clears a partly drawn bar (before other output). */
+void zg__progress_clear(zg__progress *p);
+
+/* ---- checkpoints ------------------------------------------------------- */
+
+#define ZG_CKPT_POINTER "checkpoint"
+#define ZG_CKPT_MODEL "model.safetensors"
+#define ZG_CKPT_OPTIM "optim.safetensors"
+#define ZG_CKPT_TRAINER "trainer.safetensors"
+
+/* Everything a checkpoint holds besides the weights and optimizer state. */
+typedef struct {
+    /* The options that decide the result; a resume must match them. */
+    zg_model_kind model;
+    zg_optim_kind optimizer;
+    double lr, momentum, weight_decay; /* resolved (the optimizer's values) */
+    int64_t batch_size;
+    uint64_t seed;
+    int64_t limit_train, limit_test, eval_batch_size;
+    float mean, std;
+    int epochs; /* planned total (informative) */
+    int64_t checkpoint_every_steps; /* kept by a resume unless overridden */
+    /* Position: the next step is batch next_batch of epoch `epoch`
+     * (0-based); the loader's order depends only on (seed, epoch). */
+    int64_t epoch, next_batch, global_step;
+    /* The unfinished epoch's running sums (exact doubles). */
+    double epoch_loss_sum, epoch_seconds;
+    int64_t epoch_samples, epoch_steps;
+    uint64_t rng[4];
+    zg__epoch_metrics *metrics; /* malloc'd, one per finished epoch */
+    int n_metrics;
+} zg__ckpt_state;
+
+void zg__ckpt_state_free(zg__ckpt_state *s);
+/* Writes a new checkpoint directory in run_dir, then points run_dir's
+ * pointer file at it and removes the previous one. name_out (>= 64 bytes)
+ * receives the new directory's name. */
+int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg__ckpt_state *s, char *name_out);
+/* path: a run directory (holding the pointer file) or a checkpoint
+ * directory. Fills ckpt_dir (the checkpoint directory) and, for a run
+ * directory, run_dir (else ""). */
+int zg__ckpt_locate(const char *fn, const char *path, char *ckpt_dir, size_t ckpt_len, char *run_dir,
+                    size_t run_len);
+/* Reads trainer.safetensors and checks the other files' sizes and CRCs. */
+int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s);
+/* Loads the weights and the optimizer state (each checked before it is
+ * written). */
+int zg__ckpt_load(const char *fn, const char *ckpt_dir, zg_module *model, zg_optim *opt);
+/* Removes stale checkpoint directories (not the current one) and
+ * temporary files a killed run left in run_dir. */
+void zg__ckpt_cleanup(const char *run_dir, const char *current);
+
+#endif

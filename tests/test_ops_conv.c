@@ -1,0 +1,568 @@
+/* Convolution, pooling and batch-norm ops: forward values (checked against
+ * PyTorch 1.13, numbers in the comments' calls), finite-difference
+ * gradient checks for every option, adjoint checks at sizes too big for
+ * finite differences (batches split across threads), the same bits for
+ * any thread count, NaN / tie rules of max pooling, the running
+ * statistics of batch norm, and the errors. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+static zg_tensor *ramp(const int64_t *shape, int ndim, float start, float step) {
+    zg_tensor *t = zg_zeros(shape, ndim);
+    for (int64_t i = 0; t && i < zg_tensor_numel(t); i++) zg_tensor_data(t)[i] = start + step * (float)i;
+    return t;
+}
+
+static zg_tensor *param(zg_tensor *t) {
+    if (t) zg_tensor_set_requires_grad(t, true);
+    return t;
+}
+
+/* Distinct values 0.01 * (a permutation of 0..n-1), shifted to mean ~0:
+ * the max of a window never has a rival within a finite-difference step. */
+static zg_tensor *distinct(const int64_t *shape, int ndim, uint64_t seed) {
+    zg_tensor *t = zg_zeros(shape, ndim);
+    if (!t) return NULL;
+    int64_t n = zg_tensor_numel(t);
+    float *d = zg_tensor_data(t);
+    for (int64_t i = 0; i < n; i++) d[i] = (float)i;
+    uint64_t s = seed * 2654435761u + 1;
+    for (int64_t i = n - 1; i > 0; i--) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t j = (int64_t)((s >> 33) % (uint64_t)(i + 1));
+        float tmp = d[i];
+        d[i] = d[j];
+        d[j] = tmp;
+    }
+    for (int64_t i = 0; i < n; i++) d[i] = 0.01f * (d[i] - (float)n / 2);
+    return t;
+}
+
+static double dot(const zg_tensor *a, const zg_tensor *b) {
+    double s = 0;
+    for (int64_t i = 0; i < zg_tensor_numel(a); i++) s += (double)zg_tensor_get(a, i) * zg_tensor_get(b, i);
+    return s;
+}
+
+typedef struct {
+    int stride[2], padding[2], dilation[2], groups;
+} conv_args;
+
+static zg_tensor *conv_fn(zg_tensor *const *in, void *ctx) {
+    const conv_args *a = ctx;
+    return zg_conv2d(in[0], in[1], in[2], a->stride, a->padding, a->dilation, a->groups);
+}
+
+/* Gradient check of conv2d with x [xs], weight [ws] and (if bias) a bias. */
+static void conv_gradcheck(const char *name, const int64_t xs[4], const int64_t ws[4], bool bias, conv_args a) {
+    zg_tensor *x = param(zg_randn(xs, 4));
+    zg_tensor *w = param(zg_normal(ws, 4, 0.0f, 0.5f));
+    zg_tensor *b = bias ? param(zg_randn(ws, 1)) : NULL;
+    zg_tensor *in[3] = {x, w, b};
+    CHECK(GRADCHECK(name, conv_fn, in, bias ? 3 : 2, &a, NULL));
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+    zg_tensor_free(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* conv2d                                                              */
+/* ------------------------------------------------------------------ */
+
+TEST(conv2d_forward_values) {
+    /* F.conv2d(arange(1,33).reshape(1,2,4,4), (arange(16)-8).reshape(2,2,2,2)/8,
+     * [0.5,-1], stride=2, padding=1) */
+    int64_t xs[4] = {1, 2, 4, 4}, ws[4] = {2, 2, 2, 2}, bs = 2;
+    zg_tensor *x = ramp(xs, 4, 1, 1), *w = ramp(ws, 4, -1, 0.125f);
+    zg_tensor *b = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.5f, -1}, &bs, 1);
+    zg_tensor *y = zg_conv2d(x, w, b, (int[]){2, 2}, (int[]){1, 1}, (int[]){1, 1}, 1);
+    const float e1[18] = {-2.25, -9.75, -7.5, -20.5, -55.5, -35.5, -21.75, -53.25, -31.5,
+                          14.25, 30.75, 15.0, 38.0, 75.0,  35.0,  18.75,  35.25,  15.0};
+    CHECK(y && zg_tensor_ndim(y) == 4 && zg_tensor_size(y, 1) == 2 && zg_tensor_size(y, 2) == 3);
+    CHECK_VALUES(y, e1, 18, 1e-5);
+    CHECK(zg_tensor_grad_fn_name(y) == NULL); /* nothing requires grad */
+
+    /* Dilation 2: F.conv2d(arange(1,26).reshape(1,1,5,5), [[1,-1],[2,.5]], dilation=2) */
+    int64_t x2s[4] = {1, 1, 5, 5}, w2s[4] = {1, 1, 2, 2};
+    zg_tensor *x2 = ramp(x2s, 4, 1, 1), *w2 = zg_tensor_from_data(ZG_FLOAT32, (float[]){1, -1, 2, 0.5f}, w2s, 4);
+    const float e2[9] = {26.5, 29, 31.5, 39, 41.5, 44, 51.5, 54, 56.5};
+    CHECK_VALUES(zg_conv2d(x2, w2, NULL, NULL, NULL, (int[]){2, 2}, 1), e2, 9, 1e-5);
+
+    /* Groups 2, a 1x2 kernel: F.conv2d(arange(1,19).reshape(1,2,3,3),
+     * [1,2,-1,.5].reshape(2,1,1,2), groups=2) */
+    int64_t x3s[4] = {1, 2, 3, 3}, w3s[4] = {2, 1, 1, 2};
+    zg_tensor *x3 = ramp(x3s, 4, 1, 1), *w3 = zg_tensor_from_data(ZG_FLOAT32, (float[]){1, 2, -1, 0.5f}, w3s, 4);
+    const float e3[12] = {5, 8, 14, 17, 23, 26, -4.5, -5, -6, -6.5, -7.5, -8};
+    zg_tensor *y3 = zg_conv2d(x3, w3, NULL, NULL, NULL, NULL, 2);
+    CHECK(y3 && zg_tensor_size(y3, 2) == 3 && zg_tensor_size(y3, 3) == 2);
+    CHECK_VALUES(y3, e3, 12, 1e-5);
+
+    zg_tensor *tensors[] = {x, w, b, x2, w2, x3, w3};
+    for (size_t i = 0; i < sizeof tensors / sizeof *tensors; i++) zg_tensor_free(tensors[i]);
+}
+
+TEST(conv2d_gradcheck_options) {
+    /* Each option alone, then together. */
+    conv_gradcheck("conv basic", (int64_t[]){2, 3, 5, 5}, (int64_t[]){4, 3, 3, 3}, true,
+                   (conv_args){{1, 1}, {0, 0}, {1, 1}, 1});
+    conv_gradcheck("conv stride 2", (int64_t[]){2, 2, 7, 6}, (int64_t[]){3, 2, 3, 3}, true,
+                   (conv_args){{2, 2}, {0, 0}, {1, 1}, 1});
+    conv_gradcheck("conv padding", (int64_t[]){2, 2, 5, 4}, (int64_t[]){3, 2, 3, 3}, true,
+                   (conv_args){{1, 1}, {1, 2}, {1, 1}, 1});
+    conv_gradcheck("conv dilation 2", (int64_t[]){1, 2, 7, 7}, (int64_t[]){3, 2, 3, 3}, true,
+                   (conv_args){{1, 1}, {1, 1}, {2, 2}, 1});
+    conv_gradcheck("conv groups 2", (int64_t[]){2, 4, 5, 5}, (int64_t[]){6, 2, 3, 3}, true,
+                   (conv_args){{1, 1}, {1, 1}, {1, 1}, 2});
+    conv_gradcheck("conv no bias", (int64_t[]){2, 3, 5, 5}, (int64_t[]){2, 3, 2, 2}, false,
+                   (conv_args){{1, 1}, {0, 0}, {1, 1}, 1});
+    conv_gradcheck("conv all options", (int64_t[]){3, 4, 9, 8}, (int64_t[]){4, 2, 3, 2}, false,
+                   (conv_args){{2, 1}, {1, 2}, {2, 1}, 2});
+    /* Depthwise (groups = channels), one input channel. */
+    conv_gradcheck("conv depthwise", (int64_t[]){2, 3, 5, 5}, (int64_t[]){3, 1, 3, 3}, true,
+                   (conv_args){{1, 1}, {1, 1}, {1, 1}, 3});
+    conv_gradcheck("conv cin 1", (int64_t[]){3, 1, 6, 6}, (int64_t[]){4, 1, 3, 3}, true,
+                   (conv_args){{1, 1}, {1, 1}, {1, 1}, 1});
+}
+
+TEST(conv2d_gradcheck_large_gemm) {
+    /* One sample whose GEMM (16 x 1024 x 25) OpenBLAS runs on its own
+     * threads, with few elements to perturb. */
+    conv_gradcheck("conv large gemm", (int64_t[]){1, 1, 32, 32}, (int64_t[]){16, 1, 5, 5}, true,
+                   (conv_args){{1, 1}, {2, 2}, {1, 1}, 1});
+}
+
+/* y = conv(x, w) + b is linear in x and in w: the gradients of sum(v * y)
+ * satisfy <v, y(b = 0)> = <x, dx> = <w, dw>, and db = per-channel sums of v.
+ * A one-pass check of the backward at sizes too big for finite differences. */
+static void conv_adjoint(const char *name, const int64_t xs[4], const int64_t ws[4], conv_args a) {
+    zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4)), *b = param(zg_zeros(ws, 1));
+    zg_tensor *y = zg_conv2d(x, w, b, a.stride, a.padding, a.dilation, a.groups);
+    CHECK_PTR(y);
+    if (y) {
+        zg_tensor *v = zg_randn(zg_tensor_shape(y), 4);
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = v}));
+        double vy = dot(v, y), xdx = dot(x, zg_tensor_grad(x)), wdw = dot(w, zg_tensor_grad(w));
+        double scale = sqrt(dot(v, v) * dot(y, y));
+        if (fabs(vy - xdx) > 1e-5 * scale || fabs(vy - wdw) > 1e-5 * scale)
+            zgt_fail(__FILE__, __LINE__, "%s: <v,y> %.9g, <x,dx> %.9g, <w,dw> %.9g", name, vy, xdx, wdw);
+        int64_t C = ws[0], P = zg_tensor_numel(y) / (xs[0] * C);
+        for (int64_t c = 0; c < C; c++) {
+            double s = 0;
+            for (int64_t n = 0; n < xs[0]; n++)
+                for (int64_t p = 0; p < P; p++) s += zg_tensor_get(v, (n * C + c) * P + p);
+            CHECK_NEAR(zg_tensor_get(zg_tensor_grad(b), c), s, 1e-4 * (1 + fabs(s)));
+        }
+        zg_tensor_free(v);
+    }
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+    zg_tensor_free(b);
+}
+
+TEST(conv2d_adjoint_large) {
+    /* Batches big enough to be split across threads (serial GEMMs). */
+    conv_adjoint("default CNN conv2", (int64_t[]){4, 32, 14, 14}, (int64_t[]){64, 32, 3, 3},
+                 (conv_args){{1, 1}, {1, 1}, {1, 1}, 1});
+    conv_adjoint("stride 2, groups 2", (int64_t[]){3, 32, 28, 28}, (int64_t[]){64, 16, 3, 3},
+                 (conv_args){{2, 2}, {1, 1}, {1, 1}, 2});
+    conv_adjoint("dilation 2, padding 2, asymmetric stride", (int64_t[]){2, 8, 40, 40}, (int64_t[]){48, 8, 3, 3},
+                 (conv_args){{1, 2}, {2, 2}, {2, 2}, 1});
+    conv_adjoint("default CNN conv1", (int64_t[]){9, 1, 28, 28}, (int64_t[]){32, 1, 3, 3},
+                 (conv_args){{1, 1}, {1, 1}, {1, 1}, 1});
+    /* One big sample: OpenBLAS threads the GEMMs. */
+    conv_adjoint("one sample", (int64_t[]){1, 16, 30, 30}, (int64_t[]){32, 16, 3, 3},
+                 (conv_args){{1, 1}, {1, 1}, {1, 1}, 1});
+}
+
+TEST(conv2d_same_bits_for_any_thread_count) {
+    /* The batch split and the chunked weight-gradient sums give the same
+     * bits on one thread (OpenBLAS threading instead) as on several. */
+    int64_t xs[4] = {10, 16, 12, 12}, ws[4] = {32, 16, 3, 3};
+    zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4)), *b = param(zg_randn(ws, 1));
+    zg_tensor *ref[4] = {NULL, NULL, NULL, NULL};
+    const int threads[2] = {omp_get_max_threads(), 1};
+    for (int r = 0; r < 2; r++) {
+        omp_set_num_threads(threads[r]);
+        zg_tensor_zero_grad(x, true);
+        zg_tensor_zero_grad(w, true);
+        zg_tensor_zero_grad(b, true);
+        zg_tensor *y = zg_conv2d(x, w, b, NULL, (int[]){1, 1}, NULL, 1);
+        zg_manual_seed(123); /* the same v on both runs */
+        zg_tensor *v = zg_randn(zg_tensor_shape(y), 4);
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = v}));
+        zg_tensor *got[4] = {y, zg_tensor_grad(x), zg_tensor_grad(w), zg_tensor_grad(b)};
+        for (int k = 0; k < 4; k++) {
+            if (r == 0) {
+                ref[k] = zg_tensor_clone(got[k]);
+            } else if (got[k] && ref[k]) {
+                bool same = true;
+                for (int64_t i = 0; same && i < zg_tensor_numel(got[k]); i++)
+                    same = zg_tensor_get(got[k], i) == zg_tensor_get(ref[k], i);
+                if (!same) zgt_fail(__FILE__, __LINE__, "result %d differs between %d and 1 threads", k, threads[0]);
+            }
+        }
+        zg_tensor_free(v);
+    }
+    omp_set_num_threads(threads[0]);
+    for (int k = 0; k < 4; k++) zg_tensor_free(ref[k]);
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+    zg_tensor_free(b);
+}
+
+TEST(conv2d_graph_and_saved_weight) {
+    int64_t xs[4] = {2, 2, 5, 5}, ws[4] = {3, 2, 3, 3};
+    zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4));
+    zg_tensor *y = zg_conv2d(x, w, NULL, NULL, NULL, NULL, 1);
+    CHECK(y && zg_tensor_grad_fn_name(y) && strcmp(zg_tensor_grad_fn_name(y), "conv2d") == 0);
+    /* The backward reads the weight: an in-place change is refused. */
+    zg_no_grad_enter();
+    CHECK_OK(zg_tensor_mul_scalar_(w, 2.0f));
+    zg_tensor *y2 = zg_conv2d(x, w, NULL, NULL, NULL, NULL, 1);
+    zg_no_grad_exit();
+    CHECK(y2 && zg_tensor_grad_fn_name(y2) == NULL);
+    CHECK_ERR(zg_backward(zg_sum(y), NULL), "modified in place");
+    /* Only x requires grad: w gets none. */
+    zg_tensor_set_requires_grad(w, false);
+    zg_tensor_zero_grad(x, true);
+    y = zg_conv2d(x, w, NULL, NULL, NULL, NULL, 1);
+    CHECK_OK(zg_backward(zg_sum(y), NULL));
+    CHECK(zg_tensor_grad(x) && zg_tensor_grad(w) == NULL);
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+}
+
+TEST(conv2d_empty_batch) {
+    /* PyTorch accepts N = 0: an empty output, zero weight gradients. */
+    int64_t xs[4] = {0, 2, 5, 5}, ws[4] = {3, 2, 3, 3}, big_xs[4] = {0, 16, 32, 32}, big_ws[4] = {32, 16, 3, 3};
+    for (int k = 0; k < 2; k++) {
+        zg_tensor *x = param(zg_zeros(k ? big_xs : xs, 4)), *w = param(zg_randn(k ? big_ws : ws, 4));
+        zg_tensor *b = param(zg_randn(k ? big_ws : ws, 1));
+        zg_tensor *y = zg_conv2d(x, w, b, NULL, (int[]){1, 1}, NULL, 1);
+        CHECK(y && zg_tensor_numel(y) == 0 && zg_tensor_size(y, 1) == (k ? 32 : 3));
+        if (y) {
+            CHECK_OK(zg_backward(zg_sum(y), NULL));
+            zg_tensor *gw = zg_tensor_grad(w), *gb = zg_tensor_grad(b);
+            CHECK(gw && gb && dot(gw, gw) == 0 && dot(gb, gb) == 0);
+        }
+        zg_tensor_free(x);
+        zg_tensor_free(w);
+        zg_tensor_free(b);
+    }
+}
+
+TEST(conv2d_errors) {
+    int64_t xs[4] = {2, 4, 6, 6}, ws[4] = {6, 2, 3, 3}, bs = 5, s3[3] = {4, 6, 6};
+    zg_tensor *x = zg_randn(xs, 4), *w = zg_randn(ws, 4), *b5 = zg_randn(&bs, 1), *x3 = zg_randn(s3, 3);
+    zg_tensor *xi = zg_tensor_new(ZG_INT64, xs, 4);
+    const int one[2] = {1, 1};
+    CHECK_NULL_ERR(zg_conv2d(NULL, w, NULL, one, NULL, one, 2), "zg_conv2d: x is NULL");
+    CHECK_NULL_ERR(zg_conv2d(x, NULL, NULL, one, NULL, one, 2), "zg_conv2d: weight is NULL");
+    CHECK_NULL_ERR(zg_conv2d(xi, w, NULL, one, NULL, one, 2), "zg_conv2d");
+    CHECK_NULL_ERR(zg_conv2d(x3, w, NULL, one, NULL, one, 2), "zg_conv2d: x of shape [4,6,6] must be 4-D [N,C,H,W]");
+    CHECK_NULL_ERR(zg_conv2d(x, x3, NULL, one, NULL, one, 2), "weight of shape [4,6,6] must be 4-D");
+    CHECK_NULL_ERR(zg_conv2d(x, w, NULL, (int[]){0, 1}, NULL, one, 2), "zg_conv2d: stride {0,1} must be positive");
+    CHECK_NULL_ERR(zg_conv2d(x, w, NULL, one, (int[]){-1, 0}, one, 2), "padding {-1,0} must be non-negative");
+    CHECK_NULL_ERR(zg_conv2d(x, w, NULL, one, NULL, (int[]){1, 0}, 2), "dilation {1,0} must be positive");
+    CHECK_NULL_ERR(zg_conv2d(x, w, NULL, one, NULL, one, 0), "groups 0 must be positive");
+    CHECK_NULL_ERR(zg_conv2d(x, w, NULL, one, NULL, one, 1),
+                   "zg_conv2d: weight of shape [6,2,3,3] with groups 1 expects 2 input channels, x of shape "
+                   "[2,4,6,6] has 4");
+    /* Input channels not divisible by groups: no weight fits. */
+    CHECK_NULL_ERR(zg_conv2d(x, w, NULL, one, NULL, one, 3), "with groups 3 expects 6 input channels");
+    int64_t w4s[4] = {5, 1, 3, 3};
+    zg_tensor *w4 = zg_randn(w4s, 4);
+    CHECK_NULL_ERR(zg_conv2d(x, w4, NULL, one, NULL, one, 4),
+                   "zg_conv2d: output channels 5 (weight of shape [5,1,3,3]) are not divisible by groups 4");
+    CHECK_NULL_ERR(zg_conv2d(x, w, b5, one, NULL, one, 2), "bias of shape [5] must be [6]");
+    CHECK_NULL_ERR(zg_conv2d(x, w, NULL, one, NULL, (int[]){3, 3}, 2),
+                   "zg_conv2d: x of shape [2,4,6,6] with padding {0,0} is smaller than the dilated kernel 7x7");
+    int64_t wes[4] = {6, 2, 0, 3};
+    zg_tensor *we = zg_zeros(wes, 4);
+    CHECK_NULL_ERR(zg_conv2d(x, we, NULL, one, NULL, one, 2), "weight of shape [6,2,0,3] must not be empty");
+    /* A valid call after all that. */
+    CHECK_PTR(zg_conv2d(x, w, NULL, one, NULL, one, 2));
+    zg_tensor *ts[] = {x, w, b5, x3, xi, w4, we};
+    for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) zg_tensor_free(ts[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pooling                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    int kernel[2], stride[2], padding[2];
+    bool max;
+} pool_args;
+
+static zg_tensor *pool_fn(zg_tensor *const *in, void *ctx) {
+    const pool_args *a = ctx;
+    return a->max ? zg_max_pool2d(in[0], a->kernel, a->stride, a->padding)
+                  : zg_avg_pool2d(in[0], a->kernel, a->stride, a->padding);
+}
+
+static const float pool_x[16] = {1, 5, 2, 0, 3, -1, 4, 7, 0, 2, 9, 1, 6, 6, -3, 2};
+
+TEST(pool_forward_values) {
+    int64_t s[4] = {1, 1, 4, 4};
+    zg_tensor *x = zg_tensor_from_data(ZG_FLOAT32, pool_x, s, 4);
+    /* F.max_pool2d(x, 3, 2, 1), F.avg_pool2d(x, 3, 2, 1), F.avg_pool2d(x, 2, 1) */
+    const float mx[4] = {5, 7, 6, 9};
+    const float av[4] = {0.8888889f, 1.8888888f, 1.7777778f, 3.0f};
+    const float av2[9] = {2.0f, 2.5f, 3.25f, 1.0f, 3.5f, 5.25f, 3.5f, 3.5f, 2.25f};
+    CHECK_VALUES(zg_max_pool2d(x, (int[]){3, 3}, (int[]){2, 2}, (int[]){1, 1}), mx, 4, 0);
+    CHECK_VALUES(zg_avg_pool2d(x, (int[]){3, 3}, (int[]){2, 2}, (int[]){1, 1}), av, 4, 1e-6);
+    CHECK_VALUES(zg_avg_pool2d(x, (int[]){2, 2}, (int[]){1, 1}, NULL), av2, 9, 1e-6);
+    /* NULL stride is the kernel (PyTorch's stride=None). */
+    const float mx2[4] = {5, 7, 6, 9};
+    zg_tensor *y = zg_max_pool2d(x, (int[]){2, 2}, NULL, NULL);
+    CHECK(y && zg_tensor_size(y, 2) == 2 && zg_tensor_size(y, 3) == 2);
+    CHECK_VALUES(y, mx2, 4, 0);
+    zg_tensor_free(x);
+}
+
+TEST(max_pool_gradient_goes_to_argmax) {
+    int64_t s[4] = {1, 1, 4, 4};
+    zg_tensor *x = param(zg_tensor_from_data(ZG_FLOAT32, pool_x, s, 4));
+    /* Overlapping windows (kernel 3, stride 1, padding 1): an element that
+     * is the max of several windows collects all their gradients. */
+    zg_tensor *y = zg_max_pool2d(x, (int[]){3, 3}, (int[]){1, 1}, (int[]){1, 1});
+    CHECK(y && zg_tensor_grad_fn_name(y) && !strcmp(zg_tensor_grad_fn_name(y), "max_pool2d"));
+    CHECK_OK(zg_backward(zg_sum(y), NULL));
+    /* F.max_pool2d(x, 3, 1, 1).sum().backward(): 5 wins 3 windows, 7 wins
+     * 2, 9 wins 9, 6 wins 2 (its twin in scan order loses the tie). */
+    const float g[16] = {0, 3, 0, 0, 0, 0, 0, 2, 0, 0, 9, 0, 2, 0, 0, 0};
+    CHECK_VALUES(zg_tensor_grad(x), g, 16, 0);
+    zg_tensor_free(x);
+}
+
+TEST(max_pool_nan_and_infinity) {
+    /* NaN propagates and takes the gradient (the last NaN in scan order,
+     * as PyTorch's `val > max || isnan(val)`). */
+    int64_t s[4] = {1, 1, 2, 2};
+    zg_tensor *x = param(zg_tensor_from_data(ZG_FLOAT32, (float[]){NAN, 1, NAN, 2}, s, 4));
+    zg_tensor *y = zg_max_pool2d(x, (int[]){2, 2}, NULL, NULL);
+    CHECK(y && isnan(zg_tensor_get(y, 0)));
+    CHECK_OK(zg_backward(zg_sum(y), NULL));
+    const float g[4] = {0, 0, 1, 0};
+    CHECK_VALUES(zg_tensor_grad(x), g, 4, 0);
+    zg_tensor_free(x);
+    /* All -inf with padding: the padding never wins; the gradient goes to
+     * the window's first real element. */
+    zg_tensor *xi = param(zg_full(s, 4, -INFINITY));
+    y = zg_max_pool2d(xi, (int[]){2, 2}, (int[]){2, 2}, (int[]){1, 1});
+    CHECK(y && zg_tensor_numel(y) == 4 && isinf(zg_tensor_get(y, 3)) && zg_tensor_get(y, 3) < 0);
+    CHECK_OK(zg_backward(zg_sum(y), NULL));
+    const float gi[4] = {1, 1, 1, 1};
+    CHECK_VALUES(zg_tensor_grad(xi), gi, 4, 0);
+    zg_tensor_free(xi);
+}
+
+TEST(pool_gradchecks) {
+    const struct {
+        const char *name;
+        int64_t shape[4];
+        pool_args a;
+    } cases[] = {
+        {"max k2", {2, 2, 6, 6}, {{2, 2}, {2, 2}, {0, 0}, true}},
+        {"max k2, odd sizes", {1, 2, 5, 7}, {{2, 2}, {2, 2}, {0, 0}, true}},
+        {"max k3 s3, odd sizes", {1, 2, 7, 8}, {{3, 3}, {3, 3}, {0, 0}, true}},
+        {"max k3 s2 p1", {2, 2, 7, 6}, {{3, 3}, {2, 2}, {1, 1}, true}},
+        {"max k3 s1 p1 (overlap)", {1, 2, 5, 5}, {{3, 3}, {1, 1}, {1, 1}, true}},
+        {"max k3x2 s(1,2) p(1,0)", {2, 1, 6, 7}, {{3, 2}, {1, 2}, {1, 0}, true}},
+        {"avg k2", {2, 2, 6, 6}, {{2, 2}, {2, 2}, {0, 0}, false}},
+        {"avg k3 s2 p1", {2, 2, 7, 6}, {{3, 3}, {2, 2}, {1, 1}, false}},
+        {"avg k3 s1 p1 (overlap)", {1, 2, 5, 5}, {{3, 3}, {1, 1}, {1, 1}, false}},
+        {"avg k2x3 s(2,1) p(1,1)", {2, 1, 5, 6}, {{2, 3}, {2, 1}, {1, 1}, false}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        zg_tensor *x = param(distinct(cases[i].shape, 4, i + 1));
+        pool_args a = cases[i].a;
+        CHECK(GRADCHECK(cases[i].name, pool_fn, &x, 1, &a, NULL));
+        zg_tensor_free(x);
+    }
+    /* Large enough for the parallel loops. */
+    int64_t big[4] = {4, 8, 32, 32};
+    zg_tensor *x = param(distinct(big, 4, 99));
+    for (int m = 0; m < 2; m++) {
+        pool_args a = {{2, 2}, {2, 2}, {0, 0}, m == 0};
+        zg_tensor_zero_grad(x, true);
+        zg_tensor *y = pool_fn(&x, &a);
+        CHECK_OK(zg_backward(zg_sum(y), NULL));
+        /* Each output's gradient 1 lands on one element (max) or spreads
+         * as 1/4 over its window (avg): the sum of dx is the output count. */
+        double s = 0;
+        for (int64_t j = 0; j < zg_tensor_numel(x); j++) s += zg_tensor_get(zg_tensor_grad(x), j);
+        CHECK_NEAR(s, 4 * 8 * 16 * 16, 1e-3);
+        for (int64_t j = 0; m == 0 && j < zg_tensor_numel(x); j++) {
+            float gj = zg_tensor_get(zg_tensor_grad(x), j);
+            if (gj != 0 && gj != 1) {
+                zgt_fail(__FILE__, __LINE__, "max pool dx[%lld] = %g", (long long)j, gj);
+                break;
+            }
+        }
+    }
+    zg_tensor_free(x);
+}
+
+TEST(pool_errors) {
+    int64_t s[4] = {1, 2, 4, 4}, s3[3] = {2, 4, 4};
+    zg_tensor *x = zg_randn(s, 4), *x3 = zg_randn(s3, 3);
+    const int k2[2] = {2, 2};
+    CHECK_NULL_ERR(zg_max_pool2d(NULL, k2, NULL, NULL), "zg_max_pool2d: x is NULL");
+    CHECK_NULL_ERR(zg_max_pool2d(x, NULL, NULL, NULL), "zg_max_pool2d: kernel is NULL");
+    CHECK_NULL_ERR(zg_max_pool2d(x3, k2, NULL, NULL), "zg_max_pool2d: x of shape [2,4,4] must be 4-D [N,C,H,W]");
+    CHECK_NULL_ERR(zg_avg_pool2d(x, (int[]){0, 2}, NULL, NULL), "zg_avg_pool2d: kernel {0,2} must be positive");
+    CHECK_NULL_ERR(zg_avg_pool2d(x, k2, (int[]){1, 0}, NULL), "stride {1,0} must be positive");
+    CHECK_NULL_ERR(zg_max_pool2d(x, k2, NULL, (int[]){-1, 0}), "padding {-1,0} must be non-negative");
+    CHECK_NULL_ERR(zg_max_pool2d(x, k2, NULL, (int[]){2, 0}),
+                   "zg_max_pool2d: padding {2,0} should be at most half of kernel size {2,2}");
+    CHECK_NULL_ERR(zg_avg_pool2d(x, (int[]){5, 2}, NULL, NULL),
+                   "zg_avg_pool2d: x of shape [1,2,4,4] with kernel {5,2} and padding {0,0}: output size 0x2 is too "
+                   "small");
+    zg_tensor_free(x);
+    zg_tensor_free(x3);
+}
+
+/* ------------------------------------------------------------------ */
+/* Batch norm                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+    zg_tensor *rm, *rv;
+    bool training, affine;
+} bn_args;
+
+static zg_tensor *bn_fn(zg_tensor *const *in, void *ctx) {
+    const bn_args *a = ctx;
+    return zg_batch_norm(in[0], a->rm, a->rv, a->affine ? in[1] : NULL, a->affine ? in[2] : NULL, a->training, 0.1f,
+                         1e-5f);
+}
+
+TEST(batch_norm_forward_values_and_running_stats) {
+    /* F.batch_norm([[1,2],[3,6],[5,1]], rm, rv, [2,1], [0,1], True, 0.1, 1e-5):
+     * channel 0 has mean 3 and biased variance 8/3, channel 1 mean 3 and
+     * variance 14/3. */
+    int64_t s[2] = {3, 2}, c = 2;
+    zg_tensor *x = zg_tensor_from_data(ZG_FLOAT32, (float[]){1, 2, 3, 6, 5, 1}, s, 2);
+    zg_tensor *w = zg_tensor_from_data(ZG_FLOAT32, (float[]){2, 1}, &c, 1);
+    zg_tensor *b = zg_tensor_from_data(ZG_FLOAT32, (float[]){0, 1}, &c, 1);
+    zg_tensor *rm = zg_zeros(&c, 1), *rv = zg_ones(&c, 1);
+    uint64_t v0 = zg_tensor_version(rm);
+    zg_tensor *y = zg_batch_norm(x, rm, rv, w, b, true, 0.1f, 1e-5f);
+    const float e[6] = {-2.4494853f, 0.5370904f, 0.0f, 2.3887286f, 2.4494848f, 0.0741809f};
+    CHECK_VALUES(y, e, 6, 2e-6);
+    /* Running statistics: 0.9 * old + 0.1 * batch, unbiased variance (4, 7). */
+    const float erm[2] = {0.3f, 0.3f}, erv[2] = {0.9f + 0.4f, 0.9f + 0.7f};
+    CHECK_VALUES(rm, erm, 2, 1e-6);
+    CHECK_VALUES(rv, erv, 2, 1e-6);
+    CHECK(zg_tensor_version(rm) > v0); /* a tracked in-place write */
+    /* Without running statistics in training: same output, nothing to update. */
+    CHECK_VALUES(zg_batch_norm(x, NULL, NULL, w, b, true, 0.1f, 1e-5f), e, 6, 2e-6);
+    /* Eval: (x - rm) / sqrt(rv + eps) * w + b, statistics untouched. */
+    zg_tensor *ye = zg_batch_norm(x, rm, rv, w, b, false, 0.1f, 1e-5f);
+    CHECK_NEAR(zg_tensor_get(ye, 3), (6 - 0.3) / sqrt(1.6 + 1e-5) * 1 + 1, 1e-5);
+    CHECK_NEAR(zg_tensor_get(ye, 0), (1 - 0.3) / sqrt(1.3 + 1e-5) * 2, 1e-5);
+    CHECK_VALUES(rm, erm, 2, 1e-6);
+    /* Momentum 1 replaces the statistics, 0 keeps them. */
+    CHECK_PTR(zg_batch_norm(x, rm, rv, NULL, NULL, true, 0.0f, 1e-5f));
+    CHECK_VALUES(rm, erm, 2, 1e-6);
+    CHECK_PTR(zg_batch_norm(x, rm, rv, NULL, NULL, true, 1.0f, 1e-5f));
+    const float m3[2] = {3, 3}, v3[2] = {4, 7};
+    CHECK_VALUES(rm, m3, 2, 1e-6);
+    CHECK_VALUES(rv, v3, 2, 1e-5);
+    zg_tensor *ts[] = {x, w, b, rm, rv};
+    for (size_t i = 0; i < 5; i++) zg_tensor_free(ts[i]);
+}
+
+TEST(batch_norm_gradchecks) {
+    const struct {
+        const char *name;
+        int64_t shape[4];
+        int ndim;
+        bool training, affine;
+    } cases[] = {
+        {"bn2d train affine", {3, 2, 3, 3}, 4, true, true},   {"bn2d train", {3, 2, 2, 3}, 4, true, false},
+        {"bn2d eval affine", {2, 3, 2, 2}, 4, false, true},   {"bn2d eval", {2, 3, 2, 2}, 4, false, false},
+        {"bn1d train affine", {6, 3}, 2, true, true},         {"bn1d [N,C,L] train", {3, 2, 4}, 3, true, false},
+        {"bn1d eval affine", {4, 3}, 2, false, true},         {"bn1d [N,C,L] eval", {2, 2, 3}, 3, false, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int64_t C = cases[i].shape[1];
+        zg_tensor *x = param(zg_normal(cases[i].shape, cases[i].ndim, 0.5f, 2.0f));
+        zg_tensor *w = param(zg_uniform(&C, 1, 0.5f, 1.5f)), *b = param(zg_randn(&C, 1));
+        zg_tensor *rm = zg_randn(&C, 1), *rv = zg_uniform(&C, 1, 0.5f, 2.0f);
+        bn_args a = {rm, rv, cases[i].training, cases[i].affine};
+        zg_tensor *in[3] = {x, w, b};
+        CHECK(GRADCHECK(cases[i].name, bn_fn, in, cases[i].affine ? 3 : 1, &a, NULL));
+        zg_tensor *ts[] = {x, w, b, rm, rv};
+        for (size_t k = 0; k < 5; k++) zg_tensor_free(ts[k]);
+    }
+}
+
+TEST(batch_norm_training_gradient_properties) {
+    /* Through the batch statistics, dx sums to zero per channel and is
+     * orthogonal to xhat; a large batch runs the channel loop in parallel. */
+    int64_t s[4] = {16, 4, 12, 12}, C = 4;
+    zg_tensor *x = param(zg_normal(s, 4, 1.0f, 3.0f)), *w = param(zg_uniform(&C, 1, 0.5f, 1.5f));
+    zg_tensor *b = param(zg_randn(&C, 1));
+    zg_tensor *y = zg_batch_norm(x, NULL, NULL, w, b, true, 0.1f, 1e-5f);
+    zg_tensor *v = zg_randn(s, 4);
+    CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = v}));
+    zg_tensor *gx = zg_tensor_grad(x);
+    const int64_t HW = 144;
+    for (int64_t c = 0; gx && c < C; c++) {
+        double sdx = 0, sxdx = 0, norm = 0, svh = 0;
+        for (int64_t n = 0; n < 16; n++)
+            for (int64_t j = 0; j < HW; j++) {
+                int64_t i = (n * C + c) * HW + j;
+                double xh = (zg_tensor_get(y, i) - zg_tensor_get(b, c)) / zg_tensor_get(w, c);
+                sdx += zg_tensor_get(gx, i);
+                sxdx += xh * zg_tensor_get(gx, i);
+                norm += fabs(zg_tensor_get(gx, i));
+                svh += zg_tensor_get(v, i) * xh;
+            }
+        CHECK_NEAR(sdx, 0, 1e-5 * norm);
+        CHECK_NEAR(sxdx, 0, 1e-4 * norm);
+        /* dweight = sum(dy * xhat). */
+        CHECK_NEAR(zg_tensor_get(zg_tensor_grad(w), c), svh, 1e-3 * (1 + fabs(svh)));
+    }
+    zg_tensor *ts[] = {x, w, b, v};
+    for (size_t k = 0; k < 4; k++) zg_tensor_free(ts[k]);
+}
+
+TEST(batch_norm_errors) {
+    int64_t s[4] = {2, 3, 2, 2}, c3 = 3, c4 = 4, s1 = 5, one[2] = {1, 3}, one4[4] = {1, 3, 1, 1};
+    zg_tensor *x = zg_randn(s, 4), *rm = zg_zeros(&c3, 1), *rv = zg_ones(&c3, 1), *w4 = zg_ones(&c4, 1);
+    zg_tensor *x1 = zg_randn(&s1, 1), *xo = zg_randn(one, 2), *xo4 = zg_randn(one4, 4);
+    CHECK_NULL_ERR(zg_batch_norm(NULL, rm, rv, NULL, NULL, true, 0.1f, 1e-5f), "zg_batch_norm: x is NULL");
+    CHECK_NULL_ERR(zg_batch_norm(x1, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f),
+                   "zg_batch_norm: x of shape [5] must have at least 2 dims [N,C,...]");
+    CHECK_NULL_ERR(zg_batch_norm(x, w4, rv, NULL, NULL, true, 0.1f, 1e-5f),
+                   "zg_batch_norm: running_mean of shape [4] must be [3] (the channels of x of shape [2,3,2,2])");
+    CHECK_NULL_ERR(zg_batch_norm(x, rm, rv, w4, NULL, true, 0.1f, 1e-5f), "weight of shape [4] must be [3]");
+    CHECK_NULL_ERR(zg_batch_norm(x, rm, rv, NULL, w4, true, 0.1f, 1e-5f), "bias of shape [4] must be [3]");
+    CHECK_NULL_ERR(zg_batch_norm(x, rm, NULL, NULL, NULL, true, 0.1f, 1e-5f), "both running_mean and running_var");
+    CHECK_NULL_ERR(zg_batch_norm(x, NULL, NULL, NULL, NULL, false, 0.1f, 1e-5f), "eval mode needs running_mean");
+    CHECK_NULL_ERR(zg_batch_norm(x, rm, rv, NULL, NULL, true, 1.5f, 1e-5f), "momentum 1.5 must lie in [0, 1]");
+    CHECK_NULL_ERR(zg_batch_norm(x, rm, rv, NULL, NULL, true, 0.1f, -1.0f), "eps -1 must be a finite value >= 0");
+    CHECK_NULL_ERR(zg_batch_norm(xo, NULL, NULL, NULL, NULL, true, 0.1f, 1e-5f),
+                   "zg_batch_norm: Expected more than 1 value per channel when training, got input size [1,3]");
+    CHECK_NULL_ERR(zg_batch_norm(xo4, rm, rv, NULL, NULL, true, 0.1f, 1e-5f),
+                   "Expected more than 1 value per channel when training, got input size [1,3,1,1]");
+    /* The failed training call left the statistics alone; eval is fine. */
+    CHECK(zg_tensor_get(rm, 0) == 0 && zg_tensor_version(rm) == 0);
+    CHECK_PTR(zg_batch_norm(xo4, rm, rv, NULL, NULL, false, 0.1f, 1e-5f));
+    zg_tensor_set_requires_grad(rm, true);
+    CHECK_NULL_ERR(zg_batch_norm(x, rm, rv, NULL, NULL, true, 0.1f, 1e-5f), "must not require grad");
+    zg_tensor *ts[] = {x, rm, rv, w4, x1, xo, xo4};
+    for (size_t k = 0; k < 7; k++) zg_tensor_free(ts[k]);
+}
