@@ -115,6 +115,16 @@ bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn 
                         int n_inputs, void *ctx, const zgt_gradcheck_opts *opts);
 #define GRADCHECK(name, f, inputs, n, ctx, opts) zgt_gradcheck_impl(__FILE__, __LINE__, name, f, inputs, n, ctx, opts)
 
+/* Live PyTorch references (tests/reference.c). The directory is
+ * $ZG_PARITY_DIR or build/parity-ref. zgt_reference_ready makes sure every
+ * file in `files` (relative to it, each followed by `suffix`) exists and is newer than each of
+ * `sources` (sources[0] is the script, the rest what it imports); if not it
+ * runs `/usr/bin/python3 sources[0] DIR` once. On failure it fails the
+ * running case with what to do (run scripts/setup): never a silent pass. */
+const char *zgt_reference_dir(void);
+bool zgt_reference_ready(const char *const *sources, int n_sources, const char *const *files, int n_files,
+                         const char *suffix);
+
 /* Running under ASan/UBSan (ZG_SANITIZED=1): long loops may shorten. */
 bool zgt_sanitized(void);
 

@@ -642,59 +642,20 @@ TEST(autocast_errors_and_version_check) {
 /* Parity with PyTorch's CPU bf16 autocast                              */
 /* ------------------------------------------------------------------ */
 
-#define PYTHON "/usr/bin/python3"
 #define AMP_SCRIPT "tests/parity/amp_reference.py"
 static const char *const amp_scenarios[] = {"amp_mlp_bf16", "amp_matmul_bf16", "amp_mlp784_bf16"};
 #define N_AMP ((int)(sizeof amp_scenarios / sizeof amp_scenarios[0]))
 
-static const char *ref_dir(void) {
-    const char *d = getenv("ZG_PARITY_DIR");
-    return d && *d ? d : "build/parity-ref";
-}
-
-static bool newer(const struct stat *a, const struct stat *b) {
-    if (a->st_mtim.tv_sec != b->st_mtim.tv_sec) return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
-    return a->st_mtim.tv_nsec >= b->st_mtim.tv_nsec;
-}
-
 /* The reference files, (re)made when missing or older than the script. */
 static bool amp_refs_ready(void) {
-    static int state;
-    if (state) {
-        if (state < 0) zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
-        return state > 0;
+    static int state; /* 0: unchecked, 1: ready, -1: failed */
+    if (!state) {
+        const char *const sources[] = {AMP_SCRIPT};
+        state = zgt_reference_ready(sources, 1, amp_scenarios, N_AMP, ".safetensors") ? 1 : -1;
+    } else if (state < 0) {
+        zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
     }
-    state = -1;
-    struct stat script;
-    if (stat(AMP_SCRIPT, &script) != 0) {
-        zgt_fail(__FILE__, __LINE__, "%s not found: run the tests from the repository root", AMP_SCRIPT);
-        return false;
-    }
-    const char *dir = ref_dir();
-    bool stale = false;
-    for (int i = 0; i < N_AMP && !stale; i++) {
-        char path[512];
-        struct stat f;
-        snprintf(path, sizeof path, "%s/%s.safetensors", dir, amp_scenarios[i]);
-        stale = stat(path, &f) != 0 || !newer(&f, &script);
-    }
-    if (stale) {
-        if (strchr(dir, '\'')) {
-            zgt_fail(__FILE__, __LINE__, "ZG_PARITY_DIR must not contain a quote: %s", dir);
-            return false;
-        }
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s %s '%s'", PYTHON, AMP_SCRIPT, dir);
-        printf("amp parity: making the PyTorch reference: %s\n", cmd);
-        fflush(stdout);
-        if (system(cmd) != 0) {
-            zgt_fail(__FILE__, __LINE__, "`%s` failed (needs python3-torch and python3-numpy: run scripts/setup)",
-                     cmd);
-            return false;
-        }
-    }
-    state = 1;
-    return true;
+    return state > 0;
 }
 
 static zg_tensor *ref_get(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -832,7 +793,7 @@ TEST(autocast_bf16_parity_with_pytorch) {
     zg_bf16_kernel saved = zg_bf16_kernel_get();
     for (int sc = 0; sc < N_AMP; sc++) {
         char path[512];
-        snprintf(path, sizeof path, "%s/%s.safetensors", ref_dir(), amp_scenarios[sc]);
+        snprintf(path, sizeof path, "%s/%s.safetensors", zgt_reference_dir(), amp_scenarios[sc]);
         zg_safetensors *st = zg_safetensors_read(path);
         CHECK_PTR(st);
         if (!st) continue;

@@ -15,7 +15,6 @@
 
 #include "harness.h"
 
-#define PYTHON "/usr/bin/python3"
 #define SCRIPT "tests/parity/sched_reference.py"
 #define REF_NAME "sched_reference.txt"
 #define SCHED_RTOL 1e-7
@@ -341,16 +340,6 @@ static int n_scheds;
 static clip_ref clips[MAX_REF];
 static int n_clips;
 
-static const char *ref_dir(void) {
-    const char *d = getenv("ZG_PARITY_DIR");
-    return d && *d ? d : "build/parity-ref";
-}
-
-static bool newer(const struct stat *a, const struct stat *b) {
-    if (a->st_mtim.tv_sec != b->st_mtim.tv_sec) return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
-    return a->st_mtim.tv_nsec >= b->st_mtim.tv_nsec;
-}
-
 /* n floats (or doubles) after a line's tag. */
 static bool parse_values(char *s, double *out, int n) {
     for (int i = 0; i < n; i++) {
@@ -452,46 +441,22 @@ static bool load_refs(const char *path) {
  * it once if not), then reads it. Fails the running case otherwise. */
 static bool refs_ready(void) {
     static int state; /* 0: unchecked, 1: ready, -1: failed */
-    if (state) {
-        if (state < 0) zgt_fail(__FILE__, __LINE__, "the PyTorch reference is not available (see above)");
-        return state > 0;
-    }
-    state = -1;
-    struct stat script, ref;
-    if (stat(SCRIPT, &script) != 0) {
-        zgt_fail(__FILE__, __LINE__, "%s not found: run the tests from the repository root", SCRIPT);
-        return false;
-    }
-    const char *dir = ref_dir();
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, REF_NAME);
-    if (stat(path, &ref) != 0 || !newer(&ref, &script)) {
-        if (strchr(dir, '\'')) {
-            zgt_fail(__FILE__, __LINE__, "ZG_PARITY_DIR must not contain a quote: %s", dir);
-            return false;
+    if (!state) {
+        const char *const sources[] = {SCRIPT};
+        const char *const files[] = {REF_NAME};
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", zgt_reference_dir(), REF_NAME);
+        state = -1;
+        if (zgt_reference_ready(sources, 1, files, 1, "")) {
+            if (load_refs(path))
+                state = 1;
+            else
+                zgt_fail(__FILE__, __LINE__, "%s is missing or malformed", path);
         }
-        if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
-            zgt_fail(__FILE__, __LINE__,
-                     "the parity tests need Python 3 with PyTorch and NumPy (%s, python3-torch, python3-numpy): "
-                     "run scripts/setup",
-                     PYTHON);
-            return false;
-        }
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s %s '%s'", PYTHON, SCRIPT, dir);
-        printf("parity: making the PyTorch reference: %s\n", cmd);
-        fflush(stdout);
-        if (system(cmd) != 0) {
-            zgt_fail(__FILE__, __LINE__, "`%s` failed (is PyTorch installed? run scripts/setup)", cmd);
-            return false;
-        }
+    } else if (state < 0) {
+        zgt_fail(__FILE__, __LINE__, "the PyTorch reference is not available (see above)");
     }
-    if (!load_refs(path)) {
-        zgt_fail(__FILE__, __LINE__, "%s is missing or malformed", path);
-        return false;
-    }
-    state = 1;
-    return true;
+    return state > 0;
 }
 
 static const sched_ref *find_sched(const char *name, const char *desc) {

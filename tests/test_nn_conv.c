@@ -488,75 +488,30 @@ TEST(conv_module_forward_and_errors) {
 /* PyTorch parity                                                      */
 /* ------------------------------------------------------------------ */
 
-#define PYTHON "/usr/bin/python3"
 #define SCRIPT "tests/parity/conv_reference.py"
 #define WRITER "tests/parity/torch_reference.py"
 #define TOL 1e-5
 
 static const char *const ref_files[] = {"conv_ops", "conv_cnn"};
 
-static const char *ref_dir(void) {
-    const char *d = getenv("ZG_PARITY_DIR");
-    return d && *d ? d : "build/parity-ref";
-}
-
-static bool newer(const struct stat *a, const struct stat *b) {
-    if (a->st_mtim.tv_sec != b->st_mtim.tv_sec) return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
-    return a->st_mtim.tv_nsec >= b->st_mtim.tv_nsec;
-}
-
 /* Makes sure the reference files exist and are newer than the script and
  * the writer it imports (running it once per process if not); fails the
  * running case with what to do otherwise, never a silent pass. */
 static bool refs_ready(void) {
     static int state; /* 0: unchecked, 1: ready, -1: failed */
-    if (state) {
-        if (state < 0) zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
-        return state > 0;
+    if (!state) {
+        const char *const sources[] = {SCRIPT, WRITER};
+        state = zgt_reference_ready(sources, 2, ref_files, (int)(sizeof ref_files / sizeof *ref_files), ".safetensors") ? 1 : -1;
+    } else if (state < 0) {
+        zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
     }
-    state = -1;
-    struct stat script, writer;
-    if (stat(SCRIPT, &script) != 0 || stat(WRITER, &writer) != 0) {
-        zgt_fail(__FILE__, __LINE__, "%s or %s not found: run the tests from the repository root", SCRIPT, WRITER);
-        return false;
-    }
-    const char *dir = ref_dir();
-    bool stale = false;
-    for (size_t i = 0; i < sizeof ref_files / sizeof *ref_files && !stale; i++) {
-        char path[512];
-        struct stat f;
-        snprintf(path, sizeof path, "%s/%s.safetensors", dir, ref_files[i]);
-        stale = stat(path, &f) != 0 || !newer(&f, &script) || !newer(&f, &writer);
-    }
-    if (stale) {
-        if (strchr(dir, '\'')) {
-            zgt_fail(__FILE__, __LINE__, "ZG_PARITY_DIR must not contain a quote: %s", dir);
-            return false;
-        }
-        if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
-            zgt_fail(__FILE__, __LINE__,
-                     "the parity tests need Python 3 with PyTorch and NumPy (%s, python3-torch, python3-numpy): "
-                     "run scripts/setup",
-                     PYTHON);
-            return false;
-        }
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s %s '%s'", PYTHON, SCRIPT, dir);
-        printf("parity: making the PyTorch reference: %s\n", cmd);
-        fflush(stdout);
-        if (system(cmd) != 0) {
-            zgt_fail(__FILE__, __LINE__, "`%s` failed (is PyTorch installed? run scripts/setup)", cmd);
-            return false;
-        }
-    }
-    state = 1;
-    return true;
+    return state > 0;
 }
 
 static zg_safetensors *ref_open(const char *file) {
     if (!refs_ready()) return NULL;
     char path[512];
-    snprintf(path, sizeof path, "%s/%s.safetensors", ref_dir(), file);
+    snprintf(path, sizeof path, "%s/%s.safetensors", zgt_reference_dir(), file);
     zg_safetensors *st = zg_safetensors_read(path);
     if (!st) zgt_fail(__FILE__, __LINE__, "reading %s: %s", path, zg_last_error());
     return st;

@@ -19,7 +19,6 @@
 
 #include "harness.h"
 
-#define PYTHON "/usr/bin/python3"
 #define SCRIPT "tests/parity/torch_reference.py"
 #define TOL 1e-5
 #define MAX_PARAMS 32
@@ -48,77 +47,24 @@ static int scenarios_run, scenarios_passed;
 /* Reference files                                                     */
 /* ------------------------------------------------------------------ */
 
-static const char *ref_dir(void) {
-    const char *d = getenv("ZG_PARITY_DIR");
-    return d && *d ? d : "build/parity-ref";
-}
-
-static bool newer(const struct stat *a, const struct stat *b) {
-    if (a->st_mtim.tv_sec != b->st_mtim.tv_sec) return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
-    return a->st_mtim.tv_nsec >= b->st_mtim.tv_nsec;
-}
-
 /* Makes sure every reference file exists and is newer than the script
  * (running it once per process if not). Fails the running case with what
  * to do otherwise: never a silent pass. */
 static bool refs_ready(void) {
     static int state; /* 0: unchecked, 1: ready, -1: failed */
-    if (state) {
-        if (state < 0) zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
-        return state > 0;
+    if (!state) {
+        const char *const sources[] = {SCRIPT};
+        state = zgt_reference_ready(sources, 1, all_scenarios, N_SCENARIOS, ".safetensors") ? 1 : -1;
+    } else if (state < 0) {
+        zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
     }
-    state = -1;
-    struct stat script;
-    if (stat(SCRIPT, &script) != 0) {
-        zgt_fail(__FILE__, __LINE__, "%s not found: run the tests from the repository root", SCRIPT);
-        return false;
-    }
-    const char *dir = ref_dir();
-    bool stale = false;
-    for (int i = 0; i < N_SCENARIOS && !stale; i++) {
-        char path[512];
-        struct stat f;
-        snprintf(path, sizeof path, "%s/%s.safetensors", dir, all_scenarios[i]);
-        stale = stat(path, &f) != 0 || !newer(&f, &script);
-    }
-    if (stale) {
-        if (strchr(dir, '\'')) {
-            zgt_fail(__FILE__, __LINE__, "ZG_PARITY_DIR must not contain a quote: %s", dir);
-            return false;
-        }
-        if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
-            zgt_fail(__FILE__, __LINE__,
-                     "the parity tests need Python 3 with PyTorch and NumPy (%s, python3-torch, python3-numpy): "
-                     "run scripts/setup",
-                     PYTHON);
-            return false;
-        }
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "%s %s '%s'", PYTHON, SCRIPT, dir);
-        printf("parity: making the PyTorch reference: %s\n", cmd);
-        fflush(stdout);
-        if (system(cmd) != 0) {
-            zgt_fail(__FILE__, __LINE__, "`%s` failed (is PyTorch installed? run scripts/setup)", cmd);
-            return false;
-        }
-        for (int i = 0; i < N_SCENARIOS; i++) {
-            char path[512];
-            struct stat f;
-            snprintf(path, sizeof path, "%s/%s.safetensors", dir, all_scenarios[i]);
-            if (stat(path, &f) != 0) {
-                zgt_fail(__FILE__, __LINE__, "%s did not write %s", SCRIPT, path);
-                return false;
-            }
-        }
-    }
-    state = 1;
-    return true;
+    return state > 0;
 }
 
 static zg_safetensors *ref_open(const char *scenario) {
     if (!refs_ready()) return NULL;
     char path[512];
-    snprintf(path, sizeof path, "%s/%s.safetensors", ref_dir(), scenario);
+    snprintf(path, sizeof path, "%s/%s.safetensors", zgt_reference_dir(), scenario);
     zg_safetensors *st = zg_safetensors_read(path);
     if (!st) zgt_fail(__FILE__, __LINE__, "reading %s: %s", path, zg_last_error());
     return st;
