@@ -561,6 +561,25 @@ typedef struct {
     zg_progress_mode progress;      /* AUTO */
     double progress_interval;       /* 5 s between plain progress lines */
     FILE *log;                      /* per-epoch summaries (stdout); NULL: none */
+    /* Training recipe (saved in checkpoints; a resume must match). */
+    int accum;                      /* 1: micro-batches per optimizer step (zg_accum) */
+    double clip_norm;               /* < 0: off; else the max total L2 grad norm */
+    char schedule[256];             /* "": constant lr; else a zg_sched_from_spec spec,
+                                     * total_steps = the run's optimizer steps */
+    int amp;                        /* a zg_autocast_type: OFF (0); BF16 autocast around
+                                     * the forward; FP16 autocast + a GradScaler */
+    /* Fault tolerance: a batch that fails to load or a non-finite loss is
+     * skipped (its gradient dropped); after max_bad_steps (5) skipped batches
+     * in a row the run stops. With handle_signals (the CLI), SIGINT/SIGTERM
+     * finish the current step (window), write a checkpoint and return
+     * ZG_ERR_STATE with result->signal set. */
+    int max_bad_steps;
+    bool handle_signals;            /* false */
+    /* Testing only: 1-based batch number of the run (epoch * batches +
+     * batch + 1; 0: off) that fails to load (inject_bad_batch), fails after
+     * its backward wrote gradients (inject_bad_backward), or gives a NaN
+     * loss (inject_nan_loss, inject_nan_count batches in a row). */
+    int64_t inject_bad_batch, inject_bad_backward, inject_nan_loss, inject_nan_count;
 } zg_train_config;
 
 zg_train_config zg_train_config_defaults(void);
@@ -575,6 +594,8 @@ typedef struct {
     double train_loss, test_loss, test_acc; /* last epoch; test_acc in [0,1] */
     double seconds;                 /* wall time of this call */
     char out_dir[4096];
+    int signal;                     /* the signal that stopped the run (0: none) */
+    int64_t bad_batches, bad_losses; /* batches skipped (load failures, NaN/inf loss) */
 } zg_train_result;
 
 /* Trains as configured and writes into the run directory: metrics.jsonl,
@@ -583,7 +604,10 @@ typedef struct {
  * any moment leaves the previous one loadable. With resume_dir the run
  * continues bit for bit as if it had never stopped; the checkpoint must
  * match the configuration (model, optimizer, hyperparameters, batch size,
- * seed, limits), else ZG_ERR_FORMAT. result may be NULL. */
+ * seed, limits, accum, clip_norm, schedule (and with one, epochs), amp),
+ * else ZG_ERR_FORMAT. The scheduler's and GradScaler's states are part of
+ * the checkpoint. result may be NULL (its signal and bad-batch counts are
+ * also set when the run fails). */
 int zg_train_run(const zg_train_config *cfg, zg_train_result *result);
 /* Reads the training options saved in a checkpoint (a run directory or
  * one checkpoint directory) into cfg, with its checkpoint interval; paths
@@ -846,6 +870,95 @@ int zg_sched_load_state_json(zg_sched *s, const char *json);
 /* The same as a safetensors file (metadata only), written atomically. */
 int zg_sched_save(const zg_sched *s, const char *path);
 int zg_sched_load(zg_sched *s, const char *path);
+
+/* ------------------------------------------------------------------ */
+/* Gradient accumulation windows                                       */
+/* ------------------------------------------------------------------ */
+
+/* N micro-batches per optimizer step, without hand-written `if (i % N)`:
+ *
+ *   zg_accum *acc = zg_accum_new(opt, scaler, N);    (scaler may be NULL)
+ *   for each micro-batch:
+ *       loss = forward(...);
+ *       zg_accum_backward(acc, loss);   backward of loss / N (times the
+ *                                       scale with a scaler)
+ *       zg_accum_step(acc, &stepped);   steps only when the window is full
+ *   at the end of the epoch: zg_accum_flush(acc, &stepped);
+ *
+ * The step closing a window is, with a scaler: unscale_, the optional
+ * clip, step, update; without: the optional clip, step; then zero_grad
+ * (set to None). The scaler's scale stays fixed inside a window (update
+ * runs only at its end). A short last window (k < N micro-batches, e.g.
+ * the end of an epoch) is stepped by zg_accum_flush with the gradients as
+ * they are: each micro-batch's loss was divided by N, not by k, exactly as
+ * PyTorch users' usual loop (`(loss / N).backward()` ... step at the end)
+ * does, so that window's update is k/N of a full window's mean. */
+typedef struct zg_accum zg_accum;
+/* n >= 1; scaler may be NULL. The grads are cleared (set to None) so the
+ * first window starts clean, and the window is declared to the
+ * gradient-lifecycle sanitizer. Free the accumulator before its optimizer
+ * (freeing it withdraws the declaration). */
+zg_accum *zg_accum_new(zg_optim *opt, zg_grad_scaler *scaler, int n);
+void zg_accum_free(zg_accum *a);
+/* Clip the total norm (zg_optim_clip_grad_norm, after unscale_) before
+ * each step; max_norm < 0 turns clipping off (the default). */
+int zg_accum_set_clip(zg_accum *a, double max_norm, double norm_type);
+/* Backward of loss / N (scaled). Returns 1 when this micro-batch fills the
+ * window (the next zg_accum_step steps), 0 when it does not, or an error
+ * (< 0; the micro-batch is not counted). */
+int zg_accum_backward(zg_accum *a, zg_tensor *loss);
+/* Steps and clears the grads if the window is full; otherwise nothing.
+ * *stepped (may be NULL): whether the parameters were updated (false also
+ * when the scaler skipped the step for inf/NaN grads). */
+int zg_accum_step(zg_accum *a, bool *stepped);
+/* Steps a partial window (see above); nothing when it is empty. */
+int zg_accum_flush(zg_accum *a, bool *stepped);
+/* Drops the window's gradients (zero_grad, set to None) and restarts it:
+ * after a failure that may have left a partial backward behind. */
+void zg_accum_discard(zg_accum *a);
+/* Micro-batches in the current window so far; the window size N. */
+int zg_accum_pending(const zg_accum *a);
+int zg_accum_size(const zg_accum *a);
+/* Total grad norm measured by the last clipped step (NAN before any). */
+double zg_accum_last_norm(const zg_accum *a);
+
+/* ===== Gradient-lifecycle sanitizer =====================================
+ * Watches backward / zero_grad / step / clip / scaler / scheduler calls and
+ * reports the classic mistakes, naming the parameters and the call:
+ * "zgrad sanitizer: <what> (<params>) at <call>". Off: no checks. Warn: the
+ * report goes to stderr (one line) and the call proceeds. Error: the
+ * triggering call fails with ZG_ERR_STATE and the report in
+ * zg_last_error() (for zero_grad, which returns nothing, the next step
+ * fails). The mode starts from ZG_SANITIZE=off|warn|error, read once on
+ * first use (default off). Not thread-safe: it follows one training loop. */
+typedef enum { ZG_SANITIZE_OFF = 0, ZG_SANITIZE_WARN = 1, ZG_SANITIZE_ERROR = 2 } zg_sanitize_mode;
+typedef enum {
+    ZG_SAN_STALE = 0,   /* step uses grads of several backwards / left from the previous step */
+    ZG_SAN_ERASED,      /* zero_grad erased grads of a backward no step used */
+    ZG_SAN_NO_GRAD,     /* step with no fresh gradient at all */
+    ZG_SAN_UNSTEPPED,   /* watched module params with grads in no optimizer */
+    ZG_SAN_SCALED_CLIP, /* clipping grads still multiplied by the loss scale */
+    ZG_SAN_SCHED_ORDER, /* scheduler stepped before its optimizer's first step */
+    ZG_SAN_KIND_COUNT
+} zg_sanitize_kind;
+void zg_sanitize_set_mode(zg_sanitize_mode mode);
+zg_sanitize_mode zg_sanitize_get_mode(void);
+/* Reports made so far (all kinds, or one kind); the last report's text ("" if none). */
+int64_t zg_sanitize_report_count(void);
+int64_t zg_sanitize_kind_count(zg_sanitize_kind kind);
+const char *zg_sanitize_last_report(void);
+/* Forgets all tracked state, watched modules and counters (keeps the mode). */
+void zg_sanitize_reset(void);
+/* Declares that each step of opt uses up to n backward passes (gradient
+ * accumulation window); n <= 1 removes the declaration. */
+int zg_sanitize_expect_accumulation(zg_optim *opt, int n);
+/* Declares a multi-loss step: the next step(s), until a backward follows
+ * a step, may use up to n backward passes. */
+void zg_sanitize_expect_backwards(int n);
+/* Parameters of m with grads that no optimizer steps are reported at the
+ * next zg_optim_step. Unwatch before freeing m. */
+int zg_sanitize_watch_module(zg_module *m);
+void zg_sanitize_unwatch_module(zg_module *m);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,8 @@
  *
  * Exit status: 0 success, 1 an error from the library (one line
  * "zgrad: <message>"), 2 a usage error (one line naming the option, then the
- * short usage). */
+ * short usage), 130 / 143 stopped by SIGINT / SIGTERM after writing a
+ * checkpoint. */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -58,6 +59,21 @@ static void train_usage(FILE *f) {
             "                         different value is refused, --epochs may grow)\n"
             "  --progress MODE        auto (a bar on a terminal, else a line every few\n"
             "                         seconds), bar, lines or off (default auto)\n"
+            "  --accum N              accumulate N batches per optimizer step (default 1): each\n"
+            "                         loss is divided by N; an epoch's short last window steps\n"
+            "                         with what it has (its losses were divided by N too)\n"
+            "  --clip-norm X          clip the total L2 norm of the grads to X before each step\n"
+            "  --schedule SPEC        learning-rate schedule over the run's optimizer steps:\n"
+            "                         step:SIZE[,gamma=G], cosine[:T_MAX][,eta_min=E],\n"
+            "                         linear[:ITERS][,start_factor=S,end_factor=E],\n"
+            "                         onecycle:MAX_LR[,...], warmup-cosine:W[,start_factor=S,eta_min=E]\n"
+            "  --amp bf16|fp16|off    mixed precision: autocast around the forward; fp16 also\n"
+            "                         scales the loss with a GradScaler (default off)\n"
+            "  --max-bad-steps K      stop after K skipped batches in a row (a batch that fails\n"
+            "                         to load or gives a NaN/inf loss is skipped; default 5)\n"
+            "\n"
+            "SIGINT / SIGTERM finish the current step, write a checkpoint and exit with\n"
+            "130 / 143; --resume continues exactly.\n"
             "  --help                 print this help and exit\n"
             "\n"
             "testing and long runs:\n"
@@ -65,7 +81,13 @@ static void train_usage(FILE *f) {
             "  --limit-test N         evaluate on the first N test samples only\n"
             "  --checkpoint-every-steps N\n"
             "                         also write a checkpoint every N optimizer steps (kept\n"
-            "                         by --resume)\n");
+            "                         by --resume)\n"
+            "  --inject-bad-batch N   (testing) batch N of the run (1-based, over all epochs)\n"
+            "                         fails to load\n"
+            "  --inject-bad-backward N\n"
+            "                         (testing) batch N fails after its backward wrote grads\n"
+            "  --inject-nan-loss N[:COUNT]\n"
+            "                         (testing) batches N .. N+COUNT-1 give a NaN loss\n");
 }
 
 static void eval_usage(FILE *f) {
@@ -181,6 +203,10 @@ enum {
     SET_LIMIT_TRAIN = 1 << 8,
     SET_LIMIT_TEST = 1 << 9,
     SET_CKPT_EVERY = 1 << 10,
+    SET_ACCUM = 1 << 11,
+    SET_CLIP = 1 << 12,
+    SET_SCHEDULE = 1 << 13,
+    SET_AMP = 1 << 14,
 };
 
 /* ---- train ------------------------------------------------------------------- */
@@ -199,7 +225,9 @@ static int cmd_train(int argc, char **argv) {
                                             "--lr",         "--momentum",    "--weight-decay", "--seed",
                                             "--threads",    "--data",        "--out",         "--resume",
                                             "--limit-train", "--limit-test", "--checkpoint-every-steps",
-                                            "--progress"};
+                                            "--progress",   "--accum",       "--clip-norm",   "--schedule",
+                                            "--amp",        "--max-bad-steps", "--inject-bad-batch",
+                                            "--inject-bad-backward", "--inject-nan-loss"};
         int which = -1;
         const char *v = NULL;
         for (int k = 0; k < (int)(sizeof names / sizeof names[0]) && which < 0; k++) {
@@ -286,6 +314,53 @@ static int cmd_train(int argc, char **argv) {
             else if (!strcmp(v, "off")) o.progress = ZG_PROGRESS_OFF;
             else return bad_usage("--progress: expected auto, bar, lines or off, got '%s'", v);
             break;
+        case 16:
+            if (parse_i64(opt, v, 1, &iv)) return usage_tail();
+            if (iv > 1000000) return bad_usage("%s: at most 1000000 (got %s)", opt, v);
+            o.accum = (int)iv;
+            set |= SET_ACCUM;
+            break;
+        case 17:
+            if (parse_f64(opt, v, &o.clip_norm)) return usage_tail();
+            if (!(o.clip_norm > 0)) return bad_usage("%s: expected a number > 0, got '%s'", opt, v);
+            set |= SET_CLIP;
+            break;
+        case 18:
+            if (!*v) return bad_usage("%s: empty schedule", opt);
+            if (strlen(v) >= sizeof o.schedule)
+                return bad_usage("%s: at most %d characters", opt, (int)sizeof o.schedule - 1);
+            memcpy(o.schedule, v, strlen(v) + 1);
+            set |= SET_SCHEDULE;
+            break;
+        case 19:
+            if (!strcmp(v, "bf16")) o.amp = ZG_AUTOCAST_BF16;
+            else if (!strcmp(v, "fp16")) o.amp = ZG_AUTOCAST_FP16;
+            else if (!strcmp(v, "off")) o.amp = ZG_AUTOCAST_OFF;
+            else return bad_usage("--amp: expected bf16, fp16 or off, got '%s'", v);
+            set |= SET_AMP;
+            break;
+        case 20:
+            if (parse_i64(opt, v, 1, &iv)) return usage_tail();
+            if (iv > 1000000) return bad_usage("%s: at most 1000000 (got %s)", opt, v);
+            o.max_bad_steps = (int)iv;
+            break;
+        case 21:
+            if (parse_i64(opt, v, 1, &o.inject_bad_batch)) return usage_tail();
+            break;
+        case 22:
+            if (parse_i64(opt, v, 1, &o.inject_bad_backward)) return usage_tail();
+            break;
+        case 23: {
+            char head[32];
+            const char *colon = strchr(v, ':');
+            size_t len = colon ? (size_t)(colon - v) : strlen(v);
+            if (len >= sizeof head) return bad_usage("%s: expected N[:COUNT], got '%s'", opt, v);
+            memcpy(head, v, len);
+            head[len] = '\0';
+            if (parse_i64(opt, head, 1, &o.inject_nan_loss)) return usage_tail();
+            if (colon && parse_i64(opt, colon + 1, 1, &o.inject_nan_count)) return usage_tail();
+            break;
+        }
         }
         if ((which == 9 || which == 10 || which == 11) && !*v) return bad_usage("%s: empty path", opt);
     }
@@ -317,6 +392,16 @@ static int cmd_train(int argc, char **argv) {
     c.resume_dir = o.resume_dir;
     if (set & SET_CKPT_EVERY) c.checkpoint_every_steps = o.checkpoint_every_steps;
     c.progress = o.progress;
+    if (set & SET_ACCUM) c.accum = o.accum;
+    if (set & SET_CLIP) c.clip_norm = o.clip_norm;
+    if (set & SET_SCHEDULE) memcpy(c.schedule, o.schedule, sizeof c.schedule);
+    if (set & SET_AMP) c.amp = o.amp;
+    c.max_bad_steps = o.max_bad_steps;
+    c.handle_signals = true;
+    c.inject_bad_batch = o.inject_bad_batch;
+    c.inject_bad_backward = o.inject_bad_backward;
+    c.inject_nan_loss = o.inject_nan_loss;
+    c.inject_nan_count = o.inject_nan_count;
     if ((set & SET_MOMENTUM) && c.optimizer != ZG_SGD && c.optimizer != ZG_RMSPROP)
         return bad_usage("--momentum applies to sgd and rmsprop, not %s", zg_train_optim_name(c.optimizer));
     if (zg_train_config_validate(&c)) {
@@ -327,7 +412,8 @@ static int cmd_train(int argc, char **argv) {
     zg_train_result r;
     if (zg_train_run(&c, &r)) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
-        return 1;
+        /* Stopped by a signal (checkpoint written): the shell's 128 + N. */
+        return r.signal ? 128 + r.signal : 1;
     }
     printf("final: test accuracy %.2f%%, test loss %.4f after %d epochs; %.1fs\n", 100 * r.test_acc, r.test_loss,
            r.epochs_done, r.seconds);
@@ -399,6 +485,10 @@ static int cmd_eval(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* The gradient-lifecycle sanitizer warns by default in the CLI;
+     * ZG_SANITIZE=off|warn|error overrides it. */
+    const char *san = getenv("ZG_SANITIZE");
+    if (!san || !*san) zg_sanitize_set_mode(ZG_SANITIZE_WARN);
     if (argc < 2) {
         usage(stderr);
         return 2;

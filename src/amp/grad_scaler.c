@@ -11,6 +11,7 @@
  * Each optimizer moves READY -> UNSCALED -> STEPPED between two updates;
  * update() resets every optimizer's record. */
 #include "../internal.h"
+#include "../check/sanitize_hooks.h"
 
 #include <math.h>
 
@@ -82,7 +83,9 @@ zg_tensor *zg_grad_scaler_scale(zg_grad_scaler *s, zg_tensor *loss) {
     if (zg__check_f32("zg_grad_scaler_scale", loss, "loss")) return NULL;
     if (!s->enabled) return loss;
     s->scale_used = true;
-    return zg_mul_scalar(loss, s->scale);
+    zg_tensor *out = zg_mul_scalar(loss, s->scale);
+    zg__sanitize_on_scale(out); /* sanitizer: a backward of out leaves scaled grads */
+    return out;
 }
 
 /* The record of opt, created (READY) if missing; NULL when out of memory. */
@@ -148,6 +151,7 @@ int zg_grad_scaler_unscale_(zg_grad_scaler *s, zg_optim *opt) {
     if (r->st == STAGE_STEPPED) return zg__fail(ZG_ERR_STATE, "%s: unscale_() is being called after step()", fn);
     const float inv = (float)(1.0 / (double)s->scale);
     unscale_grads(opt, inv, &r->recorded, &r->found_inf);
+    zg__sanitize_on_unscale(opt); /* sanitizer: grads no longer scaled */
     r->st = STAGE_UNSCALED;
     return ZG_OK;
 }
@@ -177,6 +181,8 @@ int zg_grad_scaler_step(zg_grad_scaler *s, zg_optim *opt, bool *stepped) {
         int rc = zg_optim_step(opt);
         if (rc) return rc;
         if (stepped) *stepped = true;
+    } else {
+        zg__sanitize_on_scaler_skip(opt); /* sanitizer: a skipped step still counts for the scheduler */
     }
     r->st = STAGE_STEPPED;
     return ZG_OK;

@@ -1,6 +1,7 @@
 /* The user-facing side of a tensor's autograd state: requires_grad, .grad
  * (None vs a buffer), retain_grad, hooks, detach. */
 #include "../internal.h"
+#include "../check/sanitize_hooks.h"
 
 int zg_tensor_set_requires_grad(zg_tensor *t, bool rg) {
     if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_requires_grad: tensor is NULL");
@@ -23,6 +24,7 @@ zg_tensor *zg_tensor_grad(const zg_tensor *t) { return t && t->grad_defined ? t-
 
 void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none) {
     if (!t || !t->grad_defined) return;
+    zg__sanitize_on_zero(t); /* sanitizer: fresh grads erased? */
     if (set_to_none) {
         t->grad_defined = false; /* the buffer stays as a cache */
         return;
@@ -35,6 +37,7 @@ int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
     if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_grad: tensor is NULL");
     if (!g) {
         t->grad_defined = false;
+        zg__sanitize_on_set_grad(t); /* sanitizer: grads replaced by hand */
         return ZG_OK;
     }
     if (g->dtype != ZG_FLOAT32 || !zg__same_shape(g, t)) {
@@ -49,6 +52,7 @@ int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
     memmove(zg__f32(t->grad), zg__f32(g), (size_t)g->numel * sizeof(float));
     zg__bump_version(t->grad);
     t->grad_defined = true;
+    zg__sanitize_on_set_grad(t); /* sanitizer: grads replaced by hand */
     return ZG_OK;
 }
 

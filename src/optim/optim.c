@@ -4,6 +4,7 @@
  * state_dict as a safetensors file. The update rules themselves live in
  * sgd.c, adam.c, rmsprop.c and adagrad.c. */
 #include "optim_internal.h"
+#include "../check/sanitize_hooks.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -374,6 +375,7 @@ static void state_clear(zg__param_state *st) {
 
 void zg_optim_free(zg_optim *opt) {
     if (!opt) return;
+    zg__sanitize_on_optim_free(opt); /* sanitizer: forget this optimizer's record */
     for (int i = 0; i < opt->n_params; i++) state_clear(&opt->state[i]);
     free(opt->state);
     free(opt->params);
@@ -385,7 +387,9 @@ void zg_optim_free(zg_optim *opt) {
 
 void zg_optim_zero_grad(zg_optim *opt, bool set_to_none) {
     if (!opt) return;
+    zg__sanitize_zero_begin("zg_optim_zero_grad", opt); /* sanitizer: one report for the erased params */
     for (int i = 0; i < opt->n_params; i++) zg_tensor_zero_grad(opt->params[i], set_to_none);
+    zg__sanitize_zero_end(); /* sanitizer */
 }
 
 zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor *p, float init, bool *fresh) {
@@ -404,6 +408,7 @@ zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor 
 
 int zg_optim_step(zg_optim *opt) {
     if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_step: optimizer is NULL");
+    if (zg__sanitize_on_step(opt)) return ZG_ERR_STATE; /* sanitizer: stale / missing grads (error mode) */
     zg__update_fn update = kind_of(opt->kind)->update;
     for (int g = 0; g < opt->n_groups; g++) {
         const zg__group *grp = &opt->groups[g];

@@ -13,6 +13,7 @@
  * shared by all of its live schedulers (a registry keyed by the optimizer,
  * freed with its last scheduler). */
 #include "optim_internal.h"
+#include "../check/sanitize_hooks.h"
 
 #include "../io/json.h"
 
@@ -436,6 +437,7 @@ int zg_sched_step(zg_sched *s) {
     if (s->owned)
         return zg__fail(ZG_ERR_STATE, "zg_sched_step: this %s belongs to a SequentialLR; step that one",
                         kind_names[s->kind]);
+    if (zg__sanitize_on_sched_step(s->opt)) return ZG_ERR_STATE; /* sanitizer: before the optimizer's first step */
     if (s->kind != K_SEQUENTIAL) return base_step(s, false, 0);
     int rc = check_groups(s);
     if (rc) return rc;

@@ -29,6 +29,8 @@ void zg__ckpt_state_free(zg__ckpt_state *s) {
     free(s->metrics);
     s->metrics = NULL;
     s->n_metrics = 0;
+    free(s->sched_json);
+    s->sched_json = NULL;
 }
 
 static bool valid_name(const char *s, size_t n) {
@@ -85,7 +87,7 @@ int zg__ckpt_locate(const char *fn, const char *path, char *ckpt_dir, size_t ckp
 /* ---- saving ---------------------------------------------------------------- */
 
 typedef struct {
-    char *keys[48], *vals[48];
+    char *keys[64], *vals[64];
     int n;
     bool failed;
 } meta;
@@ -96,7 +98,7 @@ static void meta_add(meta *m, const char *key, const char *fmt, ...)
 #endif
     ;
 static void meta_add(meta *m, const char *key, const char *fmt, ...) {
-    if (m->n >= 48) {
+    if (m->n >= 64) {
         m->failed = true;
         return;
     }
@@ -164,6 +166,21 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
     meta_add(&m, "optim_crc32", "%08" PRIx32, optim_crc);
     meta_add(&m, "optim_bytes", "%lld", (long long)optim_size);
     meta_add(&m, "metrics", "%s", hist.s ? hist.s : "[]");
+    meta_add(&m, "accum", "%d", s->accum);
+    meta_add(&m, "amp", "%d", s->amp);
+    meta_add(&m, "clip_norm", "%.17g", s->clip_norm);
+    meta_add(&m, "schedule", "%s", s->schedule);
+    meta_add(&m, "bad_batches", "%lld", (long long)s->bad_batches);
+    meta_add(&m, "bad_losses", "%lld", (long long)s->bad_losses);
+    meta_add(&m, "bad_in_row", "%lld", (long long)s->bad_in_row);
+    if (s->sched_json) meta_add(&m, "scheduler", "%s", s->sched_json);
+    if (s->has_scaler) {
+        meta_add(&m, "scaler_scale", "%.9g", (double)s->scaler.scale);
+        meta_add(&m, "scaler_growth_factor", "%.17g", s->scaler.growth_factor);
+        meta_add(&m, "scaler_backoff_factor", "%.17g", s->scaler.backoff_factor);
+        meta_add(&m, "scaler_growth_interval", "%lld", (long long)s->scaler.growth_interval);
+        meta_add(&m, "scaler_growth_tracker", "%lld", (long long)s->scaler.growth_tracker);
+    }
     zg__sb_free(&hist);
     if (m.failed || hist.failed) {
         meta_free(&m);
@@ -373,6 +390,51 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
     get_i64(st, "model_bytes", path, 0, INT64_MAX, &model_bytes, &rc);
     get_i64(st, "optim_bytes", path, 0, INT64_MAX, &optim_bytes, &rc);
     const char *hist = get_meta(st, "metrics", path, &rc);
+    /* The recipe keys came with format v1's later revision: a checkpoint
+     * without them was written by the plain loop (accum 1, no clipping,
+     * schedule or amp). */
+    s->accum = 1;
+    s->clip_norm = -1;
+    if (zg_safetensors_metadata(st, "accum")) {
+        int64_t accum = 1, amp = 0;
+        get_i64(st, "accum", path, 1, 1000000, &accum, &rc);
+        get_i64(st, "amp", path, 0, 2, &amp, &rc);
+        s->accum = (int)accum;
+        s->amp = (int)amp;
+        const char *clip = get_meta(st, "clip_norm", path, &rc);
+        if (clip && !rc) {
+            char *end;
+            s->clip_norm = strtod(clip, &end);
+            if (end == clip || *end || isnan(s->clip_norm))
+                rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s': 'clip_norm' is invalid ('%s')", path, clip);
+        }
+        const char *sched = get_meta(st, "schedule", path, &rc);
+        if (sched && !rc) {
+            if (strlen(sched) >= sizeof s->schedule)
+                rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s': 'schedule' is too long", path);
+            else
+                memcpy(s->schedule, sched, strlen(sched) + 1);
+        }
+        get_i64(st, "bad_batches", path, 0, INT64_MAX, &s->bad_batches, &rc);
+        get_i64(st, "bad_losses", path, 0, INT64_MAX, &s->bad_losses, &rc);
+        get_i64(st, "bad_in_row", path, 0, INT64_MAX, &s->bad_in_row, &rc);
+        const char *sj = zg_safetensors_metadata(st, "scheduler");
+        if (!rc && s->schedule[0] && !sj)
+            rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s' has a schedule but no scheduler state", path);
+        if (!rc && sj && !(s->sched_json = strdup(sj))) rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+        if (!rc && zg_safetensors_metadata(st, "scaler_scale")) {
+            double scale = 0;
+            s->has_scaler = true;
+            get_f64(st, "scaler_scale", path, &scale, &rc);
+            s->scaler.scale = (float)scale;
+            get_f64(st, "scaler_growth_factor", path, &s->scaler.growth_factor, &rc);
+            get_f64(st, "scaler_backoff_factor", path, &s->scaler.backoff_factor, &rc);
+            get_i64(st, "scaler_growth_interval", path, 1, INT64_MAX, &s->scaler.growth_interval, &rc);
+            get_i64(st, "scaler_growth_tracker", path, 0, INT64_MAX, &s->scaler.growth_tracker, &rc);
+        }
+        if (!rc && s->amp == ZG_AUTOCAST_FP16 && !s->has_scaler)
+            rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s' uses fp16 but holds no GradScaler state", path);
+    }
     if (!rc) {
         const zg_tensor *t = zg_safetensors_get(st, "rng_state");
         if (!t || zg_tensor_dtype(t) != ZG_INT64 || zg_tensor_ndim(t) != 1 || zg_tensor_size(t, 0) != 4)

@@ -29,6 +29,13 @@ zg_train_config zg_train_config_defaults(void) {
         .progress = ZG_PROGRESS_AUTO,
         .progress_interval = 5.0,
         .log = stdout,
+        .accum = 1,
+        .clip_norm = -1,
+        .schedule = "",
+        .amp = ZG_AUTOCAST_OFF,
+        .max_bad_steps = 5,
+        .handle_signals = false,
+        .inject_nan_count = 1,
     };
 }
 
@@ -64,6 +71,34 @@ int zg_train_config_validate(const zg_train_config *c) {
     if (!c->data_dir || !*c->data_dir) return zg__fail(ZG_ERR_ARG, "%s: no data directory", fn);
     if (c->out_dir && !*c->out_dir) return zg__fail(ZG_ERR_ARG, "%s: empty output directory", fn);
     if (c->resume_dir && !*c->resume_dir) return zg__fail(ZG_ERR_ARG, "%s: empty resume directory", fn);
+    if (c->accum < 1 || c->accum > 1000000)
+        return zg__fail(ZG_ERR_ARG, "%s: accum must be in [1, 1000000] (got %d)", fn, c->accum);
+    if (isnan(c->clip_norm) || isinf(c->clip_norm) || c->clip_norm == 0)
+        return zg__fail(ZG_ERR_ARG, "%s: clip_norm must be > 0 and finite (or < 0: off)", fn);
+    if (!memchr(c->schedule, '\0', sizeof c->schedule))
+        return zg__fail(ZG_ERR_ARG, "%s: schedule spec longer than %d characters", fn, (int)sizeof c->schedule - 1);
+    if (c->amp != ZG_AUTOCAST_OFF && c->amp != ZG_AUTOCAST_BF16 && c->amp != ZG_AUTOCAST_FP16)
+        return zg__fail(ZG_ERR_ARG, "%s: unknown amp type %d", fn, c->amp);
+    if (c->max_bad_steps < 1) return zg__fail(ZG_ERR_ARG, "%s: max_bad_steps must be >= 1 (got %d)", fn, c->max_bad_steps);
+    if (c->inject_bad_batch < 0 || c->inject_bad_backward < 0 || c->inject_nan_loss < 0 || c->inject_nan_count < 1)
+        return zg__fail(ZG_ERR_ARG, "%s: injection steps must be >= 0 (count >= 1)", fn);
+    if (c->schedule[0]) {
+        /* The spec is checked by building it on a throwaway optimizer of
+         * the configured kind (the run's length is not known yet). */
+        int64_t shape[1] = {1};
+        zg_tensor *p = zg_tensor_new(ZG_FLOAT32, shape, 1);
+        if (!p) return ZG_ERR_NOMEM;
+        zg_tensor_set_requires_grad(p, true);
+        zg_optim_config oc = zg__train_optim_config(c);
+        zg_optim *o = zg_optim_new(c->optimizer, &p, 1, &oc);
+        zg_sched *sc = o ? zg_sched_from_spec(o, c->schedule, 1000000) : NULL;
+        char inner[1024];
+        snprintf(inner, sizeof inner, "%s", zg_last_error());
+        zg_sched_free(sc);
+        zg_optim_free(o);
+        zg_tensor_free(p);
+        if (!sc) return zg__fail(ZG_ERR_ARG, "%s: schedule '%s': %s", fn, c->schedule, inner);
+    }
     const char *paths[] = {c->data_dir, c->out_dir, c->resume_dir};
     for (int i = 0; i < 3; i++)
         if (paths[i] && strlen(paths[i]) > ZG_TRAIN_MAX_DIR)

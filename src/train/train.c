@@ -12,6 +12,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -31,6 +33,11 @@ typedef struct {
     char resumed_from[4200]; /* the checkpoint directory resumed, or "" */
     zg__ckpt_state st; /* position, running sums and history */
     zg__progress prog;
+    zg_grad_scaler *scaler; /* fp16 only */
+    zg_sched *sched;        /* with a schedule */
+    zg_accum *acc;          /* the window of micro-batches (1 without --accum) */
+    int64_t last_ckpt_step;
+    int stopped_by;         /* the signal that stopped the run */
 } trainer;
 
 static void trainer_free(trainer *t) {
@@ -40,6 +47,9 @@ static void trainer_free(trainer *t) {
     if (t->test_ds != t->test_full) zg_dataset_free(t->test_ds);
     zg_dataset_free(t->train_full);
     zg_dataset_free(t->test_full);
+    zg_accum_free(t->acc);
+    zg_sched_free(t->sched);
+    zg_grad_scaler_free(t->scaler);
     zg_optim_free(t->opt);
     zg_module_free(t->model);
     free(t->params);
@@ -52,6 +62,10 @@ static int fail_with(int rc, const char *what) {
     char inner[1024];
     snprintf(inner, sizeof inner, "%s", zg_last_error());
     return zg__fail(rc ? rc : ZG_ERR_STATE, "%s: %s", what, inner);
+}
+
+static const char *amp_name(int amp) {
+    return amp == ZG_AUTOCAST_BF16 ? "bf16" : amp == ZG_AUTOCAST_FP16 ? "fp16" : "off";
 }
 
 /* ---- resuming ---------------------------------------------------------------- */
@@ -93,6 +107,15 @@ static int check_match(const trainer *t, const zg__ckpt_state *s, const char *ck
     if (s->mean != c->mean || s->std != c->std)
         MISMATCH("normalisation is (%g, %g) in the checkpoint, (%g, %g) here", (double)s->mean, (double)s->std,
                  (double)c->mean, (double)c->std);
+    if (s->accum != c->accum) MISMATCH("accum is %d in the checkpoint, %d here", s->accum, c->accum);
+    if (s->clip_norm != c->clip_norm && (s->clip_norm > 0 || c->clip_norm > 0))
+        MISMATCH("clip norm is %g in the checkpoint, %g here (negative: off)", s->clip_norm, c->clip_norm);
+    if (strcmp(s->schedule, c->schedule) != 0)
+        MISMATCH("schedule is '%s' in the checkpoint, '%s' here", s->schedule, c->schedule);
+    if (s->amp != c->amp) MISMATCH("amp is %s in the checkpoint, %s here", amp_name(s->amp), amp_name(c->amp));
+    /* The schedule's length was derived from the planned epochs. */
+    if (c->schedule[0] && !strcmp(s->schedule, c->schedule) && s->epochs != c->epochs)
+        MISMATCH("the schedule spans %d epochs in the checkpoint, %d here", s->epochs, c->epochs);
 #undef MISMATCH
     if (n) return zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint '%s' does not match this run: %s", ckpt, msg);
     return ZG_OK;
@@ -120,6 +143,10 @@ int zg_train_checkpoint_config(const char *path, zg_train_config *cfg) {
     cfg->mean = s.mean;
     cfg->std = s.std;
     cfg->checkpoint_every_steps = s.checkpoint_every_steps;
+    cfg->accum = s.accum;
+    cfg->clip_norm = s.clip_norm;
+    memcpy(cfg->schedule, s.schedule, sizeof cfg->schedule);
+    cfg->amp = s.amp;
     zg__ckpt_state_free(&s);
     return ZG_OK;
 }
@@ -184,10 +211,21 @@ static void fill_state_options(trainer *t) {
     s->std = t->cfg.std;
     s->epochs = t->cfg.epochs;
     s->checkpoint_every_steps = t->cfg.checkpoint_every_steps;
+    s->accum = t->cfg.accum;
+    s->clip_norm = t->cfg.clip_norm > 0 ? t->cfg.clip_norm : -1;
+    memcpy(s->schedule, t->cfg.schedule, sizeof s->schedule);
+    s->amp = t->cfg.amp;
 }
 
 static int save_checkpoint(trainer *t) {
     zg_rng_get_state(t->st.rng);
+    free(t->st.sched_json);
+    t->st.sched_json = NULL;
+    if (t->sched && !(t->st.sched_json = zg_sched_state_json(t->sched)))
+        return fail_with(ZG_ERR_NOMEM, "zg_train_run: saving the scheduler's state");
+    t->st.has_scaler = t->scaler != NULL;
+    if (t->scaler && zg_grad_scaler_get_state(t->scaler, &t->st.scaler))
+        return fail_with(ZG_ERR_STATE, "zg_train_run: saving the GradScaler's state");
     return zg__ckpt_save(t->run_dir, t->model, t->opt, &t->st, t->ckpt_name);
 }
 
@@ -214,17 +252,118 @@ static int push_metrics(trainer *t, const zg__epoch_metrics *m) {
 
 /* ---- the loop -------------------------------------------------------------------- */
 
-/* One optimizer step of the canonical loop; *loss_out receives the batch's
- * mean loss. Every tensor the step makes dies in the arena reset. */
-static int train_step(trainer *t, zg_tensor *x, zg_tensor *y, double *loss_out) {
-    zg_optim_zero_grad(t->opt, true);                                    /* zero_grad */
+/* The signal that asked the run to stop (0: none); set by the handler,
+ * read between steps. */
+static volatile sig_atomic_t g_stop_signal;
+
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+
+/* The batch number the injection options count in: 1-based over the run. */
+static int64_t run_batch(const trainer *t, int64_t nb) { return t->st.epoch * nb + t->st.next_batch + 1; }
+
+static void warn(trainer *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void warn(trainer *t, const char *fmt, ...) {
+    zg__progress_clear(&t->prog);
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "zgrad train: warning: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stderr);
+}
+
+/* A skipped batch: counted, reported, and fatal after max_bad_steps in a
+ * row. Its gradient is gone already (never computed, or discarded). */
+static int skip_batch(trainer *t, bool nan_loss, const char *why) {
+    zg__ckpt_state *s = &t->st;
+    if (nan_loss) s->bad_losses++;
+    else s->bad_batches++;
+    s->bad_in_row++;
+    warn(t, "epoch %lld, batch %lld: %s; batch skipped (%lld in a row)", (long long)s->epoch + 1,
+         (long long)s->next_batch + 1, why, (long long)s->bad_in_row);
+    s->next_batch++;
+    if (s->bad_in_row >= t->cfg.max_bad_steps)
+        return zg__fail(ZG_ERR_STATE,
+                        "zg_train_run: %lld batches in a row were skipped (the last: %s at epoch %lld, batch %lld); "
+                        "stopping (the limit is %d in a row, --max-bad-steps)",
+                        (long long)s->bad_in_row, why, (long long)s->epoch + 1, (long long)s->next_batch,
+                        t->cfg.max_bad_steps);
+    return ZG_OK;
+}
+
+/* One micro-batch: forward (under autocast with --amp) -> loss -> backward
+ * of loss / accum into the window's grads. *outcome: 0 used, 1 skipped
+ * for a non-finite loss (no backward ran), 2 skipped because the batch
+ * failed after its backward (the window's grads were discarded). Every
+ * tensor the step makes dies in the arena reset. */
+static int micro_step(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, double *loss_out, int *outcome) {
+    *outcome = 0;
+    int rc = t->cfg.amp ? zg_autocast_enter((zg_autocast_type)t->cfg.amp) : ZG_OK;
+    if (rc) return rc;
     zg_tensor *logits = zg_module_forward(t->model, x);                  /* forward */
     zg_tensor *loss = logits ? zg_cross_entropy(logits, y, NULL) : NULL; /* loss */
-    int rc = loss ? zg_backward(loss, NULL) : ZG_ERR_STATE;              /* backward */
-    if (!rc) rc = zg_optim_step(t->opt);                                 /* step */
-    if (!rc) *loss_out = zg_tensor_item(loss);
+    if (t->cfg.amp) zg_autocast_exit();
+    if (!loss) {
+        zg_arena_reset();
+        return ZG_ERR_STATE;
+    }
+    double l = zg_tensor_item(loss);
+    if (t->cfg.inject_nan_loss > 0 && rb >= t->cfg.inject_nan_loss && rb < t->cfg.inject_nan_loss + t->cfg.inject_nan_count)
+        l = NAN;
+    if (!isfinite(l)) {
+        /* Checked before the backward, so the window's grads are intact. */
+        *outcome = 1;
+        *loss_out = l;
+        zg_arena_reset();
+        return ZG_OK;
+    }
+    rc = zg_accum_backward(t->acc, loss); /* backward */
     zg_arena_reset();
-    return rc;
+    if (rc < 0) return rc;
+    if (rb == t->cfg.inject_bad_backward) {
+        /* The failure came after the backward had written into the grads:
+         * the whole window is dropped, so nothing of it reaches a step. */
+        zg_accum_discard(t->acc);
+        *outcome = 2;
+        return ZG_OK;
+    }
+    *loss_out = l;
+    return ZG_OK;
+}
+
+/* The step closing a window (full, or the short last one of the epoch):
+ * (unscale_, clip,) step (, update), zero_grad, then the schedule. */
+static int window_step(trainer *t, bool flush) {
+    bool stepped;
+    if (!flush && zg_accum_pending(t->acc) < zg_accum_size(t->acc)) return ZG_OK;
+    if (zg_accum_pending(t->acc) == 0) return ZG_OK;
+    int rc = flush ? zg_accum_flush(t->acc, &stepped) : zg_accum_step(t->acc, &stepped);
+    /* The scheduler follows the optimizer's step count, also when the
+     * scaler skipped a step for inf/NaN grads (as PyTorch's recipe). */
+    if (!rc && t->sched) rc = zg_sched_step(t->sched);
+    if (rc) return rc;
+    t->st.epoch_steps++;
+    t->st.global_step++;
+    return ZG_OK;
+}
+
+static int stop_for_signal(trainer *t) {
+    int sig = g_stop_signal;
+    int rc = save_checkpoint(t);
+    if (rc) return rc;
+    t->stopped_by = sig;
+    zg__progress_clear(&t->prog);
+    return zg__fail(ZG_ERR_STATE,
+                    "zg_train_run: stopped by %s after %lld optimizer steps; checkpoint %s/%s written; continue with "
+                    "--resume %s",
+                    sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal", (long long)t->st.global_step,
+                    t->run_dir, t->ckpt_name, t->run_dir);
 }
 
 /* Trains from the current position to the end of the epoch. */
@@ -242,38 +381,75 @@ static int train_epoch(trainer *t) {
     zg_module_train(t->model, true);
     zg_tensor *x, *y;
     int got;
-    while ((got = zg_loader_next(t->train_ld, &x, &y)) == 1) {
-        double loss;
-        rc = train_step(t, x, y, &loss);
-        if (rc) {
-            zg__progress_clear(&t->prog);
-            char what[96];
-            snprintf(what, sizeof what, "zg_train_run: epoch %lld, step %lld", (long long)s->epoch + 1,
-                     (long long)s->next_batch + 1);
-            return fail_with(rc, what);
-        }
-        int64_t b = zg_tensor_size(y, 0);
-        s->epoch_loss_sum += loss * (double)b;
-        s->epoch_samples += b;
-        s->epoch_steps++;
-        s->global_step++;
-        s->next_batch++;
-        zg__progress_update(&t->prog, s->next_batch, s->epoch_loss_sum / (double)s->epoch_samples, b);
-        /* A step checkpoint at the epoch's last batch would be followed at
-         * once by the epoch's own. */
-        if (t->cfg.checkpoint_every_steps > 0 && s->global_step % t->cfg.checkpoint_every_steps == 0 &&
-            s->next_batch < nb) {
-            s->epoch_seconds = before + (zg__train_now() - t0);
-            rc = save_checkpoint(t);
+    while (s->next_batch < nb && (got = zg_loader_next(t->train_ld, &x, &y)) != 0) {
+        int64_t rb = run_batch(t, nb);
+        if (got < 0 || rb == t->cfg.inject_bad_batch) {
+            char why[600];
+            snprintf(why, sizeof why, "the batch failed to load (%s)",
+                     got < 0 ? zg_last_error() : "injected by --inject-bad-batch");
+            zg_arena_reset();
+            rc = skip_batch(t, false, why);
+            /* The loader resumes after the failed batch. */
+            if (!rc && got < 0 && s->next_batch < nb) rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
             if (rc) {
                 zg__progress_clear(&t->prog);
                 return rc;
             }
+            continue;
+        }
+        double loss = 0;
+        int outcome;
+        int64_t b = zg_tensor_size(y, 0);
+        rc = micro_step(t, x, y, rb, &loss, &outcome);
+        if (!rc && outcome) {
+            rc = skip_batch(t, outcome == 1, outcome == 1 ? (isnan(loss) ? "the loss is nan" : "the loss is inf")
+                                                          : "the batch failed after its backward "
+                                                            "(injected by --inject-bad-backward)");
+            if (rc) {
+                zg__progress_clear(&t->prog);
+                return rc;
+            }
+        } else {
+            if (!rc) rc = window_step(t, false);
+            if (rc) {
+                zg__progress_clear(&t->prog);
+                char what[96];
+                snprintf(what, sizeof what, "zg_train_run: epoch %lld, step %lld", (long long)s->epoch + 1,
+                         (long long)s->next_batch + 1);
+                return fail_with(rc, what);
+            }
+            s->bad_in_row = 0;
+            s->epoch_loss_sum += loss * (double)b;
+            s->epoch_samples += b;
+            s->next_batch++;
+        }
+        zg__progress_update(&t->prog, s->next_batch,
+                            s->epoch_samples ? s->epoch_loss_sum / (double)s->epoch_samples : NAN, b);
+        /* Checkpoints only between windows: grads are not saved. A step
+         * checkpoint at the epoch's last batch would be followed at once
+         * by the epoch's own. */
+        if (zg_accum_pending(t->acc) == 0 && s->next_batch < nb) {
+            if (g_stop_signal) {
+                s->epoch_seconds = before + (zg__train_now() - t0);
+                return stop_for_signal(t);
+            }
+            if (t->cfg.checkpoint_every_steps > 0 && s->global_step > t->last_ckpt_step &&
+                s->global_step % t->cfg.checkpoint_every_steps == 0) {
+                s->epoch_seconds = before + (zg__train_now() - t0);
+                t->last_ckpt_step = s->global_step;
+                rc = save_checkpoint(t);
+                if (rc) {
+                    zg__progress_clear(&t->prog);
+                    return rc;
+                }
+            }
         }
     }
-    if (got < 0) {
+    /* The epoch's short last window. */
+    rc = window_step(t, true);
+    if (rc) {
         zg__progress_clear(&t->prog);
-        return fail_with(got, "zg_train_run: loading a batch");
+        return fail_with(rc, "zg_train_run: the epoch's last step");
     }
     double mean_loss = s->epoch_samples ? s->epoch_loss_sum / (double)s->epoch_samples : NAN;
     zg__progress_end(&t->prog, s->next_batch, mean_loss);
@@ -309,6 +485,9 @@ static int train_epoch(trainer *t) {
                 t->cfg.epochs, m.train_loss, m.test_loss, 100 * m.test_acc, m.seconds);
         fflush(t->cfg.log);
     }
+    /* A stop asked for during the epoch's last window: its checkpoint is
+     * the one just written. */
+    if (g_stop_signal && s->epoch < t->cfg.epochs) return stop_for_signal(t);
     return ZG_OK;
 }
 
@@ -376,8 +555,34 @@ static int setup(trainer *t) {
         return fail_with(ZG_ERR_ARG, "zg_train_run: building the optimizer");
     }
 
+    /* The scheduler is made before the optimizer's state is loaded: its
+     * construction writes the first lrs into the groups, which the loaded
+     * state then replaces. Its length: the run's optimizer steps. */
+    if (c->schedule[0]) {
+        int64_t n = zg_dataset_size(t->train_ds), nb = (n + c->batch_size - 1) / c->batch_size;
+        int64_t total = (int64_t)c->epochs * ((nb + c->accum - 1) / c->accum);
+        t->sched = zg_sched_from_spec(t->opt, c->schedule, total > 0 ? total : 1);
+        if (!t->sched) {
+            zg__ckpt_state_free(&rs);
+            return fail_with(ZG_ERR_ARG, "zg_train_run: building the schedule");
+        }
+    }
+    if (c->amp == ZG_AUTOCAST_FP16 && !(t->scaler = zg_grad_scaler_new(NULL))) {
+        zg__ckpt_state_free(&rs);
+        return fail_with(ZG_ERR_ARG, "zg_train_run: building the GradScaler");
+    }
+    t->acc = zg_accum_new(t->opt, t->scaler, c->accum);
+    if (!t->acc || (c->clip_norm > 0 && zg_accum_set_clip(t->acc, c->clip_norm, 2.0))) {
+        zg__ckpt_state_free(&rs);
+        return fail_with(ZG_ERR_ARG, "zg_train_run: the accumulation window");
+    }
+
     if (resume) {
         rc = zg__ckpt_load("zg_train_run", ckpt, t->model, t->opt);
+        if (!rc && t->sched && zg_sched_load_state_json(t->sched, rs.sched_json))
+            rc = fail_with(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's scheduler state");
+        if (!rc && t->scaler && zg_grad_scaler_set_state(t->scaler, &rs.scaler))
+            rc = fail_with(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's GradScaler state");
         if (rc) {
             zg__ckpt_state_free(&rs);
             return rc;
@@ -421,6 +626,17 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
     if (cfg->threads > 0) zg_set_num_threads(cfg->threads);
     trainer t;
     memset(&t, 0, sizeof t);
+    struct sigaction old_int, old_term;
+    g_stop_signal = 0;
+    if (cfg->handle_signals) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sa.sa_flags = SA_RESTART; /* the checkpoint's writes and fsyncs carry on */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+    }
     t.cfg = *cfg;
     t.ocfg = zg__train_optim_config(cfg);
     rc = setup(&t);
@@ -437,6 +653,13 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
                 zg_train_model_name(cfg->model), (long long)zg_module_num_elements(t.model),
                 zg_train_optim_name(cfg->optimizer), lr, (long long)cfg->batch_size, cfg->epochs,
                 (long long)zg_dataset_size(t.train_ds), (long long)zg_dataset_size(t.test_ds), t.run_dir);
+        if (cfg->accum > 1 || cfg->clip_norm > 0 || cfg->schedule[0] || cfg->amp)
+        {
+            char clip[32] = "off";
+            if (cfg->clip_norm > 0) snprintf(clip, sizeof clip, "%g", cfg->clip_norm);
+            fprintf(log, "zgrad train: accum %d, clip norm %s, schedule %s, amp %s\n", cfg->accum, clip,
+                    cfg->schedule[0] ? cfg->schedule : "constant", amp_name(cfg->amp));
+        }
         fflush(log);
     }
     while (!rc && t.st.epoch < cfg->epochs) rc = train_epoch(&t);
@@ -459,7 +682,22 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
                 ZG_CKPT_POINTER);
         fflush(log);
     }
-    if (result) result->seconds = zg__train_now() - t_start;
+    if (!rc && log && (t.st.bad_batches || t.st.bad_losses)) {
+        fprintf(log, "zgrad train: skipped %lld batches that failed to load and %lld with a non-finite loss\n",
+                (long long)t.st.bad_batches, (long long)t.st.bad_losses);
+        fflush(log);
+    }
+    if (cfg->handle_signals) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
+    if (result) {
+        result->seconds = zg__train_now() - t_start;
+        result->signal = t.stopped_by;
+        result->bad_batches = t.st.bad_batches;
+        result->bad_losses = t.st.bad_losses;
+        if (rc && !result->out_dir[0]) snprintf(result->out_dir, sizeof result->out_dir, "%s", t.run_dir);
+    }
     trainer_free(&t);
     zg_arena_reset();
     return rc;

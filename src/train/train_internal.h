@@ -137,6 +137,18 @@ typedef struct {
     uint64_t rng[4];
     zg__epoch_metrics *metrics; /* malloc'd, one per finished epoch */
     int n_metrics;
+    /* The training recipe (part of what a resume must match). */
+    int accum, amp;
+    double clip_norm;
+    char schedule[256];
+    /* Fault counters: skipped batches (load failures and non-finite
+     * losses), and the current run of consecutive ones. */
+    int64_t bad_batches, bad_losses, bad_in_row;
+    /* The scheduler's state (malloc'd JSON, NULL without one) and the
+     * GradScaler's (has_scaler: fp16). */
+    char *sched_json;
+    bool has_scaler;
+    zg_grad_scaler_state scaler;
 } zg__ckpt_state;
 
 void zg__ckpt_state_free(zg__ckpt_state *s);

@@ -1,0 +1,446 @@
+/* The gradient-lifecycle sanitizer: each pitfall it covers triggers its
+ * report (warn: counted, text names the parameter and the call; error: the
+ * call fails), and the correct training loops trigger none. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+typedef struct {
+    zg_module *m;       /* Sequential(Linear(3,2), Linear(2,1)) */
+    zg_tensor *p[4];    /* 0.weight 0.bias 1.weight 1.bias */
+    zg_optim *opt;      /* SGD over all four */
+    zg_tensor *x;       /* input [4,3] */
+} fx;
+
+static fx *g_fx; /* the fixture loss_of reads its input from */
+
+static void fx_make(fx *f, zg_sanitize_mode mode) {
+    zg_sanitize_reset();
+    zg_sanitize_set_mode(mode);
+    zg_manual_seed(7);
+    zg_module *mods[2] = {zg_nn_linear(3, 2, true), zg_nn_linear(2, 1, true)};
+    f->m = zg_nn_sequential(mods, 2);
+    CHECK_PTR(f->m);
+    CHECK(zg_module_params(f->m, f->p, 4) == 4);
+    f->opt = zg_optim_new(ZG_SGD, f->p, 4, NULL);
+    CHECK_PTR(f->opt);
+    int64_t shape[2] = {4, 3};
+    f->x = zg_randn(shape, 2);
+    CHECK_PTR(f->x);
+    g_fx = f;
+}
+
+static void fx_free(fx *f) {
+    zg_sanitize_set_mode(ZG_SANITIZE_OFF);
+    zg_sanitize_reset();
+    zg_optim_free(f->opt);
+    zg_module_free(f->m);
+    zg_arena_reset();
+    zg_tensor_free(f->x);
+    g_fx = NULL;
+}
+
+static zg_tensor *loss_of(zg_module *m) { return zg_sum(zg_module_forward(m, g_fx->x)); }
+
+static int backward_of(zg_module *m) { return zg_backward(loss_of(m), NULL); }
+
+static bool last_has(const char *s) { return strstr(zg_sanitize_last_report(), s) != NULL; }
+
+/* ---- pitfalls, warn mode ------------------------------------------------- */
+
+TEST(sanitize_two_backwards_without_declaration_is_stale) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_STALE) == 1);
+    CHECK(zg_sanitize_report_count() == 1);
+    CHECK(last_has("zgrad sanitizer: stale gradients: 2 backward passes"));
+    CHECK(last_has("0.weight, 0.bias, 1.weight, 1.bias"));
+    CHECK(last_has(") at zg_optim_step"));
+    fx_free(&f);
+}
+
+TEST(sanitize_zero_grad_missing_reports_leftover_grads) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    for (int it = 0; it < 3; it++) {
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    /* the first step is clean; the next two reuse the previous grads */
+    CHECK(zg_sanitize_kind_count(ZG_SAN_STALE) == 2);
+    CHECK(zg_sanitize_report_count() == 2);
+    CHECK(last_has("left from the previous step"));
+    CHECK(last_has("zero_grad missing"));
+    CHECK(last_has("1.bias"));
+    fx_free(&f);
+}
+
+TEST(sanitize_second_step_without_backward_is_stale) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_report_count() == 0);
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_STALE) == 1);
+    CHECK(last_has("previous step"));
+    fx_free(&f);
+}
+
+TEST(sanitize_zero_grad_between_backward_and_step_erases) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    CHECK_OK(backward_of(f.m));
+    zg_optim_zero_grad(f.opt, true);
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 1);
+    CHECK(last_has("zero_grad erased gradients of a backward that no step used"));
+    CHECK(last_has("(0.weight, 0.bias, 1.weight, 1.bias) at zg_optim_zero_grad"));
+    /* the step that follows has nothing to use */
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_NO_GRAD) == 1);
+    CHECK(last_has("no fresh gradient"));
+
+    zg_arena_reset();
+    CHECK_OK(backward_of(f.m));
+    zg_module_zero_grad(f.m, false);
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 2);
+    CHECK(last_has("at zg_module_zero_grad"));
+    /* zeroed (not None) grads with no backward since: still no fresh gradient */
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_NO_GRAD) == 2);
+
+    zg_arena_reset();
+    CHECK_OK(backward_of(f.m));
+    zg_tensor_zero_grad(f.p[2], true);
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 3);
+    CHECK(last_has("(1.weight) at zg_tensor_zero_grad"));
+    fx_free(&f);
+}
+
+TEST(sanitize_step_without_backward_reports_no_grad) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_NO_GRAD) == 1);
+    CHECK(zg_sanitize_report_count() == 1);
+    CHECK(last_has("backward missing"));
+    CHECK(last_has("0.weight"));
+    fx_free(&f);
+}
+
+TEST(sanitize_params_outside_every_optimizer) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_optim *head = zg_optim_new(ZG_SGD, f.p + 2, 2, NULL); /* forgets layer 0 */
+    CHECK_PTR(head);
+    CHECK_OK(zg_sanitize_watch_module(f.m));
+    zg_optim_zero_grad(head, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(head));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_UNSTEPPED) == 1);
+    CHECK(zg_sanitize_report_count() == 1);
+    CHECK(last_has("in no optimizer (0.weight, 0.bias) at zg_optim_step"));
+    zg_sanitize_unwatch_module(f.m);
+    zg_optim_free(head);
+    fx_free(&f);
+}
+
+TEST(sanitize_clipping_scaled_grads) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_grad_scaler *s = zg_grad_scaler_new(NULL);
+    CHECK_PTR(s);
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+    double norm = 0;
+    CHECK_OK(zg_optim_clip_grad_norm(f.opt, 1.0, 2.0, false, &norm));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_CLIP) == 1);
+    CHECK(last_has("still multiplied by the loss scale"));
+    CHECK(last_has("0.weight"));
+    CHECK(last_has("at zg_clip_grad_norm"));
+    CHECK_OK(zg_module_clip_grad_value(f.m, 1.0));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_CLIP) == 2);
+    CHECK(last_has("at zg_clip_grad_value"));
+    /* unscale_ twice stays the scaler's own error */
+    CHECK_OK(zg_grad_scaler_unscale_(s, f.opt));
+    CHECK_ERR(zg_grad_scaler_unscale_(s, f.opt), "already been called");
+    CHECK_OK(zg_optim_clip_grad_norm(f.opt, 1.0, 2.0, false, &norm));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_CLIP) == 2);
+    zg_grad_scaler_free(s);
+    fx_free(&f);
+}
+
+TEST(sanitize_scheduler_before_optimizer) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_sched *sc = zg_sched_step_lr(f.opt, 1, 0.5);
+    CHECK_PTR(sc);
+    CHECK(zg_sanitize_report_count() == 0); /* the constructor's own initial step is not a user step */
+    CHECK_OK(zg_sched_step(sc));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCHED_ORDER) == 1);
+    CHECK(last_has("scheduler stepped before its optimizer's first step"));
+    CHECK(last_has("0.weight"));
+    CHECK(last_has("at zg_sched_step"));
+    zg_sched_free(sc);
+    fx_free(&f);
+}
+
+TEST(sanitize_scheduler_after_a_skipped_scaler_step_is_fine) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    zg_grad_scaler_opts o = ZG_GRAD_SCALER_DEFAULTS;
+    o.init_scale = 3e38f; /* the scaled loss overflows: the step is skipped */
+    zg_grad_scaler *s = zg_grad_scaler_new(&o);
+    zg_sched *sc = zg_sched_step_lr(f.opt, 1, 0.5);
+    CHECK_PTR(s);
+    CHECK_PTR(sc);
+    float w0 = zg_tensor_get(f.p[0], 0);
+    zg_optim_zero_grad(f.opt, true);
+    zg_tensor *l = loss_of(f.m);
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, zg_add_scalar(zg_mul(l, l), 10.0f)), NULL));
+    bool stepped = true;
+    CHECK_OK(zg_grad_scaler_step(s, f.opt, &stepped));
+    CHECK(!stepped);
+    CHECK(zg_tensor_get(f.p[0], 0) == w0);
+    CHECK_OK(zg_grad_scaler_update(s));
+    CHECK_OK(zg_sched_step(sc));
+    /* pattern A's zero_grad after the skipped step erases nothing fresh */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK(zg_sanitize_report_count() == 0);
+    zg_sched_free(sc);
+    zg_grad_scaler_free(s);
+    fx_free(&f);
+}
+
+TEST(sanitize_backward_through_freed_graph_points_at_detach) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_tensor *l = loss_of(f.m);
+    CHECK_OK(zg_backward(l, NULL));
+    CHECK_ERR(zg_backward(l, NULL), "backward through the graph a second time");
+    CHECK(strstr(zg_last_error(), "retain_graph") != NULL);
+    CHECK(strstr(zg_last_error(), "detach") != NULL);
+    fx_free(&f);
+}
+
+/* ---- error mode: the triggering call fails ------------------------------ */
+
+TEST(sanitize_error_mode_fails_the_step) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    float w0 = zg_tensor_get(f.p[0], 0);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(backward_of(f.m));
+    CHECK_ERR(zg_optim_step(f.opt), "zgrad sanitizer: stale gradients");
+    CHECK(strstr(zg_last_error(), "0.weight") != NULL);
+    CHECK(zg_tensor_get(f.p[0], 0) == w0); /* rejected: nothing moved */
+    CHECK(zg_sanitize_report_count() == 1);
+    /* dropping the rejected grads is itself an erasure, reported at the next step */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_ERR(zg_optim_step(f.opt), "zero_grad erased gradients");
+    /* then no gradient at all */
+    CHECK_ERR(zg_optim_step(f.opt), "no fresh gradient");
+    CHECK(zg_sanitize_report_count() == 3);
+    fx_free(&f);
+}
+
+TEST(sanitize_error_mode_erasure_fails_the_next_step) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    CHECK_OK(backward_of(f.m));
+    zg_optim_zero_grad(f.opt, false);
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 1);
+    CHECK_ERR(zg_optim_step(f.opt), "zero_grad erased gradients");
+    CHECK(strstr(zg_last_error(), "at zg_optim_zero_grad") != NULL);
+    fx_free(&f);
+}
+
+TEST(sanitize_error_mode_fails_clip_and_scheduler) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    zg_grad_scaler *s = zg_grad_scaler_new(NULL);
+    zg_sched *sc = zg_sched_step_lr(f.opt, 1, 0.5);
+    CHECK_PTR(s);
+    CHECK_PTR(sc);
+    CHECK_ERR(zg_sched_step(sc), "scheduler stepped before");
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+    float g0 = zg_tensor_get(zg_tensor_grad(f.p[0]), 0);
+    CHECK_ERR(zg_optim_clip_grad_norm(f.opt, 1e-3, 2.0, false, NULL), "loss scale");
+    CHECK(zg_tensor_get(zg_tensor_grad(f.p[0]), 0) == g0); /* not clipped */
+    zg_sched_free(sc);
+    zg_grad_scaler_free(s);
+    fx_free(&f);
+}
+
+TEST(sanitize_off_reports_nothing) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_OFF);
+    CHECK(zg_sanitize_get_mode() == ZG_SANITIZE_OFF);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK_OK(backward_of(f.m));
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_report_count() == 0);
+    CHECK(zg_sanitize_last_report()[0] == 0);
+    fx_free(&f);
+}
+
+/* ---- correct loops: no report (error mode, so any report fails a call) -- */
+
+TEST(sanitize_pattern_a_and_b_are_clean) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    for (int it = 0; it < 3; it++) { /* A: backward, step, zero_grad */
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_optim_zero_grad(f.opt, true);
+        zg_arena_reset();
+    }
+    for (int it = 0; it < 3; it++) { /* B: zero_grad (to zeros), backward, step */
+        zg_module_zero_grad(f.m, false);
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_report_count() == 0);
+    fx_free(&f);
+}
+
+TEST(sanitize_declared_accumulation_and_multi_loss_are_clean) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    CHECK_OK(zg_sanitize_expect_accumulation(f.opt, 4));
+    for (int w = 0; w < 2; w++) {
+        for (int k = 0; k < 4; k++) CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_optim_zero_grad(f.opt, true);
+        zg_arena_reset();
+    }
+    CHECK_OK(zg_sanitize_expect_accumulation(f.opt, 1));
+    for (int it = 0; it < 2; it++) { /* two losses, two backwards, one step */
+        zg_optim_zero_grad(f.opt, true);
+        zg_sanitize_expect_backwards(2);
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_report_count() == 0);
+    /* the declarations do not outlive their steps */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(backward_of(f.m));
+    CHECK_ERR(zg_optim_step(f.opt), "stale gradients");
+    fx_free(&f);
+}
+
+TEST(sanitize_gan_done_right_is_clean) {
+    zg_sanitize_reset();
+    zg_sanitize_set_mode(ZG_SANITIZE_ERROR);
+    zg_manual_seed(3);
+    zg_module *g = zg_nn_linear(2, 3, true), *d = zg_nn_linear(3, 1, true);
+    CHECK_PTR(g);
+    CHECK_PTR(d);
+    zg_tensor *gp[2], *dp[2];
+    CHECK(zg_module_params(g, gp, 2) == 2);
+    CHECK(zg_module_params(d, dp, 2) == 2);
+    zg_optim *og = zg_optim_new(ZG_ADAM, gp, 2, NULL), *od = zg_optim_new(ZG_ADAM, dp, 2, NULL);
+    CHECK_PTR(og);
+    CHECK_PTR(od);
+    CHECK_OK(zg_sanitize_watch_module(g));
+    CHECK_OK(zg_sanitize_watch_module(d));
+    int64_t zs[2] = {4, 2}, rs[2] = {4, 3};
+    zg_tensor *z = zg_randn(zs, 2), *real = zg_randn(rs, 2);
+    for (int it = 0; it < 3; it++) {
+        /* discriminator: real and detached fake, one loss */
+        zg_optim_zero_grad(od, true);
+        zg_tensor *fake = zg_module_forward(g, z);
+        zg_tensor *ld = zg_sub(zg_sum(zg_module_forward(d, zg_detach(fake))),
+                               zg_sum(zg_module_forward(d, real)));
+        CHECK_OK(zg_backward(ld, NULL));
+        CHECK_OK(zg_optim_step(od));
+        /* generator: through d, which also gets grads its zero_grad clears */
+        zg_optim_zero_grad(og, true);
+        zg_tensor *lg = zg_neg(zg_sum(zg_module_forward(d, fake)));
+        CHECK_OK(zg_backward(lg, NULL));
+        CHECK_OK(zg_optim_step(og));
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_report_count() == 0);
+    zg_sanitize_set_mode(ZG_SANITIZE_OFF);
+    zg_sanitize_reset();
+    zg_optim_free(og);
+    zg_optim_free(od);
+    zg_module_free(g);
+    zg_module_free(d);
+    zg_arena_reset();
+    zg_tensor_free(z);
+    zg_tensor_free(real);
+}
+
+TEST(sanitize_amp_recipe_with_clip_and_scheduler_is_clean) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    CHECK_OK(zg_sanitize_watch_module(f.m));
+    zg_grad_scaler *s = zg_grad_scaler_new(NULL);
+    zg_sched *sc = zg_sched_step_lr(f.opt, 1, 0.9);
+    CHECK_PTR(s);
+    CHECK_PTR(sc);
+    for (int it = 0; it < 3; it++) {
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+        CHECK_OK(zg_grad_scaler_unscale_(s, f.opt));
+        CHECK_OK(zg_optim_clip_grad_norm(f.opt, 1.0, 2.0, false, NULL));
+        bool stepped = false;
+        CHECK_OK(zg_grad_scaler_step(s, f.opt, &stepped));
+        CHECK(stepped);
+        CHECK_OK(zg_grad_scaler_update(s));
+        CHECK_OK(zg_sched_step(sc));
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_report_count() == 0);
+    zg_sanitize_unwatch_module(f.m);
+    zg_sched_free(sc);
+    zg_grad_scaler_free(s);
+    fx_free(&f);
+}
+
+/* ---- ZG_SANITIZE: read once, on first use (checked in a fresh process) - */
+
+/* Runs only in the child started below (ZG_SAN_CHILD_EXPECT set): the
+ * first sanitizer use reads ZG_SANITIZE; setting it later changes nothing. */
+TEST(sanitize_env_child) {
+    const char *want = getenv("ZG_SAN_CHILD_EXPECT");
+    if (!want) return;
+    CHECK(zg_sanitize_get_mode() == (zg_sanitize_mode)atoi(want));
+    setenv("ZG_SANITIZE", "error", 1);
+    CHECK(zg_sanitize_get_mode() == (zg_sanitize_mode)atoi(want));
+}
+
+TEST(sanitize_env_variable_sets_the_mode) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(n > 0);
+    if (n <= 0) return;
+    exe[n] = 0;
+    const char *vals[4] = {"warn", "error", "off", "bogus"};
+    const int modes[4] = {ZG_SANITIZE_WARN, ZG_SANITIZE_ERROR, ZG_SANITIZE_OFF, ZG_SANITIZE_OFF};
+    for (int i = 0; i < 4; i++) {
+        char cmd[4300];
+        snprintf(cmd, sizeof cmd, "ZG_SANITIZE=%s ZG_SAN_CHILD_EXPECT=%d '%s' sanitize_env_child >/dev/null", vals[i],
+                 modes[i], exe);
+        int rc = system(cmd);
+        if (rc != 0) zgt_fail(__FILE__, __LINE__, "ZG_SANITIZE=%s: child exited with %d", vals[i], rc);
+    }
+}
