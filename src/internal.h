@@ -166,6 +166,31 @@ static inline void zg__bump_version(zg_tensor *t) { t->storage->version++; }
         }                                                                                                  \
     } while (0)
 
+/* Hot element loops are compiled for AVX-512, AVX2 and baseline x86-64, and
+ * the loader picks the best the CPU has. The build turns FMA contraction off
+ * (-ffp-contract=off), so every version rounds exactly as the scalar code
+ * does and results do not depend on the CPU. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(ZG_NO_CLONES)
+#define ZG_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ZG_SIMD_CLONES
+#endif
+
+/* Runs `body` (which sees int64_t lo, hi) over [0, n) split into one
+ * contiguous chunk per OpenMP thread, or as one chunk below `min`, so a
+ * vectorised kernel gets long runs. */
+#define ZG_PARALLEL_CHUNKS(lo, hi, n, min, ...)                                                 \
+    do {                                                                                     \
+        const int64_t zg_pc_n = (n);                                                         \
+        const int64_t zg_pc_k = zg_pc_n >= (min) ? (int64_t)zg__max_threads() : 1;             \
+        ZG_PARALLEL_FOR(zg_pc_c, zg_pc_k, 2, {                                               \
+            const int64_t lo = zg_pc_n * zg_pc_c / zg_pc_k, hi = zg_pc_n * (zg_pc_c + 1) / zg_pc_k; \
+            __VA_ARGS__                                                                      \
+        });                                                                                  \
+    } while (0)
+/* omp_get_max_threads(), without making every file include omp.h. */
+int zg__max_threads(void);
+
 /* Sums g (an arena tensor with the broadcast shape) down to `shape`. */
 zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim);
 

@@ -19,6 +19,50 @@
 /* torch.maximum: NaN wins. */
 static inline float max_nan(float a, float b) { return (a != a || b != b) ? a + b : (a > b ? a : b); }
 
+typedef struct {
+    float b1, b2, one_minus_b1, one_minus_b2, decay, wdf, bc2_sqrt, eps, neg_step_size;
+    bool maximize, decoupled, l2;
+} adam_consts;
+
+/* The element loop; the flags are selects so that it vectorises. */
+ZG_SIMD_CLONES static void adam_kernel(int64_t lo, int64_t hi, float *restrict pd, const float *restrict gd,
+                                       float *restrict m, float *restrict v, float *restrict vmax,
+                                       const adam_consts *c) {
+    const float b1 = c->b1, b2 = c->b2, one_minus_b1 = c->one_minus_b1, one_minus_b2 = c->one_minus_b2;
+    const float decay = c->decay, wdf = c->wdf, bc2_sqrt = c->bc2_sqrt, eps = c->eps;
+    const float neg_step_size = c->neg_step_size;
+    const bool maximize = c->maximize, decoupled = c->decoupled, l2 = c->l2;
+    if (vmax) {
+        for (int64_t i = lo; i < hi; i++) {
+            float gi = maximize ? -gd[i] : gd[i];
+            float pi = pd[i];
+            if (decoupled) pi = pi * decay;
+            if (l2) gi = gi + wdf * pi;
+            float mi = m[i] * b1 + one_minus_b1 * gi;
+            float vi = v[i] * b2 + one_minus_b2 * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            vi = vmax[i] = max_nan(vmax[i], vi);
+            float denom = sqrtf(vi) / bc2_sqrt + eps;
+            pd[i] = pi + neg_step_size * mi / denom;
+        }
+        return;
+    }
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) {
+        float gi = maximize ? -gd[i] : gd[i];
+        float pi = pd[i];
+        if (decoupled) pi = pi * decay;
+        if (l2) gi = gi + wdf * pi;
+        float mi = m[i] * b1 + one_minus_b1 * gi;
+        float vi = v[i] * b2 + one_minus_b2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        pd[i] = pi + neg_step_size * mi / denom;
+    }
+}
+
 static int adam_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp, bool decoupled) {
     const double lr = hp[ZG_HP_LR], beta1 = hp[ZG_HP_BETA1], beta2 = hp[ZG_HP_BETA2];
     const double wd = hp[ZG_HP_WEIGHT_DECAY];
@@ -34,30 +78,25 @@ static int adam_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
     const double t = (double)st->step;
     const double bias_correction1 = 1.0 - pow(beta1, t);
     const double bias_correction2 = 1.0 - pow(beta2, t);
-    const float neg_step_size = (float)-(lr / bias_correction1);
-    const float bc2_sqrt = (float)sqrt(bias_correction2);
-    const float eps = (float)hp[ZG_HP_EPS];
-    const float b1 = (float)beta1, b2 = (float)beta2;
-    const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
-    const float decay = (float)(1.0 - lr * wd);
-    const float wdf = (float)wd;
+    const adam_consts c = {
+        .b1 = (float)beta1,
+        .b2 = (float)beta2,
+        .one_minus_b1 = (float)(1.0 - beta1),
+        .one_minus_b2 = (float)(1.0 - beta2),
+        .decay = (float)(1.0 - lr * wd),
+        .wdf = (float)wd,
+        .bc2_sqrt = (float)sqrt(bias_correction2),
+        .eps = (float)hp[ZG_HP_EPS],
+        .neg_step_size = (float)-(lr / bias_correction1),
+        .maximize = maximize,
+        .decoupled = decoupled,
+        .l2 = l2,
+    };
 
     float *pd = zg__f32(p), *m = zg__f32(mt), *v = zg__f32(vt), *vmax = vmt ? zg__f32(vmt) : NULL;
     const float *gd = zg__f32(g);
     const int64_t n = p->numel;
-    ZG_PARALLEL_FOR(i, n, ZG__OPTIM_PAR_MIN, {
-        float gi = maximize ? -gd[i] : gd[i];
-        float pi = pd[i];
-        if (decoupled) pi = pi * decay;
-        if (l2) gi = gi + wdf * pi;
-        float mi = m[i] * b1 + one_minus_b1 * gi;
-        float vi = v[i] * b2 + one_minus_b2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        if (amsgrad) vi = vmax[i] = max_nan(vmax[i], vi);
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        pd[i] = pi + neg_step_size * mi / denom;
-    });
+    ZG_PARALLEL_CHUNKS(lo, hi, n, ZG__OPTIM_PAR_MIN, { adam_kernel(lo, hi, pd, gd, m, v, vmax, &c); });
     zg__bump_version(mt);
     zg__bump_version(vt);
     if (vmt) zg__bump_version(vmt);

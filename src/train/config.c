@@ -1,10 +1,8 @@
 /* The training options: defaults, validation, and how they become the
- * optimizer's settings; the thread count. */
+ * optimizer's settings. */
 #include "train_internal.h"
 
-#include <cblas.h>
 #include <math.h>
-#include <omp.h>
 
 zg_train_config zg_train_config_defaults(void) {
     return (zg_train_config){
@@ -112,11 +110,4 @@ zg_optim_config zg__train_optim_config(const zg_train_config *c) {
     if (c->weight_decay >= 0) o.weight_decay = c->weight_decay;
     if (c->momentum >= 0 && zg__train_has_momentum(c->optimizer)) o.momentum = c->momentum;
     return o;
-}
-
-int zg_set_num_threads(int n) {
-    if (n < 1) return zg__fail(ZG_ERR_ARG, "zg_set_num_threads: need n >= 1 (got %d)", n);
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
-    return ZG_OK;
 }
