@@ -39,16 +39,21 @@ static inline double zg__fsum(const float *x, int64_t n) {
 #define ZG_SIMD
 #endif
 
+/* Element loops are memory-bound: above this many elements each thread
+ * takes one contiguous chunk, so the cores' bandwidth adds up. */
+#define ZG_MAP_PAR_MIN 32768
+
 /* out[i] = EXPR for every element, with `x` bound to in[i]. */
 #define ZG_MAP1_(PRAGMA, out, in, EXPR)                                                                        \
     do {                                                                                                       \
         const float *restrict zg_src_ = zg__f32(in);                                                           \
         float *restrict zg_dst_ = zg__f32(out);                                                                \
-        const int64_t zg_n_ = (in)->numel;                                                                     \
-        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                               \
-            const float x = zg_src_[zg_i_];                                                                    \
-            zg_dst_[zg_i_] = (EXPR);                                                                           \
-        }                                                                                                      \
+        ZG_PARALLEL_CHUNKS(zg_lo_, zg_hi_, (in)->numel, ZG_MAP_PAR_MIN, {                                       \
+            PRAGMA for (int64_t zg_i_ = zg_lo_; zg_i_ < zg_hi_; zg_i_++) {                                      \
+                const float x = zg_src_[zg_i_];                                                                \
+                zg_dst_[zg_i_] = (EXPR);                                                                       \
+            }                                                                                                  \
+        });                                                                                                    \
     } while (0)
 
 /* out[i] = EXPR with `g` bound to gin[i] and `x` to other[i] (a backward
@@ -59,11 +64,12 @@ static inline double zg__fsum(const float *x, int64_t n) {
         const float *restrict zg_g_ = zg__f32(gin);                                                            \
         const float *restrict zg_x_ = zg__f32(other);                                                          \
         float *restrict zg_dst_ = zg__f32(out);                                                                \
-        const int64_t zg_n_ = (gin)->numel;                                                                    \
-        PRAGMA for (int64_t zg_i_ = 0; zg_i_ < zg_n_; zg_i_++) {                                               \
-            const float g = zg_g_[zg_i_], x = zg_x_[zg_i_];                                                    \
-            zg_dst_[zg_i_] = (EXPR);                                                                           \
-        }                                                                                                      \
+        ZG_PARALLEL_CHUNKS(zg_lo_, zg_hi_, (gin)->numel, ZG_MAP_PAR_MIN, {                                      \
+            PRAGMA for (int64_t zg_i_ = zg_lo_; zg_i_ < zg_hi_; zg_i_++) {                                      \
+                const float g = zg_g_[zg_i_], x = zg_x_[zg_i_];                                                \
+                zg_dst_[zg_i_] = (EXPR);                                                                       \
+            }                                                                                                  \
+        });                                                                                                    \
     } while (0)
 
 /* Arithmetic bodies (vectorised) and bodies that call libm (scalar). */

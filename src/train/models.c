@@ -4,14 +4,19 @@
 
 zg_module *zg_model_default_cnn(void) {
     /* 28x28 -> conv pad 1 keeps 28 -> pool 14 -> conv 14 -> pool 7:
-     * 64 * 7 * 7 = 3136 features. */
+     * 64 * 7 * 7 = 3136 features. Each ReLU runs after its pooling:
+     * max and ReLU commute, values and gradients alike (the window's
+     * maximum is the maximum after ReLU, and both orders send a window's
+     * gradient to its first maximum or nowhere), and the ReLU then touches
+     * a quarter of the elements. The parameter names are PyTorch's for
+     * Conv-ReLU-MaxPool. */
     zg_module *layers[] = {
         zg_nn_conv2d(1, 32, 3, 1, 1, 1, 1, true),
-        zg_nn_relu(),
         zg_nn_max_pool2d(2, 2, 0),
+        zg_nn_relu(),
         zg_nn_conv2d(32, 64, 3, 1, 1, 1, 1, true),
-        zg_nn_relu(),
         zg_nn_max_pool2d(2, 2, 0),
+        zg_nn_relu(),
         zg_nn_flatten(),
         zg_nn_linear(3136, 128, true),
         zg_nn_relu(),
