@@ -21,12 +21,13 @@ ZG_SIMD_CLONES static void adagrad_kernel(int64_t lo, int64_t hi, float *restric
                                           bool decay) {
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
-        float gi = maximize ? -gd[i] : gd[i];
-        if (decay) gi = gi + wd * pd[i];
-        float s = sum[i] + gi * gi;
+        const float p0 = pd[i], g0 = gd[i], s0 = sum[i];
+        float gi = maximize ? -g0 : g0;
+        gi = decay ? gi + wd * p0 : gi;
+        const float s = s0 + gi * gi;
         sum[i] = s;
-        float std = sqrtf(s) + eps;
-        pd[i] = pd[i] + neg_clr * gi / std;
+        const float std = sqrtf(s) + eps;
+        pd[i] = p0 + neg_clr * gi / std;
     }
 }
 

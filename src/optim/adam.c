@@ -50,12 +50,12 @@ ZG_SIMD_CLONES static void adam_kernel(int64_t lo, int64_t hi, float *restrict p
     }
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
-        float gi = maximize ? -gd[i] : gd[i];
-        float pi = pd[i];
-        if (decoupled) pi = pi * decay;
-        if (l2) gi = gi + wdf * pi;
-        float mi = m[i] * b1 + one_minus_b1 * gi;
-        float vi = v[i] * b2 + one_minus_b2 * gi * gi;
+        const float g0 = gd[i], p0 = pd[i], m0 = m[i], v0 = v[i];
+        float gi = maximize ? -g0 : g0;
+        const float pi = decoupled ? p0 * decay : p0;
+        gi = l2 ? gi + wdf * pi : gi;
+        float mi = m0 * b1 + one_minus_b1 * gi;
+        float vi = v0 * b2 + one_minus_b2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
         float denom = sqrtf(vi) / bc2_sqrt + eps;

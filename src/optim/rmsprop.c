@@ -30,11 +30,12 @@ ZG_SIMD_CLONES static void rmsprop_kernel(int64_t lo, int64_t hi, float *restric
         /* The default: no conditional stores, so it vectorises on any ISA. */
 #pragma omp simd
         for (int64_t i = lo; i < hi; i++) {
-            float gi = maximize ? -gd[i] : gd[i];
-            if (decay) gi = gi + wd * pd[i];
-            float s = sq[i] * a + one_minus_a * gi * gi;
+            const float p0 = pd[i], g0 = gd[i], s0 = sq[i];
+            float gi = maximize ? -g0 : g0;
+            gi = decay ? gi + wd * p0 : gi;
+            const float s = s0 * a + one_minus_a * gi * gi;
             sq[i] = s;
-            pd[i] = pd[i] + neg_lr * gi / (sqrtf(s) + eps);
+            pd[i] = p0 + neg_lr * gi / (sqrtf(s) + eps);
         }
         return;
     }

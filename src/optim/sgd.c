@@ -12,15 +12,16 @@
  * order of PyTorch's elementwise kernels, so results agree to rounding. */
 #include "optim_internal.h"
 
-/* The element loops, flags resolved per element as selects so that they
- * vectorise. */
+/* The element loops: every load first, then the flags as selects between
+ * values, so that they vectorise. */
 ZG_SIMD_CLONES static void sgd_plain(int64_t lo, int64_t hi, float *restrict pd, const float *restrict gd, float neg_lr,
                                      float wd, bool maximize, bool decay) {
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
-        float d = maximize ? -gd[i] : gd[i];
-        if (decay) d = d + wd * pd[i];
-        pd[i] = pd[i] + neg_lr * d;
+        const float pi = pd[i], gi = gd[i];
+        float d = maximize ? -gi : gi;
+        d = decay ? d + wd * pi : d;
+        pd[i] = pi + neg_lr * d;
     }
 }
 
@@ -29,12 +30,13 @@ ZG_SIMD_CLONES static void sgd_momentum(int64_t lo, int64_t hi, float *restrict 
                                         bool maximize, bool decay, bool first, bool nesterov) {
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
-        float d = maximize ? -gd[i] : gd[i];
-        if (decay) d = d + wd * pd[i];
-        float b = first ? d : buf[i] * mu + one_minus_tau * d;
+        const float pi = pd[i], gi = gd[i], bi = buf[i];
+        float d = maximize ? -gi : gi;
+        d = decay ? d + wd * pi : d;
+        const float b = first ? d : bi * mu + one_minus_tau * d;
         buf[i] = b;
         d = nesterov ? d + mu * b : b;
-        pd[i] = pd[i] + neg_lr * d;
+        pd[i] = pi + neg_lr * d;
     }
 }
 
