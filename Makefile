@@ -7,9 +7,10 @@ BUILD ?= build
 OPT ?= -O3
 SAN ?=
 # -O3: GCC's -O2 cost model leaves loops with invariant flags scalar (the
-# optimizer updates: 1.5x slower). -ffp-contract=off: no FMA contraction, so the AVX-512 / AVX2 versions of
-# the element loops (ZG_SIMD_CLONES) round exactly as the baseline does;
-# -fno-math-errno lets sqrtf vectorise (nothing reads errno after math).
+# optimizer updates ran 1.5x slower). -ffp-contract=off: no FMA
+# contraction, so the AVX-512 / AVX2 versions of the element loops
+# (ZG_SIMD_CLONES) round exactly as the baseline does. -fno-math-errno
+# lets sqrtf vectorise (nothing reads errno after math).
 CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp -ffp-contract=off -fno-math-errno -D_DEFAULT_SOURCE $(SAN)
 CPPFLAGS_BASE = -Iinclude -Isrc
 # OpenBLAS built for OpenMP shares our OpenMP thread pool; the pthread build
