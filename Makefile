@@ -42,7 +42,13 @@ all: lib $(BUILD)/zgrad examples
 
 lib: $(BUILD)/libzgrad.a $(BUILD)/libzgrad.so
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on the flags they were built with: a changed OPT, SAN or
+# compiler rebuilds them instead of mixing old and new objects.
+FLAGS_LINE := $(CC) $(CPPFLAGS) $(CFLAGS) $(LDLIBS_BASE)
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD) && (echo '$(FLAGS_LINE)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_LINE)' > $(FLAGS_STAMP)))
+
+$(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
