@@ -519,7 +519,9 @@ void zg_loader_free(zg_loader *ld);
 
 /* The default CNN for 1x28x28 inputs: Conv 32 3x3 pad 1 - ReLU - MaxPool 2
  * - Conv 64 3x3 pad 1 - ReLU - MaxPool 2 - Flatten - Linear 3136-128 - ReLU
- * - Linear 128-10 (parameters "0.weight", "0.bias", "3.weight", ...). */
+ * - Linear 128-10 (parameters "0.weight", "0.bias", "3.weight", ...). Each
+ * ReLU runs after its pooling, which gives the same values and gradients
+ * with a quarter of the work. */
 zg_module *zg_model_default_cnn(void);
 /* Flatten, then Linear sizes[0]-sizes[1]-...-sizes[n-1] with ReLU between
  * (n >= 2); {784, 256, 128, 10} is `zgrad train --model mlp`. */
@@ -567,7 +569,9 @@ typedef struct {
     char schedule[256];             /* "": constant lr; else a zg_sched_from_spec spec,
                                      * total_steps = the run's optimizer steps */
     int amp;                        /* a zg_autocast_type: OFF (0); BF16 autocast around
-                                     * the forward; FP16 autocast + a GradScaler */
+                                     * the forward; FP16 autocast + a GradScaler; the
+                                     * per-epoch evaluation runs under the same type
+                                     * (zg_eval_checkpoint stays float32) */
     /* Fault tolerance: a batch that fails to load or a non-finite loss is
      * skipped (its gradient dropped); after max_bad_steps (5) skipped batches
      * in a row the run stops. With handle_signals (the CLI), SIGINT/SIGTERM
@@ -939,6 +943,7 @@ typedef enum {
     ZG_SAN_UNSTEPPED,   /* watched module params with grads in no optimizer */
     ZG_SAN_SCALED_CLIP, /* clipping grads still multiplied by the loss scale */
     ZG_SAN_SCHED_ORDER, /* scheduler stepped before its optimizer's first step */
+    ZG_SAN_SCALED_READ, /* zg_tensor_grad read grads still multiplied by the loss scale */
     ZG_SAN_KIND_COUNT
 } zg_sanitize_kind;
 void zg_sanitize_set_mode(zg_sanitize_mode mode);

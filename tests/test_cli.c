@@ -4,10 +4,9 @@
  * at random moments. Runs the zgrad binary of the same build directory
  * (BUILD/zgrad next to BUILD/tests/) from the repository root. */
 #include "harness.h"
+#include "cli_runner.h"
 
 #include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,23 +17,14 @@
 
 #define DATA_DIR "/usr/share/datasets/fashion-mnist"
 
-static char zgrad_bin[4096];
 static char tmp_root[64];
 
-/* BUILD/tests/test_cli -> BUILD/zgrad; a temporary directory for runs. */
+/* A temporary directory for runs (io/ holds the captured output), and the
+ * zgrad binary of this build. */
 static bool setup_paths(void) {
-    if (zgrad_bin[0]) return true;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return false;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (!slash) return false;
-    *slash = '\0';
-    slash = strrchr(exe, '/');
-    if (!slash) return false;
-    *slash = '\0';
-    if (snprintf(zgrad_bin, sizeof zgrad_bin, "%s/zgrad", exe) >= (int)sizeof zgrad_bin) return false;
+    static bool done, ok;
+    if (done) return ok;
+    done = true;
     snprintf(tmp_root, sizeof tmp_root, "/tmp/zgrad-cli-XXXXXX");
     if (!mkdtemp(tmp_root)) return false;
     char sub[128];
@@ -42,7 +32,9 @@ static bool setup_paths(void) {
     if (mkdir(sub, 0755) != 0) return false;
     snprintf(sub, sizeof sub, "%s/empty", tmp_root);
     if (mkdir(sub, 0755) != 0) return false;
-    return access(zgrad_bin, X_OK) == 0;
+    snprintf(sub, sizeof sub, "%s/io", tmp_root);
+    ok = zgt_cli_setup(sub);
+    return ok;
 }
 
 __attribute__((destructor)) static void remove_tmp(void) {
@@ -56,63 +48,9 @@ static void tmp_path(char *out, size_t n, const char *name) { snprintf(out, n, "
 
 /* ---- running zgrad ----------------------------------------------------------- */
 
-typedef struct {
-    int status; /* exit code, or 128 + signal */
-    char out[16384];
-    char err[16384];
-} result;
+typedef zgt_cli_result result;
 
-static void read_all(const char *path, char *buf, size_t n) {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t k = fread(buf, 1, n - 1, f);
-    buf[k] = '\0';
-    fclose(f);
-}
-
-/* Starts zgrad with args (NULL-terminated) in the background; stdout and
- * stderr go to the given files (NULL: /dev/null). */
-static pid_t spawn(const char *const *args, const char *out_file, const char *err_file) {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = zgrad_bin;
-    for (int i = 0; args[i] && n < 62; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(out_file ? out_file : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_file ? err_file : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) _exit(126);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        close(fo);
-        close(fe);
-        execv(zgrad_bin, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int wait_status(pid_t pid) {
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* Runs zgrad to completion, capturing its output. */
-static void run(result *r, const char *const *args) {
-    char o[128], e[128];
-    tmp_path(o, sizeof o, "io/stdout.txt");
-    tmp_path(e, sizeof e, "io/stderr.txt");
-    pid_t pid = spawn(args, o, e);
-    r->status = pid > 0 ? wait_status(pid) : -1;
-    read_all(o, r->out, sizeof r->out);
-    read_all(e, r->err, sizeof r->err);
-}
+static void run(result *r, const char *const *args) { zgt_cli_run(r, args); }
 
 static int count_lines(const char *s) {
     int n = 0;
@@ -245,7 +183,7 @@ static bool have_data(void) {
 #define REQUIRE_SETUP()                                                                           \
     do {                                                                                          \
         if (!setup_paths()) {                                                                     \
-            zgt_fail(__FILE__, __LINE__, "no zgrad binary next to the test (%s)", zgrad_bin);    \
+            zgt_fail(__FILE__, __LINE__, "no zgrad binary next to the test (%s)", zgt_cli_bin());    \
             return;                                                                               \
         }                                                                                         \
     } while (0)
@@ -678,8 +616,8 @@ TEST(cli_checkpoint_survives_kill) {
     snprintf(pointer, sizeof pointer, "%s/checkpoint", dir);
     for (int k = 0; k < kills; k++) {
         char *before = slurp(pointer, NULL);
-        pid_t pid = k == 0 ? spawn(args, NULL, NULL)
-                           : spawn((const char *[]){"train", "--resume", dir, "--progress", "off", NULL}, NULL, NULL);
+        pid_t pid = k == 0 ? zgt_cli_spawn(args, NULL, NULL)
+                           : zgt_cli_spawn((const char *[]){"train", "--resume", dir, "--progress", "off", NULL}, NULL, NULL);
         CHECK(pid > 0);
         if (pid <= 0) {
             free(before);
@@ -709,7 +647,7 @@ TEST(cli_checkpoint_survives_kill) {
         if (!done) {
             sleep_s(t_train * 0.5 / kills * (double)rand() / RAND_MAX);
             kill(pid, SIGKILL);
-            st = wait_status(pid);
+            st = zgt_cli_wait(pid);
         }
         /* Killed, or (rarely, on a machine much faster than during the
          * reference run) finished already. */

@@ -179,6 +179,84 @@ TEST(sanitize_clipping_scaled_grads) {
     fx_free(&f);
 }
 
+/* A user's read of grads a scaled loss produced, before unscale_: once per
+ * parameter per step, naming it and the scale; not after unscale_ / step /
+ * update, nor for grads of an unscaled loss. */
+TEST(sanitize_reading_scaled_grads) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_grad_scaler *s = zg_grad_scaler_new(NULL);
+    CHECK_PTR(s);
+    for (int it = 0; it < 2; it++) {
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+        CHECK_PTR(zg_tensor_grad(f.p[0]));
+        CHECK(zg_sanitize_report_count() == 2 * it + 1);
+        CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_READ) == 2 * it + 1);
+        CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_CLIP) == 0);
+        CHECK(last_has("reading gradients still multiplied by the loss scale 65536"));
+        CHECK(last_has("call zg_grad_scaler_unscale_ first"));
+        CHECK(last_has("(0.weight) at zg_tensor_grad"));
+        CHECK_PTR(zg_tensor_grad(f.p[0])); /* once per parameter per step */
+        CHECK(zg_sanitize_report_count() == 2 * it + 1);
+        CHECK_PTR(zg_tensor_grad(f.p[3]));
+        CHECK(zg_sanitize_report_count() == 2 * it + 2);
+        CHECK(last_has("(1.bias)"));
+        CHECK_OK(zg_grad_scaler_unscale_(s, f.opt));
+        for (int i = 0; i < 4; i++) CHECK_PTR(zg_tensor_grad(f.p[i]));
+        CHECK_OK(zg_grad_scaler_step(s, f.opt, NULL));
+        CHECK_OK(zg_grad_scaler_update(s));
+        for (int i = 0; i < 4; i++) CHECK_PTR(zg_tensor_grad(f.p[i]));
+        CHECK(zg_sanitize_report_count() == 2 * it + 2);
+        zg_arena_reset();
+    }
+    /* The scale after growth is what the message names. */
+    zg_grad_scaler_state st;
+    CHECK_OK(zg_grad_scaler_get_state(s, &st));
+    st.scale = 1024;
+    CHECK_OK(zg_grad_scaler_set_state(s, &st));
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+    CHECK_PTR(zg_tensor_grad(f.p[1]));
+    CHECK(zg_sanitize_report_count() == 5);
+    CHECK(last_has("loss scale 1024 ") && last_has("(0.bias)"));
+    CHECK_OK(zg_grad_scaler_step(s, f.opt, NULL));
+    CHECK_OK(zg_grad_scaler_update(s));
+    /* Grads of a plain backward are not scaled. */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(backward_of(f.m));
+    for (int i = 0; i < 4; i++) CHECK_PTR(zg_tensor_grad(f.p[i]));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_report_count() == 5);
+    /* Without the sanitizer nothing is reported. */
+    zg_sanitize_set_mode(ZG_SANITIZE_OFF);
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+    CHECK_PTR(zg_tensor_grad(f.p[0]));
+    CHECK(zg_sanitize_report_count() == 5);
+    zg_grad_scaler_free(s);
+    fx_free(&f);
+}
+
+/* Error mode: the read itself cannot fail (it returns the buffer), so the
+ * next step fails, naming the read, as for erasures. */
+TEST(sanitize_error_mode_reading_scaled_grads_fails_the_step) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    zg_grad_scaler *s = zg_grad_scaler_new(NULL);
+    CHECK_PTR(s);
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+    const zg_tensor *g = zg_tensor_grad(f.p[2]);
+    CHECK_PTR(g);
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_READ) == 1);
+    CHECK(strstr(zg_last_error(), "reading gradients still multiplied by the loss scale") != NULL);
+    CHECK_OK(zg_grad_scaler_unscale_(s, f.opt));
+    CHECK_ERR(zg_grad_scaler_step(s, f.opt, NULL), "(1.weight) at zg_tensor_grad");
+    zg_grad_scaler_free(s);
+    fx_free(&f);
+}
+
 TEST(sanitize_scheduler_before_optimizer) {
     fx f;
     fx_make(&f, ZG_SANITIZE_WARN);
@@ -273,8 +351,10 @@ TEST(sanitize_error_mode_fails_clip_and_scheduler) {
     CHECK_PTR(sc);
     CHECK_ERR(zg_sched_step(sc), "scheduler stepped before");
     CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
-    float g0 = zg_tensor_get(zg_tensor_grad(f.p[0]), 0);
+    float g0 = zg_tensor_get(zg_tensor_grad(f.p[0]), 0); /* a scaled read: reported too */
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_READ) == 1);
     CHECK_ERR(zg_optim_clip_grad_norm(f.opt, 1e-3, 2.0, false, NULL), "loss scale");
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_CLIP) == 1);
     CHECK(zg_tensor_get(zg_tensor_grad(f.p[0]), 0) == g0); /* not clipped */
     zg_sched_free(sc);
     zg_grad_scaler_free(s);
@@ -402,11 +482,19 @@ TEST(sanitize_amp_recipe_with_clip_and_scheduler_is_clean) {
         CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
         CHECK_OK(zg_grad_scaler_unscale_(s, f.opt));
         CHECK_OK(zg_optim_clip_grad_norm(f.opt, 1.0, 2.0, false, NULL));
+        /* Reading the unscaled grads (logging, a hand-made clip) is fine. */
+        double sq = 0;
+        for (int i = 0; i < 4; i++) {
+            const zg_tensor *g = zg_tensor_grad(f.p[i]);
+            for (int64_t k = 0; g && k < zg_tensor_numel(g); k++) sq += zg_tensor_get(g, k) * zg_tensor_get(g, k);
+        }
+        CHECK(sq > 0 && sq <= 1.0 + 1e-5); /* clipped to norm 1, unscaled */
         bool stepped = false;
         CHECK_OK(zg_grad_scaler_step(s, f.opt, &stepped));
         CHECK(stepped);
         CHECK_OK(zg_grad_scaler_update(s));
         CHECK_OK(zg_sched_step(sc));
+        for (int i = 0; i < 4; i++) CHECK_PTR(zg_tensor_grad(f.p[i])); /* after update */
         zg_arena_reset();
     }
     CHECK(zg_sanitize_report_count() == 0);

@@ -6,9 +6,8 @@
  * writes a checkpoint from which --resume finishes exactly as an
  * uninterrupted run. CLI cases run BUILD/zgrad from the repository root. */
 #include "harness.h"
+#include "cli_runner.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -321,88 +320,83 @@ TEST(driver_stops_after_k_bad_steps) {
     CHECK(r.bad_losses == 3 && r.epochs_done == 1);
 }
 
+/* The number after "key": in the last line of a metrics.jsonl (NAN if none). */
+static double last_metric(const char *dir, const char *key) {
+    char path[256], line[1024], last[1024] = "";
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return NAN;
+    while (fgets(line, sizeof line, f)) memcpy(last, line, sizeof last);
+    fclose(f);
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\"", key);
+    const char *p = strstr(last, k);
+    p = p ? strchr(p + strlen(k), ':') : NULL;
+    return p ? strtod(p + 1, NULL) : NAN;
+}
+
+/* --amp bf16: the per-epoch evaluation runs under bf16 autocast. Its loss
+ * is that of an autocast zg_evaluate of the saved model, not the float32
+ * one of zg_eval_checkpoint (`zgrad eval`), whose accuracy it matches
+ * within 2 points. */
+TEST(train_amp_bf16_evaluates_under_autocast) {
+    REQUIRE_DATA();
+    zg_train_config c = small_config("amp_eval");
+    c.amp = ZG_AUTOCAST_BF16;
+    c.limit_test = 500;
+    zg_train_result r;
+    CHECK_OK(zg_train_run(&c, &r));
+    CHECK_NEAR(last_metric(c.out_dir, "test_acc"), r.test_acc, 1e-6);
+    CHECK(r.test_acc > 0.5); /* it learned something */
+    zg_eval_result fp32;
+    CHECK_OK(zg_eval_checkpoint(c.out_dir, DATA_DIR, 500, &fp32));
+    CHECK(fp32.n == 500);
+    CHECK(fabs(r.test_acc - fp32.accuracy) <= 0.02);
+    CHECK(r.test_loss != fp32.loss);
+    zg_eval_result_free(&fp32);
+
+    /* The same evaluation by hand, under autocast and without. */
+    const int64_t sizes[4] = {784, 256, 128, 10};
+    zg_module *m = zg_model_mlp(sizes, 4);
+    char weights[256];
+    snprintf(weights, sizeof weights, "%s/model.safetensors", c.out_dir);
+    CHECK_OK(zg_module_load(m, weights));
+    zg_dataset *full = zg_dataset_load_mnist_dir(DATA_DIR, false);
+    CHECK_PTR(full);
+    zg_dataset *ds = full ? zg_dataset_head(full, 500) : NULL;
+    zg_loader_opts lo = {.batch_size = c.eval_batch_size, .shuffle = false, .mean = c.mean, .std = c.std};
+    zg_loader *ld = ds ? zg_loader_new(ds, &lo) : NULL;
+    CHECK_PTR(ld);
+    if (ld) {
+        zg_eval_result plain, amp;
+        CHECK_OK(zg_evaluate(m, ld, 10, &plain));
+        CHECK_OK(zg_autocast_enter(ZG_AUTOCAST_BF16));
+        CHECK_OK(zg_evaluate(m, ld, 10, &amp));
+        zg_autocast_exit();
+        CHECK(zg_autocast_get() == ZG_AUTOCAST_OFF);
+        CHECK(amp.loss == r.test_loss && amp.accuracy == r.test_acc);
+        CHECK(plain.loss != r.test_loss);
+        CHECK_NEAR(plain.loss, r.test_loss, 0.02 * plain.loss); /* bf16 rounding, not another model */
+        zg_eval_result_free(&plain);
+        zg_eval_result_free(&amp);
+    }
+    zg_loader_free(ld);
+    zg_dataset_free(ds);
+    zg_dataset_free(full);
+    zg_module_free(m);
+}
+
 /* ---- the CLI ------------------------------------------------------------------ */
 
-static char zgrad_bin[4096];
+typedef zgt_cli_result result;
 
-static bool find_bin(void) {
-    if (zgrad_bin[0]) return true;
-    char exe[2048];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return false;
-    exe[n] = '\0';
-    for (int k = 0; k < 2; k++) {
-        char *slash = strrchr(exe, '/');
-        if (!slash) return false;
-        *slash = '\0';
-    }
-    if (snprintf(zgrad_bin, sizeof zgrad_bin, "%s/zgrad", exe) >= (int)sizeof zgrad_bin) return false;
-    return access(zgrad_bin, X_OK) == 0;
-}
-
-typedef struct {
-    int status;
-    char out[8192], err[8192];
-} result;
-
-static void read_all(const char *path, char *buf, size_t n) {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t k = fread(buf, 1, n - 1, f);
-    buf[k] = '\0';
-    fclose(f);
-}
-
-static pid_t spawn(const char *const *args, const char *out_file, const char *err_file) {
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = zgrad_bin;
-    for (int i = 0; args[i] && n < 62; i++) argv[n++] = args[i];
-    argv[n] = NULL;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fo = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int fe = open(err_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0) _exit(126);
-        dup2(fo, 1);
-        dup2(fe, 2);
-        close(fo);
-        close(fe);
-        execv(zgrad_bin, (char *const *)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int wait_status(pid_t pid) {
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void io_paths(char *o, char *e) {
-    snprintf(o, 128, "%s/stdout.txt", tmp_root);
-    snprintf(e, 128, "%s/stderr.txt", tmp_root);
-}
-
-static void run(result *r, const char *const *args) {
-    char o[128], e[128];
-    io_paths(o, e);
-    pid_t pid = spawn(args, o, e);
-    r->status = pid > 0 ? wait_status(pid) : -1;
-    read_all(o, r->out, sizeof r->out);
-    read_all(e, r->err, sizeof r->err);
-}
+static void run(result *r, const char *const *args) { zgt_cli_run(r, args); }
 
 #define REQUIRE_CLI()                                                                       \
     do {                                                                                    \
         REQUIRE_DATA();                                                                     \
-        if (!find_bin()) {                                                                  \
-            zgt_fail(__FILE__, __LINE__, "no zgrad binary next to the test (%s)", zgrad_bin); \
+        if (!zgt_cli_setup(tmp_root)) {                                                                  \
+            zgt_fail(__FILE__, __LINE__, "no zgrad binary next to the test (%s)", zgt_cli_bin()); \
             return;                                                                         \
         }                                                                                   \
     } while (0)
@@ -480,20 +474,19 @@ TEST(cli_sigterm_checkpoint_resume_exact) {
         return;
     }
     args[n_args - 2] = b;
-    char o[128], e[128];
-    io_paths(o, e);
-    pid_t pid = spawn(args, o, e);
+    const char *o = zgt_cli_out_file(), *e = zgt_cli_err_file();
+    pid_t pid = zgt_cli_spawn(args, o, e);
     CHECK(pid > 0);
     /* Wait for the header line (training has begun), then a little more. */
     for (int i = 0; i < 2000; i++) {
-        read_all(o, r.out, sizeof r.out);
+        zgt_read_text(o, r.out, sizeof r.out);
         if (strstr(r.out, "parameters")) break;
         nanosleep(&(struct timespec){0, 5000000}, NULL);
     }
     nanosleep(&(struct timespec){0, 200000000}, NULL);
     kill(pid, SIGTERM);
-    int st = wait_status(pid);
-    read_all(e, r.err, sizeof r.err);
+    int st = zgt_cli_wait(pid);
+    zgt_read_text(e, r.err, sizeof r.err);
     if (st != 143) {
         zgt_fail(__FILE__, __LINE__, "stopped run: exit %d (expected 143): %s", st, r.err);
         return;
@@ -528,24 +521,24 @@ TEST(cli_sigterm_checkpoint_resume_exact) {
 /* SIGINT: the same stop, exit 130, and the checkpoint it names resumes. */
 TEST(cli_sigint_exit_130) {
     REQUIRE_CLI();
-    char out[128], o[128], e[128];
+    char out[128];
+    const char *o = zgt_cli_out_file(), *e = zgt_cli_err_file();
     snprintf(out, sizeof out, "%s/interrupted", tmp_root);
-    io_paths(o, e);
-    pid_t pid = spawn((const char *[]){"train", "--model", "mlp", "--limit-train", "6400", "--limit-test", "100",
+    pid_t pid = zgt_cli_spawn((const char *[]){"train", "--model", "mlp", "--limit-train", "6400", "--limit-test", "100",
                                        "--epochs", "3", "--batch-size", "16", "--threads", "2", "--progress", "off",
                                        "--out", out, NULL},
                       o, e);
     CHECK(pid > 0);
     result r;
     for (int i = 0; i < 2000; i++) {
-        read_all(o, r.out, sizeof r.out);
+        zgt_read_text(o, r.out, sizeof r.out);
         if (strstr(r.out, "parameters")) break;
         nanosleep(&(struct timespec){0, 5000000}, NULL);
     }
     nanosleep(&(struct timespec){0, 100000000}, NULL);
     kill(pid, SIGINT);
-    int st = wait_status(pid);
-    read_all(e, r.err, sizeof r.err);
+    int st = zgt_cli_wait(pid);
+    zgt_read_text(e, r.err, sizeof r.err);
     if (st != 130) {
         zgt_fail(__FILE__, __LINE__, "exit %d (expected 130): %s", st, r.err);
         return;

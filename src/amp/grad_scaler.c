@@ -84,7 +84,7 @@ zg_tensor *zg_grad_scaler_scale(zg_grad_scaler *s, zg_tensor *loss) {
     if (!s->enabled) return loss;
     s->scale_used = true;
     zg_tensor *out = zg_mul_scalar(loss, s->scale);
-    zg__sanitize_on_scale(out); /* sanitizer: a backward of out leaves scaled grads */
+    zg__sanitize_on_scale(out, s->scale); /* sanitizer: a backward of out leaves scaled grads */
     return out;
 }
 
@@ -119,7 +119,7 @@ static void unscale_grads(zg_optim *opt, float inv, bool *recorded, bool *found_
     bool any = false, bad = false;
     for (int g = 0; g < zg_optim_num_groups(opt); g++)
         for (int i = 0; i < zg_optim_group_size(opt, g); i++) {
-            zg_tensor *grad = zg_tensor_grad(zg_optim_group_param(opt, g, i));
+            zg_tensor *grad = zg__grad_unchecked(zg_optim_group_param(opt, g, i));
             if (!grad) continue;
             any = true;
             float *d = zg__f32(grad);

@@ -20,7 +20,11 @@ bool zg_tensor_requires_grad(const zg_tensor *t) { return t && t->requires_grad;
 bool zg_tensor_is_leaf(const zg_tensor *t) { return t && !t->grad_fn; }
 const char *zg_tensor_grad_fn_name(const zg_tensor *t) { return t && t->grad_fn ? t->grad_fn->name : NULL; }
 
-zg_tensor *zg_tensor_grad(const zg_tensor *t) { return t && t->grad_defined ? t->grad : NULL; }
+zg_tensor *zg_tensor_grad(const zg_tensor *t) {
+    if (!t || !t->grad_defined) return NULL;
+    zg__sanitize_on_read_grad(t); /* sanitizer: grads still multiplied by a loss scale? */
+    return t->grad;
+}
 
 void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none) {
     if (!t || !t->grad_defined) return;

@@ -20,7 +20,8 @@ void zg__san_zero_end(void);
 int zg__san_step(const zg_optim *opt);
 void zg__san_optim_free(const zg_optim *opt);
 int zg__san_clip(zg_tensor *const *params, int n, const char *call);
-void zg__san_scale(const zg_tensor *scaled_loss);
+void zg__san_scale(const zg_tensor *scaled_loss, float scale);
+void zg__san_read_grad(const zg_tensor *t);
 void zg__san_unscale(const zg_optim *opt);
 void zg__san_scaler_skip(const zg_optim *opt);
 int zg__san_sched_step(const zg_optim *opt);
@@ -56,8 +57,13 @@ static inline void zg__sanitize_on_optim_free(const zg_optim *opt) {
 static inline int zg__sanitize_on_clip(zg_tensor *const *params, int n, const char *call) {
     return zg__san_active ? zg__san_clip(params, n, call) : 0;
 }
-static inline void zg__sanitize_on_scale(const zg_tensor *scaled_loss) {
-    if (zg__san_active) zg__san_scale(scaled_loss);
+/* scaled_loss = loss * scale: a backward of it leaves scaled grads. */
+static inline void zg__sanitize_on_scale(const zg_tensor *scaled_loss, float scale) {
+    if (zg__san_active) zg__san_scale(scaled_loss, scale);
+}
+/* The user read t's (defined) grad through zg_tensor_grad. */
+static inline void zg__sanitize_on_read_grad(const zg_tensor *t) {
+    if (zg__san_active) zg__san_read_grad(t);
 }
 static inline void zg__sanitize_on_unscale(const zg_optim *opt) {
     if (zg__san_active) zg__san_unscale(opt);
@@ -68,5 +74,9 @@ static inline void zg__sanitize_on_scaler_skip(const zg_optim *opt) {
 static inline int zg__sanitize_on_sched_step(const zg_optim *opt) {
     return zg__san_active ? zg__san_sched_step(opt) : 0;
 }
+
+/* t's grad (NULL when None) for library code: the public zg_tensor_grad
+ * is the user's read, which the sanitizer checks for scaled grads. */
+static inline zg_tensor *zg__grad_unchecked(const zg_tensor *t) { return t && t->grad_defined ? t->grad : NULL; }
 
 #endif

@@ -9,7 +9,9 @@
  * backward passes accumulated since the last clear or step (`backwards`),
  * whether the grads were consumed by a step and not cleared (`stepped`),
  * whether a backward then added onto consumed grads (`leftover`), and
- * whether a scaled loss contributed and unscale_ has not run (`scaled`).
+ * whether a scaled loss contributed and unscale_ has not run (`scaled`,
+ * with the scale S of that loss: a user's read of such grads through
+ * zg_tensor_grad is reported once per parameter per step).
  * A global epoch advances at every step, so "fresh" grads are those of a
  * backward after the most recent step of any optimizer (a GAN's generator
  * step leaves grads in the discriminator that its zero_grad may erase). */
@@ -25,6 +27,8 @@ static int g_mode = -1; /* -1: ZG_SANITIZE not read yet */
 typedef struct {
     const void *key;
     uint64_t bw_epoch;  /* g_epoch at the last accumulation */
+    uint64_t read_epoch; /* g_epoch of the last scaled-read report */
+    float scale;         /* S of the scaled loss behind `scaled` */
     uint32_t backwards; /* passes accumulated since the last clear / step */
     bool stepped, leftover, scaled, in_optim;
     /* optimizer records */
@@ -40,6 +44,7 @@ static uint64_t g_epoch = 1;
 static int g_expect;          /* declared backward passes for a multi-loss step */
 static bool g_expect_consume; /* a step used g_expect: the next backward drops it */
 static const zg_tensor *g_scaled_root;
+static float g_root_scale, g_pass_scale;
 static bool g_pass_scaled;
 
 static int64_t g_total, g_kinds[ZG_SAN_KIND_COUNT];
@@ -165,7 +170,10 @@ void zg__san_backward(const zg_tensor *root) {
         g_expect_consume = false;
     }
     g_pass_scaled = root && root == g_scaled_root;
-    if (g_pass_scaled) g_scaled_root = NULL;
+    if (g_pass_scaled) {
+        g_scaled_root = NULL;
+        g_pass_scale = g_root_scale;
+    }
 }
 
 void zg__san_accumulate(const zg_tensor *t) {
@@ -177,7 +185,10 @@ void zg__san_accumulate(const zg_tensor *t) {
     e->stepped = false;
     e->backwards++;
     e->bw_epoch = g_epoch;
-    if (g_pass_scaled) e->scaled = true;
+    if (g_pass_scaled) {
+        e->scaled = true;
+        e->scale = g_pass_scale;
+    }
 }
 
 static const char *erase_what = "zero_grad erased gradients of a backward that no step used";
@@ -330,9 +341,27 @@ int zg__san_clip(zg_tensor *const *params, int n, const char *call) {
                   call);
 }
 
-void zg__san_scale(const zg_tensor *scaled_loss) {
+void zg__san_scale(const zg_tensor *scaled_loss, float scale) {
     if (!ensure_mode()) return;
     g_scaled_root = scaled_loss;
+    g_root_scale = scale;
+}
+
+/* Library code reads grads with zg__grad_unchecked, so this sees only the
+ * user's reads: values S times too large (logging, a hand-made clip) or
+ * written before unscale_ multiplies them by 1/S. */
+void zg__san_read_grad(const zg_tensor *t) {
+    if (!ensure_mode()) return;
+    entry *e = find(t);
+    if (!e || !e->scaled || e->read_epoch == g_epoch) return;
+    e->read_epoch = g_epoch;
+    namelist l = {0};
+    names_add(&l, t);
+    char what[192];
+    snprintf(what, sizeof what,
+             "reading gradients still multiplied by the loss scale %g (call zg_grad_scaler_unscale_ first)",
+             (double)e->scale);
+    report_deferred(ZG_SAN_SCALED_READ, what, &l, "zg_tensor_grad");
 }
 
 void zg__san_unscale(const zg_optim *opt) {
@@ -394,6 +423,7 @@ void zg_sanitize_reset(void) {
     g_expect = 0;
     g_expect_consume = false;
     g_scaled_root = NULL;
+    g_root_scale = g_pass_scale = 0;
     g_pass_scaled = false;
     g_zero_call = NULL;
     g_epoch = 1;

@@ -75,7 +75,7 @@ int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double n
     if (!(norm_type > 0))
         return zg__fail(ZG_ERR_ARG, "%s: norm_type %g is not supported (2, 1, INFINITY or any p > 0)", fn, norm_type);
     for (int i = 0; i < n; i++) {
-        const zg_tensor *g = params[i] ? zg_tensor_grad(params[i]) : NULL;
+        const zg_tensor *g = params[i] ? zg__grad_unchecked(params[i]) : NULL;
         if (g && g->dtype != ZG_FLOAT32)
             return zg__fail(ZG_ERR_ARG, "%s: parameter %d ('%s') has a non-float32 grad", fn, i,
                             zg_tensor_name(params[i]));
@@ -88,7 +88,7 @@ int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double n
     double total = 0;
     if (k == NORM_INF || k == NORM_P) {
         for (int i = 0; i < n; i++) {
-            const zg_tensor *g = params[i] ? zg_tensor_grad(params[i]) : NULL;
+            const zg_tensor *g = params[i] ? zg__grad_unchecked(params[i]) : NULL;
             if (g) total = nan_max(total, grad_reduce(zg__f32(g), g->numel, NORM_INF, 1, 1));
         }
     }
@@ -96,7 +96,7 @@ int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double n
         double scale = k == NORM_P ? total : 1;
         double s = 0;
         for (int i = 0; i < n; i++) {
-            const zg_tensor *g = params[i] ? zg_tensor_grad(params[i]) : NULL;
+            const zg_tensor *g = params[i] ? zg__grad_unchecked(params[i]) : NULL;
             if (g) s += grad_reduce(zg__f32(g), g->numel, k, norm_type, scale);
         }
         total = k == NORM_ONE ? s : k == NORM_TWO ? sqrt(s) : scale * pow(s, 1 / norm_type);
@@ -107,7 +107,7 @@ int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double n
         /* Name the first parameter whose grad is not finite. */
         int bad = -1;
         for (int i = 0; i < n && bad < 0; i++) {
-            const zg_tensor *g = params[i] ? zg_tensor_grad(params[i]) : NULL;
+            const zg_tensor *g = params[i] ? zg__grad_unchecked(params[i]) : NULL;
             if (g && !isfinite(grad_reduce(zg__f32(g), g->numel, NORM_INF, 1, 1))) bad = i;
         }
         char nb[32];
@@ -122,7 +122,7 @@ int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double n
     double coef = max_norm / (total + 1e-6);
     if (coef >= 1) return ZG_OK;
     for (int i = 0; i < n; i++) {
-        zg_tensor *g = params[i] ? zg_tensor_grad(params[i]) : NULL;
+        zg_tensor *g = params[i] ? zg__grad_unchecked(params[i]) : NULL;
         if (!g) continue;
         float *d = zg__f32(g);
         ZG_PARALLEL_FOR(e, g->numel, ZG__OPTIM_PAR_MIN, { d[e] = (float)((double)d[e] * coef); });
@@ -136,7 +136,7 @@ int zg_clip_grad_value(zg_tensor *const *params, int n, double clip_value) {
     if (n < 0 || (n > 0 && !params)) return zg__fail(ZG_ERR_ARG, "%s: params is NULL or n (%d) is negative", fn, n);
     if (!(clip_value >= 0)) return zg__fail(ZG_ERR_ARG, "%s: clip_value %g must be >= 0", fn, clip_value);
     for (int i = 0; i < n; i++) {
-        const zg_tensor *g = params[i] ? zg_tensor_grad(params[i]) : NULL;
+        const zg_tensor *g = params[i] ? zg__grad_unchecked(params[i]) : NULL;
         if (g && g->dtype != ZG_FLOAT32)
             return zg__fail(ZG_ERR_ARG, "%s: parameter %d ('%s') has a non-float32 grad", fn, i,
                             zg_tensor_name(params[i]));
@@ -146,7 +146,7 @@ int zg_clip_grad_value(zg_tensor *const *params, int n, double clip_value) {
      * PyTorch's clamp_ on a float32 tensor does. */
     const float hi = (float)clip_value, lo = -hi;
     for (int i = 0; i < n; i++) {
-        zg_tensor *g = params[i] ? zg_tensor_grad(params[i]) : NULL;
+        zg_tensor *g = params[i] ? zg__grad_unchecked(params[i]) : NULL;
         if (!g) continue;
         float *d = zg__f32(g);
         /* Comparisons leave NaN as it is, as clamp does. */

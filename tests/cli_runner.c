@@ -1,0 +1,86 @@
+/* The launcher of the zgrad binary for the CLI tests (see cli_runner.h). */
+#include "cli_runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char bin[4096];
+static char out_file[4096], err_file[4096];
+
+bool zgt_cli_setup(const char *io_dir) {
+    if (!bin[0]) {
+        /* BUILD/tests/test_x -> BUILD/zgrad */
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0) return false;
+        exe[n] = '\0';
+        for (int k = 0; k < 2; k++) {
+            char *slash = strrchr(exe, '/');
+            if (!slash) return false;
+            *slash = '\0';
+        }
+        if (snprintf(bin, sizeof bin, "%s/zgrad", exe) >= (int)sizeof bin) {
+            bin[0] = '\0';
+            return false;
+        }
+    }
+    if (snprintf(out_file, sizeof out_file, "%s/stdout.txt", io_dir) >= (int)sizeof out_file ||
+        snprintf(err_file, sizeof err_file, "%s/stderr.txt", io_dir) >= (int)sizeof err_file)
+        return false;
+    return access(bin, X_OK) == 0;
+}
+
+const char *zgt_cli_bin(void) { return bin; }
+const char *zgt_cli_out_file(void) { return out_file; }
+const char *zgt_cli_err_file(void) { return err_file; }
+
+void zgt_read_text(const char *path, char *buf, size_t n) {
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    size_t k = fread(buf, 1, n - 1, f);
+    buf[k] = '\0';
+    fclose(f);
+}
+
+pid_t zgt_cli_spawn(const char *const *args, const char *out, const char *err) {
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    for (int i = 0; args[i] && n < 62; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    /* Unflushed test output would be written twice, once by the child. */
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fo = open(out ? out : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0) _exit(126);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        close(fo);
+        close(fe);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int zgt_cli_wait(pid_t pid) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void zgt_cli_run(zgt_cli_result *r, const char *const *args) {
+    pid_t pid = zgt_cli_spawn(args, out_file, err_file);
+    r->status = pid > 0 ? zgt_cli_wait(pid) : -1;
+    zgt_read_text(out_file, r->out, sizeof r->out);
+    zgt_read_text(err_file, r->err, sizeof r->err);
+}
