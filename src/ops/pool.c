@@ -129,7 +129,12 @@ static void max_plane_2x2(const pool_geom *g, const float *restrict x, float *re
         int64_t ow = 0;
         for (; ow + 4 <= OW; ow += 4)
             max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch, base + 2 * (int32_t)ow, W32);
-        if (ow < OW) {
+        if (ow < OW && OW >= 4) {
+            /* The last block again, overlapping: its outputs are
+             * recomputed to the same values (7 -> 4 + 4, 14 -> 12 + 4). */
+            ow = OW - 4;
+            max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch, base + 2 * (int32_t)ow, W32);
+        } else if (ow < OW) {
             /* The last 1-3 outputs through a padded copy of their inputs. */
             float t0[8] = {0}, t1[8] = {0}, ty[4];
             int32_t ta[4];
@@ -194,7 +199,12 @@ static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, 
         int64_t ow = 0;
         for (; ow + 4 <= OW; ow += 4)
             unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow, base + 2 * (int32_t)ow, W32);
-        if (ow < OW) {
+        if (ow < OW && OW >= 4) {
+            /* Overlapping last block, as in max_plane_2x2: each window
+             * writes the same 4 values again. */
+            ow = OW - 4;
+            unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow, base + 2 * (int32_t)ow, W32);
+        } else if (ow < OW) {
             float ts[4] = {0}, t0[8], t1[8];
             int32_t ta[4] = {0};
             const int64_t n = OW - ow;
