@@ -643,7 +643,7 @@ void zg_eval_result_free(zg_eval_result *r);
 /* ------------------------------------------------------------------ */
 
 /* Autocast (per thread; regions nest like no_grad). Inside a bf16 or fp16
- * region zg_matmul and zg_linear compute in that 16-bit type: their inputs
+ * region zg_matmul, zg_linear and zg_conv2d compute in that 16-bit type: their inputs
  * are rounded to it (round to nearest even, as PyTorch converts), the
  * products are accumulated in float32 and the result (bias included) is
  * rounded to the 16-bit type once. zgrad has no 16-bit dtype: the results
@@ -653,7 +653,9 @@ void zg_eval_result_free(zg_eval_result *r);
  * Parameters and their .grad stay float32 (master weights). The backward of
  * an autocast matmul / linear rounds the incoming gradient to the 16-bit
  * type, computes its GEMMs in it with float32 accumulation and rounds the
- * input gradients, as PyTorch's autograd through a bf16 linear does; .grad
+ * input gradients, as PyTorch's autograd through a bf16 linear does (conv2d
+ * rounds dW, db and dX once, after summing over the samples and the
+ * overlapping patches, as PyTorch's CPU convolution does); .grad
  * accumulates them in float32. One difference from PyTorch: elementwise
  * ops on autocast results (add, mul, ...) are float32 ops here, where
  * PyTorch would round their bf16 results again. */

@@ -28,7 +28,8 @@ typedef struct {
 
 /* Blocks [b0, b1) of the grid (row-major over Mpad/32 x Npad/32). */
 ZG_AMX static void blocks(const uint32_t *Ap, const uint32_t *Bp, int64_t M, int64_t N, int64_t Kp2,
-                          int64_t Npad, int64_t nb, int64_t b0, int64_t b1, const float *bias, float *C) {
+                          int64_t Npad, int64_t nb, int64_t b0, int64_t b1, const float *bias, bool round,
+                          float *C) {
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -63,7 +64,7 @@ ZG_AMX static void blocks(const uint32_t *Ap, const uint32_t *Bp, int64_t M, int
             _tile_stored(1, c + 16, sc);
             _tile_stored(2, c + 16 * N, sc);
             _tile_stored(3, c + 16 * N + 16, sc);
-            zg__bf16_epilogue(c, N, BLK, BLK, bias ? bias + j : NULL);
+            zg__bf16_epilogue(c, N, BLK, BLK, bias ? bias + j : NULL, round);
         } else {
             /* An edge block: through a buffer, keeping the part inside C. */
             _tile_stored(0, buf, BLK * 4);
@@ -71,27 +72,34 @@ ZG_AMX static void blocks(const uint32_t *Ap, const uint32_t *Bp, int64_t M, int
             _tile_stored(2, buf + 16 * BLK, BLK * 4);
             _tile_stored(3, buf + 16 * BLK + 16, BLK * 4);
             int64_t rows = M - i < BLK ? M - i : BLK, cols = N - j < BLK ? N - j : BLK;
-            zg__bf16_epilogue(buf, BLK, rows, cols, bias ? bias + j : NULL);
+            zg__bf16_epilogue(buf, BLK, rows, cols, bias ? bias + j : NULL, round);
             for (int64_t r = 0; r < rows; r++) memcpy(C + (i + r) * N + j, buf + r * BLK, (size_t)cols * 4);
         }
     }
     _tile_release();
 }
 
-int zg__bf16_gemm_amx(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
-                      const float *bias, float *C) {
-    /* Pad to whole blocks: K to 32 (16 pairs), M and N to 32. */
+void zg__bf16_amx_sizes(int64_t M, int64_t N, int64_t K, int64_t *a_words, int64_t *b_words) {
+    /* Padded to whole blocks: K to 32 (16 pairs), M and N to 32. */
+    const int64_t Kp2 = (K + BLK - 1) / BLK * (BLK / 2);
+    *a_words = (M + BLK - 1) / BLK * BLK * Kp2;
+    *b_words = Kp2 * ((N + BLK - 1) / BLK * BLK);
+}
+
+int zg__bf16_gemm_amx(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                      const float *B, const float *bias, float *C, void *scratch) {
     const int64_t Kp2 = (K + BLK - 1) / BLK * (BLK / 2), Mpad = (M + BLK - 1) / BLK * BLK,
                   Npad = (N + BLK - 1) / BLK * BLK;
-    uint32_t *Ap = zg__arena_alloc((size_t)(Mpad * Kp2) * sizeof *Ap);
-    uint32_t *Bp = zg__arena_alloc((size_t)(Kp2 * Npad) * sizeof *Bp);
+    const bool serial = flags & ZG__LP_SERIAL, round = !(flags & ZG__LP_NO_ROUND);
+    uint32_t *Ap = serial ? scratch : zg__arena_alloc((size_t)(Mpad * Kp2) * sizeof *Ap);
+    uint32_t *Bp = serial ? Ap + Mpad * Kp2 : zg__arena_alloc((size_t)(Kp2 * Npad) * sizeof *Bp);
     if (!Ap || !Bp) return zg__fail(ZG_ERR_NOMEM, "zg_autocast: out of memory for a %lldx%lldx%lld GEMM",
                                     (long long)M, (long long)N, (long long)K);
-    zg__bf16_pack_a(ta, M, K, A, Mpad, Kp2, Ap);
-    zg__bf16_pack_b(tb, K, N, B, Kp2, Npad, Bp);
+    zg__bf16_pack_a(serial, ta, M, K, A, Mpad, Kp2, Ap);
+    zg__bf16_pack_b(serial, tb, K, N, B, Kp2, Npad, Bp);
     const int64_t nb = Npad / BLK, total = Mpad / BLK * nb;
-    if (M * N * K < ZG__LP_PAR_MIN_WORK || total < 2) {
-        blocks(Ap, Bp, M, N, Kp2, Npad, nb, 0, total, bias, C);
+    if (serial || M * N * K < ZG__LP_PAR_MIN_WORK || total < 2) {
+        blocks(Ap, Bp, M, N, Kp2, Npad, nb, 0, total, bias, round, C);
         return ZG_OK;
     }
     /* Each thread configures its own tiles and takes a contiguous share. */
@@ -99,7 +107,7 @@ int zg__bf16_gemm_amx(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
     {
         int nt = omp_get_num_threads(), t = omp_get_thread_num();
         int64_t b0 = total * t / nt, b1 = total * (t + 1) / nt;
-        if (b1 > b0) blocks(Ap, Bp, M, N, Kp2, Npad, nb, b0, b1, bias, C);
+        if (b1 > b0) blocks(Ap, Bp, M, N, Kp2, Npad, nb, b0, b1, bias, round, C);
     }
     return ZG_OK;
 }
@@ -108,9 +116,14 @@ int zg__bf16_gemm_amx(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const f
 
 /* Not an x86-64 GCC/Clang build: the dispatcher never selects this kernel
  * (zg__cpu_has_amx_bf16() is false). */
-int zg__bf16_gemm_amx(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
-                      const float *bias, float *C) {
-    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)B, (void)bias, (void)C;
+void zg__bf16_amx_sizes(int64_t M, int64_t N, int64_t K, int64_t *a_words, int64_t *b_words) {
+    (void)M, (void)N, (void)K;
+    *a_words = *b_words = 0;
+}
+
+int zg__bf16_gemm_amx(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                      const float *B, const float *bias, float *C, void *scratch) {
+    (void)flags, (void)scratch, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)B, (void)bias, (void)C;
     return zg__fail(ZG_ERR_STATE, "zg_autocast: the AMX kernel is not built on this platform");
 }
 

@@ -20,7 +20,7 @@
 /* C[rows, cols] (rows <= 6, cols <= 32, row stride ldc) = round(Ap[0..5] . Bp
  * + bias). */
 ZG_AVX512BF16 static void micro(const uint32_t *Ap, int64_t Kp2, const uint32_t *Bp, int64_t Npad,
-                                const float *bias, float *C, int64_t ldc, int rows, int cols) {
+                                const float *bias, bool round, float *C, int64_t ldc, int rows, int cols) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const uint32_t *a0 = Ap, *a1 = a0 + Kp2, *a2 = a1 + Kp2, *a3 = a2 + Kp2, *a4 = a3 + Kp2, *a5 = a4 + Kp2;
@@ -42,26 +42,41 @@ ZG_AVX512BF16 static void micro(const uint32_t *Ap, int64_t Kp2, const uint32_t 
         _mm512_mask_storeu_ps(C + r * ldc, m0, acc[r][0]);
         _mm512_mask_storeu_ps(C + r * ldc + 16, m1, acc[r][1]);
     }
-    zg__bf16_epilogue(C, ldc, rows, cols, bias);
+    zg__bf16_epilogue(C, ldc, rows, cols, bias, round);
 }
 
-int zg__bf16_gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
-                         const float *bias, float *C) {
-    /* Rows padded for the packer (16) and for the micro-kernel (6). */
-    const int64_t Kp2 = (K + 31) / 32 * 16, M6 = (M + MR - 1) / MR * MR, M16 = (M + 15) / 16 * 16;
-    const int64_t Mpad = M6 > M16 ? M6 : M16, Npad = (N + NR - 1) / NR * NR;
-    uint32_t *Ap = zg__arena_alloc((size_t)(Mpad * Kp2) * sizeof *Ap);
-    uint32_t *Bp = zg__arena_alloc((size_t)(Kp2 * Npad) * sizeof *Bp);
+/* Rows padded for the packer (16) and for the micro-kernel (6). */
+static void sizes(int64_t M, int64_t N, int64_t K, int64_t *Kp2, int64_t *Mpad, int64_t *Npad) {
+    const int64_t M6 = (M + MR - 1) / MR * MR, M16 = (M + 15) / 16 * 16;
+    *Kp2 = (K + 31) / 32 * 16;
+    *Mpad = M6 > M16 ? M6 : M16;
+    *Npad = (N + NR - 1) / NR * NR;
+}
+
+void zg__bf16_avx512_sizes(int64_t M, int64_t N, int64_t K, int64_t *a_words, int64_t *b_words) {
+    int64_t Kp2, Mpad, Npad;
+    sizes(M, N, K, &Kp2, &Mpad, &Npad);
+    *a_words = Mpad * Kp2;
+    *b_words = Kp2 * Npad;
+}
+
+int zg__bf16_gemm_avx512(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                         const float *B, const float *bias, float *C, void *scratch) {
+    int64_t Kp2, Mpad, Npad;
+    sizes(M, N, K, &Kp2, &Mpad, &Npad);
+    const bool serial = flags & ZG__LP_SERIAL, round = !(flags & ZG__LP_NO_ROUND);
+    uint32_t *Ap = serial ? scratch : zg__arena_alloc((size_t)(Mpad * Kp2) * sizeof *Ap);
+    uint32_t *Bp = serial ? Ap + Mpad * Kp2 : zg__arena_alloc((size_t)(Kp2 * Npad) * sizeof *Bp);
     if (!Ap || !Bp) return zg__fail(ZG_ERR_NOMEM, "zg_autocast: out of memory for a %lldx%lldx%lld GEMM",
                                     (long long)M, (long long)N, (long long)K);
-    zg__bf16_pack_a(ta, M, K, A, Mpad, Kp2, Ap);
-    zg__bf16_pack_b(tb, K, N, B, Kp2, Npad, Bp);
-    const int64_t mblocks = M6 / MR, nblocks = Npad / NR;
-    const int64_t min_blocks = M * N * K >= ZG__LP_PAR_MIN_WORK ? 1 : INT64_MAX;
+    zg__bf16_pack_a(serial, ta, M, K, A, Mpad, Kp2, Ap);
+    zg__bf16_pack_b(serial, tb, K, N, B, Kp2, Npad, Bp);
+    const int64_t mblocks = (M + MR - 1) / MR, nblocks = Npad / NR;
+    const int64_t min_blocks = M * N * K >= ZG__LP_PAR_MIN_WORK && !serial ? 1 : INT64_MAX;
     ZG_PARALLEL_FOR(blk, mblocks * nblocks, min_blocks, {
         int64_t i = blk / nblocks * MR, j = blk % nblocks * NR;
         int rows = (int)(M - i < MR ? M - i : MR), cols = (int)(N - j < NR ? N - j : NR);
-        micro(Ap + i * Kp2, Kp2, Bp + j, Npad, bias ? bias + j : NULL, C + i * N + j, N, rows, cols);
+        micro(Ap + i * Kp2, Kp2, Bp + j, Npad, bias ? bias + j : NULL, round, C + i * N + j, N, rows, cols);
     });
     return ZG_OK;
 }
@@ -70,9 +85,14 @@ int zg__bf16_gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, cons
 
 /* Not an x86-64 GCC/Clang build: the dispatcher never selects this kernel
  * (zg__cpu_has_avx512bf16() is false). */
-int zg__bf16_gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
-                         const float *bias, float *C) {
-    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)B, (void)bias, (void)C;
+void zg__bf16_avx512_sizes(int64_t M, int64_t N, int64_t K, int64_t *a_words, int64_t *b_words) {
+    (void)M, (void)N, (void)K;
+    *a_words = *b_words = 0;
+}
+
+int zg__bf16_gemm_avx512(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                         const float *B, const float *bias, float *C, void *scratch) {
+    (void)flags, (void)scratch, (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)A, (void)B, (void)bias, (void)C;
     return zg__fail(ZG_ERR_STATE, "zg_autocast: the AVX512-BF16 kernel is not built on this platform");
 }
 

@@ -116,18 +116,14 @@ int zg_bf16_kernel_set(zg_bf16_kernel kernel) {
 
 /* ---- kernels ------------------------------------------------------------ */
 
-static int portable_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
-                         const float *B, float *C) {
-    float *Ar = zg__arena_alloc((size_t)(M * K) * sizeof(float));
-    float *Br = zg__arena_alloc((size_t)(K * N) * sizeof(float));
-    if (!Ar || !Br) return zg__fail(ZG_ERR_NOMEM, "zg_autocast: out of memory for a %lldx%lldx%lld GEMM",
-                                    (long long)M, (long long)N, (long long)K);
+/* Ar, Br: room for the rounded operands (M*K and K*N floats). */
+static void portable_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                          const float *B, float *C, float *Ar, float *Br) {
     zg__round_lp_copy(t, Ar, A, M * K);
     zg__round_lp_copy(t, Br, B, K * N);
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M,
                 (blasint)N, (blasint)K, 1.0f, Ar, (blasint)(ta ? M : K), Br, (blasint)(tb ? K : N), 0.0f, C,
                 (blasint)N);
-    return ZG_OK;
 }
 
 static void add_row(double *acc, const float *row, int64_t n) {
@@ -154,37 +150,61 @@ int zg__lp_column_sums(zg_autocast_type t, const float *G, int64_t rows, int64_t
     return ZG_OK;
 }
 
-static void add_round_row(zg_autocast_type t, float *row, const float *bias, int64_t n) {
+static void add_round_row(zg_autocast_type t, bool round, float *row, const float *bias, int64_t n) {
+    if (bias) {
 #pragma omp simd
-    for (int64_t j = 0; j < n; j++) row[j] += bias[j];
-    zg__round_lp_array(t, row, n);
+        for (int64_t j = 0; j < n; j++) row[j] += bias[j];
+    }
+    if (round) zg__round_lp_array(t, row, n);
 }
 
-int zg__lp_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
-                const float *B, const float *bias, float *C) {
+static int64_t align16(int64_t floats) { return (floats + 15) / 16 * 16; }
+
+size_t zg__lp_gemm_scratch(int64_t M, int64_t N, int64_t K) {
+    /* The largest of the three kernels' needs, each region 64-byte aligned:
+     * the rounded bias, then the packed (or rounded) operands. */
+    int64_t a1, b1, a2, b2;
+    zg__bf16_amx_sizes(M, N, K, &a1, &b1);
+    zg__bf16_avx512_sizes(M, N, K, &a2, &b2);
+    int64_t ops = align16(M * K) + align16(K * N);
+    if (a1 + b1 > ops) ops = a1 + b1;
+    if (a2 + b2 > ops) ops = a2 + b2;
+    return (size_t)(align16(N) + align16(ops)) * sizeof(float);
+}
+
+int zg__lp_gemm_ex(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                   const float *A, const float *B, const float *bias, float *C, void *scratch) {
     if (M == 0 || N == 0) return ZG_OK;
+    const bool serial = flags & ZG__LP_SERIAL, round = !(flags & ZG__LP_NO_ROUND);
+    float *ops = serial ? (float *)scratch + align16(N) : NULL;
     float *br = NULL;
     if (bias) {
-        br = zg__arena_alloc((size_t)N * sizeof(float));
+        br = serial ? scratch : zg__arena_alloc((size_t)N * sizeof(float));
         if (!br) return zg__fail(ZG_ERR_NOMEM, "zg_autocast: out of memory");
         zg__round_lp_copy(t, br, bias, N);
     }
     zg_bf16_kernel k = t == ZG_AUTOCAST_BF16 && K > 0 ? zg_bf16_kernel_get() : ZG_BF16_KERNEL_PORTABLE;
     /* The instruction kernels add the bias and round in their epilogue. */
-    if (k == ZG_BF16_KERNEL_AMX) return zg__bf16_gemm_amx(ta, tb, M, N, K, A, B, br, C);
-    if (k == ZG_BF16_KERNEL_AVX512) return zg__bf16_gemm_avx512(ta, tb, M, N, K, A, B, br, C);
+    if (k == ZG_BF16_KERNEL_AMX) return zg__bf16_gemm_amx(flags, ta, tb, M, N, K, A, B, br, C, ops);
+    if (k == ZG_BF16_KERNEL_AVX512) return zg__bf16_gemm_avx512(flags, ta, tb, M, N, K, A, B, br, C, ops);
     if (K == 0) {
         memset(C, 0, (size_t)(M * N) * sizeof(float));
     } else {
-        int rc = portable_gemm(t, ta, tb, M, N, K, A, B, C);
-        if (rc) return rc;
+        float *Ar = serial ? ops : zg__arena_alloc((size_t)(M * K) * sizeof(float));
+        float *Br = serial ? ops + align16(M * K) : zg__arena_alloc((size_t)(K * N) * sizeof(float));
+        if (!Ar || !Br)
+            return zg__fail(ZG_ERR_NOMEM, "zg_autocast: out of memory for a %lldx%lldx%lld GEMM", (long long)M,
+                            (long long)N, (long long)K);
+        portable_gemm(t, ta, tb, M, N, K, A, B, C, Ar, Br);
     }
     /* Epilogue: + round_t(bias), then one rounding of the float32 sum. */
-    const int64_t rows_min = M * N >= 65536 ? 1 : INT64_MAX;
-    if (br) {
-        ZG_PARALLEL_FOR(i, M, rows_min, { add_round_row(t, C + i * N, br, N); });
-    } else {
-        ZG_PARALLEL_FOR(i, M, rows_min, { zg__round_lp_array(t, C + i * N, N); });
-    }
+    if (!br && !round) return ZG_OK;
+    const int64_t rows_min = M * N >= 65536 && !serial ? 1 : INT64_MAX;
+    ZG_PARALLEL_FOR(i, M, rows_min, { add_round_row(t, round, C + i * N, br, N); });
     return ZG_OK;
+}
+
+int zg__lp_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                const float *B, const float *bias, float *C) {
+    return zg__lp_gemm_ex(t, 0, ta, tb, M, N, K, A, B, bias, C, NULL);
 }

@@ -124,20 +124,23 @@ ZG_AVX512 static void pack_bt_cols(int64_t n0, int64_t K, int64_t N, const float
 
 /* The parallel loops call the AVX-512 helpers from plain functions: the
  * bodies OpenMP outlines do not inherit a target attribute. */
-void zg__bf16_pack_a(bool ta, int64_t M, int64_t K, const float *A, int64_t Mpad, int64_t Kp2, uint32_t *Ap) {
-    const int64_t M16 = (M + 15) / 16 * 16, min_par = M * K >= 65536 ? 1 : INT64_MAX;
+void zg__bf16_pack_a(bool serial, bool ta, int64_t M, int64_t K, const float *A, int64_t Mpad, int64_t Kp2,
+                     uint32_t *Ap) {
+    const int64_t M16 = (M + 15) / 16 * 16, min_par = M * K >= 65536 && !serial ? 1 : INT64_MAX;
     if (!ta) ZG_PARALLEL_FOR(m, M16, min_par, { pack_a_row(m, M, K, A, Kp2, Ap); });
     else ZG_PARALLEL_FOR(mb, M16 / 16, min_par, { pack_at_rows(mb * 16, M, K, A, Kp2, Ap); });
     for (int64_t m = M16; m < Mpad; m++) memset(Ap + m * Kp2, 0, (size_t)Kp2 * sizeof *Ap);
 }
 
-void zg__bf16_pack_b(bool tb, int64_t K, int64_t N, const float *B, int64_t Kp2, int64_t Npad, uint32_t *Bp) {
-    const int64_t min_par = K * N >= 65536 ? 1 : INT64_MAX;
+void zg__bf16_pack_b(bool serial, bool tb, int64_t K, int64_t N, const float *B, int64_t Kp2, int64_t Npad,
+                     uint32_t *Bp) {
+    const int64_t min_par = K * N >= 65536 && !serial ? 1 : INT64_MAX;
     if (!tb) ZG_PARALLEL_FOR(p, Kp2, min_par, { pack_b_row(p, K, N, B, Npad, Bp); });
     else ZG_PARALLEL_FOR(nb, Npad / 16, min_par, { pack_bt_cols(nb * 16, K, N, B, Kp2, Npad, Bp); });
 }
 
-ZG_AVX512 void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t cols, const float *bias) {
+ZG_AVX512 void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t cols, const float *bias, bool round) {
+    if (!round && !bias) return;
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     for (int64_t r = 0; r < rows; r++) {
         float *c = C + r * ldc;
@@ -145,7 +148,8 @@ ZG_AVX512 void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t co
             __mmask16 m = mask_n(cols - j);
             __m512 v = _mm512_maskz_loadu_ps(m, c + j);
             if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + j));
-            _mm512_mask_storeu_ps(c + j, m, _mm512_castsi512_ps(_mm512_and_si512(round_hi(v), hi)));
+            if (round) v = _mm512_castsi512_ps(_mm512_and_si512(round_hi(v), hi));
+            _mm512_mask_storeu_ps(c + j, m, v);
         }
     }
 }

@@ -1,5 +1,6 @@
 /* Low-precision (bf16 / fp16) conversions and GEMM kernels, private to the
- * library (autocast and, later, convolution use them).
+ * library (the autocast matmul, linear and conv2d use them, through
+ * zg__gemm of src/amp/amp_internal.h).
  *
  * zgrad stores 16-bit values as float32 that hold exactly a bf16 / fp16
  * value; these helpers round to them. The GEMM takes float32 operands,
@@ -69,6 +70,20 @@ void zg__round_lp_copy(zg_autocast_type t, float *dst, const float *src, int64_t
 int zg__lp_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
                 const float *B, const float *bias, float *C);
 
+/* Flags of zg__lp_gemm_ex. NO_ROUND: C keeps the float32 sums (+ the
+ * rounded bias), for callers that add several products before the one
+ * rounding (a convolution's dW and dX). SERIAL: no OpenMP threads and no
+ * arena allocation, the scratch comes from the caller (for calls inside
+ * the caller's own parallel loop, whose worker threads have no arena). */
+#define ZG__LP_NO_ROUND 1u
+#define ZG__LP_SERIAL 2u
+/* Bytes of scratch zg__lp_gemm_ex needs for these sizes (any kernel). */
+size_t zg__lp_gemm_scratch(int64_t M, int64_t N, int64_t K);
+/* zg__lp_gemm with flags; scratch (64-byte aligned, zg__lp_gemm_scratch
+ * bytes) is required with ZG__LP_SERIAL, else NULL (arena). */
+int zg__lp_gemm_ex(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                   const float *A, const float *B, const float *bias, float *C, void *scratch);
+
 /* out[j] = round_t(sum over r of round_t(G[r][j])), G [rows, cols], the sum
  * taken in double (the bias gradient of an autocast linear). ZG_OK or
  * ZG_ERR_NOMEM. */
@@ -77,11 +92,15 @@ int zg__lp_column_sums(zg_autocast_type t, const float *G, int64_t rows, int64_t
 /* ---- bf16 kernels (bf16_gemm.c dispatches between them) ---------------- */
 
 /* C = round_bf16(op(A) op(B) + bias) with bf16-rounded operands, as
- * zg__lp_gemm; bias [N] must already hold bf16 values (or be NULL). */
-int zg__bf16_gemm_avx512(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
-                         const float *bias, float *C);
-int zg__bf16_gemm_amx(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
-                      const float *bias, float *C);
+ * zg__lp_gemm_ex (flags and scratch as there; the scratch holds the packed
+ * operands); bias [N] must already hold bf16 values (or be NULL). */
+int zg__bf16_gemm_avx512(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                         const float *B, const float *bias, float *C, void *scratch);
+int zg__bf16_gemm_amx(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+                      const float *B, const float *bias, float *C, void *scratch);
+/* Packed-operand sizes (32-bit words) of the two kernels. */
+void zg__bf16_amx_sizes(int64_t M, int64_t N, int64_t K, int64_t *a_words, int64_t *b_words);
+void zg__bf16_avx512_sizes(int64_t M, int64_t N, int64_t K, int64_t *a_words, int64_t *b_words);
 /* Whether the CPU (and, for AMX, the OS) supports the kernel; AMX asks the
  * kernel for the tile-data permission on the first call. */
 bool zg__cpu_has_avx512bf16(void);
@@ -94,12 +113,16 @@ bool zg__cpu_has_amx_bf16(void);
  *  Bp [Kp2][Npad]: word n of pair-row p = (opB(2p,n), opB(2p+1,n)).
  * Kp2 and Npad are multiples of 16 (Kp2 >= K/2, Npad >= N), Mpad >= M
  * rounded up to 16. Entries beyond M, N or K are zero (they add exact
- * zeros). AVX-512 F/BW/DQ code: call only where the CPU has it. */
-void zg__bf16_pack_a(bool ta, int64_t M, int64_t K, const float *A, int64_t Mpad, int64_t Kp2, uint32_t *Ap);
-void zg__bf16_pack_b(bool tb, int64_t K, int64_t N, const float *B, int64_t Kp2, int64_t Npad, uint32_t *Bp);
+ * zeros). AVX-512 F/BW/DQ code: call only where the CPU has it. serial:
+ * no OpenMP threads. */
+void zg__bf16_pack_a(bool serial, bool ta, int64_t M, int64_t K, const float *A, int64_t Mpad, int64_t Kp2,
+                     uint32_t *Ap);
+void zg__bf16_pack_b(bool serial, bool tb, int64_t K, int64_t N, const float *B, int64_t Kp2, int64_t Npad,
+                     uint32_t *Bp);
 /* The kernels' epilogue on a block of C (rows x cols, row stride ldc):
- * + bias[0..cols) (bf16 values, may be NULL), then rounding to bf16. */
-void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t cols, const float *bias);
+ * + bias[0..cols) (bf16 values, may be NULL), then rounding to bf16 unless
+ * !round. */
+void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t cols, const float *bias, bool round);
 /* zg__lp_column_sums for bf16 with AVX-512 (the same sums, in the same
  * order per column). */
 void zg__bf16_column_sums_avx512(const float *G, int64_t rows, int64_t cols, float *out);

@@ -24,8 +24,23 @@
  * here and leaves OpenBLAS its threads.
  * The weight and bias gradients are summed per fixed chunk of samples and
  * the chunk partials added in chunk order, so results do not depend on the
- * number of threads. */
+ * number of threads.
+ *
+ * Autocast (bf16 / fp16 regions, as PyTorch's CPU autocast runs conv2d in
+ * the low type through oneDNN): the same products through zg__gemm in the
+ * region's type t, which the node keeps for the backward. Every result is
+ * the float32-accumulated sum of t-rounded operands, rounded to t once, at
+ * the end, as torch 1.13 computes it (checked against its output bit for
+ * bit on small shapes):
+ *     y  = round_t(W_t cols_t + round_t(b))
+ *     dW = round_t(sum over samples of g_t cols_t^T)     (g_t = round_t(g))
+ *     db = round_t(sum of g_t)
+ *     dX = round_t(col2im(W_t^T g_t))
+ * so the GEMMs run without their own output rounding (ZG__LP_NO_ROUND) and
+ * the roundings come after the sums over samples and over the overlapping
+ * patches. The kernels round cols when they pack them: no extra copy. */
 #include "../internal.h"
+#include "../amp/amp_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -49,17 +64,18 @@ typedef struct {
     int64_t P;  /* OH * OW */
 } conv_geom;
 
+/* Per-call settings of the products: the type, the low-precision flags and
+ * this thread's scratch for them (see zg__gemm). */
+typedef struct {
+    zg_autocast_type t;
+    unsigned flags;
+    void *scratch;
+} gemm_ctx;
+
 /* C[M,N] = op(A) op(B) + beta C with explicit leading dimensions (row-major). */
-static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                 int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (M == 0 || N == 0) return;
-    if (K == 0) {
-        if (beta == 0.0f)
-            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M,
-                (blasint)N, (blasint)K, 1.0f, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+static int gemm(const gemm_ctx *c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return zg__gemm(c->t, c->flags, ta, tb, M, N, K, A, lda, B, ldb, NULL, beta, C, ldc, c->scratch);
 }
 
 /* Range [lo, hi) of output columns whose input column ow*sw + off lies
@@ -173,21 +189,36 @@ static bool split_batch(const conv_geom *g) {
 
 /* ---- forward ------------------------------------------------------------ */
 
-static void forward_sample(const conv_geom *g, const float *X, const float *Wt, const float *b, float *Y,
-                           float *cols, int64_t n) {
+static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X, const float *Wt, const float *b,
+                          float *Y, float *cols, int64_t n) {
     const int64_t C = g->C, P = g->P;
     for (int64_t c = 0; c < C; c++) im2col_plane(g, X + (n * C + c) * g->H * g->W, c, cols, P);
     float *yn = Y + n * g->Cout * P;
-    if (b)
+    const bool lp = gc->t != ZG_AUTOCAST_OFF;
+    if (b && !lp)
         for (int64_t co = 0; co < g->Cout; co++) {
             const float bv = b[co];
             float *yc = yn + co * P;
 #pragma omp simd
             for (int64_t p = 0; p < P; p++) yc[p] = bv;
         }
-    for (int64_t gi = 0; gi < g->G; gi++)
-        gemm(false, false, g->Cg, P, g->K, Wt + gi * g->Cg * g->K, g->K, cols + gi * g->K * P, P, b ? 1.0f : 0.0f,
-             yn + gi * g->Cg * P, P);
+    for (int64_t gi = 0; gi < g->G; gi++) {
+        int rc = gemm(gc, false, false, g->Cg, P, g->K, Wt + gi * g->Cg * g->K, g->K, cols + gi * g->K * P, P,
+                      b && !lp ? 1.0f : 0.0f, yn + gi * g->Cg * P, P);
+        if (rc) return rc;
+    }
+    if (lp)
+        /* The float32 sums + round_t(b), rounded once. */
+        for (int64_t co = 0; co < g->Cout; co++) {
+            float *yc = yn + co * P;
+            if (b) {
+                const float bv = gc->t == ZG_AUTOCAST_BF16 ? zg__round_bf16(b[co]) : zg__round_fp16(b[co]);
+#pragma omp simd
+                for (int64_t p = 0; p < P; p++) yc[p] += bv;
+            }
+            zg__round_lp_array(gc->t, yc, P);
+        }
+    return ZG_OK;
 }
 
 /* ---- backward ----------------------------------------------------------- */
@@ -199,37 +230,82 @@ static float sum_f(const float *restrict x, int64_t n) {
     return s;
 }
 
+/* Sum of round_t(x[i]) (t != OFF), in float32 as PyTorch's sum of a t-typed
+ * gradient accumulates. */
+static float sum_lp(zg_autocast_type t, const float *restrict x, int64_t n) {
+    float s = 0.0f;
+    if (t == ZG_AUTOCAST_BF16) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) s += zg__round_bf16(x[i]);
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) s += zg__round_fp16(x[i]);
+    }
+    return s;
+}
+
 /* Samples [n0, n1): their partial dW and db (pw, pb; NULL when not
- * wanted) and their dX, with this thread's scratch cols and dcols. */
-static void backward_chunk(const conv_geom *g, const float *X, const float *G, const float *Wt, float *dX, float *pw,
-                           float *pb, float *cols, float *dcols, int64_t n0, int64_t n1) {
-    const int64_t C = g->C, P = g->P, Cout = g->Cout, HW = g->H * g->W;
+ * wanted) and their dX, with this thread's scratch cols and dcols (and
+ * tmpw, [Cg, K], for the low-precision dW of one sample and group). */
+static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X, const float *G, const float *Wt,
+                          float *dX, float *pw, float *pb, float *cols, float *dcols, float *tmpw, int64_t n0,
+                          int64_t n1) {
+    const int64_t C = g->C, P = g->P, Cout = g->Cout, HW = g->H * g->W, wg = g->Cg * g->K;
+    const bool lp = gc->t != ZG_AUTOCAST_OFF;
+    int rc;
     for (int64_t n = n0; n < n1; n++) {
         const float *gn = G + n * Cout * P;
         if (pw) {
             for (int64_t c = 0; c < C; c++) im2col_plane(g, X + (n * C + c) * HW, c, cols, P);
-            for (int64_t gi = 0; gi < g->G; gi++)
-                gemm(false, true, g->Cg, g->K, P, gn + gi * g->Cg * P, P, cols + gi * g->K * P, P, n > n0 ? 1.0f : 0.0f,
-                     pw + gi * g->Cg * g->K, g->K);
+            for (int64_t gi = 0; gi < g->G; gi++) {
+                float *pwg = pw + gi * wg;
+                /* float32 accumulates in place (beta); the low-precision
+                 * GEMM writes this sample's product, added here. */
+                float *dst = lp && n > n0 ? tmpw : pwg;
+                rc = gemm(gc, false, true, g->Cg, g->K, P, gn + gi * g->Cg * P, P, cols + gi * g->K * P, P,
+                          !lp && n > n0 ? 1.0f : 0.0f, dst, g->K);
+                if (rc) return rc;
+                if (dst != pwg)
+#pragma omp simd
+                    for (int64_t i = 0; i < wg; i++) pwg[i] += tmpw[i];
+            }
         }
         for (int64_t co = 0; co < Cout && pb; co++) {
-            const float s = sum_f(gn + co * P, P);
+            const float s = lp ? sum_lp(gc->t, gn + co * P, P) : sum_f(gn + co * P, P);
             pb[co] = n > n0 ? pb[co] + s : s;
         }
         if (dX) {
-            for (int64_t gi = 0; gi < g->G; gi++)
-                gemm(true, false, g->K, P, g->Cg, Wt + gi * g->Cg * g->K, g->K, gn + gi * g->Cg * P, P, 0.0f,
-                     dcols + gi * g->K * P, P);
+            for (int64_t gi = 0; gi < g->G; gi++) {
+                rc = gemm(gc, true, false, g->K, P, g->Cg, Wt + gi * g->Cg * g->K, g->K, gn + gi * g->Cg * P, P,
+                          0.0f, dcols + gi * g->K * P, P);
+                if (rc) return rc;
+            }
             float *dxn = dX + n * C * HW;
             memset(dxn, 0, (size_t)(C * HW) * sizeof(float));
             for (int64_t c = 0; c < C; c++) col2im_plane(g, dcols, P, c, dxn + c * HW);
+            if (lp) zg__round_lp_array(gc->t, dxn, C * HW);
         }
     }
+    return ZG_OK;
 }
 
-/* saved: x, weight. extra: the geometry. */
+/* Bytes of low-precision GEMM scratch per thread (0 for float32), 64-byte
+ * multiples so that every slot stays aligned. */
+static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool backward) {
+    if (t == ZG_AUTOCAST_OFF) return 0;
+    size_t s = zg__lp_gemm_scratch(g->Cg, g->P, g->K);
+    if (backward) {
+        size_t w = zg__lp_gemm_scratch(g->Cg, g->K, g->P), x = zg__lp_gemm_scratch(g->K, g->P, g->Cg);
+        s = w > x ? w : x;
+        s += (size_t)(g->Cg * g->K) * sizeof(float); /* tmpw */
+    }
+    return (s + 63) / 64 * 64;
+}
+
+/* saved: x, weight. extra: the geometry. iv[0]: the autocast type. */
 static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const conv_geom *g = n->extra;
+    const zg_autocast_type t = (zg_autocast_type)n->iv[0];
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
     zg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
     if (zg__node_needs(n, 0) && !(gx = zg__empty_like(n->in[0]))) return ZG_ERR_NOMEM;
@@ -238,20 +314,35 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     float *dX = gx ? zg__f32(gx) : NULL, *dW = gw ? zg__f32(gw) : NULL, *db = gb ? zg__f32(gb) : NULL;
     const int64_t nch = (g->N + CHUNK - 1) / CHUNK, wsz = g->Cout * g->K, psz = wsz + g->Cout;
     const int T = max_threads();
-    /* Scratch per thread: cols and dcols; partial sums per chunk. */
-    float *scratch = zg__arena_alloc((size_t)(T * 2 * g->Ct * g->P) * sizeof(float));
-    float *partial = zg__arena_alloc((size_t)((nch ? nch : 1) * psz) * sizeof(float));
-    if (!scratch || !partial) return ZG_ERR_NOMEM;
-    const float *X = zg__f32(x), *G = zg__f32(gout), *Wt = zg__f32(w);
     const bool par = split_batch(g) && nch >= 2;
+    /* Scratch per thread: cols and dcols, then (autocast) the GEMMs'
+     * scratch and tmpw; partial sums per chunk; a status per chunk. */
+    const size_t lpb = lp_scratch_bytes(g, t, true);
+    const size_t slot_bytes = (size_t)(2 * g->Ct * g->P) * sizeof(float) + lpb;
+    const size_t slot_stride = (slot_bytes + 63) / 64 * 64;
+    char *scratch = zg__arena_alloc((size_t)T * slot_stride);
+    float *partial = zg__arena_alloc((size_t)((nch ? nch : 1) * psz) * sizeof(float));
+    int *status = zg__arena_calloc((size_t)(nch ? nch : 1) * sizeof(int));
+    if (!scratch || !partial || !status) return ZG_ERR_NOMEM;
+    const float *X = zg__f32(x), *G = zg__f32(gout), *Wt = zg__f32(w);
+    const size_t cols_bytes = (size_t)(2 * g->Ct * g->P) * sizeof(float);
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(ch, nch, par ? 0 : INT64_MAX, {
-        float *cols = scratch + (int64_t)slot(T) * 2 * g->Ct * g->P;
+        char *slot_mem = scratch + (size_t)slot(T) * slot_stride;
+        float *cols = (float *)slot_mem;
+        char *lp = slot_mem + (cols_bytes + 63) / 64 * 64;
+        /* Serial GEMMs inside our threads; on the calling thread alone
+         * they may thread and use the arena themselves. */
+        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), lp};
+        float *tmpw = lpb ? (float *)(lp + lpb - (size_t)(g->Cg * g->K) * sizeof(float)) : NULL;
         float *pw = partial + ch * psz;
         const int64_t n0 = ch * CHUNK, n1 = n0 + CHUNK < g->N ? n0 + CHUNK : g->N;
-        backward_chunk(g, X, G, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, cols, cols + g->Ct * g->P, n0, n1);
+        status[ch] = backward_chunk(g, &gc, X, G, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, cols,
+                                    cols + g->Ct * g->P, tmpw, n0, n1);
     });
     blas_serial_end(saved);
+    for (int64_t ch = 0; ch < nch; ch++)
+        if (status[ch]) return status[ch];
     /* The chunk partials in chunk order (zero for an empty batch). */
     for (int64_t i = 0; dW && i < wsz; i++) dW[i] = 0.0f;
     for (int64_t co = 0; db && co < g->Cout; co++) db[co] = 0.0f;
@@ -259,6 +350,10 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
         const float *pw = partial + ch * psz;
         for (int64_t i = 0; dW && i < wsz; i++) dW[i] += pw[i];
         for (int64_t co = 0; db && co < g->Cout; co++) db[co] += pw[wsz + co];
+    }
+    if (t != ZG_AUTOCAST_OFF) {
+        if (dW) zg__round_lp_array(t, dW, wsz);
+        if (db) zg__round_lp_array(t, db, g->Cout);
     }
     gin[0] = gx;
     gin[1] = gw;
@@ -319,25 +414,36 @@ zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[
     g->P = OH * OW;
     if (g->Ct > INT_MAX || g->P > INT_MAX || Cout > INT_MAX)
         return zg__fail_null("%s: x of shape %s and weight of shape %s are too large for BLAS", fn, sx, sw);
+    const zg_autocast_type t = zg_autocast_get();
     int64_t oshape[4] = {N, Cout, OH, OW};
     zg_tensor *y = zg__empty(ZG_FLOAT32, oshape, 4);
     const int T = max_threads();
-    float *scratch = zg__arena_alloc((size_t)(T * g->Ct * g->P) * sizeof(float));
-    if (!y || !scratch) return NULL;
+    const bool par = split_batch(g);
+    /* Per thread: cols, then (autocast) the GEMM's scratch. */
+    const size_t cols_bytes = ((size_t)(g->Ct * g->P) * sizeof(float) + 63) / 64 * 64;
+    const size_t slot_stride = cols_bytes + lp_scratch_bytes(g, t, false);
+    char *scratch = zg__arena_alloc((size_t)T * slot_stride);
+    int *status = zg__arena_calloc((size_t)(N ? N : 1) * sizeof(int));
+    if (!y || !scratch || !status) return NULL;
     const float *X = zg__f32(x), *Wt = zg__f32(w), *bd = b ? zg__f32(b) : NULL;
     float *Y = zg__f32(y);
-    const bool par = split_batch(g);
     const int saved = blas_serial_begin(par);
-    ZG_PARALLEL_FOR(i, N, par ? 0 : INT64_MAX,
-                    { forward_sample(g, X, Wt, bd, Y, scratch + (int64_t)slot(T) * g->Ct * g->P, i); });
+    ZG_PARALLEL_FOR(i, N, par ? 0 : INT64_MAX, {
+        char *slot_mem = scratch + (size_t)slot(T) * slot_stride;
+        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), slot_mem + cols_bytes};
+        status[i] = forward_sample(g, &gc, X, Wt, bd, Y, (float *)slot_mem, i);
+    });
     blas_serial_end(saved);
+    for (int64_t i = 0; i < N; i++)
+        if (status[i]) return NULL;
 
-    zg_node *n = zg__record("conv2d", conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    zg_node *n = zg__record(zg__autocast_node_name("conv2d", t), conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         /* The backward recomputes the cols from x and multiplies by w. */
         zg__save(n, x);
         zg__save(n, w);
         n->extra = g;
+        n->iv[0] = t;
     }
     return y;
 }

@@ -1,28 +1,60 @@
-/* Matrix products through BLAS (row-major sgemm).
+/* Matrix products: zg_matmul, zg_linear, and zg__gemm, the GEMM every
+ * matrix product of the ops goes through (also zg_conv2d's).
  *
  * matmul: C = A B. dA = dC B^T, dB = A^T dC (per batch for 3-D).
  * linear: y = x W^T + b with x flattened to [N, in]. dx = dy W,
  * dW = dy^T x, db = column sums of dy.
- * The transposes are sgemm flags, never copies. */
+ * The transposes are GEMM flags, never copies.
+ *
+ * Each node keeps the autocast type its forward ran under (iv[4] for
+ * matmul, iv[3] for linear) and the backward runs its GEMMs in that type.
+ * float32: row-major sgemm. bf16 / fp16 (PyTorch's CPU autocast): the
+ * forward is round_t(round_t(x) round_t(w)^T + round_t(b)) with float32
+ * accumulation; the backward is autograd through a t-typed op: the
+ * incoming gradient is rounded to t (it is the gradient of a t-typed
+ * tensor) and each input gradient is one low-precision GEMM rounded to t:
+ *   matmul: dA = round_t(g B^T), dB = round_t(A^T g);
+ *   linear: dx = round_t(g W), dW = round_t(g^T x),
+ *           db = round_t(column sums of round_t(g)).
+ * The forward's inputs are saved as the float32 tensors they are (the
+ * kernels round them again when packing), which keeps the in-place checks
+ * on the real tensors and saves no copies. */
 #include "../internal.h"
 #include "../amp/amp_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
 
-/* C[M,N] = op(A)[M,K] op(B)[K,N] + beta C, all row-major and contiguous.
- * op(A) = A^T when ta (A stored [K,M]); op(B) = B^T when tb (B stored [N,K]).
- * Empty sizes are handled here: BLAS rejects a leading dimension of 0. */
-static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B, float beta,
-                 float *C) {
-    if (M == 0 || N == 0) return;
+int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+             int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C, int64_t ldc,
+             void *scratch) {
+    if (t != ZG_AUTOCAST_OFF) {
+        if (beta != 0.0f || lda != (ta ? M : K) || ldb != (tb ? K : N) || ldc != N)
+            return zg__fail(ZG_ERR_STATE, "zg__gemm: the %s GEMM takes contiguous operands and beta 0",
+                            t == ZG_AUTOCAST_BF16 ? "bf16" : "fp16");
+        return zg__lp_gemm_ex(t, flags, ta, tb, M, N, K, A, B, bias, C, scratch);
+    }
+    if (M == 0 || N == 0) return ZG_OK;
+    /* The bias is pre-filled so that the product adds to it (beta = 1). */
+    if (bias) {
+        for (int64_t r = 0; r < M; r++) memcpy(C + r * ldc, bias, (size_t)N * sizeof(float));
+        beta = 1.0f;
+    }
+    /* Empty sums here: BLAS rejects a leading dimension of 0. */
     if (K == 0) {
-        if (beta == 0.0f) memset(C, 0, (size_t)(M * N) * sizeof(float));
-        return;
+        if (beta == 0.0f)
+            for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
+        return ZG_OK;
     }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M,
-                (blasint)N, (blasint)K, 1.0f, A, (blasint)(ta ? M : K), B, (blasint)(tb ? K : N), beta, C,
-                (blasint)N);
+                (blasint)N, (blasint)K, 1.0f, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+    return ZG_OK;
+}
+
+/* Contiguous C[M,N] = op(A) op(B) (+ bias) in type t. */
+static int gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
+                const float *bias, float *C) {
+    return zg__gemm(t, 0, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, bias, 0.0f, C, N, NULL);
 }
 
 static bool blas_fits(const int64_t *dims, int n) {
@@ -33,23 +65,30 @@ static bool blas_fits(const int64_t *dims, int n) {
 
 /* ---- matmul ------------------------------------------------------------ */
 
-/* iv: batch, n, k, m. */
+/* iv: batch, n, k, m, autocast type. */
 static int matmul_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *a = n->saved[0], *b = n->saved[1];
     int64_t B = n->iv[0], rows = n->iv[1], k = n->iv[2], m = n->iv[3];
+    zg_autocast_type t = (zg_autocast_type)n->iv[4];
     const float *A = zg__f32(a), *Bm = zg__f32(b), *G = zg__f32(gout);
     if (zg__node_needs(n, 0)) {
         zg_tensor *ga = zg__empty_like(n->in[0]);
         if (!ga) return ZG_ERR_NOMEM;
-        for (int64_t i = 0; i < B; i++) /* dA = dC B^T */
-            gemm(false, true, rows, k, m, G + i * rows * m, Bm + i * k * m, 0.0f, zg__f32(ga) + i * rows * k);
+        for (int64_t i = 0; i < B; i++) { /* dA = dC B^T */
+            int rc = gemm(t, false, true, rows, k, m, G + i * rows * m, Bm + i * k * m, NULL,
+                          zg__f32(ga) + i * rows * k);
+            if (rc) return rc;
+        }
         gin[0] = ga;
     }
     if (zg__node_needs(n, 1)) {
         zg_tensor *gb = zg__empty_like(n->in[1]);
         if (!gb) return ZG_ERR_NOMEM;
-        for (int64_t i = 0; i < B; i++) /* dB = A^T dC */
-            gemm(true, false, k, m, rows, A + i * rows * k, G + i * rows * m, 0.0f, zg__f32(gb) + i * k * m);
+        for (int64_t i = 0; i < B; i++) { /* dB = A^T dC */
+            int rc = gemm(t, true, false, k, m, rows, A + i * rows * k, G + i * rows * m, NULL,
+                          zg__f32(gb) + i * k * m);
+            if (rc) return rc;
+        }
         gin[1] = gb;
     }
     return ZG_OK;
@@ -71,18 +110,17 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
         return zg__fail_null("%s: shapes %s and %s do not match", fn, sa, sb);
     if (!blas_fits((int64_t[]){rows, k, m}, 3))
         return zg__fail_null("%s: shapes %s and %s are too large for BLAS", fn, sa, sb);
-    /* Autocast hook: inside a bf16 / fp16 region the product is computed in
-     * that type (src/amp/autocast.c). */
-    if (zg_autocast_get() != ZG_AUTOCAST_OFF) return zg__autocast_matmul(a, b, B, rows, k, m);
+    const zg_autocast_type t = zg_autocast_get();
 
     int64_t shape[3] = {B, rows, m};
     zg_tensor *out = zg__empty(ZG_FLOAT32, o ? shape : shape + 1, a->ndim);
     if (!out) return NULL;
     for (int64_t i = 0; i < B; i++)
-        gemm(false, false, rows, m, k, zg__f32(a) + i * rows * k, zg__f32(b) + i * k * m, 0.0f,
-             zg__f32(out) + i * rows * m);
+        if (gemm(t, false, false, rows, m, k, zg__f32(a) + i * rows * k, zg__f32(b) + i * k * m, NULL,
+                 zg__f32(out) + i * rows * m))
+            return NULL;
 
-    zg_node *n = zg__record("matmul", matmul_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg_node *n = zg__record(zg__autocast_node_name("matmul", t), matmul_backward, out, (zg_tensor *[]){a, b}, 2);
     if (n) {
         zg__save(n, a);
         zg__save(n, b);
@@ -90,38 +128,49 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
         n->iv[1] = rows;
         n->iv[2] = k;
         n->iv[3] = m;
+        n->iv[4] = t;
     }
     return out;
 }
 
 /* ---- linear ------------------------------------------------------------ */
 
-/* iv: N (flattened rows), in, out. */
+/* iv: N (flattened rows), in, out, autocast type. */
 static int linear_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
     int64_t N = n->iv[0], in = n->iv[1], out = n->iv[2];
+    zg_autocast_type t = (zg_autocast_type)n->iv[3];
     const float *G = zg__f32(gout);
     if (zg__node_needs(n, 0)) {
         zg_tensor *gx = zg__empty_like(n->in[0]);
         if (!gx) return ZG_ERR_NOMEM;
-        gemm(false, false, N, in, out, G, zg__f32(w), 0.0f, zg__f32(gx)); /* dx = dy W */
+        int rc = gemm(t, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx)); /* dx = dy W */
+        if (rc) return rc;
         gin[0] = gx;
     }
     if (zg__node_needs(n, 1)) {
         zg_tensor *gw = zg__empty_like(n->in[1]);
         if (!gw) return ZG_ERR_NOMEM;
-        gemm(true, false, out, in, N, G, zg__f32(x), 0.0f, zg__f32(gw)); /* dW = dy^T x */
+        int rc = gemm(t, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw)); /* dW = dy^T x */
+        if (rc) return rc;
         gin[1] = gw;
     }
     if (zg__node_needs(n, 2)) {
         zg_tensor *gb = zg__empty_like(n->in[2]);
         if (!gb) return ZG_ERR_NOMEM;
         float *db = zg__f32(gb);
-        double *acc = zg__arena_calloc((size_t)(out ? out : 1) * sizeof *acc);
-        if (!acc) return ZG_ERR_NOMEM;
-        for (int64_t r = 0; r < N; r++)
-            for (int64_t j = 0; j < out; j++) acc[j] += G[r * out + j];
-        for (int64_t j = 0; j < out; j++) db[j] = (float)acc[j];
+        if (t != ZG_AUTOCAST_OFF) {
+            /* Summed in double, then rounded to t once: at least as exact
+             * as PyTorch's float32 accumulation of the t-typed sum. */
+            int rc = zg__lp_column_sums(t, G, N, out, db);
+            if (rc) return rc;
+        } else {
+            double *acc = zg__arena_calloc((size_t)(out ? out : 1) * sizeof *acc);
+            if (!acc) return ZG_ERR_NOMEM;
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t j = 0; j < out; j++) acc[j] += G[r * out + j];
+            for (int64_t j = 0; j < out; j++) db[j] = (float)acc[j];
+        }
         gin[2] = gb;
     }
     return ZG_OK;
@@ -147,30 +196,23 @@ zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
     for (int i = 0; i < x->ndim - 1; i++) N *= x->shape[i];
     if (!blas_fits((int64_t[]){N, in, out}, 3))
         return zg__fail_null("%s: shapes %s and %s are too large for BLAS", fn, sx, sw);
-    /* Autocast hook: inside a bf16 / fp16 region the layer is computed in
-     * that type (src/amp/autocast.c). */
-    if (zg_autocast_get() != ZG_AUTOCAST_OFF) return zg__autocast_linear(x, w, b, N, in, out);
+    const zg_autocast_type t = zg_autocast_get();
 
     int64_t shape[ZG_MAX_DIMS];
     memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
     shape[x->ndim - 1] = out;
     zg_tensor *y = zg__empty(ZG_FLOAT32, shape, x->ndim);
     if (!y) return NULL;
-    float *Y = zg__f32(y);
-    /* The bias is pre-filled so one sgemm with beta = 1 adds x W^T to it. */
-    if (b) {
-        const float *bd = zg__f32(b);
-        for (int64_t r = 0; r < N; r++) memcpy(Y + r * out, bd, (size_t)out * sizeof(float));
-    }
-    gemm(false, true, N, out, in, zg__f32(x), zg__f32(w), b ? 1.0f : 0.0f, Y);
+    if (gemm(t, false, true, N, out, in, zg__f32(x), zg__f32(w), b ? zg__f32(b) : NULL, zg__f32(y))) return NULL;
 
-    zg_node *n = zg__record("linear", linear_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    zg_node *n = zg__record(zg__autocast_node_name("linear", t), linear_backward, y, (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         zg__save(n, x);
         zg__save(n, w);
         n->iv[0] = N;
         n->iv[1] = in;
         n->iv[2] = out;
+        n->iv[3] = t;
     }
     return y;
 }
