@@ -3,6 +3,7 @@
  * check of every op and option, and the errors of each entry point. */
 #include "harness.h"
 
+#include <omp.h>
 #include <stdlib.h>
 
 #define SHAPE(...) ((int64_t[]){__VA_ARGS__}), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
@@ -683,4 +684,50 @@ TEST(dropout_errors) {
     CHECK_NULL_ERR(zg_dropout(l, 0.5f, true), "zg_dropout: input must be float32");
     zg_tensor_free(x);
     zg_tensor_free(l);
+}
+
+/* Large float32 GEMMs are split across threads by rows or columns of the
+ * result, which leaves each element's sum in the same order: a linear
+ * layer's output and gradients are the same bits with 1, 2 and 3 threads
+ * (shapes that split by columns, and by rows). */
+static void linear_bits(int threads, const int64_t *xs, const int64_t *ws, float *out, size_t n_out) {
+    zg_set_num_threads(threads);
+    zg_manual_seed(5);
+    zg_tensor *x = zg_randn(xs, 2), *w = zg_randn(ws, 2);
+    int64_t bs[1] = {ws[0]};
+    zg_tensor *b = zg_randn(bs, 1);
+    zg_tensor_set_requires_grad(x, true);
+    zg_tensor_set_requires_grad(w, true);
+    zg_tensor_set_requires_grad(b, true);
+    zg_tensor *y = zg_linear(x, w, b);
+    zg_tensor *s = zg_sum(zg_mul(y, y));
+    CHECK_OK(zg_backward(s, NULL));
+    size_t k = 0;
+    zg_tensor *parts[4] = {y, zg_tensor_grad(x), zg_tensor_grad(w), zg_tensor_grad(b)};
+    for (int i = 0; i < 4; i++)
+        for (int64_t j = 0; j < zg_tensor_numel(parts[i]) && k < n_out; j++) out[k++] = zg_tensor_data(parts[i])[j];
+    CHECK(k == n_out);
+    zg_arena_reset();
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+    zg_tensor_free(b);
+}
+
+TEST(linear_results_do_not_depend_on_thread_count) {
+    const int saved_threads = omp_get_max_threads();
+    const int64_t shapes[2][2][2] = {{{64, 784}, {256, 784}}, {{512, 300}, {40, 300}}};
+    for (int c = 0; c < 2; c++) {
+        const int64_t *xs = shapes[c][0], *ws = shapes[c][1];
+        const size_t n = (size_t)(xs[0] * ws[0] + xs[0] * xs[1] + ws[0] * ws[1] + ws[0]);
+        CHECK(2 * xs[0] * ws[0] * xs[1] >= (4 << 20)); /* above the split threshold */
+        float *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
+        linear_bits(1, xs, ws, ref, n);
+        for (int t = 2; t <= 3; t++) {
+            linear_bits(t, xs, ws, got, n);
+            CHECK(memcmp(ref, got, n * sizeof *ref) == 0);
+        }
+        free(ref);
+        free(got);
+    }
+    zg_set_num_threads(saved_threads);
 }

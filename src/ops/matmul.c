@@ -24,6 +24,21 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <omp.h>
+
+static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float beta, float *C, int64_t ldc) {
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M,
+                (blasint)N, (blasint)K, 1.0f, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+}
+
+/* float32 GEMMs from at least this many flops are split across our OpenMP
+ * threads, each block one single-threaded sgemm (OpenBLAS's OpenMP build
+ * runs serially inside a parallel region). Splitting rows or columns of C
+ * leaves every element's sum in the same order, so results do not depend
+ * on the thread count; and OpenBLAS's own threaded driver, which mallocs
+ * a job table on every call, is never entered. */
+#define SPLIT_MIN_FLOPS (4 << 20)
 
 int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
              int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C, int64_t ldc,
@@ -46,8 +61,24 @@ int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, in
             for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
         return ZG_OK;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M,
-                (blasint)N, (blasint)K, 1.0f, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+    const int64_t T = zg__max_threads();
+    if (T > 1 && 2 * M * N * K >= SPLIT_MIN_FLOPS && !omp_in_parallel() && openblas_get_parallel() == 2) {
+        /* Split C into one block of whole rows (or columns) per thread,
+         * multiples of 16 wide. */
+        const bool by_cols = N >= M;
+        const int64_t span = by_cols ? N : M, per = ((span + T - 1) / T + 15) / 16 * 16;
+        ZG_PARALLEL_FOR(part, T, 2, {
+            const int64_t lo = part * per, hi = lo + per < span ? lo + per : span;
+            if (lo < hi) {
+                if (by_cols)
+                    sgemm(ta, tb, M, hi - lo, K, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+                else
+                    sgemm(ta, tb, hi - lo, N, K, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+            }
+        });
+        return ZG_OK;
+    }
+    sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
     return ZG_OK;
 }
 
