@@ -39,6 +39,8 @@ static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float
  * on the thread count; and OpenBLAS's own threaded driver, which mallocs
  * a job table on every call, is never entered. */
 #define SPLIT_MIN_FLOPS (4 << 20)
+/* OpenBLAS threads a GEMM from M*N*K = 65536 * 4 on (its interface/gemm.c). */
+#define OPENBLAS_THREAD_MIN (65536 * 4)
 
 int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
              int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C, int64_t ldc,
@@ -76,6 +78,13 @@ int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, in
                     sgemm(ta, tb, hi - lo, N, K, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
             }
         });
+        return ZG_OK;
+    }
+    if (T > 1 && M * N * K >= OPENBLAS_THREAD_MIN && !omp_in_parallel() && openblas_get_parallel() == 2) {
+        /* Too small to split well, but OpenBLAS would thread it (and
+         * malloc): inside a parallel region it runs serially. */
+#pragma omp parallel num_threads(2)
+        if (omp_get_thread_num() == 0) sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return ZG_OK;
     }
     sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
