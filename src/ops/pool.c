@@ -18,6 +18,8 @@ typedef struct {
     int64_t N, C, H, W, OH, OW;
     int64_t kh, kw, sh, sw, ph, pw;
     int32_t *argmax; /* max pool: flat index in the input plane per output */
+    uint8_t *win;    /* max pool 2x2 stride 2 instead: the argmax's place in
+                      * its window, 0 1 / 2 3 (a quarter of the memory) */
 } pool_geom;
 
 static int64_t par_min(int64_t units, int64_t work) { return units * work >= PAR_MIN_ELEMS ? 2 : INT64_MAX; }
@@ -103,47 +105,44 @@ static void max_plane(const pool_geom *g, const float *restrict x, float *restri
     } while (0)
 
 static inline void max4_2x2(const float *restrict r0, const float *restrict r1, float *restrict y,
-                            int32_t *restrict am, int32_t base, int32_t W) {
+                            uint8_t *restrict win) {
 #pragma omp simd
     for (int i = 0; i < 4; i++) {
         const float a = r0[2 * i], b = r0[2 * i + 1], c = r1[2 * i], d = r1[2 * i + 1];
         float m = a;
-        int32_t k = 0;
+        int k = 0;
         MAX2X2_STEP(b, 1);
-        MAX2X2_STEP(c, W);
-        MAX2X2_STEP(d, W + 1);
+        MAX2X2_STEP(c, 2);
+        MAX2X2_STEP(d, 3);
         y[i] = m;
-        am[i] = base + 2 * i + k;
+        win[i] = (uint8_t)k;
     }
 }
 
-static void max_plane_2x2(const pool_geom *g, const float *restrict x, float *restrict y, int32_t *restrict am) {
+static void max_plane_2x2(const pool_geom *g, const float *restrict x, float *restrict y, uint8_t *restrict win) {
     const int64_t W = g->W, OW = g->OW;
-    const int32_t W32 = (int32_t)W;
-    int32_t scratch[4];
+    uint8_t scratch[4];
     for (int64_t oh = 0; oh < g->OH; oh++) {
         const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
         float *yo = y + oh * OW;
-        int32_t *ao = am ? am + oh * OW : NULL;
-        const int32_t base = (int32_t)(2 * oh * W);
+        uint8_t *ao = win ? win + oh * OW : NULL;
         int64_t ow = 0;
-        for (; ow + 4 <= OW; ow += 4)
-            max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch, base + 2 * (int32_t)ow, W32);
+        for (; ow + 4 <= OW; ow += 4) max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch);
         if (ow < OW && OW >= 4) {
             /* The last block again, overlapping: its outputs are
              * recomputed to the same values (7 -> 4 + 4, 14 -> 12 + 4). */
             ow = OW - 4;
-            max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch, base + 2 * (int32_t)ow, W32);
+            max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch);
         } else if (ow < OW) {
             /* The last 1-3 outputs through a padded copy of their inputs. */
             float t0[8] = {0}, t1[8] = {0}, ty[4];
-            int32_t ta[4];
+            uint8_t ta[4];
             const int64_t n = OW - ow;
             memcpy(t0, r0 + 2 * ow, (size_t)(2 * n) * sizeof(float));
             memcpy(t1, r1 + 2 * ow, (size_t)(2 * n) * sizeof(float));
-            max4_2x2(t0, t1, ty, ta, base + 2 * (int32_t)ow, W32);
+            max4_2x2(t0, t1, ty, ta);
             memcpy(yo + ow, ty, (size_t)n * sizeof(float));
-            if (ao) memcpy(ao + ow, ta, (size_t)n * sizeof(int32_t));
+            if (ao) memcpy(ao + ow, ta, (size_t)n);
         }
     }
 }
@@ -173,44 +172,42 @@ static void max_plane_backward_tiled(const pool_geom *g, const float *restrict s
 }
 
 /* max_plane_backward_tiled for 2x2 windows: branch-free blocks of 4
- * windows (8 elements of each of the two rows), as max4_2x2. */
-static inline void unmax4_2x2(const float *restrict s, const int32_t *restrict am, float *restrict d0,
-                              float *restrict d1, int32_t base, int32_t W) {
+ * windows (8 elements of each of the two rows), as max4_2x2; win holds
+ * each window's argmax place 0 1 / 2 3. */
+static inline void unmax4_2x2(const float *restrict s, const uint8_t *restrict win, float *restrict d0,
+                              float *restrict d1) {
 #pragma omp simd
     for (int i = 0; i < 4; i++) {
-        const int32_t k = am[i] - base - 2 * i;
+        const int k = win[i];
         const float v = s[i];
         d0[2 * i] = k == 0 ? v : 0.0f;
         d0[2 * i + 1] = k == 1 ? v : 0.0f;
-        d1[2 * i] = k == W ? v : 0.0f;
-        d1[2 * i + 1] = k == W + 1 ? v : 0.0f;
+        d1[2 * i] = k == 2 ? v : 0.0f;
+        d1[2 * i + 1] = k == 3 ? v : 0.0f;
     }
 }
 
-static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, const int32_t *restrict am,
+static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, const uint8_t *restrict win,
                                    float *restrict d) {
     const int64_t W = g->W, OW = g->OW;
-    const int32_t W32 = (int32_t)W;
     for (int64_t oh = 0; oh < g->OH; oh++) {
         float *d0 = d + 2 * oh * W, *d1 = d0 + W;
         const float *so = s + oh * OW;
-        const int32_t *ao = am + oh * OW;
-        const int32_t base = (int32_t)(2 * oh * W);
+        const uint8_t *ao = win + oh * OW;
         int64_t ow = 0;
-        for (; ow + 4 <= OW; ow += 4)
-            unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow, base + 2 * (int32_t)ow, W32);
+        for (; ow + 4 <= OW; ow += 4) unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow);
         if (ow < OW && OW >= 4) {
             /* Overlapping last block, as in max_plane_2x2: each window
              * writes the same 4 values again. */
             ow = OW - 4;
-            unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow, base + 2 * (int32_t)ow, W32);
+            unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow);
         } else if (ow < OW) {
             float ts[4] = {0}, t0[8], t1[8];
-            int32_t ta[4] = {0};
+            uint8_t ta[4] = {0};
             const int64_t n = OW - ow;
             memcpy(ts, so + ow, (size_t)n * sizeof(float));
-            memcpy(ta, ao + ow, (size_t)n * sizeof(int32_t));
-            unmax4_2x2(ts, ta, t0, t1, base + 2 * (int32_t)ow, W32);
+            memcpy(ta, ao + ow, (size_t)n);
+            unmax4_2x2(ts, ta, t0, t1);
             memcpy(d0 + 2 * ow, t0, (size_t)(2 * n) * sizeof(float));
             memcpy(d1 + 2 * ow, t1, (size_t)(2 * n) * sizeof(float));
         }
@@ -230,9 +227,9 @@ static int max_pool2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), {
         float *d = dX + u * HW;
         const float *s = G + u * OHW;
-        const int32_t *am = g->argmax + u * OHW;
-        if (tiled && g->kh == 2 && g->kw == 2) {
-            max_plane_backward_2x2(g, s, am, d);
+        const int32_t *am = g->argmax ? g->argmax + u * OHW : NULL;
+        if (g->win) {
+            max_plane_backward_2x2(g, s, g->win + u * OHW, d);
         } else if (tiled) {
             max_plane_backward_tiled(g, s, am, d);
         } else {
@@ -250,22 +247,27 @@ zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
     zg_tensor *y = pool_out(&g);
     if (!y) return NULL;
     const bool track = zg_grad_enabled() && x->requires_grad;
+    const bool k2s2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0;
     pool_geom *sg = NULL;
     if (track) {
         sg = zg__arena_alloc(sizeof *sg);
         if (!sg) return NULL;
         *sg = g;
-        sg->argmax = zg__arena_alloc((size_t)(y->numel ? y->numel : 1) * sizeof(int32_t));
-        if (!sg->argmax) return NULL;
+        const size_t n_out = (size_t)(y->numel ? y->numel : 1);
+        if (k2s2)
+            sg->win = zg__arena_alloc(n_out);
+        else
+            sg->argmax = zg__arena_alloc(n_out * sizeof(int32_t));
+        if (!sg->win && !sg->argmax) return NULL;
     }
     const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
     const float *X = zg__f32(x);
     float *Y = zg__f32(y);
     int32_t *AM = sg ? sg->argmax : NULL;
-    const bool k2s2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0;
+    uint8_t *WIN = sg ? sg->win : NULL;
     ZG_PARALLEL_FOR(u, g.N * g.C, par_min(g.N * g.C, HW), {
         if (k2s2)
-            max_plane_2x2(&g, X + u * HW, Y + u * OHW, AM ? AM + u * OHW : NULL);
+            max_plane_2x2(&g, X + u * HW, Y + u * OHW, WIN ? WIN + u * OHW : NULL);
         else
             max_plane(&g, X + u * HW, Y + u * OHW, AM ? AM + u * OHW : NULL);
     });
