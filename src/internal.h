@@ -146,6 +146,11 @@ zg_node *zg__record(const char *name, zg_backward_fn backward, zg_tensor *out, z
 void zg__save(zg_node *n, zg_tensor *t);
 /* Whether input i needs a gradient in the running backward pass. */
 bool zg__node_needs(const zg_node *n, int i);
+/* A tensor for the gradient node n gives input i (where zg__node_needs),
+ * which the backward must fill completely: a leaf's own .grad buffer when
+ * this backward will store into a .grad that is None (so no copy follows),
+ * else a new arena tensor of the input's shape. */
+zg_tensor *zg__grad_for_input(zg_node *n, int i);
 
 /* Bumps the version counter after an in-place write. */
 static inline void zg__bump_version(zg_tensor *t) { t->storage->version++; }

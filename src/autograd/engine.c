@@ -9,6 +9,9 @@
 
 static _Thread_local uint64_t pass_counter;
 static _Thread_local uint64_t cur_pass;
+/* The pass stores into .grad (backward, not autograd_grad), into every
+ * leaf (no inputs= list). */
+static _Thread_local bool cur_accumulate, cur_all_leaves;
 
 static void touch(zg_tensor *t) {
     if (t->bw_pass == cur_pass) return;
@@ -34,7 +37,25 @@ static zg_tensor *copy_arena(const zg_tensor *g) {
 
 /* Adds g into t's pending gradient without writing into a tensor the pass
  * does not own (an op's backward may hand the same tensor to two inputs). */
+/* A leaf whose .grad is None, with a cached buffer of its shape, no
+ * pre-accumulate hooks and no gradient yet in this pass: the node's
+ * backward may write straight into the buffer, which accumulate() then
+ * only marks defined. It becomes the pending gradient at once, so a second
+ * request (the leaf twice among a node's inputs, or a later node) gets an
+ * arena tensor and add_pending() sums as usual. */
+zg_tensor *zg__grad_for_input(zg_node *n, int i) {
+    zg_tensor *t = n->in[i];
+    if (cur_accumulate && !t->grad_fn && (t->bw_target || cur_all_leaves) && !t->grad_defined && t->grad &&
+        zg__same_shape(t->grad, t) && !t->hooks && !t->bw_grad) {
+        t->bw_grad = t->grad;
+        t->bw_owned = false;
+        return t->grad;
+    }
+    return zg__empty_like(t);
+}
+
 static int add_pending(zg_tensor *t, zg_tensor *g) {
+    if (t->bw_grad == g) return ZG_OK; /* the leaf's .grad buffer, handed out above */
     if (!t->bw_grad) {
         t->bw_grad = g;
         t->bw_owned = false;
@@ -65,7 +86,7 @@ static int accumulate(zg_tensor *t, const zg_tensor *g) {
     float *d = zg__f32(t->grad);
     const float *s = zg__f32(g);
     if (!t->grad_defined) {
-        memcpy(d, s, (size_t)g->numel * sizeof(float));
+        if (d != s) memcpy(d, s, (size_t)g->numel * sizeof(float));
         t->grad_defined = true;
     } else {
         for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
@@ -186,6 +207,8 @@ typedef struct {
 static int run_pass(const pass_args *a) {
     const char *fn = a->fn;
     cur_pass = ++pass_counter;
+    cur_accumulate = a->accumulate;
+    cur_all_leaves = a->accumulate && a->n_inputs == 0;
 
     /* Validate roots and their gradients before touching anything. */
     for (int r = 0; r < a->n_roots; r++) {

@@ -189,14 +189,15 @@ static int linear_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
         gin[0] = gx;
     }
     if (zg__node_needs(n, 1)) {
-        zg_tensor *gw = zg__empty_like(n->in[1]);
+        /* Weight and bias are usually leaves: their .grad buffer if free. */
+        zg_tensor *gw = zg__grad_for_input(n, 1);
         if (!gw) return ZG_ERR_NOMEM;
         int rc = gemm(t, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw)); /* dW = dy^T x */
         if (rc) return rc;
         gin[1] = gw;
     }
     if (zg__node_needs(n, 2)) {
-        zg_tensor *gb = zg__empty_like(n->in[2]);
+        zg_tensor *gb = zg__grad_for_input(n, 2);
         if (!gb) return ZG_ERR_NOMEM;
         float *db = zg__f32(gb);
         if (t != ZG_AUTOCAST_OFF) {
