@@ -45,8 +45,15 @@ static zg_tensor *copy_arena(const zg_tensor *g) {
  * arena tensor and add_pending() sums as usual. */
 zg_tensor *zg__grad_for_input(zg_node *n, int i) {
     zg_tensor *t = n->in[i];
-    if (cur_accumulate && !t->grad_fn && (t->bw_target || cur_all_leaves) && !t->grad_defined && t->grad &&
-        zg__same_shape(t->grad, t) && !t->hooks && !t->bw_grad) {
+    const bool stores = cur_accumulate && !t->grad_fn && (t->bw_target || cur_all_leaves) && !t->grad_defined &&
+                        !t->hooks && !t->bw_grad;
+    if (stores && !t->grad && t->persistent) {
+        /* The first backward creates the buffer accumulate() would: the
+         * arena then sees the same requests in every step. */
+        t->grad = zg_tensor_new(ZG_FLOAT32, t->shape, t->ndim);
+        if (!t->grad) return NULL;
+    }
+    if (stores && t->grad && zg__same_shape(t->grad, t)) {
         t->bw_grad = t->grad;
         t->bw_owned = false;
         return t->grad;
