@@ -106,17 +106,21 @@ static void max_plane(const pool_geom *g, const float *restrict x, float *restri
 
 static inline void max4_2x2(const float *restrict r0, const float *restrict r1, float *restrict y,
                             uint8_t *restrict win) {
+    /* The places go through 32-bit lanes: a byte store inside the loop
+     * makes GCC pick 16 byte lanes for 4 iterations and give up. */
+    int32_t kk[4];
 #pragma omp simd
     for (int i = 0; i < 4; i++) {
         const float a = r0[2 * i], b = r0[2 * i + 1], c = r1[2 * i], d = r1[2 * i + 1];
         float m = a;
-        int k = 0;
+        int32_t k = 0;
         MAX2X2_STEP(b, 1);
         MAX2X2_STEP(c, 2);
         MAX2X2_STEP(d, 3);
         y[i] = m;
-        win[i] = (uint8_t)k;
+        kk[i] = k;
     }
+    for (int i = 0; i < 4; i++) win[i] = (uint8_t)kk[i];
 }
 
 static void max_plane_2x2(const pool_geom *g, const float *restrict x, float *restrict y, uint8_t *restrict win) {
@@ -176,15 +180,22 @@ static void max_plane_backward_tiled(const pool_geom *g, const float *restrict s
  * each window's argmax place 0 1 / 2 3. */
 static inline void unmax4_2x2(const float *restrict s, const uint8_t *restrict win, float *restrict d0,
                               float *restrict d1) {
+    /* The places widened to 32 bits first: byte loads inside the loop
+     * keep GCC from vectorising it. */
+    const int32_t kk[4] = {win[0], win[1], win[2], win[3]};
+    uint32_t vb[4], o0[8], o1[8];
+    memcpy(vb, s, sizeof vb);
+    /* v where the place matches, +0 elsewhere, as bit masks. */
 #pragma omp simd
     for (int i = 0; i < 4; i++) {
-        const int k = win[i];
-        const float v = s[i];
-        d0[2 * i] = k == 0 ? v : 0.0f;
-        d0[2 * i + 1] = k == 1 ? v : 0.0f;
-        d1[2 * i] = k == 2 ? v : 0.0f;
-        d1[2 * i + 1] = k == 3 ? v : 0.0f;
+        const int32_t k = kk[i];
+        o0[2 * i] = vb[i] & (0u - (uint32_t)(k == 0));
+        o0[2 * i + 1] = vb[i] & (0u - (uint32_t)(k == 1));
+        o1[2 * i] = vb[i] & (0u - (uint32_t)(k == 2));
+        o1[2 * i + 1] = vb[i] & (0u - (uint32_t)(k == 3));
     }
+    memcpy(d0, o0, sizeof o0);
+    memcpy(d1, o1, sizeof o1);
 }
 
 static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, const uint8_t *restrict win,
