@@ -1,0 +1,186 @@
+/* zgrad side of `make bench`: one workload, timed step by step.
+ *
+ *     zgrad_bench WORKLOAD THREADS STEPS WARMUP [DATA_DIR]
+ *
+ * Loads the first (WARMUP + STEPS) * batch Fashion-MNIST training images
+ * in order (no shuffle, the training normalisation), builds the model with
+ * a fixed seed and runs the canonical loop (zero_grad, forward, loss,
+ * backward, step, arena reset). Prints one JSON line: every timed step's
+ * milliseconds, their median, the peak resident memory (ru_maxrss) and the
+ * malloc/calloc/realloc calls per timed step. bench/torch_bench.py prints
+ * the same line for PyTorch. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "zgrad.h"
+
+/* Allocation counter: glibc's allocator interposed in this binary (as
+ * tests/test_memory.c does); OpenMP and OpenBLAS threads allocate too,
+ * hence the atomic increment. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+static long n_allocs;
+static void count_alloc(void) { __atomic_fetch_add(&n_allocs, 1, __ATOMIC_RELAXED); }
+void *malloc(size_t n) {
+    count_alloc();
+    return __libc_malloc(n);
+}
+void *calloc(size_t a, size_t b) {
+    count_alloc();
+    return __libc_calloc(a, b);
+}
+void *realloc(void *p, size_t n) {
+    count_alloc();
+    return __libc_realloc(p, n);
+}
+void *aligned_alloc(size_t al, size_t n) {
+    count_alloc();
+    return __libc_memalign(al, n);
+}
+int posix_memalign(void **p, size_t al, size_t n) {
+    count_alloc();
+    *p = __libc_memalign(al, n);
+    return *p ? 0 : 12;
+}
+static long alloc_count(void) { return __atomic_load_n(&n_allocs, __ATOMIC_RELAXED); }
+
+typedef struct {
+    const char *name;
+    int model;          /* 0: MLP 784-32-10, 1: MLP 784-256-128-10, 2: the default CNN */
+    int64_t batch;
+    zg_optim_kind optim;
+    double lr;
+    bool bf16;          /* the forward under bf16 autocast */
+} workload;
+
+static const workload WORKLOADS[] = {
+    {"mlp32", 0, 32, ZG_SGD, 0.01, false},
+    {"mlp_adam64", 1, 64, ZG_ADAM, 1e-3, false},
+    {"mlp_sgd256", 1, 256, ZG_SGD, 0.01, false},
+    {"cnn64", 2, 64, ZG_ADAM, 1e-3, false},
+    {"mlp_bf16_256", 1, 256, ZG_SGD, 0.01, true},
+};
+
+static void die(const char *what) {
+    fprintf(stderr, "zgrad_bench: %s: %s\n", what, zg_last_error());
+    exit(1);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static zg_module *build_model(int kind) {
+    if (kind == 2) return zg_model_default_cnn();
+    static const int64_t small[] = {784, 32, 10}, wide[] = {784, 256, 128, 10};
+    return kind == 0 ? zg_model_mlp(small, 3) : zg_model_mlp(wide, 4);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 5) {
+        fprintf(stderr, "usage: zgrad_bench WORKLOAD THREADS STEPS WARMUP [DATA_DIR]\n");
+        return 2;
+    }
+    const workload *w = NULL;
+    for (size_t i = 0; i < sizeof WORKLOADS / sizeof WORKLOADS[0]; i++)
+        if (!strcmp(argv[1], WORKLOADS[i].name)) w = &WORKLOADS[i];
+    if (!w) {
+        fprintf(stderr, "zgrad_bench: unknown workload '%s'\n", argv[1]);
+        return 2;
+    }
+    int threads = atoi(argv[2]), steps = atoi(argv[3]), warmup = atoi(argv[4]);
+    const char *dir = argc > 5 ? argv[5] : "/usr/share/datasets/fashion-mnist";
+    if (threads < 1 || steps < 1 || warmup < 0) {
+        fprintf(stderr, "zgrad_bench: THREADS and STEPS must be >= 1, WARMUP >= 0\n");
+        return 2;
+    }
+    if (zg_set_num_threads(threads)) die("threads");
+
+    zg_dataset *full = zg_dataset_load_mnist_dir(dir, true);
+    if (!full) die("loading the data");
+    int64_t want = (int64_t)(steps + warmup) * w->batch, size = zg_dataset_size(full);
+    zg_dataset *ds = zg_dataset_head(full, want < size ? want : size);
+    if (!ds) die("taking the first samples");
+    zg_loader_opts lo = {.batch_size = w->batch, .shuffle = false, .drop_last = true, .seed = 0,
+                         .mean = 0.2860f, .std = 0.3530f, .prefetch = false};
+    zg_loader *ld = zg_loader_new(ds, &lo);
+    if (!ld) die("loader");
+
+    zg_manual_seed(0);
+    zg_module *model = build_model(w->model);
+    if (!model) die("model");
+    zg_tensor *params[64];
+    int n_params = zg_module_params(model, params, 64);
+    zg_optim_config cfg = zg_optim_defaults(w->optim);
+    cfg.lr = w->lr;
+    zg_optim *opt = zg_optim_new(w->optim, params, n_params, &cfg);
+    if (!opt) die("optimizer");
+    zg_module_train(model, true);
+
+    double *ms = malloc(sizeof(double) * (size_t)steps);
+    long allocs = 0;
+    int64_t epoch = 0;
+    double last_loss = 0;
+    for (int i = 0; i < warmup + steps; i++) {
+        zg_tensor *x, *y;
+        int got = zg_loader_next(ld, &x, &y);
+        if (got == 0) {
+            if (zg_loader_start_epoch(ld, ++epoch, 0)) die("next epoch");
+            got = zg_loader_next(ld, &x, &y);
+        }
+        if (got != 1) die("batch");
+        long a0 = alloc_count();
+        double t0 = now_ms();
+        zg_optim_zero_grad(opt, true);
+        if (w->bf16 && zg_autocast_enter(ZG_AUTOCAST_BF16)) die("autocast");
+        zg_tensor *logits = zg_module_forward(model, x);
+        if (w->bf16) zg_autocast_exit();
+        zg_tensor *loss = logits ? zg_cross_entropy(logits, y, NULL) : NULL;
+        if (!loss) die("forward");
+        if (zg_backward(loss, NULL)) die("backward");
+        if (zg_optim_step(opt)) die("step");
+        last_loss = zg_tensor_item(loss); /* as PyTorch's loss.item() */
+        zg_arena_reset();
+        double t1 = now_ms();
+        long a1 = alloc_count();
+        if (i >= warmup) {
+            ms[i - warmup] = t1 - t0;
+            allocs += a1 - a0;
+        }
+    }
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double *sorted = malloc(sizeof(double) * (size_t)steps);
+    memcpy(sorted, ms, sizeof(double) * (size_t)steps);
+    qsort(sorted, (size_t)steps, sizeof(double), cmp_double);
+    double median = steps % 2 ? sorted[steps / 2] : 0.5 * (sorted[steps / 2 - 1] + sorted[steps / 2]);
+    printf("{\"side\": \"zgrad\", \"workload\": \"%s\", \"threads\": %d, \"batch\": %lld, \"median_ms\": %.6f, "
+           "\"rss_mb\": %.1f, \"mallocs_per_step\": %.3f, \"last_loss\": %.6f, \"steps_ms\": [",
+           w->name, threads, (long long)w->batch, median, ru.ru_maxrss / 1024.0, (double)allocs / steps, last_loss);
+    for (int i = 0; i < steps; i++) printf("%s%.6f", i ? ", " : "", ms[i]);
+    printf("]}\n");
+
+    free(sorted);
+    free(ms);
+    zg_optim_free(opt);
+    zg_module_free(model);
+    zg_loader_free(ld);
+    zg_dataset_free(ds);
+    zg_dataset_free(full);
+    zg_arena_free_all();
+    return 0;
+}
