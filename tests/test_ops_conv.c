@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ops/conv_internal.h"
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
@@ -292,6 +293,194 @@ TEST(conv2d_errors) {
     CHECK_PTR(zg_conv2d(x, w, NULL, one, NULL, one, 2));
     zg_tensor *ts[] = {x, w, b5, x3, xi, w4, we};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) zg_tensor_free(ts[i]);
+}
+
+/* ---- the padded-width layout (stride 1, dilation 1) ------------------ */
+
+typedef struct {
+    int64_t n, c, h, w, cout, kh, kw;
+    int ph, pw, groups;
+    bool bias;
+} wide_case;
+
+/* Stride 1, dilation 1 cases: odd and even sizes, padding 0 / 1 / 2 / 3
+ * (more than the kernel's half, and asymmetric), rectangular kernels,
+ * groups, batches of 1 to 9 (the larger ones split across threads). With
+ * Cout <= C the conv takes the padded-width layout (copying C*H + Cout*OH
+ * short rows instead of C*kh*kw*OH, at most a quarter garbage columns);
+ * with Cout = 8*C*kh*kw it takes the general im2col one. */
+static const wide_case wide_cases[] = {
+    {3, 4, 9, 11, 4, 3, 3, 1, 1, 1, true},  {1, 3, 10, 8, 2, 3, 3, 0, 0, 1, true},
+    {5, 2, 7, 7, 2, 3, 3, 2, 2, 1, false},  {2, 4, 6, 9, 4, 3, 3, 3, 3, 2, true},
+    {9, 8, 14, 14, 8, 3, 3, 1, 1, 1, true}, {4, 3, 8, 13, 3, 5, 5, 2, 2, 1, true},
+    {3, 2, 9, 12, 2, 2, 4, 0, 1, 1, true},  {2, 6, 11, 9, 6, 3, 5, 1, 2, 3, false},
+    {7, 4, 5, 16, 2, 1, 3, 0, 1, 2, true},
+};
+
+/* conv2d in double, straight from the definition: y and, for the upstream
+ * gradient v, dx, dw, db. */
+static void direct_conv(const wide_case *q, const float *x, const float *w, const float *b, const float *v,
+                        double *y, double *dx, double *dw, double *db) {
+    const int64_t OH = q->h + 2 * q->ph - q->kh + 1, OW = q->w + 2 * q->pw - q->kw + 1;
+    const int64_t cg = q->c / q->groups, og = q->cout / q->groups;
+    memset(dx, 0, (size_t)(q->n * q->c * q->h * q->w) * sizeof *dx);
+    memset(dw, 0, (size_t)(q->cout * cg * q->kh * q->kw) * sizeof *dw);
+    memset(db, 0, (size_t)q->cout * sizeof *db);
+    for (int64_t n = 0; n < q->n; n++)
+        for (int64_t co = 0; co < q->cout; co++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    const int64_t o = ((n * q->cout + co) * OH + oh) * OW + ow;
+                    double s = b ? b[co] : 0.0;
+                    for (int64_t ci = 0; ci < cg; ci++)
+                        for (int64_t i = 0; i < q->kh; i++)
+                            for (int64_t j = 0; j < q->kw; j++) {
+                                const int64_t ih = oh + i - q->ph, iw = ow + j - q->pw;
+                                if (ih < 0 || ih >= q->h || iw < 0 || iw >= q->w) continue;
+                                const int64_t c = co / og * cg + ci;
+                                const int64_t xi = ((n * q->c + c) * q->h + ih) * q->w + iw;
+                                const int64_t wi = ((co * cg + ci) * q->kh + i) * q->kw + j;
+                                s += (double)x[xi] * w[wi];
+                                dx[xi] += (double)v[o] * w[wi];
+                                dw[wi] += (double)v[o] * x[xi];
+                            }
+                    y[o] = s;
+                    db[co] += v[o];
+                }
+}
+
+static void check_near_double(const char *what, int ci, const zg_tensor *got, const double *want, double tol) {
+    if (!got) {
+        zgt_fail(__FILE__, __LINE__, "case %d: %s missing", ci, what);
+        return;
+    }
+    for (int64_t i = 0; i < zg_tensor_numel(got); i++) {
+        const double g = zg_tensor_get(got, i);
+        if (fabs(g - want[i]) > tol * (1 + fabs(want[i]))) {
+            zgt_fail(__FILE__, __LINE__, "case %d: %s[%lld] = %.9g, expected %.9g", ci, what, (long long)i, g,
+                     want[i]);
+            return;
+        }
+    }
+}
+
+TEST(conv2d_stride1_matches_direct_definition) {
+    for (size_t ci = 0; ci < sizeof wide_cases / sizeof *wide_cases; ci++) {
+        const wide_case *q = &wide_cases[ci];
+        const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
+        zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4));
+        zg_tensor *b = q->bias ? param(zg_randn(ws, 1)) : NULL;
+        zg_tensor *y = zg_conv2d(x, w, b, NULL, (int[]){q->ph, q->pw}, NULL, q->groups);
+        CHECK_PTR(y);
+        if (y) {
+            const int64_t ny = zg_tensor_numel(y), nx = zg_tensor_numel(x), nw = zg_tensor_numel(w);
+            zg_tensor *v = zg_randn(zg_tensor_shape(y), 4);
+            double *ref = malloc((size_t)(ny + nx + nw + q->cout) * sizeof *ref);
+            direct_conv(q, zg_tensor_data(x), zg_tensor_data(w), b ? zg_tensor_data(b) : NULL, zg_tensor_data(v),
+                        ref, ref + ny, ref + ny + nx, ref + ny + nx + nw);
+            CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = v}));
+            check_near_double("y", (int)ci, y, ref, 1e-5);
+            check_near_double("dx", (int)ci, zg_tensor_grad(x), ref + ny, 1e-5);
+            check_near_double("dw", (int)ci, zg_tensor_grad(w), ref + ny + nx, 1e-5);
+            if (b) check_near_double("db", (int)ci, zg_tensor_grad(b), ref + ny + nx + nw, 1e-5);
+            free(ref);
+            zg_tensor_free(v);
+        }
+        zg_tensor_free(x);
+        zg_tensor_free(w);
+        zg_tensor_free(b);
+        zg_arena_reset();
+    }
+}
+
+/* One conv2d of case q with its backward for upstream gradient v, under
+ * autocast type t, in the padded-width layout or (general) the im2col one:
+ * y, dx, dw, db as copies (db NULL without bias). */
+static void run_layout(const wide_case *q, zg_autocast_type t, bool general, zg_tensor *x, zg_tensor *w,
+                       zg_tensor *b, zg_tensor **out) {
+    zg__conv_general_only = general;
+    zg_tensor_zero_grad(x, true);
+    zg_tensor_zero_grad(w, true);
+    if (b) zg_tensor_zero_grad(b, true);
+    if (t) CHECK_OK(zg_autocast_enter(t));
+    zg_tensor *y = zg_conv2d(x, w, b, NULL, (int[]){q->ph, q->pw}, NULL, q->groups);
+    if (t) zg_autocast_exit();
+    zg__conv_general_only = false;
+    CHECK_PTR(y);
+    out[0] = out[1] = out[2] = out[3] = NULL;
+    if (!y) return;
+    zg_manual_seed(99); /* the same upstream gradient for both layouts */
+    zg_tensor *v = zg_randn(zg_tensor_shape(y), 4);
+    CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = v}));
+    out[0] = zg_tensor_clone(y);
+    out[1] = zg_tensor_clone(zg_tensor_grad(x));
+    out[2] = zg_tensor_clone(zg_tensor_grad(w));
+    out[3] = b ? zg_tensor_clone(zg_tensor_grad(b)) : NULL;
+    zg_tensor_free(v);
+    zg_arena_reset();
+}
+
+/* Whether got and want (results of autocast type t) agree to rounding:
+ * float32 within 2^-20 of want's largest magnitude; low precision within
+ * one step of the type per element (2^-7 / 2^-10 relative, plus the
+ * float32 bound for results near zero) on at most 2% of the elements.
+ * Counts the elements whose bits differ into *ndiff. */
+static bool agree(zg_autocast_type t, const zg_tensor *got, const zg_tensor *want, int64_t *ndiff) {
+    const int64_t n = zg_tensor_numel(want);
+    double mx = 0;
+    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(zg_tensor_get(want, i)));
+    const double abs_tol = ldexp(mx, -20), rel = t == ZG_AUTOCAST_OFF ? 0 : t == ZG_AUTOCAST_BF16 ? 0x1p-7 : 0x1p-10;
+    int64_t off = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double a = zg_tensor_get(got, i), b = zg_tensor_get(want, i);
+        if (a == b) continue;
+        off++;
+        if (fabs(a - b) > abs_tol + rel * fabs(b)) return false;
+    }
+    *ndiff += off;
+    return t == ZG_AUTOCAST_OFF || off <= n / 50 + 1;
+}
+
+/* The padded-width layout sums the same products as the general one, its
+ * garbage columns adding exact zeros, and in the same order where OpenBLAS
+ * runs its regular kernels (on the default CNN's shapes both layouts give
+ * the same bits: printed below). Its small-matrix kernels accumulate in an
+ * order that depends on the matrix sizes, so at small shapes the two agree
+ * to float32 rounding; under bf16 / fp16 autocast, a float32 difference can
+ * move a result to the neighbouring value of the type. */
+TEST(conv2d_padded_width_layout_matches_general_layout) {
+    const zg_autocast_type types[3] = {ZG_AUTOCAST_OFF, ZG_AUTOCAST_BF16, ZG_AUTOCAST_FP16};
+    const char *names[4] = {"y", "dx", "dw", "db"};
+    const wide_case cnn = {4, 32, 14, 14, 64, 3, 3, 1, 1, 1, true};
+    const size_t ncases = sizeof wide_cases / sizeof *wide_cases;
+    for (size_t ci = 0; ci <= ncases; ci++) {
+        const wide_case *q = ci < ncases ? &wide_cases[ci] : &cnn;
+        const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
+        zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4));
+        zg_tensor *b = q->bias ? param(zg_randn(ws, 1)) : NULL;
+        for (int ti = 0; ti < 3; ti++) {
+            zg_tensor *wide[4], *gen[4];
+            int64_t ndiff = 0;
+            run_layout(q, types[ti], false, x, w, b, wide);
+            run_layout(q, types[ti], true, x, w, b, gen);
+            for (int k = 0; k < 4; k++) {
+                if (k < 3 || b) {
+                    CHECK(wide[k] && gen[k]);
+                    if (wide[k] && gen[k] && !agree(types[ti], wide[k], gen[k], &ndiff))
+                        zgt_fail(__FILE__, __LINE__, "case %zu, autocast %d: %s differs between the layouts", ci,
+                                 (int)types[ti], names[k]);
+                }
+                zg_tensor_free(wide[k]);
+                zg_tensor_free(gen[k]);
+            }
+            if (q == &cnn)
+                printf("  default CNN conv2, autocast %d: %lld results differ in bits between the layouts\n",
+                       (int)types[ti], (long long)ndiff);
+        }
+        zg_tensor_free(x);
+        zg_tensor_free(w);
+        zg_tensor_free(b);
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -7,6 +7,11 @@
  *     dW_g += dY_g cols_g^T                          [Cout/groups, K]
  *     dcols_g = W_g^T dY_g,  dX = col2im(dcols)      (adds overlapping patches)
  *     db  += sums of dY over the positions.
+ * float32 computes dW_g^T = cols_g dY_g^T instead (the same sums; OpenBLAS
+ * packs cols faster that way) and transposes the total once.
+ * Stride 1, dilation 1 convs with many more cols rows than output channels
+ * (the default CNN's second layer) use a padded-width layout instead of
+ * im2col's short rows: see "padded-width layout" below.
  *
  * Schedule: OpenMP across the samples, each thread running im2col into its
  * own scratch (which stays in cache: 225 KiB for the default CNN's second
@@ -41,6 +46,7 @@
  * patches. The kernels round cols when they pack them: no extra copy. */
 #include "../internal.h"
 #include "../amp/amp_internal.h"
+#include "conv_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -62,6 +68,11 @@ typedef struct {
     int64_t Ct; /* rows of all cols: C * kh * kw */
     int64_t Cg; /* output channels per group */
     int64_t P;  /* OH * OW */
+    /* Padded-width layout (see below): whether it is used, the padded row
+     * width Wp, the GEMMs' columns Pc (OH * Wp with it, else P) and the
+     * length of one padded plane. */
+    bool wide;
+    int64_t Wp, Pc, PL;
 } conv_geom;
 
 /* Per-call settings of the products: the type, the low-precision flags and
@@ -89,8 +100,184 @@ static void valid_cols(const conv_geom *g, int64_t off, int64_t *lo, int64_t *hi
     *hi = b;
 }
 
+/* ---- short rows ----------------------------------------------------------
+ * The rows copied here are often shorter than 32 floats (14 in the default
+ * CNN): a plain loop becomes a memcpy / memset call or a scalar loop per
+ * row. These run in unaligned blocks of 8 floats (one AVX register, two
+ * SSE ones), the last block overlapping the one before (which rewrites the
+ * same values); shorter rows as two overlapping blocks of 4, or (1 to 3
+ * floats) as the three elements 0, n/2 and n - 1: no call, no loop to turn
+ * into one. The callers are compiled per instruction set (ZG_SIMD_CLONES)
+ * with these inlined. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+static inline void copy_row(float *restrict d, const float *restrict s, int64_t n) {
+    if (n >= 8) {
+        for (int64_t k = 0;; k += 8) {
+            if (k > n - 8) k = n - 8;
+            v8f a;
+            memcpy(&a, s + k, sizeof a);
+            memcpy(d + k, &a, sizeof a);
+            if (k == n - 8) break;
+        }
+    } else if (n >= 4) {
+        v4f a, b;
+        memcpy(&a, s, sizeof a);
+        memcpy(&b, s + n - 4, sizeof b);
+        memcpy(d, &a, sizeof a);
+        memcpy(d + n - 4, &b, sizeof b);
+    } else if (n > 0) {
+        d[0] = s[0];
+        d[n / 2] = s[n / 2];
+        d[n - 1] = s[n - 1];
+    }
+}
+
+static inline void zero_row(float *d, int64_t n) {
+    if (n >= 8) {
+        const v8f z = {0};
+        for (int64_t k = 0;; k += 8) {
+            if (k > n - 8) k = n - 8;
+            memcpy(d + k, &z, sizeof z);
+            if (k == n - 8) break;
+        }
+    } else if (n >= 4) {
+        const v4f z = {0};
+        memcpy(d, &z, sizeof z);
+        memcpy(d + n - 4, &z, sizeof z);
+    } else if (n > 0) {
+        d[0] = d[n / 2] = d[n - 1] = 0.0f;
+    }
+}
+
+/* d = s + v: the same value however often an element is written. */
+static inline void add_row(float *restrict d, const float *restrict s, float v, int64_t n) {
+    if (n >= 8) {
+        for (int64_t k = 0;; k += 8) {
+            if (k > n - 8) k = n - 8;
+            v8f a;
+            memcpy(&a, s + k, sizeof a);
+            a += v;
+            memcpy(d + k, &a, sizeof a);
+            if (k == n - 8) break;
+        }
+    } else if (n >= 4) {
+        v4f a, b;
+        memcpy(&a, s, sizeof a);
+        memcpy(&b, s + n - 4, sizeof b);
+        a += v;
+        b += v;
+        memcpy(d, &a, sizeof a);
+        memcpy(d + n - 4, &b, sizeof b);
+    } else if (n > 0) {
+        d[0] = s[0] + v;
+        d[n / 2] = s[n / 2] + v;
+        d[n - 1] = s[n - 1] + v;
+    }
+}
+
+/* ---- padded-width layout (stride 1, dilation 1) ---------------------------
+ * With each input plane copied once into a zero-padded plane xp of Hp =
+ * H + 2*ph rows of Wp floats, x[h][w] at xp[(h + ph)*Wp + pw + w], the
+ * output position (oh, ow) of kernel tap (i, j) reads xp[(oh + i)*Wp + ow +
+ * j]: over positions p = oh*Wp + ow, the cols row of (c, i, j) is the ONE
+ * contiguous slice xp + i*Wp + j of Pc = OH*Wp floats. A row's right
+ * padding can be the next row's left padding: reads past a row's end wrap
+ * into the next row's first pw zeros, which holds while ow + j < Wp + pw
+ * (max ow + j = W + 2*pw - 1, so Wp = W + q with q >= pw), and Wp >= OW
+ * needs q >= 2*pw - kw + 1: Wp = W + q with q the larger of the two (W + pw
+ * for pw <= kw - 1). The last row reads kw - 1 floats past the plane.
+ * The GEMMs then run over Pc columns, of which ow in [OW, Wp) (kw - 1 -
+ * pw per row for "same" padding) are garbage: dropped from y, and zero in
+ * the expanded dY, so that
+ * they add exact zeros to dW (0 * finite) and to the padded dX (W^T 0).
+ * Per element the sums keep their order (over K in the forward and dX, over
+ * the positions in dW, with zeros between), so the results are the general
+ * path's bits. It trades (kw - 1)/Wp more GEMM work for C*H + Cout*OH short
+ * rows instead of C*kh*kw*OH (or 2x that in the backward); it pays only
+ * where the latter is clearly more (see use_wide). Only the interior of xp
+ * is ever written and only the real columns of the expanded dY, so their
+ * zeros are written once per scratch slot. */
+
+/* Whether the padded-width layout pays (measured on the default CNN: its
+ * second conv, 32 -> 64 channels at 14x14, gains; its first, 1 -> 32
+ * channels at 28x28, would copy more short rows than im2col does). */
+static int64_t wide_width(const conv_geom *g) {
+    const int64_t q = 2 * g->pw - g->kw + 1 > g->pw ? 2 * g->pw - g->kw + 1 : g->pw;
+    return g->W + q;
+}
+
+bool zg__conv_general_only = false;
+
+static bool use_wide(const conv_geom *g) {
+    if (zg__conv_general_only || g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1) return false;
+    const int64_t Wp = wide_width(g);
+    /* At most 1/4 of the columns garbage, and at most half the short rows. */
+    if (4 * (Wp - g->OW) > Wp) return false;
+    return 2 * (g->C * g->H + g->Cout * g->OH) <= g->Ct * g->OH;
+}
+
+/* Plane x [H, W] into the interior of the padded plane xp. */
+ZG_SIMD_CLONES
+static void pad_plane(const conv_geom *g, const float *restrict x, float *restrict xp) {
+    float *d = xp + g->ph * g->Wp + g->pw;
+    for (int64_t h = 0; h < g->H; h++) copy_row(d + h * g->Wp, x + h * g->W, g->W);
+}
+
+/* The kh*kw cols rows of channel c (ld Pc) from its padded plane. */
+static void im2col_wide(const conv_geom *g, const float *restrict xp, int64_t c, float *restrict dst) {
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = 0; j < g->kw; j++)
+            memcpy(dst + ((c * g->kh + i) * g->kw + j) * g->Pc, xp + i * g->Wp + j, (size_t)g->Pc * sizeof(float));
+}
+
+/* The adjoint: channel c's dX plane [H, W] from its kh*kw rows of dcols
+ * (ld Pc), summed in a padded plane dxp (PL floats) and cropped. The first
+ * row is stored plus 0.0f: the general path's 0 + value, -0 included. */
+ZG_SIMD_CLONES
+static void col2im_wide(const conv_geom *g, const float *restrict src, int64_t c, float *restrict dxp,
+                        float *restrict dx) {
+    const int64_t Pc = g->Pc;
+    const float *r0 = src + c * g->kh * g->kw * Pc;
+    for (int64_t k = 0; k < Pc; k++) dxp[k] = r0[k] + 0.0f;
+    for (int64_t k = Pc; k < g->PL; k++) dxp[k] = 0.0f;
+    for (int64_t i = 0; i < g->kh; i++)
+        for (int64_t j = i ? 0 : 1; j < g->kw; j++) {
+            const float *r = r0 + (i * g->kw + j) * Pc;
+            float *d = dxp + i * g->Wp + j;
+            for (int64_t k = 0; k < Pc; k++) d[k] += r[k];
+        }
+    const float *s = dxp + g->ph * g->Wp + g->pw;
+    for (int64_t h = 0; h < g->H; h++) copy_row(dx + h * g->W, s + h * g->Wp, g->W);
+}
+
+/* y [Cout, OH, OW] of one sample from the wide output [Cout, Pc], dropping
+ * the garbage columns and adding the bias b (if not NULL). */
+ZG_SIMD_CLONES
+static void crop_wide(const conv_geom *g, const float *restrict wide, const float *restrict b, float *restrict y) {
+    for (int64_t co = 0; co < g->Cout; co++) {
+        const float *s = wide + co * g->Pc;
+        float *d = y + co * g->P;
+        if (b)
+            for (int64_t oh = 0; oh < g->OH; oh++) add_row(d + oh * g->OW, s + oh * g->Wp, b[co], g->OW);
+        else
+            for (int64_t oh = 0; oh < g->OH; oh++) copy_row(d + oh * g->OW, s + oh * g->Wp, g->OW);
+    }
+}
+
+/* The adjoint's input: dY [Cout, OH, OW] of one sample into the real
+ * columns of the wide [Cout, Pc] (whose garbage columns stay zero). */
+ZG_SIMD_CLONES
+static void expand_wide(const conv_geom *g, const float *restrict gy, float *restrict wide) {
+    for (int64_t co = 0; co < g->Cout; co++)
+        for (int64_t oh = 0; oh < g->OH; oh++)
+            copy_row(wide + co * g->Pc + oh * g->Wp, gy + co * g->P + oh * g->OW, g->OW);
+}
+
 /* Patches of one input plane x [H, W] (channel c) into the kh*kw rows of
  * channel c: row (c, i, j) starts at dst + ((c*kh + i)*kw + j) * ld. */
+ZG_SIMD_CLONES
 static void im2col_plane(const conv_geom *g, const float *restrict x, int64_t c, float *restrict dst, int64_t ld) {
     const int64_t OW = g->OW;
     for (int64_t i = 0; i < g->kh; i++) {
@@ -103,18 +290,17 @@ static void im2col_plane(const conv_geom *g, const float *restrict x, int64_t c,
                 float *d = row + oh * OW;
                 const int64_t ih = oh * g->sh - g->ph + i * g->dh;
                 if (ih < 0 || ih >= g->H) {
-                    memset(d, 0, (size_t)OW * sizeof(float));
+                    zero_row(d, OW);
                     continue;
                 }
                 const float *s = x + ih * g->W;
-                for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0.0f;
+                zero_row(d, lo);
                 if (g->sw == 1) {
-#pragma omp simd
-                    for (int64_t ow = lo; ow < hi; ow++) d[ow] = s[ow + off];
+                    copy_row(d + lo, s + lo + off, hi - lo);
                 } else {
                     for (int64_t ow = lo; ow < hi; ow++) d[ow] = s[ow * g->sw + off];
                 }
-                for (int64_t ow = hi; ow < OW; ow++) d[ow] = 0.0f;
+                zero_row(d + hi, OW - hi);
             }
         }
     }
@@ -187,26 +373,112 @@ static bool split_batch(const conv_geom *g) {
     return g->N >= 2 && max_threads() > 1 && g->N * (g->Cout + g->Ct) * g->P >= PAR_MIN_ELEMS;
 }
 
+/* ---- scratch ------------------------------------------------------------ */
+
+/* One thread's scratch: cols (and dcols in the backward), for the padded
+ * layout the padded planes xp / dxp and the wide Y or expanded dY, then the
+ * low-precision GEMMs' scratch and tmpw ([Cg, K], one sample's
+ * low-precision dW). ready: whether the zeros of xp and the expanded dY
+ * are already written. */
+typedef struct {
+    float *cols, *dcols, *wide, *xp, *dxp, *tmpw;
+    void *lp;
+    int *ready;
+} conv_scratch;
+
+static size_t up64(size_t b) { return (b + 63) / 64 * 64; }
+
+/* Bytes of low-precision GEMM scratch per thread (0 for float32). */
+static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool backward) {
+    if (t == ZG_AUTOCAST_OFF) return 0;
+    size_t s = zg__lp_gemm_scratch(g->Cg, g->Pc, g->K);
+    if (backward) {
+        size_t w = zg__lp_gemm_scratch(g->Cg, g->K, g->Pc), x = zg__lp_gemm_scratch(g->K, g->Pc, g->Cg);
+        s = w > x ? w : x;
+        s += (size_t)(g->Cg * g->K) * sizeof(float); /* tmpw */
+    }
+    return up64(s);
+}
+
+/* Bytes of the parts of one slot (cols, dcols, wide, xp, dxp, lp), each a
+ * 64-byte multiple; returns their sum. */
+static size_t slot_parts(const conv_geom *g, zg_autocast_type t, bool backward, size_t part[6]) {
+    const size_t f = sizeof(float);
+    part[0] = up64((size_t)(g->Ct * g->Pc) * f);
+    part[1] = backward ? part[0] : 0;
+    part[2] = g->wide ? up64((size_t)(g->Cout * g->Pc) * f) : 0;
+    part[3] = g->wide ? up64((size_t)(g->C * g->PL) * f) : 0;
+    part[4] = g->wide && backward ? up64((size_t)g->PL * f) : 0;
+    part[5] = lp_scratch_bytes(g, t, backward);
+    return part[0] + part[1] + part[2] + part[3] + part[4] + part[5];
+}
+
+/* Slot k of `mem` (slots of slot_parts' total bytes). */
+static conv_scratch scratch_slot(const conv_geom *g, zg_autocast_type t, bool backward, char *mem, int k,
+                                 int *ready) {
+    size_t part[6];
+    const size_t total = slot_parts(g, t, backward, part);
+    float *p[6];
+    char *m = mem + (size_t)k * total;
+    for (int i = 0; i < 6; i++) {
+        p[i] = part[i] ? (float *)m : NULL;
+        m += part[i];
+    }
+    return (conv_scratch){.cols = p[0], .dcols = p[1], .wide = p[2], .xp = p[3], .dxp = p[4],
+                          .lp = p[5],
+                          .tmpw = p[5] && backward ? (float *)(m - (size_t)(g->Cg * g->K) * sizeof(float)) : NULL,
+                          .ready = ready + k};
+}
+
+/* The cols of sample n (ld Pc) into sc->cols, by either layout. */
+static void im2col_sample(const conv_geom *g, const float *X, int64_t n, const conv_scratch *sc) {
+    const int64_t C = g->C, HW = g->H * g->W;
+    if (!g->wide) {
+        for (int64_t c = 0; c < C; c++) im2col_plane(g, X + (n * C + c) * HW, c, sc->cols, g->P);
+        return;
+    }
+    for (int64_t c = 0; c < C; c++) {
+        float *xp = sc->xp + c * g->PL;
+        pad_plane(g, X + (n * C + c) * HW, xp);
+        im2col_wide(g, xp, c, sc->cols);
+    }
+}
+
+/* Zeros the padding of the padded planes and the garbage columns of the
+ * expanded dY, the first time this slot is used in this call. */
+static void scratch_ready(const conv_geom *g, const conv_scratch *sc, bool backward) {
+    if (!g->wide || *sc->ready) return;
+    memset(sc->xp, 0, (size_t)(g->C * g->PL) * sizeof(float));
+    if (backward) memset(sc->wide, 0, (size_t)(g->Cout * g->Pc) * sizeof(float));
+    *sc->ready = 1;
+}
+
 /* ---- forward ------------------------------------------------------------ */
 
 static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X, const float *Wt, const float *b,
-                          float *Y, float *cols, int64_t n) {
-    const int64_t C = g->C, P = g->P;
-    for (int64_t c = 0; c < C; c++) im2col_plane(g, X + (n * C + c) * g->H * g->W, c, cols, P);
+                          float *Y, const conv_scratch *sc, int64_t n) {
+    const int64_t P = g->P, Pc = g->Pc;
+    scratch_ready(g, sc, false);
+    im2col_sample(g, X, n, sc);
     float *yn = Y + n * g->Cout * P;
     const bool lp = gc->t != ZG_AUTOCAST_OFF;
-    if (b && !lp)
+    /* The general layout sums float32 into y prefilled with the bias; the
+     * padded one adds the bias when it drops the garbage columns. */
+    const bool fill = b && !lp && !g->wide;
+    if (fill)
         for (int64_t co = 0; co < g->Cout; co++) {
             const float bv = b[co];
             float *yc = yn + co * P;
 #pragma omp simd
             for (int64_t p = 0; p < P; p++) yc[p] = bv;
         }
+    float *out = g->wide ? sc->wide : yn;
     for (int64_t gi = 0; gi < g->G; gi++) {
-        int rc = gemm(gc, false, false, g->Cg, P, g->K, Wt + gi * g->Cg * g->K, g->K, cols + gi * g->K * P, P,
-                      b && !lp ? 1.0f : 0.0f, yn + gi * g->Cg * P, P);
+        int rc = gemm(gc, false, false, g->Cg, Pc, g->K, Wt + gi * g->Cg * g->K, g->K, sc->cols + gi * g->K * Pc, Pc,
+                      fill ? 1.0f : 0.0f, out + gi * g->Cg * Pc, Pc);
         if (rc) return rc;
     }
+    if (g->wide) crop_wide(g, sc->wide, lp ? NULL : b, yn);
     if (lp)
         /* The float32 sums + round_t(b), rounded once. */
         for (int64_t co = 0; co < g->Cout; co++) {
@@ -245,29 +517,45 @@ static float sum_lp(zg_autocast_type t, const float *restrict x, int64_t n) {
 }
 
 /* Samples [n0, n1): their partial dW and db (pw, pb; NULL when not
- * wanted) and their dX, with this thread's scratch cols and dcols (and
- * tmpw, [Cg, K], for the low-precision dW of one sample and group). */
+ * wanted) and their dX, with this thread's scratch. The partial dW holds
+ * per group dW_g^T [K, Cg] in float32, dW_g [Cg, K] in low precision. */
 static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X, const float *G, const float *Wt,
-                          float *dX, float *pw, float *pb, float *cols, float *dcols, float *tmpw, int64_t n0,
-                          int64_t n1) {
-    const int64_t C = g->C, P = g->P, Cout = g->Cout, HW = g->H * g->W, wg = g->Cg * g->K;
+                          float *dX, float *pw, float *pb, const conv_scratch *sc, int64_t n0, int64_t n1) {
+    const int64_t C = g->C, P = g->P, Pc = g->Pc, Cout = g->Cout, HW = g->H * g->W, wg = g->Cg * g->K;
     const bool lp = gc->t != ZG_AUTOCAST_OFF;
     int rc;
+    scratch_ready(g, sc, true);
     for (int64_t n = n0; n < n1; n++) {
         const float *gn = G + n * Cout * P;
+        /* dY with ld Pc: as it is, or expanded to the padded width. */
+        const float *gw = gn;
+        if (g->wide) {
+            expand_wide(g, gn, sc->wide);
+            gw = sc->wide;
+        }
         if (pw) {
-            for (int64_t c = 0; c < C; c++) im2col_plane(g, X + (n * C + c) * HW, c, cols, P);
+            im2col_sample(g, X, n, sc);
             for (int64_t gi = 0; gi < g->G; gi++) {
                 float *pwg = pw + gi * wg;
-                /* float32 accumulates in place (beta); the low-precision
-                 * GEMM writes this sample's product, added here. */
-                float *dst = lp && n > n0 ? tmpw : pwg;
-                rc = gemm(gc, false, true, g->Cg, g->K, P, gn + gi * g->Cg * P, P, cols + gi * g->K * P, P,
-                          !lp && n > n0 ? 1.0f : 0.0f, dst, g->K);
+                /* float32 accumulates in place (beta), as dW^T = cols dY^T
+                 * [K, Cg]: the same sums (of the same products, in position
+                 * order), but OpenBLAS packs the big cols without the
+                 * transposing copy dY cols^T needs (12% faster at the
+                 * default CNN's shapes). The low-precision GEMM writes this
+                 * sample's dW_g [Cg, K], added here. */
+                if (!lp) {
+                    rc = gemm(gc, false, true, g->K, g->Cg, Pc, sc->cols + gi * g->K * Pc, Pc, gw + gi * g->Cg * Pc, Pc,
+                              n > n0 ? 1.0f : 0.0f, pwg, g->Cg);
+                    if (rc) return rc;
+                    continue;
+                }
+                float *dst = n > n0 ? sc->tmpw : pwg;
+                rc = gemm(gc, false, true, g->Cg, g->K, Pc, gw + gi * g->Cg * Pc, Pc, sc->cols + gi * g->K * Pc, Pc,
+                          0.0f, dst, g->K);
                 if (rc) return rc;
                 if (dst != pwg)
 #pragma omp simd
-                    for (int64_t i = 0; i < wg; i++) pwg[i] += tmpw[i];
+                    for (int64_t i = 0; i < wg; i++) pwg[i] += sc->tmpw[i];
             }
         }
         for (int64_t co = 0; co < Cout && pb; co++) {
@@ -276,30 +564,21 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
         }
         if (dX) {
             for (int64_t gi = 0; gi < g->G; gi++) {
-                rc = gemm(gc, true, false, g->K, P, g->Cg, Wt + gi * g->Cg * g->K, g->K, gn + gi * g->Cg * P, P,
-                          0.0f, dcols + gi * g->K * P, P);
+                rc = gemm(gc, true, false, g->K, Pc, g->Cg, Wt + gi * g->Cg * g->K, g->K, gw + gi * g->Cg * Pc, Pc,
+                          0.0f, sc->dcols + gi * g->K * Pc, Pc);
                 if (rc) return rc;
             }
             float *dxn = dX + n * C * HW;
-            memset(dxn, 0, (size_t)(C * HW) * sizeof(float));
-            for (int64_t c = 0; c < C; c++) col2im_plane(g, dcols, P, c, dxn + c * HW);
+            if (g->wide) {
+                for (int64_t c = 0; c < C; c++) col2im_wide(g, sc->dcols, c, sc->dxp, dxn + c * HW);
+            } else {
+                memset(dxn, 0, (size_t)(C * HW) * sizeof(float));
+                for (int64_t c = 0; c < C; c++) col2im_plane(g, sc->dcols, P, c, dxn + c * HW);
+            }
             if (lp) zg__round_lp_array(gc->t, dxn, C * HW);
         }
     }
     return ZG_OK;
-}
-
-/* Bytes of low-precision GEMM scratch per thread (0 for float32), 64-byte
- * multiples so that every slot stays aligned. */
-static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool backward) {
-    if (t == ZG_AUTOCAST_OFF) return 0;
-    size_t s = zg__lp_gemm_scratch(g->Cg, g->P, g->K);
-    if (backward) {
-        size_t w = zg__lp_gemm_scratch(g->Cg, g->K, g->P), x = zg__lp_gemm_scratch(g->K, g->P, g->Cg);
-        s = w > x ? w : x;
-        s += (size_t)(g->Cg * g->K) * sizeof(float); /* tmpw */
-    }
-    return (s + 63) / 64 * 64;
 }
 
 /* saved: x, weight. extra: the geometry. iv[0]: the autocast type. */
@@ -315,41 +594,51 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const int64_t nch = (g->N + CHUNK - 1) / CHUNK, wsz = g->Cout * g->K, psz = wsz + g->Cout;
     const int T = max_threads();
     const bool par = split_batch(g) && nch >= 2;
-    /* Scratch per thread: cols and dcols, then (autocast) the GEMMs'
-     * scratch and tmpw; partial sums per chunk; a status per chunk. */
-    const size_t lpb = lp_scratch_bytes(g, t, true);
-    const size_t slot_bytes = (size_t)(2 * g->Ct * g->P) * sizeof(float) + lpb;
-    const size_t slot_stride = (slot_bytes + 63) / 64 * 64;
-    char *scratch = zg__arena_alloc((size_t)T * slot_stride);
+    /* Scratch per thread; partial sums per chunk; a status per chunk. */
+    const size_t slot_bytes = slot_parts(g, t, true, (size_t[6]){0});
+    char *scratch = zg__arena_alloc((size_t)T * slot_bytes);
+    int *ready = zg__arena_calloc((size_t)T * sizeof(int));
     float *partial = zg__arena_alloc((size_t)((nch ? nch : 1) * psz) * sizeof(float));
     int *status = zg__arena_calloc((size_t)(nch ? nch : 1) * sizeof(int));
-    if (!scratch || !partial || !status) return ZG_ERR_NOMEM;
+    float *sumw = dW && t == ZG_AUTOCAST_OFF ? zg__arena_alloc((size_t)wsz * sizeof(float)) : dW;
+    if (!scratch || !ready || !partial || !status || (dW && !sumw)) return ZG_ERR_NOMEM;
     const float *X = zg__f32(x), *G = zg__f32(gout), *Wt = zg__f32(w);
-    const size_t cols_bytes = (size_t)(2 * g->Ct * g->P) * sizeof(float);
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(ch, nch, par ? 0 : INT64_MAX, {
-        char *slot_mem = scratch + (size_t)slot(T) * slot_stride;
-        float *cols = (float *)slot_mem;
-        char *lp = slot_mem + (cols_bytes + 63) / 64 * 64;
+        const conv_scratch sc = scratch_slot(g, t, true, scratch, slot(T), ready);
         /* Serial GEMMs inside our threads; on the calling thread alone
          * they may thread and use the arena themselves. */
-        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), lp};
-        float *tmpw = lpb ? (float *)(lp + lpb - (size_t)(g->Cg * g->K) * sizeof(float)) : NULL;
+        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
         float *pw = partial + ch * psz;
         const int64_t n0 = ch * CHUNK, n1 = n0 + CHUNK < g->N ? n0 + CHUNK : g->N;
-        status[ch] = backward_chunk(g, &gc, X, G, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, cols,
-                                    cols + g->Ct * g->P, tmpw, n0, n1);
+        status[ch] = backward_chunk(g, &gc, X, G, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, &sc, n0, n1);
     });
     blas_serial_end(saved);
     for (int64_t ch = 0; ch < nch; ch++)
         if (status[ch]) return status[ch];
-    /* The chunk partials in chunk order (zero for an empty batch). */
-    for (int64_t i = 0; dW && i < wsz; i++) dW[i] = 0.0f;
-    for (int64_t co = 0; db && co < g->Cout; co++) db[co] = 0.0f;
-    for (int64_t ch = 0; ch < nch; ch++) {
-        const float *pw = partial + ch * psz;
-        for (int64_t i = 0; dW && i < wsz; i++) dW[i] += pw[i];
-        for (int64_t co = 0; db && co < g->Cout; co++) db[co] += pw[wsz + co];
+    /* The chunk partials in chunk order (zero for an empty batch); float32
+     * sums them transposed, then transposes per group. */
+    if (dW) {
+        float *acc = t == ZG_AUTOCAST_OFF ? sumw : dW;
+        memset(acc, 0, (size_t)wsz * sizeof(float));
+        for (int64_t ch = 0; ch < nch; ch++) {
+            const float *pw = partial + ch * psz;
+#pragma omp simd
+            for (int64_t i = 0; i < wsz; i++) acc[i] += pw[i];
+        }
+        if (acc != dW)
+            for (int64_t gi = 0; gi < g->G; gi++)
+                for (int64_t k = 0; k < g->K; k++)
+                    for (int64_t co = 0; co < g->Cg; co++)
+                        dW[(gi * g->Cg + co) * g->K + k] = acc[(gi * g->K + k) * g->Cg + co];
+    }
+    if (db) {
+        memset(db, 0, (size_t)g->Cout * sizeof(float));
+        for (int64_t ch = 0; ch < nch; ch++) {
+            const float *pb = partial + ch * psz + wsz;
+#pragma omp simd
+            for (int64_t co = 0; co < g->Cout; co++) db[co] += pb[co];
+        }
     }
     if (t != ZG_AUTOCAST_OFF) {
         if (dW) zg__round_lp_array(t, dW, wsz);
@@ -412,26 +701,30 @@ zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[
     g->Ct = C * kh * kw;
     g->Cg = Cout / groups;
     g->P = OH * OW;
-    if (g->Ct > INT_MAX || g->P > INT_MAX || Cout > INT_MAX)
+    g->wide = use_wide(g);
+    g->Wp = g->wide ? wide_width(g) : OW;
+    g->Pc = g->wide ? OH * g->Wp : g->P;
+    /* The last cols row reads kw - 1 floats past the padded plane. */
+    g->PL = g->wide ? (H + 2 * (int64_t)p[0]) * g->Wp + kw - 1 : 0;
+    if (g->Ct > INT_MAX || g->Pc > INT_MAX || Cout > INT_MAX)
         return zg__fail_null("%s: x of shape %s and weight of shape %s are too large for BLAS", fn, sx, sw);
     const zg_autocast_type t = zg_autocast_get();
     int64_t oshape[4] = {N, Cout, OH, OW};
     zg_tensor *y = zg__empty(ZG_FLOAT32, oshape, 4);
     const int T = max_threads();
     const bool par = split_batch(g);
-    /* Per thread: cols, then (autocast) the GEMM's scratch. */
-    const size_t cols_bytes = ((size_t)(g->Ct * g->P) * sizeof(float) + 63) / 64 * 64;
-    const size_t slot_stride = cols_bytes + lp_scratch_bytes(g, t, false);
-    char *scratch = zg__arena_alloc((size_t)T * slot_stride);
+    const size_t slot_bytes = slot_parts(g, t, false, (size_t[6]){0});
+    char *scratch = zg__arena_alloc((size_t)T * slot_bytes);
+    int *ready = zg__arena_calloc((size_t)T * sizeof(int));
     int *status = zg__arena_calloc((size_t)(N ? N : 1) * sizeof(int));
-    if (!y || !scratch || !status) return NULL;
+    if (!y || !scratch || !ready || !status) return NULL;
     const float *X = zg__f32(x), *Wt = zg__f32(w), *bd = b ? zg__f32(b) : NULL;
     float *Y = zg__f32(y);
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(i, N, par ? 0 : INT64_MAX, {
-        char *slot_mem = scratch + (size_t)slot(T) * slot_stride;
-        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), slot_mem + cols_bytes};
-        status[i] = forward_sample(g, &gc, X, Wt, bd, Y, (float *)slot_mem, i);
+        const conv_scratch sc = scratch_slot(g, t, false, scratch, slot(T), ready);
+        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
+        status[i] = forward_sample(g, &gc, X, Wt, bd, Y, &sc, i);
     });
     blas_serial_end(saved);
     for (int64_t i = 0; i < N; i++)
