@@ -6,8 +6,9 @@
  * the warm-up/cosine curve. Part 2 makes the classic mistakes of a
  * PyTorch loop on purpose, in warn mode, and checks that each is reported:
  * zero_grad forgotten (stale gradients), zero_grad between backward and
- * step (fresh gradients erased), a step with no backward, and a scheduler
- * stepped before its optimizer. */
+ * step (fresh gradients erased), a step with no backward, a scheduler
+ * stepped before its optimizer, and grads read or clipped while a loss
+ * scaler still multiplies them. */
 #include <math.h>
 #include <stdio.h>
 
@@ -109,6 +110,29 @@ int main(void) {
     zg_sched_step(early); /* before the optimizer ever stepped */
     expect(zg_sanitize_kind_count(ZG_SAN_SCHED_ORDER) == 1, "scheduler before optimizer -> reported");
     zg_sched_free(early);
+    drop(&s);
+    zg_arena_reset();
+
+    /* With a loss scaler: grads read or clipped before unscale_ are still
+     * multiplied by the scale (65536 at first). After unscale_ both are
+     * right, and reported no more. */
+    zg_sanitize_reset();
+    make(&s);
+    zg_grad_scaler *scaler = zg_grad_scaler_new(NULL);
+    zg_optim_zero_grad(s.opt, true);
+    zg_tensor *loss = zg_cross_entropy(zg_module_forward(s.model, s.x), s.y, NULL);
+    zg_backward(zg_grad_scaler_scale(scaler, loss), NULL);
+    zg_tensor_grad(zg_optim_group_param(s.opt, 0, 0)); /* e.g. to log its norm */
+    expect(zg_sanitize_kind_count(ZG_SAN_SCALED_READ) == 1, "reading scaled grads -> reported");
+    zg_optim_clip_grad_norm(s.opt, 1.0, 2.0, false, NULL);
+    expect(zg_sanitize_kind_count(ZG_SAN_SCALED_CLIP) == 1, "clipping scaled grads -> reported");
+    zg_grad_scaler_unscale_(scaler, s.opt);
+    zg_tensor_grad(zg_optim_group_param(s.opt, 0, 0));
+    zg_optim_clip_grad_norm(s.opt, 1.0, 2.0, false, NULL);
+    zg_grad_scaler_step(scaler, s.opt, NULL);
+    zg_grad_scaler_update(scaler);
+    expect(zg_sanitize_report_count() == 2, "after unscale_: reading and clipping are fine");
+    zg_grad_scaler_free(scaler);
     drop(&s);
     zg_arena_free_all();
     return failures ? 1 : 0;
