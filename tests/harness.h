@@ -121,6 +121,12 @@ bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn 
  * `sources` (sources[0] is the script, the rest what it imports); if not it
  * runs `/usr/bin/python3 sources[0] DIR` once. On failure it fails the
  * running case with what to do (run scripts/setup): never a silent pass. */
+/* A new empty directory under /tmp (one of 16 rotating names; the test
+ * fails and NULL comes back when it cannot be made), and its removal with
+ * its files and empty subdirectories (tests/tmpdir.c). */
+char *zgt_temp_dir(void);
+void zgt_remove_dir(const char *dir);
+
 const char *zgt_reference_dir(void);
 bool zgt_reference_ready(const char *const *sources, int n_sources, const char *const *files, int n_files,
                          const char *suffix);

@@ -3,7 +3,6 @@
  * safetensors, forward equal to the ops composed by hand, and errors. */
 #include "harness.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,27 +21,6 @@ static bool same_values(const zg_tensor *a, const zg_tensor *b) {
     return true;
 }
 
-static char *make_dir(void) {
-    static char dirs[8][64];
-    static int next;
-    char *d = dirs[next++ % 8];
-    snprintf(d, 64, "/tmp/zg_nn_XXXXXX");
-    return mkdtemp(d);
-}
-
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        remove(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 TEST(nn_parameter_names_and_order) {
     zg_module *m = mlp(4, 3, 2);
@@ -322,7 +300,7 @@ TEST(nn_forward_matches_ops) {
 }
 
 TEST(nn_save_load) {
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     CHECK(dir != NULL);
     if (!dir) return;
     char path[256], small[256], extra[256], missing[300];
@@ -413,7 +391,7 @@ TEST(nn_save_load) {
     zg_module_free(one_c);
     zg_module_free(wide);
     zg_module_free(lin);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 TEST(nn_errors) {

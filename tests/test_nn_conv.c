@@ -4,7 +4,6 @@
  * output; and live parity with PyTorch (tests/parity/conv_reference.py):
  * every conv / pool / batch-norm op configuration, forward and backward,
  * and the default CNN of `zgrad train` trained for a few Adam steps. */
-#include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -18,27 +17,6 @@
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static char *make_dir(void) {
-    static char dirs[8][64];
-    static int next;
-    char *d = dirs[next++ % 8];
-    snprintf(d, 64, "/tmp/zg_nnconv_XXXXXX");
-    return mkdtemp(d);
-}
-
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        remove(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static bool same_values(const zg_tensor *a, const zg_tensor *b) {
     if (!a || !b || zg_tensor_numel(a) != zg_tensor_numel(b)) return false;
@@ -173,7 +151,7 @@ TEST(buffers_in_sequential_named_as_state_dict) {
 
 TEST(state_dict_file_names_and_order) {
     zg_module *net = bn_net();
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     CHECK(net && dir);
     if (!net || !dir) return;
     char path[256];
@@ -195,7 +173,7 @@ TEST(state_dict_file_names_and_order) {
         zg_safetensors_free(st);
     }
     zg_module_free(net);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 /* ------------------------------------------------------------------ */
@@ -326,7 +304,7 @@ TEST(batch_norm_in_a_trained_network) {
 
 TEST(save_load_round_trip_with_buffers) {
     zg_module *a = bn_net();
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     CHECK(a && dir);
     if (!a || !dir) return;
     /* Move the running statistics and counters away from their init. */
@@ -412,7 +390,7 @@ TEST(save_load_round_trip_with_buffers) {
     zg_module_free(a);
     zg_module_free(b);
     zg_module_free(c);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 /* ------------------------------------------------------------------ */

@@ -16,32 +16,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static char *make_dir(void) {
-    static char dirs[16][64];
-    static int next;
-    char *d = dirs[next++ % 16];
-    snprintf(d, 64, "/tmp/zg_st_XXXXXX");
-    if (!mkdtemp(d)) {
-        zgt_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
-        return NULL;
-    }
-    return d;
-}
-
-/* Removes dir, its files and its (empty) subdirectories. */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (remove(p) != 0) rmdir(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 /* Number of entries in dir whose name contains `part`. */
 static int count_entries(const char *dir, const char *part) {
@@ -133,7 +107,7 @@ static const char *meta_v[3] = {"pt", "quote \" backslash \\ newline \n tab \t c
 /* ---- round trip --------------------------------------------------------- */
 
 TEST(st_round_trip) {
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     char path[256];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     zg_tensor *t[N_RT];
@@ -205,11 +179,11 @@ TEST(st_round_trip) {
     }
     free_all(t, N_RT);
     remove(path);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 TEST(st_write_errors) {
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     char path[256];
     snprintf(path, sizeof path, "%s/w.safetensors", dir);
     zg_tensor *t[2] = {zg_scalar(1), zg_scalar(2)};
@@ -230,7 +204,7 @@ TEST(st_write_errors) {
     CHECK_ERR(zg_safetensors_write(path, t, ok, 2, mk, mvn, 2), "metadata entry 1 is NULL");
     CHECK(count_entries(dir, "") == 0); /* nothing was created */
     free_all(t, 2);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 /* ---- Python interoperability -------------------------------------------- */
@@ -291,7 +265,7 @@ TEST(st_python_interop) {
         printf("  (st_python_interop: /usr/bin/python3 with numpy not available, skipped)\n");
         return;
     }
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     char ours[256], theirs[256], script[256], cmd[1024];
     snprintf(ours, sizeof ours, "%s/ours.safetensors", dir);
     snprintf(theirs, sizeof theirs, "%s/theirs.safetensors", dir);
@@ -327,7 +301,7 @@ TEST(st_python_interop) {
         zg_safetensors_free(st);
     }
     free_all(t, N_RT);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 /* ---- corrupt files ------------------------------------------------------ */
@@ -353,7 +327,7 @@ static void expect_bad(const char *path, uint64_t hlen, const char *header, size
 #define BAD(header, data_len, msg) expect_bad(path, UINT64_MAX, header, data_len, msg, __LINE__)
 
 TEST(st_corrupt_framing) {
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     char path[256];
     snprintf(path, sizeof path, "%s/bad.safetensors", dir);
 
@@ -408,11 +382,11 @@ TEST(st_corrupt_framing) {
     CHECK_NULL_ERR(zg_safetensors_read(missing), "cannot open");
     CHECK_NULL_ERR(zg_safetensors_read(NULL), "path is NULL");
     remove(path);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 TEST(st_corrupt_entries) {
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     char path[256];
     snprintf(path, sizeof path, "%s/bad.safetensors", dir);
     BAD("{\"a\":5}", 0, "tensor 'a': entry is a number, not an object");
@@ -480,13 +454,13 @@ TEST(st_corrupt_entries) {
         zg_safetensors_free(st);
     }
     remove(path);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 /* ---- atomic write ------------------------------------------------------- */
 
 TEST(st_atomic_write) {
-    char *dir = make_dir();
+    char *dir = zgt_temp_dir();
     char path[256], missing[300], subdir[300];
     snprintf(path, sizeof path, "%s/ckpt.safetensors", dir);
     zg_tensor *t[N_RT];
@@ -548,7 +522,7 @@ TEST(st_atomic_write) {
     free(before);
     zg_tensor_free(big);
     free_all(t, N_RT);
-    remove_dir(dir);
+    zgt_remove_dir(dir);
 }
 
 /* ---- the JSON reader ---------------------------------------------------- */

@@ -334,14 +334,6 @@ static void col2im_plane(const conv_geom *g, const float *restrict src, int64_t 
 
 /* ---- threads ------------------------------------------------------------ */
 
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 /* This thread's scratch slot (0 when the loop runs serially). */
 static int slot(int n_slots) {
 #ifdef _OPENMP
@@ -370,7 +362,7 @@ static void blas_serial_end(int n) {
 
 /* Whether the loop over the batch is worth splitting across threads. */
 static bool split_batch(const conv_geom *g) {
-    return g->N >= 2 && max_threads() > 1 && g->N * (g->Cout + g->Ct) * g->P >= PAR_MIN_ELEMS;
+    return g->N >= 2 && zg__max_threads() > 1 && g->N * (g->Cout + g->Ct) * g->P >= PAR_MIN_ELEMS;
 }
 
 /* ---- scratch ------------------------------------------------------------ */
@@ -592,7 +584,7 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     if (zg__node_needs(n, 2) && !(gb = zg__empty_like(n->in[2]))) return ZG_ERR_NOMEM;
     float *dX = gx ? zg__f32(gx) : NULL, *dW = gw ? zg__f32(gw) : NULL, *db = gb ? zg__f32(gb) : NULL;
     const int64_t nch = (g->N + CHUNK - 1) / CHUNK, wsz = g->Cout * g->K, psz = wsz + g->Cout;
-    const int T = max_threads();
+    const int T = zg__max_threads();
     const bool par = split_batch(g) && nch >= 2;
     /* Scratch per thread; partial sums per chunk; a status per chunk. */
     const size_t slot_bytes = slot_parts(g, t, true, (size_t[6]){0});
@@ -711,7 +703,7 @@ zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[
     const zg_autocast_type t = zg_autocast_get();
     int64_t oshape[4] = {N, Cout, OH, OW};
     zg_tensor *y = zg__empty(ZG_FLOAT32, oshape, 4);
-    const int T = max_threads();
+    const int T = zg__max_threads();
     const bool par = split_batch(g);
     const size_t slot_bytes = slot_parts(g, t, false, (size_t[6]){0});
     char *scratch = zg__arena_alloc((size_t)T * slot_bytes);

@@ -64,7 +64,11 @@ int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, in
         return ZG_OK;
     }
     const int64_t T = zg__max_threads();
-    if (T > 1 && 2 * M * N * K >= SPLIT_MIN_FLOPS && !omp_in_parallel() && openblas_get_parallel() == 2) {
+    /* Our threads take over only from the calling thread (inside a parallel
+     * region OpenBLAS is serial already) and with OpenBLAS's OpenMP build
+     * (the pthread build keeps its own pool and threads by itself). */
+    const bool ours = T > 1 && !omp_in_parallel() && openblas_get_parallel() == 2;
+    if (ours && 2 * M * N * K >= SPLIT_MIN_FLOPS) {
         /* Split C into one block of whole rows (or columns) per thread,
          * multiples of 16 wide. */
         const bool by_cols = N >= M;
@@ -80,7 +84,7 @@ int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, in
         });
         return ZG_OK;
     }
-    if (T > 1 && M * N * K >= OPENBLAS_THREAD_MIN && !omp_in_parallel() && openblas_get_parallel() == 2) {
+    if (ours && M * N * K >= OPENBLAS_THREAD_MIN) {
         /* Too small to split well, but OpenBLAS would thread it (and
          * malloc): inside a parallel region it runs serially. */
 #pragma omp parallel num_threads(2)

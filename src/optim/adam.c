@@ -33,6 +33,9 @@ ZG_SIMD_CLONES static void adam_kernel(int64_t lo, int64_t hi, float *restrict p
     const float neg_step_size = c->neg_step_size;
     const bool maximize = c->maximize, decoupled = c->decoupled, l2 = c->l2;
     if (vmax) {
+        /* amsgrad: a store to vmax in the vectorised loop below, even under
+         * an invariant test, keeps GCC from vectorising it; this rare case
+         * stays scalar. */
         for (int64_t i = lo; i < hi; i++) {
             float gi = maximize ? -gd[i] : gd[i];
             float pi = pd[i];

@@ -1,0 +1,33 @@
+/* Scratch directories for tests that write files. */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+char *zgt_temp_dir(void) {
+    static char dirs[16][64];
+    static int next;
+    char *d = dirs[next++ % 16];
+    snprintf(d, 64, "/tmp/zgt_XXXXXX");
+    if (!mkdtemp(d)) {
+        zgt_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+        return NULL;
+    }
+    return d;
+}
+
+void zgt_remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (remove(p) != 0) rmdir(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
