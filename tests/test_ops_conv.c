@@ -555,6 +555,72 @@ TEST(max_pool_nan_and_infinity) {
     zg_tensor_free(xi);
 }
 
+/* The 2x2 stride-2 kernels against the scan rule written out: values from
+ * a small set (ties everywhere, NaN, both zeros, infinities), rows of 1 to
+ * 21 outputs (all the block widths and overlaps), odd heights and widths,
+ * planes too big for one block of rows. Forward values and the argmax the
+ * gradient goes to, bit for bit. */
+static bool same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+TEST(max_pool_2x2_follows_the_scan_rule) {
+    const float vals[8] = {1.0f, 2.0f, 0.0f, -0.0f, NAN, INFINITY, -INFINITY, 2.0f};
+    const int64_t sizes[][2] = {{2, 2}, {3, 5}, {4, 8}, {5, 9}, {6, 14}, {7, 15}, {2, 16}, {9, 17},
+                                {4, 28}, {3, 29}, {8, 42}, {2, 43}, {70, 60}, {3, 1100}};
+    uint64_t s = 12345;
+    for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+        const int64_t H = sizes[c][0], W = sizes[c][1], OH = H / 2, OW = W / 2;
+        int64_t shape[4] = {2, 3, H, W};
+        zg_tensor *x = param(zg_zeros(shape, 4));
+        float *xd = zg_tensor_data(x);
+        for (int64_t i = 0; i < zg_tensor_numel(x); i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            xd[i] = vals[(s >> 33) % 8];
+        }
+        zg_tensor *y = zg_max_pool2d(x, (int[]){2, 2}, NULL, NULL);
+        CHECK_PTR(y);
+        /* Distinct gradients, so that each lands where its window's argmax is. */
+        int64_t oshape[4] = {2, 3, OH, OW};
+        zg_tensor *g = ramp(oshape, 4, 1.0f, 1.0f);
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = g}));
+        const float *gx = zg_tensor_data(zg_tensor_grad(x));
+        int bad = 0;
+        for (int64_t u = 0; u < 6 && !bad; u++)
+            for (int64_t oh = 0; oh < OH && !bad; oh++)
+                for (int64_t ow = 0; ow < OW && !bad; ow++) {
+                    const float *p = xd + u * H * W;
+                    int64_t at = 2 * oh * W + 2 * ow;
+                    float m = p[at];
+                    const int64_t off[3] = {1, W, W + 1};
+                    for (int k = 0; k < 3; k++) {
+                        const float v = p[2 * oh * W + 2 * ow + off[k]];
+                        if (v > m || isnan(v)) m = v, at = 2 * oh * W + 2 * ow + off[k];
+                    }
+                    const int64_t o = (u * OH + oh) * OW + ow;
+                    const float got = zg_tensor_get(y, o), want_g = (float)(o + 1);
+                    if (!same_bits(got, m) && !(isnan(got) && isnan(m))) bad = 1;
+                    for (int k = 0; k < 4 && !bad; k++) {
+                        const int64_t e = 2 * oh * W + 2 * ow + (k & 1) + (k >> 1) * W;
+                        if (!same_bits(gx[u * H * W + e], e == at ? want_g : 0.0f)) bad = 2;
+                    }
+                    if (bad)
+                        zgt_fail(__FILE__, __LINE__, "%lldx%lld plane %lld output (%lld,%lld): %s differs", (long long)H,
+                                 (long long)W, (long long)u, (long long)oh, (long long)ow,
+                                 bad == 1 ? "the value" : "the gradient");
+                }
+        /* Elements in no window (odd sizes) get +0. */
+        for (int64_t u = 0; u < 6 && !bad; u++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t w = 0; w < W; w++)
+                    if ((h >= 2 * OH || w >= 2 * OW) && !same_bits(gx[(u * H + h) * W + w], 0.0f) && !bad) {
+                        bad = 3;
+                        zgt_fail(__FILE__, __LINE__, "%lldx%lld: uncovered element (%lld,%lld) has a gradient",
+                                 (long long)H, (long long)W, (long long)h, (long long)w);
+                    }
+        zg_tensor_free(g);
+        zg_tensor_free(x);
+    }
+}
+
 TEST(pool_gradchecks) {
     const struct {
         const char *name;

@@ -89,66 +89,216 @@ static void max_plane(const pool_geom *g, const float *restrict x, float *restri
     }
 }
 
-/* The 2x2 stride-2 unpadded case (the usual one), with the same rule: the
- * first element starts the maximum (as -inf would: it is replaced by any
- * real value and kept by -inf), then each later one replaces it when
- * greater or NaN. Branch-free selects on blocks of 4 outputs, so that it
- * vectorises without a scalar tail: with random data the branches of
- * max_plane mispredict on about every other element, and rows are short
- * (7 outputs on a 14-wide plane). k is the winner's offset in the window
- * (0, 1, W, W + 1); am gets base + 2*ow + k. */
-#define MAX2X2_STEP(v, off)                                                                                         \
-    do {                                                                                                           \
-        const int t_ = ((v) > m) | ((v) != (v));                                                                   \
-        m = t_ ? (v) : m;                                                                                          \
-        k = t_ ? (off) : k;                                                                                        \
-    } while (0)
+/* ---- max 2x2, stride 2, no padding (the usual case) -----------------------
+ * The same rule in two stages: for a window a b / c d scanned in that order,
+ *     top = pick(a, b), bottom = pick(c, d), result = pick(top, bottom)
+ * where pick(u, v) is v when v > u or v is NaN, else u. Without NaN the
+ * scan keeps the first maximum, and the top pair comes first; a NaN in the
+ * bottom pair replaces whatever the top pair gave, and within a pair the
+ * later NaN wins, as in the scan. The first stage runs over the pairs of
+ * the input rows, which with W even lie end to end: one long loop that the
+ * compiler vectorises. The second runs over output rows, which are short
+ * (14 and 7 outputs in the default CNN), in unaligned blocks of 8 or 4
+ * lanes, the last block overlapping the one before (it rewrites the same
+ * values). The backward runs the two stages in reverse. Planes go through
+ * in blocks of output rows, so that the buffers between the stages stay on
+ * the stack; a window's place is 0 1 / 2 3. */
+#define PAIRS_MAX 1024
 
-static inline void max4_2x2(const float *restrict r0, const float *restrict r1, float *restrict y,
-                            uint8_t *restrict win) {
-    /* The places go through 32-bit lanes: a byte store inside the loop
-     * makes GCC pick 16 byte lanes for 4 iterations and give up. */
-    int32_t kk[4];
-#pragma omp simd
-    for (int i = 0; i < 4; i++) {
-        const float a = r0[2 * i], b = r0[2 * i + 1], c = r1[2 * i], d = r1[2 * i + 1];
-        float m = a;
-        int32_t k = 0;
-        MAX2X2_STEP(b, 1);
-        MAX2X2_STEP(c, 2);
-        MAX2X2_STEP(d, 3);
-        y[i] = m;
-        kk[i] = k;
-    }
-    for (int i = 0; i < 4; i++) win[i] = (uint8_t)kk[i];
+static bool max_2x2_fits(const pool_geom *g) { return 2 * g->OW <= PAIRS_MAX; }
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint8_t v8b __attribute__((vector_size(8)));
+typedef uint8_t v32b __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef uint8_t v4b __attribute__((vector_size(4)));
+typedef uint8_t v16b __attribute__((vector_size(16)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef uint32_t v4u __attribute__((vector_size(16)));
+
+/* Places (0..3) between 32-bit lanes and bytes as byte shuffles: GCC
+ * turns __builtin_convertvector between these widths into scalar code. LO
+ * is the low byte of a lane. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define LO 3
+#else
+#define LO 0
+#endif
+/* (Vectors pass through pointers: the baseline x86-64 ABI has no AVX
+ * registers to pass them in.) */
+static inline void narrow8(const v8i *k, uint8_t *win) {
+    const v32b b = (v32b)*k;
+    const v8b r = __builtin_shufflevector(b, b, LO, 4 + LO, 8 + LO, 12 + LO, 16 + LO, 20 + LO, 24 + LO, 28 + LO);
+    memcpy(win, &r, sizeof r);
+}
+static inline void narrow4(const v4i *k, uint8_t *win) {
+    const v16b b = (v16b)*k;
+    const v4b r = __builtin_shufflevector(b, b, LO, 4 + LO, 8 + LO, 12 + LO);
+    memcpy(win, &r, sizeof r);
+}
+/* Bytes win[0..L) into 32-bit lanes: each group of 4 read as one word,
+ * shifted per lane. */
+static inline void widen8(const uint8_t *win, v8i *k) {
+    uint32_t w[2];
+    memcpy(w, win, sizeof w);
+    const v8i v = {(int32_t)w[0], (int32_t)w[0], (int32_t)w[0], (int32_t)w[0],
+                   (int32_t)w[1], (int32_t)w[1], (int32_t)w[1], (int32_t)w[1]};
+    const v8i sh = {8 * LO, 8 * (LO ^ 1), 8 * (LO ^ 2), 8 * (LO ^ 3), 8 * LO, 8 * (LO ^ 1), 8 * (LO ^ 2), 8 * (LO ^ 3)};
+    *k = (v8i)((v8u)v >> (v8u)sh) & 0xff;
+}
+static inline void widen4(const uint8_t *win, v4i *k) {
+    uint32_t w;
+    memcpy(&w, win, sizeof w);
+    const v4i v = {(int32_t)w, (int32_t)w, (int32_t)w, (int32_t)w};
+    const v4i sh = {8 * LO, 8 * (LO ^ 1), 8 * (LO ^ 2), 8 * (LO ^ 3)};
+    *k = (v4i)((v4u)v >> (v4u)sh) & 0xff;
 }
 
-static void max_plane_2x2(const pool_geom *g, const float *restrict x, float *restrict y, uint8_t *restrict win) {
-    const int64_t W = g->W, OW = g->OW;
-    uint8_t scratch[4];
-    for (int64_t oh = 0; oh < g->OH; oh++) {
-        const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
-        float *yo = y + oh * OW;
-        uint8_t *ao = win ? win + oh * OW : NULL;
-        int64_t ow = 0;
-        for (; ow + 4 <= OW; ow += 4) max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch);
-        if (ow < OW && OW >= 4) {
-            /* The last block again, overlapping: its outputs are
-             * recomputed to the same values (7 -> 4 + 4, 14 -> 12 + 4). */
-            ow = OW - 4;
-            max4_2x2(r0 + 2 * ow, r1 + 2 * ow, yo + ow, ao ? ao + ow : scratch);
-        } else if (ow < OW) {
-            /* The last 1-3 outputs through a padded copy of their inputs. */
-            float t0[8] = {0}, t1[8] = {0}, ty[4];
-            uint8_t ta[4];
-            const int64_t n = OW - ow;
-            memcpy(t0, r0 + 2 * ow, (size_t)(2 * n) * sizeof(float));
-            memcpy(t1, r1 + 2 * ow, (size_t)(2 * n) * sizeof(float));
-            max4_2x2(t0, t1, ty, ta);
-            memcpy(yo + ow, ty, (size_t)n * sizeof(float));
-            if (ao) memcpy(ao + ow, ta, (size_t)n);
+/* m[i] = pick(x[2i], x[2i+1]); b[i]: whether x[2i+1] won. */
+static inline void pick_pairs(const float *restrict x, int64_t n, float *restrict m, int32_t *restrict b) {
+    for (int64_t i = 0; i < n; i++) {
+        const float u = x[2 * i], v = x[2 * i + 1];
+        const int32_t t = (v > u) | (v != v);
+        m[i] = t ? v : u;
+        b[i] = t;
+    }
+}
+
+/* One block of L outputs: y = pick(top, bottom) and the winner's place. */
+#define DEFINE_PICK_ROWS(L, vf, vi)                                                                    \
+    static inline void pick_rows##L(const float *mt, const int32_t *bt, const float *mb, const int32_t *bb, \
+                                    float *y, uint8_t *win) {                                              \
+        vf u, v;                                                                                           \
+        vi ku, kv;                                                                                         \
+        memcpy(&u, mt, sizeof u);                                                                          \
+        memcpy(&v, mb, sizeof v);                                                                          \
+        memcpy(&ku, bt, sizeof ku);                                                                        \
+        memcpy(&kv, bb, sizeof kv);                                                                        \
+        const vi t = (v > u) | (v != v);                                                                   \
+        const vf r = (vf)(((vi)v & t) | ((vi)u & ~t));                                                     \
+        const vi k = ((kv + 2) & t) | (ku & ~t);                                                           \
+        memcpy(y, &r, sizeof r);                                                                           \
+        narrow##L(&k, win);                                                                                \
+    }
+DEFINE_PICK_ROWS(8, v8f, v8i)
+DEFINE_PICK_ROWS(4, v4f, v4i)
+
+static inline void pick_rows(const float *mt, const int32_t *bt, const float *mb, const int32_t *bb, int64_t n,
+                             float *y, uint8_t *win) {
+    if (n >= 8) {
+        for (int64_t k = 0;; k += 8) {
+            if (k > n - 8) k = n - 8;
+            pick_rows8(mt + k, bt + k, mb + k, bb + k, y + k, win + k);
+            if (k == n - 8) break;
+        }
+    } else if (n >= 4) {
+        pick_rows4(mt, bt, mb, bb, y, win);
+        pick_rows4(mt + n - 4, bt + n - 4, mb + n - 4, bb + n - 4, y + n - 4, win + n - 4);
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const int32_t t = (mb[i] > mt[i]) | (mb[i] != mb[i]);
+            y[i] = t ? mb[i] : mt[i];
+            win[i] = (uint8_t)(t ? 2 + bb[i] : bt[i]);
         }
     }
+}
+
+ZG_SIMD_CLONES
+static void max_plane_2x2(const pool_geom *g, const float *restrict x, float *restrict y, uint8_t *restrict win) {
+    const int64_t W = g->W, OW = g->OW, rows = PAIRS_MAX / (2 * OW);
+    float m[PAIRS_MAX];
+    int32_t b[PAIRS_MAX];
+    uint8_t unused[PAIRS_MAX / 2];
+    for (int64_t oh0 = 0; oh0 < g->OH; oh0 += rows) {
+        const int64_t nr = rows < g->OH - oh0 ? rows : g->OH - oh0;
+        const float *xs = x + 2 * oh0 * W;
+        if (W == 2 * OW)
+            pick_pairs(xs, 2 * nr * OW, m, b);
+        else
+            for (int64_t r = 0; r < 2 * nr; r++) pick_pairs(xs + r * W, OW, m + r * OW, b + r * OW);
+        for (int64_t i = 0; i < nr; i++) {
+            const int64_t o = (oh0 + i) * OW;
+            pick_rows(m + 2 * i * OW, b + 2 * i * OW, m + (2 * i + 1) * OW, b + (2 * i + 1) * OW, OW, y + o,
+                      win ? win + o : unused);
+        }
+    }
+}
+
+/* The backward's first stage, a block of L outputs: each gradient goes to
+ * its winner's row (+0 to the other), with its column (0 or 1) for both. */
+#define DEFINE_UNPICK_ROWS(L, vf, vi)                                                                       \
+    static inline void unpick_rows##L(const float *s, const uint8_t *win, float *vt, float *vbot, int32_t *bt, \
+                                      int32_t *bb) {                                                           \
+        vf gv;                                                                                                 \
+        memcpy(&gv, s, sizeof gv);                                                                             \
+        vi k;                                                                                                  \
+        widen##L(win, &k);                                                                                     \
+        const vi top = k < 2, col = k & 1;                                                                     \
+        const vf a = (vf)((vi)gv & top), c = (vf)((vi)gv & ~top);                                              \
+        memcpy(vt, &a, sizeof a);                                                                              \
+        memcpy(vbot, &c, sizeof c);                                                                            \
+        memcpy(bt, &col, sizeof col);                                                                          \
+        memcpy(bb, &col, sizeof col);                                                                          \
+    }
+DEFINE_UNPICK_ROWS(8, v8f, v8i)
+DEFINE_UNPICK_ROWS(4, v4f, v4i)
+
+static inline void unpick_rows(const float *s, const uint8_t *win, int64_t n, float *vt, float *vbot, int32_t *bt,
+                               int32_t *bb) {
+    if (n >= 8) {
+        for (int64_t k = 0;; k += 8) {
+            if (k > n - 8) k = n - 8;
+            unpick_rows8(s + k, win + k, vt + k, vbot + k, bt + k, bb + k);
+            if (k == n - 8) break;
+        }
+    } else if (n >= 4) {
+        unpick_rows4(s, win, vt, vbot, bt, bb);
+        unpick_rows4(s + n - 4, win + n - 4, vt + n - 4, vbot + n - 4, bt + n - 4, bb + n - 4);
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            vt[i] = win[i] < 2 ? s[i] : 0.0f;
+            vbot[i] = win[i] < 2 ? 0.0f : s[i];
+            bt[i] = bb[i] = win[i] & 1;
+        }
+    }
+}
+
+/* The second stage: pair i gets v[i] in its column b[i], +0 in the other. */
+static inline void unpick_pairs(const float *restrict v, const int32_t *restrict b, int64_t n, float *restrict d) {
+    for (int64_t i = 0; i < n; i++) {
+        d[2 * i] = b[i] ? 0.0f : v[i];
+        d[2 * i + 1] = b[i] ? v[i] : 0.0f;
+    }
+}
+
+/* dX of one plane: every element written once (the uncovered last row and
+ * column of odd sizes zero). */
+ZG_SIMD_CLONES
+static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, const uint8_t *restrict win,
+                                   float *restrict d) {
+    const int64_t W = g->W, OW = g->OW, rows = PAIRS_MAX / (2 * OW);
+    float v[PAIRS_MAX];
+    int32_t b[PAIRS_MAX];
+    for (int64_t oh0 = 0; oh0 < g->OH; oh0 += rows) {
+        const int64_t nr = rows < g->OH - oh0 ? rows : g->OH - oh0;
+        for (int64_t i = 0; i < nr; i++) {
+            const int64_t o = (oh0 + i) * OW;
+            unpick_rows(s + o, win + o, OW, v + 2 * i * OW, v + (2 * i + 1) * OW, b + 2 * i * OW,
+                        b + (2 * i + 1) * OW);
+        }
+        float *ds = d + 2 * oh0 * W;
+        if (W == 2 * OW) {
+            unpick_pairs(v, b, 2 * nr * OW, ds);
+        } else {
+            for (int64_t r = 0; r < 2 * nr; r++) {
+                unpick_pairs(v + r * OW, b + r * OW, OW, ds + r * W);
+                ds[r * W + W - 1] = 0.0f;
+            }
+        }
+    }
+    for (int64_t h = 2 * g->OH; h < g->H; h++) memset(d + h * W, 0, (size_t)W * sizeof(float));
 }
 
 /* Backward of one plane when windows tile it without overlap or padding
@@ -173,58 +323,6 @@ static void max_plane_backward_tiled(const pool_geom *g, const float *restrict s
         }
     }
     for (int64_t h = g->OH * g->kh; h < g->H; h++) memset(d + h * W, 0, (size_t)W * sizeof(float));
-}
-
-/* max_plane_backward_tiled for 2x2 windows: branch-free blocks of 4
- * windows (8 elements of each of the two rows), as max4_2x2; win holds
- * each window's argmax place 0 1 / 2 3. */
-static inline void unmax4_2x2(const float *restrict s, const uint8_t *restrict win, float *restrict d0,
-                              float *restrict d1) {
-    /* The places widened to 32 bits first: byte loads inside the loop
-     * keep GCC from vectorising it. */
-    const int32_t kk[4] = {win[0], win[1], win[2], win[3]};
-    uint32_t vb[4], o0[8], o1[8];
-    memcpy(vb, s, sizeof vb);
-    /* v where the place matches, +0 elsewhere, as bit masks. */
-#pragma omp simd
-    for (int i = 0; i < 4; i++) {
-        const int32_t k = kk[i];
-        o0[2 * i] = vb[i] & (0u - (uint32_t)(k == 0));
-        o0[2 * i + 1] = vb[i] & (0u - (uint32_t)(k == 1));
-        o1[2 * i] = vb[i] & (0u - (uint32_t)(k == 2));
-        o1[2 * i + 1] = vb[i] & (0u - (uint32_t)(k == 3));
-    }
-    memcpy(d0, o0, sizeof o0);
-    memcpy(d1, o1, sizeof o1);
-}
-
-static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, const uint8_t *restrict win,
-                                   float *restrict d) {
-    const int64_t W = g->W, OW = g->OW;
-    for (int64_t oh = 0; oh < g->OH; oh++) {
-        float *d0 = d + 2 * oh * W, *d1 = d0 + W;
-        const float *so = s + oh * OW;
-        const uint8_t *ao = win + oh * OW;
-        int64_t ow = 0;
-        for (; ow + 4 <= OW; ow += 4) unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow);
-        if (ow < OW && OW >= 4) {
-            /* Overlapping last block, as in max_plane_2x2: each window
-             * writes the same 4 values again. */
-            ow = OW - 4;
-            unmax4_2x2(so + ow, ao + ow, d0 + 2 * ow, d1 + 2 * ow);
-        } else if (ow < OW) {
-            float ts[4] = {0}, t0[8], t1[8];
-            uint8_t ta[4] = {0};
-            const int64_t n = OW - ow;
-            memcpy(ts, so + ow, (size_t)n * sizeof(float));
-            memcpy(ta, ao + ow, (size_t)n);
-            unmax4_2x2(ts, ta, t0, t1);
-            memcpy(d0 + 2 * ow, t0, (size_t)(2 * n) * sizeof(float));
-            memcpy(d1 + 2 * ow, t1, (size_t)(2 * n) * sizeof(float));
-        }
-        for (int64_t w = 2 * OW; w < W; w++) d0[w] = d1[w] = 0.0f;
-    }
-    for (int64_t h = 2 * g->OH; h < g->H; h++) memset(d + h * W, 0, (size_t)W * sizeof(float));
 }
 
 static int max_pool2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
@@ -258,7 +356,8 @@ zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
     zg_tensor *y = pool_out(&g);
     if (!y) return NULL;
     const bool track = zg_grad_enabled() && x->requires_grad;
-    const bool k2s2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0;
+    const bool k2s2 =
+        g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && max_2x2_fits(&g);
     pool_geom *sg = NULL;
     if (track) {
         sg = zg__arena_alloc(sizeof *sg);
