@@ -3,7 +3,9 @@
  * weights, errors), running statistics over training steps and eval-mode
  * output; and live parity with PyTorch (tests/parity/conv_reference.py):
  * every conv / pool / batch-norm op configuration, forward and backward,
- * and the default CNN of `zgrad train` trained for a few Adam steps. */
+ * and the default CNN of `zgrad train` trained for a few Adam steps; the
+ * fused conv + max pool + relu of Sequential against the modules run one
+ * by one. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -25,13 +27,6 @@ static bool same_values(const zg_tensor *a, const zg_tensor *b) {
     return true;
 }
 
-/* The default CNN of `zgrad train`. */
-static zg_module *default_cnn(void) {
-    zg_module *l[10] = {zg_nn_conv2d(1, 32, 3, 1, 1, 1, 1, true), zg_nn_relu(), zg_nn_max_pool2d(2, 0, 0),
-                        zg_nn_conv2d(32, 64, 3, 1, 1, 1, 1, true), zg_nn_relu(), zg_nn_max_pool2d(2, 0, 0),
-                        zg_nn_flatten(), zg_nn_linear(3136, 128, true), zg_nn_relu(), zg_nn_linear(128, 10, true)};
-    return zg_nn_sequential(l, 10);
-}
 
 /* Conv - BN2d - ReLU - Flatten - Linear - BN1d: buffers at "1." and "5.". */
 static zg_module *bn_net(void) {
@@ -592,6 +587,137 @@ static void run_op_case(const zg_safetensors *st, const char *c) {
     zg_arena_reset();
 }
 
+/* ------------------------------------------------------------------ */
+/* Fused Conv2d + MaxPool2d(2) (+ ReLU) in a Sequential                */
+/* ------------------------------------------------------------------ */
+
+static bool same_bits_tensor(const zg_tensor *a, const zg_tensor *b) {
+    if (!a || !b || zg_tensor_numel(a) != zg_tensor_numel(b) || zg_tensor_ndim(a) != zg_tensor_ndim(b)) return false;
+    for (int d = 0; d < zg_tensor_ndim(a); d++)
+        if (zg_tensor_size(a, d) != zg_tensor_size(b, d)) return false;
+    return memcmp(zg_tensor_data((zg_tensor *)a), zg_tensor_data((zg_tensor *)b),
+                  (size_t)zg_tensor_numel(a) * sizeof(float)) == 0;
+}
+
+/* Runs the children of seq one by one (no fusion) on x. */
+static zg_tensor *forward_unfused(zg_module *seq, zg_tensor *x) {
+    for (int i = 0; i < zg_module_num_children(seq) && x; i++) x = zg_module_forward(zg_module_child(seq, i), x);
+    return x;
+}
+
+/* seq's output through Sequential (fused) and module by module: the same
+ * bits in the output, every parameter's grad and x's grad. */
+static void check_fused_same(const char *what, zg_module *seq, const int64_t *xshape, bool x_grad,
+                             const char *fused_name) {
+    zg_manual_seed(11);
+    zg_tensor *x = zg_randn(xshape, 4);
+    /* Ties and negative windows (relu's zeros) on purpose. */
+    for (int64_t i = 0; i < zg_tensor_numel(x); i += 7) zg_tensor_data(x)[i] = 0.5f;
+    zg_tensor_set_requires_grad(x, x_grad);
+    const int np = zg_module_num_params(seq);
+    zg_tensor *grads[2][8] = {{0}}, *xg[2] = {0}, *out[2] = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        zg_module_zero_grad(seq, true);
+        zg_tensor_zero_grad(x, true);
+        zg_tensor *y = pass == 0 ? zg_module_forward(seq, x) : forward_unfused(seq, x);
+        CHECK_PTR(y);
+        if (!y) break;
+        if (pass == 0 && fused_name && (!zg_tensor_grad_fn_name(y) || strcmp(zg_tensor_grad_fn_name(y), fused_name)))
+            zgt_fail(__FILE__, __LINE__, "%s: output made by %s, expected %s", what,
+                     zg_tensor_grad_fn_name(y) ? zg_tensor_grad_fn_name(y) : "(none)", fused_name);
+        out[pass] = zg_tensor_clone(y);
+        zg_manual_seed(12);
+        zg_tensor *w = zg_randn(zg_tensor_shape(y), zg_tensor_ndim(y));
+        CHECK_OK(zg_backward(zg_sum(zg_mul(y, w)), NULL));
+        zg_tensor_free(w);
+        for (int i = 0; i < np && i < 8; i++) grads[pass][i] = zg_tensor_clone(zg_tensor_grad(zg_module_param(seq, i)));
+        if (x_grad) xg[pass] = zg_tensor_clone(zg_tensor_grad(x));
+        zg_arena_reset();
+    }
+    if (!same_bits_tensor(out[0], out[1])) zgt_fail(__FILE__, __LINE__, "%s: outputs differ", what);
+    for (int i = 0; i < np && i < 8; i++)
+        if (!same_bits_tensor(grads[0][i], grads[1][i]))
+            zgt_fail(__FILE__, __LINE__, "%s: grad of %s differs", what, zg_module_param_name(seq, i));
+    if (x_grad && !same_bits_tensor(xg[0], xg[1])) zgt_fail(__FILE__, __LINE__, "%s: grad of x differs", what);
+    for (int p = 0; p < 2; p++) {
+        zg_tensor_free(out[p]);
+        zg_tensor_free(xg[p]);
+        for (int i = 0; i < 8; i++) zg_tensor_free(grads[p][i]);
+    }
+    zg_tensor_free(x);
+}
+
+TEST(sequential_fuses_conv_pool_relu_with_the_same_bits) {
+    const struct {
+        const char *what;
+        int cin, cout, k, stride, pad, groups;
+        bool bias, relu, x_grad;
+        int64_t x[4];
+        const char *fused; /* the output's grad_fn; NULL: not fused */
+    } cases[] = {
+        {"default CNN's first layer, batch 3 (serial)", 1, 32, 3, 1, 1, 1, true, true, false, {3, 1, 28, 28},
+         "conv2d_max_pool2d_relu"},
+        {"second layer, batch 16 (threads), x's grad", 32, 64, 3, 1, 1, 1, true, true, true, {16, 32, 14, 14},
+         "conv2d_max_pool2d_relu"},
+        {"odd conv output 9x7 (last row and column unpooled)", 3, 4, 3, 1, 0, 1, true, true, true, {5, 3, 11, 9},
+         "conv2d_max_pool2d_relu"},
+        {"stride 2, groups 2, no bias", 4, 6, 3, 2, 1, 2, false, true, true, {6, 4, 13, 12},
+         "conv2d_max_pool2d_relu"},
+        {"no relu after the pool", 2, 5, 3, 1, 1, 1, true, false, true, {4, 2, 10, 10}, "conv2d_max_pool2d"},
+        {"conv output 1x1: not fused", 2, 3, 3, 1, 0, 1, true, true, true, {2, 2, 3, 3}, NULL},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        zg_manual_seed(3);
+        zg_module *l[4] = {zg_nn_conv2d(cases[c].cin, cases[c].cout, cases[c].k, cases[c].stride, cases[c].pad, 1,
+                                        cases[c].groups, cases[c].bias),
+                           zg_nn_max_pool2d(2, 0, 0), cases[c].relu ? zg_nn_relu() : zg_nn_flatten(), zg_nn_tanh()};
+        zg_module *seq = zg_nn_sequential(l, 4);
+        CHECK_PTR(seq);
+        if (!seq) continue;
+        if (cases[c].fused) {
+            check_fused_same(cases[c].what, seq, cases[c].x, cases[c].x_grad, NULL);
+            /* The fused op's own output, before the tanh. */
+            zg_module *head[3] = {zg_nn_conv2d(cases[c].cin, cases[c].cout, cases[c].k, cases[c].stride,
+                                               cases[c].pad, 1, cases[c].groups, cases[c].bias),
+                                  zg_nn_max_pool2d(2, 0, 0), cases[c].relu ? zg_nn_relu() : NULL};
+            zg_module *hs = zg_nn_sequential(head, cases[c].relu ? 3 : 2);
+            CHECK_PTR(hs);
+            if (hs) check_fused_same(cases[c].what, hs, cases[c].x, cases[c].x_grad, cases[c].fused);
+            zg_module_free(hs);
+        } else {
+            /* The 1x1 conv output is too small for the pool: the error
+             * names the pooling module, as without fusion. */
+            zg_tensor *x = zg_randn(cases[c].x, 4);
+            CHECK_NULL_ERR(zg_module_forward(seq, x), "MaxPool2d");
+            zg_tensor_free(x);
+        }
+        zg_module_free(seq);
+    }
+    /* Under no_grad and under autocast the results are the unfused ones too. */
+    zg_module *l[3] = {zg_nn_conv2d(2, 4, 3, 1, 1, 1, 1, true), zg_nn_max_pool2d(2, 0, 0), zg_nn_relu()};
+    zg_module *seq = zg_nn_sequential(l, 3);
+    int64_t xs[4] = {3, 2, 8, 8};
+    zg_tensor *x = zg_randn(xs, 4);
+    zg_no_grad_enter();
+    zg_tensor *a = zg_tensor_clone(zg_module_forward(seq, x)), *b = zg_tensor_clone(forward_unfused(seq, x));
+    zg_no_grad_exit();
+    CHECK(same_bits_tensor(a, b));
+    zg_tensor_free(a);
+    zg_tensor_free(b);
+    zg_autocast_enter(ZG_AUTOCAST_BF16);
+    zg_tensor *y = zg_module_forward(seq, x);
+    CHECK(y && zg_tensor_grad_fn_name(y) && !strcmp(zg_tensor_grad_fn_name(y), "relu"));
+    a = zg_tensor_clone(y);
+    b = zg_tensor_clone(forward_unfused(seq, x));
+    zg_autocast_exit();
+    CHECK(same_bits_tensor(a, b));
+    zg_tensor_free(a);
+    zg_tensor_free(b);
+    zg_tensor_free(x);
+    zg_module_free(seq);
+    zg_arena_reset();
+}
+
 TEST(parity_conv_pool_batch_norm_ops) {
     zg_safetensors *st = ref_open("conv_ops");
     if (!st) return;
@@ -616,7 +742,10 @@ TEST(parity_default_cnn_adam_training) {
     CHECK(loop && !strcmp(loop, "zero_grad(set_to_none) forward cross_entropy backward step"));
     CHECK(steps_s && !strcmp(zg_safetensors_metadata(st, "optim"), "adam lr=1e-3"));
     const int steps = steps_s ? atoi(steps_s) : 0;
-    zg_module *model = default_cnn();
+    /* `zgrad train`'s model: its ReLUs come after the pooling (PyTorch's
+     * reference has them before: the same values and gradients), so its
+     * Sequential runs conv, pool and relu as one fused op. */
+    zg_module *model = zg_model_default_cnn();
     CHECK_PTR(model);
     if (!model || steps <= 0) {
         zg_module_free(model);

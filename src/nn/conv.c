@@ -7,12 +7,35 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 /* iv: in, out, kernel, stride, padding, dilation, groups; flag: bias. */
 static zg_tensor *conv2d_forward(zg_module *m, zg_tensor *x) {
     const int s = (int)m->iv[3], p = (int)m->iv[4], d = (int)m->iv[5];
     return zg_conv2d(x, m->params[0], m->flag ? m->params[1] : NULL, (int[]){s, s}, (int[]){p, p}, (int[]){d, d},
                      (int)m->iv[6]);
+}
+
+/* Conv2d, MaxPool2d(2) (stride 2, no padding) and optionally ReLU in a row
+ * run as one op, zg__conv2d_pool2: the same values and gradients, without
+ * the conv's full-size output and its gradient going through memory. No
+ * hook or other observer can see the intermediate outputs inside a
+ * Sequential. Returns how many of mods[0..n) ran (*x then holds their
+ * output), or 0 where the pattern or the op does not apply. */
+int zg__nn_conv2d_pool_forward(zg_module *const *mods, int n, zg_tensor **x) {
+    if (n < 2 || strcmp(mods[0]->type, "Conv2d") || strcmp(mods[1]->type, "MaxPool2d")) return 0;
+    const zg_module *c = mods[0], *p = mods[1];
+    if (p->iv[0] != 2 || p->iv[1] != 2 || p->iv[2] != 0) return 0;
+    const bool relu = n >= 3 && !strcmp(mods[2]->type, "ReLU");
+    const int s = (int)c->iv[3], pd = (int)c->iv[4], d = (int)c->iv[5];
+    bool fused;
+    zg_tensor *y = zg__conv2d_pool2(*x, c->params[0], c->flag ? c->params[1] : NULL, (int[]){s, s}, (int[]){pd, pd},
+                                    (int[]){d, d}, (int)c->iv[6], relu, &fused);
+    /* On a failure (out of memory) the modules run one by one, and report
+     * it with the module's place if it happens again. */
+    if (!y) return 0;
+    *x = y;
+    return relu ? 3 : 2;
 }
 
 static void conv2d_describe(const zg_module *m, char *buf, size_t n) {

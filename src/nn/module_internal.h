@@ -57,4 +57,9 @@ int zg__module_add_child(zg_module *m, const char *name, zg_module *child);
  * failed (leaf modules only, so the innermost module is named once). */
 zg_tensor *zg__module_call(zg_module *m, zg_tensor *x);
 
+/* Runs mods[0..k) as one fused op where they form a pattern it covers
+ * (Conv2d, MaxPool2d(2), ReLU: src/nn/conv.c); returns k with *x replaced
+ * by their output, or 0 and nothing done. */
+int zg__nn_conv2d_pool_forward(zg_module *const *mods, int n, zg_tensor **x);
+
 #endif

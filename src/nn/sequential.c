@@ -1,12 +1,23 @@
 /* Sequential: runs its children in order, each on the previous output.
  * Children are named "0", "1", ..., so their parameters read "0.weight".
- * With no children it returns its input, as PyTorch's empty Sequential. */
+ * With no children it returns its input, as PyTorch's empty Sequential.
+ * Conv2d, MaxPool2d(2) and ReLU in a row run as one fused op with the
+ * same results (zg__nn_conv2d_pool_forward): nothing outside can see the
+ * outputs between children. */
 #include "module_internal.h"
 
 #include <stdio.h>
 
 static zg_tensor *sequential_forward(zg_module *m, zg_tensor *x) {
-    for (int i = 0; i < m->n_children && x; i++) x = zg__module_call(m->children[i], x);
+    for (int i = 0; i < m->n_children && x;) {
+        const int k = zg__nn_conv2d_pool_forward(m->children + i, m->n_children - i, &x);
+        if (k) {
+            i += k;
+        } else {
+            x = zg__module_call(m->children[i], x);
+            i++;
+        }
+    }
     return x;
 }
 

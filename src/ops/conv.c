@@ -47,6 +47,7 @@
 #include "../internal.h"
 #include "../amp/amp_internal.h"
 #include "conv_internal.h"
+#include "pool_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -73,7 +74,15 @@ typedef struct {
      * length of one padded plane. */
     bool wide;
     int64_t Wp, Pc, PL;
+    /* Fused 2x2 max pooling (and relu) of the output, see "pooled
+     * output" below: FUSE_NONE, FUSE_POOL or FUSE_POOL_RELU; the pooled
+     * size; the winners' places (NULL when no gradient is wanted). */
+    int fuse;
+    int64_t PH, PW;
+    uint8_t *win;
 } conv_geom;
+
+enum { FUSE_NONE, FUSE_POOL, FUSE_POOL_RELU };
 
 /* Per-call settings of the products: the type, the low-precision flags and
  * this thread's scratch for them (see zg__gemm). */
@@ -375,6 +384,9 @@ static bool split_batch(const conv_geom *g) {
 typedef struct {
     float *cols, *dcols, *wide, *xp, *dxp, *tmpw;
     void *lp;
+    /* Fused pooling: one sample's conv output (or its gradient) and, with
+     * relu, its pooled gradient masked by the relu. */
+    float *ys, *gp;
     int *ready;
 } conv_scratch;
 
@@ -392,9 +404,10 @@ static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool back
     return up64(s);
 }
 
-/* Bytes of the parts of one slot (cols, dcols, wide, xp, dxp, lp), each a
- * 64-byte multiple; returns their sum. */
-static size_t slot_parts(const conv_geom *g, zg_autocast_type t, bool backward, size_t part[6]) {
+/* Bytes of the parts of one slot (cols, dcols, wide, xp, dxp, lp, ys, gp),
+ * each a 64-byte multiple; returns their sum. */
+#define SLOT_PARTS 8
+static size_t slot_parts(const conv_geom *g, zg_autocast_type t, bool backward, size_t part[SLOT_PARTS]) {
     const size_t f = sizeof(float);
     part[0] = up64((size_t)(g->Ct * g->Pc) * f);
     part[1] = backward ? part[0] : 0;
@@ -402,24 +415,28 @@ static size_t slot_parts(const conv_geom *g, zg_autocast_type t, bool backward, 
     part[3] = g->wide ? up64((size_t)(g->C * g->PL) * f) : 0;
     part[4] = g->wide && backward ? up64((size_t)g->PL * f) : 0;
     part[5] = lp_scratch_bytes(g, t, backward);
-    return part[0] + part[1] + part[2] + part[3] + part[4] + part[5];
+    part[6] = g->fuse ? up64((size_t)(g->Cout * g->P) * f) : 0;
+    part[7] = g->fuse == FUSE_POOL_RELU && backward ? up64((size_t)(g->Cout * g->PH * g->PW) * f) : 0;
+    size_t total = 0;
+    for (int i = 0; i < SLOT_PARTS; i++) total += part[i];
+    return total;
 }
 
 /* Slot k of `mem` (slots of slot_parts' total bytes). */
 static conv_scratch scratch_slot(const conv_geom *g, zg_autocast_type t, bool backward, char *mem, int k,
                                  int *ready) {
-    size_t part[6];
+    size_t part[SLOT_PARTS];
     const size_t total = slot_parts(g, t, backward, part);
-    float *p[6];
+    float *p[SLOT_PARTS];
     char *m = mem + (size_t)k * total;
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < SLOT_PARTS; i++) {
         p[i] = part[i] ? (float *)m : NULL;
         m += part[i];
     }
+    /* tmpw: the end of the low-precision part. */
+    float *tmpw = p[5] && backward ? (float *)((char *)p[5] + part[5] - (size_t)(g->Cg * g->K) * sizeof(float)) : NULL;
     return (conv_scratch){.cols = p[0], .dcols = p[1], .wide = p[2], .xp = p[3], .dxp = p[4],
-                          .lp = p[5],
-                          .tmpw = p[5] && backward ? (float *)(m - (size_t)(g->Cg * g->K) * sizeof(float)) : NULL,
-                          .ready = ready + k};
+                          .lp = p[5], .tmpw = tmpw, .ys = p[6], .gp = p[7], .ready = ready + k};
 }
 
 /* The cols of sample n (ld Pc) into sc->cols, by either layout. */
@@ -445,6 +462,44 @@ static void scratch_ready(const conv_geom *g, const conv_scratch *sc, bool backw
     *sc->ready = 1;
 }
 
+/* ---- pooled output --------------------------------------------------------
+ * relu(max_pool2d(conv2d(x), 2)) as one op (zg__conv2d_pool2, which nn's
+ * Sequential runs for Conv2d, MaxPool2d(2) and ReLU in a row): each
+ * sample's conv output goes from the thread's scratch straight into the
+ * pooling while it is in cache, and the backward rebuilds each sample's
+ * dY there from the pooled gradient. The same kernels as the three ops in
+ * turn, so the same values and gradients; what goes is the full-size conv
+ * output and its gradient (6.4 MB each in the default CNN's first layer)
+ * passing through memory, and two ops' passes. */
+
+/* Sample n's conv output ys [Cout, OH, OW] into Y [N, Cout, PH, PW]:
+ * pooled (places into g->win), then relu'd as zg_relu does. */
+static void pool_sample(const conv_geom *g, const float *ys, float *Y, int64_t n) {
+    const int64_t PQ = g->PH * g->PW, m = g->Cout * PQ;
+    float *yn = Y + n * m;
+    for (int64_t co = 0; co < g->Cout; co++)
+        zg__max_pool_2x2_plane(ys + co * g->P, g->OH, g->OW, yn + co * PQ, g->win ? g->win + n * m + co * PQ : NULL);
+    if (g->fuse == FUSE_POOL_RELU)
+        for (int64_t i = 0; i < m; i++) yn[i] = yn[i] < 0.0f ? 0.0f : yn[i];
+}
+
+/* Sample n's dY [Cout, OH, OW] into sc->ys from the pooled gradient G and
+ * the op's output Out (relu: no gradient where the output is <= 0, as
+ * relu's backward). */
+static const float *unpool_sample(const conv_geom *g, const float *G, const float *Out, int64_t n,
+                                  const conv_scratch *sc) {
+    const int64_t PQ = g->PH * g->PW, m = g->Cout * PQ;
+    const float *gn = G + n * m;
+    if (g->fuse == FUSE_POOL_RELU) {
+        const float *on = Out + n * m;
+        for (int64_t i = 0; i < m; i++) sc->gp[i] = on[i] <= 0.0f ? 0.0f : gn[i];
+        gn = sc->gp;
+    }
+    for (int64_t co = 0; co < g->Cout; co++)
+        zg__max_pool_2x2_plane_backward(gn + co * PQ, g->win + n * m + co * PQ, g->OH, g->OW, sc->ys + co * g->P);
+    return sc->ys;
+}
+
 /* ---- forward ------------------------------------------------------------ */
 
 static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X, const float *Wt, const float *b,
@@ -452,7 +507,7 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
     const int64_t P = g->P, Pc = g->Pc;
     scratch_ready(g, sc, false);
     im2col_sample(g, X, n, sc);
-    float *yn = Y + n * g->Cout * P;
+    float *yn = g->fuse ? sc->ys : Y + n * g->Cout * P;
     const bool lp = gc->t != ZG_AUTOCAST_OFF;
     /* The general layout sums float32 into y prefilled with the bias; the
      * padded one adds the bias when it drops the garbage columns. */
@@ -482,6 +537,7 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
             }
             zg__round_lp_array(gc->t, yc, P);
         }
+    if (g->fuse) pool_sample(g, sc->ys, Y, n);
     return ZG_OK;
 }
 
@@ -511,14 +567,15 @@ static float sum_lp(zg_autocast_type t, const float *restrict x, int64_t n) {
 /* Samples [n0, n1): their partial dW and db (pw, pb; NULL when not
  * wanted) and their dX, with this thread's scratch. The partial dW holds
  * per group dW_g^T [K, Cg] in float32, dW_g [Cg, K] in low precision. */
-static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X, const float *G, const float *Wt,
-                          float *dX, float *pw, float *pb, const conv_scratch *sc, int64_t n0, int64_t n1) {
+static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X, const float *G, const float *Out,
+                          const float *Wt, float *dX, float *pw, float *pb, const conv_scratch *sc, int64_t n0,
+                          int64_t n1) {
     const int64_t C = g->C, P = g->P, Pc = g->Pc, Cout = g->Cout, HW = g->H * g->W, wg = g->Cg * g->K;
     const bool lp = gc->t != ZG_AUTOCAST_OFF;
     int rc;
     scratch_ready(g, sc, true);
     for (int64_t n = n0; n < n1; n++) {
-        const float *gn = G + n * Cout * P;
+        const float *gn = g->fuse ? unpool_sample(g, G, Out, n, sc) : G + n * Cout * P;
         /* dY with ld Pc: as it is, or expanded to the padded width. */
         const float *gw = gn;
         if (g->wide) {
@@ -573,7 +630,8 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
     return ZG_OK;
 }
 
-/* saved: x, weight. extra: the geometry. iv[0]: the autocast type. */
+/* saved: x, weight (and with relu fused, the output). extra: the
+ * geometry. iv[0]: the autocast type. */
 static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const conv_geom *g = n->extra;
     const zg_autocast_type t = (zg_autocast_type)n->iv[0];
@@ -587,7 +645,7 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const int T = zg__max_threads();
     const bool par = split_batch(g) && nch >= 2;
     /* Scratch per thread; partial sums per chunk; a status per chunk. */
-    const size_t slot_bytes = slot_parts(g, t, true, (size_t[6]){0});
+    const size_t slot_bytes = slot_parts(g, t, true, (size_t[SLOT_PARTS]){0});
     char *scratch = zg__arena_alloc((size_t)T * slot_bytes);
     int *ready = zg__arena_calloc((size_t)T * sizeof(int));
     float *partial = zg__arena_alloc((size_t)((nch ? nch : 1) * psz) * sizeof(float));
@@ -595,6 +653,7 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     float *sumw = dW && t == ZG_AUTOCAST_OFF ? zg__arena_alloc((size_t)wsz * sizeof(float)) : dW;
     if (!scratch || !ready || !partial || !status || (dW && !sumw)) return ZG_ERR_NOMEM;
     const float *X = zg__f32(x), *G = zg__f32(gout), *Wt = zg__f32(w);
+    const float *Out = g->fuse == FUSE_POOL_RELU ? zg__f32(n->saved[2]) : NULL;
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(ch, nch, par ? 0 : INT64_MAX, {
         const conv_scratch sc = scratch_slot(g, t, true, scratch, slot(T), ready);
@@ -603,7 +662,7 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
         const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
         float *pw = partial + ch * psz;
         const int64_t n0 = ch * CHUNK, n1 = n0 + CHUNK < g->N ? n0 + CHUNK : g->N;
-        status[ch] = backward_chunk(g, &gc, X, G, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, &sc, n0, n1);
+        status[ch] = backward_chunk(g, &gc, X, G, Out, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, &sc, n0, n1);
     });
     blas_serial_end(saved);
     for (int64_t ch = 0; ch < nch; ch++)
@@ -644,8 +703,10 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
 
 /* ---- entry point -------------------------------------------------------- */
 
-zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
-                     const int dilation[2], int groups) {
+/* zg_conv2d, or with fuse != FUSE_NONE zg__conv2d_pool2, which sets
+ * *fused to whether it ran. */
+static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
+                         const int dilation[2], int groups, int fuse, bool *fused) {
     const char *fn = "zg_conv2d";
     if (zg__check_f32(fn, x, "x") || zg__check_f32(fn, w, "weight")) return NULL;
     if (b && zg__check_f32(fn, b, "bias")) return NULL;
@@ -701,11 +762,22 @@ zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[
     if (g->Ct > INT_MAX || g->Pc > INT_MAX || Cout > INT_MAX)
         return zg__fail_null("%s: x of shape %s and weight of shape %s are too large for BLAS", fn, sx, sw);
     const zg_autocast_type t = zg_autocast_get();
-    int64_t oshape[4] = {N, Cout, OH, OW};
+    if (fuse) {
+        /* Low precision would round the conv output: left to the ops. */
+        if (t != ZG_AUTOCAST_OFF || OH < 2 || OW < 2 || !zg__max_pool_2x2_fits(OW)) return NULL;
+        *fused = true;
+        g->fuse = fuse;
+        g->PH = OH / 2;
+        g->PW = OW / 2;
+        if (zg_grad_enabled() && (x->requires_grad || w->requires_grad || (b && b->requires_grad)) &&
+            !(g->win = zg__arena_alloc((size_t)(N * Cout * g->PH * g->PW) + 1)))
+            return NULL;
+    }
+    int64_t oshape[4] = {N, Cout, fuse ? g->PH : OH, fuse ? g->PW : OW};
     zg_tensor *y = zg__empty(ZG_FLOAT32, oshape, 4);
     const int T = zg__max_threads();
     const bool par = split_batch(g);
-    const size_t slot_bytes = slot_parts(g, t, false, (size_t[6]){0});
+    const size_t slot_bytes = slot_parts(g, t, false, (size_t[SLOT_PARTS]){0});
     char *scratch = zg__arena_alloc((size_t)T * slot_bytes);
     int *ready = zg__arena_calloc((size_t)T * sizeof(int));
     int *status = zg__arena_calloc((size_t)(N ? N : 1) * sizeof(int));
@@ -722,13 +794,28 @@ zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[
     for (int64_t i = 0; i < N; i++)
         if (status[i]) return NULL;
 
-    zg_node *n = zg__record(zg__autocast_node_name("conv2d", t), conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    const char *name = fuse == FUSE_POOL_RELU ? "conv2d_max_pool2d_relu"
+                       : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
+                                              : zg__autocast_node_name("conv2d", t);
+    zg_node *n = zg__record(name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         /* The backward recomputes the cols from x and multiplies by w. */
         zg__save(n, x);
         zg__save(n, w);
+        if (fuse == FUSE_POOL_RELU) zg__save(n, y);
         n->extra = g;
         n->iv[0] = t;
     }
     return y;
+}
+
+zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
+                     const int dilation[2], int groups) {
+    return conv2d(x, w, b, stride, padding, dilation, groups, FUSE_NONE, NULL);
+}
+
+zg_tensor *zg__conv2d_pool2(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
+                            const int dilation[2], int groups, bool relu, bool *fused) {
+    *fused = false;
+    return conv2d(x, w, b, stride, padding, dilation, groups, relu ? FUSE_POOL_RELU : FUSE_POOL, fused);
 }

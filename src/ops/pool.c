@@ -9,6 +9,7 @@
  *    ceil_mode false no window reaches past the padding).
  * Planes (n, c) are independent and run in parallel. */
 #include "../internal.h"
+#include "pool_internal.h"
 
 #include <math.h>
 
@@ -105,7 +106,7 @@ static void max_plane(const pool_geom *g, const float *restrict x, float *restri
  * the stack; a window's place is 0 1 / 2 3. */
 #define PAIRS_MAX 1024
 
-static bool max_2x2_fits(const pool_geom *g) { return 2 * g->OW <= PAIRS_MAX; }
+bool zg__max_pool_2x2_fits(int64_t W) { return W / 2 <= PAIRS_MAX / 2; }
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
@@ -206,13 +207,13 @@ static inline void pick_rows(const float *mt, const int32_t *bt, const float *mb
 }
 
 ZG_SIMD_CLONES
-static void max_plane_2x2(const pool_geom *g, const float *restrict x, float *restrict y, uint8_t *restrict win) {
-    const int64_t W = g->W, OW = g->OW, rows = PAIRS_MAX / (2 * OW);
+static void max_plane_2x2(const float *restrict x, int64_t H, int64_t W, float *restrict y, uint8_t *restrict win) {
+    const int64_t OH = H / 2, OW = W / 2, rows = PAIRS_MAX / (2 * OW);
     float m[PAIRS_MAX];
     int32_t b[PAIRS_MAX];
     uint8_t unused[PAIRS_MAX / 2];
-    for (int64_t oh0 = 0; oh0 < g->OH; oh0 += rows) {
-        const int64_t nr = rows < g->OH - oh0 ? rows : g->OH - oh0;
+    for (int64_t oh0 = 0; oh0 < OH; oh0 += rows) {
+        const int64_t nr = rows < OH - oh0 ? rows : OH - oh0;
         const float *xs = x + 2 * oh0 * W;
         if (W == 2 * OW)
             pick_pairs(xs, 2 * nr * OW, m, b);
@@ -276,13 +277,13 @@ static inline void unpick_pairs(const float *restrict v, const int32_t *restrict
 /* dX of one plane: every element written once (the uncovered last row and
  * column of odd sizes zero). */
 ZG_SIMD_CLONES
-static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, const uint8_t *restrict win,
+static void max_plane_backward_2x2(const float *restrict s, const uint8_t *restrict win, int64_t H, int64_t W,
                                    float *restrict d) {
-    const int64_t W = g->W, OW = g->OW, rows = PAIRS_MAX / (2 * OW);
+    const int64_t OH = H / 2, OW = W / 2, rows = PAIRS_MAX / (2 * OW);
     float v[PAIRS_MAX];
     int32_t b[PAIRS_MAX];
-    for (int64_t oh0 = 0; oh0 < g->OH; oh0 += rows) {
-        const int64_t nr = rows < g->OH - oh0 ? rows : g->OH - oh0;
+    for (int64_t oh0 = 0; oh0 < OH; oh0 += rows) {
+        const int64_t nr = rows < OH - oh0 ? rows : OH - oh0;
         for (int64_t i = 0; i < nr; i++) {
             const int64_t o = (oh0 + i) * OW;
             unpick_rows(s + o, win + o, OW, v + 2 * i * OW, v + (2 * i + 1) * OW, b + 2 * i * OW,
@@ -298,7 +299,18 @@ static void max_plane_backward_2x2(const pool_geom *g, const float *restrict s, 
             }
         }
     }
-    for (int64_t h = 2 * g->OH; h < g->H; h++) memset(d + h * W, 0, (size_t)W * sizeof(float));
+    for (int64_t h = 2 * OH; h < H; h++) memset(d + h * W, 0, (size_t)W * sizeof(float));
+}
+
+/* Entry points for other files; the multi-versioned kernels stay static
+ * (clang 14 leaves calls from another file to a target_clones function
+ * unresolved at link time). */
+void zg__max_pool_2x2_plane(const float *x, int64_t H, int64_t W, float *y, uint8_t *win) {
+    max_plane_2x2(x, H, W, y, win);
+}
+
+void zg__max_pool_2x2_plane_backward(const float *s, const uint8_t *win, int64_t H, int64_t W, float *d) {
+    max_plane_backward_2x2(s, win, H, W, d);
 }
 
 /* Backward of one plane when windows tile it without overlap or padding
@@ -338,7 +350,7 @@ static int max_pool2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
         const float *s = G + u * OHW;
         const int32_t *am = g->argmax ? g->argmax + u * OHW : NULL;
         if (g->win) {
-            max_plane_backward_2x2(g, s, g->win + u * OHW, d);
+            max_plane_backward_2x2(s, g->win + u * OHW, g->H, g->W, d);
         } else if (tiled) {
             max_plane_backward_tiled(g, s, am, d);
         } else {
@@ -357,7 +369,7 @@ zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
     if (!y) return NULL;
     const bool track = zg_grad_enabled() && x->requires_grad;
     const bool k2s2 =
-        g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && max_2x2_fits(&g);
+        g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && zg__max_pool_2x2_fits(g.W);
     pool_geom *sg = NULL;
     if (track) {
         sg = zg__arena_alloc(sizeof *sg);
@@ -377,7 +389,7 @@ zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
     uint8_t *WIN = sg ? sg->win : NULL;
     ZG_PARALLEL_FOR(u, g.N * g.C, par_min(g.N * g.C, HW), {
         if (k2s2)
-            max_plane_2x2(&g, X + u * HW, Y + u * OHW, WIN ? WIN + u * OHW : NULL);
+            max_plane_2x2(X + u * HW, g.H, g.W, Y + u * OHW, WIN ? WIN + u * OHW : NULL);
         else
             max_plane(&g, X + u * HW, Y + u * OHW, AM ? AM + u * OHW : NULL);
     });
