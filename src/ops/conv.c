@@ -472,6 +472,18 @@ static void scratch_ready(const conv_geom *g, const conv_scratch *sc, bool backw
  * output and its gradient (6.4 MB each in the default CNN's first layer)
  * passing through memory, and two ops' passes. */
 
+/* relu in place, as zg_relu (NaN and -0 kept). */
+ZG_SIMD_CLONES
+static void relu_in_place(float *restrict y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+}
+
+/* d = g where the relu's output y is > 0, else 0, as relu's backward. */
+ZG_SIMD_CLONES
+static void relu_mask(const float *restrict y, const float *restrict g, float *restrict d, int64_t n) {
+    for (int64_t i = 0; i < n; i++) d[i] = y[i] <= 0.0f ? 0.0f : g[i];
+}
+
 /* Sample n's conv output ys [Cout, OH, OW] into Y [N, Cout, PH, PW]:
  * pooled (places into g->win), then relu'd as zg_relu does. */
 static void pool_sample(const conv_geom *g, const float *ys, float *Y, int64_t n) {
@@ -479,8 +491,7 @@ static void pool_sample(const conv_geom *g, const float *ys, float *Y, int64_t n
     float *yn = Y + n * m;
     for (int64_t co = 0; co < g->Cout; co++)
         zg__max_pool_2x2_plane(ys + co * g->P, g->OH, g->OW, yn + co * PQ, g->win ? g->win + n * m + co * PQ : NULL);
-    if (g->fuse == FUSE_POOL_RELU)
-        for (int64_t i = 0; i < m; i++) yn[i] = yn[i] < 0.0f ? 0.0f : yn[i];
+    if (g->fuse == FUSE_POOL_RELU) relu_in_place(yn, m);
 }
 
 /* Sample n's dY [Cout, OH, OW] into sc->ys from the pooled gradient G and
@@ -491,8 +502,7 @@ static const float *unpool_sample(const conv_geom *g, const float *G, const floa
     const int64_t PQ = g->PH * g->PW, m = g->Cout * PQ;
     const float *gn = G + n * m;
     if (g->fuse == FUSE_POOL_RELU) {
-        const float *on = Out + n * m;
-        for (int64_t i = 0; i < m; i++) sc->gp[i] = on[i] <= 0.0f ? 0.0f : gn[i];
+        relu_mask(Out + n * m, gn, sc->gp, m);
         gn = sc->gp;
     }
     for (int64_t co = 0; co < g->Cout; co++)
