@@ -127,12 +127,16 @@ clean:
 
 # `make bench`: zgrad and PyTorch side by side on the same workloads,
 # interleaved; writes docs/performance.md and build/bench.json.
-# THREADS (default: all cores); QUICK=1 skips the one-epoch run.
+# THREADS (default: all cores); QUICK=1 skips the one-epoch run; TORCH2=0
+# leaves out the PyTorch 2.x side (scripts/setup-torch2 installs it from
+# PyPI on first use, about 5.5 GB; Debian's 1.13 comes with scripts/setup).
 THREADS ?= $(shell nproc)
+TORCH2 ?= 1
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 .PHONY: bench
-bench: all $(BENCH_BINS)
-	scripts/bench --build $(BUILD) --threads $(THREADS) --cc $(CC) $(if $(QUICK),--quick)
+bench: setup all $(BENCH_BINS)
+	scripts/bench --build $(BUILD) --threads $(THREADS) --cc $(CC) $(if $(QUICK),--quick) \
+		$(if $(filter 1,$(TORCH2)),--torch2 "$$(scripts/setup-torch2)")
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
