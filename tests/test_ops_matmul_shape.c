@@ -687,9 +687,11 @@ TEST(dropout_errors) {
 }
 
 /* Large float32 GEMMs are split across threads by rows or columns of the
- * result, which leaves each element's sum in the same order: a linear
+ * result, which leaves each element's sum in the same order, and the
+ * backward's dx and dW GEMMs run side by side, each whole: a linear
  * layer's output and gradients are the same bits with 1, 2 and 3 threads
- * (shapes that split by columns, and by rows). */
+ * (shapes that split by columns, by rows, and one whose bias gradient
+ * splits its columns across the threads too). */
 static void linear_bits(int threads, const int64_t *xs, const int64_t *ws, float *out, size_t n_out) {
     zg_set_num_threads(threads);
     zg_manual_seed(5);
@@ -715,8 +717,8 @@ static void linear_bits(int threads, const int64_t *xs, const int64_t *ws, float
 
 TEST(linear_results_do_not_depend_on_thread_count) {
     const int saved_threads = omp_get_max_threads();
-    const int64_t shapes[2][2][2] = {{{64, 784}, {256, 784}}, {{512, 300}, {40, 300}}};
-    for (int c = 0; c < 2; c++) {
+    const int64_t shapes[3][2][2] = {{{64, 784}, {256, 784}}, {{512, 300}, {40, 300}}, {{256, 200}, {256, 200}}};
+    for (int c = 0; c < 3; c++) {
         const int64_t *xs = shapes[c][0], *ws = shapes[c][1];
         const size_t n = (size_t)(xs[0] * ws[0] + xs[0] * xs[1] + ws[0] * ws[1] + ws[0]);
         CHECK(2 * xs[0] * ws[0] * xs[1] >= (4 << 20)); /* above the split threshold */

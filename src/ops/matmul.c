@@ -41,6 +41,9 @@ static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float
 #define SPLIT_MIN_FLOPS (4 << 20)
 /* OpenBLAS threads a GEMM from M*N*K = 65536 * 4 on (its interface/gemm.c). */
 #define OPENBLAS_THREAD_MIN (65536 * 4)
+/* A linear layer's dx and dW GEMMs run side by side from this many flops
+ * each. */
+#define CONCURRENT_MIN_FLOPS (256 << 10)
 
 int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
              int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C, int64_t ldc,
@@ -180,44 +183,66 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
 /* ---- linear ------------------------------------------------------------ */
 
 /* iv: N (flattened rows), in, out, autocast type. */
+/* db[j] = sum over the N rows of G[r, j], summed in double in row order;
+ * the columns split across the threads (the same sums for any count). */
+static void column_sums_f32(const float *G, int64_t N, int64_t out, float *db) {
+    ZG_PARALLEL_CHUNKS(lo, hi, out, N * out >= 32768 ? 2 * 16 : INT64_MAX, {
+        for (int64_t j = lo; j < hi; j++) db[j] = 0.0f;
+        double acc[256];
+        for (int64_t j0 = lo; j0 < hi; j0 += 256) {
+            const int64_t w = hi - j0 < 256 ? hi - j0 : 256;
+            for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
+            for (int64_t r = 0; r < N; r++) {
+                const float *g = G + r * out + j0;
+                for (int64_t j = 0; j < w; j++) acc[j] += g[j];
+            }
+            for (int64_t j = 0; j < w; j++) db[j0 + j] = (float)acc[j];
+        }
+    });
+}
+
 static int linear_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
     int64_t N = n->iv[0], in = n->iv[1], out = n->iv[2];
     zg_autocast_type t = (zg_autocast_type)n->iv[3];
     const float *G = zg__f32(gout);
-    if (zg__node_needs(n, 0)) {
-        zg_tensor *gx = zg__empty_like(n->in[0]);
-        if (!gx) return ZG_ERR_NOMEM;
-        int rc = gemm(t, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx)); /* dx = dy W */
-        if (rc) return rc;
-        gin[0] = gx;
+    zg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+    /* Weight and bias are usually leaves: their .grad buffer if free. */
+    if (zg__node_needs(n, 0) && !(gx = zg__empty_like(n->in[0]))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && !(gw = zg__grad_for_input(n, 1))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 2) && !(gb = zg__grad_for_input(n, 2))) return ZG_ERR_NOMEM;
+    /* dx = dy W and dW = dy^T x take the same flops: in float32 with two
+     * threads or more each runs whole on its own thread, which beats
+     * splitting each over the threads in turn (one parallel region, the
+     * full-size GEMMs); either way every element is the same sum. */
+    int rc = ZG_OK, rx = ZG_OK, rw = ZG_OK;
+    if (gx && gw && t == ZG_AUTOCAST_OFF && zg__max_threads() > 1 && !omp_in_parallel() &&
+        openblas_get_parallel() == 2 && 2 * N * in * out >= CONCURRENT_MIN_FLOPS) {
+#pragma omp parallel num_threads(2)
+        {
+            if (omp_get_thread_num() == 0)
+                rx = gemm(t, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx));
+            else
+                rw = gemm(t, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw));
+        }
+    } else {
+        if (gx) rx = gemm(t, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx)); /* dx = dy W */
+        if (gw && !rx) rw = gemm(t, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw)); /* dW = dy^T x */
     }
-    if (zg__node_needs(n, 1)) {
-        /* Weight and bias are usually leaves: their .grad buffer if free. */
-        zg_tensor *gw = zg__grad_for_input(n, 1);
-        if (!gw) return ZG_ERR_NOMEM;
-        int rc = gemm(t, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw)); /* dW = dy^T x */
-        if (rc) return rc;
-        gin[1] = gw;
-    }
-    if (zg__node_needs(n, 2)) {
-        zg_tensor *gb = zg__grad_for_input(n, 2);
-        if (!gb) return ZG_ERR_NOMEM;
+    if ((rc = rx ? rx : rw)) return rc;
+    if (gb) {
         float *db = zg__f32(gb);
         if (t != ZG_AUTOCAST_OFF) {
             /* Summed in double, then rounded to t once: at least as exact
              * as PyTorch's float32 accumulation of the t-typed sum. */
-            int rc = zg__lp_column_sums(t, G, N, out, db);
-            if (rc) return rc;
+            if ((rc = zg__lp_column_sums(t, G, N, out, db))) return rc;
         } else {
-            double *acc = zg__arena_calloc((size_t)(out ? out : 1) * sizeof *acc);
-            if (!acc) return ZG_ERR_NOMEM;
-            for (int64_t r = 0; r < N; r++)
-                for (int64_t j = 0; j < out; j++) acc[j] += G[r * out + j];
-            for (int64_t j = 0; j < out; j++) db[j] = (float)acc[j];
+            column_sums_f32(G, N, out, db);
         }
-        gin[2] = gb;
     }
+    gin[0] = gx;
+    gin[1] = gw;
+    gin[2] = gb;
     return ZG_OK;
 }
 
