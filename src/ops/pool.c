@@ -119,9 +119,9 @@ typedef uint8_t v16b __attribute__((vector_size(16)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
 typedef uint32_t v4u __attribute__((vector_size(16)));
 
-/* Places (0..3) between 32-bit lanes and bytes as byte shuffles: GCC
- * turns __builtin_convertvector between these widths into scalar code. LO
- * is the low byte of a lane. */
+/* Places (0..3) from 32-bit lanes to bytes by a byte shuffle, and back by
+ * shifts: GCC turns __builtin_convertvector between these widths into
+ * scalar code. LO is the low byte of a lane. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define LO 3
 #else
