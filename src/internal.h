@@ -198,11 +198,11 @@ int zg__max_threads(void);
 
 /* relu(max_pool2d(zg_conv2d(x, w, b, ...), 2)) (without relu when relu is
  * false) as one op, with the same values and gradients as the ops in turn.
- * Sets *fused to false and returns NULL, with nothing done, where it does
- * not apply (invalid arguments, autocast on, a conv output smaller than
- * 2x2): the caller then runs the ops one by one. */
+ * NULL where it does not apply (invalid arguments, autocast on, a conv
+ * output smaller than 2x2) or fails: the caller then runs the ops one by
+ * one, which report any error. */
 zg_tensor *zg__conv2d_pool2(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
-                            const int dilation[2], int groups, bool relu, bool *fused);
+                            const int dilation[2], int groups, bool relu);
 
 /* Sums g (an arena tensor with the broadcast shape) down to `shape`. */
 zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim);

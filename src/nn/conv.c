@@ -28,11 +28,10 @@ int zg__nn_conv2d_pool_forward(zg_module *const *mods, int n, zg_tensor **x) {
     if (p->iv[0] != 2 || p->iv[1] != 2 || p->iv[2] != 0) return 0;
     const bool relu = n >= 3 && !strcmp(mods[2]->type, "ReLU");
     const int s = (int)c->iv[3], pd = (int)c->iv[4], d = (int)c->iv[5];
-    bool fused;
     zg_tensor *y = zg__conv2d_pool2(*x, c->params[0], c->flag ? c->params[1] : NULL, (int[]){s, s}, (int[]){pd, pd},
-                                    (int[]){d, d}, (int)c->iv[6], relu, &fused);
-    /* On a failure (out of memory) the modules run one by one, and report
-     * it with the module's place if it happens again. */
+                                    (int[]){d, d}, (int)c->iv[6], relu);
+    /* Where it does not apply or fails (out of memory) the modules run one
+     * by one, and report an error with the module's place. */
     if (!y) return 0;
     *x = y;
     return relu ? 3 : 2;

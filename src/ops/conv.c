@@ -713,10 +713,9 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
 
 /* ---- entry point -------------------------------------------------------- */
 
-/* zg_conv2d, or with fuse != FUSE_NONE zg__conv2d_pool2, which sets
- * *fused to whether it ran. */
+/* zg_conv2d, or with fuse != FUSE_NONE zg__conv2d_pool2. */
 static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
-                         const int dilation[2], int groups, int fuse, bool *fused) {
+                         const int dilation[2], int groups, int fuse) {
     const char *fn = "zg_conv2d";
     if (zg__check_f32(fn, x, "x") || zg__check_f32(fn, w, "weight")) return NULL;
     if (b && zg__check_f32(fn, b, "bias")) return NULL;
@@ -775,7 +774,6 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     if (fuse) {
         /* Low precision would round the conv output: left to the ops. */
         if (t != ZG_AUTOCAST_OFF || OH < 2 || OW < 2 || !zg__max_pool_2x2_fits(OW)) return NULL;
-        *fused = true;
         g->fuse = fuse;
         g->PH = OH / 2;
         g->PW = OW / 2;
@@ -821,11 +819,10 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
 
 zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
                      const int dilation[2], int groups) {
-    return conv2d(x, w, b, stride, padding, dilation, groups, FUSE_NONE, NULL);
+    return conv2d(x, w, b, stride, padding, dilation, groups, FUSE_NONE);
 }
 
 zg_tensor *zg__conv2d_pool2(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
-                            const int dilation[2], int groups, bool relu, bool *fused) {
-    *fused = false;
-    return conv2d(x, w, b, stride, padding, dilation, groups, relu ? FUSE_POOL_RELU : FUSE_POOL, fused);
+                            const int dilation[2], int groups, bool relu) {
+    return conv2d(x, w, b, stride, padding, dilation, groups, relu ? FUSE_POOL_RELU : FUSE_POOL);
 }

@@ -182,11 +182,11 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
 
 /* ---- linear ------------------------------------------------------------ */
 
-/* iv: N (flattened rows), in, out, autocast type. */
 /* db[j] = sum over the N rows of G[r, j], summed in double in row order;
- * the columns split across the threads (the same sums for any count). */
+ * the columns split across the threads (the same sums for any count) from
+ * 32K elements and 32 columns. */
 static void column_sums_f32(const float *G, int64_t N, int64_t out, float *db) {
-    ZG_PARALLEL_CHUNKS(lo, hi, out, N * out >= 32768 ? 2 * 16 : INT64_MAX, {
+    ZG_PARALLEL_CHUNKS(lo, hi, out, N * out >= 32768 ? 32 : INT64_MAX, {
         for (int64_t j = lo; j < hi; j++) db[j] = 0.0f;
         double acc[256];
         for (int64_t j0 = lo; j0 < hi; j0 += 256) {
@@ -201,6 +201,7 @@ static void column_sums_f32(const float *G, int64_t N, int64_t out, float *db) {
     });
 }
 
+/* iv: N (flattened rows), in, out, autocast type. */
 static int linear_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
     int64_t N = n->iv[0], in = n->iv[1], out = n->iv[2];
