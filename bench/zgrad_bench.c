@@ -7,8 +7,10 @@
  * a fixed seed and runs the canonical loop (zero_grad, forward, loss,
  * backward, step, arena reset). Prints one JSON line: every timed step's
  * milliseconds, their median, the peak resident memory (ru_maxrss) and the
- * malloc/calloc/realloc calls per timed step. bench/torch_bench.py prints
- * the same line for PyTorch. */
+ * malloc/calloc/realloc calls per timed step, and a hash of the trained
+ * weights (FNV-1a over every parameter's bytes, in module order: a change
+ * meant to keep float32 results bit-identical keeps this hash).
+ * bench/torch_bench.py prints the same line for PyTorch. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,16 @@ static zg_module *build_model(int kind) {
     if (kind == 2) return zg_model_default_cnn();
     static const int64_t small[] = {784, 32, 10}, wide[] = {784, 256, 128, 10};
     return kind == 0 ? zg_model_mlp(small, 3) : zg_model_mlp(wide, 4);
+}
+
+static uint64_t weights_hash(zg_tensor *const *params, int n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < n; i++) {
+        const unsigned char *b = (const unsigned char *)zg_tensor_data(params[i]);
+        size_t len = (size_t)zg_tensor_numel(params[i]) * sizeof(float);
+        for (size_t j = 0; j < len; j++) h = (h ^ b[j]) * 0x100000001b3ull;
+    }
+    return h;
 }
 
 int main(int argc, char **argv) {
@@ -169,8 +181,10 @@ int main(int argc, char **argv) {
     qsort(sorted, (size_t)steps, sizeof(double), cmp_double);
     double median = steps % 2 ? sorted[steps / 2] : 0.5 * (sorted[steps / 2 - 1] + sorted[steps / 2]);
     printf("{\"side\": \"zgrad\", \"workload\": \"%s\", \"threads\": %d, \"batch\": %lld, \"median_ms\": %.6f, "
-           "\"rss_mb\": %.1f, \"mallocs_per_step\": %.3f, \"last_loss\": %.6f, \"steps_ms\": [",
-           w->name, threads, (long long)w->batch, median, ru.ru_maxrss / 1024.0, (double)allocs / steps, last_loss);
+           "\"rss_mb\": %.1f, \"mallocs_per_step\": %.3f, \"last_loss\": %.6f, \"weights_hash\": \"%016llx\", "
+           "\"steps_ms\": [",
+           w->name, threads, (long long)w->batch, median, ru.ru_maxrss / 1024.0, (double)allocs / steps, last_loss,
+           (unsigned long long)weights_hash(params, n_params));
     for (int i = 0; i < steps; i++) printf("%s%.6f", i ? ", " : "", ms[i]);
     printf("]}\n");
 
