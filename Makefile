@@ -52,9 +52,14 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The archive holds the library as one relocatable object, so a program
+# that links it gets all of it, as with the shared library: the sanitizer
+# (src/check) is called by no other layer, yet must read ZG_SANITIZE when
+# the program starts (a constructor) and hear the other layers' events.
 $(BUILD)/libzgrad.a: $(OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(LD) -r -o $(BUILD)/obj/zgrad.o $^
+	ar rcs $@ $(BUILD)/obj/zgrad.o
 
 $(BUILD)/libzgrad.so: $(OBJ)
 	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(LDLIBS_BASE)
@@ -81,18 +86,23 @@ setup:
 run: setup all
 	$(BUILD)/zgrad train
 
-# Every test: unit, gradient checks, PyTorch parity, the CLI and the
+# Every test: the layering check (scripts/check-layers: includes and calls
+# go only downward), unit, gradient checks, PyTorch parity, the CLI and the
 # examples, built twice: as usual, and with AddressSanitizer +
 # UndefinedBehaviorSanitizer (+ LeakSanitizer); first a short fuzzing run of
 # the data parsers. The last line is the total over both builds.
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 test: setup
 	$(MAKE) all tests
+	scripts/check-layers $(BUILD)
 	$(MAKE) sanitize-build
 	scripts/fuzz 10
 	scripts/run-tests $(BUILD) build/san
 
+# The tests of the usual build alone: no installs, no sanitizer build, no
+# fuzzing.
 test-unit: all tests
+	scripts/check-layers $(BUILD)
 	scripts/run-tests $(BUILD)
 
 # The sanitizer build uses clang where it is installed, so that both

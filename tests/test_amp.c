@@ -17,8 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "amp/amp_internal.h"
-#include "kernels/lowp.h"
+#include "kernels/kernels_internal.h"
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */

@@ -3,7 +3,7 @@
  * difference gradient checks of every op on every pattern, what each op
  * saves for backward, and the errors of each entry point. */
 #include "harness.h"
-#include "internal.h"
+#include "ops/ops_internal.h"
 
 #include <stdlib.h>
 

@@ -2,7 +2,7 @@
  * and Python reading ours, every kind of corrupt header refused with its
  * own message, atomic replacement on write, and the JSON reader itself. */
 #include "harness.h"
-#include "io/json.h"
+#include "util/json.h"
 
 #include <dirent.h>
 #include <errno.h>

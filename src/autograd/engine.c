@@ -4,8 +4,7 @@
  * incoming gradients is complete. Each tensor is then processed once:
  * hooks on the summed gradient, accumulation into .grad (leaves, retained
  * non-leaves) or capture (autograd_grad), then its node's backward. */
-#include "../internal.h"
-#include "../check/sanitize_hooks.h"
+#include "autograd_internal.h"
 
 static _Thread_local uint64_t pass_counter;
 static _Thread_local uint64_t cur_pass;
@@ -269,7 +268,7 @@ static int run_pass(const pass_args *a) {
         if (a->accumulate) {
             bool into_grad = t->bw_target || (!n && a->n_inputs == 0) || (n && t->retains_grad);
             if (into_grad) {
-                zg__sanitize_on_accumulate(t); /* sanitizer: note the leaf's fresh grads */
+                zg__emit_accumulate(t); /* event: the leaf gets fresh grads */
                 if (accumulate(t, g)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
                 if (!n)
                     for (zg_hook *h = t->post_hooks; h; h = h->next) {
@@ -326,7 +325,7 @@ int zg_backward(zg_tensor *root, const zg_backward_opts *opts) {
         .accumulate = true,
         .retain_graph = opts && opts->retain_graph,
     };
-    zg__sanitize_on_backward(root); /* sanitizer: a backward starts (scaled loss?) */
+    zg__emit_backward(root); /* event: a backward starts (of a scaled loss?) */
     bool prev = zg_set_grad_enabled(false);
     int rc = run_pass(&a);
     zg_set_grad_enabled(prev);

@@ -1,6 +1,6 @@
 /* Grad mode: per thread, as in PyTorch. no_grad scopes nest by saving the
  * previous mode on a small stack. */
-#include "../internal.h"
+#include "autograd_internal.h"
 
 #define ZG_GRAD_MODE_STACK 64
 

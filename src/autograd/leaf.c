@@ -1,7 +1,8 @@
 /* The user-facing side of a tensor's autograd state: requires_grad, .grad
- * (None vs a buffer), retain_grad, hooks, detach. */
-#include "../internal.h"
-#include "../check/sanitize_hooks.h"
+ * (None vs a buffer), retain_grad, hooks, detach, and printing. */
+#include "autograd_internal.h"
+
+#include <stdio.h>
 
 int zg_tensor_set_requires_grad(zg_tensor *t, bool rg) {
     if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_requires_grad: tensor is NULL");
@@ -22,13 +23,13 @@ const char *zg_tensor_grad_fn_name(const zg_tensor *t) { return t && t->grad_fn 
 
 zg_tensor *zg_tensor_grad(const zg_tensor *t) {
     if (!t || !t->grad_defined) return NULL;
-    zg__sanitize_on_read_grad(t); /* sanitizer: grads still multiplied by a loss scale? */
+    zg__emit_read_grad(t); /* event: the user reads grads (still scaled?) */
     return t->grad;
 }
 
 void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none) {
     if (!t || !t->grad_defined) return;
-    zg__sanitize_on_zero(t); /* sanitizer: fresh grads erased? */
+    zg__emit_zero(t); /* event: grads cleared (fresh ones erased?) */
     if (set_to_none) {
         t->grad_defined = false; /* the buffer stays as a cache */
         return;
@@ -41,7 +42,7 @@ int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
     if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_grad: tensor is NULL");
     if (!g) {
         t->grad_defined = false;
-        zg__sanitize_on_set_grad(t); /* sanitizer: grads replaced by hand */
+        zg__emit_set_grad(t); /* event: grads replaced by hand */
         return ZG_OK;
     }
     if (g->dtype != ZG_FLOAT32 || !zg__same_shape(g, t)) {
@@ -56,7 +57,7 @@ int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
     memmove(zg__f32(t->grad), zg__f32(g), (size_t)g->numel * sizeof(float));
     zg__bump_version(t->grad);
     t->grad_defined = true;
-    zg__sanitize_on_set_grad(t); /* sanitizer: grads replaced by hand */
+    zg__emit_set_grad(t); /* event: grads replaced by hand */
     return ZG_OK;
 }
 
@@ -103,19 +104,45 @@ int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hoo
     return add_hook(t, &t->post_hooks, &(zg_hook){.post_fn = fn, .user = user});
 }
 
-static void free_list(zg_hook *h) {
-    while (h) {
-        zg_hook *n = h->next;
-        free(h);
-        h = n;
-    }
-}
-
 void zg_tensor_clear_hooks(zg_tensor *t) {
     if (!t) return;
     if (t->persistent) {
-        free_list(t->hooks);
-        free_list(t->post_hooks);
+        zg__hooks_free(t->hooks);
+        zg__hooks_free(t->post_hooks);
     }
     t->hooks = t->post_hooks = NULL;
+}
+
+/* Printing shows the autograd state (requires_grad, grad_fn) beside the
+ * values, so it lives with that state rather than in the tensor layer. */
+void zg_tensor_print(const zg_tensor *t, FILE *f) {
+    if (!f) f = stdout;
+    if (!t) {
+        fprintf(f, "tensor(NULL)\n");
+        return;
+    }
+    char b[ZG_SHAPE_BUF];
+    fprintf(f, "tensor(shape=%s, dtype=%s", zg__shape_str(t, b, sizeof b),
+            t->dtype == ZG_FLOAT32 ? "float32" : "int64");
+    if (t->name) fprintf(f, ", name=%s", t->name);
+    if (t->requires_grad) fprintf(f, ", requires_grad");
+    if (t->grad_fn) fprintf(f, ", grad_fn=%s", t->grad_fn->name);
+    fprintf(f, ")\n  [");
+    int64_t show = t->numel <= 20 ? t->numel : 10;
+    for (int64_t i = 0; i < show; i++) {
+        if (t->dtype == ZG_FLOAT32)
+            fprintf(f, i ? ", %.6g" : "%.6g", (double)zg__f32(t)[i]);
+        else
+            fprintf(f, i ? ", %lld" : "%lld", (long long)zg__i64(t)[i]);
+    }
+    if (show < t->numel) {
+        fprintf(f, ", ...");
+        for (int64_t i = t->numel - 3; i < t->numel; i++) {
+            if (t->dtype == ZG_FLOAT32)
+                fprintf(f, ", %.6g", (double)zg__f32(t)[i]);
+            else
+                fprintf(f, ", %lld", (long long)zg__i64(t)[i]);
+        }
+    }
+    fprintf(f, "]\n");
 }

@@ -1,7 +1,7 @@
 /* Recording the graph: each op that has an input requiring grad (in grad
  * mode) gets a node that points to its inputs and holds what its backward
  * reads. Nodes live in the step arena. */
-#include "../internal.h"
+#include "autograd_internal.h"
 
 #include <assert.h>
 

@@ -15,14 +15,13 @@
  * A global epoch advances at every step, so "fresh" grads are those of a
  * backward after the most recent step of any optimizer (a GAN's generator
  * step leaves grads in the discriminator that its zero_grad may erase). */
-#include "sanitize_hooks.h"
-#include "../optim/optim_internal.h"
+#include "../autograd/autograd_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-int zg__san_active = -1;
 static int g_mode = -1; /* -1: ZG_SANITIZE not read yet */
+static const zg__grad_events listener;
 
 typedef struct {
     const void *key;
@@ -71,10 +70,15 @@ static int ensure_mode(void) {
         g_mode = ZG_SANITIZE_OFF;
         if (v && strcmp(v, "warn") == 0) g_mode = ZG_SANITIZE_WARN;
         else if (v && strcmp(v, "error") == 0) g_mode = ZG_SANITIZE_ERROR;
-        zg__san_active = g_mode != ZG_SANITIZE_OFF;
+        zg__grad_events_listen(g_mode != ZG_SANITIZE_OFF ? &listener : NULL);
     }
     return g_mode;
 }
+
+/* ZG_SANITIZE is read when the library is loaded, so that a program that
+ * never calls the sanitizer's API is still checked (the build links the
+ * library as one object, so this file is always part of a program). */
+__attribute__((constructor)) static void read_env(void) { ensure_mode(); }
 
 /* ---- hash map ----------------------------------------------------------- */
 
@@ -163,7 +167,7 @@ static void report_deferred(zg_sanitize_kind kind, const char *what, const namel
 
 /* ---- hooks -------------------------------------------------------------- */
 
-void zg__san_backward(const zg_tensor *root) {
+static void on_backward(const zg_tensor *root) {
     if (!ensure_mode()) return;
     if (g_expect_consume) {
         g_expect = 0;
@@ -176,7 +180,7 @@ void zg__san_backward(const zg_tensor *root) {
     }
 }
 
-void zg__san_accumulate(const zg_tensor *t) {
+static void on_accumulate(const zg_tensor *t) {
     if (!ensure_mode() || t->grad_fn) return;
     entry *e = get(t);
     if (!e) return;
@@ -193,7 +197,7 @@ void zg__san_accumulate(const zg_tensor *t) {
 
 static const char *erase_what = "zero_grad erased gradients of a backward that no step used";
 
-void zg__san_zero(const zg_tensor *t) {
+static void on_zero(const zg_tensor *t) {
     if (!ensure_mode()) return;
     entry *e = find(t);
     if (!e) return;
@@ -209,7 +213,7 @@ void zg__san_zero(const zg_tensor *t) {
     reset_grad_state(e);
 }
 
-void zg__san_set_grad(const zg_tensor *t) {
+static void on_set_grad(const zg_tensor *t) {
     if (!ensure_mode()) return;
     entry *e = get(t);
     if (!e) return;
@@ -218,19 +222,19 @@ void zg__san_set_grad(const zg_tensor *t) {
     e->bw_epoch = 0;
 }
 
-void zg__san_zero_begin(const char *call, const zg_optim *opt) {
+static void on_zero_begin(const char *call, const zg_optim *opt, zg_tensor *const *params, int n) {
     if (!ensure_mode()) return;
     g_zero_call = call;
     g_zero_names.len = 0;
     g_zero_names.n = g_zero_names.dropped = 0;
     if (opt)
-        for (int i = 0; i < opt->n_params; i++) {
-            entry *e = get(opt->params[i]);
+        for (int i = 0; i < n; i++) {
+            entry *e = get(params[i]);
             if (e) e->in_optim = true;
         }
 }
 
-void zg__san_zero_end(void) {
+static void on_zero_end(void) {
     if (!ensure_mode() || !g_zero_call) return;
     const char *call = g_zero_call;
     g_zero_call = NULL;
@@ -238,9 +242,9 @@ void zg__san_zero_end(void) {
 }
 
 /* The optimizer's grads were consumed (stepped, or skipped by the scaler). */
-static void consume(const zg_optim *opt) {
-    for (int i = 0; i < opt->n_params; i++) {
-        const zg_tensor *p = opt->params[i];
+static void consume(zg_tensor *const *params, int n) {
+    for (int i = 0; i < n; i++) {
+        const zg_tensor *p = params[i];
         entry *e = get(p);
         if (!e) continue;
         e->in_optim = true;
@@ -268,7 +272,7 @@ static int check_watched(const char *call) {
     return report(ZG_SAN_UNSTEPPED, "parameters have gradients but are in no optimizer", &l, call);
 }
 
-int zg__san_step(const zg_optim *opt) {
+static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
     if (!ensure_mode()) return 0;
     const char *call = "zg_optim_step";
     if (g_has_pending) {
@@ -282,8 +286,8 @@ int zg__san_step(const zg_optim *opt) {
     namelist prev = {0}, many = {0}, all = {0};
     int fresh = 0;
     uint32_t most = 0;
-    for (int i = 0; i < opt->n_params; i++) {
-        const zg_tensor *p = opt->params[i];
+    for (int i = 0; i < n; i++) {
+        const zg_tensor *p = params[i];
         entry *e = get(p);
         if (!e) continue;
         e->in_optim = true;
@@ -316,17 +320,17 @@ int zg__san_step(const zg_optim *opt) {
     if (!rc) rc = check_watched(call);
     if (rc) return rc;
     if (oe) oe->steps++;
-    consume(opt);
+    consume(params, n);
     return 0;
 }
 
-void zg__san_optim_free(const zg_optim *opt) {
+static void on_optim_free(const zg_optim *opt) {
     if (!ensure_mode()) return;
     entry *e = find(opt);
     if (e) *e = (entry){.key = opt};
 }
 
-int zg__san_clip(zg_tensor *const *params, int n, const char *call) {
+static int on_clip(zg_tensor *const *params, int n, const char *call) {
     if (!ensure_mode()) return 0;
     namelist l = {0};
     for (int i = 0; i < n; i++) {
@@ -341,7 +345,7 @@ int zg__san_clip(zg_tensor *const *params, int n, const char *call) {
                   call);
 }
 
-void zg__san_scale(const zg_tensor *scaled_loss, float scale) {
+static void on_scale(const zg_tensor *scaled_loss, float scale) {
     if (!ensure_mode()) return;
     g_scaled_root = scaled_loss;
     g_root_scale = scale;
@@ -350,7 +354,7 @@ void zg__san_scale(const zg_tensor *scaled_loss, float scale) {
 /* Library code reads grads with zg__grad_unchecked, so this sees only the
  * user's reads: values S times too large (logging, a hand-made clip) or
  * written before unscale_ multiplies them by 1/S. */
-void zg__san_read_grad(const zg_tensor *t) {
+static void on_read_grad(const zg_tensor *t) {
     if (!ensure_mode()) return;
     entry *e = find(t);
     if (!e || !e->scaled || e->read_epoch == g_epoch) return;
@@ -364,38 +368,56 @@ void zg__san_read_grad(const zg_tensor *t) {
     report_deferred(ZG_SAN_SCALED_READ, what, &l, "zg_tensor_grad");
 }
 
-void zg__san_unscale(const zg_optim *opt) {
+static void on_unscale(const zg_optim *opt, zg_tensor *const *params, int n) {
+    (void)opt;
     if (!ensure_mode()) return;
-    for (int i = 0; i < opt->n_params; i++) {
-        entry *e = find(opt->params[i]);
+    for (int i = 0; i < n; i++) {
+        entry *e = find(params[i]);
         if (e) e->scaled = false;
     }
 }
 
-void zg__san_scaler_skip(const zg_optim *opt) {
+static void on_scaler_skip(const zg_optim *opt, zg_tensor *const *params, int n) {
     if (!ensure_mode()) return;
     entry *oe = get(opt);
     if (oe) oe->skipped = true;
-    consume(opt);
+    consume(params, n);
 }
 
-int zg__san_sched_step(const zg_optim *opt) {
+static int on_sched_step(const zg_optim *opt, zg_tensor *const *params, int n) {
     if (!ensure_mode() || !opt) return 0;
     entry *oe = find(opt);
     if (oe && (oe->steps > 0 || oe->skipped)) return 0;
     namelist l = {0};
-    for (int i = 0; i < opt->n_params; i++) names_add(&l, opt->params[i]);
+    for (int i = 0; i < n; i++) names_add(&l, params[i]);
     return report(ZG_SAN_SCHED_ORDER,
                   "scheduler stepped before its optimizer's first step (call zg_optim_step first; the first lr "
                   "value is skipped)",
                   &l, "zg_sched_step");
 }
 
+static const zg__grad_events listener = {
+    .backward = on_backward,
+    .accumulate = on_accumulate,
+    .zero = on_zero,
+    .set_grad = on_set_grad,
+    .zero_begin = on_zero_begin,
+    .zero_end = on_zero_end,
+    .step = on_step,
+    .optim_free = on_optim_free,
+    .clip = on_clip,
+    .scale = on_scale,
+    .read_grad = on_read_grad,
+    .unscale = on_unscale,
+    .scaler_skip = on_scaler_skip,
+    .sched_step = on_sched_step,
+};
+
 /* ---- public API --------------------------------------------------------- */
 
 void zg_sanitize_set_mode(zg_sanitize_mode mode) {
     g_mode = mode == ZG_SANITIZE_WARN || mode == ZG_SANITIZE_ERROR ? (int)mode : ZG_SANITIZE_OFF;
-    zg__san_active = g_mode != ZG_SANITIZE_OFF;
+    zg__grad_events_listen(g_mode != ZG_SANITIZE_OFF ? &listener : NULL);
     g_has_pending = false;
 }
 

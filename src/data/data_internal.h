@@ -4,7 +4,7 @@
 #ifndef ZG_DATA_INTERNAL_H
 #define ZG_DATA_INTERNAL_H
 
-#include "../internal.h"
+#include "../tensor/tensor_internal.h"
 
 #include <stdatomic.h>
 #include <zlib.h>

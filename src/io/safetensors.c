@@ -4,14 +4,12 @@
  * data; the offsets are relative to the start of the data and the tensors
  * must tile it exactly. The reader validates all of it before it allocates
  * any tensor; the writer replaces its target atomically. */
-#include "../internal.h"
-#include "json.h"
+#include "../tensor/tensor_internal.h"
+#include "../util/json.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "zgrad's safetensors I/O copies tensor bytes as they are: it needs a little-endian host"
@@ -396,50 +394,6 @@ void zg_safetensors_free(zg_safetensors *st) { st_free_partial(st); }
 
 /* ---- writing ---------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} buf;
-
-static void put(buf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->n + n) nc *= 2;
-        char *p = realloc(b->p, nc);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
-
-/* A JSON string literal: quotes, backslashes and control characters are
- * escaped; other UTF-8 passes through. */
-static void put_json_str(buf *b, const char *s) {
-    put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char e[8];
-        if (c == '"' || c == '\\') {
-            e[0] = '\\', e[1] = (char)c;
-            put(b, e, 2);
-        } else if (c < 0x20) {
-            snprintf(e, sizeof e, "\\u%04x", c);
-            put(b, e, 6);
-        } else {
-            put(b, (const char *)&c, 1);
-        }
-    }
-    put(b, "\"", 1);
-}
-
 static int cmp_cstr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -499,125 +453,66 @@ static int validate_write(const char *path, zg_tensor *const *tensors, const cha
 
 /* The header JSON, padded with spaces so that the data starts at a multiple
  * of 8 bytes from the file start (8 + header length). */
-static int build_header(buf *h, zg_tensor *const *tensors, const char *const *names, int n,
+static int build_header(zg__strbuf *h, zg_tensor *const *tensors, const char *const *names, int n,
                         const char *const *mk, const char *const *mv, int n_meta) {
     char num[64];
-    puts_(h, "{");
+    zg__sb_puts(h, "{");
     if (n_meta > 0) {
-        puts_(h, "\"__metadata__\":{");
+        zg__sb_puts(h, "\"__metadata__\":{");
         for (int i = 0; i < n_meta; i++) {
-            if (i) puts_(h, ",");
-            put_json_str(h, mk[i]);
-            puts_(h, ":");
-            put_json_str(h, mv[i]);
+            if (i) zg__sb_puts(h, ",");
+            zg__sb_json_str(h, mk[i]);
+            zg__sb_puts(h, ":");
+            zg__sb_json_str(h, mv[i]);
         }
-        puts_(h, "}");
+        zg__sb_puts(h, "}");
     }
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {
         const zg_tensor *t = tensors[i];
-        if (i || n_meta > 0) puts_(h, ",");
-        put_json_str(h, names[i]);
-        puts_(h, t->dtype == ZG_FLOAT32 ? ":{\"dtype\":\"F32\",\"shape\":[" : ":{\"dtype\":\"I64\",\"shape\":[");
+        if (i || n_meta > 0) zg__sb_puts(h, ",");
+        zg__sb_json_str(h, names[i]);
+        zg__sb_puts(h, t->dtype == ZG_FLOAT32 ? ":{\"dtype\":\"F32\",\"shape\":[" : ":{\"dtype\":\"I64\",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             snprintf(num, sizeof num, d ? ",%lld" : "%lld", (long long)t->shape[d]);
-            puts_(h, num);
+            zg__sb_puts(h, num);
         }
         uint64_t nb = (uint64_t)t->numel * zg__dtype_size(t->dtype);
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
                  (unsigned long long)(at + nb));
-        puts_(h, num);
+        zg__sb_puts(h, num);
         at += nb;
     }
-    puts_(h, "}");
-    while (h->n % 8) puts_(h, " ");
-    if (h->oom) return zg__fail(ZG_ERR_NOMEM, "zg_safetensors_write: out of memory building the header");
+    zg__sb_puts(h, "}");
+    while (h->n % 8) zg__sb_puts(h, " ");
+    if (h->failed) return zg__fail(ZG_ERR_NOMEM, "zg_safetensors_write: out of memory building the header");
     if (h->n > ZG_ST_MAX_HEADER)
         return zg__fail(ZG_ERR_ARG, "zg_safetensors_write: header of %zu bytes exceeds the %llu-byte limit", h->n,
                         (unsigned long long)ZG_ST_MAX_HEADER);
     return ZG_OK;
 }
 
-/* fsync of the directory holding path, so that the rename is durable. */
-static int sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) {
-        dir = dup_str(".");
-    } else {
-        size_t n = slash == path ? 1 : (size_t)(slash - path);
-        dir = malloc(n + 1);
-        if (dir) {
-            memcpy(dir, path, n);
-            dir[n] = '\0';
-        }
-    }
-    if (!dir) return zg__fail(ZG_ERR_NOMEM, "zg_safetensors_write: out of memory");
-    int fd = open(dir, O_RDONLY);
-    int rc = ZG_OK;
-    /* Some file systems cannot fsync a directory (EINVAL); the data itself
-     * is already on disk then, so that is not an error. */
-    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
-        rc = zg__fail(ZG_ERR_IO, "zg_safetensors_write: '%s' was written, but syncing directory '%s' failed: %s",
-                      path, dir, strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return rc;
-}
-
 int zg_safetensors_write(const char *path, zg_tensor *const *tensors, const char *const *names, int n,
                          const char *const *meta_keys, const char *const *meta_values, int n_meta) {
     int rc = validate_write(path, tensors, names, n, meta_keys, meta_values, n_meta);
     if (rc) return rc;
-    buf h = {0};
+    zg__strbuf h = {0};
     rc = build_header(&h, tensors, names, n, meta_keys, meta_values, n_meta);
+    zg__atomic_file af;
+    if (!rc) rc = zg__atomic_open(&af, "zg_safetensors_write", path);
     if (rc) {
-        free(h.p);
-        return rc;
-    }
-    size_t tl = strlen(path) + 32;
-    char *tmp = malloc(tl);
-    if (!tmp) {
-        free(h.p);
-        return zg__fail(ZG_ERR_NOMEM, "zg_safetensors_write: out of memory");
-    }
-    snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        rc = zg__fail(ZG_ERR_IO, "zg_safetensors_write: cannot create '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        free(h.p);
+        zg__sb_free(&h);
         return rc;
     }
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-    bool ok = fwrite(lenb, 1, 8, f) == 8 && fwrite(h.p, 1, h.n, f) == h.n;
+    bool ok = fwrite(lenb, 1, 8, af.f) == 8 && fwrite(h.s, 1, h.n, af.f) == h.n;
     for (int i = 0; ok && i < n; i++) {
         const zg_tensor *t = tensors[i];
         size_t nb = (size_t)t->numel * zg__dtype_size(t->dtype);
         const char *data = (const char *)t->storage->data + (size_t)t->offset * zg__dtype_size(t->dtype);
-        ok = nb == 0 || fwrite(data, 1, nb, f) == nb;
+        ok = nb == 0 || fwrite(data, 1, nb, af.f) == nb;
     }
-    free(h.p);
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    if (ok && rename(tmp, path) != 0) {
-        ok = false;
-        err = errno;
-        rc = zg__fail(ZG_ERR_IO, "zg_safetensors_write: cannot rename '%s' to '%s': %s", tmp, path, strerror(err));
-    } else if (!ok) {
-        rc = zg__fail(ZG_ERR_IO, "zg_safetensors_write: writing '%s' failed: %s", tmp, strerror(err));
-    }
-    if (!ok) {
-        remove(tmp);
-        free(tmp);
-        return rc;
-    }
-    free(tmp);
-    return sync_dir(path);
+    zg__sb_free(&h);
+    return zg__atomic_commit(&af, ok);
 }

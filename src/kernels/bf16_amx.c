@@ -2,7 +2,7 @@
  *
  * A tile holds up to 16 rows of 64 bytes. One TDPBF16PS multiplies a
  * 16 x 32 bf16 tile of A with a 32 x 16 tile of B, stored as 16 rows of 16
- * bf16 pairs (the Bp layout of lowp.h), and adds the 16 x 16 float32
+ * bf16 pairs (the Bp layout of kernels_internal.h), and adds the 16 x 16 float32
  * products into an accumulator tile. Each block of 32 x 32 outputs uses four
  * accumulators (tiles 0-3), two A tiles (4, 5) and two B tiles (6, 7), so
  * every loaded tile feeds two products. The unit sums the products of a
@@ -10,7 +10,7 @@
  * kernels in the last float32 bits; inputs and results that are subnormal
  * are flushed to zero. Compiled for AMX through target attributes only;
  * the dispatcher calls it where the CPU and OS allow. */
-#include "lowp.h"
+#include "kernels_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

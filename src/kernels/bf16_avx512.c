@@ -8,7 +8,7 @@
  * with the 32 words of Bp's row p. Only this file is compiled for the
  * instruction set (target attributes), so the library stays portable; the
  * dispatcher calls it only where the CPU has it. */
-#include "lowp.h"
+#include "kernels_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

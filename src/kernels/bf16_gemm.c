@@ -8,7 +8,7 @@
  * significands) or two fp16 (11-bit) values is exact in float32 (24 bits),
  * so this is exactly "16-bit inputs, float32 accumulation"; only the
  * summation order is BLAS's. fp16 always takes this kernel. */
-#include "lowp.h"
+#include "kernels_internal.h"
 
 #include <cblas.h>
 #include <pthread.h>

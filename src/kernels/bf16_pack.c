@@ -1,12 +1,12 @@
 /* Packing float32 operands into bf16 pairs for the instruction kernels
- * (layouts in lowp.h), with AVX-512 F/BW/DQ: the two instruction kernels run
+ * (layouts in kernels_internal.h), with AVX-512 F/BW/DQ: the two instruction kernels run
  * only on CPUs that have it. The rounding is zg__bf16_from_f32's, 16 lanes
  * at a time. Operands read along the pair direction (op(A) rows when A is
  * not transposed, pairs of B rows) convert straight into place; the two
  * transposed cases convert 16 x 16 blocks of words and transpose them in
  * registers. The kernels' epilogue (bias, rounding of C) and the bf16
  * column sums of a bias gradient are here too. */
-#include "lowp.h"
+#include "kernels_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

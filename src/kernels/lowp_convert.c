@@ -3,7 +3,7 @@
  * fp16: 1 sign, 5 exponent (bias 15), 10 mantissa bits. Normal fp16 covers
  * [2^-14, 65504]; below that the subnormals step by 2^-24; from 65520 (the
  * midpoint between 65504 and 2^16) a value rounds to inf. */
-#include "lowp.h"
+#include "kernels_internal.h"
 
 uint16_t zg__fp16_from_f32(float x) {
     uint32_t u = zg__f32_bits(x);

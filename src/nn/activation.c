@@ -1,7 +1,7 @@
 /* Parameter-free modules that wrap one op each: ReLU, LeakyReLU, GELU,
  * Tanh, Sigmoid, Dropout (active only in training mode) and Flatten
  * (start_dim 1, keeping the batch dimension). */
-#include "module_internal.h"
+#include "nn_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * sqrt(5)), whose bound gain * sqrt(3 / fan_in) with gain = sqrt(1/3) is
  * 1/sqrt(fan_in), fan_in = in/groups * k * k, and then the bias from the
  * same bound: weight first, then bias, from the default generator. */
-#include "module_internal.h"
+#include "nn_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * gain * sqrt(3 / fan_in) with gain = sqrt(2 / (1 + a^2)) = sqrt(1/3) is
  * 1/sqrt(fan_in), and then b from the same bound: weight first, then bias,
  * from the default generator. */
-#include "module_internal.h"
+#include "nn_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,8 +2,7 @@
  * (depth first, dotted names as in PyTorch's named_parameters /
  * named_buffers), train/eval, zero_grad, free, and the state (weights and
  * buffers) saved / loaded by name as safetensors, as PyTorch's state_dict. */
-#include "module_internal.h"
-#include "../check/sanitize_hooks.h"
+#include "nn_internal.h"
 
 #include <stdio.h>
 
@@ -285,9 +284,9 @@ bool zg_module_is_training(const zg_module *m) { return m && m->training; }
 void zg_module_zero_grad(zg_module *m, bool set_to_none) {
     if (!m) return;
     walk_ctx w = {.set_to_none = set_to_none};
-    zg__sanitize_zero_begin("zg_module_zero_grad", NULL); /* sanitizer: one report for the erased params */
+    zg__emit_zero_begin("zg_module_zero_grad", NULL, NULL, 0); /* event: the erased grads as one report */
     visit(m, zero_fn, &w);
-    zg__sanitize_zero_end(); /* sanitizer */
+    zg__emit_zero_end();
 }
 
 /* ---- buffers ------------------------------------------------------------ */

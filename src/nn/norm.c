@@ -5,7 +5,7 @@
  * each forward normalises with the batch statistics, moves the running
  * statistics by `momentum` and counts the batch; in eval mode it uses the
  * running statistics. */
-#include "module_internal.h"
+#include "nn_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
  * of 0 means the kernel size (PyTorch's stride=None). AvgPool2d counts the
  * padding in the divisor (count_include_pad=True); both floor the output
  * size (ceil_mode=False). */
-#include "module_internal.h"
+#include "nn_internal.h"
 
 #include <stdio.h>
 

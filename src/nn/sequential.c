@@ -4,7 +4,7 @@
  * Conv2d, MaxPool2d(2) and ReLU in a row run as one fused op with the
  * same results (zg__nn_conv2d_pool_forward): nothing outside can see the
  * outputs between children. */
-#include "module_internal.h"
+#include "nn_internal.h"
 
 #include <stdio.h>
 

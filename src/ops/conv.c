@@ -44,8 +44,7 @@
  * so the GEMMs run without their own output rounding (ZG__LP_NO_ROUND) and
  * the roundings come after the sums over samples and over the overlapping
  * patches. The kernels round cols when they pack them: no extra copy. */
-#include "../internal.h"
-#include "../amp/amp_internal.h"
+#include "ops_internal.h"
 #include "conv_internal.h"
 #include "pool_internal.h"
 

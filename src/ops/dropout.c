@@ -2,7 +2,7 @@
  * and scaled by 1/(1-p), so the expectation is unchanged and evaluation
  * needs no rescaling: y = x * m with m_i in {0, 1/(1-p)}. Backward:
  * dx = dy * m, so the mask is saved (an arena tensor holding m). */
-#include "../internal.h"
+#include "ops_internal.h"
 
 #include <math.h>
 

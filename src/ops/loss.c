@@ -18,7 +18,7 @@
  * (softplus(-x) written so that it never overflows), which for q = 1 is
  * max(x, 0) - x y + log1p(exp(-|x|)).
  *   d/dx = (1 - y) - l sigmoid(-x),  d/dy = -x + (q - 1) softplus(-x). */
-#include "../internal.h"
+#include "ops_internal.h"
 #include "softmax_kernel.h"
 
 #include <math.h>

@@ -13,7 +13,7 @@
  * Eval: the running statistics are constants, so y is an affine map of x
  * and dx = dy * weight * invstd.
  * Sums run in double, channels in parallel. */
-#include "../internal.h"
+#include "ops_internal.h"
 
 #include <math.h>
 

@@ -1,10 +1,10 @@
 /* Private helpers of the element-wise, reduction and activation ops
- * (elementwise.c, reduce.c, activation.c). Not part of internal.h: only
+ * (elementwise.c, reduce.c, activation.c). Not part of ops_internal.h: only
  * these files use them. */
 #ifndef ZG_OPS_POINTWISE_H
 #define ZG_OPS_POINTWISE_H
 
-#include "../internal.h"
+#include "ops_internal.h"
 
 /* Validates a float32 input of a unary op and allocates its result (arena,
  * same shape). NULL and an error naming `fn` on bad input. */

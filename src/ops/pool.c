@@ -8,7 +8,7 @@
  *  - avg: count_include_pad = True, so every window divides by kH*kW (with
  *    ceil_mode false no window reaches past the padding).
  * Planes (n, c) are independent and run in parallel. */
-#include "../internal.h"
+#include "ops_internal.h"
 #include "pool_internal.h"
 
 #include <math.h>

@@ -6,7 +6,7 @@
  * shape (reshape, flatten), or scattered into zeros (slice); cat hands each
  * input its part of the gradient; a permutation's gradient is the output
  * gradient permuted back (the inverse permutation). */
-#include "../internal.h"
+#include "ops_internal.h"
 
 #include <stdio.h>
 

@@ -6,7 +6,7 @@
  *   log_softmax: dx_i = g_i - exp(y_i) sum_j g_j
  * The tensor is seen as [outer, size, inner] around the dim; the elements of
  * one softmax are `inner` apart. */
-#include "../internal.h"
+#include "ops_internal.h"
 #include "softmax_kernel.h"
 
 #include <math.h>

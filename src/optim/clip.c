@@ -2,7 +2,6 @@
  * the norm of all grads taken together, in double, and an in-place scale
  * (or clamp) of every grad. */
 #include "optim_internal.h"
-#include "../check/sanitize_hooks.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -80,7 +79,7 @@ int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double n
             return zg__fail(ZG_ERR_ARG, "%s: parameter %d ('%s') has a non-float32 grad", fn, i,
                             zg_tensor_name(params[i]));
     }
-    if (zg__sanitize_on_clip(params, n, fn)) return ZG_ERR_STATE; /* sanitizer: clipping scaled grads */
+    if (zg__emit_clip(params, n, fn)) return ZG_ERR_STATE; /* a listener refuses (scaled grads) */
     norm_kind k = norm_type == 1 ? NORM_ONE : norm_type == 2 ? NORM_TWO : isinf(norm_type) ? NORM_INF : NORM_P;
 
     /* Sums propagate inf and NaN by themselves; the general p first needs
@@ -141,7 +140,7 @@ int zg_clip_grad_value(zg_tensor *const *params, int n, double clip_value) {
             return zg__fail(ZG_ERR_ARG, "%s: parameter %d ('%s') has a non-float32 grad", fn, i,
                             zg_tensor_name(params[i]));
     }
-    if (zg__sanitize_on_clip(params, n, fn)) return ZG_ERR_STATE; /* sanitizer: clipping scaled grads */
+    if (zg__emit_clip(params, n, fn)) return ZG_ERR_STATE; /* a listener refuses (scaled grads) */
     /* The bound as a float: clamping to the float nearest c is what
      * PyTorch's clamp_ on a float32 tensor does. */
     const float hi = (float)clip_value, lo = -hi;

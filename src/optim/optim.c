@@ -4,7 +4,6 @@
  * state_dict as a safetensors file. The update rules themselves live in
  * sgd.c, adam.c, rmsprop.c and adagrad.c. */
 #include "optim_internal.h"
-#include "../check/sanitize_hooks.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -375,7 +374,7 @@ static void state_clear(zg__param_state *st) {
 
 void zg_optim_free(zg_optim *opt) {
     if (!opt) return;
-    zg__sanitize_on_optim_free(opt); /* sanitizer: forget this optimizer's record */
+    zg__emit_optim_free(opt); /* event: a listener forgets this optimizer */
     for (int i = 0; i < opt->n_params; i++) state_clear(&opt->state[i]);
     free(opt->state);
     free(opt->params);
@@ -387,9 +386,9 @@ void zg_optim_free(zg_optim *opt) {
 
 void zg_optim_zero_grad(zg_optim *opt, bool set_to_none) {
     if (!opt) return;
-    zg__sanitize_zero_begin("zg_optim_zero_grad", opt); /* sanitizer: one report for the erased params */
+    zg__emit_zero_begin("zg_optim_zero_grad", opt, opt->params, opt->n_params); /* event: the erased grads as one report */
     for (int i = 0; i < opt->n_params; i++) zg_tensor_zero_grad(opt->params[i], set_to_none);
-    zg__sanitize_zero_end(); /* sanitizer */
+    zg__emit_zero_end();
 }
 
 zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor *p, float init, bool *fresh) {
@@ -408,7 +407,7 @@ zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor 
 
 int zg_optim_step(zg_optim *opt) {
     if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_step: optimizer is NULL");
-    if (zg__sanitize_on_step(opt)) return ZG_ERR_STATE; /* sanitizer: stale / missing grads (error mode) */
+    if (zg__emit_step(opt, opt->params, opt->n_params)) return ZG_ERR_STATE; /* a listener refuses (stale grads) */
     zg__update_fn update = kind_of(opt->kind)->update;
     for (int g = 0; g < opt->n_groups; g++) {
         const zg__group *grp = &opt->groups[g];

@@ -1,10 +1,10 @@
-/* Private structures of the optimizer layer: the optimizer object shared by
- * the core (optim.c) and the update rules (sgd.c, adam.c, rmsprop.c,
- * adagrad.c). */
+/* The optim layer: the optimizer object shared by the core (optim.c) and
+ * the update rules (sgd.c, adam.c, rmsprop.c, adagrad.c), which clipping,
+ * the schedulers and the GradScaler also read. Not installed. */
 #ifndef ZG_OPTIM_INTERNAL_H
 #define ZG_OPTIM_INTERNAL_H
 
-#include "../internal.h"
+#include "../autograd/autograd_internal.h"
 
 /* Per-parameter state buffers. Each optimizer kind uses a subset; a buffer
  * is allocated the first time its rule needs it. */

@@ -13,9 +13,8 @@
  * shared by all of its live schedulers (a registry keyed by the optimizer,
  * freed with its last scheduler). */
 #include "optim_internal.h"
-#include "../check/sanitize_hooks.h"
 
-#include "../io/json.h"
+#include "../util/json.h"
 
 #include <errno.h>
 #include <math.h>
@@ -437,7 +436,8 @@ int zg_sched_step(zg_sched *s) {
     if (s->owned)
         return zg__fail(ZG_ERR_STATE, "zg_sched_step: this %s belongs to a SequentialLR; step that one",
                         kind_names[s->kind]);
-    if (zg__sanitize_on_sched_step(s->opt)) return ZG_ERR_STATE; /* sanitizer: before the optimizer's first step */
+    if (s->opt && zg__emit_sched_step(s->opt, s->opt->params, s->opt->n_params))
+        return ZG_ERR_STATE; /* a listener refuses (before the optimizer's first step) */
     if (s->kind != K_SEQUENTIAL) return base_step(s, false, 0);
     int rc = check_groups(s);
     if (rc) return rc;
@@ -942,72 +942,35 @@ zg_sched *zg_sched_from_spec(zg_optim *opt, const char *spec, int64_t total_step
 
 /* ---- state as JSON ------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 256) + (size_t)k;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
+static void sb_array(zg__strbuf *b, const char *key, const double *v, int n, size_t stride) {
+    zg__sb_printf(b, ",\"%s\":[", key);
+    for (int i = 0; i < n; i++) zg__sb_printf(b, i ? ",%.17g" : "%.17g", *(const double *)((const char *)v + i * stride));
+    zg__sb_printf(b, "]");
 }
 
-static void sb_array(sbuf *b, const char *key, const double *v, int n, size_t stride) {
-    sb_printf(b, ",\"%s\":[", key);
-    for (int i = 0; i < n; i++) sb_printf(b, i ? ",%.17g" : "%.17g", *(const double *)((const char *)v + i * stride));
-    sb_printf(b, "]");
-}
-
-static void dump(sbuf *b, const zg_sched *s, bool top) {
-    sb_printf(b, "{");
-    if (top) sb_printf(b, "\"format\":\"%s\",", SCHED_FORMAT);
-    sb_printf(b, "\"kind\":\"%s\",\"groups\":%d,\"last_epoch\":%lld", kind_names[s->kind], s->n_groups,
+static void dump(zg__strbuf *b, const zg_sched *s, bool top) {
+    zg__sb_printf(b, "{");
+    if (top) zg__sb_printf(b, "\"format\":\"%s\",", SCHED_FORMAT);
+    zg__sb_printf(b, "\"kind\":\"%s\",\"groups\":%d,\"last_epoch\":%lld", kind_names[s->kind], s->n_groups,
               (long long)s->last_epoch);
     if (s->kind != K_SEQUENTIAL) {
-        sb_printf(b, ",\"step_count\":%lld", (long long)s->step_count);
+        zg__sb_printf(b, ",\"step_count\":%lld", (long long)s->step_count);
         sb_array(b, "base_lrs", s->base_lrs, s->n_groups, sizeof(double));
     }
     sb_array(b, "last_lrs", s->last_lrs, s->n_groups, sizeof(double));
     switch (s->kind) {
     case K_STEP:
-        sb_printf(b, ",\"step_size\":%lld,\"gamma\":%.17g", (long long)s->step_size, s->gamma);
+        zg__sb_printf(b, ",\"step_size\":%lld,\"gamma\":%.17g", (long long)s->step_size, s->gamma);
         break;
     case K_COSINE:
-        sb_printf(b, ",\"T_max\":%lld,\"eta_min\":%.17g", (long long)s->t_max, s->eta_min);
+        zg__sb_printf(b, ",\"T_max\":%lld,\"eta_min\":%.17g", (long long)s->t_max, s->eta_min);
         break;
     case K_LINEAR:
-        sb_printf(b, ",\"start_factor\":%.17g,\"end_factor\":%.17g,\"total_iters\":%lld", s->start_factor,
+        zg__sb_printf(b, ",\"start_factor\":%.17g,\"end_factor\":%.17g,\"total_iters\":%lld", s->start_factor,
                   s->end_factor, (long long)s->total_iters);
         break;
     case K_ONECYCLE: {
-        sb_printf(b,
+        zg__sb_printf(b,
                   ",\"total_steps\":%lld,\"pct_start\":%.17g,\"anneal_strategy\":\"%s\",\"div_factor\":%.17g,"
                   "\"final_div_factor\":%.17g,\"three_phase\":%s,\"cycle_momentum\":%s,\"use_beta1\":%s",
                   (long long)s->total_steps, s->pct_start, s->anneal_linear ? "linear" : "cos", s->div_factor,
@@ -1022,28 +985,28 @@ static void dump(sbuf *b, const zg_sched *s, bool top) {
         break;
     }
     case K_SEQUENTIAL:
-        sb_printf(b, ",\"milestones\":[");
-        for (int i = 0; i + 1 < s->n_children; i++) sb_printf(b, i ? ",%lld" : "%lld", (long long)s->milestones[i]);
-        sb_printf(b, "],\"schedulers\":[");
+        zg__sb_printf(b, ",\"milestones\":[");
+        for (int i = 0; i + 1 < s->n_children; i++) zg__sb_printf(b, i ? ",%lld" : "%lld", (long long)s->milestones[i]);
+        zg__sb_printf(b, "],\"schedulers\":[");
         for (int i = 0; i < s->n_children; i++) {
-            if (i) sb_printf(b, ",");
+            if (i) zg__sb_printf(b, ",");
             dump(b, s->children[i], false);
         }
-        sb_printf(b, "]");
+        zg__sb_printf(b, "]");
         break;
     }
-    sb_printf(b, "}");
+    zg__sb_printf(b, "}");
 }
 
 char *zg_sched_state_json(const zg_sched *s) {
     if (!s) return zg__fail_null("zg_sched_state_json: scheduler is NULL");
-    sbuf b = {0};
+    zg__strbuf b = {0};
     dump(&b, s, true);
-    if (b.oom) {
-        free(b.p);
+    if (b.failed) {
+        zg__sb_free(&b);
         return zg__fail_null("zg_sched_state_json: out of memory");
     }
-    return b.p;
+    return b.s;
 }
 
 /* Reading: a parsed state is a detached zg_sched (no record) that is

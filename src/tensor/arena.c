@@ -1,7 +1,7 @@
 /* The step arena: a per-thread bump allocator over a list of blocks.
  * Reset moves the cursor back to the first block but keeps every block, so
  * a loop whose steps need the same memory never calls malloc again. */
-#include "../internal.h"
+#include "tensor_internal.h"
 
 #define ZG_ARENA_ALIGN 64
 #define ZG_ARENA_MIN_BLOCK ((size_t)4 << 20)

@@ -2,7 +2,7 @@
  * Box-Muller, one value per pair of uniforms: keeping the second value for
  * the next call would be state outside the four words that checkpoints
  * save, and a resumed run would then draw different numbers. */
-#include "../internal.h"
+#include "tensor_internal.h"
 
 #include <math.h>
 

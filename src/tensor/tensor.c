@@ -1,7 +1,7 @@
-/* Tensor creation, shape queries, views, tracked in-place writes, printing.
- * Persistent tensors own their header and storage (malloc); arena tensors
- * come from the step arena and are never freed one by one. */
-#include "../internal.h"
+/* Tensor creation, shape queries, views, names, and the shape text of
+ * messages. Persistent tensors own their header and storage (malloc); arena
+ * tensors come from the step arena and are never freed one by one. */
+#include "tensor_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -168,7 +168,8 @@ zg_tensor *zg_tensor_clone(const zg_tensor *src) {
 void zg_tensor_free(zg_tensor *t) {
     if (!t || !t->persistent) return;
     if (t->grad) zg_tensor_free(t->grad);
-    zg_tensor_clear_hooks(t);
+    zg__hooks_free(t->hooks);
+    zg__hooks_free(t->post_hooks);
     free(t->name);
     free(t->own_storage.data);
     free(t);
@@ -238,94 +239,23 @@ int zg_tensor_set_name(zg_tensor *t, const char *name) {
 
 const char *zg_tensor_name(const zg_tensor *t) { return t && t->name ? t->name : ""; }
 
-/* ---- tracked in-place writes -------------------------------------------- */
-
-static int check_inplace(const char *fn, zg_tensor *t) {
-    if (zg__check_f32(fn, t, "tensor")) return ZG_ERR_ARG;
-    if (t->requires_grad && zg_grad_enabled())
-        return zg__fail(ZG_ERR_STATE,
-                        "%s: in-place write to a tensor that requires grad; wrap it in "
-                        "zg_no_grad_enter/exit or use the out-of-place op",
-                        fn);
-    return ZG_OK;
-}
-
-int zg_tensor_fill_(zg_tensor *t, float v) {
-    int rc = check_inplace("zg_tensor_fill_", t);
-    if (rc) return rc;
-    float *d = zg__f32(t);
-    for (int64_t i = 0; i < t->numel; i++) d[i] = v;
-    zg__bump_version(t);
-    return ZG_OK;
-}
-
-int zg_tensor_copy_(zg_tensor *dst, const zg_tensor *src) {
-    int rc = check_inplace("zg_tensor_copy_", dst);
-    if (rc) return rc;
-    if (zg__check_f32("zg_tensor_copy_", src, "src")) return ZG_ERR_ARG;
-    if (src->numel != dst->numel)
-        return zg__fail(ZG_ERR_SHAPE, "zg_tensor_copy_: %lld elements into %lld", (long long)src->numel,
-                        (long long)dst->numel);
-    memmove(zg__f32(dst), zg__f32(src), (size_t)dst->numel * sizeof(float));
-    zg__bump_version(dst);
-    return ZG_OK;
-}
-
-int zg_tensor_add_(zg_tensor *t, const zg_tensor *o, float alpha) {
-    int rc = check_inplace("zg_tensor_add_", t);
-    if (rc) return rc;
-    if (zg__check_f32("zg_tensor_add_", o, "other")) return ZG_ERR_ARG;
-    if (!zg__same_shape(t, o)) {
-        char a[ZG_SHAPE_BUF], b[ZG_SHAPE_BUF];
-        return zg__fail(ZG_ERR_SHAPE, "zg_tensor_add_: shapes %s and %s differ", zg__shape_str(t, a, sizeof a),
-                        zg__shape_str(o, b, sizeof b));
-    }
-    float *d = zg__f32(t);
-    const float *s = zg__f32(o);
-    for (int64_t i = 0; i < t->numel; i++) d[i] += alpha * s[i];
-    zg__bump_version(t);
-    return ZG_OK;
-}
-
-int zg_tensor_mul_scalar_(zg_tensor *t, float s) {
-    int rc = check_inplace("zg_tensor_mul_scalar_", t);
-    if (rc) return rc;
-    float *d = zg__f32(t);
-    for (int64_t i = 0; i < t->numel; i++) d[i] *= s;
-    zg__bump_version(t);
-    return ZG_OK;
-}
-
-/* ---- printing ----------------------------------------------------------- */
-
-void zg_tensor_print(const zg_tensor *t, FILE *f) {
-    if (!f) f = stdout;
+const char *zg__shape_str(const zg_tensor *t, char *buf, size_t n) {
     if (!t) {
-        fprintf(f, "tensor(NULL)\n");
-        return;
+        snprintf(buf, n, "(null)");
+        return buf;
     }
-    char b[ZG_SHAPE_BUF];
-    fprintf(f, "tensor(shape=%s, dtype=%s", zg__shape_str(t, b, sizeof b),
-            t->dtype == ZG_FLOAT32 ? "float32" : "int64");
-    if (t->name) fprintf(f, ", name=%s", t->name);
-    if (t->requires_grad) fprintf(f, ", requires_grad");
-    if (t->grad_fn) fprintf(f, ", grad_fn=%s", t->grad_fn->name);
-    fprintf(f, ")\n  [");
-    int64_t show = t->numel <= 20 ? t->numel : 10;
-    for (int64_t i = 0; i < show; i++) {
-        if (t->dtype == ZG_FLOAT32)
-            fprintf(f, i ? ", %.6g" : "%.6g", (double)zg__f32(t)[i]);
-        else
-            fprintf(f, i ? ", %lld" : "%lld", (long long)zg__i64(t)[i]);
+    size_t used = 0;
+    used += (size_t)snprintf(buf + used, n - used, "[");
+    for (int i = 0; i < t->ndim && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, i ? ",%lld" : "%lld", (long long)t->shape[i]);
+    if (used < n) snprintf(buf + used, n - used, "]");
+    return buf;
+}
+
+void zg__hooks_free(zg_hook *h) {
+    while (h) {
+        zg_hook *n = h->next;
+        free(h);
+        h = n;
     }
-    if (show < t->numel) {
-        fprintf(f, ", ...");
-        for (int64_t i = t->numel - 3; i < t->numel; i++) {
-            if (t->dtype == ZG_FLOAT32)
-                fprintf(f, ", %.6g", (double)zg__f32(t)[i]);
-            else
-                fprintf(f, ", %lld", (long long)zg__i64(t)[i]);
-        }
-    }
-    fprintf(f, "]\n");
 }

@@ -4,7 +4,7 @@
  * scale * loss / N, as in PyTorch's AMP accumulation recipe, and the scale
  * is the same for every micro-batch because update() runs only when the
  * window closes. */
-#include "internal.h"
+#include "train_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -44,10 +44,10 @@ static bool valid_name(const char *s, size_t n) {
  * Returns 1 with a name, 0 when there is no pointer file, < 0 on error. */
 static int read_pointer(const char *fn, const char *run_dir, char *name) {
     char path[4200];
-    zg__train_join(path, sizeof path, run_dir, ZG_CKPT_POINTER);
-    if (!zg__train_exists(path)) return 0;
+    zg__path_join(path, sizeof path, run_dir, ZG_CKPT_POINTER);
+    if (!zg__path_exists(path)) return 0;
     size_t len;
-    char *text = zg__train_read_file(fn, path, &len);
+    char *text = zg__read_file(fn, path, &len);
     if (!text) return ZG_ERR_IO;
     if (len > 0 && text[len - 1] == '\n') len--;
     if (!valid_name(text, len) || memchr(text, '\0', len)) {
@@ -62,21 +62,21 @@ static int read_pointer(const char *fn, const char *run_dir, char *name) {
 
 int zg__ckpt_locate(const char *fn, const char *path, char *ckpt_dir, size_t ckpt_len, char *run_dir,
                     size_t run_len) {
-    if (!zg__train_is_dir(path))
+    if (!zg__is_dir(path))
         return zg__fail(ZG_ERR_IO, "%s: '%s' is not a directory (expected a run or checkpoint directory)", fn, path);
     char name[NAME_MAX_LEN + 1], p[4200];
     int rc = read_pointer(fn, path, name);
     if (rc < 0) return rc;
     if (rc == 1) {
-        zg__train_join(ckpt_dir, ckpt_len, path, name);
-        if (!zg__train_is_dir(ckpt_dir))
+        zg__path_join(ckpt_dir, ckpt_len, path, name);
+        if (!zg__is_dir(ckpt_dir))
             return zg__fail(ZG_ERR_FORMAT, "%s: '%s/%s' names '%s', which does not exist", fn, path, ZG_CKPT_POINTER,
                             name);
         snprintf(run_dir, run_len, "%s", path);
         return ZG_OK;
     }
-    zg__train_join(p, sizeof p, path, ZG_CKPT_TRAINER);
-    if (zg__train_exists(p)) {
+    zg__path_join(p, sizeof p, path, ZG_CKPT_TRAINER);
+    if (zg__path_exists(p)) {
         snprintf(ckpt_dir, ckpt_len, "%s", path);
         if (run_len) run_dir[0] = '\0';
         return ZG_OK;
@@ -194,7 +194,7 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
     zg_tensor *t = zg_tensor_from_data(ZG_INT64, rng, shape, 1);
     const char *name = "rng_state";
     char path[4200];
-    zg__train_join(path, sizeof path, dir, ZG_CKPT_TRAINER);
+    zg__path_join(path, sizeof path, dir, ZG_CKPT_TRAINER);
     int rc = t ? zg_safetensors_write(path, &t, &name, 1, (const char *const *)m.keys, (const char *const *)m.vals, m.n)
                : ZG_ERR_NOMEM;
     zg_tensor_free(t);
@@ -204,14 +204,14 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
 
 static int save_files(const char *fn, const char *dir, zg_module *model, zg_optim *opt, const zg__ckpt_state *s) {
     char mp[4200], op[4200];
-    zg__train_join(mp, sizeof mp, dir, ZG_CKPT_MODEL);
-    zg__train_join(op, sizeof op, dir, ZG_CKPT_OPTIM);
+    zg__path_join(mp, sizeof mp, dir, ZG_CKPT_MODEL);
+    zg__path_join(op, sizeof op, dir, ZG_CKPT_OPTIM);
     int rc = zg_module_save(model, mp);
     if (!rc) rc = zg_optim_save(opt, op);
     uint32_t mc = 0, oc = 0;
     int64_t ms = 0, os = 0;
-    if (!rc) rc = zg__train_file_crc(fn, mp, &mc, &ms);
-    if (!rc) rc = zg__train_file_crc(fn, op, &oc, &os);
+    if (!rc) rc = zg__file_crc(fn, mp, &mc, &ms);
+    if (!rc) rc = zg__file_crc(fn, op, &oc, &os);
     if (!rc) rc = write_trainer(fn, dir, s, mc, ms, oc, os);
     return rc;
 }
@@ -232,31 +232,31 @@ int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg
         snprintf(name_out, NAME_MAX_LEN + 1, "%s", name);
         return ZG_OK;
     }
-    zg__train_join(dir, sizeof dir, run_dir, name);
+    zg__path_join(dir, sizeof dir, run_dir, name);
     /* A directory of that name can only be left over from a killed run
      * (the pointer does not name it). */
-    if (zg__train_exists(dir)) {
-        int rc = zg__train_remove_dir(fn, dir);
+    if (zg__path_exists(dir)) {
+        int rc = zg__remove_dir(fn, dir);
         if (rc) return rc;
     }
     if (mkdir(dir, 0755) != 0) return zg__fail(ZG_ERR_IO, "%s: cannot create '%s': %s", fn, dir, strerror(errno));
     int rc = save_files(fn, dir, model, opt, s);
-    if (!rc) rc = zg__train_fsync_dir(fn, dir);
-    if (!rc) rc = zg__train_fsync_dir(fn, run_dir);
+    if (!rc) rc = zg__fsync_dir(fn, dir);
+    if (!rc) rc = zg__fsync_dir(fn, run_dir);
     char line[NAME_MAX_LEN + 2];
     int len = snprintf(line, sizeof line, "%s\n", name);
-    zg__train_join(ptr, sizeof ptr, run_dir, ZG_CKPT_POINTER);
-    if (!rc) rc = zg__train_write_atomic(fn, ptr, line, (size_t)len);
+    zg__path_join(ptr, sizeof ptr, run_dir, ZG_CKPT_POINTER);
+    if (!rc) rc = zg__write_atomic(fn, ptr, line, (size_t)len);
     if (rc) {
         /* The pointer still names the previous checkpoint. */
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", zg_last_error());
-        zg__train_remove_dir(fn, dir);
+        zg__remove_dir(fn, dir);
         return zg__fail(rc, "%s", msg);
     }
     if (have_old) {
-        zg__train_join(dir, sizeof dir, run_dir, old);
-        if (zg__train_is_dir(dir)) zg__train_remove_dir(fn, dir);
+        zg__path_join(dir, sizeof dir, run_dir, old);
+        if (zg__is_dir(dir)) zg__remove_dir(fn, dir);
     }
     snprintf(name_out, NAME_MAX_LEN + 1, "%s", name);
     return ZG_OK;
@@ -269,11 +269,11 @@ void zg__ckpt_cleanup(const char *run_dir, const char *current) {
     char p[4400];
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        zg__train_join(p, sizeof p, run_dir, e->d_name);
+        zg__path_join(p, sizeof p, run_dir, e->d_name);
         if (!strncmp(e->d_name, "ckpt-", 5) && strcmp(e->d_name, current) != 0 &&
-            valid_name(e->d_name, strlen(e->d_name)) && zg__train_is_dir(p)) {
-            zg__train_remove_dir(fn, p);
-        } else if (strstr(e->d_name, ".tmp.") && !zg__train_is_dir(p)) {
+            valid_name(e->d_name, strlen(e->d_name)) && zg__is_dir(p)) {
+            zg__remove_dir(fn, p);
+        } else if (strstr(e->d_name, ".tmp.") && !zg__is_dir(p)) {
             unlink(p);
         }
     }
@@ -314,10 +314,10 @@ static void get_f64(const zg_safetensors *st, const char *key, const char *path,
 
 static int check_file(const char *fn, const char *dir, const char *file, const char *crc_hex, int64_t bytes) {
     char path[4200];
-    zg__train_join(path, sizeof path, dir, file);
+    zg__path_join(path, sizeof path, dir, file);
     uint32_t crc;
     int64_t size;
-    int rc = zg__train_file_crc(fn, path, &crc, &size);
+    int rc = zg__file_crc(fn, path, &crc, &size);
     if (rc) return rc;
     char hex[16];
     snprintf(hex, sizeof hex, "%08" PRIx32, crc);
@@ -330,7 +330,7 @@ static int check_file(const char *fn, const char *dir, const char *file, const c
 int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s) {
     memset(s, 0, sizeof *s);
     char path[4200];
-    zg__train_join(path, sizeof path, ckpt_dir, ZG_CKPT_TRAINER);
+    zg__path_join(path, sizeof path, ckpt_dir, ZG_CKPT_TRAINER);
     zg_safetensors *st = zg_safetensors_read(path);
     if (!st) {
         char inner[1024];
@@ -455,14 +455,14 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
 
 int zg__ckpt_load(const char *fn, const char *ckpt_dir, zg_module *model, zg_optim *opt) {
     char path[4200];
-    zg__train_join(path, sizeof path, ckpt_dir, ZG_CKPT_MODEL);
+    zg__path_join(path, sizeof path, ckpt_dir, ZG_CKPT_MODEL);
     if (zg_module_load(model, path)) {
         char inner[1024];
         snprintf(inner, sizeof inner, "%s", zg_last_error());
         return zg__fail(ZG_ERR_FORMAT, "%s: %s", fn, inner);
     }
     if (!opt) return ZG_OK;
-    zg__train_join(path, sizeof path, ckpt_dir, ZG_CKPT_OPTIM);
+    zg__path_join(path, sizeof path, ckpt_dir, ZG_CKPT_OPTIM);
     if (zg_optim_load(opt, path)) {
         char inner[1024];
         snprintf(inner, sizeof inner, "%s", zg_last_error());

@@ -132,12 +132,12 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
     int num_classes = 10;
     zg_module *model = NULL;
     int rc = ZG_OK;
-    bool is_dir = zg__train_is_dir(path);
-    zg__train_join(weights, sizeof weights, path, ZG_CKPT_MODEL);
-    zg__train_join(ckpt, sizeof ckpt, path, ZG_CKPT_POINTER);
+    bool is_dir = zg__is_dir(path);
+    zg__path_join(weights, sizeof weights, path, ZG_CKPT_MODEL);
+    zg__path_join(ckpt, sizeof ckpt, path, ZG_CKPT_POINTER);
     char trainer[4300];
-    zg__train_join(trainer, sizeof trainer, path, ZG_CKPT_TRAINER);
-    if (is_dir && (zg__train_exists(ckpt) || zg__train_exists(trainer))) {
+    zg__path_join(trainer, sizeof trainer, path, ZG_CKPT_TRAINER);
+    if (is_dir && (zg__path_exists(ckpt) || zg__path_exists(trainer))) {
         zg__ckpt_state s;
         rc = zg__ckpt_locate(fn, path, ckpt, sizeof ckpt, run, sizeof run);
         if (!rc) rc = zg__ckpt_read_state(fn, ckpt, &s);
@@ -152,7 +152,7 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
         if (!rc) rc = zg__ckpt_load(fn, ckpt, model, NULL);
     } else {
         const char *file = is_dir ? weights : path;
-        if (is_dir && !zg__train_exists(weights))
+        if (is_dir && !zg__path_exists(weights))
             rc = zg__fail(ZG_ERR_IO, "%s: '%s' holds no checkpoint and no %s", fn, path, ZG_CKPT_MODEL);
         if (!rc) model = model_from_weights(file, &num_classes);
         if (!rc && !model) rc = ZG_ERR_FORMAT;

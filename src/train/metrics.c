@@ -2,7 +2,7 @@
  * history) and the curves as a hand-written SVG chart. */
 #include "train_internal.h"
 
-#include "io/json.h"
+#include "../util/json.h"
 
 #include <math.h>
 
@@ -101,8 +101,8 @@ static int write_buf(const char *fn, const char *dir, const char *file, zg__strb
         zg__sb_free(b);
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     }
-    zg__train_join(path, sizeof path, dir, file);
-    int rc = zg__train_write_atomic(fn, path, b->s ? b->s : "", b->n);
+    zg__path_join(path, sizeof path, dir, file);
+    int rc = zg__write_atomic(fn, path, b->s ? b->s : "", b->n);
     zg__sb_free(b);
     return rc;
 }

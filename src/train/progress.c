@@ -31,7 +31,7 @@ void zg__progress_begin(zg__progress *p, zg_progress_mode mode, double interval,
     if (mode == ZG_PROGRESS_AUTO) mode = isatty(STDERR_FILENO) ? ZG_PROGRESS_BAR : ZG_PROGRESS_LINES;
     *p = (zg__progress){.mode = mode, .interval = interval, .epoch = epoch, .epochs = epochs, .total = total,
                         .first_step = first_step};
-    p->t_begin = p->t_last = zg__train_now();
+    p->t_begin = p->t_last = zg__now();
 }
 
 /* Samples per second and the estimated time left, from the steps run since
@@ -87,7 +87,7 @@ static void print_line(zg__progress *p, int64_t step, double loss, double now, b
 void zg__progress_update(zg__progress *p, int64_t step, double loss, int64_t batch_samples) {
     p->samples += batch_samples;
     if (p->mode == ZG_PROGRESS_OFF) return;
-    double now = zg__train_now();
+    double now = zg__now();
     if (p->mode == ZG_PROGRESS_BAR) {
         if (now - p->t_last >= BAR_REDRAW_S || step == p->first_step + 1) {
             draw_bar(p, step, loss, now, false);
@@ -100,7 +100,7 @@ void zg__progress_update(zg__progress *p, int64_t step, double loss, int64_t bat
 }
 
 void zg__progress_end(zg__progress *p, int64_t step, double loss) {
-    double now = zg__train_now();
+    double now = zg__now();
     if (p->mode == ZG_PROGRESS_BAR)
         draw_bar(p, step, loss, now, true);
     else if (p->mode == ZG_PROGRESS_LINES)

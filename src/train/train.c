@@ -166,8 +166,8 @@ static int check_fresh(const char *dir) {
     char p[4200];
     const char *files[] = {ZG_CKPT_POINTER, "metrics.jsonl"};
     for (int i = 0; i < 2; i++) {
-        zg__train_join(p, sizeof p, dir, files[i]);
-        if (zg__train_exists(p))
+        zg__path_join(p, sizeof p, dir, files[i]);
+        if (zg__path_exists(p))
             return zg__fail(ZG_ERR_STATE,
                             "zg_train_run: '%s' already holds a run (%s); continue it with --resume %s or choose "
                             "another --out",
@@ -184,7 +184,7 @@ static void default_run_dir(char *out, size_t n) {
     char stamp[32];
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
     snprintf(out, n, "runs/%s", stamp);
-    for (int k = 2; zg__train_exists(out) && k < 1000; k++) snprintf(out, n, "runs/%s-%d", stamp, k);
+    for (int k = 2; zg__path_exists(out) && k < 1000; k++) snprintf(out, n, "runs/%s-%d", stamp, k);
 }
 
 static bool same_dir(const char *a, const char *b) {
@@ -375,7 +375,7 @@ static int train_epoch(trainer *t) {
                         (long long)s->next_batch, (long long)nb);
     int rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
     if (rc) return fail_with(rc, "zg_train_run: starting the epoch");
-    double t0 = zg__train_now(), before = s->epoch_seconds;
+    double t0 = zg__now(), before = s->epoch_seconds;
     zg__progress_begin(&t->prog, t->cfg.progress, t->cfg.progress_interval, (int)s->epoch + 1, t->cfg.epochs, nb,
                        s->next_batch);
     zg_module_train(t->model, true);
@@ -430,12 +430,12 @@ static int train_epoch(trainer *t) {
          * by the epoch's own. */
         if (zg_accum_pending(t->acc) == 0 && s->next_batch < nb) {
             if (g_stop_signal) {
-                s->epoch_seconds = before + (zg__train_now() - t0);
+                s->epoch_seconds = before + (zg__now() - t0);
                 return stop_for_signal(t);
             }
             if (t->cfg.checkpoint_every_steps > 0 && s->global_step > t->last_ckpt_step &&
                 s->global_step % t->cfg.checkpoint_every_steps == 0) {
-                s->epoch_seconds = before + (zg__train_now() - t0);
+                s->epoch_seconds = before + (zg__now() - t0);
                 t->last_ckpt_step = s->global_step;
                 rc = save_checkpoint(t);
                 if (rc) {
@@ -470,7 +470,7 @@ static int train_epoch(trainer *t) {
         .train_loss = mean_loss,
         .test_loss = ev.loss,
         .test_acc = ev.accuracy,
-        .seconds = before + (zg__train_now() - t0),
+        .seconds = before + (zg__now() - t0),
         .steps = s->epoch_steps,
         .lr = zg_optim_get_hparam(t->opt, 0, ZG_HP_LR),
     };
@@ -527,8 +527,8 @@ static int setup(trainer *t) {
     }
     else /* a new run, or one continued from a bare checkpoint directory */
         default_run_dir(t->run_dir, sizeof t->run_dir);
-    bool in_place = resume && run[0] && zg__train_is_dir(t->run_dir) && same_dir(t->run_dir, run);
-    if (!in_place && zg__train_is_dir(t->run_dir)) {
+    bool in_place = resume && run[0] && zg__is_dir(t->run_dir) && same_dir(t->run_dir, run);
+    if (!in_place && zg__is_dir(t->run_dir)) {
         rc = check_fresh(t->run_dir);
         if (rc) {
             zg__ckpt_state_free(&rs);
@@ -599,7 +599,7 @@ static int setup(trainer *t) {
     }
     fill_state_options(t);
 
-    rc = zg__train_mkdirs("zg_train_run", t->run_dir);
+    rc = zg__mkdirs("zg_train_run", t->run_dir);
     if (rc) return rc;
     if (in_place) {
         const char *slash = strrchr(ckpt, '/');
@@ -626,7 +626,7 @@ static int setup(trainer *t) {
 }
 
 int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
-    double t_start = zg__train_now();
+    double t_start = zg__now();
     if (result) memset(result, 0, sizeof *result);
     int rc = zg_train_config_validate(cfg);
     if (rc) return rc;
@@ -699,7 +699,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
         sigaction(SIGTERM, &old_term, NULL);
     }
     if (result) {
-        result->seconds = zg__train_now() - t_start;
+        result->seconds = zg__now() - t_start;
         result->signal = t.stopped_by;
         result->bad_batches = t.st.bad_batches;
         result->bad_losses = t.st.bad_losses;

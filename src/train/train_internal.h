@@ -1,6 +1,5 @@
-/* Private header of the training driver (src/train). The driver is split by
+/* The train layer, at the top: the training driver. It is split by
  * concern so that later features plug in without rewriting the loop:
- *   fsutil.c      durable file writes (temp + fsync + rename), directories
  *   models.c      the model builders, names of models and optimizers
  *   config.c      defaults, validation, resolving the optimizer's settings
  *   metrics.c     metrics.jsonl and curves.svg
@@ -13,51 +12,14 @@
 #ifndef ZG_TRAIN_INTERNAL_H
 #define ZG_TRAIN_INTERNAL_H
 
-#include "internal.h"
+#include "../tensor/tensor_internal.h"
 
 #include <stdio.h>
 
 #define ZG_TRAIN_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
-/* ---- files ------------------------------------------------------------ */
-
-/* Writes data to path durably and atomically: a temporary file in the same
- * directory, fsync, rename over path, fsync of the directory. fn names the
- * caller in error messages. */
-int zg__train_write_atomic(const char *fn, const char *path, const void *data, size_t len);
-/* fsync of a directory (so that renames and new entries in it survive a
- * crash). */
-int zg__train_fsync_dir(const char *fn, const char *dir);
-/* mkdir -p. */
-int zg__train_mkdirs(const char *fn, const char *path);
-/* Removes a directory that holds only plain files. */
-int zg__train_remove_dir(const char *fn, const char *dir);
-/* Whole file into a malloc'd, NUL-terminated buffer (*len excludes the
- * NUL); NULL and an error if it cannot be read. */
-char *zg__train_read_file(const char *fn, const char *path, size_t *len);
-bool zg__train_is_dir(const char *path);
-/* dir/name into out; false if it does not fit (paths are checked for
- * length up front, so callers may ignore it). */
-bool zg__train_join(char *out, size_t n, const char *dir, const char *name);
 /* Longest directory path the driver accepts (room for the file names). */
 #define ZG_TRAIN_MAX_DIR 3500
-bool zg__train_exists(const char *path);
-/* CRC-32 (zlib) and size of a file's content. */
-int zg__train_file_crc(const char *fn, const char *path, uint32_t *crc, int64_t *size);
-double zg__train_now(void); /* monotonic seconds */
-
-/* A growing text buffer for the writers; a failed append marks it. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool failed;
-} zg__strbuf;
-void zg__sb_printf(zg__strbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-void zg__sb_free(zg__strbuf *b);
 
 /* ---- configuration ------------------------------------------------------ */
 

@@ -10,8 +10,7 @@
  *               S = float(S * growth_factor) (kept only if finite), tracker = 0.
  * Each optimizer moves READY -> UNSCALED -> STEPPED between two updates;
  * update() resets every optimizer's record. */
-#include "../internal.h"
-#include "../check/sanitize_hooks.h"
+#include "optim_internal.h"
 
 #include <math.h>
 
@@ -84,7 +83,7 @@ zg_tensor *zg_grad_scaler_scale(zg_grad_scaler *s, zg_tensor *loss) {
     if (!s->enabled) return loss;
     s->scale_used = true;
     zg_tensor *out = zg_mul_scalar(loss, s->scale);
-    zg__sanitize_on_scale(out, s->scale); /* sanitizer: a backward of out leaves scaled grads */
+    zg__emit_scale(out, s->scale); /* event: a backward of out leaves scaled grads */
     return out;
 }
 
@@ -151,7 +150,7 @@ int zg_grad_scaler_unscale_(zg_grad_scaler *s, zg_optim *opt) {
     if (r->st == STAGE_STEPPED) return zg__fail(ZG_ERR_STATE, "%s: unscale_() is being called after step()", fn);
     const float inv = (float)(1.0 / (double)s->scale);
     unscale_grads(opt, inv, &r->recorded, &r->found_inf);
-    zg__sanitize_on_unscale(opt); /* sanitizer: grads no longer scaled */
+    zg__emit_unscale(opt, opt->params, opt->n_params); /* event: grads no longer scaled */
     r->st = STAGE_UNSCALED;
     return ZG_OK;
 }
@@ -182,7 +181,7 @@ int zg_grad_scaler_step(zg_grad_scaler *s, zg_optim *opt, bool *stepped) {
         if (rc) return rc;
         if (stepped) *stepped = true;
     } else {
-        zg__sanitize_on_scaler_skip(opt); /* sanitizer: a skipped step still counts for the scheduler */
+        zg__emit_scaler_skip(opt, opt->params, opt->n_params); /* event: a skipped step consumed the grads */
     }
     r->st = STAGE_STEPPED;
     return ZG_OK;

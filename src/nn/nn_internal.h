@@ -1,9 +1,11 @@
-/* The module object behind the opaque zg_module, and the helpers that
- * module constructors use (src/nn only). */
-#ifndef ZG_NN_MODULE_INTERNAL_H
-#define ZG_NN_MODULE_INTERNAL_H
+/* The nn layer: the module object behind the opaque zg_module, and the
+ * helpers that module constructors use. Modules call the ops (and one
+ * fused op of ops_internal.h); nothing below knows about modules. Not
+ * installed. */
+#ifndef ZG_NN_INTERNAL_H
+#define ZG_NN_INTERNAL_H
 
-#include "../internal.h"
+#include "../ops/ops_internal.h"
 
 /* Computes the module's output for x (an arena tensor, or NULL and an
  * error). Called through zg__module_call, which adds the module to the

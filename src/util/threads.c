@@ -1,6 +1,6 @@
 /* Threads: one count for the OpenMP loops and OpenBLAS, and the count for
  * code that splits work by hand. */
-#include "../internal.h"
+#include "util_internal.h"
 
 #include <cblas.h>
 #include <omp.h>

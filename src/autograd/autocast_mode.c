@@ -1,5 +1,6 @@
 /* Autocast regions: the per-thread region type, and what the ops that
- * honour it share.
+ * honour it share. It lives beside grad mode: both are per-thread modes
+ * that the ops read when they run and record.
  *
  * The region type is per thread and nests on a small stack, like grad mode.
  * Inside a bf16 / fp16 region zg_matmul, zg_linear (src/ops/matmul.c) and
@@ -7,7 +8,7 @@
  * zg__gemm, as PyTorch's CPU autocast does: inputs rounded to the type,
  * float32 accumulation, one rounding of the result; their nodes keep the
  * type for the backward. Everything else stays float32. */
-#include "amp_internal.h"
+#include "autograd_internal.h"
 
 #include <stdio.h>
 

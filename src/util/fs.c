@@ -1,43 +1,43 @@
-/* Durable file writes and directory helpers for the training driver.
+/* Durable file writes and directory helpers (util_internal.h), for the
+ * training driver and the safetensors writer alike.
  *
  * A write is made crash-safe by the usual POSIX sequence: write a temporary
  * file next to the target, fsync it, rename it over the target (atomic on
  * one file system), then fsync the directory so the rename itself is on
  * disk. A reader therefore sees either the old or the new content, never a
  * mix, whatever moment the process is killed at. */
-#include "train_internal.h"
+#include "util_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
-double zg__train_now(void) {
+double zg__now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-bool zg__train_join(char *out, size_t n, const char *dir, const char *name) {
+bool zg__path_join(char *out, size_t n, const char *dir, const char *name) {
     int k = snprintf(out, n, "%s/%s", dir, name);
     return k >= 0 && (size_t)k < n;
 }
 
-bool zg__train_is_dir(const char *path) {
+bool zg__is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-bool zg__train_exists(const char *path) {
+bool zg__path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
 
-int zg__train_fsync_dir(const char *fn, const char *dir) {
+int zg__fsync_dir(const char *fn, const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return zg__fail(ZG_ERR_IO, "%s: cannot open directory '%s': %s", fn, dir, strerror(errno));
     /* Some file systems cannot fsync a directory (EINVAL): nothing more can
@@ -61,43 +61,55 @@ static void dir_of(const char *path, char *out, size_t n) {
     }
 }
 
-int zg__train_write_atomic(const char *fn, const char *path, const void *data, size_t len) {
-    char tmp[4200], dir[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return zg__fail(ZG_ERR_ARG, "%s: path too long: '%s'", fn, path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return zg__fail(ZG_ERR_IO, "%s: cannot create '%s': %s", fn, tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t k = write(fd, p, left);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            int err = errno;
-            close(fd);
-            unlink(tmp);
-            return zg__fail(ZG_ERR_IO, "%s: writing '%s' failed: %s", fn, tmp, strerror(err));
-        }
-        p += k;
-        left -= (size_t)k;
+int zg__atomic_open(zg__atomic_file *af, const char *fn, const char *path) {
+    *af = (zg__atomic_file){.fn = fn, .path = path};
+    size_t n = strlen(path) + 32;
+    af->tmp = malloc(n);
+    if (!af->tmp) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        int rc = zg__fail(ZG_ERR_IO, "%s: cannot create '%s': %s", fn, af->tmp, strerror(errno));
+        free(af->tmp);
+        af->tmp = NULL;
+        return rc;
     }
-    if (fsync(fd) != 0) {
-        int err = errno;
-        close(fd);
-        unlink(tmp);
-        return zg__fail(ZG_ERR_IO, "%s: fsync of '%s' failed: %s", fn, tmp, strerror(err));
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        int err = errno;
-        unlink(tmp);
-        return zg__fail(ZG_ERR_IO, "%s: cannot rename '%s' to '%s': %s", fn, tmp, path, strerror(err));
-    }
-    dir_of(path, dir, sizeof dir);
-    return zg__train_fsync_dir(fn, dir);
+    return ZG_OK;
 }
 
-int zg__train_mkdirs(const char *fn, const char *path) {
+int zg__atomic_commit(zg__atomic_file *af, bool ok) {
+    int err = errno;
+    ok = ok && fflush(af->f) == 0 && fsync(fileno(af->f)) == 0;
+    if (!ok) err = errno;
+    if (fclose(af->f) != 0 && ok) {
+        ok = false;
+        err = errno;
+    }
+    int rc = ZG_OK;
+    if (!ok) {
+        rc = zg__fail(ZG_ERR_IO, "%s: writing '%s' failed: %s", af->fn, af->tmp, strerror(err));
+    } else if (rename(af->tmp, af->path) != 0) {
+        ok = false;
+        rc = zg__fail(ZG_ERR_IO, "%s: cannot rename '%s' to '%s': %s", af->fn, af->tmp, af->path, strerror(errno));
+    }
+    if (!ok) unlink(af->tmp);
+    free(af->tmp);
+    af->tmp = NULL;
+    af->f = NULL;
+    if (rc) return rc;
+    char dir[4096];
+    dir_of(af->path, dir, sizeof dir);
+    return zg__fsync_dir(af->fn, dir);
+}
+
+int zg__write_atomic(const char *fn, const char *path, const void *data, size_t len) {
+    zg__atomic_file af;
+    int rc = zg__atomic_open(&af, fn, path);
+    if (rc) return rc;
+    return zg__atomic_commit(&af, len == 0 || fwrite(data, 1, len, af.f) == len);
+}
+
+int zg__mkdirs(const char *fn, const char *path) {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return zg__fail(ZG_ERR_ARG, "%s: path too long: '%s'", fn, path);
@@ -107,14 +119,14 @@ int zg__train_mkdirs(const char *fn, const char *path) {
         *s = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
             return zg__fail(ZG_ERR_IO, "%s: cannot create directory '%s': %s", fn, buf, strerror(errno));
-        if (!zg__train_is_dir(buf)) return zg__fail(ZG_ERR_IO, "%s: '%s' is not a directory", fn, buf);
+        if (!zg__is_dir(buf)) return zg__fail(ZG_ERR_IO, "%s: '%s' is not a directory", fn, buf);
         *s = c;
         if (c == '\0') break;
     }
     return ZG_OK;
 }
 
-int zg__train_remove_dir(const char *fn, const char *dir) {
+int zg__remove_dir(const char *fn, const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return zg__fail(ZG_ERR_IO, "%s: cannot open directory '%s': %s", fn, dir, strerror(errno));
     struct dirent *e;
@@ -122,7 +134,7 @@ int zg__train_remove_dir(const char *fn, const char *dir) {
     int rc = ZG_OK;
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        zg__train_join(p, sizeof p, dir, e->d_name);
+        zg__path_join(p, sizeof p, dir, e->d_name);
         if (unlink(p) != 0 && rc == ZG_OK)
             rc = zg__fail(ZG_ERR_IO, "%s: cannot remove '%s': %s", fn, p, strerror(errno));
     }
@@ -132,7 +144,7 @@ int zg__train_remove_dir(const char *fn, const char *dir) {
     return ZG_OK;
 }
 
-char *zg__train_read_file(const char *fn, const char *path, size_t *len) {
+char *zg__read_file(const char *fn, const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return zg__fail_null("%s: cannot open '%s': %s", fn, path, strerror(errno));
     size_t cap = 4096, n = 0;
@@ -159,7 +171,7 @@ char *zg__train_read_file(const char *fn, const char *path, size_t *len) {
     return buf;
 }
 
-int zg__train_file_crc(const char *fn, const char *path, uint32_t *crc, int64_t *size) {
+int zg__file_crc(const char *fn, const char *path, uint32_t *crc, int64_t *size) {
     FILE *f = fopen(path, "rb");
     if (!f) return zg__fail(ZG_ERR_IO, "%s: cannot open '%s': %s", fn, path, strerror(errno));
     unsigned char buf[1 << 16];
@@ -176,37 +188,4 @@ int zg__train_file_crc(const char *fn, const char *path, uint32_t *crc, int64_t 
     *crc = (uint32_t)c;
     *size = total;
     return ZG_OK;
-}
-
-void zg__sb_printf(zg__strbuf *b, const char *fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->failed = true;
-            return;
-        }
-        if (b->s && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap <= b->n + (size_t)k) cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->failed = true;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-}
-
-void zg__sb_free(zg__strbuf *b) {
-    free(b->s);
-    b->s = NULL;
-    b->n = b->cap = 0;
 }

@@ -1,16 +1,16 @@
-/* Low-precision (bf16 / fp16) conversions and GEMM kernels, private to the
- * library (the autocast matmul, linear and conv2d use them, through
- * zg__gemm of src/amp/amp_internal.h).
+/* The kernels layer: the GEMM dispatcher every matrix product of the ops
+ * goes through (zg__gemm, gemm.c), and the low-precision (bf16 / fp16)
+ * conversions and GEMM kernels behind it. Not installed.
  *
  * zgrad stores 16-bit values as float32 that hold exactly a bf16 / fp16
  * value; these helpers round to them. The GEMM takes float32 operands,
  * rounds them to the 16-bit type, multiplies with float32 accumulation and
  * rounds the result once (the bias is added before that rounding), which is
  * how PyTorch's CPU bf16 linear (oneDNN) computes. */
-#ifndef ZG_KERNELS_LOWP_H
-#define ZG_KERNELS_LOWP_H
+#ifndef ZG_KERNELS_INTERNAL_H
+#define ZG_KERNELS_INTERNAL_H
 
-#include "../internal.h"
+#include "../tensor/tensor_internal.h"
 
 #include <string.h>
 
@@ -88,6 +88,24 @@ int zg__lp_gemm_ex(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t
  * taken in double (the bias gradient of an autocast linear). ZG_OK or
  * ZG_ERR_NOMEM. */
 int zg__lp_column_sums(zg_autocast_type t, const float *G, int64_t rows, int64_t cols, float *out);
+
+/* C[M,N] = op(A) op(B), row-major with leading dimensions lda, ldb, ldc;
+ * op(A) = A^T when ta (A stored [K,M]), op(B) = B^T when tb (B stored
+ * [N,K]). t is the autocast type the product runs in: the forward of an op
+ * passes zg_autocast_get(), its node keeps that type, and the backward
+ * passes the kept type, so a backward outside the region still computes
+ * as its forward did.
+ * t == ZG_AUTOCAST_OFF: cblas_sgemm, C = op(A) op(B) + beta C; a bias
+ *   [N] is first copied into every row of C and beta taken as 1. flags and
+ *   scratch are unused.
+ * bf16 / fp16: zg__lp_gemm_ex with flags and scratch: operands rounded to
+ *   t, float32 accumulation, + round_t(bias), one rounding of C (unless
+ *   ZG__LP_NO_ROUND). Needs beta == 0 and contiguous operands (lda, ldb,
+ *   ldc the natural ones).
+ * ZG_OK, or an error code with the error set. */
+int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
+             int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C, int64_t ldc,
+             void *scratch);
 
 /* ---- bf16 kernels (bf16_gemm.c dispatches between them) ---------------- */
 

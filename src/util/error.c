@@ -1,5 +1,7 @@
 /* Thread-local error text: every failing call writes "fn: problem" here. */
-#include "../internal.h"
+#include "util_internal.h"
+
+#include <stdarg.h>
 
 #include <stdio.h>
 
@@ -32,17 +34,4 @@ void *zg__fail_null(const char *fmt, ...) {
     set_v(fmt, ap);
     va_end(ap);
     return NULL;
-}
-
-const char *zg__shape_str(const zg_tensor *t, char *buf, size_t n) {
-    if (!t) {
-        snprintf(buf, n, "(null)");
-        return buf;
-    }
-    size_t used = 0;
-    used += (size_t)snprintf(buf + used, n - used, "[");
-    for (int i = 0; i < t->ndim && used < n; i++)
-        used += (size_t)snprintf(buf + used, n - used, i ? ",%lld" : "%lld", (long long)t->shape[i]);
-    if (used < n) snprintf(buf + used, n - used, "]");
-    return buf;
 }

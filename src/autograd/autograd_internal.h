@@ -1,0 +1,63 @@
+/* The autograd layer: graph nodes and their recording, the backward pass,
+ * a tensor's user-facing grad state, and the per-thread modes that ops
+ * consult (grad mode, autocast). It also defines the gradient-lifecycle
+ * events (grad_events.h) that the layers above emit. Not installed. */
+#ifndef ZG_AUTOGRAD_INTERNAL_H
+#define ZG_AUTOGRAD_INTERNAL_H
+
+#include "../tensor/tensor_internal.h"
+#include "grad_events.h"
+
+/* ---- autograd recording ----------------------------------------------- */
+
+#define ZG_NODE_MAX_IN 4
+#define ZG_NODE_MAX_SAVED 4
+
+typedef struct zg_node zg_node;
+/* Computes the gradients of the node's inputs from gout (the gradient of
+ * its output). gin[i] is set only where zg__node_needs(n, i); the results
+ * are arena tensors of the input's shape. Runs in no-grad mode. */
+typedef int (*zg_backward_fn)(zg_node *n, zg_tensor *gout, zg_tensor **gin);
+
+struct zg_node {
+    const char *name;
+    zg_backward_fn backward;
+    int n_in;
+    zg_tensor *in[ZG_NODE_MAX_IN];
+    zg_tensor *out;
+    int n_saved;
+    zg_tensor *saved[ZG_NODE_MAX_SAVED];
+    uint64_t saved_version[ZG_NODE_MAX_SAVED];
+    bool freed; /* saved tensors released by a backward without retain_graph */
+    /* Op arguments. */
+    double sc[4];
+    int64_t iv[ZG_MAX_DIMS];
+    void *extra;
+};
+
+/* If grad mode is on and some input requires grad, records a node for
+ * `out` (sets out->grad_fn and out->requires_grad) and returns it, else
+ * returns NULL (nothing to record). NULL inputs are allowed (skipped). */
+zg_node *zg__record(const char *name, zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in,
+                    int n_in);
+/* Saves a tensor the backward will read (checked against in-place writes). */
+void zg__save(zg_node *n, zg_tensor *t);
+/* Whether input i needs a gradient in the running backward pass. */
+bool zg__node_needs(const zg_node *n, int i);
+/* A tensor for the gradient node n gives input i (where zg__node_needs),
+ * which the backward must fill completely: a leaf's own .grad buffer when
+ * this backward will store into a .grad that is None (so no copy follows),
+ * else a new arena tensor of the input's shape. */
+zg_tensor *zg__grad_for_input(zg_node *n, int i);
+
+/* The name of an op's node: base itself for float32, else base with the
+ * autocast type appended ("linear_bf16"), in arena memory (base if that
+ * fails). */
+const char *zg__autocast_node_name(const char *base, zg_autocast_type t);
+
+/* t's grad (NULL when None) for library code: the public zg_tensor_grad
+ * is the user's read, which emits a read event (the sanitizer checks it for
+ * scaled grads). */
+static inline zg_tensor *zg__grad_unchecked(const zg_tensor *t) { return t && t->grad_defined ? t->grad : NULL; }
+
+#endif

@@ -1,0 +1,99 @@
+/* Gradient-lifecycle events: where .grad is created, added to, read,
+ * cleared, consumed by a step, scaled and unscaled. The layers that do
+ * these things (autograd, nn, optim) emit an event with one call each; a
+ * listener above them (the sanitizer, src/check) installs a table of
+ * callbacks and receives them. The emitters therefore depend only on this
+ * header, never on the listener.
+ *
+ * With no listener (the default) each event costs one branch. Events
+ * returning int give nonzero (ZG_ERR_STATE, error text set) when the
+ * listener rejects the call (the sanitizer's error mode); the emitter then
+ * fails the call before changing anything. Optimizer events carry the
+ * optimizer's parameters, so the listener needs no optimizer internals. */
+#ifndef ZG_AUTOGRAD_GRAD_EVENTS_H
+#define ZG_AUTOGRAD_GRAD_EVENTS_H
+
+#include "zgrad.h"
+
+typedef struct zg__grad_events {
+    /* zg_backward(root) starts (before the pass). */
+    void (*backward)(const zg_tensor *root);
+    /* A backward is about to accumulate into t's grad (leaves count). */
+    void (*accumulate)(const zg_tensor *t);
+    /* zg_tensor_zero_grad is about to clear t's (defined) grad. */
+    void (*zero)(const zg_tensor *t);
+    /* zg_tensor_set_grad replaced or cleared t's grad. */
+    void (*set_grad)(const zg_tensor *t);
+    /* An optimizer's or module's zero_grad starts (opt NULL for a module)
+     * and ends: the listener can gather the erased grads into one report. */
+    void (*zero_begin)(const char *call, const zg_optim *opt, zg_tensor *const *params, int n);
+    void (*zero_end)(void);
+    /* An optimizer step is about to consume its parameters' grads. */
+    int (*step)(const zg_optim *opt, zg_tensor *const *params, int n);
+    /* The optimizer is being freed (its address may be reused). */
+    void (*optim_free)(const zg_optim *opt);
+    /* Clipping (call names the public function) is about to read params'
+     * grads. */
+    int (*clip)(zg_tensor *const *params, int n, const char *call);
+    /* scaled_loss = loss * scale: a backward of it leaves scaled grads. */
+    void (*scale)(const zg_tensor *scaled_loss, float scale);
+    /* The user read t's (defined) grad through zg_tensor_grad. */
+    void (*read_grad)(const zg_tensor *t);
+    /* The scaler divided the optimizer's grads by the scale. */
+    void (*unscale)(const zg_optim *opt, zg_tensor *const *params, int n);
+    /* The scaler skipped the optimizer's step (inf/NaN grads): the grads
+     * count as consumed. */
+    void (*scaler_skip)(const zg_optim *opt, zg_tensor *const *params, int n);
+    /* A scheduler of the optimizer steps. */
+    int (*sched_step)(const zg_optim *opt, zg_tensor *const *params, int n);
+} zg__grad_events;
+
+/* The installed listener, NULL when there is none. */
+extern const zg__grad_events *zg__grad_listener;
+/* Installs a listener (NULL removes it). */
+void zg__grad_events_listen(const zg__grad_events *listener);
+
+static inline void zg__emit_backward(const zg_tensor *root) {
+    if (zg__grad_listener) zg__grad_listener->backward(root);
+}
+static inline void zg__emit_accumulate(const zg_tensor *t) {
+    if (zg__grad_listener) zg__grad_listener->accumulate(t);
+}
+static inline void zg__emit_zero(const zg_tensor *t) {
+    if (zg__grad_listener) zg__grad_listener->zero(t);
+}
+static inline void zg__emit_set_grad(const zg_tensor *t) {
+    if (zg__grad_listener) zg__grad_listener->set_grad(t);
+}
+static inline void zg__emit_zero_begin(const char *call, const zg_optim *opt, zg_tensor *const *params, int n) {
+    if (zg__grad_listener) zg__grad_listener->zero_begin(call, opt, params, n);
+}
+static inline void zg__emit_zero_end(void) {
+    if (zg__grad_listener) zg__grad_listener->zero_end();
+}
+static inline int zg__emit_step(const zg_optim *opt, zg_tensor *const *params, int n) {
+    return zg__grad_listener ? zg__grad_listener->step(opt, params, n) : 0;
+}
+static inline void zg__emit_optim_free(const zg_optim *opt) {
+    if (zg__grad_listener) zg__grad_listener->optim_free(opt);
+}
+static inline int zg__emit_clip(zg_tensor *const *params, int n, const char *call) {
+    return zg__grad_listener ? zg__grad_listener->clip(params, n, call) : 0;
+}
+static inline void zg__emit_scale(const zg_tensor *scaled_loss, float scale) {
+    if (zg__grad_listener) zg__grad_listener->scale(scaled_loss, scale);
+}
+static inline void zg__emit_read_grad(const zg_tensor *t) {
+    if (zg__grad_listener) zg__grad_listener->read_grad(t);
+}
+static inline void zg__emit_unscale(const zg_optim *opt, zg_tensor *const *params, int n) {
+    if (zg__grad_listener) zg__grad_listener->unscale(opt, params, n);
+}
+static inline void zg__emit_scaler_skip(const zg_optim *opt, zg_tensor *const *params, int n) {
+    if (zg__grad_listener) zg__grad_listener->scaler_skip(opt, params, n);
+}
+static inline int zg__emit_sched_step(const zg_optim *opt, zg_tensor *const *params, int n) {
+    return zg__grad_listener ? zg__grad_listener->sched_step(opt, params, n) : 0;
+}
+
+#endif

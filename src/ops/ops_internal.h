@@ -1,0 +1,23 @@
+/* The ops layer: forward and backward of each differentiable operation.
+ * Ops compute with the kernels and record their nodes with autograd; what
+ * one op family shares with another, or with the modules above, is
+ * declared here (the families' own helpers are in pointwise.h,
+ * softmax_kernel.h, pool_internal.h and conv_internal.h). Not installed. */
+#ifndef ZG_OPS_INTERNAL_H
+#define ZG_OPS_INTERNAL_H
+
+#include "../autograd/autograd_internal.h"
+#include "../kernels/kernels_internal.h"
+
+/* Sums g (an arena tensor with the broadcast shape) down to `shape`. */
+zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim);
+
+/* relu(max_pool2d(zg_conv2d(x, w, b, ...), 2)) (without relu when relu is
+ * false) as one op, with the same values and gradients as the ops in turn.
+ * NULL where it does not apply (invalid arguments, autocast on, a conv
+ * output smaller than 2x2) or fails: the caller then runs the ops one by
+ * one, which report any error. */
+zg_tensor *zg__conv2d_pool2(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
+                            const int dilation[2], int groups, bool relu);
+
+#endif
