@@ -210,13 +210,10 @@ typedef struct {
     zg_tensor **captured;
 } pass_args;
 
-static int run_pass(const pass_args *a) {
+/* Validates the roots, their gradients and the inputs before the pass
+ * changes anything. */
+static int check_pass(const pass_args *a) {
     const char *fn = a->fn;
-    cur_pass = ++pass_counter;
-    cur_accumulate = a->accumulate;
-    cur_all_leaves = a->accumulate && a->n_inputs == 0;
-
-    /* Validate roots and their gradients before touching anything. */
     for (int r = 0; r < a->n_roots; r++) {
         zg_tensor *root = a->roots[r];
         if (!root) return zg__fail(ZG_ERR_ARG, "%s: output %d is NULL", fn, r);
@@ -238,6 +235,84 @@ static int run_pass(const pass_args *a) {
         if (!x) return zg__fail(ZG_ERR_ARG, "%s: input %d is NULL", fn, i);
         if (!x->requires_grad) return zg__fail(ZG_ERR_STATE, "%s: input %d does not require grad", fn, i);
     }
+    return ZG_OK;
+}
+
+/* Each root's incoming gradient: the given one, or 1 for a scalar. */
+static int seed_roots(const pass_args *a) {
+    for (int r = 0; r < a->n_roots; r++) {
+        zg_tensor *root = a->roots[r];
+        const zg_tensor *g = a->root_grads ? a->root_grads[r] : NULL;
+        zg_tensor *seed = zg__empty_like(root);
+        if (!seed) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", a->fn);
+        for (int64_t i = 0; i < seed->numel; i++) zg__f32(seed)[i] = g ? zg__f32(g)[i] : 1.0f;
+        if (add_pending(root, seed)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", a->fn);
+    }
+    return ZG_OK;
+}
+
+/* t's complete gradient g (after its hooks) goes where the pass sends it:
+ * accumulated into .grad (then the post-accumulate hooks of a leaf run),
+ * or captured for zg_autograd_grad. */
+static int deliver(const pass_args *a, zg_tensor *t, zg_tensor *g) {
+    const char *fn = a->fn;
+    zg_node *n = t->grad_fn;
+    if (!a->accumulate) {
+        if (t->bw_target) a->captured[t->bw_target_index] = copy_arena(g);
+        return ZG_OK;
+    }
+    bool into_grad = t->bw_target || (!n && a->n_inputs == 0) || (n && t->retains_grad);
+    if (!into_grad) return ZG_OK;
+    zg__emit_accumulate(t); /* event: the leaf gets fresh grads */
+    if (accumulate(t, g)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    if (n) return ZG_OK;
+    for (zg_hook *h = t->post_hooks; h; h = h->next) {
+        int rc = h->post_fn(t, h->user);
+        if (rc < 0) {
+            if (!zg_last_error()[0]) zg_set_error("%s: a post-accumulate hook on '%s' failed", fn, zg_tensor_name(t));
+            return rc;
+        }
+    }
+    return ZG_OK;
+}
+
+/* Runs node n's backward on its output's gradient g and hands each input
+ * that needs one its gradient. */
+static int run_node(const pass_args *a, zg_node *n, zg_tensor *g) {
+    const char *fn = a->fn;
+    bool any = false;
+    for (int i = 0; i < n->n_in; i++) any |= zg__node_needs(n, i);
+    if (!any) return ZG_OK;
+    int rc = check_node(fn, n);
+    if (rc) return rc;
+    zg_tensor *gin[ZG_NODE_MAX_IN] = {0};
+    rc = n->backward(n, g, gin);
+    if (rc) {
+        if (!zg_last_error()[0]) zg_set_error("%s: backward of '%s' failed", fn, n->name);
+        return rc;
+    }
+    if (!a->retain_graph) n->freed = true;
+    for (int i = 0; i < n->n_in; i++) {
+        if (!zg__node_needs(n, i) || !gin[i]) continue;
+        if (gin[i]->numel != n->in[i]->numel) {
+            char b1[ZG_SHAPE_BUF], b2[ZG_SHAPE_BUF];
+            return zg__fail(ZG_ERR_STATE, "%s: internal: '%s' gave a gradient of shape %s for an input of shape %s",
+                            fn, n->name, zg__shape_str(gin[i], b1, sizeof b1), zg__shape_str(n->in[i], b2, sizeof b2));
+        }
+        if (add_pending(n->in[i], gin[i])) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    return ZG_OK;
+}
+
+static int run_pass(const pass_args *a) {
+    const char *fn = a->fn;
+    cur_pass = ++pass_counter;
+    cur_accumulate = a->accumulate;
+    cur_all_leaves = a->accumulate && a->n_inputs == 0;
+
+    /* Validate roots and their gradients before touching anything. */
+    int rc = check_pass(a);
+    if (rc) return rc;
     for (int i = 0; i < a->n_inputs; i++) {
         touch(a->inputs[i]);
         a->inputs[i]->bw_target = true;
@@ -248,63 +323,17 @@ static int run_pass(const pass_args *a) {
     bool acc_leaves = a->accumulate && a->n_inputs == 0;
     for (int r = 0; r < a->n_roots; r++)
         if (visit(a->roots[r], &tp, acc_leaves)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    if ((rc = seed_roots(a))) return rc;
 
-    for (int r = 0; r < a->n_roots; r++) {
-        zg_tensor *root = a->roots[r];
-        const zg_tensor *g = a->root_grads ? a->root_grads[r] : NULL;
-        zg_tensor *seed = zg__empty_like(root);
-        if (!seed) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
-        for (int64_t i = 0; i < seed->numel; i++) zg__f32(seed)[i] = g ? zg__f32(g)[i] : 1.0f;
-        if (add_pending(root, seed)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
-    }
-
+    /* Reverse topological order: each tensor after all of its consumers,
+     * so its gradient is complete when it is visited. */
     for (int k = tp.n - 1; k >= 0; k--) {
         zg_tensor *t = tp.order[k];
         zg_tensor *g = t->bw_grad;
         if (!t->bw_needed || !g) continue;
-        int rc = run_hooks(fn, t, &g);
-        if (rc) return rc;
-        zg_node *n = t->grad_fn;
-        if (a->accumulate) {
-            bool into_grad = t->bw_target || (!n && a->n_inputs == 0) || (n && t->retains_grad);
-            if (into_grad) {
-                zg__emit_accumulate(t); /* event: the leaf gets fresh grads */
-                if (accumulate(t, g)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
-                if (!n)
-                    for (zg_hook *h = t->post_hooks; h; h = h->next) {
-                        rc = h->post_fn(t, h->user);
-                        if (rc < 0) {
-                            if (!zg_last_error()[0])
-                                zg_set_error("%s: a post-accumulate hook on '%s' failed", fn, zg_tensor_name(t));
-                            return rc;
-                        }
-                    }
-            }
-        } else if (t->bw_target) {
-            a->captured[t->bw_target_index] = copy_arena(g);
-        }
-        if (!n) continue;
-        bool any = false;
-        for (int i = 0; i < n->n_in; i++) any |= zg__node_needs(n, i);
-        if (!any) continue;
-        if ((rc = check_node(fn, n))) return rc;
-        zg_tensor *gin[ZG_NODE_MAX_IN] = {0};
-        rc = n->backward(n, g, gin);
-        if (rc) {
-            if (!zg_last_error()[0]) zg_set_error("%s: backward of '%s' failed", fn, n->name);
-            return rc;
-        }
-        if (!a->retain_graph) n->freed = true;
-        for (int i = 0; i < n->n_in; i++) {
-            if (!zg__node_needs(n, i) || !gin[i]) continue;
-            if (gin[i]->numel != n->in[i]->numel) {
-                char b1[ZG_SHAPE_BUF], b2[ZG_SHAPE_BUF];
-                return zg__fail(ZG_ERR_STATE, "%s: internal: '%s' gave a gradient of shape %s for an input of shape %s",
-                                fn, n->name, zg__shape_str(gin[i], b1, sizeof b1),
-                                zg__shape_str(n->in[i], b2, sizeof b2));
-            }
-            if (add_pending(n->in[i], gin[i])) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
-        }
+        if ((rc = run_hooks(fn, t, &g))) return rc;
+        if ((rc = deliver(a, t, g))) return rc;
+        if (t->grad_fn && (rc = run_node(a, t->grad_fn, g))) return rc;
     }
     return ZG_OK;
 }
