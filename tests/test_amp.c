@@ -709,12 +709,44 @@ static const char *const amp_scenarios[] = {"amp_mlp_bf16", "amp_matmul_bf16", "
 static bool amp_refs_ready(void) {
     static int state; /* 0: unchecked, 1: ready, -1: failed */
     if (!state) {
-        const char *const sources[] = {AMP_SCRIPT};
-        state = zgt_reference_ready(sources, 1, amp_scenarios, N_AMP, ".safetensors") ? 1 : -1;
+        const char *const sources[] = {AMP_SCRIPT, "tests/parity/torch_reference.py"};
+        state = zgt_reference_ready(sources, 2, amp_scenarios, N_AMP, ".safetensors") ? 1 : -1;
     } else if (state < 0) {
         zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
     }
     return state > 0;
+}
+
+/* Whether torch's CPU bf16 autocast is a reference for zgrad's here: the
+ * scripts measure whether torch sums bf16 products in float32 and rounds
+ * once, as oneDNN does (metadata "bf16_sums_in_fp32"). torch 1.13 sends
+ * bf16 products to oneDNN only on CPUs with AVX-512 BW/VL/DQ; elsewhere its
+ * fallback GEMMs add each product into a bf16 result, several bf16 steps
+ * off the exact one (measured: 71% of a small conv's outputs), which zgrad
+ * must not copy. There the comparison is left out with a line saying so,
+ * and zgrad's bf16 products are held to exact references instead (the
+ * lp_gemm_* tests, autocast_linear_forward_backward,
+ * autocast_matmul_forward_backward, autocast_conv2d_fp16_and_fp32_unchanged);
+ * on an AVX-512 CPU a torch that does not sum in float32 fails the test. */
+static bool torch_bf16_is_reference(const zg_safetensors *st) {
+    const char *v = zg_safetensors_metadata(st, "bf16_sums_in_fp32");
+    CHECK(v != NULL);
+    if (!v) return false;
+    if (strcmp(v, "1") == 0) return true;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const bool onednn = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512dq");
+#else
+    const bool onednn = false;
+#endif
+    if (onednn)
+        zgt_fail(__FILE__, __LINE__, "torch should sum bf16 products in float32 (oneDNN) on this AVX-512 CPU, but "
+                                     "its results are more than a bf16 step off that");
+    else
+        printf("  torch %s sums bf16 products in bf16 on this CPU (no AVX-512): no reference for zgrad's bf16 "
+               "here; exact references check it instead\n",
+               zg_safetensors_metadata(st, "torch") ? zg_safetensors_metadata(st, "torch") : "?");
+    return false;
 }
 
 static zg_tensor *ref_get(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -856,7 +888,7 @@ TEST(autocast_bf16_parity_with_pytorch) {
         zg_safetensors *st = zg_safetensors_read(path);
         CHECK_PTR(st);
         if (!st) continue;
-        for (int ki = 0; ki < nk; ki++) {
+        for (int ki = 0; ki < nk && torch_bf16_is_reference(st); ki++) {
             CHECK_OK(zg_bf16_kernel_set(ks[ki]));
             double pe = 0, vs32 = 0, gap = 0;
             double err = run_amp_scenario(st, &pe, &vs32, &gap);
@@ -1039,6 +1071,10 @@ static zg_tensor *leaf_clone(const zg_tensor *t) {
 TEST(autocast_conv2d_bf16_matches_pytorch) {
     zg_safetensors *st = amp_conv_refs();
     if (!st) return;
+    if (!torch_bf16_is_reference(st)) {
+        zg_safetensors_free(st);
+        return;
+    }
     const int ncases = atoi(zg_safetensors_metadata(st, "cases"));
     CHECK(ncases >= 5);
     zg_bf16_kernel ks[3];
@@ -1159,6 +1195,10 @@ TEST(autocast_conv2d_fp16_and_fp32_unchanged) {
 TEST(autocast_default_cnn_matches_pytorch) {
     zg_safetensors *st = amp_conv_refs();
     if (!st) return;
+    if (!torch_bf16_is_reference(st)) {
+        zg_safetensors_free(st);
+        return;
+    }
     zg_module *m = zg_model_default_cnn();
     CHECK_PTR(m);
     zg_tensor *p[8];

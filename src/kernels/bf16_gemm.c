@@ -117,13 +117,14 @@ int zg_bf16_kernel_set(zg_bf16_kernel kernel) {
 /* ---- kernels ------------------------------------------------------------ */
 
 /* Ar, Br: room for the rounded operands (M*K and K*N floats). */
-static void portable_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
-                          const float *B, float *C, float *Ar, float *Br) {
+/* The rounded operands' float32 product goes through zg__sgemm, whose
+ * blocks do not depend on the threads, so a serial call from inside a
+ * parallel loop gives the bits of a threaded one. */
+static void portable_gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                          const float *A, const float *B, float *C, float *Ar, float *Br) {
     zg__round_lp_copy(t, Ar, A, M * K);
     zg__round_lp_copy(t, Br, B, K * N);
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)M,
-                (blasint)N, (blasint)K, 1.0f, Ar, (blasint)(ta ? M : K), Br, (blasint)(tb ? K : N), 0.0f, C,
-                (blasint)N);
+    zg__sgemm(flags, ta, tb, M, N, K, Ar, ta ? M : K, Br, tb ? K : N, 0.0f, C, N);
 }
 
 static void add_row(double *acc, const float *row, int64_t n) {
@@ -195,7 +196,7 @@ int zg__lp_gemm_ex(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t
         if (!Ar || !Br)
             return zg__fail(ZG_ERR_NOMEM, "zg_autocast: out of memory for a %lldx%lldx%lld GEMM", (long long)M,
                             (long long)N, (long long)K);
-        portable_gemm(t, ta, tb, M, N, K, A, B, C, Ar, Br);
+        portable_gemm(t, flags, ta, tb, M, N, K, A, B, C, Ar, Br);
     }
     /* Epilogue: + round_t(bias), then one rounding of the float32 sum. */
     if (!br && !round) return ZG_OK;

@@ -77,6 +77,9 @@ int zg__lp_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int6
  * the caller's own parallel loop, whose worker threads have no arena). */
 #define ZG__LP_NO_ROUND 1u
 #define ZG__LP_SERIAL 2u
+/* For zg__sgemm (and so float32 zg__gemm, and the portable kernel): one
+ * sgemm for all of C, never split into blocks. */
+#define ZG__GEMM_WHOLE 4u
 /* Bytes of scratch zg__lp_gemm_ex needs for these sizes (any kernel). */
 size_t zg__lp_gemm_scratch(int64_t M, int64_t N, int64_t K);
 /* zg__lp_gemm with flags; scratch (64-byte aligned, zg__lp_gemm_scratch
@@ -95,9 +98,9 @@ int zg__lp_column_sums(zg_autocast_type t, const float *G, int64_t rows, int64_t
  * passes zg_autocast_get(), its node keeps that type, and the backward
  * passes the kept type, so a backward outside the region still computes
  * as its forward did.
- * t == ZG_AUTOCAST_OFF: cblas_sgemm, C = op(A) op(B) + beta C; a bias
- *   [N] is first copied into every row of C and beta taken as 1. flags and
- *   scratch are unused.
+ * t == ZG_AUTOCAST_OFF: zg__sgemm with flags, C = op(A) op(B) + beta C; a
+ *   bias [N] is first copied into every row of C and beta taken as 1.
+ *   scratch is unused.
  * bf16 / fp16: zg__lp_gemm_ex with flags and scratch: operands rounded to
  *   t, float32 accumulation, + round_t(bias), one rounding of C (unless
  *   ZG__LP_NO_ROUND). Needs beta == 0 and contiguous operands (lda, ldb,
@@ -106,6 +109,14 @@ int zg__lp_column_sums(zg_autocast_type t, const float *G, int64_t rows, int64_t
 int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
              int64_t lda, const float *B, int64_t ldb, const float *bias, float beta, float *C, int64_t ldc,
              void *scratch);
+/* Its float32 product, C = op(A) op(B) + beta C (M, N, K > 0), in blocks
+ * fixed by the shape so the bits do not depend on the thread count. flags:
+ * ZG__LP_SERIAL starts no OpenMP threads (for calls inside the caller's own
+ * parallel loop); ZG__GEMM_WHOLE makes one single-threaded sgemm of all of
+ * C (for callers that give each product a thread of its own, whatever the
+ * thread count). */
+int zg__sgemm(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* ---- bf16 kernels (bf16_gemm.c dispatches between them) ---------------- */
 

@@ -668,7 +668,7 @@ static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
         const conv_scratch sc = scratch_slot(g, t, true, scratch, slot(T), ready);
         /* Serial GEMMs inside our threads; on the calling thread alone
          * they may thread and use the arena themselves. */
-        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
+        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
         float *pw = partial + ch * psz;
         const int64_t n0 = ch * CHUNK, n1 = n0 + CHUNK < g->N ? n0 + CHUNK : g->N;
         status[ch] = backward_chunk(g, &gc, X, G, Out, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, &sc, n0, n1);
@@ -794,7 +794,7 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(i, N, par ? 0 : INT64_MAX, {
         const conv_scratch sc = scratch_slot(g, t, false, scratch, slot(T), ready);
-        const gemm_ctx gc = {t, ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
+        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
         status[i] = forward_sample(g, &gc, X, Wt, bd, Y, &sc, i);
     });
     blas_serial_end(saved);

@@ -30,9 +30,13 @@
 #define CONCURRENT_MIN_FLOPS (256 << 10)
 
 /* Contiguous C[M,N] = op(A) op(B) (+ bias) in type t. */
+static int gemm_flags(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                      const float *A, const float *B, const float *bias, float *C) {
+    return zg__gemm(t, flags, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, bias, 0.0f, C, N, NULL);
+}
 static int gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, const float *B,
                 const float *bias, float *C) {
-    return zg__gemm(t, 0, ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, bias, 0.0f, C, N, NULL);
+    return gemm_flags(t, 0, ta, tb, M, N, K, A, B, bias, C);
 }
 
 static bool blas_fits(const int64_t *dims, int n) {
@@ -148,18 +152,21 @@ static int linear_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
      * splitting each over the threads in turn (one parallel region, the
      * full-size GEMMs); either way every element is the same sum. */
     int rc = ZG_OK, rx = ZG_OK, rw = ZG_OK;
-    if (gx && gw && t == ZG_AUTOCAST_OFF && zg__max_threads() > 1 && !omp_in_parallel() &&
-        openblas_get_parallel() == 2 && 2 * N * in * out >= CONCURRENT_MIN_FLOPS) {
+    /* With both wanted each is one whole sgemm, also with one thread, so
+     * the bits do not depend on the thread count (see zg__sgemm). */
+    const unsigned f = gx && gw ? ZG__GEMM_WHOLE : 0u;
+    if (f && t == ZG_AUTOCAST_OFF && zg__max_threads() > 1 && !omp_in_parallel() && openblas_get_parallel() == 2 &&
+        2 * N * in * out >= CONCURRENT_MIN_FLOPS) {
 #pragma omp parallel num_threads(2)
         {
             if (omp_get_thread_num() == 0)
-                rx = gemm(t, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx));
+                rx = gemm_flags(t, f, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx));
             else
-                rw = gemm(t, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw));
+                rw = gemm_flags(t, f, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw));
         }
     } else {
-        if (gx) rx = gemm(t, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx)); /* dx = dy W */
-        if (gw && !rx) rw = gemm(t, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw)); /* dW = dy^T x */
+        if (gx) rx = gemm_flags(t, f, false, false, N, in, out, G, zg__f32(w), NULL, zg__f32(gx)); /* dx = dy W */
+        if (gw && !rx) rw = gemm_flags(t, f, true, false, out, in, N, G, zg__f32(x), NULL, zg__f32(gw)); /* dW = dy^T x */
     }
     if ((rc = rx ? rx : rw)) return rc;
     if (gb) {

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import write_safetensors  # noqa: E402
+from torch_reference import bf16_sums_in_fp32, write_safetensors  # noqa: E402
 
 # N, C, H, W, Cout, k, stride, padding, groups, bias
 CASES = [
@@ -99,7 +99,7 @@ def main():
     for i, cfg in enumerate(CASES):
         conv_case(tensors, i, cfg, gen)
     cnn(tensors, gen)
-    meta = {"cases": len(CASES), "torch": torch.__version__}
+    meta = {"cases": len(CASES), "torch": torch.__version__, "bf16_sums_in_fp32": int(bf16_sums_in_fp32())}
     write_safetensors(os.path.join(outdir, "amp_conv_bf16.safetensors"), tensors, meta)
 
 

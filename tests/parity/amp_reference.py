@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import write_safetensors  # noqa: E402
+from torch_reference import bf16_sums_in_fp32, write_safetensors  # noqa: E402
 
 
 def make_params(arch, gen):
@@ -107,7 +107,7 @@ def run(outdir, name, arch, batch, steps, lr, momentum, seed):
     for k, v in final32.items():
         tensors["fp32.final." + k] = v
     meta = {"arch": arch, "batch": batch, "steps": steps, "lr": lr, "momentum": momentum,
-            "torch": torch.__version__}
+            "torch": torch.__version__, "bf16_sums_in_fp32": int(bf16_sums_in_fp32())}
     write_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, meta)
 
 

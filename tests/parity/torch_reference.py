@@ -41,6 +41,47 @@ MLP = "linear 20 32;relu;linear 32 16;relu;linear 16 5"
 
 # ---------------------------------------------------------------- file format
 
+def bf16_sums_in_fp32():
+    """Whether this torch sums the products of its CPU bf16 autocast matmul
+    and conv2d (forward and backward) in float32 and rounds once, as
+    oneDNN does and zgrad does. torch 1.13 sends bf16 products to oneDNN
+    only on CPUs with AVX-512 (BW, VL, DQ); elsewhere its fallback GEMMs
+    add each product into a bf16 result, several bf16 steps away. Measured
+    here, not assumed: every result of a few products must be within one
+    bf16 step of the float32 sum of the bf16-rounded operands."""
+    gen = torch.Generator().manual_seed(5)
+
+    def close(got, ref):
+        got, ref = got.float(), ref.float()
+        step = 2.0 ** -7 * torch.maximum(got.abs(), ref.abs()) + 1e-6
+        return bool(((got - ref).abs() <= step).all())
+
+    def r(t):
+        return t.bfloat16().float()
+
+    ok = True
+    a = torch.randn(64, 300, generator=gen, requires_grad=True)
+    b = torch.randn(300, 40, generator=gen, requires_grad=True)
+    gy = torch.randn(64, 40, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = a @ b
+    y.backward(gy)
+    g = r(gy)
+    ok &= close(y, r(a) @ r(b))
+    ok &= close(a.grad, g @ r(b).t()) and close(b.grad, r(a).t() @ g)
+    x = torch.randn(2, 3, 10, 10, generator=gen, requires_grad=True)
+    w = torch.randn(8, 3, 3, 3, generator=gen, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yc = F.conv2d(x, w)
+    gc = torch.randn(yc.shape, generator=gen)
+    yc.backward(gc)
+    xd, wd = r(x).double().requires_grad_(), r(w).double().requires_grad_()
+    yd = F.conv2d(xd, wd)
+    yd.backward(r(gc).double())
+    ok &= close(yc, yd) and close(x.grad, xd.grad) and close(w.grad, wd.grad)
+    return ok
+
+
 def write_safetensors(path, tensors, metadata):
     """safetensors: u64 little-endian header size, JSON header padded with
     spaces to a multiple of 8, then the tensors' bytes back to back."""
