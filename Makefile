@@ -11,7 +11,10 @@ SAN ?=
 # contraction, so the AVX-512 / AVX2 versions of the element loops
 # (ZG_SIMD_CLONES) round exactly as the baseline does. -fno-math-errno
 # lets sqrtf vectorise (nothing reads errno after math).
-CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp -ffp-contract=off -fno-math-errno -D_DEFAULT_SOURCE $(SAN)
+# -fvisibility=hidden: libzgrad.so exports only what include/zgrad.h marks
+# ZG_API (scripts/check-exports checks it); internal zg__ functions stay
+# linkable from the static archive, which the tests use.
+CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp -fvisibility=hidden -ffp-contract=off -fno-math-errno -D_DEFAULT_SOURCE $(SAN)
 CPPFLAGS_BASE = -Iinclude -Isrc
 # OpenBLAS built for OpenMP shares our OpenMP thread pool; the pthread build
 # keeps its own workers spinning after each call, which then fight our OpenMP
@@ -87,7 +90,7 @@ run: setup all
 	$(BUILD)/zgrad train
 
 # Every test: the layering check (scripts/check-layers: includes and calls
-# go only downward), unit, gradient checks, PyTorch parity, the CLI and the
+# go only downward), the exported symbols (scripts/check-exports), unit, gradient checks, PyTorch parity, the CLI and the
 # examples, built twice: as usual, and with AddressSanitizer +
 # UndefinedBehaviorSanitizer (+ LeakSanitizer); first a short fuzzing run of
 # the data parsers. The last line is the total over both builds.
@@ -95,6 +98,7 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 test: setup
 	$(MAKE) all tests
 	scripts/check-layers $(BUILD)
+	scripts/check-exports $(BUILD)
 	$(MAKE) sanitize-build
 	scripts/fuzz 10
 	scripts/run-tests $(BUILD) build/san
@@ -103,6 +107,7 @@ test: setup
 # fuzzing.
 test-unit: all tests
 	scripts/check-layers $(BUILD)
+	scripts/check-exports $(BUILD)
 	scripts/run-tests $(BUILD)
 
 # The sanitizer build uses clang where it is installed, so that both

@@ -27,6 +27,15 @@ extern "C" {
 #endif
 
 #define ZG_VERSION "0.1.0"
+
+/* What libzgrad.so exports: the library is built with -fvisibility=hidden,
+ * so the functions declared here, each marked ZG_API, are all a program
+ * can link to (scripts/check-exports compares the two). */
+#if defined(__GNUC__)
+#define ZG_API __attribute__((visibility("default")))
+#else
+#define ZG_API
+#endif
 #define ZG_MAX_DIMS 8
 
 typedef enum {
@@ -56,8 +65,8 @@ typedef struct zg_optim zg_optim;
 /* ------------------------------------------------------------------ */
 
 /* Text of the last error on this thread ("" if none). */
-const char *zg_last_error(void);
-void zg_clear_error(void);
+ZG_API const char *zg_last_error(void);
+ZG_API void zg_clear_error(void);
 
 /* ------------------------------------------------------------------ */
 /* Step arena                                                          */
@@ -65,107 +74,107 @@ void zg_clear_error(void);
 
 /* Frees every op result and graph node made on this thread since the last
  * reset. Blocks are kept for reuse, so a steady loop never mallocs. */
-void zg_arena_reset(void);
+ZG_API void zg_arena_reset(void);
 /* A mark and a release back to it (e.g. inside an evaluation loop). */
-size_t zg_arena_mark(void);
-void zg_arena_release(size_t mark);
-size_t zg_arena_bytes_used(void);
+ZG_API size_t zg_arena_mark(void);
+ZG_API void zg_arena_release(size_t mark);
+ZG_API size_t zg_arena_bytes_used(void);
 /* Bytes the arena holds from the system (used or not). */
-size_t zg_arena_bytes_reserved(void);
+ZG_API size_t zg_arena_bytes_reserved(void);
 /* Returns all arena blocks of this thread to the system. */
-void zg_arena_free_all(void);
+ZG_API void zg_arena_free_all(void);
 
 /* ------------------------------------------------------------------ */
 /* Random numbers                                                      */
 /* ------------------------------------------------------------------ */
 
-void zg_manual_seed(uint64_t seed);
+ZG_API void zg_manual_seed(uint64_t seed);
 /* The generator's state, to save in checkpoints. */
-void zg_rng_get_state(uint64_t state[4]);
-void zg_rng_set_state(const uint64_t state[4]);
+ZG_API void zg_rng_get_state(uint64_t state[4]);
+ZG_API void zg_rng_set_state(const uint64_t state[4]);
 
 /* ------------------------------------------------------------------ */
 /* Tensors                                                             */
 /* ------------------------------------------------------------------ */
 
 /* Persistent tensors (free with zg_tensor_free). */
-zg_tensor *zg_tensor_new(zg_dtype dtype, const int64_t *shape, int ndim);
+ZG_API zg_tensor *zg_tensor_new(zg_dtype dtype, const int64_t *shape, int ndim);
 /* Copies `data` (float for ZG_FLOAT32, int64_t for ZG_INT64). */
-zg_tensor *zg_tensor_from_data(zg_dtype dtype, const void *data, const int64_t *shape, int ndim);
-zg_tensor *zg_zeros(const int64_t *shape, int ndim);
-zg_tensor *zg_ones(const int64_t *shape, int ndim);
-zg_tensor *zg_full(const int64_t *shape, int ndim, float value);
-zg_tensor *zg_scalar(float value); /* 0-dim */
+ZG_API zg_tensor *zg_tensor_from_data(zg_dtype dtype, const void *data, const int64_t *shape, int ndim);
+ZG_API zg_tensor *zg_zeros(const int64_t *shape, int ndim);
+ZG_API zg_tensor *zg_ones(const int64_t *shape, int ndim);
+ZG_API zg_tensor *zg_full(const int64_t *shape, int ndim, float value);
+ZG_API zg_tensor *zg_scalar(float value); /* 0-dim */
 /* uniform [0,1), standard normal, uniform [lo,hi), normal(mean, std). */
-zg_tensor *zg_rand(const int64_t *shape, int ndim);
-zg_tensor *zg_randn(const int64_t *shape, int ndim);
-zg_tensor *zg_uniform(const int64_t *shape, int ndim, float lo, float hi);
-zg_tensor *zg_normal(const int64_t *shape, int ndim, float mean, float std);
+ZG_API zg_tensor *zg_rand(const int64_t *shape, int ndim);
+ZG_API zg_tensor *zg_randn(const int64_t *shape, int ndim);
+ZG_API zg_tensor *zg_uniform(const int64_t *shape, int ndim, float lo, float hi);
+ZG_API zg_tensor *zg_normal(const int64_t *shape, int ndim, float mean, float std);
 /* A persistent copy with no graph (what keeps a value past the step). */
-zg_tensor *zg_tensor_clone(const zg_tensor *t);
+ZG_API zg_tensor *zg_tensor_clone(const zg_tensor *t);
 /* Frees a persistent tensor, its .grad and hooks; no-op for NULL and for
  * arena tensors (they die with the arena). */
-void zg_tensor_free(zg_tensor *t);
+ZG_API void zg_tensor_free(zg_tensor *t);
 
-zg_dtype zg_tensor_dtype(const zg_tensor *t);
-int zg_tensor_ndim(const zg_tensor *t);
+ZG_API zg_dtype zg_tensor_dtype(const zg_tensor *t);
+ZG_API int zg_tensor_ndim(const zg_tensor *t);
 /* Size of dimension `dim` (negative counts from the end); -1 on error. */
-int64_t zg_tensor_size(const zg_tensor *t, int dim);
-const int64_t *zg_tensor_shape(const zg_tensor *t);
-int64_t zg_tensor_numel(const zg_tensor *t);
+ZG_API int64_t zg_tensor_size(const zg_tensor *t, int dim);
+ZG_API const int64_t *zg_tensor_shape(const zg_tensor *t);
+ZG_API int64_t zg_tensor_numel(const zg_tensor *t);
 /* Raw contiguous data. Writing through it does NOT bump the version
  * counter; use the in-place calls below for tracked writes. */
-float *zg_tensor_data(zg_tensor *t);
-int64_t *zg_tensor_data_i64(zg_tensor *t);
+ZG_API float *zg_tensor_data(zg_tensor *t);
+ZG_API int64_t *zg_tensor_data_i64(zg_tensor *t);
 /* Value of a one-element float tensor (NAN and an error otherwise). */
-float zg_tensor_item(const zg_tensor *t);
+ZG_API float zg_tensor_item(const zg_tensor *t);
 /* Element at a flat index (float tensors). */
-float zg_tensor_get(const zg_tensor *t, int64_t flat_index);
-bool zg_tensor_is_persistent(const zg_tensor *t);
+ZG_API float zg_tensor_get(const zg_tensor *t, int64_t flat_index);
+ZG_API bool zg_tensor_is_persistent(const zg_tensor *t);
 /* Debug print: shape, dtype, grad state and (a few) values. */
-void zg_tensor_print(const zg_tensor *t, FILE *f);
+ZG_API void zg_tensor_print(const zg_tensor *t, FILE *f);
 /* A name used in error messages (parameters get theirs from modules). */
-int zg_tensor_set_name(zg_tensor *t, const char *name);
-const char *zg_tensor_name(const zg_tensor *t);
+ZG_API int zg_tensor_set_name(zg_tensor *t, const char *name);
+ZG_API const char *zg_tensor_name(const zg_tensor *t);
 
 /* In-place writes (tracked: they bump the version counter so that a
  * backward through a node that saved the tensor fails instead of computing
  * a wrong gradient). They are not differentiable: on a tensor that requires
  * grad they need no-grad mode. */
-int zg_tensor_fill_(zg_tensor *t, float value);
-int zg_tensor_copy_(zg_tensor *dst, const zg_tensor *src); /* same numel */
-int zg_tensor_add_(zg_tensor *t, const zg_tensor *other, float alpha); /* t += alpha*other */
-int zg_tensor_mul_scalar_(zg_tensor *t, float s);
+ZG_API int zg_tensor_fill_(zg_tensor *t, float value);
+ZG_API int zg_tensor_copy_(zg_tensor *dst, const zg_tensor *src); /* same numel */
+ZG_API int zg_tensor_add_(zg_tensor *t, const zg_tensor *other, float alpha); /* t += alpha*other */
+ZG_API int zg_tensor_mul_scalar_(zg_tensor *t, float s);
 /* Version counter of the storage. */
-uint64_t zg_tensor_version(const zg_tensor *t);
+ZG_API uint64_t zg_tensor_version(const zg_tensor *t);
 
 /* ------------------------------------------------------------------ */
 /* Autograd                                                            */
 /* ------------------------------------------------------------------ */
 
 /* Only on leaves (a non-leaf's flag follows its inputs). */
-int zg_tensor_set_requires_grad(zg_tensor *t, bool requires_grad);
-bool zg_tensor_requires_grad(const zg_tensor *t);
-bool zg_tensor_is_leaf(const zg_tensor *t);
+ZG_API int zg_tensor_set_requires_grad(zg_tensor *t, bool requires_grad);
+ZG_API bool zg_tensor_requires_grad(const zg_tensor *t);
+ZG_API bool zg_tensor_is_leaf(const zg_tensor *t);
 /* .grad: NULL while None. The same object is returned across backwards. */
-zg_tensor *zg_tensor_grad(const zg_tensor *t);
+ZG_API zg_tensor *zg_tensor_grad(const zg_tensor *t);
 /* Sets .grad to None (set_to_none) or zero-fills it in place. */
-void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none);
+ZG_API void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none);
 /* Writes `g` into .grad (copy; same shape), or sets None for g == NULL. */
-int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g);
+ZG_API int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g);
 /* Keep the gradient of a non-leaf in its .grad during backward. */
-int zg_tensor_retain_grad(zg_tensor *t);
+ZG_API int zg_tensor_retain_grad(zg_tensor *t);
 /* Name of the backward node that made t ("mul"), NULL for leaves. */
-const char *zg_tensor_grad_fn_name(const zg_tensor *t);
+ZG_API const char *zg_tensor_grad_fn_name(const zg_tensor *t);
 /* Same data (shared), no graph, requires_grad false, a leaf (arena). */
-zg_tensor *zg_detach(zg_tensor *t);
+ZG_API zg_tensor *zg_detach(zg_tensor *t);
 
 /* no_grad scopes nest. */
-void zg_no_grad_enter(void);
-void zg_no_grad_exit(void);
-bool zg_grad_enabled(void);
+ZG_API void zg_no_grad_enter(void);
+ZG_API void zg_no_grad_exit(void);
+ZG_API bool zg_grad_enabled(void);
 /* Sets grad mode and returns the previous one. */
-bool zg_set_grad_enabled(bool enabled);
+ZG_API bool zg_set_grad_enabled(bool enabled);
 
 typedef struct {
     /* Gradient of the root (vector-Jacobian product); NULL means 1 and
@@ -178,14 +187,14 @@ typedef struct {
 } zg_backward_opts;
 
 /* Backward from root; opts may be NULL. Adds into each leaf's .grad. */
-int zg_backward(zg_tensor *root, const zg_backward_opts *opts);
+ZG_API int zg_backward(zg_tensor *root, const zg_backward_opts *opts);
 /* Gradients of sum(outputs[i] * grad_outputs[i]) with respect to inputs,
  * written to grads[i] (arena tensors; NULL where an input is unreachable
  * and allow_unused). Never touches .grad. grad_outputs may be NULL
  * (one-element outputs). */
-int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *grad_outputs, int n_outputs,
-                     zg_tensor *const *inputs, int n_inputs, zg_tensor **grads, bool retain_graph,
-                     bool allow_unused);
+ZG_API int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *grad_outputs, int n_outputs,
+                            zg_tensor *const *inputs, int n_inputs, zg_tensor **grads, bool retain_graph,
+                            bool allow_unused);
 
 /* A tensor hook sees the incoming gradient before it is accumulated (or,
  * for a non-leaf, before it flows on). It returns NULL to keep the
@@ -194,14 +203,14 @@ int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *grad_out
  * order. */
 typedef zg_tensor *(*zg_tensor_hook_fn)(zg_tensor *grad, void *user);
 #define ZG_HOOK_FAIL ((zg_tensor *)(uintptr_t)1)
-int zg_tensor_register_hook(zg_tensor *t, zg_tensor_hook_fn fn, void *user);
+ZG_API int zg_tensor_register_hook(zg_tensor *t, zg_tensor_hook_fn fn, void *user);
 /* Runs on a leaf after its .grad was updated. Returns a zg_status. */
 typedef int (*zg_post_accumulate_hook_fn)(zg_tensor *leaf, void *user);
-int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hook_fn fn, void *user);
-void zg_tensor_clear_hooks(zg_tensor *t);
+ZG_API int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hook_fn fn, void *user);
+ZG_API void zg_tensor_clear_hooks(zg_tensor *t);
 
 /* For hooks and extensions: set this thread's error text. */
-void zg_set_error(const char *fmt, ...)
+ZG_API void zg_set_error(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
 #endif
@@ -212,54 +221,54 @@ void zg_set_error(const char *fmt, ...)
 /* Binary float ops broadcast as NumPy/PyTorch do.                     */
 /* ------------------------------------------------------------------ */
 
-zg_tensor *zg_add(zg_tensor *a, zg_tensor *b);
-zg_tensor *zg_sub(zg_tensor *a, zg_tensor *b);
-zg_tensor *zg_mul(zg_tensor *a, zg_tensor *b);
-zg_tensor *zg_div(zg_tensor *a, zg_tensor *b);
-zg_tensor *zg_neg(zg_tensor *a);
-zg_tensor *zg_add_scalar(zg_tensor *a, float s);
-zg_tensor *zg_sub_scalar(zg_tensor *a, float s);   /* a - s */
-zg_tensor *zg_rsub_scalar(zg_tensor *a, float s);  /* s - a */
-zg_tensor *zg_mul_scalar(zg_tensor *a, float s);
-zg_tensor *zg_div_scalar(zg_tensor *a, float s);   /* a / s */
-zg_tensor *zg_pow_scalar(zg_tensor *a, float p);   /* a ^ p */
-zg_tensor *zg_pow(zg_tensor *a, zg_tensor *b);     /* a ^ b, a > 0 for grad wrt b */
-zg_tensor *zg_exp(zg_tensor *a);
-zg_tensor *zg_log(zg_tensor *a);
-zg_tensor *zg_sqrt(zg_tensor *a);
+ZG_API zg_tensor *zg_add(zg_tensor *a, zg_tensor *b);
+ZG_API zg_tensor *zg_sub(zg_tensor *a, zg_tensor *b);
+ZG_API zg_tensor *zg_mul(zg_tensor *a, zg_tensor *b);
+ZG_API zg_tensor *zg_div(zg_tensor *a, zg_tensor *b);
+ZG_API zg_tensor *zg_neg(zg_tensor *a);
+ZG_API zg_tensor *zg_add_scalar(zg_tensor *a, float s);
+ZG_API zg_tensor *zg_sub_scalar(zg_tensor *a, float s);   /* a - s */
+ZG_API zg_tensor *zg_rsub_scalar(zg_tensor *a, float s);  /* s - a */
+ZG_API zg_tensor *zg_mul_scalar(zg_tensor *a, float s);
+ZG_API zg_tensor *zg_div_scalar(zg_tensor *a, float s);   /* a / s */
+ZG_API zg_tensor *zg_pow_scalar(zg_tensor *a, float p);   /* a ^ p */
+ZG_API zg_tensor *zg_pow(zg_tensor *a, zg_tensor *b);     /* a ^ b, a > 0 for grad wrt b */
+ZG_API zg_tensor *zg_exp(zg_tensor *a);
+ZG_API zg_tensor *zg_log(zg_tensor *a);
+ZG_API zg_tensor *zg_sqrt(zg_tensor *a);
 
 /* Reductions; dim may be negative. */
-zg_tensor *zg_sum(zg_tensor *a);  /* all elements, 0-dim result */
-zg_tensor *zg_mean(zg_tensor *a);
-zg_tensor *zg_sum_dim(zg_tensor *a, int dim, bool keepdim);
-zg_tensor *zg_mean_dim(zg_tensor *a, int dim, bool keepdim);
+ZG_API zg_tensor *zg_sum(zg_tensor *a);  /* all elements, 0-dim result */
+ZG_API zg_tensor *zg_mean(zg_tensor *a);
+ZG_API zg_tensor *zg_sum_dim(zg_tensor *a, int dim, bool keepdim);
+ZG_API zg_tensor *zg_mean_dim(zg_tensor *a, int dim, bool keepdim);
 /* Max along dim; indices (int64, optional) as torch.max(a, dim). The
  * gradient goes to the first maximal element. */
-zg_tensor *zg_max_dim(zg_tensor *a, int dim, bool keepdim, zg_tensor **indices);
+ZG_API zg_tensor *zg_max_dim(zg_tensor *a, int dim, bool keepdim, zg_tensor **indices);
 
 /* a [n,k] @ b [k,m] (2-D) or batched [B,n,k] @ [B,k,m] (3-D). */
-zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b);
+ZG_API zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b);
 /* x [..., in] @ w[out, in]^T + b[out] (b may be NULL). */
-zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b);
+ZG_API zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b);
 
-zg_tensor *zg_relu(zg_tensor *a);
-zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope);
+ZG_API zg_tensor *zg_relu(zg_tensor *a);
+ZG_API zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope);
 /* approximate_tanh false: x * Phi(x) (erf); true: the tanh formula. */
-zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh);
-zg_tensor *zg_tanh(zg_tensor *a);
-zg_tensor *zg_sigmoid(zg_tensor *a);
-zg_tensor *zg_softmax(zg_tensor *a, int dim);
-zg_tensor *zg_log_softmax(zg_tensor *a, int dim);
+ZG_API zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh);
+ZG_API zg_tensor *zg_tanh(zg_tensor *a);
+ZG_API zg_tensor *zg_sigmoid(zg_tensor *a);
+ZG_API zg_tensor *zg_softmax(zg_tensor *a, int dim);
+ZG_API zg_tensor *zg_log_softmax(zg_tensor *a, int dim);
 /* Train: zero with probability p, scale the rest by 1/(1-p). Eval: a. */
-zg_tensor *zg_dropout(zg_tensor *a, float p, bool train);
+ZG_API zg_tensor *zg_dropout(zg_tensor *a, float p, bool train);
 
 /* Shape. reshape and slice are views (shared data); the rest copy. */
-zg_tensor *zg_reshape(zg_tensor *a, const int64_t *shape, int ndim); /* one -1 allowed */
-zg_tensor *zg_flatten(zg_tensor *a, int start_dim);  /* [N, rest] from start_dim */
-zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end);  /* rows [start,end) of dim 0 */
-zg_tensor *zg_cat(zg_tensor *const *ts, int n, int dim);
-zg_tensor *zg_transpose(zg_tensor *a, int dim0, int dim1);
-zg_tensor *zg_permute(zg_tensor *a, const int *dims, int ndim);
+ZG_API zg_tensor *zg_reshape(zg_tensor *a, const int64_t *shape, int ndim); /* one -1 allowed */
+ZG_API zg_tensor *zg_flatten(zg_tensor *a, int start_dim);  /* [N, rest] from start_dim */
+ZG_API zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end);  /* rows [start,end) of dim 0 */
+ZG_API zg_tensor *zg_cat(zg_tensor *const *ts, int n, int dim);
+ZG_API zg_tensor *zg_transpose(zg_tensor *a, int dim0, int dim1);
+ZG_API zg_tensor *zg_permute(zg_tensor *a, const int *dims, int ndim);
 
 /* Losses. */
 typedef struct {
@@ -271,29 +280,29 @@ typedef struct {
 /* ZG_LOSS_DEFAULTS: mean, ignore_index -100, no smoothing, no weights. */
 #define ZG_LOSS_DEFAULTS ((zg_loss_opts){ZG_REDUCTION_MEAN, -100, 0.0f, NULL})
 /* logits [N,C] (or [C]), target int64 [N] of class indices; opts may be NULL. */
-zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg_loss_opts *opts);
+ZG_API zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg_loss_opts *opts);
 /* log-probabilities [N,C], target int64 [N]. label_smoothing is ignored. */
-zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_opts *opts);
-zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reduction);
+ZG_API zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_opts *opts);
+ZG_API zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reduction);
 /* Stable for any logit; pos_weight [C] or NULL. */
-zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction reduction,
-                              const zg_tensor *pos_weight);
+ZG_API zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction reduction,
+                                     const zg_tensor *pos_weight);
 
 /* Convolution, pooling, normalisation (NCHW). */
 /* x [N,Cin,H,W], w [Cout,Cin/groups,kH,kW], b [Cout] or NULL. stride,
  * padding and dilation are {h, w} pairs. */
-zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
-                     const int dilation[2], int groups);
+ZG_API zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
+                            const int dilation[2], int groups);
 /* Max over kernel windows (padding counts as -inf); avg includes the
  * padding in the divisor (PyTorch's count_include_pad=True). */
-zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
-zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
+ZG_API zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
+ZG_API zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
 /* x [N,C] or [N,C,L] (1d) or [N,C,H,W] (2d). Training: normalise with the
  * batch statistics and update running_mean/running_var in place
  * (running = (1-momentum)*running + momentum*batch, unbiased variance);
  * eval: use the running statistics. weight/bias [C] may be NULL. */
-zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
-                         zg_tensor *bias, bool training, float momentum, float eps);
+ZG_API zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
+                                zg_tensor *bias, bool training, float momentum, float eps);
 
 /* ------------------------------------------------------------------ */
 /* nn: modules                                                          */
@@ -301,55 +310,55 @@ zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *runni
 
 /* Linear(in, out): weight [out,in], bias [out], PyTorch's default init
  * (uniform +-1/sqrt(in)) from the default generator. */
-zg_module *zg_nn_linear(int64_t in_features, int64_t out_features, bool bias);
-zg_module *zg_nn_relu(void);
-zg_module *zg_nn_leaky_relu(float negative_slope);
-zg_module *zg_nn_gelu(bool approximate_tanh);
-zg_module *zg_nn_tanh(void);
-zg_module *zg_nn_sigmoid(void);
-zg_module *zg_nn_dropout(float p);
-zg_module *zg_nn_flatten(void);
+ZG_API zg_module *zg_nn_linear(int64_t in_features, int64_t out_features, bool bias);
+ZG_API zg_module *zg_nn_relu(void);
+ZG_API zg_module *zg_nn_leaky_relu(float negative_slope);
+ZG_API zg_module *zg_nn_gelu(bool approximate_tanh);
+ZG_API zg_module *zg_nn_tanh(void);
+ZG_API zg_module *zg_nn_sigmoid(void);
+ZG_API zg_module *zg_nn_dropout(float p);
+ZG_API zg_module *zg_nn_flatten(void);
 /* Conv2d(in, out, kernel) with square kernel/stride/padding/dilation;
  * weight and bias init as PyTorch's (fan_in = in/groups * k * k). */
-zg_module *zg_nn_conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, int padding, int dilation,
-                        int groups, bool bias);
-zg_module *zg_nn_max_pool2d(int kernel, int stride, int padding);
-zg_module *zg_nn_avg_pool2d(int kernel, int stride, int padding);
+ZG_API zg_module *zg_nn_conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, int padding,
+                               int dilation, int groups, bool bias);
+ZG_API zg_module *zg_nn_max_pool2d(int kernel, int stride, int padding);
+ZG_API zg_module *zg_nn_avg_pool2d(int kernel, int stride, int padding);
 /* BatchNorm with affine weight (ones) and bias (zeros) and the buffers
  * running_mean (zeros), running_var (ones), num_batches_tracked. */
-zg_module *zg_nn_batch_norm1d(int64_t num_features, float eps, float momentum);
-zg_module *zg_nn_batch_norm2d(int64_t num_features, float eps, float momentum);
+ZG_API zg_module *zg_nn_batch_norm1d(int64_t num_features, float eps, float momentum);
+ZG_API zg_module *zg_nn_batch_norm2d(int64_t num_features, float eps, float momentum);
 /* Takes ownership of the modules (also on failure); children are named
  * "0", "1", ... so parameters read "0.weight". */
-zg_module *zg_nn_sequential(zg_module *const *modules, int n);
+ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);
 
-zg_tensor *zg_module_forward(zg_module *m, zg_tensor *x);
+ZG_API zg_tensor *zg_module_forward(zg_module *m, zg_tensor *x);
 /* Parameters in registration order, depth first, with dotted names. */
-int zg_module_num_params(const zg_module *m);
-zg_tensor *zg_module_param(const zg_module *m, int index);
-const char *zg_module_param_name(const zg_module *m, int index);
-zg_tensor *zg_module_param_by_name(const zg_module *m, const char *name);
+ZG_API int zg_module_num_params(const zg_module *m);
+ZG_API zg_tensor *zg_module_param(const zg_module *m, int index);
+ZG_API const char *zg_module_param_name(const zg_module *m, int index);
+ZG_API zg_tensor *zg_module_param_by_name(const zg_module *m, const char *name);
 /* Fills `out` (capacity max) with the parameters; returns their count. */
-int zg_module_params(const zg_module *m, zg_tensor **out, int max);
-int64_t zg_module_num_elements(const zg_module *m);
+ZG_API int zg_module_params(const zg_module *m, zg_tensor **out, int max);
+ZG_API int64_t zg_module_num_elements(const zg_module *m);
 /* A direct child by index (Sequential), NULL if none. */
-zg_module *zg_module_child(const zg_module *m, int index);
-int zg_module_num_children(const zg_module *m);
-const char *zg_module_type(const zg_module *m);
-void zg_module_train(zg_module *m, bool train); /* also for children */
-bool zg_module_is_training(const zg_module *m);
+ZG_API zg_module *zg_module_child(const zg_module *m, int index);
+ZG_API int zg_module_num_children(const zg_module *m);
+ZG_API const char *zg_module_type(const zg_module *m);
+ZG_API void zg_module_train(zg_module *m, bool train); /* also for children */
+ZG_API bool zg_module_is_training(const zg_module *m);
 /* Buffers (state that is not a parameter, e.g. running statistics), with
  * dotted names ("1.running_mean"); saved and loaded with the weights. */
-int zg_module_num_buffers(const zg_module *m);
-zg_tensor *zg_module_buffer(const zg_module *m, int index);
-const char *zg_module_buffer_name(const zg_module *m, int index);
+ZG_API int zg_module_num_buffers(const zg_module *m);
+ZG_API zg_tensor *zg_module_buffer(const zg_module *m, int index);
+ZG_API const char *zg_module_buffer_name(const zg_module *m, int index);
 /* All the module's parameters (also those no optimizer manages). */
-void zg_module_zero_grad(zg_module *m, bool set_to_none);
-void zg_module_free(zg_module *m);
+ZG_API void zg_module_zero_grad(zg_module *m, bool set_to_none);
+ZG_API void zg_module_free(zg_module *m);
 /* Weights by parameter name, as safetensors. Loading checks every name and
  * shape before it writes anything. */
-int zg_module_save(const zg_module *m, const char *path);
-int zg_module_load(zg_module *m, const char *path);
+ZG_API int zg_module_save(const zg_module *m, const char *path);
+ZG_API int zg_module_load(zg_module *m, const char *path);
 
 /* ------------------------------------------------------------------ */
 /* Optimizers                                                           */
@@ -395,7 +404,7 @@ typedef struct {
 } zg_optim_config;
 
 /* PyTorch's defaults for `kind` (SGD lr 1e-3 as in 2.x). */
-zg_optim_config zg_optim_defaults(zg_optim_kind kind);
+ZG_API zg_optim_config zg_optim_defaults(zg_optim_kind kind);
 
 /* One group: parameters plus overrides of the defaults. */
 typedef struct {
@@ -408,39 +417,39 @@ typedef struct {
 /* config may be NULL (PyTorch's defaults). Errors: no parameters, a
  * parameter listed twice, invalid hyperparameters (negative lr, nesterov
  * without momentum or with dampening, betas outside [0,1), ...). */
-zg_optim *zg_optim_new(zg_optim_kind kind, zg_tensor *const *params, int n_params,
-                       const zg_optim_config *config);
-zg_optim *zg_optim_new_groups(zg_optim_kind kind, const zg_param_group *groups, int n_groups,
+ZG_API zg_optim *zg_optim_new(zg_optim_kind kind, zg_tensor *const *params, int n_params,
                               const zg_optim_config *config);
-int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group);
-void zg_optim_free(zg_optim *opt);
+ZG_API zg_optim *zg_optim_new_groups(zg_optim_kind kind, const zg_param_group *groups, int n_groups,
+                                     const zg_optim_config *config);
+ZG_API int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group);
+ZG_API void zg_optim_free(zg_optim *opt);
 
 /* Clears the grads of this optimizer's parameters only. */
-void zg_optim_zero_grad(zg_optim *opt, bool set_to_none);
+ZG_API void zg_optim_zero_grad(zg_optim *opt, bool set_to_none);
 /* One update; parameters whose .grad is None are skipped entirely.
  * Hyperparameters are re-read from the groups on every call. */
-int zg_optim_step(zg_optim *opt);
+ZG_API int zg_optim_step(zg_optim *opt);
 
-zg_optim_kind zg_optim_get_kind(const zg_optim *opt);
-int zg_optim_num_groups(const zg_optim *opt);
-int zg_optim_group_size(const zg_optim *opt, int group);
-zg_tensor *zg_optim_group_param(const zg_optim *opt, int group, int index);
+ZG_API zg_optim_kind zg_optim_get_kind(const zg_optim *opt);
+ZG_API int zg_optim_num_groups(const zg_optim *opt);
+ZG_API int zg_optim_group_size(const zg_optim *opt, int group);
+ZG_API zg_tensor *zg_optim_group_param(const zg_optim *opt, int group, int index);
 /* Read / write one hyperparameter of a group (schedulers use these). */
-double zg_optim_get_hparam(const zg_optim *opt, int group, zg_hparam key);
-int zg_optim_set_hparam(zg_optim *opt, int group, zg_hparam key, double value);
+ZG_API double zg_optim_get_hparam(const zg_optim *opt, int group, zg_hparam key);
+ZG_API int zg_optim_set_hparam(zg_optim *opt, int group, zg_hparam key, double value);
 /* Per-parameter state, by the parameter's global index (counted across
  * groups in order): the step count and named buffers ("momentum_buffer",
  * "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg",
  * "sum"). NULL / -1 when the parameter has no state yet. */
-int64_t zg_optim_state_step(const zg_optim *opt, int param_index);
-zg_tensor *zg_optim_state_buffer(const zg_optim *opt, int param_index, const char *name);
+ZG_API int64_t zg_optim_state_step(const zg_optim *opt, int param_index);
+ZG_API zg_tensor *zg_optim_state_buffer(const zg_optim *opt, int param_index, const char *name);
 
 /* state_dict as a safetensors file: buffers "state.<i>.<name>", and in
  * the metadata the kind, the groups' hyperparameters and index lists.
  * Loading checks the kind, the group count and sizes and every buffer's
  * shape before anything changes. */
-int zg_optim_save(const zg_optim *opt, const char *path);
-int zg_optim_load(zg_optim *opt, const char *path);
+ZG_API int zg_optim_save(const zg_optim *opt, const char *path);
+ZG_API int zg_optim_load(zg_optim *opt, const char *path);
 
 /* ------------------------------------------------------------------ */
 /* safetensors                                                          */
@@ -449,19 +458,19 @@ int zg_optim_load(zg_optim *opt, const char *path);
 typedef struct zg_safetensors zg_safetensors;
 /* Reads and validates a whole file (header, dtypes F32/I64, shapes,
  * offsets: in range, not overlapping, covering the data). */
-zg_safetensors *zg_safetensors_read(const char *path);
-int zg_safetensors_count(const zg_safetensors *st);
-const char *zg_safetensors_name(const zg_safetensors *st, int index);
+ZG_API zg_safetensors *zg_safetensors_read(const char *path);
+ZG_API int zg_safetensors_count(const zg_safetensors *st);
+ZG_API const char *zg_safetensors_name(const zg_safetensors *st, int index);
 /* The tensor (owned by st, valid until zg_safetensors_free). */
-zg_tensor *zg_safetensors_get(const zg_safetensors *st, const char *name);
+ZG_API zg_tensor *zg_safetensors_get(const zg_safetensors *st, const char *name);
 /* Metadata value for key, or NULL. */
-const char *zg_safetensors_metadata(const zg_safetensors *st, const char *key);
-void zg_safetensors_free(zg_safetensors *st);
+ZG_API const char *zg_safetensors_metadata(const zg_safetensors *st, const char *key);
+ZG_API void zg_safetensors_free(zg_safetensors *st);
 
 /* Writes tensors (float32 or int64) with names, and optional metadata
  * key/value pairs, to path atomically (temporary file, fsync, rename). */
-int zg_safetensors_write(const char *path, zg_tensor *const *tensors, const char *const *names, int n,
-                         const char *const *meta_keys, const char *const *meta_values, int n_meta);
+ZG_API int zg_safetensors_write(const char *path, zg_tensor *const *tensors, const char *const *names, int n,
+                                const char *const *meta_keys, const char *const *meta_values, int n_meta);
 
 /* ------------------------------------------------------------------ */
 /* Data: data sets and a loader                                         */
@@ -471,23 +480,23 @@ int zg_safetensors_write(const char *path, zg_tensor *const *tensors, const char
  * normalised per batch, or float features) and int64 labels. */
 typedef struct zg_dataset zg_dataset;
 /* MNIST-format IDX files, gzipped or not (chosen by the content). */
-zg_dataset *zg_dataset_load_idx(const char *images_path, const char *labels_path);
+ZG_API zg_dataset *zg_dataset_load_idx(const char *images_path, const char *labels_path);
 /* Fashion-MNIST (or MNIST) from a directory holding
  * {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. */
-zg_dataset *zg_dataset_load_mnist_dir(const char *dir, bool train);
+ZG_API zg_dataset *zg_dataset_load_mnist_dir(const char *dir, bool train);
 /* Numeric CSV: one row per sample, label_column holds the class index
  * (negative counts from the end); header: skip the first line. */
-zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header);
-int64_t zg_dataset_size(const zg_dataset *ds);
+ZG_API zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header);
+ZG_API int64_t zg_dataset_size(const zg_dataset *ds);
 /* Shape of one sample (e.g. {1, 28, 28}); returns ndim. */
-int zg_dataset_sample_shape(const zg_dataset *ds, int64_t shape[ZG_MAX_DIMS]);
+ZG_API int zg_dataset_sample_shape(const zg_dataset *ds, int64_t shape[ZG_MAX_DIMS]);
 /* 1 + the largest label. */
-int64_t zg_dataset_num_classes(const zg_dataset *ds);
+ZG_API int64_t zg_dataset_num_classes(const zg_dataset *ds);
 /* The first n samples (1 <= n <= size): a view that shares the memory
  * (reference counted) and keeps the parent's class count. The view and
  * its parent may be freed in either order; the memory goes with the last. */
-zg_dataset *zg_dataset_head(const zg_dataset *ds, int64_t n);
-void zg_dataset_free(zg_dataset *ds);
+ZG_API zg_dataset *zg_dataset_head(const zg_dataset *ds, int64_t n);
+ZG_API void zg_dataset_free(zg_dataset *ds);
 
 typedef struct {
     int64_t batch_size;
@@ -500,18 +509,18 @@ typedef struct {
 } zg_loader_opts;
 typedef struct zg_loader zg_loader;
 /* The loader does not own ds (it must outlive the loader). */
-zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts);
+ZG_API zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts);
 /* Starts epoch `epoch` (its order) at batch `start_batch` (resume). */
-int zg_loader_start_epoch(zg_loader *ld, int64_t epoch, int64_t start_batch);
-int64_t zg_loader_num_batches(const zg_loader *ld);
+ZG_API int zg_loader_start_epoch(zg_loader *ld, int64_t epoch, int64_t start_batch);
+ZG_API int64_t zg_loader_num_batches(const zg_loader *ld);
 /* Next batch: x float32 [B, sample shape...], y int64 [B], owned by the
  * loader and valid until the next call. Returns 1 with a batch, 0 at the
  * end of the epoch (and again until zg_loader_start_epoch), negative on
  * error. A new loader stands at epoch 0, batch 0. */
-int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y);
+ZG_API int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y);
 /* Index of the next batch in the current epoch. */
-int64_t zg_loader_position(const zg_loader *ld);
-void zg_loader_free(zg_loader *ld);
+ZG_API int64_t zg_loader_position(const zg_loader *ld);
+ZG_API void zg_loader_free(zg_loader *ld);
 
 /* ------------------------------------------------------------------ */
 /* Training driver: the loop behind `zgrad train`                       */
@@ -522,18 +531,18 @@ void zg_loader_free(zg_loader *ld);
  * - Linear 128-10 (parameters "0.weight", "0.bias", "3.weight", ...). Each
  * ReLU runs after its pooling, which gives the same values and gradients
  * with a quarter of the work. */
-zg_module *zg_model_default_cnn(void);
+ZG_API zg_module *zg_model_default_cnn(void);
 /* Flatten, then Linear sizes[0]-sizes[1]-...-sizes[n-1] with ReLU between
  * (n >= 2); {784, 256, 128, 10} is `zgrad train --model mlp`. */
-zg_module *zg_model_mlp(const int64_t *sizes, int n);
+ZG_API zg_module *zg_model_mlp(const int64_t *sizes, int n);
 
 typedef enum { ZG_MODEL_CNN = 0, ZG_MODEL_MLP = 1 } zg_model_kind;
 /* "cnn" / "mlp" -> kind, and "sgd", "adam", "adamw", "rmsprop", "adagrad"
  * -> zg_optim_kind; -1 for an unknown name. The reverse gives the name. */
-int zg_train_model_kind(const char *name);
-const char *zg_train_model_name(zg_model_kind kind);
-int zg_train_optim_kind(const char *name);
-const char *zg_train_optim_name(zg_optim_kind kind);
+ZG_API int zg_train_model_kind(const char *name);
+ZG_API const char *zg_train_model_name(zg_model_kind kind);
+ZG_API int zg_train_optim_kind(const char *name);
+ZG_API const char *zg_train_optim_name(zg_optim_kind kind);
 
 typedef enum {
     ZG_PROGRESS_AUTO = 0, /* a live bar when stderr is a terminal, else lines */
@@ -586,12 +595,12 @@ typedef struct {
     int64_t inject_bad_batch, inject_bad_backward, inject_nan_loss, inject_nan_count;
 } zg_train_config;
 
-zg_train_config zg_train_config_defaults(void);
+ZG_API zg_train_config zg_train_config_defaults(void);
 /* Threads for OpenMP loops and OpenBLAS (n >= 1). */
-int zg_set_num_threads(int n);
+ZG_API int zg_set_num_threads(int n);
 /* Checks ranges and combinations (e.g. momentum with adam); ZG_ERR_ARG and
  * a message naming the option otherwise. */
-int zg_train_config_validate(const zg_train_config *cfg);
+ZG_API int zg_train_config_validate(const zg_train_config *cfg);
 
 typedef struct {
     int epochs_done;                /* epochs completed in the run directory */
@@ -612,12 +621,12 @@ typedef struct {
  * else ZG_ERR_FORMAT. The scheduler's and GradScaler's states are part of
  * the checkpoint. result may be NULL (its signal and bad-batch counts are
  * also set when the run fails). */
-int zg_train_run(const zg_train_config *cfg, zg_train_result *result);
+ZG_API int zg_train_run(const zg_train_config *cfg, zg_train_result *result);
 /* Reads the training options saved in a checkpoint (a run directory or
  * one checkpoint directory) into cfg, with its checkpoint interval; paths
  * and display options are left as they are. A base for --resume with some
  * options overridden. */
-int zg_train_checkpoint_config(const char *path, zg_train_config *cfg);
+ZG_API int zg_train_checkpoint_config(const char *path, zg_train_config *cfg);
 
 typedef struct {
     int64_t n;              /* samples evaluated */
@@ -631,12 +640,12 @@ typedef struct {
 
 /* Runs the loader's epoch 0 through the model under no_grad in eval mode
  * (then restores the module's mode), with cross-entropy. */
-int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_result *out);
+ZG_API int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_result *out);
 /* `zgrad eval`: path is a run directory, a checkpoint directory, or a
  * model.safetensors written by zgrad train (the architecture is recognised
  * from the shapes); data_dir NULL means the default; limit 0: all. */
-int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
-void zg_eval_result_free(zg_eval_result *r);
+ZG_API int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
+ZG_API void zg_eval_result_free(zg_eval_result *r);
 
 /* ------------------------------------------------------------------ */
 /* Mixed precision: autocast regions and a gradient scaler              */
@@ -663,20 +672,20 @@ typedef enum { ZG_AUTOCAST_OFF = 0, ZG_AUTOCAST_BF16 = 1, ZG_AUTOCAST_FP16 = 2 }
 /* Enters a region of `type`; ZG_AUTOCAST_OFF opens a region where autocast
  * is disabled inside an enabled one (autocast(enabled=False)). ZG_ERR_ARG
  * for an unknown type. Every successful enter needs one exit. */
-int zg_autocast_enter(zg_autocast_type type);
-void zg_autocast_exit(void);
+ZG_API int zg_autocast_enter(zg_autocast_type type);
+ZG_API void zg_autocast_exit(void);
 /* The type in force on this thread (ZG_AUTOCAST_OFF outside regions). */
-zg_autocast_type zg_autocast_get(void);
+ZG_API zg_autocast_type zg_autocast_get(void);
 
 /* Scalar conversions, round to nearest even. NaN stays a (quiet) NaN,
  * values beyond the type's range become +-inf, subnormals are kept. */
-uint16_t zg_float_to_bf16(float x);
-float zg_bf16_to_float(uint16_t h);
-uint16_t zg_float_to_fp16(float x);
-float zg_fp16_to_float(uint16_t h);
+ZG_API uint16_t zg_float_to_bf16(float x);
+ZG_API float zg_bf16_to_float(uint16_t h);
+ZG_API uint16_t zg_float_to_fp16(float x);
+ZG_API float zg_fp16_to_float(uint16_t h);
 /* x rounded to the type and back to float. */
-float zg_round_bf16(float x);
-float zg_round_fp16(float x);
+ZG_API float zg_round_bf16(float x);
+ZG_API float zg_round_fp16(float x);
 
 /* The kernel behind bf16 GEMMs (process-wide). PORTABLE rounds the
  * operands to bf16 values held in float32 and multiplies them with BLAS
@@ -691,10 +700,10 @@ float zg_round_fp16(float x);
  * instructions bf16 autocast costs more than float32 (the rounding passes
  * come on top of sgemm). */
 typedef enum { ZG_BF16_KERNEL_PORTABLE = 0, ZG_BF16_KERNEL_AVX512 = 1, ZG_BF16_KERNEL_AMX = 2 } zg_bf16_kernel;
-zg_bf16_kernel zg_bf16_kernel_get(void);
-bool zg_bf16_kernel_available(zg_bf16_kernel kernel);
+ZG_API zg_bf16_kernel zg_bf16_kernel_get(void);
+ZG_API bool zg_bf16_kernel_available(zg_bf16_kernel kernel);
 /* ZG_ERR_ARG for an unknown or unavailable kernel. */
-int zg_bf16_kernel_set(zg_bf16_kernel kernel);
+ZG_API int zg_bf16_kernel_set(zg_bf16_kernel kernel);
 
 /* Gradient scaler (PyTorch's GradScaler). The recipe:
  *   zg_backward(zg_grad_scaler_scale(s, loss), NULL);
@@ -714,32 +723,32 @@ typedef struct {
 #define ZG_GRAD_SCALER_DEFAULTS ((zg_grad_scaler_opts){65536.0f, 2.0, 0.5, 2000, true})
 /* opts may be NULL (the defaults). Errors: init_scale <= 0 or not finite,
  * growth_factor <= 1, backoff_factor outside (0,1), growth_interval <= 0. */
-zg_grad_scaler *zg_grad_scaler_new(const zg_grad_scaler_opts *opts);
-void zg_grad_scaler_free(zg_grad_scaler *s);
-bool zg_grad_scaler_is_enabled(const zg_grad_scaler *s);
+ZG_API zg_grad_scaler *zg_grad_scaler_new(const zg_grad_scaler_opts *opts);
+ZG_API void zg_grad_scaler_free(zg_grad_scaler *s);
+ZG_API bool zg_grad_scaler_is_enabled(const zg_grad_scaler *s);
 /* loss * scale (a differentiable op, float32); loss itself when disabled. */
-zg_tensor *zg_grad_scaler_scale(zg_grad_scaler *s, zg_tensor *loss);
+ZG_API zg_tensor *zg_grad_scaler_scale(zg_grad_scaler *s, zg_tensor *loss);
 /* Multiplies the optimizer's grads (those not None) in place by the
  * float32 reciprocal of the scale and records whether any was inf/NaN.
  * ZG_ERR_STATE when called twice for the optimizer before update(), or
  * after step(), or before the scale was ever used (scale() or set_state;
  * this holds for step() and update() too, as in PyTorch). */
-int zg_grad_scaler_unscale_(zg_grad_scaler *s, zg_optim *opt);
+ZG_API int zg_grad_scaler_unscale_(zg_grad_scaler *s, zg_optim *opt);
 /* Unscales (if not done yet) and steps the optimizer unless an inf/NaN was
  * found; then parameters and optimizer state are untouched. *stepped
  * (may be NULL) tells which. ZG_ERR_STATE when no gradient was recorded
  * ("No inf checks were recorded for this optimizer") or step() was already
  * called for it since the last update(). */
-int zg_grad_scaler_step(zg_grad_scaler *s, zg_optim *opt, bool *stepped);
+ZG_API int zg_grad_scaler_step(zg_grad_scaler *s, zg_optim *opt, bool *stepped);
 /* New scale: scale * backoff_factor if any optimizer found inf/NaN (the
  * growth tracker resets), else after growth_interval consecutive clean
  * updates scale * growth_factor (unless that is inf: then the scale stays
  * and the tracker still resets). Forgets the per-optimizer records.
  * ZG_ERR_STATE when nothing was recorded. */
-int zg_grad_scaler_update(zg_grad_scaler *s);
+ZG_API int zg_grad_scaler_update(zg_grad_scaler *s);
 /* Current scale (1 when disabled) and clean-update count. */
-float zg_grad_scaler_get_scale(const zg_grad_scaler *s);
-int64_t zg_grad_scaler_get_growth_tracker(const zg_grad_scaler *s);
+ZG_API float zg_grad_scaler_get_scale(const zg_grad_scaler *s);
+ZG_API int64_t zg_grad_scaler_get_growth_tracker(const zg_grad_scaler *s);
 
 /* Checkpoint state (PyTorch's state_dict keys: scale, growth_factor,
  * backoff_factor, growth_interval, _growth_tracker). */
@@ -749,11 +758,11 @@ typedef struct {
     int64_t growth_interval;
     int64_t growth_tracker;
 } zg_grad_scaler_state;
-int zg_grad_scaler_get_state(const zg_grad_scaler *s, zg_grad_scaler_state *state);
+ZG_API int zg_grad_scaler_get_state(const zg_grad_scaler *s, zg_grad_scaler_state *state);
 /* Validates like zg_grad_scaler_new (and 0 <= growth_tracker <
  * growth_interval); ZG_ERR_STATE while optimizers have unscaled / stepped
  * since the last update(). */
-int zg_grad_scaler_set_state(zg_grad_scaler *s, const zg_grad_scaler_state *state);
+ZG_API int zg_grad_scaler_set_state(zg_grad_scaler *s, const zg_grad_scaler_state *state);
 
 /* ------------------------------------------------------------------ */
 /* Gradient clipping and learning-rate schedulers                       */
@@ -770,18 +779,18 @@ int zg_grad_scaler_set_state(zg_grad_scaler *s, const zg_grad_scaler_state *stat
  * naming the norm and a parameter, grads untouched; without, the grads
  * are scaled anyway (NaN total: all NaN; inf total: by 0), as PyTorch.
  * Errors: max_norm < 0 or NaN, norm_type <= 0 or NaN. */
-int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double norm_type, bool error_if_nonfinite,
-                      double *total_norm);
+ZG_API int zg_clip_grad_norm(zg_tensor *const *params, int n, double max_norm, double norm_type,
+                             bool error_if_nonfinite, double *total_norm);
 /* Clamps every grad element to [-clip_value, clip_value] in place (NaN
  * stays NaN); clip_value >= 0. */
-int zg_clip_grad_value(zg_tensor *const *params, int n, double clip_value);
+ZG_API int zg_clip_grad_value(zg_tensor *const *params, int n, double clip_value);
 /* The same over all of an optimizer's (or a module's) parameters. */
-int zg_optim_clip_grad_norm(zg_optim *opt, double max_norm, double norm_type, bool error_if_nonfinite,
-                            double *total_norm);
-int zg_optim_clip_grad_value(zg_optim *opt, double clip_value);
-int zg_module_clip_grad_norm(zg_module *m, double max_norm, double norm_type, bool error_if_nonfinite,
-                             double *total_norm);
-int zg_module_clip_grad_value(zg_module *m, double clip_value);
+ZG_API int zg_optim_clip_grad_norm(zg_optim *opt, double max_norm, double norm_type, bool error_if_nonfinite,
+                                   double *total_norm);
+ZG_API int zg_optim_clip_grad_value(zg_optim *opt, double clip_value);
+ZG_API int zg_module_clip_grad_norm(zg_module *m, double max_norm, double norm_type, bool error_if_nonfinite,
+                                    double *total_norm);
+ZG_API int zg_module_clip_grad_value(zg_module *m, double clip_value);
 
 /* Learning-rate schedulers, as torch.optim.lr_scheduler (1.13), same
  * formulas (the recursive "chainable" forms where PyTorch uses them), so
@@ -797,14 +806,14 @@ int zg_module_clip_grad_value(zg_module *m, double clip_value);
 typedef struct zg_sched zg_sched;
 
 /* lr *= gamma every step_size steps. step_size > 0, gamma >= 0. */
-zg_sched *zg_sched_step_lr(zg_optim *opt, int64_t step_size, double gamma);
+ZG_API zg_sched *zg_sched_step_lr(zg_optim *opt, int64_t step_size, double gamma);
 /* eta_min + (base - eta_min) * (1 + cos(pi * t / t_max)) / 2 (recursive
  * form). t_max > 0, eta_min >= 0. */
-zg_sched *zg_sched_cosine(zg_optim *opt, int64_t t_max, double eta_min);
+ZG_API zg_sched *zg_sched_cosine(zg_optim *opt, int64_t t_max, double eta_min);
 /* Factor going linearly from start_factor to end_factor over total_iters
  * steps (warm-up). 0 < start_factor <= 1, 0 <= end_factor <= 1,
  * total_iters > 0. */
-zg_sched *zg_sched_linear(zg_optim *opt, double start_factor, double end_factor, int64_t total_iters);
+ZG_API zg_sched *zg_sched_linear(zg_optim *opt, double start_factor, double end_factor, int64_t total_iters);
 
 typedef struct {
     int64_t total_steps;     /* > 0; stepping past it is an error */
@@ -819,20 +828,20 @@ typedef struct {
     const double *max_lrs;   /* per group (n_groups values), or NULL: max_lr for all */
 } zg_onecycle_opts;
 /* PyTorch's defaults for total_steps steps. */
-zg_onecycle_opts zg_onecycle_defaults(int64_t total_steps);
-zg_sched *zg_sched_onecycle(zg_optim *opt, double max_lr, const zg_onecycle_opts *opts);
+ZG_API zg_onecycle_opts zg_onecycle_defaults(int64_t total_steps);
+ZG_API zg_sched *zg_sched_onecycle(zg_optim *opt, double max_lr, const zg_onecycle_opts *opts);
 
 /* SequentialLR: scheds[0] until milestones[0], then scheds[1] (started
  * with its closed form at epoch 0), ... n_milestones == n - 1, milestones
  * increasing and > 0, all on opt. Takes ownership of scheds (also on
  * failure); do not step or free them yourself. */
-zg_sched *zg_sched_sequential(zg_optim *opt, zg_sched *const *scheds, int n, const int64_t *milestones,
-                              int n_milestones);
+ZG_API zg_sched *zg_sched_sequential(zg_optim *opt, zg_sched *const *scheds, int n, const int64_t *milestones,
+                                     int n_milestones);
 /* Sequential(LinearLR(start_factor, 1, warmup), CosineAnnealingLR(
  * total_steps - warmup, eta_min)) with milestone warmup; 0 < warmup <
  * total_steps. */
-zg_sched *zg_sched_warmup_cosine(zg_optim *opt, int64_t warmup, double start_factor, int64_t total_steps,
-                                 double eta_min);
+ZG_API zg_sched *zg_sched_warmup_cosine(zg_optim *opt, int64_t warmup, double start_factor, int64_t total_steps,
+                                        double eta_min);
 
 /* A schedule from a CLI-style spec, counted in optimizer steps
  * (total_steps: the run's length, the default for t_max / total_steps):
@@ -846,24 +855,24 @@ zg_sched *zg_sched_warmup_cosine(zg_optim *opt, int64_t warmup, double start_fac
  *                                  (start_factor 1/3, eta_min 0)
  * Each positional value may also be given by name (step_size=, t_max=,
  * total_iters=, max_lr=, warmup=). */
-zg_sched *zg_sched_from_spec(zg_optim *opt, const char *spec, int64_t total_steps);
+ZG_API zg_sched *zg_sched_from_spec(zg_optim *opt, const char *spec, int64_t total_steps);
 
 /* One step (after the optimizer's): last_epoch += 1 and new lrs. Errors
  * (nothing changes): OneCycleLR stepped more than total_steps times; a
  * computed lr < 0, which PyTorch would write (OneCycleLR's linear anneal
  * one step past total_steps) and zgrad's optimizers refuse; the optimizer
  * gained groups since the scheduler was made; a SequentialLR's child. */
-int zg_sched_step(zg_sched *s);
+ZG_API int zg_sched_step(zg_sched *s);
 /* The lr the scheduler last wrote into `group` (NAN and an error if out of
  * range). */
-double zg_sched_get_last_lr(const zg_sched *s, int group);
-int64_t zg_sched_last_epoch(const zg_sched *s);
+ZG_API double zg_sched_get_last_lr(const zg_sched *s, int group);
+ZG_API int64_t zg_sched_last_epoch(const zg_sched *s);
 /* PyTorch's class name: "StepLR", "CosineAnnealingLR", "LinearLR",
  * "OneCycleLR", "SequentialLR". */
-const char *zg_sched_name(const zg_sched *s);
-zg_optim *zg_sched_optimizer(const zg_sched *s);
+ZG_API const char *zg_sched_name(const zg_sched *s);
+ZG_API zg_optim *zg_sched_optimizer(const zg_sched *s);
 /* Frees s (and a sequential's schedulers); NULL is a no-op. */
-void zg_sched_free(zg_sched *s);
+ZG_API void zg_sched_free(zg_sched *s);
 
 /* The scheduler's state_dict as JSON text (malloc'd; free()): the kind,
  * its hyperparameters, last_epoch, step count, base and last lrs (and a
@@ -871,11 +880,11 @@ void zg_sched_free(zg_sched *s);
  * every value) before it changes anything, then adopts the saved state
  * and hyperparameters as PyTorch does; with the optimizer's state loaded
  * too (its lrs), stepping continues the same sequence. */
-char *zg_sched_state_json(const zg_sched *s);
-int zg_sched_load_state_json(zg_sched *s, const char *json);
+ZG_API char *zg_sched_state_json(const zg_sched *s);
+ZG_API int zg_sched_load_state_json(zg_sched *s, const char *json);
 /* The same as a safetensors file (metadata only), written atomically. */
-int zg_sched_save(const zg_sched *s, const char *path);
-int zg_sched_load(zg_sched *s, const char *path);
+ZG_API int zg_sched_save(const zg_sched *s, const char *path);
+ZG_API int zg_sched_load(zg_sched *s, const char *path);
 
 /* ------------------------------------------------------------------ */
 /* Gradient accumulation windows                                       */
@@ -904,29 +913,29 @@ typedef struct zg_accum zg_accum;
  * first window starts clean, and the window is declared to the
  * gradient-lifecycle sanitizer. Free the accumulator before its optimizer
  * (freeing it withdraws the declaration). */
-zg_accum *zg_accum_new(zg_optim *opt, zg_grad_scaler *scaler, int n);
-void zg_accum_free(zg_accum *a);
+ZG_API zg_accum *zg_accum_new(zg_optim *opt, zg_grad_scaler *scaler, int n);
+ZG_API void zg_accum_free(zg_accum *a);
 /* Clip the total norm (zg_optim_clip_grad_norm, after unscale_) before
  * each step; max_norm < 0 turns clipping off (the default). */
-int zg_accum_set_clip(zg_accum *a, double max_norm, double norm_type);
+ZG_API int zg_accum_set_clip(zg_accum *a, double max_norm, double norm_type);
 /* Backward of loss / N (scaled). Returns 1 when this micro-batch fills the
  * window (the next zg_accum_step steps), 0 when it does not, or an error
  * (< 0; the micro-batch is not counted). */
-int zg_accum_backward(zg_accum *a, zg_tensor *loss);
+ZG_API int zg_accum_backward(zg_accum *a, zg_tensor *loss);
 /* Steps and clears the grads if the window is full; otherwise nothing.
  * *stepped (may be NULL): whether the parameters were updated (false also
  * when the scaler skipped the step for inf/NaN grads). */
-int zg_accum_step(zg_accum *a, bool *stepped);
+ZG_API int zg_accum_step(zg_accum *a, bool *stepped);
 /* Steps a partial window (see above); nothing when it is empty. */
-int zg_accum_flush(zg_accum *a, bool *stepped);
+ZG_API int zg_accum_flush(zg_accum *a, bool *stepped);
 /* Drops the window's gradients (zero_grad, set to None) and restarts it:
  * after a failure that may have left a partial backward behind. */
-void zg_accum_discard(zg_accum *a);
+ZG_API void zg_accum_discard(zg_accum *a);
 /* Micro-batches in the current window so far; the window size N. */
-int zg_accum_pending(const zg_accum *a);
-int zg_accum_size(const zg_accum *a);
+ZG_API int zg_accum_pending(const zg_accum *a);
+ZG_API int zg_accum_size(const zg_accum *a);
 /* Total grad norm measured by the last clipped step (NAN before any). */
-double zg_accum_last_norm(const zg_accum *a);
+ZG_API double zg_accum_last_norm(const zg_accum *a);
 
 /* ===== Gradient-lifecycle sanitizer =====================================
  * Watches backward / zero_grad / step / clip / scaler / scheduler calls and
@@ -948,24 +957,24 @@ typedef enum {
     ZG_SAN_SCALED_READ, /* zg_tensor_grad read grads still multiplied by the loss scale */
     ZG_SAN_KIND_COUNT
 } zg_sanitize_kind;
-void zg_sanitize_set_mode(zg_sanitize_mode mode);
-zg_sanitize_mode zg_sanitize_get_mode(void);
+ZG_API void zg_sanitize_set_mode(zg_sanitize_mode mode);
+ZG_API zg_sanitize_mode zg_sanitize_get_mode(void);
 /* Reports made so far (all kinds, or one kind); the last report's text ("" if none). */
-int64_t zg_sanitize_report_count(void);
-int64_t zg_sanitize_kind_count(zg_sanitize_kind kind);
-const char *zg_sanitize_last_report(void);
+ZG_API int64_t zg_sanitize_report_count(void);
+ZG_API int64_t zg_sanitize_kind_count(zg_sanitize_kind kind);
+ZG_API const char *zg_sanitize_last_report(void);
 /* Forgets all tracked state, watched modules and counters (keeps the mode). */
-void zg_sanitize_reset(void);
+ZG_API void zg_sanitize_reset(void);
 /* Declares that each step of opt uses up to n backward passes (gradient
  * accumulation window); n <= 1 removes the declaration. */
-int zg_sanitize_expect_accumulation(zg_optim *opt, int n);
+ZG_API int zg_sanitize_expect_accumulation(zg_optim *opt, int n);
 /* Declares a multi-loss step: the next step(s), until a backward follows
  * a step, may use up to n backward passes. */
-void zg_sanitize_expect_backwards(int n);
+ZG_API void zg_sanitize_expect_backwards(int n);
 /* Parameters of m with grads that no optimizer steps are reported at the
  * next zg_optim_step. Unwatch before freeing m. */
-int zg_sanitize_watch_module(zg_module *m);
-void zg_sanitize_unwatch_module(zg_module *m);
+ZG_API int zg_sanitize_watch_module(zg_module *m);
+ZG_API void zg_sanitize_unwatch_module(zg_module *m);
 
 #ifdef __cplusplus
 }

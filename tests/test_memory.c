@@ -138,7 +138,13 @@ TEST(resident_memory_is_flat_over_10000_steps) {
     CHECK(zg_arena_bytes_reserved() == arena100);
     printf("memory: anonymous RSS after step 100 = %ld KiB, after step %d = %ld KiB; arena %zu bytes reserved\n", rss100,
            steps, rss_end, arena100);
-    if (!zgt_sanitized()) CHECK(rss_end == rss100);
+    /* Flat, not byte-exact: a thread's stack or the allocator may touch one
+     * more page once (seen on AMD Zen 3: +4 KiB in about half the runs),
+     * which is no growth. Anything that grows per step is far larger: the
+     * smallest leak, one 16-byte malloc chunk per step, adds 155 KiB over
+     * these 9900 steps, so two pages still catch it 19 times over. */
+    if (!zgt_sanitized() && !(rss_end - rss100 <= 8))
+        zgt_fail(__FILE__, __LINE__, "anonymous RSS grew by %ld KiB from step 100 to step %d", rss_end - rss100, steps);
     mlp_free(&r);
 }
 

@@ -6,9 +6,9 @@
  * short usage), 130 / 143 stopped by SIGINT / SIGTERM after writing a
  * checkpoint. */
 #include <errno.h>
-#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,82 +31,7 @@ static void usage(FILE *f) {
             "  --help      print this help and exit\n");
 }
 
-static void train_usage(FILE *f) {
-    fprintf(f,
-            "usage: zgrad train [options]\n"
-            "\n"
-            "Trains a model on Fashion-MNIST with the canonical loop (zero_grad, forward,\n"
-            "loss, backward, step), evaluates it after every epoch and writes into the run\n"
-            "directory: metrics.jsonl, curves.svg, model.safetensors and a checkpoint.\n"
-            "With no options: the default CNN, Adam lr 1e-3, batch 64, 3 epochs, seed 0.\n"
-            "\n"
-            "options:\n"
-            "  --model cnn|mlp        cnn: Conv32-Pool-Conv64-Pool-Linear128-Linear10 (default);\n"
-            "                         mlp: 784-256-128-10 with ReLU\n"
-            "  --epochs N             total epochs, also when resuming (default 3)\n"
-            "  --batch-size N         (default 64)\n"
-            "  --optimizer NAME       sgd, adam, adamw, rmsprop or adagrad (default adam)\n"
-            "  --lr X                 learning rate (default: the optimizer's; adam 1e-3)\n"
-            "  --momentum X           sgd and rmsprop only (default 0)\n"
-            "  --weight-decay X       (default: the optimizer's; adamw 1e-2, others 0)\n"
-            "  --seed N               weight initialisation and data order (default 0)\n"
-            "  --threads N            OpenMP and OpenBLAS threads (default: all cores)\n"
-            "  --data DIR             MNIST-format data set (default\n"
-            "                         /usr/share/datasets/fashion-mnist; scripts/setup installs it)\n"
-            "  --out DIR              run directory (default runs/<timestamp>)\n"
-            "  --resume DIR           continue the run in DIR from its last checkpoint, exactly\n"
-            "                         as if it had not stopped; its options are kept (a\n"
-            "                         different value is refused, --epochs may grow)\n"
-            "  --progress MODE        auto (a bar on a terminal, else a line every few\n"
-            "                         seconds), bar, lines or off (default auto)\n"
-            "  --accum N              accumulate N batches per optimizer step (default 1): each\n"
-            "                         loss is divided by N; an epoch's short last window steps\n"
-            "                         with what it has (its losses were divided by N too)\n"
-            "  --clip-norm X          clip the total L2 norm of the grads to X before each step\n"
-            "  --schedule SPEC        learning-rate schedule over the run's optimizer steps:\n"
-            "                         step:SIZE[,gamma=G], cosine[:T_MAX][,eta_min=E],\n"
-            "                         linear[:ITERS][,start_factor=S,end_factor=E],\n"
-            "                         onecycle:MAX_LR[,...], warmup-cosine:W[,start_factor=S,eta_min=E]\n"
-            "  --amp bf16|fp16|off    mixed precision: autocast around the forward; fp16 also\n"
-            "                         scales the loss with a GradScaler (default off)\n"
-            "  --max-bad-steps K      stop after K skipped batches in a row (a batch that fails\n"
-            "                         to load or gives a NaN/inf loss is skipped; default 5)\n"
-            "\n"
-            "SIGINT / SIGTERM finish the current step, write a checkpoint and exit with\n"
-            "130 / 143; --resume continues exactly.\n"
-            "  --help                 print this help and exit\n"
-            "\n"
-            "testing and long runs:\n"
-            "  --limit-train N        train on the first N samples only\n"
-            "  --limit-test N         evaluate on the first N test samples only\n"
-            "  --checkpoint-every-steps N\n"
-            "                         also write a checkpoint every N optimizer steps (kept\n"
-            "                         by --resume)\n"
-            "  --inject-bad-batch N   (testing) batch N of the run (1-based, over all epochs)\n"
-            "                         fails to load\n"
-            "  --inject-bad-backward N\n"
-            "                         (testing) batch N fails after its backward wrote grads\n"
-            "  --inject-nan-loss N[:COUNT]\n"
-            "                         (testing) batches N .. N+COUNT-1 give a NaN loss\n");
-}
-
-static void eval_usage(FILE *f) {
-    fprintf(f,
-            "usage: zgrad eval --checkpoint PATH [options]\n"
-            "\n"
-            "Prints the test loss, the accuracy and the confusion matrix of a saved model.\n"
-            "PATH: a run directory, a checkpoint directory inside one, or a\n"
-            "model.safetensors written by zgrad train.\n"
-            "\n"
-            "options:\n"
-            "  --checkpoint PATH      the model to evaluate (required)\n"
-            "  --data DIR             MNIST-format data set (default /usr/share/datasets/fashion-mnist)\n"
-            "  --limit-test N         the first N test samples only\n"
-            "  --threads N            OpenMP and OpenBLAS threads\n"
-            "  --help                 print this help and exit\n");
-}
-
-/* ---- argument parsing ------------------------------------------------------ */
+/* ---- usage errors and number parsing ----------------------------------------- */
 
 static const char *cmd_name;
 
@@ -126,16 +51,13 @@ static int bad_usage(const char *fmt, ...) {
     return 2;
 }
 
-static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t *out) {
+static int parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < lo) {
-        char what[64];
-        snprintf(what, sizeof what, "an integer >= %lld", (long long)lo);
-        fprintf(stderr, "zgrad %s: %s: expected %s, got '%s'\n", cmd_name, opt, what, s);
-        return -1;
-    }
+    if (end == s || *end || errno || v < lo)
+        return bad_usage("%s: expected an integer >= %lld, got '%s'", opt, (long long)lo, s);
+    if (v > hi) return bad_usage("%s: at most %lld (got %s)", opt, (long long)hi, s);
     *out = v;
     return 0;
 }
@@ -144,271 +66,350 @@ static int parse_f64(const char *opt, const char *s, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < 0) {
-        fprintf(stderr, "zgrad %s: %s: expected a number >= 0, got '%s'\n", cmd_name, opt, s);
-        return -1;
-    }
+    if (end == s || *end || errno || !isfinite(v) || v < 0)
+        return bad_usage("%s: expected a number >= 0, got '%s'", opt, s);
     *out = v;
     return 0;
 }
 
-static int parse_u64(const char *opt, const char *s, uint64_t *out) {
+/* ---- options as a table --------------------------------------------------------- */
+
+/* Every command's settings start with this: the options given, by their
+ * rows' `given` bits (a resume keeps the checkpoint's value of an option
+ * that is not given). */
+typedef struct {
+    unsigned given;
+} opts_head;
+
+typedef struct option option;
+/* Parses v into the settings `dst` (at o->off) as row o says: 0, or 2
+ * after printing the usage error. */
+typedef int (*setter_fn)(const option *o, const char *v, void *dst);
+
+/* One row: an option of a command, or (name NULL) a line of its help. An
+ * option is added by adding its row. */
+struct option {
+    const char *name; /* "--epochs" */
+    const char *arg;  /* its value in the help ("N"), NULL for none */
+    const char *help; /* lines separated by '\n' */
+    setter_fn set;
+    size_t off;       /* the field of the settings it sets */
+    int64_t lo, hi;   /* the range of an integer */
+    unsigned given;
+};
+
+#define FIELD(type, dst, o) ((type *)((char *)(dst) + (o)->off))
+
+static int set_i64(const option *o, const char *v, void *dst) {
+    return parse_i64(o->name, v, o->lo, o->hi, FIELD(int64_t, dst, o));
+}
+static int set_int(const option *o, const char *v, void *dst) {
+    int64_t x = 0;
+    if (parse_i64(o->name, v, o->lo, o->hi, &x)) return 2;
+    *FIELD(int, dst, o) = (int)x;
+    return 0;
+}
+static int set_f64(const option *o, const char *v, void *dst) { return parse_f64(o->name, v, FIELD(double, dst, o)); }
+static int set_f64_positive(const option *o, const char *v, void *dst) {
+    if (parse_f64(o->name, v, FIELD(double, dst, o))) return 2;
+    if (!(*FIELD(double, dst, o) > 0)) return bad_usage("%s: expected a number > 0, got '%s'", o->name, v);
+    return 0;
+}
+static int set_u64(const option *o, const char *v, void *dst) {
     char *end;
     errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || *end || errno || s[0] == '-' || s[0] == '+' || s[0] == ' ') {
-        fprintf(stderr, "zgrad %s: %s: expected an integer in [0, 2^64), got '%s'\n", cmd_name, opt, s);
-        return -1;
-    }
-    *out = v;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || *end || errno || v[0] == '-' || v[0] == '+' || v[0] == ' ')
+        return bad_usage("%s: expected an integer in [0, 2^64), got '%s'", o->name, v);
+    *FIELD(uint64_t, dst, o) = x;
+    return 0;
+}
+static int set_path(const option *o, const char *v, void *dst) {
+    if (!*v) return bad_usage("%s: empty path", o->name);
+    *FIELD(const char *, dst, o) = v;
+    return 0;
+}
+static int set_model(const option *o, const char *v, void *dst) {
+    int k = zg_train_model_kind(v);
+    if (k < 0) return bad_usage("%s: expected cnn or mlp, got '%s'", o->name, v);
+    *FIELD(zg_model_kind, dst, o) = (zg_model_kind)k;
+    return 0;
+}
+static int set_optimizer(const option *o, const char *v, void *dst) {
+    int k = zg_train_optim_kind(v);
+    if (k < 0) return bad_usage("%s: expected sgd, adam, adamw, rmsprop or adagrad, got '%s'", o->name, v);
+    *FIELD(zg_optim_kind, dst, o) = (zg_optim_kind)k;
+    return 0;
+}
+static int set_progress(const option *o, const char *v, void *dst) {
+    static const char *const names[] = {"auto", "bar", "lines", "off"};
+    static const zg_progress_mode modes[] = {ZG_PROGRESS_AUTO, ZG_PROGRESS_BAR, ZG_PROGRESS_LINES, ZG_PROGRESS_OFF};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(v, names[i])) {
+            *FIELD(zg_progress_mode, dst, o) = modes[i];
+            return 0;
+        }
+    return bad_usage("%s: expected auto, bar, lines or off, got '%s'", o->name, v);
+}
+static int set_amp(const option *o, const char *v, void *dst) {
+    static const char *const names[] = {"bf16", "fp16", "off"};
+    static const zg_autocast_type types[] = {ZG_AUTOCAST_BF16, ZG_AUTOCAST_FP16, ZG_AUTOCAST_OFF};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(v, names[i])) {
+            *FIELD(zg_autocast_type, dst, o) = types[i];
+            return 0;
+        }
+    return bad_usage("%s: expected bf16, fp16 or off, got '%s'", o->name, v);
+}
+static int set_schedule(const option *o, const char *v, void *dst) {
+    char *s = FIELD(char, dst, o);
+    const size_t cap = sizeof ((zg_train_config *)0)->schedule;
+    if (!*v) return bad_usage("%s: empty schedule", o->name);
+    if (strlen(v) >= cap) return bad_usage("%s: at most %d characters", o->name, (int)cap - 1);
+    memcpy(s, v, strlen(v) + 1);
+    return 0;
+}
+/* N[:COUNT] into inject_nan_loss and the inject_nan_count after it. */
+static int set_nan_spec(const option *o, const char *v, void *dst) {
+    char head[32];
+    const char *colon = strchr(v, ':');
+    size_t len = colon ? (size_t)(colon - v) : strlen(v);
+    if (len >= sizeof head) return bad_usage("%s: expected N[:COUNT], got '%s'", o->name, v);
+    memcpy(head, v, len);
+    head[len] = '\0';
+    int64_t *n = FIELD(int64_t, dst, o);
+    if (parse_i64(o->name, head, 1, INT64_MAX, &n[0])) return 2;
+    if (colon && parse_i64(o->name, colon + 1, 1, INT64_MAX, &n[1])) return 2;
     return 0;
 }
 
-/* Parse errors print their one line, then this. */
-static int usage_tail(void) {
-    fprintf(stderr, "usage: zgrad %s [options]  (zgrad %s --help lists them)\n", cmd_name, cmd_name);
-    return 2;
+/* The rows' help: the option and its value in 22 columns (or a line of
+ * their own when longer), each line of help from column 25. */
+static void print_options(FILE *f, const option *tab, int n) {
+    for (int i = 0; i < n; i++) {
+        const option *o = &tab[i];
+        if (!o->name) {
+            fprintf(f, "%s\n", o->help);
+            continue;
+        }
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        const char *line = o->help;
+        if (strlen(head) > 22) fprintf(f, "  %s\n", head);
+        else fprintf(f, "  %-22s ", head);
+        for (bool first = true; line; first = false) {
+            const char *nl = strchr(line, '\n');
+            int len = nl ? (int)(nl - line) : (int)strlen(line);
+            fprintf(f, "%*s%.*s\n", first && strlen(head) <= 22 ? 0 : 25, "", len, line);
+            line = nl ? nl + 1 : NULL;
+        }
+    }
 }
 
-/* "--name value" or "--name=value": the value, advancing *i; NULL (and
- * *missing) when the option takes none or it is absent. */
-static const char *option_value(int argc, char **argv, int *i, const char *name, bool *matched, bool *missing) {
+/* "--name value" or "--name=value": the row of argv[*i] (advancing *i past
+ * a separate value) and its value in *v; NULL when no row matches. *missing
+ * when the value is absent. */
+static const option *match(const option *tab, int n, int argc, char **argv, int *i, const char **v, bool *missing) {
     const char *a = argv[*i];
-    size_t n = strlen(name);
-    *matched = false;
     *missing = false;
-    if (strncmp(a, name, n) != 0) return NULL;
-    if (a[n] == '=') {
-        *matched = true;
-        return a + n + 1;
+    for (int k = 0; k < n; k++) {
+        const option *o = &tab[k];
+        if (!o->name || !o->set) continue;
+        size_t len = strlen(o->name);
+        if (strncmp(a, o->name, len) != 0) continue;
+        if (a[len] == '=') {
+            *v = a + len + 1;
+            return o;
+        }
+        if (a[len] != '\0') continue;
+        if (*i + 1 >= argc) *missing = true;
+        else *v = argv[++*i];
+        return o;
     }
-    if (a[n] != '\0') return NULL;
-    *matched = true;
-    if (*i + 1 >= argc) {
-        *missing = true;
-        return NULL;
-    }
-    return argv[++*i];
+    return NULL;
 }
 
-enum {
-    SET_MODEL = 1 << 0,
-    SET_EPOCHS = 1 << 1,
-    SET_BATCH = 1 << 2,
-    SET_OPTIM = 1 << 3,
-    SET_LR = 1 << 4,
-    SET_MOMENTUM = 1 << 5,
-    SET_WD = 1 << 6,
-    SET_SEED = 1 << 7,
-    SET_LIMIT_TRAIN = 1 << 8,
-    SET_LIMIT_TEST = 1 << 9,
-    SET_CKPT_EVERY = 1 << 10,
-    SET_ACCUM = 1 << 11,
-    SET_CLIP = 1 << 12,
-    SET_SCHEDULE = 1 << 13,
-    SET_AMP = 1 << 14,
-};
+enum { PARSED = 0, HELP = -1 };
+
+/* Parses argv[2..] with the table into dst: PARSED, HELP (--help seen), or
+ * the exit status of a usage error (printed). */
+static int parse_options(const option *tab, int n, int argc, char **argv, void *dst) {
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return HELP;
+        bool missing;
+        const option *o = match(tab, n, argc, argv, &i, &v, &missing);
+        if (!o && a[0] == '-') return bad_usage("unknown option '%s'", a);
+        if (!o) return bad_usage("unexpected argument '%s'", a);
+        if (missing) return bad_usage("%s needs a value", o->name);
+        int rc = o->set(o, v, dst);
+        if (rc) return rc;
+        ((opts_head *)dst)->given |= o->given;
+    }
+    return PARSED;
+}
 
 /* ---- train ------------------------------------------------------------------- */
 
-static int cmd_train(int argc, char **argv) {
-    cmd_name = "train";
-    zg_train_config o = zg_train_config_defaults();
-    unsigned set = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            train_usage(stdout);
-            return 0;
-        }
-        static const char *const names[] = {"--model",      "--epochs",      "--batch-size",  "--optimizer",
-                                            "--lr",         "--momentum",    "--weight-decay", "--seed",
-                                            "--threads",    "--data",        "--out",         "--resume",
-                                            "--limit-train", "--limit-test", "--checkpoint-every-steps",
-                                            "--progress",   "--accum",       "--clip-norm",   "--schedule",
-                                            "--amp",        "--max-bad-steps", "--inject-bad-batch",
-                                            "--inject-bad-backward", "--inject-nan-loss"};
-        int which = -1;
-        const char *v = NULL;
-        for (int k = 0; k < (int)(sizeof names / sizeof names[0]) && which < 0; k++) {
-            bool matched, missing;
-            v = option_value(argc, argv, &i, names[k], &matched, &missing);
-            if (!matched) continue;
-            if (missing) return bad_usage("%s needs a value", names[k]);
-            which = k;
-        }
-        if (which < 0) {
-            if (a[0] == '-') return bad_usage("unknown option '%s'", a);
-            return bad_usage("unexpected argument '%s'", a);
-        }
-        const char *opt = names[which];
-        int64_t iv;
-        switch (which) {
-        case 0:
-            if (zg_train_model_kind(v) < 0) return bad_usage("--model: expected cnn or mlp, got '%s'", v);
-            o.model = (zg_model_kind)zg_train_model_kind(v);
-            set |= SET_MODEL;
-            break;
-        case 1:
-            if (parse_i64(opt, v, 1, &iv)) return usage_tail();
-            if (iv > 1000000) return bad_usage("%s: at most 1000000 (got %s)", opt, v);
-            o.epochs = (int)iv;
-            set |= SET_EPOCHS;
-            break;
-        case 2:
-            if (parse_i64(opt, v, 1, &o.batch_size)) return usage_tail();
-            set |= SET_BATCH;
-            break;
-        case 3:
-            if (zg_train_optim_kind(v) < 0)
-                return bad_usage("--optimizer: expected sgd, adam, adamw, rmsprop or adagrad, got '%s'", v);
-            o.optimizer = (zg_optim_kind)zg_train_optim_kind(v);
-            set |= SET_OPTIM;
-            break;
-        case 4:
-            if (parse_f64(opt, v, &o.lr)) return usage_tail();
-            set |= SET_LR;
-            break;
-        case 5:
-            if (parse_f64(opt, v, &o.momentum)) return usage_tail();
-            set |= SET_MOMENTUM;
-            break;
-        case 6:
-            if (parse_f64(opt, v, &o.weight_decay)) return usage_tail();
-            set |= SET_WD;
-            break;
-        case 7:
-            if (parse_u64(opt, v, &o.seed)) return usage_tail();
-            set |= SET_SEED;
-            break;
-        case 8:
-            if (parse_i64(opt, v, 1, &iv)) return usage_tail();
-            if (iv > 1024) return bad_usage("%s: at most 1024 (got %s)", opt, v);
-            o.threads = (int)iv;
-            break;
-        case 9:
-            o.data_dir = v;
-            break;
-        case 10:
-            o.out_dir = v;
-            break;
-        case 11:
-            o.resume_dir = v;
-            break;
-        case 12:
-            if (parse_i64(opt, v, 1, &o.limit_train)) return usage_tail();
-            set |= SET_LIMIT_TRAIN;
-            break;
-        case 13:
-            if (parse_i64(opt, v, 1, &o.limit_test)) return usage_tail();
-            set |= SET_LIMIT_TEST;
-            break;
-        case 14:
-            if (parse_i64(opt, v, 1, &o.checkpoint_every_steps)) return usage_tail();
-            set |= SET_CKPT_EVERY;
-            break;
-        case 15:
-            if (!strcmp(v, "auto")) o.progress = ZG_PROGRESS_AUTO;
-            else if (!strcmp(v, "bar")) o.progress = ZG_PROGRESS_BAR;
-            else if (!strcmp(v, "lines")) o.progress = ZG_PROGRESS_LINES;
-            else if (!strcmp(v, "off")) o.progress = ZG_PROGRESS_OFF;
-            else return bad_usage("--progress: expected auto, bar, lines or off, got '%s'", v);
-            break;
-        case 16:
-            if (parse_i64(opt, v, 1, &iv)) return usage_tail();
-            if (iv > 1000000) return bad_usage("%s: at most 1000000 (got %s)", opt, v);
-            o.accum = (int)iv;
-            set |= SET_ACCUM;
-            break;
-        case 17:
-            if (parse_f64(opt, v, &o.clip_norm)) return usage_tail();
-            if (!(o.clip_norm > 0)) return bad_usage("%s: expected a number > 0, got '%s'", opt, v);
-            set |= SET_CLIP;
-            break;
-        case 18:
-            if (!*v) return bad_usage("%s: empty schedule", opt);
-            if (strlen(v) >= sizeof o.schedule)
-                return bad_usage("%s: at most %d characters", opt, (int)sizeof o.schedule - 1);
-            memcpy(o.schedule, v, strlen(v) + 1);
-            set |= SET_SCHEDULE;
-            break;
-        case 19:
-            if (!strcmp(v, "bf16")) o.amp = ZG_AUTOCAST_BF16;
-            else if (!strcmp(v, "fp16")) o.amp = ZG_AUTOCAST_FP16;
-            else if (!strcmp(v, "off")) o.amp = ZG_AUTOCAST_OFF;
-            else return bad_usage("--amp: expected bf16, fp16 or off, got '%s'", v);
-            set |= SET_AMP;
-            break;
-        case 20:
-            if (parse_i64(opt, v, 1, &iv)) return usage_tail();
-            if (iv > 1000000) return bad_usage("%s: at most 1000000 (got %s)", opt, v);
-            o.max_bad_steps = (int)iv;
-            break;
-        case 21:
-            if (parse_i64(opt, v, 1, &o.inject_bad_batch)) return usage_tail();
-            break;
-        case 22:
-            if (parse_i64(opt, v, 1, &o.inject_bad_backward)) return usage_tail();
-            break;
-        case 23: {
-            char head[32];
-            const char *colon = strchr(v, ':');
-            size_t len = colon ? (size_t)(colon - v) : strlen(v);
-            if (len >= sizeof head) return bad_usage("%s: expected N[:COUNT], got '%s'", opt, v);
-            memcpy(head, v, len);
-            head[len] = '\0';
-            if (parse_i64(opt, head, 1, &o.inject_nan_loss)) return usage_tail();
-            if (colon && parse_i64(opt, colon + 1, 1, &o.inject_nan_count)) return usage_tail();
-            break;
-        }
-        }
-        if ((which == 9 || which == 10 || which == 11) && !*v) return bad_usage("%s: empty path", opt);
-    }
+/* The options of `zgrad train` as given (a resume merges them with the
+ * checkpoint's: train_config). */
+typedef struct {
+    opts_head head;
+    zg_train_config c;
+} train_opts;
 
-    /* With --resume the checkpoint's options are the base; options given
-     * here override them (and the driver refuses any that conflict). */
-    zg_train_config c = zg_train_config_defaults();
-    if (o.resume_dir && zg_train_checkpoint_config(o.resume_dir, &c)) {
+enum {
+    G_MODEL = 1 << 0,
+    G_EPOCHS = 1 << 1,
+    G_BATCH = 1 << 2,
+    G_OPTIM = 1 << 3,
+    G_LR = 1 << 4,
+    G_MOMENTUM = 1 << 5,
+    G_WD = 1 << 6,
+    G_SEED = 1 << 7,
+    G_LIMIT_TRAIN = 1 << 8,
+    G_LIMIT_TEST = 1 << 9,
+    G_CKPT_EVERY = 1 << 10,
+    G_ACCUM = 1 << 11,
+    G_CLIP = 1 << 12,
+    G_SCHEDULE = 1 << 13,
+    G_AMP = 1 << 14,
+};
+
+#define T_OPT(name, arg, help, set, field, lo, hi, given) \
+    {name, arg, help, set, offsetof(train_opts, c.field), lo, hi, given}
+#define MILLION 1000000
+
+static const option train_options[] = {
+    T_OPT("--model", "cnn|mlp", "cnn: Conv32-Pool-Conv64-Pool-Linear128-Linear10 (default);\nmlp: 784-256-128-10 with ReLU",
+          set_model, model, 0, 0, G_MODEL),
+    T_OPT("--epochs", "N", "total epochs, also when resuming (default 3)", set_int, epochs, 1, MILLION, G_EPOCHS),
+    T_OPT("--batch-size", "N", "(default 64)", set_i64, batch_size, 1, INT64_MAX, G_BATCH),
+    T_OPT("--optimizer", "NAME", "sgd, adam, adamw, rmsprop or adagrad (default adam)", set_optimizer, optimizer, 0,
+          0, G_OPTIM),
+    T_OPT("--lr", "X", "learning rate (default: the optimizer's; adam 1e-3)", set_f64, lr, 0, 0, G_LR),
+    T_OPT("--momentum", "X", "sgd and rmsprop only (default 0)", set_f64, momentum, 0, 0, G_MOMENTUM),
+    T_OPT("--weight-decay", "X", "(default: the optimizer's; adamw 1e-2, others 0)", set_f64, weight_decay, 0, 0,
+          G_WD),
+    T_OPT("--seed", "N", "weight initialisation and data order (default 0)", set_u64, seed, 0, 0, G_SEED),
+    T_OPT("--threads", "N", "OpenMP and OpenBLAS threads (default: all cores)", set_int, threads, 1, 1024, 0),
+    T_OPT("--data", "DIR",
+          "MNIST-format data set (default\n/usr/share/datasets/fashion-mnist; scripts/setup installs it)", set_path,
+          data_dir, 0, 0, 0),
+    T_OPT("--out", "DIR", "run directory (default runs/<timestamp>)", set_path, out_dir, 0, 0, 0),
+    T_OPT("--resume", "DIR",
+          "continue the run in DIR from its last checkpoint, exactly\nas if it had not stopped; its options are kept "
+          "(a\ndifferent value is refused, --epochs may grow)",
+          set_path, resume_dir, 0, 0, 0),
+    T_OPT("--progress", "MODE", "auto (a bar on a terminal, else a line every few\nseconds), bar, lines or off (default auto)",
+          set_progress, progress, 0, 0, 0),
+    T_OPT("--accum", "N",
+          "accumulate N batches per optimizer step (default 1): each\nloss is divided by N; an epoch's short last "
+          "window steps\nwith what it has (its losses were divided by N too)",
+          set_int, accum, 1, MILLION, G_ACCUM),
+    T_OPT("--clip-norm", "X", "clip the total L2 norm of the grads to X before each step", set_f64_positive,
+          clip_norm, 0, 0, G_CLIP),
+    T_OPT("--schedule", "SPEC",
+          "learning-rate schedule over the run's optimizer steps:\nstep:SIZE[,gamma=G], cosine[:T_MAX][,eta_min=E],\n"
+          "linear[:ITERS][,start_factor=S,end_factor=E],\nonecycle:MAX_LR[,...], "
+          "warmup-cosine:W[,start_factor=S,eta_min=E]",
+          set_schedule, schedule, 0, 0, G_SCHEDULE),
+    T_OPT("--amp", "bf16|fp16|off",
+          "mixed precision: autocast around the forward; fp16 also\nscales the loss with a GradScaler (default off)",
+          set_amp, amp, 0, 0, G_AMP),
+    T_OPT("--max-bad-steps", "K",
+          "stop after K skipped batches in a row (a batch that fails\nto load or gives a NaN/inf loss is skipped; "
+          "default 5)",
+          set_int, max_bad_steps, 1, MILLION, 0),
+    {NULL, NULL, "\nSIGINT / SIGTERM finish the current step, write a checkpoint and exit with\n130 / 143; --resume "
+                 "continues exactly.",
+     NULL, 0, 0, 0, 0},
+    {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
+    {NULL, NULL, "\ntesting and long runs:", NULL, 0, 0, 0, 0},
+    T_OPT("--limit-train", "N", "train on the first N samples only", set_i64, limit_train, 1, INT64_MAX, G_LIMIT_TRAIN),
+    T_OPT("--limit-test", "N", "evaluate on the first N test samples only", set_i64, limit_test, 1, INT64_MAX,
+          G_LIMIT_TEST),
+    T_OPT("--checkpoint-every-steps", "N", "also write a checkpoint every N optimizer steps (kept\nby --resume)",
+          set_i64, checkpoint_every_steps, 1, INT64_MAX, G_CKPT_EVERY),
+    T_OPT("--inject-bad-batch", "N", "(testing) batch N of the run (1-based, over all epochs)\nfails to load",
+          set_i64, inject_bad_batch, 1, INT64_MAX, 0),
+    T_OPT("--inject-bad-backward", "N", "(testing) batch N fails after its backward wrote grads", set_i64,
+          inject_bad_backward, 1, INT64_MAX, 0),
+    T_OPT("--inject-nan-loss", "N[:COUNT]", "(testing) batches N .. N+COUNT-1 give a NaN loss", set_nan_spec,
+          inject_nan_loss, 0, 0, 0),
+};
+#define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
+
+static void train_usage(FILE *f) {
+    fprintf(f, "usage: zgrad train [options]\n"
+               "\n"
+               "Trains a model on Fashion-MNIST with the canonical loop (zero_grad, forward,\n"
+               "loss, backward, step), evaluates it after every epoch and writes into the run\n"
+               "directory: metrics.jsonl, curves.svg, model.safetensors and a checkpoint.\n"
+               "With no options: the default CNN, Adam lr 1e-3, batch 64, 3 epochs, seed 0.\n"
+               "\n"
+               "options:\n");
+    print_options(f, train_options, N_TRAIN_OPTIONS);
+}
+
+/* The run's configuration: with --resume the checkpoint's options are the
+ * base and the options given here override them (the driver refuses any
+ * that conflict); without, the defaults. 0, or an exit status. */
+static int train_config(const train_opts *o, zg_train_config *c) {
+    const unsigned g = o->head.given;
+    *c = zg_train_config_defaults();
+    if (o->c.resume_dir && zg_train_checkpoint_config(o->c.resume_dir, c)) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
         return 1;
     }
-    if (set & SET_MODEL) c.model = o.model;
-    if (set & SET_OPTIM) {
-        /* Another optimizer does not inherit the checkpoint's settings. */
-        if (c.optimizer != o.optimizer) c.lr = c.momentum = c.weight_decay = -1;
-        c.optimizer = o.optimizer;
-    }
-    if (set & SET_EPOCHS) c.epochs = o.epochs;
-    if (set & SET_BATCH) c.batch_size = o.batch_size;
-    if (set & SET_LR) c.lr = o.lr;
-    if (set & SET_MOMENTUM) c.momentum = o.momentum;
-    if (set & SET_WD) c.weight_decay = o.weight_decay;
-    if (set & SET_SEED) c.seed = o.seed;
-    if (set & SET_LIMIT_TRAIN) c.limit_train = o.limit_train;
-    if (set & SET_LIMIT_TEST) c.limit_test = o.limit_test;
-    c.threads = o.threads;
-    c.data_dir = o.data_dir;
-    c.out_dir = o.out_dir;
-    c.resume_dir = o.resume_dir;
-    if (set & SET_CKPT_EVERY) c.checkpoint_every_steps = o.checkpoint_every_steps;
-    c.progress = o.progress;
-    if (set & SET_ACCUM) c.accum = o.accum;
-    if (set & SET_CLIP) c.clip_norm = o.clip_norm;
-    if (set & SET_SCHEDULE) memcpy(c.schedule, o.schedule, sizeof c.schedule);
-    if (set & SET_AMP) c.amp = o.amp;
-    c.max_bad_steps = o.max_bad_steps;
-    c.handle_signals = true;
-    c.inject_bad_batch = o.inject_bad_batch;
-    c.inject_bad_backward = o.inject_bad_backward;
-    c.inject_nan_loss = o.inject_nan_loss;
-    c.inject_nan_count = o.inject_nan_count;
-    if ((set & SET_MOMENTUM) && c.optimizer != ZG_SGD && c.optimizer != ZG_RMSPROP)
-        return bad_usage("--momentum applies to sgd and rmsprop, not %s", zg_train_optim_name(c.optimizer));
-    if (zg_train_config_validate(&c)) {
+    /* Another optimizer does not inherit the checkpoint's settings. */
+    if ((g & G_OPTIM) && c->optimizer != o->c.optimizer) c->lr = c->momentum = c->weight_decay = -1;
+    if (g & G_MODEL) c->model = o->c.model;
+    if (g & G_OPTIM) c->optimizer = o->c.optimizer;
+    if (g & G_EPOCHS) c->epochs = o->c.epochs;
+    if (g & G_BATCH) c->batch_size = o->c.batch_size;
+    if (g & G_LR) c->lr = o->c.lr;
+    if (g & G_MOMENTUM) c->momentum = o->c.momentum;
+    if (g & G_WD) c->weight_decay = o->c.weight_decay;
+    if (g & G_SEED) c->seed = o->c.seed;
+    if (g & G_LIMIT_TRAIN) c->limit_train = o->c.limit_train;
+    if (g & G_LIMIT_TEST) c->limit_test = o->c.limit_test;
+    if (g & G_CKPT_EVERY) c->checkpoint_every_steps = o->c.checkpoint_every_steps;
+    if (g & G_ACCUM) c->accum = o->c.accum;
+    if (g & G_CLIP) c->clip_norm = o->c.clip_norm;
+    if (g & G_SCHEDULE) memcpy(c->schedule, o->c.schedule, sizeof c->schedule);
+    if (g & G_AMP) c->amp = o->c.amp;
+    /* These belong to this invocation, never to the checkpoint. */
+    c->threads = o->c.threads;
+    c->data_dir = o->c.data_dir;
+    c->out_dir = o->c.out_dir;
+    c->resume_dir = o->c.resume_dir;
+    c->progress = o->c.progress;
+    c->max_bad_steps = o->c.max_bad_steps;
+    c->handle_signals = true;
+    c->inject_bad_batch = o->c.inject_bad_batch;
+    c->inject_bad_backward = o->c.inject_bad_backward;
+    c->inject_nan_loss = o->c.inject_nan_loss;
+    c->inject_nan_count = o->c.inject_nan_count;
+    if ((g & G_MOMENTUM) && c->optimizer != ZG_SGD && c->optimizer != ZG_RMSPROP)
+        return bad_usage("--momentum applies to sgd and rmsprop, not %s", zg_train_optim_name(c->optimizer));
+    if (zg_train_config_validate(c)) {
         const char *e = zg_last_error(), *prefix = "zg_train_config: ";
         return bad_usage("%s", strncmp(e, prefix, strlen(prefix)) ? e : e + strlen(prefix));
     }
+    return 0;
+}
 
+static int cmd_train(int argc, char **argv) {
+    cmd_name = "train";
+    train_opts o = {.c = zg_train_config_defaults()};
+    int rc = parse_options(train_options, N_TRAIN_OPTIONS, argc, argv, &o);
+    if (rc == HELP) {
+        train_usage(stdout);
+        return 0;
+    }
+    zg_train_config c;
+    if (rc || (rc = train_config(&o, &c))) return rc;
     zg_train_result r;
     if (zg_train_run(&c, &r)) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
@@ -422,49 +423,41 @@ static int cmd_train(int argc, char **argv) {
 
 /* ---- eval -------------------------------------------------------------------- */
 
+typedef struct {
+    opts_head head;
+    const char *checkpoint, *data;
+    int64_t limit_test;
+    int threads;
+} eval_opts;
+
+#define E_OPT(name, arg, help, set, field, lo, hi) {name, arg, help, set, offsetof(eval_opts, field), lo, hi, 0}
+
+static const option eval_options[] = {
+    E_OPT("--checkpoint", "PATH", "the model to evaluate (required)", set_path, checkpoint, 0, 0),
+    E_OPT("--data", "DIR", "MNIST-format data set (default /usr/share/datasets/fashion-mnist)", set_path, data, 0, 0),
+    E_OPT("--limit-test", "N", "the first N test samples only", set_i64, limit_test, 1, INT64_MAX),
+    E_OPT("--threads", "N", "OpenMP and OpenBLAS threads", set_int, threads, 1, 1024),
+    {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
+};
+#define N_EVAL_OPTIONS ((int)(sizeof eval_options / sizeof eval_options[0]))
+
+static void eval_usage(FILE *f) {
+    fprintf(f, "usage: zgrad eval --checkpoint PATH [options]\n"
+               "\n"
+               "Prints the test loss, the accuracy and the confusion matrix of a saved model.\n"
+               "PATH: a run directory, a checkpoint directory inside one, or a\n"
+               "model.safetensors written by zgrad train.\n"
+               "\n"
+               "options:\n");
+    print_options(f, eval_options, N_EVAL_OPTIONS);
+}
+
 static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
-static int cmd_eval(int argc, char **argv) {
-    cmd_name = "eval";
-    const char *ckpt = NULL, *data = NULL;
-    int64_t limit = 0, threads = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            eval_usage(stdout);
-            return 0;
-        }
-        static const char *const names[] = {"--checkpoint", "--data", "--limit-test", "--threads"};
-        int which = -1;
-        const char *v = NULL;
-        for (int k = 0; k < 4 && which < 0; k++) {
-            bool matched, missing;
-            v = option_value(argc, argv, &i, names[k], &matched, &missing);
-            if (!matched) continue;
-            if (missing) return bad_usage("%s needs a value", names[k]);
-            which = k;
-        }
-        if (which < 0) {
-            if (a[0] == '-') return bad_usage("unknown option '%s'", a);
-            return bad_usage("unexpected argument '%s'", a);
-        }
-        if (which == 0) ckpt = v;
-        if (which == 1) data = v;
-        if (which == 2 && parse_i64(names[2], v, 1, &limit)) return usage_tail();
-        if (which == 3 && parse_i64(names[3], v, 1, &threads)) return usage_tail();
-        if (which == 3 && threads > 1024) return bad_usage("%s: at most 1024 (got %s)", names[3], v);
-        if ((which == 0 || which == 1) && !*v) return bad_usage("%s: empty path", names[which]);
-    }
-    if (!ckpt) return bad_usage("--checkpoint PATH is required");
-    if (threads > 0) zg_set_num_threads((int)threads);
-    zg_eval_result r;
-    if (zg_eval_checkpoint(ckpt, data, limit, &r)) {
-        fprintf(stderr, "zgrad: %s\n", zg_last_error());
-        return 1;
-    }
-    int k = r.num_classes;
-    printf("test loss %.4f, accuracy %.2f%% (%lld samples)\n", r.loss, 100 * r.accuracy, (long long)r.n);
+static void print_eval(const zg_eval_result *r, const char *data) {
+    int k = r->num_classes;
+    printf("test loss %.4f, accuracy %.2f%% (%lld samples)\n", r->loss, 100 * r->accuracy, (long long)r->n);
     printf("confusion matrix (rows: true class, columns: predicted class)\n");
     int w = 6;
     printf("%*s", 6, "");
@@ -472,7 +465,7 @@ static int cmd_eval(int argc, char **argv) {
     printf("\n");
     for (int i = 0; i < k; i++) {
         printf("%5d ", i);
-        for (int j = 0; j < k; j++) printf("%*lld", w, (long long)r.confusion[i * k + j]);
+        for (int j = 0; j < k; j++) printf("%*lld", w, (long long)r->confusion[i * k + j]);
         printf("\n");
     }
     const char *dir = data ? data : "/usr/share/datasets/fashion-mnist";
@@ -480,6 +473,25 @@ static int cmd_eval(int argc, char **argv) {
         printf("classes:");
         for (int i = 0; i < 10; i++) printf(" %d %s%s", i, fashion_classes[i], i < 9 ? "," : "\n");
     }
+}
+
+static int cmd_eval(int argc, char **argv) {
+    cmd_name = "eval";
+    eval_opts o = {0};
+    int rc = parse_options(eval_options, N_EVAL_OPTIONS, argc, argv, &o);
+    if (rc == HELP) {
+        eval_usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    if (!o.checkpoint) return bad_usage("--checkpoint PATH is required");
+    if (o.threads > 0) zg_set_num_threads(o.threads);
+    zg_eval_result r;
+    if (zg_eval_checkpoint(o.checkpoint, o.data, o.limit_test, &r)) {
+        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        return 1;
+    }
+    print_eval(&r, o.data);
     zg_eval_result_free(&r);
     return 0;
 }
