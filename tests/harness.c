@@ -85,6 +85,17 @@ zg_tensor *zgt_from(const float *vals, const int64_t *shape, int ndim) {
     return zg_tensor_from_data(ZG_FLOAT32, vals, shape, ndim);
 }
 
+zg_tensor *zgt_param(zg_tensor *t) {
+    if (t) zg_tensor_set_requires_grad(t, true);
+    return t;
+}
+
+zg_tensor *zgt_param_from(const float *vals, const int64_t *shape, int ndim) {
+    return zgt_param(zgt_from(vals, shape, ndim));
+}
+
+zg_tensor *zgt_param_vec(const float *vals, int64_t n) { return zgt_param_from(vals, (int64_t[]){n}, 1); }
+
 double zgt_rel_err(const zg_tensor *a, const zg_tensor *b) {
     if (!a || !b || zg_tensor_numel(a) != zg_tensor_numel(b)) return INFINITY;
     double num = 0, den = 0;

@@ -84,8 +84,14 @@ void zgt_check_tensor_near(const char *file, int line, const char *what, const z
 void zgt_check_values(const char *file, int line, const char *what, const zg_tensor *t, const float *vals, int n,
                       double tol);
 
-/* Arena tensor helpers for tests. */
+/* Tensor helpers for tests. */
 zg_tensor *zgt_from(const float *vals, const int64_t *shape, int ndim); /* persistent */
+/* t made a leaf that requires grad (NULL passes through, to fail later). */
+zg_tensor *zgt_param(zg_tensor *t);
+/* zgt_from(vals, shape, ndim) as a leaf that requires grad. */
+zg_tensor *zgt_param_from(const float *vals, const int64_t *shape, int ndim);
+/* The same for a vector of n values. */
+zg_tensor *zgt_param_vec(const float *vals, int64_t n);
 /* Norm-wise relative error |a - b| / |b| (|a - b| if b is zero). */
 double zgt_rel_err(const zg_tensor *a, const zg_tensor *b);
 
@@ -130,6 +136,27 @@ void zgt_remove_dir(const char *dir);
 const char *zgt_reference_dir(void);
 bool zgt_reference_ready(const char *const *sources, int n_sources, const char *const *files, int n_files,
                          const char *suffix);
+
+/* A set of reference files one script makes, checked once per process:
+ * the first zgt_refs_ready runs zgt_reference_ready; later calls report
+ * the same outcome (a failure fails each case that needs the files, never
+ * a silent pass). Declare it static with the fields below, state 0. */
+typedef struct {
+    const char *const *sources; /* the script, then what it imports */
+    int n_sources;
+    const char *const *files; /* in zgt_reference_dir(), each + suffix */
+    int n_files;
+    const char *suffix; /* NULL: ".safetensors" */
+    int state; /* 0: unchecked, 1: ready, -1: failed */
+} zgt_refset;
+bool zgt_refs_ready(zgt_refset *r);
+/* The file `name`.safetensors of a ready set, read; NULL (and a failed
+ * case) if not. */
+zg_safetensors *zgt_refs_open(zgt_refset *r, const char *name);
+/* The tensor named by the format in st: NULL when missing (find), or NULL
+ * and a failed case (get). */
+zg_tensor *zgt_ref_find(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+zg_tensor *zgt_ref_get(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Running under ASan/UBSan (ZG_SANITIZED=1): long loops may shorten. */
 bool zgt_sanitized(void);

@@ -1,6 +1,8 @@
 /* Live PyTorch references for the parity tests (see harness.h). */
 #include "harness.h"
 
+#include <stdarg.h>
+
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,4 +67,48 @@ bool zgt_reference_ready(const char *const *sources, int n_sources, const char *
         }
     }
     return true;
+}
+
+bool zgt_refs_ready(zgt_refset *r) {
+    if (!r->state) {
+        const char *suffix = r->suffix ? r->suffix : ".safetensors";
+        r->state = zgt_reference_ready(r->sources, r->n_sources, r->files, r->n_files, suffix) ? 1 : -1;
+    } else if (r->state < 0) {
+        zgt_fail(__FILE__, __LINE__, "the PyTorch reference files of %s are not available (see above)",
+                 r->sources[0]);
+    }
+    return r->state > 0;
+}
+
+zg_safetensors *zgt_refs_open(zgt_refset *r, const char *name) {
+    if (!zgt_refs_ready(r)) return NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.safetensors", zgt_reference_dir(), name);
+    zg_safetensors *st = zg_safetensors_read(path);
+    if (!st) zgt_fail(__FILE__, __LINE__, "reading %s: %s", path, zg_last_error());
+    return st;
+}
+
+static zg_tensor *ref_vget(const zg_safetensors *st, bool need, const char *fmt, va_list ap) {
+    char name[256];
+    vsnprintf(name, sizeof name, fmt, ap);
+    zg_tensor *t = zg_safetensors_get(st, name);
+    if (!t && need) zgt_fail(__FILE__, __LINE__, "reference tensor %s missing", name);
+    return t;
+}
+
+zg_tensor *zgt_ref_find(const zg_safetensors *st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    zg_tensor *t = ref_vget(st, false, fmt, ap);
+    va_end(ap);
+    return t;
+}
+
+zg_tensor *zgt_ref_get(const zg_safetensors *st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    zg_tensor *t = ref_vget(st, true, fmt, ap);
+    va_end(ap);
+    return t;
 }

@@ -704,19 +704,11 @@ TEST(autocast_errors_and_version_check) {
 #define AMP_SCRIPT "tests/parity/amp_reference.py"
 static const char *const amp_scenarios[] = {"amp_mlp_bf16", "amp_matmul_bf16", "amp_mlp784_bf16"};
 #define N_AMP ((int)(sizeof amp_scenarios / sizeof amp_scenarios[0]))
+static const char *const amp_sources[] = {AMP_SCRIPT, "tests/parity/torch_reference.py"};
+/* The reference files, (re)made when missing or older than the scripts. */
+static zgt_refset amp_refs = {amp_sources, 2, amp_scenarios, N_AMP, NULL, 0};
 
 /* The reference files, (re)made when missing or older than the script. */
-static bool amp_refs_ready(void) {
-    static int state; /* 0: unchecked, 1: ready, -1: failed */
-    if (!state) {
-        const char *const sources[] = {AMP_SCRIPT, "tests/parity/torch_reference.py"};
-        state = zgt_reference_ready(sources, 2, amp_scenarios, N_AMP, ".safetensors") ? 1 : -1;
-    } else if (state < 0) {
-        zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
-    }
-    return state > 0;
-}
-
 /* Whether torch's CPU bf16 autocast is a reference for zgrad's here: the
  * scripts measure whether torch sums bf16 products in float32 and rounds
  * once, as oneDNN does (metadata "bf16_sums_in_fp32"). torch 1.13 sends
@@ -747,18 +739,6 @@ static bool torch_bf16_is_reference(const zg_safetensors *st) {
                "here; exact references check it instead\n",
                zg_safetensors_metadata(st, "torch") ? zg_safetensors_metadata(st, "torch") : "?");
     return false;
-}
-
-static zg_tensor *ref_get(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static zg_tensor *ref_get(const zg_safetensors *st, const char *fmt, ...) {
-    char name[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    zg_tensor *t = zg_safetensors_get(st, name);
-    if (!t) zgt_fail(__FILE__, __LINE__, "reference tensor %s missing", name);
-    return t;
 }
 
 #define AMP_MAX_LAYERS 4
@@ -804,12 +784,12 @@ static double run_amp_scenario(const zg_safetensors *st, double *params_err, dou
     for (int i = 0; i < m.n_layers; i++) {
         snprintf(m.wname[i], sizeof m.wname[i], "%d.weight", i);
         snprintf(m.bname[i], sizeof m.bname[i], "%d.bias", i);
-        m.w[i] = zg_tensor_clone(ref_get(st, "init.%s", m.wname[i]));
+        m.w[i] = zg_tensor_clone(zgt_ref_get(st, "init.%s", m.wname[i]));
         zg_tensor_set_requires_grad(m.w[i], true);
         params[np++] = m.w[i];
         m.b[i] = NULL;
         if (m.mlp) {
-            m.b[i] = zg_tensor_clone(ref_get(st, "init.%s", m.bname[i]));
+            m.b[i] = zg_tensor_clone(zgt_ref_get(st, "init.%s", m.bname[i]));
             zg_tensor_set_requires_grad(m.b[i], true);
             params[np++] = m.b[i];
         }
@@ -819,13 +799,13 @@ static double run_amp_scenario(const zg_safetensors *st, double *params_err, dou
     cfg.momentum = atof(mom_s);
     zg_optim *opt = zg_optim_new(ZG_SGD, params, np, &cfg);
     int steps = atoi(steps_s);
-    zg_tensor *tloss = ref_get(st, "loss");
+    zg_tensor *tloss = zgt_ref_get(st, "loss");
     double worst = 0;
     for (int s = 0; s < steps; s++) {
         zg_optim_zero_grad(opt, true);
         CHECK_OK(zg_autocast_enter(ZG_AUTOCAST_BF16));
-        zg_tensor *logits = amp_forward(&m, ref_get(st, "data.x.%d", s));
-        zg_tensor *loss = logits ? zg_cross_entropy(logits, ref_get(st, "data.y.%d", s), NULL) : NULL;
+        zg_tensor *logits = amp_forward(&m, zgt_ref_get(st, "data.x.%d", s));
+        zg_tensor *loss = logits ? zg_cross_entropy(logits, zgt_ref_get(st, "data.y.%d", s), NULL) : NULL;
         zg_autocast_exit();
         CHECK_PTR(loss);
         if (!loss) break;
@@ -841,7 +821,7 @@ static double run_amp_scenario(const zg_safetensors *st, double *params_err, dou
                     zgt_fail(__FILE__, __LINE__, "grad of %s step %d is not a bf16 value", pn, s);
                     break;
                 }
-            worst = fmax(worst, zgt_rel_err(g, ref_get(st, "grad.%d.%s", s, pn)));
+            worst = fmax(worst, zgt_rel_err(g, zgt_ref_get(st, "grad.%d.%s", s, pn)));
         }
         CHECK_OK(zg_optim_step(opt));
         zg_arena_reset();
@@ -849,7 +829,7 @@ static double run_amp_scenario(const zg_safetensors *st, double *params_err, dou
     double f32 = 0, gap = 0, pe = 0;
     for (int i = 0; i < np; i++) {
         const char *pn = m.mlp ? (i % 2 ? m.bname[i / 2] : m.wname[i / 2]) : m.wname[i];
-        zg_tensor *tb = ref_get(st, "final.%s", pn), *t32 = ref_get(st, "fp32.final.%s", pn);
+        zg_tensor *tb = zgt_ref_get(st, "final.%s", pn), *t32 = zgt_ref_get(st, "fp32.final.%s", pn);
         pe = fmax(pe, zgt_rel_err(params[i], tb));
         f32 = fmax(f32, zgt_rel_err(params[i], t32));
         gap = fmax(gap, zgt_rel_err(tb, t32));
@@ -878,15 +858,12 @@ static double run_amp_scenario(const zg_safetensors *st, double *params_err, dou
  * closer to torch's bf16 ones than those are to the float32 ones (measured
  * 100x or more). */
 TEST(autocast_bf16_parity_with_pytorch) {
-    if (!amp_refs_ready()) return;
+    if (!zgt_refs_ready(&amp_refs)) return;
     zg_bf16_kernel ks[3];
     int nk = available_kernels(ks);
     zg_bf16_kernel saved = zg_bf16_kernel_get();
     for (int sc = 0; sc < N_AMP; sc++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s.safetensors", zgt_reference_dir(), amp_scenarios[sc]);
-        zg_safetensors *st = zg_safetensors_read(path);
-        CHECK_PTR(st);
+        zg_safetensors *st = zgt_refs_open(&amp_refs, amp_scenarios[sc]);
         if (!st) continue;
         for (int ki = 0; ki < nk && torch_bf16_is_reference(st); ki++) {
             CHECK_OK(zg_bf16_kernel_set(ks[ki]));
@@ -1023,23 +1000,12 @@ static bool run_conv(zg_autocast_type t, const conv_cfg *q, zg_tensor *x, zg_ten
 
 #define AMP_CONV_REF "amp_conv_bf16"
 
-static zg_safetensors *amp_conv_refs(void) {
-    static int state; /* 0: unchecked, 1: ready, -1: failed */
-    if (!state) {
-        const char *const sources[] = {"tests/parity/amp_conv_reference.py", "tests/parity/torch_reference.py"};
-        const char *const files[] = {AMP_CONV_REF};
-        state = zgt_reference_ready(sources, 2, files, 1, ".safetensors") ? 1 : -1;
-    }
-    if (state < 0) {
-        zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
-        return NULL;
-    }
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.safetensors", zgt_reference_dir(), AMP_CONV_REF);
-    zg_safetensors *st = zg_safetensors_read(path);
-    CHECK_PTR(st);
-    return st;
-}
+static const char *const conv_sources[] = {"tests/parity/amp_conv_reference.py",
+                                           "tests/parity/torch_reference.py"};
+static const char *const conv_files[] = {AMP_CONV_REF};
+static zgt_refset conv_refs = {conv_sources, 2, conv_files, 1, NULL, 0};
+
+static zg_safetensors *amp_conv_refs(void) { return zgt_refs_open(&conv_refs, AMP_CONV_REF); }
 
 static conv_cfg cfg_of(const zg_tensor *c) {
     conv_cfg q;
@@ -1081,10 +1047,10 @@ TEST(autocast_conv2d_bf16_matches_pytorch) {
     const int nk = available_kernels(ks);
     const zg_bf16_kernel saved = zg_bf16_kernel_get();
     for (int ci = 0; ci < ncases; ci++) {
-        const conv_cfg q = cfg_of(ref_get(st, "case.%d.cfg", ci));
-        zg_tensor *x = leaf_clone(ref_get(st, "case.%d.x", ci)), *w = leaf_clone(ref_get(st, "case.%d.w", ci));
-        zg_tensor *b = q.bias ? leaf_clone(ref_get(st, "case.%d.b", ci)) : NULL;
-        zg_tensor *gy = ref_get(st, "case.%d.gy", ci);
+        const conv_cfg q = cfg_of(zgt_ref_get(st, "case.%d.cfg", ci));
+        zg_tensor *x = leaf_clone(zgt_ref_get(st, "case.%d.x", ci)), *w = leaf_clone(zgt_ref_get(st, "case.%d.w", ci));
+        zg_tensor *b = q.bias ? leaf_clone(zgt_ref_get(st, "case.%d.b", ci)) : NULL;
+        zg_tensor *gy = zgt_ref_get(st, "case.%d.gy", ci);
         for (int ki = 0; ki < nk; ki++) {
             CHECK_OK(zg_bf16_kernel_set(ks[ki]));
             zg_tensor *y = NULL;
@@ -1096,7 +1062,7 @@ TEST(autocast_conv2d_bf16_matches_pytorch) {
             for (int i = 0; i < (b ? 4 : 3); i++) {
                 snprintf(what, sizeof what, "case %d [%s] %s", ci, kernel_name(ks[ki]), names[i]);
                 CHECK(got[i] && all_representable(ZG_AUTOCAST_BF16, got[i]));
-                fr[i] = within_one_step(what, ZG_AUTOCAST_BF16, got[i], ref_get(st, "case.%d.%s", ci, names[i]),
+                fr[i] = within_one_step(what, ZG_AUTOCAST_BF16, got[i], zgt_ref_get(st, "case.%d.%s", ci, names[i]),
                                         1e-6, 0.02);
             }
             printf("  case %d [%s]: fraction one bf16 step off torch: y %.2g dx %.2g dw %.2g db %.2g\n", ci,
@@ -1208,13 +1174,13 @@ TEST(autocast_default_cnn_matches_pytorch) {
         return;
     }
     for (int j = 0; j < 8; j++) {
-        zg_tensor *init = ref_get(st, "cnn.init.%d", j);
+        zg_tensor *init = zgt_ref_get(st, "cnn.init.%d", j);
         CHECK(init && zg_tensor_numel(init) == zg_tensor_numel(p[j]));
         if (init && zg_tensor_numel(init) == zg_tensor_numel(p[j]))
             memcpy(zg_tensor_data(p[j]), zg_tensor_data(init), (size_t)zg_tensor_numel(init) * sizeof(float));
     }
-    zg_tensor *x = ref_get(st, "cnn.x"), *yt = ref_get(st, "cnn.y");
-    const float tloss = zg_tensor_get(ref_get(st, "cnn.loss"), 0);
+    zg_tensor *x = zgt_ref_get(st, "cnn.x"), *yt = zgt_ref_get(st, "cnn.y");
+    const float tloss = zg_tensor_get(zgt_ref_get(st, "cnn.loss"), 0);
     zg_bf16_kernel ks[3];
     const int nk = available_kernels(ks);
     const zg_bf16_kernel saved = zg_bf16_kernel_get();
@@ -1235,14 +1201,14 @@ TEST(autocast_default_cnn_matches_pytorch) {
         CHECK_PTR(loss);
         if (!loss) continue;
         CHECK(all_representable(ZG_AUTOCAST_BF16, logits));
-        double worst = zgt_rel_err(logits, ref_get(st, "cnn.logits"));
+        double worst = zgt_rel_err(logits, zgt_ref_get(st, "cnn.logits"));
         const float l = zg_tensor_item(loss);
         worst = fmax(worst, fabs(l - tloss) / fabs(tloss));
         CHECK_OK(zg_backward(loss, NULL));
         for (int j = 0; j < 8; j++) {
             zg_tensor *g = zg_tensor_grad(p[j]);
             CHECK(g && all_representable(ZG_AUTOCAST_BF16, g));
-            worst = fmax(worst, zgt_rel_err(g, ref_get(st, "cnn.grad.%d", j)));
+            worst = fmax(worst, zgt_rel_err(g, zgt_ref_get(st, "cnn.grad.%d", j)));
         }
         printf("  default CNN [%s]: worst relative error vs torch bf16 %.3g; loss %.7g, torch %.7g, fp32 %.7g\n",
                kernel_name(ks[ki]), worst, l, tloss, loss32);

@@ -2,15 +2,8 @@
  * (section 3): one case per behaviour. */
 #include "harness.h"
 
-static zg_tensor *param(const float *v, int64_t n) {
-    int64_t s[1] = {n};
-    zg_tensor *t = zg_tensor_from_data(ZG_FLOAT32, v, s, 1);
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
-
 TEST(leaf_and_non_leaf) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     int64_t s[1] = {2};
     zg_tensor *c = zg_ones(s, 1); /* a constant input */
     zg_tensor *y = zg_mul(x, c);
@@ -31,7 +24,7 @@ TEST(leaf_and_non_leaf) {
 }
 
 TEST(grad_is_none_until_first_backward_then_added_in_place) {
-    zg_tensor *x = param((float[]){1, 2, 3}, 3);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2, 3}, 3);
     CHECK(zg_tensor_grad(x) == NULL);
     CHECK_OK(zg_backward(zg_sum(zg_mul_scalar(x, 2.0f)), NULL));
     zg_tensor *g1 = zg_tensor_grad(x);
@@ -49,7 +42,7 @@ TEST(grad_is_none_until_first_backward_then_added_in_place) {
 
 TEST(tensor_used_twice_gets_the_sum) {
     /* y = x^2 + 5x at x = 3: dy/dx = 2x + 5 = 11 */
-    zg_tensor *x = param((float[]){3}, 1);
+    zg_tensor *x = zgt_param_vec((float[]){3}, 1);
     zg_tensor *y = zg_add(zg_mul(x, x), zg_mul_scalar(x, 5.0f));
     CHECK_OK(zg_backward(y, NULL));
     CHECK_NEAR(zg_tensor_get(zg_tensor_grad(x), 0), 11.0, 0);
@@ -58,7 +51,7 @@ TEST(tensor_used_twice_gets_the_sum) {
 
 TEST(double_backward_with_retain_graph_accumulates) {
     /* x*x backwarded twice: 2x + 2x = [4, 8] at x = [1, 2] */
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     zg_tensor *y = zg_sum(zg_mul(x, x));
     CHECK_OK(zg_backward(y, &(zg_backward_opts){.retain_graph = true}));
     CHECK_OK(zg_backward(y, NULL));
@@ -68,7 +61,7 @@ TEST(double_backward_with_retain_graph_accumulates) {
 }
 
 TEST(second_backward_without_retain_graph_fails) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     zg_tensor *y = zg_sum(zg_mul(x, x));
     CHECK_OK(zg_backward(y, NULL));
     CHECK_ERR(zg_backward(y, NULL), "backward through the graph a second time");
@@ -80,7 +73,7 @@ TEST(second_backward_without_retain_graph_fails) {
 }
 
 TEST(node_that_saved_nothing_can_be_backwarded_twice) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     zg_tensor *y = zg_sum(zg_add_scalar(x, 1.0f));
     CHECK_OK(zg_backward(y, NULL));
     CHECK_OK(zg_backward(y, NULL));
@@ -90,7 +83,7 @@ TEST(node_that_saved_nothing_can_be_backwarded_twice) {
 }
 
 TEST(non_scalar_backward_needs_a_gradient) {
-    zg_tensor *x = param((float[]){1, 2, 3}, 3);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2, 3}, 3);
     zg_tensor *y = zg_mul(x, x);
     CHECK_ERR(zg_backward(y, NULL), "grad can be implicitly created only for scalar outputs");
     int64_t s[1] = {3};
@@ -116,7 +109,7 @@ TEST(root_that_does_not_require_grad_fails) {
 }
 
 TEST(detach_shares_data_without_graph) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     zg_tensor *y = zg_mul_scalar(x, 3.0f);
     zg_tensor *d = zg_detach(y);
     CHECK(!zg_tensor_requires_grad(d) && zg_tensor_is_leaf(d) && !zg_tensor_grad_fn_name(d));
@@ -130,7 +123,7 @@ TEST(detach_shares_data_without_graph) {
 }
 
 TEST(no_grad_records_nothing_and_nests) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     CHECK(zg_grad_enabled());
     zg_no_grad_enter();
     zg_no_grad_enter();
@@ -148,8 +141,8 @@ TEST(no_grad_records_nothing_and_nests) {
 }
 
 TEST(backward_restricted_to_inputs) {
-    zg_tensor *a = param((float[]){2}, 1);
-    zg_tensor *b = param((float[]){5}, 1);
+    zg_tensor *a = zgt_param_vec((float[]){2}, 1);
+    zg_tensor *b = zgt_param_vec((float[]){5}, 1);
     zg_tensor *y = zg_mul(a, b);
     zg_tensor *only_a[1] = {a};
     CHECK_OK(zg_backward(y, &(zg_backward_opts){.inputs = only_a, .n_inputs = 1}));
@@ -160,9 +153,9 @@ TEST(backward_restricted_to_inputs) {
 }
 
 TEST(autograd_grad_leaves_dot_grad_alone) {
-    zg_tensor *a = param((float[]){2}, 1);
-    zg_tensor *b = param((float[]){5}, 1);
-    zg_tensor *u = param((float[]){1}, 1); /* not used */
+    zg_tensor *a = zgt_param_vec((float[]){2}, 1);
+    zg_tensor *b = zgt_param_vec((float[]){5}, 1);
+    zg_tensor *u = zgt_param_vec((float[]){1}, 1); /* not used */
     zg_tensor *y = zg_mul(zg_mul(a, a), b); /* dy/da = 2ab = 20, dy/db = a^2 = 4 */
     zg_tensor *in[3] = {a, b, u};
     zg_tensor *g[3];
@@ -178,7 +171,7 @@ TEST(autograd_grad_leaves_dot_grad_alone) {
 }
 
 TEST(retain_grad_keeps_a_non_leaf_grad) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     zg_tensor *h = zg_mul_scalar(x, 3.0f);
     zg_tensor *k = zg_mul_scalar(x, 4.0f);
     CHECK_OK(zg_tensor_retain_grad(h));
@@ -206,7 +199,7 @@ static zg_tensor *bad_shape_hook(zg_tensor *g, void *user) {
 }
 
 TEST(hooks_run_in_order_before_accumulation) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     float two = 2.0f, seen = 0;
     CHECK_OK(zg_tensor_register_hook(x, scale_hook, &two));
     CHECK_OK(zg_tensor_register_hook(x, add_one_hook, NULL));
@@ -225,7 +218,7 @@ TEST(hooks_run_in_order_before_accumulation) {
 }
 
 TEST(hook_on_non_leaf_changes_what_flows_on) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     zg_tensor *h = zg_mul_scalar(x, 3.0f);
     float half = 0.5f;
     CHECK_OK(zg_tensor_register_hook(h, scale_hook, &half));
@@ -236,7 +229,7 @@ TEST(hook_on_non_leaf_changes_what_flows_on) {
 }
 
 TEST(hook_changing_the_shape_is_an_error) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     int64_t s[1] = {3};
     zg_tensor *other = zg_zeros(s, 1);
     CHECK_OK(zg_tensor_register_hook(x, bad_shape_hook, other));
@@ -258,7 +251,7 @@ static int post_hook(zg_tensor *leaf, void *user) {
 }
 
 TEST(post_accumulate_hook_sees_the_updated_grad) {
-    zg_tensor *x = param((float[]){1}, 1);
+    zg_tensor *x = zgt_param_vec((float[]){1}, 1);
     float seen = 0;
     CHECK_OK(zg_tensor_register_post_accumulate_hook(x, post_hook, &seen));
     CHECK_OK(zg_backward(zg_sum(zg_mul_scalar(x, 2.0f)), NULL));
@@ -274,7 +267,7 @@ TEST(post_accumulate_hook_sees_the_updated_grad) {
 }
 
 TEST(inplace_change_of_a_saved_tensor_is_detected) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     int64_t s[1] = {2};
     zg_tensor *w = zg_tensor_from_data(ZG_FLOAT32, (float[]){3, 4}, s, 1);
     zg_tensor *y = zg_sum(zg_mul(x, w)); /* mul saves w for dx */
@@ -286,7 +279,7 @@ TEST(inplace_change_of_a_saved_tensor_is_detected) {
 }
 
 TEST(zero_grad_set_to_none_vs_zero_fill) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     CHECK_OK(zg_backward(zg_sum(zg_mul_scalar(x, 2.0f)), NULL));
     zg_tensor *g = zg_tensor_grad(x);
     zg_tensor_zero_grad(x, false);
@@ -307,7 +300,7 @@ TEST(zero_grad_set_to_none_vs_zero_fill) {
 }
 
 TEST(set_grad_writes_or_clears) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     int64_t s[1] = {2}, s3[1] = {3};
     zg_tensor *g = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.5f, -1}, s, 1);
     zg_tensor *bad = zg_zeros(s3, 1);
@@ -323,7 +316,7 @@ TEST(set_grad_writes_or_clears) {
 }
 
 TEST(deep_graph_does_not_overflow_the_stack) {
-    zg_tensor *x = param((float[]){1}, 1);
+    zg_tensor *x = zgt_param_vec((float[]){1}, 1);
     zg_tensor *y = x;
     for (int i = 0; i < 200000; i++) y = zg_add_scalar(y, 0.0f);
     CHECK_OK(zg_backward(y, NULL));
@@ -332,7 +325,7 @@ TEST(deep_graph_does_not_overflow_the_stack) {
 }
 
 TEST(non_leaf_grad_is_not_kept) {
-    zg_tensor *x = param((float[]){1, 2}, 2);
+    zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     zg_tensor *h = zg_mul_scalar(x, 2.0f);
     CHECK_OK(zg_backward(zg_sum(h), NULL));
     CHECK(zg_tensor_grad(h) == NULL);

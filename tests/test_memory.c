@@ -144,7 +144,8 @@ TEST(resident_memory_is_flat_over_10000_steps) {
      * smallest leak, one 16-byte malloc chunk per step, adds 155 KiB over
      * these 9900 steps, so two pages still catch it 19 times over. */
     if (!zgt_sanitized() && !(rss_end - rss100 <= 8))
-        zgt_fail(__FILE__, __LINE__, "anonymous RSS grew by %ld KiB from step 100 to step %d", rss_end - rss100, steps);
+        zgt_fail(__FILE__, __LINE__, "anonymous RSS grew by %ld KiB from step 100 to step %d", rss_end - rss100,
+                 steps);
     mlp_free(&r);
 }
 

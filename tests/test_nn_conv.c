@@ -466,40 +466,13 @@ TEST(conv_module_forward_and_errors) {
 #define TOL 1e-5
 
 static const char *const ref_files[] = {"conv_ops", "conv_cnn"};
+static const char *const ref_sources[] = {SCRIPT, WRITER};
+/* Made when missing or older than the script or the writer it imports. */
+static zgt_refset refs = {ref_sources, 2, ref_files, 2, NULL, 0};
 
 /* Makes sure the reference files exist and are newer than the script and
  * the writer it imports (running it once per process if not); fails the
  * running case with what to do otherwise, never a silent pass. */
-static bool refs_ready(void) {
-    static int state; /* 0: unchecked, 1: ready, -1: failed */
-    if (!state) {
-        const char *const sources[] = {SCRIPT, WRITER};
-        state = zgt_reference_ready(sources, 2, ref_files, (int)(sizeof ref_files / sizeof *ref_files), ".safetensors") ? 1 : -1;
-    } else if (state < 0) {
-        zgt_fail(__FILE__, __LINE__, "the PyTorch reference files are not available (see above)");
-    }
-    return state > 0;
-}
-
-static zg_safetensors *ref_open(const char *file) {
-    if (!refs_ready()) return NULL;
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.safetensors", zgt_reference_dir(), file);
-    zg_safetensors *st = zg_safetensors_read(path);
-    if (!st) zgt_fail(__FILE__, __LINE__, "reading %s: %s", path, zg_last_error());
-    return st;
-}
-
-static zg_tensor *ref_get(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static zg_tensor *ref_get(const zg_safetensors *st, const char *fmt, ...) {
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return zg_safetensors_get(st, name);
-}
-
 static double worst_err;
 
 /* |ours - ref| / |ref| <= TOL, shapes equal. */
@@ -537,10 +510,10 @@ static void run_op_case(const zg_safetensors *st, const char *c) {
     }
     char op[32] = "";
     sscanf(spec, "%31s", op);
-    zg_tensor *x = leaf(ref_get(st, "%s.x", c), true);
-    zg_tensor *w = leaf(ref_get(st, "%s.w", c), true);
-    zg_tensor *b = leaf(ref_get(st, "%s.b", c), true);
-    zg_tensor *rm = leaf(ref_get(st, "%s.rm", c), false), *rv = leaf(ref_get(st, "%s.rv", c), false);
+    zg_tensor *x = leaf(zgt_ref_find(st, "%s.x", c), true);
+    zg_tensor *w = leaf(zgt_ref_find(st, "%s.w", c), true);
+    zg_tensor *b = leaf(zgt_ref_find(st, "%s.b", c), true);
+    zg_tensor *rm = leaf(zgt_ref_find(st, "%s.rm", c), false), *rv = leaf(zgt_ref_find(st, "%s.rv", c), false);
     zg_tensor *y = NULL;
     int a[8];
     float mom, eps;
@@ -559,24 +532,24 @@ static void run_op_case(const zg_safetensors *st, const char *c) {
     }
     char what[128];
     snprintf(what, sizeof what, "%s y", c);
-    compare(what, y, ref_get(st, "%s.y", c));
+    compare(what, y, zgt_ref_find(st, "%s.y", c));
     if (y) {
-        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = ref_get(st, "%s.gy", c)}));
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = zgt_ref_find(st, "%s.gy", c)}));
         snprintf(what, sizeof what, "%s gx", c);
-        compare(what, zg_tensor_grad(x), ref_get(st, "%s.gx", c));
+        compare(what, zg_tensor_grad(x), zgt_ref_find(st, "%s.gx", c));
         if (w) {
             snprintf(what, sizeof what, "%s gw", c);
-            compare(what, zg_tensor_grad(w), ref_get(st, "%s.gw", c));
+            compare(what, zg_tensor_grad(w), zgt_ref_find(st, "%s.gw", c));
         }
         if (b) {
             snprintf(what, sizeof what, "%s gb", c);
-            compare(what, zg_tensor_grad(b), ref_get(st, "%s.gb", c));
+            compare(what, zg_tensor_grad(b), zgt_ref_find(st, "%s.gb", c));
         }
         if (rm) {
             snprintf(what, sizeof what, "%s running_mean", c);
-            compare(what, rm, ref_get(st, "%s.rm_after", c));
+            compare(what, rm, zgt_ref_find(st, "%s.rm_after", c));
             snprintf(what, sizeof what, "%s running_var", c);
-            compare(what, rv, ref_get(st, "%s.rv_after", c));
+            compare(what, rv, zgt_ref_find(st, "%s.rv_after", c));
         }
     }
     zg_tensor_free(x);
@@ -719,7 +692,7 @@ TEST(sequential_fuses_conv_pool_relu_with_the_same_bits) {
 }
 
 TEST(parity_conv_pool_batch_norm_ops) {
-    zg_safetensors *st = ref_open("conv_ops");
+    zg_safetensors *st = zgt_refs_open(&refs, "conv_ops");
     if (!st) return;
     const char *list = zg_safetensors_metadata(st, "cases");
     CHECK_PTR(list);
@@ -736,7 +709,7 @@ TEST(parity_conv_pool_batch_norm_ops) {
 }
 
 TEST(parity_default_cnn_adam_training) {
-    zg_safetensors *st = ref_open("conv_cnn");
+    zg_safetensors *st = zgt_refs_open(&refs, "conv_cnn");
     if (!st) return;
     const char *loop = zg_safetensors_metadata(st, "loop"), *steps_s = zg_safetensors_metadata(st, "steps");
     CHECK(loop && !strcmp(loop, "zero_grad(set_to_none) forward cross_entropy backward step"));
@@ -757,7 +730,7 @@ TEST(parity_default_cnn_adam_training) {
     CHECK(np == 8);
     zg_no_grad_enter();
     for (int i = 0; i < np; i++)
-        CHECK_OK(zg_tensor_copy_(zg_module_param(model, i), ref_get(st, "init.%s", zg_module_param_name(model, i))));
+        CHECK_OK(zg_tensor_copy_(zg_module_param(model, i), zgt_ref_find(st, "init.%s", zg_module_param_name(model, i))));
     zg_no_grad_exit();
     zg_tensor *params[8];
     zg_module_params(model, params, 8);
@@ -769,8 +742,8 @@ TEST(parity_default_cnn_adam_training) {
     worst_err = 0;
     for (int s = 0; s < steps && s < 64 && opt; s++) {
         zg_optim_zero_grad(opt, true);
-        zg_tensor *out = zg_module_forward(model, ref_get(st, "data.x.%d", s));
-        zg_tensor *loss = zg_cross_entropy(out, ref_get(st, "data.y.%d", s), NULL);
+        zg_tensor *out = zg_module_forward(model, zgt_ref_find(st, "data.x.%d", s));
+        zg_tensor *loss = zg_cross_entropy(out, zgt_ref_find(st, "data.y.%d", s), NULL);
         CHECK_PTR(loss);
         if (!loss) break;
         losses[s] = zg_tensor_item(loss);
@@ -778,7 +751,7 @@ TEST(parity_default_cnn_adam_training) {
         for (int i = 0; i < np; i++) {
             char what[96];
             snprintf(what, sizeof what, "step %d grad %s", s, zg_module_param_name(model, i));
-            compare(what, zg_tensor_grad(params[i]), ref_get(st, "grad.%d.%s", s, zg_module_param_name(model, i)));
+            compare(what, zg_tensor_grad(params[i]), zgt_ref_find(st, "grad.%d.%s", s, zg_module_param_name(model, i)));
         }
         CHECK_OK(zg_optim_step(opt));
         zg_arena_reset();
@@ -789,7 +762,7 @@ TEST(parity_default_cnn_adam_training) {
     for (int i = 0; i < np; i++) {
         char what[96];
         snprintf(what, sizeof what, "final %s", zg_module_param_name(model, i));
-        compare(what, params[i], ref_get(st, "final.%s", zg_module_param_name(model, i)));
+        compare(what, params[i], zgt_ref_find(st, "final.%s", zg_module_param_name(model, i)));
     }
     printf("parity default CNN: %d Adam steps, worst relative error %.3g\n", steps, worst_err);
     zg_tensor_free(lt);

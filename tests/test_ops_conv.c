@@ -22,11 +22,6 @@ static zg_tensor *ramp(const int64_t *shape, int ndim, float start, float step) 
     return t;
 }
 
-static zg_tensor *param(zg_tensor *t) {
-    if (t) zg_tensor_set_requires_grad(t, true);
-    return t;
-}
-
 /* Distinct values 0.01 * (a permutation of 0..n-1), shifted to mean ~0:
  * the max of a window never has a rival within a finite-difference step. */
 static zg_tensor *distinct(const int64_t *shape, int ndim, uint64_t seed) {
@@ -71,9 +66,9 @@ static zg_tensor *conv_fn(zg_tensor *const *in, void *ctx) {
  * ~8e-5 |f|, far below it, while a wrong formula still moves the gradient
  * by O(1). */
 static void conv_gradcheck(const char *name, const int64_t xs[4], const int64_t ws[4], bool bias, conv_args a) {
-    zg_tensor *x = param(zg_randn(xs, 4));
-    zg_tensor *w = param(zg_normal(ws, 4, 0.0f, 0.5f));
-    zg_tensor *b = bias ? param(zg_randn(ws, 1)) : NULL;
+    zg_tensor *x = zgt_param(zg_randn(xs, 4));
+    zg_tensor *w = zgt_param(zg_normal(ws, 4, 0.0f, 0.5f));
+    zg_tensor *b = bias ? zgt_param(zg_randn(ws, 1)) : NULL;
     zg_tensor *in[3] = {x, w, b};
     const zgt_gradcheck_opts linear_in_each = {.eps = 0.1, .atol = 1e-3, .rtol = 1e-2};
     CHECK(GRADCHECK(name, conv_fn, in, bias ? 3 : 2, &a, &linear_in_each));
@@ -152,7 +147,7 @@ TEST(conv2d_gradcheck_large_gemm) {
  * satisfy <v, y(b = 0)> = <x, dx> = <w, dw>, and db = per-channel sums of v.
  * A one-pass check of the backward at sizes too big for finite differences. */
 static void conv_adjoint(const char *name, const int64_t xs[4], const int64_t ws[4], conv_args a) {
-    zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4)), *b = param(zg_zeros(ws, 1));
+    zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4)), *b = zgt_param(zg_zeros(ws, 1));
     zg_tensor *y = zg_conv2d(x, w, b, a.stride, a.padding, a.dilation, a.groups);
     CHECK_PTR(y);
     if (y) {
@@ -195,7 +190,7 @@ TEST(conv2d_same_bits_for_any_thread_count) {
     /* The batch split and the chunked weight-gradient sums give the same
      * bits on one thread (OpenBLAS threading instead) as on several. */
     int64_t xs[4] = {10, 16, 12, 12}, ws[4] = {32, 16, 3, 3};
-    zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4)), *b = param(zg_randn(ws, 1));
+    zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4)), *b = zgt_param(zg_randn(ws, 1));
     zg_tensor *ref[4] = {NULL, NULL, NULL, NULL};
     const int threads[2] = {omp_get_max_threads(), 1};
     for (int r = 0; r < 2; r++) {
@@ -229,7 +224,7 @@ TEST(conv2d_same_bits_for_any_thread_count) {
 
 TEST(conv2d_graph_and_saved_weight) {
     int64_t xs[4] = {2, 2, 5, 5}, ws[4] = {3, 2, 3, 3};
-    zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4));
+    zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4));
     zg_tensor *y = zg_conv2d(x, w, NULL, NULL, NULL, NULL, 1);
     CHECK(y && zg_tensor_grad_fn_name(y) && strcmp(zg_tensor_grad_fn_name(y), "conv2d") == 0);
     /* The backward reads the weight: an in-place change is refused. */
@@ -253,8 +248,8 @@ TEST(conv2d_empty_batch) {
     /* PyTorch accepts N = 0: an empty output, zero weight gradients. */
     int64_t xs[4] = {0, 2, 5, 5}, ws[4] = {3, 2, 3, 3}, big_xs[4] = {0, 16, 32, 32}, big_ws[4] = {32, 16, 3, 3};
     for (int k = 0; k < 2; k++) {
-        zg_tensor *x = param(zg_zeros(k ? big_xs : xs, 4)), *w = param(zg_randn(k ? big_ws : ws, 4));
-        zg_tensor *b = param(zg_randn(k ? big_ws : ws, 1));
+        zg_tensor *x = zgt_param(zg_zeros(k ? big_xs : xs, 4)), *w = zgt_param(zg_randn(k ? big_ws : ws, 4));
+        zg_tensor *b = zgt_param(zg_randn(k ? big_ws : ws, 1));
         zg_tensor *y = zg_conv2d(x, w, b, NULL, (int[]){1, 1}, NULL, 1);
         CHECK(y && zg_tensor_numel(y) == 0 && zg_tensor_size(y, 1) == (k ? 32 : 3));
         if (y) {
@@ -376,8 +371,8 @@ TEST(conv2d_stride1_matches_direct_definition) {
     for (size_t ci = 0; ci < sizeof wide_cases / sizeof *wide_cases; ci++) {
         const wide_case *q = &wide_cases[ci];
         const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
-        zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4));
-        zg_tensor *b = q->bias ? param(zg_randn(ws, 1)) : NULL;
+        zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4));
+        zg_tensor *b = q->bias ? zgt_param(zg_randn(ws, 1)) : NULL;
         zg_tensor *y = zg_conv2d(x, w, b, NULL, (int[]){q->ph, q->pw}, NULL, q->groups);
         CHECK_PTR(y);
         if (y) {
@@ -464,8 +459,8 @@ TEST(conv2d_padded_width_layout_matches_general_layout) {
     for (size_t ci = 0; ci <= ncases; ci++) {
         const wide_case *q = ci < ncases ? &wide_cases[ci] : &cnn;
         const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
-        zg_tensor *x = param(zg_randn(xs, 4)), *w = param(zg_randn(ws, 4));
-        zg_tensor *b = q->bias ? param(zg_randn(ws, 1)) : NULL;
+        zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4));
+        zg_tensor *b = q->bias ? zgt_param(zg_randn(ws, 1)) : NULL;
         for (int ti = 0; ti < 3; ti++) {
             zg_tensor *wide[4], *gen[4];
             int64_t ndiff = 0;
@@ -528,7 +523,7 @@ TEST(pool_forward_values) {
 
 TEST(max_pool_gradient_goes_to_argmax) {
     int64_t s[4] = {1, 1, 4, 4};
-    zg_tensor *x = param(zg_tensor_from_data(ZG_FLOAT32, pool_x, s, 4));
+    zg_tensor *x = zgt_param(zg_tensor_from_data(ZG_FLOAT32, pool_x, s, 4));
     /* Overlapping windows (kernel 3, stride 1, padding 1): an element that
      * is the max of several windows collects all their gradients. */
     zg_tensor *y = zg_max_pool2d(x, (int[]){3, 3}, (int[]){1, 1}, (int[]){1, 1});
@@ -545,7 +540,7 @@ TEST(max_pool_nan_and_infinity) {
     /* NaN propagates and takes the gradient (the last NaN in scan order,
      * as PyTorch's `val > max || isnan(val)`). */
     int64_t s[4] = {1, 1, 2, 2};
-    zg_tensor *x = param(zg_tensor_from_data(ZG_FLOAT32, (float[]){NAN, 1, NAN, 2}, s, 4));
+    zg_tensor *x = zgt_param(zg_tensor_from_data(ZG_FLOAT32, (float[]){NAN, 1, NAN, 2}, s, 4));
     zg_tensor *y = zg_max_pool2d(x, (int[]){2, 2}, NULL, NULL);
     CHECK(y && isnan(zg_tensor_get(y, 0)));
     CHECK_OK(zg_backward(zg_sum(y), NULL));
@@ -554,7 +549,7 @@ TEST(max_pool_nan_and_infinity) {
     zg_tensor_free(x);
     /* All -inf with padding: the padding never wins; the gradient goes to
      * the window's first real element. */
-    zg_tensor *xi = param(zg_full(s, 4, -INFINITY));
+    zg_tensor *xi = zgt_param(zg_full(s, 4, -INFINITY));
     y = zg_max_pool2d(xi, (int[]){2, 2}, (int[]){2, 2}, (int[]){1, 1});
     CHECK(y && zg_tensor_numel(y) == 4 && isinf(zg_tensor_get(y, 3)) && zg_tensor_get(y, 3) < 0);
     CHECK_OK(zg_backward(zg_sum(y), NULL));
@@ -578,7 +573,7 @@ TEST(max_pool_2x2_follows_the_scan_rule) {
     for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
         const int64_t H = sizes[c][0], W = sizes[c][1], OH = H / 2, OW = W / 2;
         int64_t shape[4] = {2, 3, H, W};
-        zg_tensor *x = param(zg_zeros(shape, 4));
+        zg_tensor *x = zgt_param(zg_zeros(shape, 4));
         float *xd = zg_tensor_data(x);
         for (int64_t i = 0; i < zg_tensor_numel(x); i++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -647,14 +642,14 @@ TEST(pool_gradchecks) {
         {"avg k2x3 s(2,1) p(1,1)", {2, 1, 5, 6}, {{2, 3}, {2, 1}, {1, 1}, false}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        zg_tensor *x = param(distinct(cases[i].shape, 4, i + 1));
+        zg_tensor *x = zgt_param(distinct(cases[i].shape, 4, i + 1));
         pool_args a = cases[i].a;
         CHECK(GRADCHECK(cases[i].name, pool_fn, &x, 1, &a, NULL));
         zg_tensor_free(x);
     }
     /* Large enough for the parallel loops. */
     int64_t big[4] = {4, 8, 32, 32};
-    zg_tensor *x = param(distinct(big, 4, 99));
+    zg_tensor *x = zgt_param(distinct(big, 4, 99));
     for (int m = 0; m < 2; m++) {
         pool_args a = {{2, 2}, {2, 2}, {0, 0}, m == 0};
         zg_tensor_zero_grad(x, true);
@@ -760,8 +755,8 @@ TEST(batch_norm_gradchecks) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int64_t C = cases[i].shape[1];
-        zg_tensor *x = param(zg_normal(cases[i].shape, cases[i].ndim, 0.5f, 2.0f));
-        zg_tensor *w = param(zg_uniform(&C, 1, 0.5f, 1.5f)), *b = param(zg_randn(&C, 1));
+        zg_tensor *x = zgt_param(zg_normal(cases[i].shape, cases[i].ndim, 0.5f, 2.0f));
+        zg_tensor *w = zgt_param(zg_uniform(&C, 1, 0.5f, 1.5f)), *b = zgt_param(zg_randn(&C, 1));
         zg_tensor *rm = zg_randn(&C, 1), *rv = zg_uniform(&C, 1, 0.5f, 2.0f);
         bn_args a = {rm, rv, cases[i].training, cases[i].affine};
         zg_tensor *in[3] = {x, w, b};
@@ -775,8 +770,8 @@ TEST(batch_norm_training_gradient_properties) {
     /* Through the batch statistics, dx sums to zero per channel and is
      * orthogonal to xhat; a large batch runs the channel loop in parallel. */
     int64_t s[4] = {16, 4, 12, 12}, C = 4;
-    zg_tensor *x = param(zg_normal(s, 4, 1.0f, 3.0f)), *w = param(zg_uniform(&C, 1, 0.5f, 1.5f));
-    zg_tensor *b = param(zg_randn(&C, 1));
+    zg_tensor *x = zgt_param(zg_normal(s, 4, 1.0f, 3.0f)), *w = zgt_param(zg_uniform(&C, 1, 0.5f, 1.5f));
+    zg_tensor *b = zgt_param(zg_randn(&C, 1));
     zg_tensor *y = zg_batch_norm(x, NULL, NULL, w, b, true, 0.1f, 1e-5f);
     zg_tensor *v = zg_randn(s, 4);
     CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = v}));

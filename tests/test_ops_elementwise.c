@@ -10,18 +10,6 @@
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* A persistent tensor that requires grad. */
-static zg_tensor *param(const float *v, const int64_t *shape, int nd) {
-    zg_tensor *t = zgt_from(v, shape, nd);
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
-
-static zg_tensor *uniform_param(const int64_t *shape, int nd, float lo, float hi) {
-    zg_tensor *t = zg_uniform(shape, nd, lo, hi);
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
-
 static bool shape_is(const zg_tensor *t, const int64_t *shape, int nd) {
     if (!t || zg_tensor_ndim(t) != nd) return false;
     for (int i = 0; i < nd; i++)
@@ -97,8 +85,8 @@ TEST(zero_dim_broadcasts_with_anything) {
 
 TEST(pow_tensor_exponent_values_and_grads_match_torch) {
     int64_t s23[2] = {2, 3}, s3[1] = {3};
-    zg_tensor *a = param((float[]){0.5f, 1.5f, 2, 3, 0.25f, 1}, s23, 2);
-    zg_tensor *b = param((float[]){2, -0.5f, 1.7f}, s3, 1);
+    zg_tensor *a = zgt_param_from((float[]){0.5f, 1.5f, 2, 3, 0.25f, 1}, s23, 2);
+    zg_tensor *b = zgt_param_from((float[]){2, -0.5f, 1.7f}, s3, 1);
     zg_tensor *y = zg_pow(a, b);
     CHECK_VALUES(y, ((float[]){0.25f, 0.816496611f, 3.24900961f, 9, 2, 1}), 6, 2e-7);
     CHECK_OK(zg_backward(zg_sum(y), NULL));
@@ -107,8 +95,8 @@ TEST(pow_tensor_exponent_values_and_grads_match_torch) {
     /* At a == 0 the exponent's gradient is 0 (the limit), and b == 0 gives
      * 0 for a: as PyTorch. */
     int64_t s[1] = {3};
-    zg_tensor *z = param((float[]){0, 0, 2}, s, 1);
-    zg_tensor *e = param((float[]){0, 2, 0}, s, 1);
+    zg_tensor *z = zgt_param_from((float[]){0, 0, 2}, s, 1);
+    zg_tensor *e = zgt_param_from((float[]){0, 2, 0}, s, 1);
     zg_tensor *p = zg_pow(z, e);
     CHECK_VALUES(p, ((float[]){1, 0, 1}), 3, 0);
     CHECK_OK(zg_backward(zg_sum(p), NULL));
@@ -120,8 +108,8 @@ TEST(pow_tensor_exponent_values_and_grads_match_torch) {
 
 TEST(div_broadcast_grads_match_torch) {
     int64_t s23[2] = {2, 3}, s21[2] = {2, 1};
-    zg_tensor *a = param((float[]){0.5f, -1.25f, 2, 3.5f, 0.75f, -2.5f}, s23, 2);
-    zg_tensor *b = param((float[]){1.5f, -0.5f}, s21, 2);
+    zg_tensor *a = zgt_param_from((float[]){0.5f, -1.25f, 2, 3.5f, 0.75f, -2.5f}, s23, 2);
+    zg_tensor *b = zgt_param_from((float[]){1.5f, -0.5f}, s21, 2);
     CHECK_OK(zg_backward(zg_sum(zg_div(a, b)), NULL));
     CHECK_VALUES(zg_tensor_grad(a), ((float[]){0.666666687f, 0.666666687f, 0.666666687f, -2, -2, -2}), 6, 1e-7);
     CHECK_VALUES(zg_tensor_grad(b), ((float[]){-0.555555582f, -7}), 2, 1e-6);
@@ -132,8 +120,8 @@ TEST(div_broadcast_grads_match_torch) {
 TEST(bias_style_broadcast_grad_is_column_sum) {
     /* y = x + b with x [N,C], b [C]: db = sum over rows of dy. */
     int64_t s[2] = {3, 2}, sb[1] = {2};
-    zg_tensor *x = param((float[]){1, 2, 3, 4, 5, 6}, s, 2);
-    zg_tensor *b = param((float[]){0.5f, -0.5f}, sb, 1);
+    zg_tensor *x = zgt_param_from((float[]){1, 2, 3, 4, 5, 6}, s, 2);
+    zg_tensor *b = zgt_param_from((float[]){0.5f, -0.5f}, sb, 1);
     zg_tensor *w = zgt_from((float[]){1, 10, 100, 1000, 2, 20}, s, 2);
     CHECK_OK(zg_backward(zg_add(x, b), &(zg_backward_opts){.grad = w}));
     CHECK_VALUES(zg_tensor_grad(b), ((float[]){103, 1030}), 2, 0);
@@ -168,7 +156,7 @@ TEST(scalar_ops_match_torch) {
 
 TEST(pow_scalar_grad_matches_torch) {
     int64_t s[1] = {4};
-    zg_tensor *x = param((float[]){0.5f, 1.5f, 2, 3}, s, 1);
+    zg_tensor *x = zgt_param_from((float[]){0.5f, 1.5f, 2, 3}, s, 1);
     CHECK_OK(zg_backward(zg_sum(zg_pow_scalar(x, 1.7f)), NULL));
     CHECK_VALUES(zg_tensor_grad(x), ((float[]){1.04647279f, 2.2579422f, 2.76165819f, 3.66803789f}), 4, 1e-6);
     zg_tensor_zero_grad(x, true);
@@ -316,8 +304,8 @@ TEST(gradcheck_binary_ops_on_every_broadcast_pattern) {
     };
     for (int o = 0; o < N_OF(ops); o++)
         for (int p = 0; p < N_OF(pats); p++) {
-            zg_tensor *in[2] = {uniform_param(pats[p].as, pats[p].an, ops[o].alo, ops[o].ahi),
-                                uniform_param(pats[p].bs, pats[p].bn, ops[o].blo, ops[o].bhi)};
+            zg_tensor *in[2] = {zgt_param(zg_uniform(pats[p].as, pats[p].an, ops[o].alo, ops[o].ahi)),
+                                zgt_param(zg_uniform(pats[p].bs, pats[p].bn, ops[o].blo, ops[o].bhi))};
             char name[96];
             snprintf(name, sizeof name, "%s %s", ops[o].name, pats[p].name);
             GRADCHECK(name, call_binary, in, 2, &ops[o].f, NULL);
@@ -362,7 +350,7 @@ TEST(gradcheck_unary_and_scalar_ops) {
         {zg_pow_scalar, 1.0f}, {zg_pow_scalar, 0.0f},
     };
     for (int i = 0; i < N_OF(sc); i++) {
-        zg_tensor *x = uniform_param(s, 2, 0.5f, 2.0f); /* positive: pow with any exponent */
+        zg_tensor *x = zgt_param(zg_uniform(s, 2, 0.5f, 2.0f)); /* positive: pow with any exponent */
         char name[64];
         snprintf(name, sizeof name, "scalar op %d (s = %g)", i, (double)sc[i].s);
         GRADCHECK(name, call_scalar, &x, 1, &sc[i], NULL);
@@ -371,7 +359,7 @@ TEST(gradcheck_unary_and_scalar_ops) {
     unop un[] = {zg_neg, zg_exp, zg_log, zg_sqrt};
     const char *names[] = {"neg", "exp", "log", "sqrt"};
     for (int i = 0; i < N_OF(un); i++) {
-        zg_tensor *x = uniform_param(s, 2, 0.5f, 2.0f);
+        zg_tensor *x = zgt_param(zg_uniform(s, 2, 0.5f, 2.0f));
         GRADCHECK(names[i], call_unary, &x, 1, &un[i], NULL);
         zg_tensor_free(x);
     }
@@ -387,7 +375,7 @@ TEST(gradcheck_unary_and_scalar_ops) {
 
 TEST(add_saves_nothing_and_backwards_twice) {
     int64_t s[1] = {2};
-    zg_tensor *x = param((float[]){1, 2}, s, 1);
+    zg_tensor *x = zgt_param_from((float[]){1, 2}, s, 1);
     zg_tensor *one = zg_ones(s, 1);
     zg_tensor *y = zg_sum(zg_add(x, one));
     CHECK_OK(zg_backward(y, NULL));
@@ -405,7 +393,7 @@ TEST(add_saves_nothing_and_backwards_twice) {
 
 TEST(mul_backwarded_twice_needs_retain_graph) {
     int64_t s[1] = {2};
-    zg_tensor *x = param((float[]){1, 2}, s, 1);
+    zg_tensor *x = zgt_param_from((float[]){1, 2}, s, 1);
     zg_tensor *y = zg_sum(zg_mul(x, x));
     CHECK_OK(zg_backward(y, NULL));
     CHECK_ERR(zg_backward(y, NULL), "second time");
@@ -428,7 +416,7 @@ TEST(mul_saves_only_the_operand_the_other_gradient_needs) {
      * into x after the forward is harmless (as in PyTorch) while writing
      * into w is caught. */
     int64_t s[1] = {2};
-    zg_tensor *x = param((float[]){1, 2}, s, 1);
+    zg_tensor *x = zgt_param_from((float[]){1, 2}, s, 1);
     zg_tensor *w = zgt_from((float[]){3, 4}, s, 1);
     zg_tensor *y = zg_sum(zg_mul(x, w));
     zg_no_grad_enter();
@@ -445,7 +433,7 @@ TEST(mul_saves_only_the_operand_the_other_gradient_needs) {
 
 TEST(grad_fn_names_and_no_grad_mode) {
     int64_t s[1] = {2};
-    zg_tensor *x = param((float[]){1, 2}, s, 1);
+    zg_tensor *x = zgt_param_from((float[]){1, 2}, s, 1);
     CHECK(!strcmp(zg_tensor_grad_fn_name(zg_add(x, x)), "add"));
     CHECK(!strcmp(zg_tensor_grad_fn_name(zg_div(x, x)), "div"));
     CHECK(!strcmp(zg_tensor_grad_fn_name(zg_exp(x)), "exp"));

@@ -16,19 +16,9 @@ static const int64_t TGT[4] = {1, 0, 4, 2};
 static const int64_t TGT_IGN[4] = {1, -100, 4, 2};
 static const float CW[5] = {0.5f, 1.0f, 2.0f, 1.5f, 0.25f};
 
-static zg_tensor *logits_leaf(void) {
-    zg_tensor *t = zg_tensor_from_data(ZG_FLOAT32, X, SHAPE(4, 5));
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
+static zg_tensor *logits_leaf(void) { return zgt_param_from(X, SHAPE(4, 5)); }
 
 static zg_tensor *targets(const int64_t *v) { return zg_tensor_from_data(ZG_INT64, v, SHAPE(4)); }
-
-static zg_tensor *randn_leaf(const int64_t *shape, int ndim) {
-    zg_tensor *t = zg_randn(shape, ndim);
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
 
 static bool has_grad_fn(const zg_tensor *t, const char *name) {
     const char *g = zg_tensor_grad_fn_name(t);
@@ -174,7 +164,7 @@ TEST(cross_entropy_stable_at_large_logits) {
 }
 
 TEST(cross_entropy_equals_log_softmax_then_nll) {
-    zg_tensor *x = randn_leaf(SHAPE(6, 7));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(6, 7)));
     zg_tensor *x2 = zg_tensor_clone(x);
     zg_tensor_set_requires_grad(x2, true);
     zg_tensor *t = zg_tensor_from_data(ZG_INT64, (int64_t[]){0, 6, 3, -100, 2, 6}, SHAPE(6));
@@ -218,7 +208,7 @@ static zg_tensor *op_nll(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(cross_entropy_gradcheck_every_option) {
-    zg_tensor *x = randn_leaf(SHAPE(5, 4));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(5, 4)));
     zg_tensor *t = zg_tensor_from_data(ZG_INT64, (int64_t[]){3, 0, 1, 3, 2}, SHAPE(5));
     zg_tensor *ti = zg_tensor_from_data(ZG_INT64, (int64_t[]){3, -100, 1, 3, -100}, SHAPE(5));
     zg_tensor *w = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.3f, 1.7f, 1.0f, 2.5f}, SHAPE(4));
@@ -251,7 +241,7 @@ TEST(cross_entropy_gradcheck_every_option) {
         }
     }
     /* 1-D logits. */
-    zg_tensor *x1 = randn_leaf(SHAPE(6));
+    zg_tensor *x1 = zgt_param(zg_randn(SHAPE(6)));
     zg_tensor *t0 = zg_tensor_from_data(ZG_INT64, (int64_t[]){4}, NULL, 0);
     class_case c1 = {t0, opts_of(ZG_REDUCTION_MEAN, -100, 0.2f, NULL)};
     GRADCHECK("cross_entropy 1-D", op_ce, &x1, 1, &c1, NULL);
@@ -284,7 +274,7 @@ TEST(nll_loss_matches_pytorch_and_gradcheck) {
         GRADCHECK("nll weights+ignore", op_nll, &x, 1, &b, NULL);
         GRADCHECK("nll ignore_index 2", op_nll, &x, 1, &c, NULL);
     }
-    zg_tensor *x1 = randn_leaf(SHAPE(5));
+    zg_tensor *x1 = zgt_param(zg_randn(SHAPE(5)));
     zg_tensor *t0 = zg_tensor_from_data(ZG_INT64, (int64_t[]){1}, NULL, 0);
     class_case d = {t0, opts_of(ZG_REDUCTION_SUM, -100, 0, w)};
     GRADCHECK("nll 1-D", op_nll, &x1, 1, &d, NULL);
@@ -373,7 +363,7 @@ TEST(mse_loss_matches_pytorch_and_gradcheck) {
     CHECK_VALUES(zg_tensor_grad(a), ((float[]){-1.0f / 6, 1.0f / 6, 4.0f / 6, 1.0f / 6, -0.5f / 6, -4.0f / 6}), 6,
                  1e-7);
     /* Both sides require grad in the check. */
-    zg_tensor *x = randn_leaf(SHAPE(3, 4)), *y = randn_leaf(SHAPE(3, 4));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(3, 4))), *y = zgt_param(zg_randn(SHAPE(3, 4)));
     zg_reduction reds[3] = {ZG_REDUCTION_MEAN, ZG_REDUCTION_SUM, ZG_REDUCTION_NONE};
     for (int r = 0; r < 3; r++) GRADCHECK("mse", op_mse, ((zg_tensor *[]){x, y}), 2, &reds[r], NULL);
     zg_tensor_set_requires_grad(x, false);
@@ -462,7 +452,7 @@ static zg_tensor *op_bce(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(bce_with_logits_gradcheck) {
-    zg_tensor *x = randn_leaf(SHAPE(3, 4));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(3, 4)));
     zg_tensor *t = zg_rand(SHAPE(3, 4));
     zg_tensor_set_requires_grad(t, true);
     zg_tensor *pw = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.5f, 1, 2, 4}, SHAPE(4));

@@ -8,18 +8,6 @@
 
 #define SHAPE(...) ((int64_t[]){__VA_ARGS__}), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
-static zg_tensor *leaf(const float *v, const int64_t *shape, int ndim) {
-    zg_tensor *t = zg_tensor_from_data(ZG_FLOAT32, v, shape, ndim);
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
-
-static zg_tensor *randn_leaf(const int64_t *shape, int ndim) {
-    zg_tensor *t = zg_randn(shape, ndim);
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
-
 static void free_all(zg_tensor **ts, int n) {
     for (int i = 0; i < n; i++) zg_tensor_free(ts[i]);
 }
@@ -42,7 +30,7 @@ static const float MA[6] = {0.5f, -1.25f, 2, 3.5f, 0.75f, -2};
 static const float MB[6] = {1.5f, -0.5f, 2.25f, 1, -1, 0.25f};
 
 TEST(matmul_2d_matches_pytorch) {
-    zg_tensor *a = leaf(MA, SHAPE(2, 3)), *b = zg_tensor_from_data(ZG_FLOAT32, MB, SHAPE(3, 2));
+    zg_tensor *a = zgt_param_from(MA, SHAPE(2, 3)), *b = zg_tensor_from_data(ZG_FLOAT32, MB, SHAPE(3, 2));
     zg_tensor *c = zg_matmul(a, b);
     CHECK(same_shape(c, SHAPE(2, 2)));
     CHECK_VALUES(c, ((float[]){-4.0625f, -1, 8.9375f, -1.5f}), 4, 1e-6);
@@ -86,9 +74,9 @@ static zg_tensor *op_matmul(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(matmul_gradcheck_2d_and_3d) {
-    zg_tensor *a = randn_leaf(SHAPE(3, 4)), *b = randn_leaf(SHAPE(4, 5));
+    zg_tensor *a = zgt_param(zg_randn(SHAPE(3, 4))), *b = zgt_param(zg_randn(SHAPE(4, 5)));
     GRADCHECK("matmul 2d", op_matmul, ((zg_tensor *[]){a, b}), 2, NULL, NULL);
-    zg_tensor *a3 = randn_leaf(SHAPE(2, 3, 4)), *b3 = randn_leaf(SHAPE(2, 4, 2));
+    zg_tensor *a3 = zgt_param(zg_randn(SHAPE(2, 3, 4))), *b3 = zgt_param(zg_randn(SHAPE(2, 4, 2)));
     GRADCHECK("matmul 3d", op_matmul, ((zg_tensor *[]){a3, b3}), 2, NULL, NULL);
     /* Only the second operand requires grad. */
     zg_tensor_set_requires_grad(a, false);
@@ -129,7 +117,7 @@ static const float LB[2] = {0.01f, -0.02f};
 
 TEST(linear_matches_pytorch) {
     zg_tensor *x = zg_tensor_from_data(ZG_FLOAT32, LX, SHAPE(3, 4));
-    zg_tensor *w = leaf(LW, SHAPE(2, 4)), *b = leaf(LB, SHAPE(2));
+    zg_tensor *w = zgt_param_from(LW, SHAPE(2, 4)), *b = zgt_param_from(LB, SHAPE(2));
     zg_tensor *y = zg_linear(x, w, b);
     CHECK(same_shape(y, SHAPE(3, 2)));
     CHECK(has_grad_fn(y, "linear"));
@@ -163,14 +151,14 @@ static zg_tensor *op_linear(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(linear_gradcheck) {
-    zg_tensor *x = randn_leaf(SHAPE(5, 4)), *w = randn_leaf(SHAPE(3, 4)), *b = randn_leaf(SHAPE(3));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(5, 4))), *w = zgt_param(zg_randn(SHAPE(3, 4))), *b = zgt_param(zg_randn(SHAPE(3)));
     GRADCHECK("linear", op_linear, ((zg_tensor *[]){x, w, b}), 3, NULL, NULL);
     GRADCHECK("linear, no bias", op_linear, ((zg_tensor *[]){x, w, NULL}), 3, NULL, NULL);
-    zg_tensor *x3 = randn_leaf(SHAPE(2, 3, 4));
+    zg_tensor *x3 = zgt_param(zg_randn(SHAPE(2, 3, 4)));
     GRADCHECK("linear, 3-D x", op_linear, ((zg_tensor *[]){x3, w, b}), 3, NULL, NULL);
-    zg_tensor *x4 = randn_leaf(SHAPE(2, 1, 2, 4));
+    zg_tensor *x4 = zgt_param(zg_randn(SHAPE(2, 1, 2, 4)));
     GRADCHECK("linear, 4-D x", op_linear, ((zg_tensor *[]){x4, w, b}), 3, NULL, NULL);
-    zg_tensor *x1 = randn_leaf(SHAPE(4));
+    zg_tensor *x1 = zgt_param(zg_randn(SHAPE(4)));
     GRADCHECK("linear, 1-D x", op_linear, ((zg_tensor *[]){x1, w, b}), 3, NULL, NULL);
     /* Frozen weight: only x and b get gradients. */
     zg_tensor_set_requires_grad(w, false);
@@ -222,7 +210,7 @@ static zg_tensor *op_softmax(zg_tensor *const *in, void *ctx) { return zg_softma
 static zg_tensor *op_log_softmax(zg_tensor *const *in, void *ctx) { return zg_log_softmax(in[0], *(int *)ctx); }
 
 TEST(softmax_gradcheck_every_dim) {
-    zg_tensor *x = randn_leaf(SHAPE(3, 4, 5));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(3, 4, 5)));
     int dims[] = {0, 1, 2, -1, -2};
     for (int i = 0; i < 5; i++) {
         char name[64];
@@ -231,7 +219,7 @@ TEST(softmax_gradcheck_every_dim) {
         snprintf(name, sizeof name, "log_softmax dim %d", dims[i]);
         GRADCHECK(name, op_log_softmax, &x, 1, &dims[i], NULL);
     }
-    zg_tensor *x2 = randn_leaf(SHAPE(4, 6));
+    zg_tensor *x2 = zgt_param(zg_randn(SHAPE(4, 6)));
     int d0 = 0, d1 = 1;
     GRADCHECK("softmax 2-D dim 0", op_softmax, &x2, 1, &d0, NULL);
     GRADCHECK("log_softmax 2-D dim 1", op_log_softmax, &x2, 1, &d1, NULL);
@@ -327,7 +315,7 @@ static zg_tensor *op_reshape_softmax(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(reshape_and_flatten_gradcheck) {
-    zg_tensor *x = randn_leaf(SHAPE(2, 3, 4));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(2, 3, 4)));
     GRADCHECK("reshape", op_reshape, &x, 1, NULL, NULL);
     GRADCHECK("reshape then softmax", op_reshape_softmax, &x, 1, NULL, NULL);
     int d1 = 1, d0 = 0, dm = -2;
@@ -397,7 +385,7 @@ static zg_tensor *op_two_slices(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(slice_gradcheck) {
-    zg_tensor *x = randn_leaf(SHAPE(5, 2, 3));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(5, 2, 3)));
     int64_t r1[2] = {1, 4}, r2[2] = {0, 5}, r3[2] = {-2, 5};
     GRADCHECK("slice 1:4", op_slice, &x, 1, r1, NULL);
     GRADCHECK("slice all", op_slice, &x, 1, r2, NULL);
@@ -446,13 +434,13 @@ static zg_tensor *op_cat(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(cat_gradcheck) {
-    zg_tensor *a = randn_leaf(SHAPE(2, 3, 2)), *b = randn_leaf(SHAPE(2, 1, 2)), *c = randn_leaf(SHAPE(2, 4, 2));
+    zg_tensor *a = zgt_param(zg_randn(SHAPE(2, 3, 2))), *b = zgt_param(zg_randn(SHAPE(2, 1, 2))), *c = zgt_param(zg_randn(SHAPE(2, 4, 2)));
     int p1[2] = {3, 1};
     GRADCHECK("cat dim 1", op_cat, ((zg_tensor *[]){a, b, c}), 3, p1, NULL);
-    zg_tensor *d = randn_leaf(SHAPE(3, 3, 2));
+    zg_tensor *d = zgt_param(zg_randn(SHAPE(3, 3, 2)));
     int p0[2] = {2, 0};
     GRADCHECK("cat dim 0", op_cat, ((zg_tensor *[]){a, d}), 2, p0, NULL);
-    zg_tensor *e = randn_leaf(SHAPE(2, 3, 5));
+    zg_tensor *e = zgt_param(zg_randn(SHAPE(2, 3, 5)));
     int pl[2] = {2, -1};
     GRADCHECK("cat dim -1", op_cat, ((zg_tensor *[]){a, e}), 2, pl, NULL);
     /* One input is a constant: it gets no gradient, the others do. */
@@ -467,7 +455,7 @@ TEST(cat_more_inputs_than_a_node_holds) {
     zg_tensor *ts[9];
     for (int i = 0; i < 9; i++) {
         float v[2] = {(float)i, (float)(10 * i)};
-        ts[i] = leaf(v, SHAPE(1, 2));
+        ts[i] = zgt_param_from(v, SHAPE(1, 2));
     }
     zg_tensor *r = zg_cat(ts, 9, 0);
     CHECK(same_shape(r, SHAPE(9, 2)));
@@ -542,7 +530,7 @@ static zg_tensor *op_transpose(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(transpose_permute_gradcheck) {
-    zg_tensor *x = randn_leaf(SHAPE(2, 3, 4));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(2, 3, 4)));
     int p1[3] = {2, 0, 1}, p2[3] = {1, 2, 0}, p3[3] = {0, 2, 1};
     GRADCHECK("permute 2,0,1", op_permute, &x, 1, p1, NULL);
     GRADCHECK("permute 1,2,0", op_permute, &x, 1, p2, NULL);
@@ -550,7 +538,7 @@ TEST(transpose_permute_gradcheck) {
     int t1[2] = {0, 2}, t2[2] = {-1, 1};
     GRADCHECK("transpose 0,2", op_transpose, &x, 1, t1, NULL);
     GRADCHECK("transpose -1,1", op_transpose, &x, 1, t2, NULL);
-    zg_tensor *x4 = randn_leaf(SHAPE(2, 1, 3, 2));
+    zg_tensor *x4 = zgt_param(zg_randn(SHAPE(2, 1, 3, 2)));
     int p4[4] = {3, 1, 0, 2};
     GRADCHECK("permute 4-D", op_permute, &x4, 1, p4, NULL);
     CHECK(has_grad_fn(zg_transpose(x, 0, 1), "transpose"));
@@ -606,7 +594,7 @@ TEST(dropout_statistics) {
 }
 
 TEST(dropout_eval_and_p0_are_identity) {
-    zg_tensor *x = randn_leaf(SHAPE(4, 5));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(4, 5)));
     CHECK(zg_dropout(x, 0.5f, false) == x);
     CHECK(zg_dropout(x, 0.0f, true) == x);
     CHECK(zg_dropout(x, 1.0f, false) == x);
@@ -621,7 +609,7 @@ TEST(dropout_eval_and_p0_are_identity) {
 }
 
 TEST(dropout_p1_gives_zeros_and_zero_grad) {
-    zg_tensor *x = randn_leaf(SHAPE(3, 4));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(3, 4)));
     zg_tensor *y = zg_dropout(x, 1.0f, true);
     CHECK(has_grad_fn(y, "dropout"));
     for (int i = 0; i < 12; i++) CHECK(zg_tensor_get(y, i) == 0.0f);
@@ -633,7 +621,7 @@ TEST(dropout_p1_gives_zeros_and_zero_grad) {
 }
 
 TEST(dropout_backward_uses_the_forward_mask) {
-    zg_tensor *x = randn_leaf(SHAPE(50));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(50)));
     zg_tensor *y = zg_dropout(x, 0.4f, true);
     zg_tensor *g = zg_ones(SHAPE(50));
     CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = g}));
@@ -667,7 +655,7 @@ static zg_tensor *op_dropout(zg_tensor *const *in, void *ctx) {
 }
 
 TEST(dropout_gradcheck) {
-    zg_tensor *x = randn_leaf(SHAPE(4, 6));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(4, 6)));
     float p = 0.3f, p2 = 0.75f;
     GRADCHECK("dropout 0.3", op_dropout, &x, 1, &p, NULL);
     GRADCHECK("dropout 0.75", op_dropout, &x, 1, &p2, NULL);

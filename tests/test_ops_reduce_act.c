@@ -16,12 +16,6 @@ static const float X[24] = {-0.083161518f, -0.80013895f, -1.4088217f,   -1.82682
                             -0.812611282f, -1.41846323f,  -1.83233202f,  -1.9982034f,  -1.89362729f, -1.53275764f};
 static const int64_t XS[3] = {2, 3, 4};
 
-static zg_tensor *param(const float *v, const int64_t *shape, int nd) {
-    zg_tensor *t = zgt_from(v, shape, nd);
-    zg_tensor_set_requires_grad(t, true);
-    return t;
-}
-
 static bool shape_is(const zg_tensor *t, const int64_t *shape, int nd) {
     if (!t || zg_tensor_ndim(t) != nd) return false;
     for (int i = 0; i < nd; i++)
@@ -140,14 +134,14 @@ TEST(max_dim_matches_torch_values_and_indices) {
 
 TEST(max_dim_ties_take_the_first_index_and_its_gradient) {
     int64_t s24[2] = {2, 4}, s32[2] = {3, 2};
-    zg_tensor *t = param((float[]){1, 3, 3, 2, 5, 5, -1, 5}, s24, 2);
+    zg_tensor *t = zgt_param_from((float[]){1, 3, 3, 2, 5, 5, -1, 5}, s24, 2);
     zg_tensor *idx = NULL;
     zg_tensor *v = zg_max_dim(t, 1, false, &idx);
     CHECK_VALUES(v, ((float[]){3, 5}), 2, 0);
     CHECK_VALUES(idx, ((float[]){1, 0}), 2, 0);
     CHECK_OK(zg_backward(zg_sum(v), NULL));
     CHECK_VALUES(zg_tensor_grad(t), ((float[]){0, 1, 0, 0, 1, 0, 0, 0}), 8, 0);
-    zg_tensor *t2 = param((float[]){1, 3, 3, 2, 3, 7}, s32, 2);
+    zg_tensor *t2 = zgt_param_from((float[]){1, 3, 3, 2, 3, 7}, s32, 2);
     v = zg_max_dim(t2, 0, false, &idx);
     CHECK_VALUES(v, ((float[]){3, 7}), 2, 0);
     CHECK_VALUES(idx, ((float[]){1, 2}), 2, 0);
@@ -163,7 +157,7 @@ TEST(max_dim_ties_take_the_first_index_and_its_gradient) {
 }
 
 TEST(reduction_gradients_have_the_input_shape) {
-    zg_tensor *x = param(X, XS, 3);
+    zg_tensor *x = zgt_param_from(X, XS, 3);
     int64_t s34[2] = {3, 4};
     float w[12];
     for (int i = 0; i < 12; i++) w[i] = (float)(i + 1);
@@ -187,7 +181,7 @@ TEST(reduction_gradients_have_the_input_shape) {
 }
 
 TEST(sum_and_reduce_dims_save_nothing) {
-    zg_tensor *x = param(X, XS, 3);
+    zg_tensor *x = zgt_param_from(X, XS, 3);
     zg_tensor *y = zg_sum(zg_mean_dim(zg_sum_dim(x, 1, true), 0, false));
     CHECK_OK(zg_backward(y, NULL));
     CHECK_OK(zg_backward(y, NULL));
@@ -221,7 +215,7 @@ static zg_tensor *call_red(zg_tensor *const *in, void *ctx) {
 TEST(gradcheck_reductions) {
     /* Distinct values at least 0.05 apart, so that max_dim's argmax does
      * not move under the finite-difference step. */
-    zg_tensor *x = param(X, XS, 3);
+    zg_tensor *x = zgt_param_from(X, XS, 3);
     for (int which = 0; which < 5; which++)
         for (int dim = -3; dim < 3; dim++)
             for (int kd = 0; kd < 2; kd++) {
@@ -301,7 +295,7 @@ TEST(activations_match_torch) {
 }
 
 TEST(activation_gradients_match_torch) {
-    zg_tensor *a = param(A, (int64_t[]){8}, 1);
+    zg_tensor *a = zgt_param_from(A, (int64_t[]){8}, 1);
     struct {
         const char *name;
         int op;
@@ -346,7 +340,7 @@ TEST(activation_gradients_match_torch) {
 }
 
 TEST(sigmoid_and_tanh_are_stable_at_extremes) {
-    zg_tensor *a = param((float[]){-100, -30, 30, 100, -88.5f, 88.5f, -1e30f, 1e30f}, (int64_t[]){8}, 1);
+    zg_tensor *a = zgt_param_from((float[]){-100, -30, 30, 100, -88.5f, 88.5f, -1e30f, 1e30f}, (int64_t[]){8}, 1);
     zg_tensor *s = zg_sigmoid(a);
     CHECK_VALUES(s, ((float[]){0, 9.35762359e-14f, 1, 1, 3.67230161e-39f, 1, 0, 1}), 8, 1e-20);
     zg_tensor *t = zg_tanh(a);
@@ -360,7 +354,7 @@ TEST(sigmoid_and_tanh_are_stable_at_extremes) {
 }
 
 TEST(relu_gradient_is_zero_at_zero) {
-    zg_tensor *a = param((float[]){0, -0.0f, 1e-30f, -1e-30f}, (int64_t[]){4}, 1);
+    zg_tensor *a = zgt_param_from((float[]){0, -0.0f, 1e-30f, -1e-30f}, (int64_t[]){4}, 1);
     CHECK_OK(zg_backward(zg_sum(zg_relu(a)), NULL));
     CHECK_VALUES(zg_tensor_grad(a), ((float[]){0, 0, 1, 0}), 4, 0);
     zg_tensor_free(a);
@@ -386,7 +380,7 @@ static zg_tensor *call_act(zg_tensor *const *in, void *ctx) {
 TEST(gradcheck_activations) {
     /* Values away from 0 (relu / leaky_relu kinks), both signs. */
     float v[12] = {-2.5f, -1.7f, -0.9f, -0.4f, -0.1f, 0.1f, 0.35f, 0.8f, 1.3f, 1.9f, 2.6f, 3.1f};
-    zg_tensor *x = param(v, (int64_t[]){3, 4}, 2);
+    zg_tensor *x = zgt_param_from(v, (int64_t[]){3, 4}, 2);
     act_ctx cs[] = {{0, 0}, {1, 0.01f}, {1, 0.2f}, {1, -0.5f}, {2, 0}, {3, 0}, {4, 0}, {5, 0}};
     for (int i = 0; i < N_OF(cs); i++) {
         char name[48];
@@ -412,7 +406,7 @@ TEST(activations_reject_bad_input) {
 }
 
 TEST(activation_saved_tensors_and_names) {
-    zg_tensor *x = param((float[]){-1, 2}, (int64_t[]){2}, 1);
+    zg_tensor *x = zgt_param_from((float[]){-1, 2}, (int64_t[]){2}, 1);
     CHECK(!strcmp(zg_tensor_grad_fn_name(zg_relu(x)), "relu"));
     CHECK(!strcmp(zg_tensor_grad_fn_name(zg_gelu(x, true)), "gelu"));
     /* leaky_relu reads its input in backward: changing it is caught. */

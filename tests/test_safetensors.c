@@ -2,6 +2,7 @@
  * and Python reading ours, every kind of corrupt header refused with its
  * own message, atomic replacement on write, and the JSON reader itself. */
 #include "harness.h"
+#include "io/io_internal.h"
 #include "util/json.h"
 
 #include <dirent.h>
@@ -594,4 +595,51 @@ TEST(json_reader) {
             zgt_fail(__FILE__, __LINE__, "JSON '%s': error \"%s\" does not mention \"%s\"", bad[i][0], err, bad[i][1]);
         }
     }
+}
+
+/* ---- the status of a failed read -------------------------------------------------- */
+
+/* The reader says what failed, and the loaders pass it on: a file that
+ * cannot be opened or read is ZG_ERR_IO, content that is not safetensors
+ * ZG_ERR_FORMAT (zg_module_load used to call a missing file a format
+ * error). */
+TEST(st_read_status_says_file_or_content) {
+    char *dir = zgt_temp_dir();
+    if (!dir) return;
+    char missing[512], bad[512];
+    snprintf(missing, sizeof missing, "%s/none.safetensors", dir);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+    FILE *f = fopen(bad, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        /* A header length of 2, then a header that is not a JSON object. */
+        fwrite("\x02\0\0\0\0\0\0\0[]", 1, 10, f);
+        fclose(f);
+    }
+    zg_safetensors *st = NULL;
+    CHECK(zg__safetensors_open(missing, &st) == ZG_ERR_IO && !st);
+    CHECK(strstr(zg_last_error(), "cannot open") != NULL);
+    CHECK(zg__safetensors_open(dir, &st) == ZG_ERR_IO && !st); /* a directory: not a regular file */
+    CHECK(zg__safetensors_open(bad, &st) == ZG_ERR_FORMAT && !st);
+    CHECK(zg_safetensors_read(bad) == NULL);
+
+    zg_module *m = zg_model_mlp((int64_t[]){4, 3}, 2);
+    CHECK_PTR(m);
+    if (m) {
+        CHECK(zg_module_load(m, missing) == ZG_ERR_IO);
+        CHECK(strstr(zg_last_error(), "zg_module_load") && strstr(zg_last_error(), "cannot open"));
+        CHECK(zg_module_load(m, bad) == ZG_ERR_FORMAT);
+        zg_tensor *p[2];
+        CHECK(zg_module_params(m, p, 2) == 2);
+        zg_optim_config c = zg_optim_defaults(ZG_ADAM);
+        zg_optim *o = zg_optim_new(ZG_ADAM, p, 2, &c);
+        CHECK_PTR(o);
+        if (o) {
+            CHECK(zg_optim_load(o, missing) == ZG_ERR_IO);
+            CHECK(zg_optim_load(o, bad) == ZG_ERR_FORMAT);
+            zg_optim_free(o);
+        }
+        zg_module_free(m);
+    }
+    zgt_remove_dir(dir);
 }

@@ -4,7 +4,7 @@
  * data; the offsets are relative to the start of the data and the tensors
  * must tile it exactly. The reader validates all of it before it allocates
  * any tensor; the writer replaces its target atomically. */
-#include "../tensor/tensor_internal.h"
+#include "io_internal.h"
 #include "../util/json.h"
 
 #include <errno.h>
@@ -31,21 +31,31 @@ struct zg_safetensors {
 
 /* ---- reading ---------------------------------------------------------- */
 
+/* The status of this thread's last failed read: what zg__safetensors_open
+ * returns, so no caller has to guess whether a failure was the file or its
+ * content. */
+static _Thread_local int read_status;
+
 /* Every read error reads "zg_safetensors_read: '<path>': <problem>". */
-static void *read_fail(const char *path, const char *fmt, ...)
+static void *read_fail(int status, const char *path, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 3, 4)))
 #endif
     ;
-static void *read_fail(const char *path, const char *fmt, ...) {
+static void *read_fail(int status, const char *path, const char *fmt, ...) {
     char msg[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    read_status = status;
     return zg__fail_null("zg_safetensors_read: '%s': %s", path, msg);
 }
-#define RFAIL(...) read_fail(path, __VA_ARGS__)
+/* The content is not a valid safetensors file / the file cannot be read /
+ * memory ran out. */
+#define RFAIL(...) read_fail(ZG_ERR_FORMAT, path, __VA_ARGS__)
+#define RFAIL_IO(...) read_fail(ZG_ERR_IO, path, __VA_ARGS__)
+#define RFAIL_MEM(...) read_fail(ZG_ERR_NOMEM, path, __VA_ARGS__)
 
 typedef struct {
     const char *name; /* borrowed from the JSON tree */
@@ -200,7 +210,7 @@ static void *parse_metadata(const char *path, const zg_json *m, zg_safetensors *
         return RFAIL("__metadata__ is %s, not an object of strings", zg__json_type_name(m->type));
     st->meta_keys = calloc((size_t)m->n + 1, sizeof(char *));
     st->meta_values = calloc((size_t)m->n + 1, sizeof(char *));
-    if (!st->meta_keys || !st->meta_values) return RFAIL("out of memory");
+    if (!st->meta_keys || !st->meta_values) return RFAIL_MEM("out of memory");
     for (int i = 0; i < m->n; i++) {
         const zg_json *v = &m->items[i];
         if (v->type != ZG_JSON_STRING)
@@ -212,7 +222,7 @@ static void *parse_metadata(const char *path, const zg_json *m, zg_safetensors *
         st->meta_keys[i] = dup_str(m->keys[i]);
         st->meta_values[i] = dup_str(v->str);
         st->n_meta = i + 1;
-        if (!st->meta_keys[i] || !st->meta_values[i]) return RFAIL("out of memory");
+        if (!st->meta_keys[i] || !st->meta_values[i]) return RFAIL_MEM("out of memory");
     }
     return st;
 }
@@ -240,13 +250,13 @@ static void *check_layout(const char *path, entry **sorted, int n, uint64_t data
 
 static zg_safetensors *read_file(const char *path, FILE *f) {
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) return RFAIL("cannot stat: %s", strerror(errno));
-    if (!S_ISREG(sb.st_mode)) return RFAIL("not a regular file");
+    if (fstat(fileno(f), &sb) != 0) return RFAIL_IO("cannot stat: %s", strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return RFAIL_IO("not a regular file");
     uint64_t size = (uint64_t)sb.st_size;
     if (size < 8)
         return RFAIL("file is %llu bytes, too short for the 8-byte header length", (unsigned long long)size);
     unsigned char lenb[8];
-    if (fread(lenb, 1, 8, f) != 8) return RFAIL("cannot read the header length: %s", strerror(errno));
+    if (fread(lenb, 1, 8, f) != 8) return RFAIL_IO("cannot read the header length: %s", strerror(errno));
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | lenb[i];
     if (hlen > ZG_ST_MAX_HEADER)
@@ -258,10 +268,10 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
     uint64_t data_len = size - 8 - hlen;
 
     char *text = malloc(hlen ? hlen : 1);
-    if (!text) return RFAIL("out of memory (%llu-byte header)", (unsigned long long)hlen);
+    if (!text) return RFAIL_MEM("out of memory (%llu-byte header)", (unsigned long long)hlen);
     if (fread(text, 1, hlen, f) != hlen) {
         free(text);
-        return RFAIL("cannot read the %llu-byte header: %s", (unsigned long long)hlen, strerror(errno));
+        return RFAIL_IO("cannot read the %llu-byte header: %s", (unsigned long long)hlen, strerror(errno));
     }
     if (hlen == 0 || text[0] != '{') {
         free(text);
@@ -277,7 +287,7 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
     zg_safetensors *st = calloc(1, sizeof *st);
     entry *entries = calloc((size_t)root->n + 1, sizeof *entries);
     entry **sorted = calloc((size_t)root->n + 1, sizeof *sorted);
-    void *ok = st && entries && sorted ? st : RFAIL("out of memory");
+    void *ok = st && entries && sorted ? st : RFAIL_MEM("out of memory");
     int n = 0;
     bool have_meta = false;
     for (int i = 0; ok && i < root->n; i++) {
@@ -298,14 +308,14 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
         st->names = calloc((size_t)n + 1, sizeof *st->names);
         st->tensors = calloc((size_t)n + 1, sizeof *st->tensors);
         st->by_name = malloc(((size_t)n + 1) * sizeof *st->by_name);
-        if (!st->path || !st->names || !st->tensors || !st->by_name) ok = RFAIL("out of memory");
+        if (!st->path || !st->names || !st->tensors || !st->by_name) ok = RFAIL_MEM("out of memory");
     }
     if (ok) {
         /* Duplicate names: sort pointers into an array of the names, so
          * that each sorted pointer also gives the name's index. */
         const char **nm = malloc(((size_t)n + 1) * sizeof *nm);
         const char ***ptrs = malloc(((size_t)n + 1) * sizeof *ptrs);
-        if (!nm || !ptrs) ok = RFAIL("out of memory");
+        if (!nm || !ptrs) ok = RFAIL_MEM("out of memory");
         for (int i = 0; ok && i < n; i++) {
             nm[i] = entries[i].name;
             ptrs[i] = &nm[i];
@@ -324,7 +334,7 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
         st->tensors[i] = zg_tensor_new(entries[i].dtype, entries[i].shape, entries[i].ndim);
         st->n = i + 1;
         if (!st->names[i] || !st->tensors[i]) {
-            ok = RFAIL("out of memory for tensor '%s'", entries[i].name);
+            ok = RFAIL_MEM("out of memory for tensor '%s'", entries[i].name);
             break;
         }
         zg_tensor_set_name(st->tensors[i], st->names[i]);
@@ -336,7 +346,7 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
         if (nb == 0) continue;
         if (fseeko(f, (off_t)(8 + hlen + e->begin), SEEK_SET) != 0 ||
             fread(st->tensors[k]->storage->data, 1, nb, f) != nb)
-            ok = RFAIL("cannot read the data of tensor '%s' (file changed while reading?)", e->name);
+            ok = RFAIL_IO("cannot read the data of tensor '%s' (file changed while reading?)", e->name);
     }
     zg__json_free(root);
     free(text);
@@ -349,12 +359,20 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
     return st;
 }
 
-zg_safetensors *zg_safetensors_read(const char *path) {
-    if (!path) return zg__fail_null("zg_safetensors_read: path is NULL");
+int zg__safetensors_open(const char *path, zg_safetensors **out) {
+    *out = NULL;
+    if (!path) return zg__fail(ZG_ERR_ARG, "zg_safetensors_read: path is NULL");
     FILE *f = fopen(path, "rb");
-    if (!f) return zg__fail_null("zg_safetensors_read: cannot open '%s': %s", path, strerror(errno));
-    zg_safetensors *st = read_file(path, f);
+    if (!f) return zg__fail(ZG_ERR_IO, "zg_safetensors_read: cannot open '%s': %s", path, strerror(errno));
+    read_status = ZG_ERR_FORMAT;
+    *out = read_file(path, f);
     fclose(f);
+    return *out ? ZG_OK : read_status;
+}
+
+zg_safetensors *zg_safetensors_read(const char *path) {
+    zg_safetensors *st;
+    zg__safetensors_open(path, &st);
     return st;
 }
 

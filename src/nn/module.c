@@ -423,11 +423,12 @@ static const char *dtype_name(zg_dtype d) { return d == ZG_INT64 ? "int64" : "fl
 
 int zg_module_load(zg_module *m, const char *path) {
     if (!m || !path) return zg__fail(ZG_ERR_ARG, "zg_module_load: NULL argument");
-    zg_safetensors *st = zg_safetensors_read(path);
-    if (!st) {
+    zg_safetensors *st;
+    int rc = zg__safetensors_open(path, &st);
+    if (rc) {
         char inner[1024];
         snprintf(inner, sizeof inner, "%s", zg_last_error());
-        return zg__fail(ZG_ERR_FORMAT, "zg_module_load: %s", inner);
+        return zg__fail(rc, "zg_module_load: %s", inner);
     }
     int n = 0;
     zg_tensor **ps = state_list(m, &n);

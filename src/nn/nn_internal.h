@@ -6,6 +6,7 @@
 #define ZG_NN_INTERNAL_H
 
 #include "../ops/ops_internal.h"
+#include "../io/io_internal.h"
 
 /* Computes the module's output for x (an arena tensor, or NULL and an
  * error). Called through zg__module_call, which adds the module to the

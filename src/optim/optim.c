@@ -705,15 +705,12 @@ static int load_fail(zg_safetensors *st, void *a, void *b, void *c, int code, co
 int zg_optim_load(zg_optim *opt, const char *path) {
     if (!opt || !path) return zg__fail(ZG_ERR_ARG, "zg_optim_load: NULL argument");
     const kind_info *ki = kind_of(opt->kind);
-    zg_safetensors *st = zg_safetensors_read(path);
-    if (!st) {
+    zg_safetensors *st;
+    int read_rc = zg__safetensors_open(path, &st);
+    if (read_rc) {
         char inner[768];
         snprintf(inner, sizeof inner, "%s", zg_last_error());
-        /* A file that opens but does not parse is a format error. */
-        FILE *f = fopen(path, "rb");
-        bool readable = f != NULL;
-        if (f) fclose(f);
-        return zg__fail(readable ? ZG_ERR_FORMAT : ZG_ERR_IO, "zg_optim_load: %s", inner);
+        return zg__fail(read_rc, "zg_optim_load: %s", inner);
     }
     const char *format = zg_safetensors_metadata(st, "format");
     if (!format || strcmp(format, OPTIM_FORMAT) != 0)

@@ -5,6 +5,7 @@
 #define ZG_OPTIM_INTERNAL_H
 
 #include "../autograd/autograd_internal.h"
+#include "../io/io_internal.h"
 
 /* Per-parameter state buffers. Each optimizer kind uses a subset; a buffer
  * is allocated the first time its rule needs it. */

@@ -1255,14 +1255,12 @@ int zg_sched_save(const zg_sched *s, const char *path) {
 int zg_sched_load(zg_sched *s, const char *path) {
     const char *fn = "zg_sched_load";
     if (!s || !path) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
-    zg_safetensors *st = zg_safetensors_read(path);
-    if (!st) {
+    zg_safetensors *st;
+    int read_rc = zg__safetensors_open(path, &st);
+    if (read_rc) {
         char inner[768];
         snprintf(inner, sizeof inner, "%s", zg_last_error());
-        FILE *f = fopen(path, "rb");
-        bool readable = f != NULL;
-        if (f) fclose(f);
-        return zg__fail(readable ? ZG_ERR_FORMAT : ZG_ERR_IO, "%s: %s", fn, inner);
+        return zg__fail(read_rc, "%s: %s", fn, inner);
     }
     const char *format = zg_safetensors_metadata(st, "format");
     const char *state = zg_safetensors_metadata(st, "state");

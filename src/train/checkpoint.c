@@ -331,11 +331,13 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
     memset(s, 0, sizeof *s);
     char path[4200];
     zg__path_join(path, sizeof path, ckpt_dir, ZG_CKPT_TRAINER);
-    zg_safetensors *st = zg_safetensors_read(path);
-    if (!st) {
+    zg_safetensors *st;
+    int read_rc = zg__safetensors_open(path, &st);
+    if (read_rc) {
         char inner[1024];
         snprintf(inner, sizeof inner, "%s", zg_last_error());
-        return zg__fail(ZG_ERR_FORMAT, "%s: checkpoint '%s' is damaged: %s", fn, ckpt_dir, inner);
+        return zg__fail(read_rc == ZG_ERR_NOMEM ? read_rc : ZG_ERR_FORMAT, "%s: checkpoint '%s' is damaged: %s", fn,
+                        ckpt_dir, inner);
     }
     int rc = ZG_OK;
     const char *format = zg_safetensors_metadata(st, "format");

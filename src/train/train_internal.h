@@ -13,6 +13,7 @@
 #define ZG_TRAIN_INTERNAL_H
 
 #include "../tensor/tensor_internal.h"
+#include "../io/io_internal.h"
 
 #include <stdio.h>
 

@@ -248,6 +248,12 @@ def loop_desc(pattern="B", set_to_none=True, freeze="-", micro=1, retain_twice=F
             (pattern, set_to_none, freeze, micro, retain_twice, hooks, aux_mse, schedule))
 
 
+# Every scenario run() wrote, in order; main() lists them in
+# OUTDIR/parity_scenarios.txt, the one list of scenarios (test_parity.c
+# replays each one it names).
+SCENARIOS = []
+
+
 def run(outdir, name, description, optims, arch=MLP, loss="cross_entropy", seed=0, steps=STEPS, batch=BATCH,
         **loop):
     """Trains and records one scenario.
@@ -361,6 +367,7 @@ def run(outdir, name, description, optims, arch=MLP, loss="cross_entropy", seed=
         meta["optim.%d" % k] = d
     path = os.path.join(outdir, name + ".safetensors")
     write_safetensors(path, tensors, meta)
+    SCENARIOS.append(name)
     back, back_meta = read_safetensors(path)
     assert back_meta["loop"] == meta["loop"] and set(back) == set(tensors)
     for k, t in tensors.items():
@@ -462,6 +469,10 @@ def main():
         [("adam", dict(lr=1e-2), None)],
         arch="linear 20 32;gelu;linear 32 32;tanh;linear 32 16;leaky_relu 0.1;linear 16 16;gelu_tanh;"
              "linear 16 16;sigmoid;linear 16 5")
+
+    # Written last: its date tells the C test that every file above is new.
+    with open(os.path.join(outdir, "parity_scenarios.txt"), "w") as f:
+        f.write("".join(n + "\n" for n in SCENARIOS))
 
 
 if __name__ == "__main__":
