@@ -1,8 +1,8 @@
 /* The optimizer core: parameter groups with per-group hyperparameters,
  * validation, zero_grad, the step loop (dispatching to the update rule of
- * the optimizer's kind), per-parameter state, accessors, and the
- * state_dict as a safetensors file. The update rules themselves live in
- * sgd.c, adam.c, rmsprop.c and adagrad.c. */
+ * the optimizer's kind), per-parameter state and accessors. The state_dict
+ * as a safetensors file is optim_state.c; the update rules live in sgd.c,
+ * adam.c, rmsprop.c and adagrad.c. */
 #include "optim_internal.h"
 
 #include <ctype.h>
@@ -11,10 +11,7 @@
 
 /* ---- tables ----------------------------------------------------------- */
 
-#define HP_BIT(k) (1u << (k))
-#define BUF_BIT(b) (1u << (b))
-
-static const char *const hp_names[ZG_HP_COUNT] = {
+const char *const zg__hp_names[ZG_HP_COUNT] = {
     [ZG_HP_LR] = "lr",
     [ZG_HP_WEIGHT_DECAY] = "weight_decay",
     [ZG_HP_MOMENTUM] = "momentum",
@@ -31,7 +28,7 @@ static const char *const hp_names[ZG_HP_COUNT] = {
     [ZG_HP_INITIAL_ACCUMULATOR_VALUE] = "initial_accumulator_value",
 };
 
-static const char *const buf_names[ZG__BUF_COUNT] = {
+const char *const zg__buf_names[ZG__BUF_COUNT] = {
     [ZG__BUF_MOMENTUM] = "momentum_buffer",
     [ZG__BUF_EXP_AVG] = "exp_avg",
     [ZG__BUF_EXP_AVG_SQ] = "exp_avg_sq",
@@ -45,16 +42,7 @@ static bool hp_is_bool(int k) {
     return k == ZG_HP_NESTEROV || k == ZG_HP_MAXIMIZE || k == ZG_HP_AMSGRAD || k == ZG_HP_CENTERED;
 }
 
-typedef struct {
-    const char *name; /* for messages, as PyTorch spells the class */
-    const char *key;  /* in saved files */
-    unsigned hp_mask; /* the hyperparameters this kind has */
-    unsigned buf_mask;     /* the state buffers it may hold */
-    unsigned buf_required; /* the buffers every saved state must have */
-    zg__update_fn update;
-} kind_info;
-
-static const kind_info kinds[] = {
+static const zg__optim_kind_info kinds[] = {
     [ZG_SGD] = {"SGD", "sgd",
                 HP_BIT(ZG_HP_LR) | HP_BIT(ZG_HP_WEIGHT_DECAY) | HP_BIT(ZG_HP_MOMENTUM) | HP_BIT(ZG_HP_DAMPENING) |
                     HP_BIT(ZG_HP_NESTEROV) | HP_BIT(ZG_HP_MAXIMIZE),
@@ -80,11 +68,11 @@ static const kind_info kinds[] = {
                     BUF_BIT(ZG__BUF_SUM), BUF_BIT(ZG__BUF_SUM), zg__adagrad_update},
 };
 
-static const kind_info *kind_of(zg_optim_kind kind) {
+const zg__optim_kind_info *zg__optim_kind_of(zg_optim_kind kind) {
     return (int)kind >= 0 && (int)kind < (int)(sizeof kinds / sizeof kinds[0]) ? &kinds[kind] : NULL;
 }
 
-static bool hp_valid_for(const kind_info *ki, int key) {
+bool zg__hp_valid_for(const zg__optim_kind_info *ki, int key) {
     return key >= 0 && key < ZG_HP_COUNT && (ki->hp_mask & HP_BIT(key));
 }
 
@@ -131,29 +119,27 @@ static void config_to_hp(const zg_optim_config *c, double *hp) {
     hp[ZG_HP_INITIAL_ACCUMULATOR_VALUE] = c->initial_accumulator_value;
 }
 
-/* Checks the hyperparameters a kind uses; on a problem writes it to msg
- * and returns false. */
-static bool check_hparams(const kind_info *ki, const double *hp, char *msg, size_t n) {
+bool zg__optim_check_hparams(const zg__optim_kind_info *ki, const double *hp, char *msg, size_t n) {
     for (int k = 0; k < ZG_HP_COUNT; k++) {
-        if (!hp_valid_for(ki, k)) continue;
+        if (!zg__hp_valid_for(ki, k)) continue;
         double v = hp[k];
         if (hp_is_bool(k)) {
             if (v != 0 && v != 1) {
-                snprintf(msg, n, "invalid %s %g (must be 0 or 1)", hp_names[k], v);
+                snprintf(msg, n, "invalid %s %g (must be 0 or 1)", zg__hp_names[k], v);
                 return false;
             }
         } else if (k == ZG_HP_BETA1 || k == ZG_HP_BETA2) {
             if (!(v >= 0 && v < 1)) {
-                snprintf(msg, n, "invalid %s %g (must be in [0, 1))", hp_names[k], v);
+                snprintf(msg, n, "invalid %s %g (must be in [0, 1))", zg__hp_names[k], v);
                 return false;
             }
         } else if (k == ZG_HP_DAMPENING) {
             if (!isfinite(v)) {
-                snprintf(msg, n, "invalid %s %g (must be finite)", hp_names[k], v);
+                snprintf(msg, n, "invalid %s %g (must be finite)", zg__hp_names[k], v);
                 return false;
             }
         } else if (!(v >= 0 && isfinite(v))) {
-            snprintf(msg, n, "invalid %s %g (must be finite and >= 0)", hp_names[k], v);
+            snprintf(msg, n, "invalid %s %g (must be finite and >= 0)", zg__hp_names[k], v);
             return false;
         }
     }
@@ -189,7 +175,7 @@ static int check_param(const char *fn, const zg_tensor *p, int group, int index)
 
 /* Fills hp from defaults and the group's overrides and validates the
  * group (parameters and hyperparameters). */
-static int prepare_group(const char *fn, const kind_info *ki, const double *defaults, const zg_param_group *g,
+static int prepare_group(const char *fn, const zg__optim_kind_info *ki, const double *defaults, const zg_param_group *g,
                          int gi, double *hp) {
     if (!g) return zg__fail(ZG_ERR_ARG, "%s: group %d is NULL", fn, gi);
     if (g->n_params < 0 || (g->n_params > 0 && !g->params))
@@ -207,16 +193,16 @@ static int prepare_group(const char *fn, const kind_info *ki, const double *defa
         int k = (int)g->overrides[i].key;
         if (k < 0 || k >= ZG_HP_COUNT)
             return zg__fail(ZG_ERR_ARG, "%s: group %d: unknown hyperparameter key %d", fn, gi, k);
-        if (!hp_valid_for(ki, k))
-            return zg__fail(ZG_ERR_ARG, "%s: group %d: '%s' is not a hyperparameter of %s", fn, gi, hp_names[k],
+        if (!zg__hp_valid_for(ki, k))
+            return zg__fail(ZG_ERR_ARG, "%s: group %d: '%s' is not a hyperparameter of %s", fn, gi, zg__hp_names[k],
                             ki->name);
         if (seen & HP_BIT(k))
-            return zg__fail(ZG_ERR_ARG, "%s: group %d: '%s' is set twice", fn, gi, hp_names[k]);
+            return zg__fail(ZG_ERR_ARG, "%s: group %d: '%s' is set twice", fn, gi, zg__hp_names[k]);
         seen |= HP_BIT(k);
         hp[k] = g->overrides[i].value;
     }
     char msg[256];
-    if (!check_hparams(ki, hp, msg, sizeof msg)) return zg__fail(ZG_ERR_ARG, "%s: group %d: %s", fn, gi, msg);
+    if (!zg__optim_check_hparams(ki, hp, msg, sizeof msg)) return zg__fail(ZG_ERR_ARG, "%s: group %d: %s", fn, gi, msg);
     return ZG_OK;
 }
 
@@ -304,7 +290,7 @@ static void append_group(zg_optim *opt, const zg_param_group *g, const double *h
 
 static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group *groups, int n_groups,
                         const zg_optim_config *config) {
-    const kind_info *ki = kind_of(kind);
+    const zg__optim_kind_info *ki = zg__optim_kind_of(kind);
     if (!ki) return zg__fail_null("%s: unknown optimizer kind %d", fn, (int)kind);
     if (n_groups < 0 || (n_groups > 0 && !groups)) return zg__fail_null("%s: bad group list", fn);
     long total = 0;
@@ -315,7 +301,7 @@ static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group
     double defaults[ZG_HP_COUNT];
     config_to_hp(&cfg, defaults);
     char msg[256];
-    if (!check_hparams(ki, defaults, msg, sizeof msg)) return zg__fail_null("%s: default %s", fn, msg);
+    if (!zg__optim_check_hparams(ki, defaults, msg, sizeof msg)) return zg__fail_null("%s: default %s", fn, msg);
 
     double *hps = malloc((size_t)n_groups * ZG_HP_COUNT * sizeof *hps);
     if (!hps) return zg__fail_null("%s: out of memory", fn);
@@ -358,7 +344,7 @@ int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group) {
     const char *fn = "zg_optim_add_param_group";
     if (!opt) return zg__fail(ZG_ERR_ARG, "%s: optimizer is NULL", fn);
     double hp[ZG_HP_COUNT];
-    int rc = prepare_group(fn, kind_of(opt->kind), opt->defaults, group, opt->n_groups, hp);
+    int rc = prepare_group(fn, zg__optim_kind_of(opt->kind), opt->defaults, group, opt->n_groups, hp);
     if (rc) return rc;
     rc = check_duplicates(fn, opt, group, 1, opt->n_groups);
     if (rc) return rc;
@@ -367,7 +353,7 @@ int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group) {
     return ZG_OK;
 }
 
-static void state_clear(zg__param_state *st) {
+void zg__optim_state_clear(zg__param_state *st) {
     for (int b = 0; b < ZG__BUF_COUNT; b++) zg_tensor_free(st->buf[b]);
     memset(st, 0, sizeof *st);
 }
@@ -375,7 +361,7 @@ static void state_clear(zg__param_state *st) {
 void zg_optim_free(zg_optim *opt) {
     if (!opt) return;
     zg__emit_optim_free(opt); /* event: a listener forgets this optimizer */
-    for (int i = 0; i < opt->n_params; i++) state_clear(&opt->state[i]);
+    for (int i = 0; i < opt->n_params; i++) zg__optim_state_clear(&opt->state[i]);
     free(opt->state);
     free(opt->params);
     free(opt->groups);
@@ -395,7 +381,7 @@ zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor 
     if (fresh) *fresh = false;
     if (st->buf[id]) return st->buf[id];
     zg_tensor *b = zg_tensor_new(ZG_FLOAT32, p->shape, p->ndim);
-    if (!b) return zg__fail_null("zg_optim_step: out of memory for the state buffer '%s'", buf_names[id]);
+    if (!b) return zg__fail_null("zg_optim_step: out of memory for the state buffer '%s'", zg__buf_names[id]);
     if (init != 0.0f) {
         float *d = zg__f32(b);
         for (int64_t i = 0; i < b->numel; i++) d[i] = init;
@@ -408,7 +394,7 @@ zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor 
 int zg_optim_step(zg_optim *opt) {
     if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_step: optimizer is NULL");
     if (zg__emit_step(opt, opt->params, opt->n_params)) return ZG_ERR_STATE; /* a listener refuses (stale grads) */
-    zg__update_fn update = kind_of(opt->kind)->update;
+    zg__update_fn update = zg__optim_kind_of(opt->kind)->update;
     for (int g = 0; g < opt->n_groups; g++) {
         const zg__group *grp = &opt->groups[g];
         for (int i = grp->first; i < grp->first + grp->n; i++) {
@@ -467,12 +453,12 @@ zg_tensor *zg_optim_group_param(const zg_optim *opt, int group, int index) {
 
 double zg_optim_get_hparam(const zg_optim *opt, int group, zg_hparam key) {
     if (check_group("zg_optim_get_hparam", opt, group)) return NAN;
-    const kind_info *ki = kind_of(opt->kind);
-    if (!hp_valid_for(ki, (int)key)) {
+    const zg__optim_kind_info *ki = zg__optim_kind_of(opt->kind);
+    if (!zg__hp_valid_for(ki, (int)key)) {
         if ((int)key < 0 || (int)key >= ZG_HP_COUNT)
             zg__fail(ZG_ERR_ARG, "zg_optim_get_hparam: unknown hyperparameter key %d", (int)key);
         else
-            zg__fail(ZG_ERR_ARG, "zg_optim_get_hparam: '%s' is not a hyperparameter of %s", hp_names[key], ki->name);
+            zg__fail(ZG_ERR_ARG, "zg_optim_get_hparam: '%s' is not a hyperparameter of %s", zg__hp_names[key], ki->name);
         return NAN;
     }
     return opt->groups[group].hp[key];
@@ -482,16 +468,16 @@ int zg_optim_set_hparam(zg_optim *opt, int group, zg_hparam key, double value) {
     const char *fn = "zg_optim_set_hparam";
     int rc = check_group(fn, opt, group);
     if (rc) return rc;
-    const kind_info *ki = kind_of(opt->kind);
+    const zg__optim_kind_info *ki = zg__optim_kind_of(opt->kind);
     if ((int)key < 0 || (int)key >= ZG_HP_COUNT)
         return zg__fail(ZG_ERR_ARG, "%s: unknown hyperparameter key %d", fn, (int)key);
-    if (!hp_valid_for(ki, (int)key))
-        return zg__fail(ZG_ERR_ARG, "%s: '%s' is not a hyperparameter of %s", fn, hp_names[key], ki->name);
+    if (!zg__hp_valid_for(ki, (int)key))
+        return zg__fail(ZG_ERR_ARG, "%s: '%s' is not a hyperparameter of %s", fn, zg__hp_names[key], ki->name);
     double hp[ZG_HP_COUNT];
     memcpy(hp, opt->groups[group].hp, sizeof hp);
     hp[key] = value;
     char msg[256];
-    if (!check_hparams(ki, hp, msg, sizeof msg)) return zg__fail(ZG_ERR_ARG, "%s: group %d: %s", fn, group, msg);
+    if (!zg__optim_check_hparams(ki, hp, msg, sizeof msg)) return zg__fail(ZG_ERR_ARG, "%s: group %d: %s", fn, group, msg);
     opt->groups[group].hp[key] = value;
     return ZG_OK;
 }
@@ -504,9 +490,9 @@ int64_t zg_optim_state_step(const zg_optim *opt, int param_index) {
     return opt->state[param_index].active ? opt->state[param_index].step : -1;
 }
 
-static int buf_id(const char *name) {
+int zg__optim_buf_id(const char *name) {
     for (int b = 0; b < ZG__BUF_COUNT; b++)
-        if (strcmp(name, buf_names[b]) == 0) return b;
+        if (strcmp(name, zg__buf_names[b]) == 0) return b;
     return -1;
 }
 
@@ -515,351 +501,10 @@ zg_tensor *zg_optim_state_buffer(const zg_optim *opt, int param_index, const cha
     if (!opt || !name) return zg__fail_null("%s: NULL argument", fn);
     if (param_index < 0 || param_index >= opt->n_params)
         return zg__fail_null("%s: parameter index %d out of range (%d parameters)", fn, param_index, opt->n_params);
-    int b = buf_id(name);
-    const kind_info *ki = kind_of(opt->kind);
+    int b = zg__optim_buf_id(name);
+    const zg__optim_kind_info *ki = zg__optim_kind_of(opt->kind);
     if (b < 0 || !(ki->buf_mask & BUF_BIT(b)))
         return zg__fail_null("%s: %s has no state buffer '%s'", fn, ki->name, name);
     const zg__param_state *st = &opt->state[param_index];
     return st->active ? st->buf[b] : NULL;
-}
-
-/* ---- state_dict as safetensors ------------------------------------------ */
-
-/* File layout. Tensors: "state.<i>.step" (int64, 0-dim) and
- * "state.<i>.<buffer>" (float32, the parameter's shape) for every parameter
- * i that has state. Metadata: "format", "kind", "num_groups", and per group
- * g "param_groups.<g>.params" (comma-separated global indices) and
- * "param_groups.<g>.<hyperparameter>" for each hyperparameter of the kind
- * (printed with 17 significant digits, so values round-trip exactly). */
-#define OPTIM_FORMAT "zgrad.optim.v1"
-
-static char *str_dup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *c = malloc(n);
-    if (c) memcpy(c, s, n);
-    return c;
-}
-
-static char *str_printf(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-static char *str_printf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s) return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* "first,first+1,...,first+n-1" */
-static char *index_list(int first, int n) {
-    size_t cap = (size_t)n * 12 + 1;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    size_t used = 0;
-    s[0] = '\0';
-    for (int i = 0; i < n; i++) used += (size_t)snprintf(s + used, cap - used, i ? ",%d" : "%d", first + i);
-    return s;
-}
-
-int zg_optim_save(const zg_optim *opt, const char *path) {
-    const char *fn = "zg_optim_save";
-    if (!opt || !path) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
-    const kind_info *ki = kind_of(opt->kind);
-
-    int n_t = 0;
-    for (int i = 0; i < opt->n_params; i++) {
-        if (!opt->state[i].active) continue;
-        n_t++;
-        for (int b = 0; b < ZG__BUF_COUNT; b++) n_t += opt->state[i].buf[b] != NULL;
-    }
-    int n_hp = 0;
-    for (int k = 0; k < ZG_HP_COUNT; k++) n_hp += hp_valid_for(ki, k);
-    int n_m = 3 + opt->n_groups * (1 + n_hp);
-
-    zg_tensor **tensors = calloc((size_t)n_t + 1, sizeof *tensors);
-    char **names = calloc((size_t)n_t + 1, sizeof *names);
-    bool *owned = calloc((size_t)n_t + 1, sizeof *owned);
-    char **keys = calloc((size_t)n_m, sizeof *keys);
-    char **vals = calloc((size_t)n_m, sizeof *vals);
-    int rc = ZG_OK;
-    if (!tensors || !names || !owned || !keys || !vals) goto nomem;
-
-    int t = 0;
-    for (int i = 0; i < opt->n_params; i++) {
-        const zg__param_state *st = &opt->state[i];
-        if (!st->active) continue;
-        zg_tensor *step = zg_tensor_new(ZG_INT64, NULL, 0);
-        if (!step) goto nomem;
-        zg__i64(step)[0] = st->step;
-        tensors[t] = step;
-        owned[t] = true;
-        if (!(names[t++] = str_printf("state.%d.step", i))) goto nomem;
-        for (int b = 0; b < ZG__BUF_COUNT; b++) {
-            if (!st->buf[b]) continue;
-            tensors[t] = st->buf[b];
-            if (!(names[t++] = str_printf("state.%d.%s", i, buf_names[b]))) goto nomem;
-        }
-    }
-
-    int m = 0;
-    keys[m] = str_dup("format");
-    vals[m++] = str_dup(OPTIM_FORMAT);
-    keys[m] = str_dup("kind");
-    vals[m++] = str_dup(ki->key);
-    keys[m] = str_dup("num_groups");
-    vals[m++] = str_printf("%d", opt->n_groups);
-    for (int g = 0; g < opt->n_groups; g++) {
-        keys[m] = str_printf("param_groups.%d.params", g);
-        vals[m++] = index_list(opt->groups[g].first, opt->groups[g].n);
-        for (int k = 0; k < ZG_HP_COUNT; k++) {
-            if (!hp_valid_for(ki, k)) continue;
-            keys[m] = str_printf("param_groups.%d.%s", g, hp_names[k]);
-            vals[m++] = str_printf("%.17g", opt->groups[g].hp[k]);
-        }
-    }
-    for (int i = 0; i < m; i++)
-        if (!keys[i] || !vals[i]) goto nomem;
-
-    rc = zg_safetensors_write(path, tensors, (const char *const *)names, t, (const char *const *)keys,
-                              (const char *const *)vals, m);
-    if (rc) {
-        char inner[768];
-        snprintf(inner, sizeof inner, "%s", zg_last_error());
-        rc = zg__fail(rc, "%s: %s", fn, inner);
-    }
-    goto done;
-nomem:
-    rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
-done:
-    for (int i = 0; tensors && names && owned && i <= n_t; i++) {
-        if (owned[i]) zg_tensor_free(tensors[i]);
-        free(names[i]);
-    }
-    for (int i = 0; keys && vals && i < n_m; i++) {
-        free(keys[i]);
-        free(vals[i]);
-    }
-    free(tensors);
-    free(names);
-    free(owned);
-    free(keys);
-    free(vals);
-    return rc;
-}
-
-/* Parses a whole string as a non-negative int (digits only). */
-static bool parse_index(const char *s, size_t len, int *out) {
-    if (len == 0 || len > 9) return false;
-    int v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (!isdigit((unsigned char)s[i])) return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static bool parse_double(const char *s, double *out) {
-    if (!s || !*s || isspace((unsigned char)*s)) return false;
-    char *end;
-    double v = strtod(s, &end);
-    if (*end != '\0') return false;
-    *out = v;
-    return true;
-}
-
-/* What load found in the file for one parameter (tensors owned by the
- * file), before it changes the optimizer. */
-typedef struct {
-    const zg_tensor *step;
-    const zg_tensor *buf[ZG__BUF_COUNT];
-} loaded_state;
-
-static int load_fail(zg_safetensors *st, void *a, void *b, void *c, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 6, 7)))
-#endif
-    ;
-static int load_fail(zg_safetensors *st, void *a, void *b, void *c, int code, const char *fmt, ...) {
-    char msg[900];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    zg_safetensors_free(st);
-    free(a);
-    free(b);
-    free(c);
-    return zg__fail(code, "zg_optim_load: %s", msg);
-}
-
-int zg_optim_load(zg_optim *opt, const char *path) {
-    if (!opt || !path) return zg__fail(ZG_ERR_ARG, "zg_optim_load: NULL argument");
-    const kind_info *ki = kind_of(opt->kind);
-    zg_safetensors *st;
-    int read_rc = zg__safetensors_open(path, &st);
-    if (read_rc) {
-        char inner[768];
-        snprintf(inner, sizeof inner, "%s", zg_last_error());
-        return zg__fail(read_rc, "zg_optim_load: %s", inner);
-    }
-    const char *format = zg_safetensors_metadata(st, "format");
-    if (!format || strcmp(format, OPTIM_FORMAT) != 0)
-        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT,
-                         "'%s' is not an optimizer state file (metadata 'format' is %s%s%s, expected '%s')", path,
-                         format ? "'" : "", format ? format : "missing", format ? "'" : "", OPTIM_FORMAT);
-    const char *kind = zg_safetensors_metadata(st, "kind");
-    if (!kind || strcmp(kind, ki->key) != 0)
-        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT,
-                         "'%s' holds the state of a '%s' optimizer, this one is '%s'", path,
-                         kind ? kind : "(missing)", ki->key);
-    const char *ng = zg_safetensors_metadata(st, "num_groups");
-    int n_groups;
-    if (!ng || !parse_index(ng, strlen(ng), &n_groups))
-        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT, "'%s': metadata 'num_groups' is missing or invalid",
-                         path);
-    if (n_groups != opt->n_groups)
-        return load_fail(st, NULL, NULL, NULL, ZG_ERR_FORMAT,
-                         "'%s' has %d parameter groups, the optimizer has %d (loaded state dict has a different "
-                         "number of parameter groups)",
-                         path, n_groups, opt->n_groups);
-
-    int n = opt->n_params;
-    /* pos[id]: the optimizer's global index for the file's parameter id. */
-    int *pos = malloc(((size_t)n + 1) * sizeof *pos);
-    double *hps = malloc(((size_t)n_groups + 1) * ZG_HP_COUNT * sizeof *hps);
-    loaded_state *ls = calloc((size_t)n + 1, sizeof *ls);
-    if (!pos || !hps || !ls) return load_fail(st, pos, hps, ls, ZG_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) pos[i] = -1;
-
-    char key[96];
-    for (int g = 0; g < n_groups; g++) {
-        const zg__group *grp = &opt->groups[g];
-        snprintf(key, sizeof key, "param_groups.%d.params", g);
-        const char *list = zg_safetensors_metadata(st, key);
-        if (!list) return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is missing", path, key);
-        int count = 0;
-        for (const char *s = list; *s;) {
-            const char *e = strchr(s, ',');
-            size_t len = e ? (size_t)(e - s) : strlen(s);
-            int id;
-            if (!parse_index(s, len, &id))
-                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is not a list of indices", path,
-                                 key);
-            if (id >= n || pos[id] >= 0)
-                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
-                                 "'%s': metadata '%s': parameter index %d is out of range or repeated (%d parameters)",
-                                 path, key, id, n);
-            if (count < grp->n) pos[id] = grp->first + count;
-            count++;
-            s = e ? e + 1 : s + len;
-            if (e && !*s)
-                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is not a list of indices", path,
-                                 key);
-        }
-        if (count != grp->n)
-            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
-                             "'%s': group %d has %d parameters in the file, %d in the optimizer (loaded state dict "
-                             "contains a parameter group that doesn't match the size of optimizer's group)",
-                             path, g, count, grp->n);
-        double *hp = hps + (size_t)g * ZG_HP_COUNT;
-        memcpy(hp, grp->hp, ZG_HP_COUNT * sizeof *hp);
-        for (int k = 0; k < ZG_HP_COUNT; k++) {
-            if (!hp_valid_for(ki, k)) continue;
-            snprintf(key, sizeof key, "param_groups.%d.%s", g, hp_names[k]);
-            if (!parse_double(zg_safetensors_metadata(st, key), &hp[k]))
-                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': metadata '%s' is missing or not a number",
-                                 path, key);
-        }
-        char msg[256];
-        if (!check_hparams(ki, hp, msg, sizeof msg))
-            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': group %d: %s", path, g, msg);
-    }
-
-    int n_t = zg_safetensors_count(st);
-    for (int t = 0; t < n_t; t++) {
-        const char *name = zg_safetensors_name(st, t);
-        const zg_tensor *x = zg_safetensors_get(st, name);
-        const char *s = name + 6;
-        const char *dot = strncmp(name, "state.", 6) == 0 ? strchr(s, '.') : NULL;
-        int id;
-        if (!dot || !parse_index(s, (size_t)(dot - s), &id))
-            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': unexpected entry '%s'", path, name);
-        if (id >= n || pos[id] < 0)
-            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
-                             "'%s': entry '%s' names parameter %d, which is in no group", path, name, id);
-        const char *what = dot + 1;
-        loaded_state *l = &ls[pos[id]];
-        if (strcmp(what, "step") == 0) {
-            if (x->dtype != ZG_INT64 || x->numel != 1 || zg__i64(x)[0] < 0)
-                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT,
-                                 "'%s': entry '%s' must be one non-negative int64 step count", path, name);
-            l->step = x;
-            continue;
-        }
-        int b = buf_id(what);
-        if (b < 0 || !(ki->buf_mask & BUF_BIT(b)))
-            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': unexpected entry '%s' (%s has no state '%s')",
-                             path, name, ki->name, what);
-        const zg_tensor *p = opt->params[pos[id]];
-        if (x->dtype != ZG_FLOAT32 || !zg__same_shape(x, p)) {
-            char a[ZG_SHAPE_BUF], c[ZG_SHAPE_BUF];
-            return load_fail(st, pos, hps, ls, ZG_ERR_SHAPE,
-                             "'%s': entry '%s' is %s %s, parameter %d is float32 %s", path, name,
-                             x->dtype == ZG_FLOAT32 ? "float32" : "int64", zg__shape_str(x, a, sizeof a), pos[id],
-                             zg__shape_str(p, c, sizeof c));
-        }
-        l->buf[b] = x;
-    }
-    for (int i = 0; i < n; i++) {
-        const loaded_state *l = &ls[i];
-        bool any = l->step != NULL;
-        for (int b = 0; b < ZG__BUF_COUNT; b++) any |= l->buf[b] != NULL;
-        if (!any) continue;
-        int id = 0;
-        while (pos[id] != i) id++;
-        if (!l->step)
-            return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': entry 'state.%d.step' is missing", path, id);
-        for (int b = 0; b < ZG__BUF_COUNT; b++)
-            if ((ki->buf_required & BUF_BIT(b)) && !l->buf[b])
-                return load_fail(st, pos, hps, ls, ZG_ERR_FORMAT, "'%s': entry 'state.%d.%s' is missing", path, id,
-                                 buf_names[b]);
-    }
-
-    /* Everything checked: build the new state, then swap it in. */
-    zg__param_state *ns = calloc((size_t)n + 1, sizeof *ns);
-    if (!ns) return load_fail(st, pos, hps, ls, ZG_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        if (!ls[i].step) continue;
-        ns[i].active = true;
-        ns[i].step = zg__i64(ls[i].step)[0];
-        for (int b = 0; b < ZG__BUF_COUNT; b++) {
-            if (!ls[i].buf[b]) continue;
-            if (!(ns[i].buf[b] = zg_tensor_clone(ls[i].buf[b]))) {
-                for (int j = 0; j <= i; j++) state_clear(&ns[j]);
-                free(ns);
-                return load_fail(st, pos, hps, ls, ZG_ERR_NOMEM, "out of memory");
-            }
-        }
-    }
-    for (int i = 0; i < n; i++) state_clear(&opt->state[i]);
-    free(opt->state);
-    opt->state = ns;
-    opt->cap_params = n; /* the state array's size; reserve() regrows both arrays */
-    for (int g = 0; g < n_groups; g++)
-        memcpy(opt->groups[g].hp, hps + (size_t)g * ZG_HP_COUNT, sizeof opt->groups[g].hp);
-    zg_safetensors_free(st);
-    free(pos);
-    free(hps);
-    free(ls);
-    return ZG_OK;
 }

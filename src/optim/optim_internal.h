@@ -61,6 +61,35 @@ int zg__adagrad_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
  * NULL). NULL only when out of memory (error set). */
 zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor *p, float init, bool *fresh);
 
+/* What the core knows of each kind (optim.c's table): its class name,
+ * its key in saved files, the hyperparameters it has, the state buffers it
+ * may hold and must hold in a saved state, and its update rule. */
+typedef struct {
+    const char *name;
+    const char *key;
+    unsigned hp_mask;      /* bits HP_BIT(zg_hparam) */
+    unsigned buf_mask;     /* bits BUF_BIT(zg__buf_id) */
+    unsigned buf_required;
+    zg__update_fn update;
+} zg__optim_kind_info;
+#define HP_BIT(k) (1u << (k))
+#define BUF_BIT(b) (1u << (b))
+
+/* The kind's row (NULL for an unknown kind). */
+const zg__optim_kind_info *zg__optim_kind_of(zg_optim_kind kind);
+/* Whether the kind has hyperparameter `key`. */
+bool zg__hp_valid_for(const zg__optim_kind_info *ki, int key);
+/* Checks the hyperparameters the kind uses; on a problem writes it to msg
+ * and returns false. */
+bool zg__optim_check_hparams(const zg__optim_kind_info *ki, const double *hp, char *msg, size_t n);
+/* PyTorch's names of the hyperparameters and of the state buffers. */
+extern const char *const zg__hp_names[ZG_HP_COUNT];
+extern const char *const zg__buf_names[ZG__BUF_COUNT];
+/* The buffer named `name`, or -1. */
+int zg__optim_buf_id(const char *name);
+/* Frees a parameter's state buffers and zeroes it. */
+void zg__optim_state_clear(zg__param_state *st);
+
 /* Element loops of the update rules run in parallel above this size. */
 #define ZG__OPTIM_PAR_MIN 65536
 
