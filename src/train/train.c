@@ -366,99 +366,75 @@ static int stop_for_signal(trainer *t) {
                     t->run_dir, t->ckpt_name, t->run_dir);
 }
 
-/* Trains from the current position to the end of the epoch. */
-static int train_epoch(trainer *t) {
+/* A batch that failed to load (or is the one --inject-bad-batch names) is
+ * skipped; the loader resumes after it. */
+static int skip_unloaded(trainer *t, int got, int64_t nb) {
     zg__ckpt_state *s = &t->st;
-    int64_t nb = zg_loader_num_batches(t->train_ld);
-    if (s->next_batch > nb)
-        return zg__fail(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's position (batch %lld) is past the epoch's %lld batches",
-                        (long long)s->next_batch, (long long)nb);
-    int rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
-    if (rc) return fail_with(rc, "zg_train_run: starting the epoch");
-    double t0 = zg__now(), before = s->epoch_seconds;
-    zg__progress_begin(&t->prog, t->cfg.progress, t->cfg.progress_interval, (int)s->epoch + 1, t->cfg.epochs, nb,
-                       s->next_batch);
-    zg_module_train(t->model, true);
-    zg_tensor *x, *y;
-    int got;
-    while (s->next_batch < nb && (got = zg_loader_next(t->train_ld, &x, &y)) != 0) {
-        int64_t rb = run_batch(t, nb);
-        if (got < 0 || rb == t->cfg.inject_bad_batch) {
-            char why[600];
-            snprintf(why, sizeof why, "the batch failed to load (%s)",
-                     got < 0 ? zg_last_error() : "injected by --inject-bad-batch");
-            zg_arena_reset();
-            rc = skip_batch(t, false, why);
-            /* The loader resumes after the failed batch. */
-            if (!rc && got < 0 && s->next_batch < nb) rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
-            if (rc) {
-                zg__progress_clear(&t->prog);
-                return rc;
-            }
-            continue;
-        }
-        double loss = 0;
-        int outcome;
-        int64_t b = zg_tensor_size(y, 0);
-        rc = micro_step(t, x, y, rb, &loss, &outcome);
-        if (!rc && outcome) {
-            rc = skip_batch(t, outcome == 1, outcome == 1 ? (isnan(loss) ? "the loss is nan" : "the loss is inf")
-                                                          : "the batch failed after its backward "
-                                                            "(injected by --inject-bad-backward)");
-            if (rc) {
-                zg__progress_clear(&t->prog);
-                return rc;
-            }
-        } else {
-            if (!rc) rc = window_step(t, false);
-            if (rc) {
-                zg__progress_clear(&t->prog);
-                char what[96];
-                snprintf(what, sizeof what, "zg_train_run: epoch %lld, step %lld", (long long)s->epoch + 1,
-                         (long long)s->next_batch + 1);
-                return fail_with(rc, what);
-            }
-            s->bad_in_row = 0;
-            s->epoch_loss_sum += loss * (double)b;
-            s->epoch_samples += b;
-            s->next_batch++;
-        }
-        zg__progress_update(&t->prog, s->next_batch,
-                            s->epoch_samples ? s->epoch_loss_sum / (double)s->epoch_samples : NAN, b);
-        /* Checkpoints only between windows: grads are not saved. A step
-         * checkpoint at the epoch's last batch would be followed at once
-         * by the epoch's own. */
-        if (zg_accum_pending(t->acc) == 0 && s->next_batch < nb) {
-            if (g_stop_signal) {
-                s->epoch_seconds = before + (zg__now() - t0);
-                return stop_for_signal(t);
-            }
-            if (t->cfg.checkpoint_every_steps > 0 && s->global_step > t->last_ckpt_step &&
-                s->global_step % t->cfg.checkpoint_every_steps == 0) {
-                s->epoch_seconds = before + (zg__now() - t0);
-                t->last_ckpt_step = s->global_step;
-                rc = save_checkpoint(t);
-                if (rc) {
-                    zg__progress_clear(&t->prog);
-                    return rc;
-                }
-            }
-        }
-    }
-    /* The epoch's short last window. */
-    rc = window_step(t, true);
-    if (rc) {
-        zg__progress_clear(&t->prog);
-        return fail_with(rc, "zg_train_run: the epoch's last step");
-    }
-    double mean_loss = s->epoch_samples ? s->epoch_loss_sum / (double)s->epoch_samples : NAN;
-    zg__progress_end(&t->prog, s->next_batch, mean_loss);
+    char why[600];
+    snprintf(why, sizeof why, "the batch failed to load (%s)", got < 0 ? zg_last_error() : "injected by --inject-bad-batch");
+    zg_arena_reset();
+    int rc = skip_batch(t, false, why);
+    if (!rc && got < 0 && s->next_batch < nb) rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
+    return rc;
+}
 
+/* One loaded batch of b samples: its micro-step, then the window's step,
+ * or the batch skipped when its loss is not finite or its backward failed
+ * (injected). */
+static int step_batch(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, int64_t b) {
+    zg__ckpt_state *s = &t->st;
+    double loss = 0;
+    int outcome;
+    int rc = micro_step(t, x, y, rb, &loss, &outcome);
+    if (!rc && outcome)
+        return skip_batch(t, outcome == 1, outcome == 1 ? (isnan(loss) ? "the loss is nan" : "the loss is inf")
+                                                        : "the batch failed after its backward "
+                                                          "(injected by --inject-bad-backward)");
+    if (!rc) rc = window_step(t, false);
+    if (rc) {
+        char what[96];
+        snprintf(what, sizeof what, "zg_train_run: epoch %lld, step %lld", (long long)s->epoch + 1,
+                 (long long)s->next_batch + 1);
+        return fail_with(rc, what);
+    }
+    s->bad_in_row = 0;
+    s->epoch_loss_sum += loss * (double)b;
+    s->epoch_samples += b;
+    s->next_batch++;
+    return ZG_OK;
+}
+
+/* Between two windows: stop for a signal (with a checkpoint), or write the
+ * every-N-steps checkpoint. Checkpoints only between windows: grads are
+ * not saved. A step checkpoint at the epoch's last batch would be followed
+ * at once by the epoch's own. */
+static int between_windows(trainer *t, int64_t nb, double t0, double before) {
+    zg__ckpt_state *s = &t->st;
+    if (zg_accum_pending(t->acc) != 0 || s->next_batch >= nb) return ZG_OK;
+    if (g_stop_signal) {
+        s->epoch_seconds = before + (zg__now() - t0);
+        return stop_for_signal(t);
+    }
+    if (t->cfg.checkpoint_every_steps > 0 && s->global_step > t->last_ckpt_step &&
+        s->global_step % t->cfg.checkpoint_every_steps == 0) {
+        s->epoch_seconds = before + (zg__now() - t0);
+        t->last_ckpt_step = s->global_step;
+        int rc = save_checkpoint(t);
+        if (rc) zg__progress_clear(&t->prog);
+        return rc;
+    }
+    return ZG_OK;
+}
+
+/* After the epoch's batches: evaluation, the epoch's metrics, the
+ * checkpoint and the other files, the log line. */
+static int finish_epoch(trainer *t, double mean_loss, double t0, double before) {
+    zg__ckpt_state *s = &t->st;
     /* With --amp the evaluation forward runs under the training's autocast
      * type too, as a PyTorch loop evaluating inside its autocast context:
      * faster, and the test metrics are those of the model as trained. */
     zg_eval_result ev;
-    rc = t->cfg.amp ? zg_autocast_enter((zg_autocast_type)t->cfg.amp) : ZG_OK;
+    int rc = t->cfg.amp ? zg_autocast_enter((zg_autocast_type)t->cfg.amp) : ZG_OK;
     if (!rc) {
         rc = zg_evaluate(t->model, t->test_ld, NUM_CLASSES, &ev);
         if (t->cfg.amp) zg_autocast_exit();
@@ -498,70 +474,93 @@ static int train_epoch(trainer *t) {
     return ZG_OK;
 }
 
-static int setup(trainer *t) {
-    const zg_train_config *c = &t->cfg;
-    int rc;
-    /* With --resume, everything is checked before anything is written. */
-    char ckpt[4200] = "", run[4200] = "";
-    zg__ckpt_state rs = {0};
-    bool resume = c->resume_dir != NULL;
-    if (resume) {
-        rc = zg__ckpt_locate("zg_train_run", c->resume_dir, ckpt, sizeof ckpt, run, sizeof run);
-        if (!rc) rc = zg__ckpt_read_state("zg_train_run", ckpt, &rs);
-        if (!rc) rc = check_match(t, &rs, ckpt);
-        if (!rc && rs.epoch > c->epochs)
-            rc = zg__fail(ZG_ERR_ARG, "zg_train_run: the run in '%s' has done %lld epochs already; ask for >= %lld",
-                          c->resume_dir, (long long)rs.epoch, (long long)rs.epoch);
+/* Trains from the current position to the end of the epoch. */
+static int train_epoch(trainer *t) {
+    zg__ckpt_state *s = &t->st;
+    int64_t nb = zg_loader_num_batches(t->train_ld);
+    if (s->next_batch > nb)
+        return zg__fail(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's position (batch %lld) is past the epoch's %lld batches",
+                        (long long)s->next_batch, (long long)nb);
+    int rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
+    if (rc) return fail_with(rc, "zg_train_run: starting the epoch");
+    double t0 = zg__now(), before = s->epoch_seconds;
+    zg__progress_begin(&t->prog, t->cfg.progress, t->cfg.progress_interval, (int)s->epoch + 1, t->cfg.epochs, nb,
+                       s->next_batch);
+    zg_module_train(t->model, true);
+    zg_tensor *x, *y;
+    int got;
+    while (s->next_batch < nb && (got = zg_loader_next(t->train_ld, &x, &y)) != 0) {
+        int64_t rb = run_batch(t, nb);
+        const bool unloaded = got < 0 || rb == t->cfg.inject_bad_batch;
+        const int64_t b = unloaded ? 0 : zg_tensor_size(y, 0);
+        rc = unloaded ? skip_unloaded(t, got, nb) : step_batch(t, x, y, rb, b);
         if (rc) {
-            zg__ckpt_state_free(&rs);
+            zg__progress_clear(&t->prog);
             return rc;
         }
+        if (unloaded) continue;
+        zg__progress_update(&t->prog, s->next_batch,
+                            s->epoch_samples ? s->epoch_loss_sum / (double)s->epoch_samples : NAN, b);
+        if ((rc = between_windows(t, nb, t0, before))) return rc;
+    }
+    /* The epoch's short last window. */
+    rc = window_step(t, true);
+    if (rc) {
+        zg__progress_clear(&t->prog);
+        return fail_with(rc, "zg_train_run: the epoch's last step");
+    }
+    double mean_loss = s->epoch_samples ? s->epoch_loss_sum / (double)s->epoch_samples : NAN;
+    zg__progress_end(&t->prog, s->next_batch, mean_loss);
+    return finish_epoch(t, mean_loss, t0, before);
+}
+
+/* Where the run goes and, with --resume, what it continues: everything is
+ * checked before anything is written (rs: the checkpoint's state, ckpt
+ * its directory, run its run directory or ""; *in_place: the run continues
+ * in its own directory). */
+static int prepare_run(trainer *t, char *ckpt, char *run, size_t len, zg__ckpt_state *rs, bool *in_place) {
+    const zg_train_config *c = &t->cfg;
+    const bool resume = c->resume_dir != NULL;
+    if (resume) {
+        int rc = zg__ckpt_locate("zg_train_run", c->resume_dir, ckpt, len, run, len);
+        if (!rc) rc = zg__ckpt_read_state("zg_train_run", ckpt, rs);
+        if (!rc) rc = check_match(t, rs, ckpt);
+        if (!rc && rs->epoch > c->epochs)
+            rc = zg__fail(ZG_ERR_ARG, "zg_train_run: the run in '%s' has done %lld epochs already; ask for >= %lld",
+                          c->resume_dir, (long long)rs->epoch, (long long)rs->epoch);
+        if (rc) return rc;
         snprintf(t->resumed_from, sizeof t->resumed_from, "%s", ckpt);
     }
-    if (c->out_dir)
+    if (c->out_dir) {
         snprintf(t->run_dir, sizeof t->run_dir, "%s", c->out_dir);
-    else if (resume && run[0]) {
+    } else if (resume && run[0]) {
         if (strlen(run) >= sizeof t->run_dir)
             return zg__fail(ZG_ERR_ARG, "zg_train_run: run directory path too long: '%s'", run);
         memcpy(t->run_dir, run, strlen(run) + 1);
-    }
-    else /* a new run, or one continued from a bare checkpoint directory */
+    } else { /* a new run, or one continued from a bare checkpoint directory */
         default_run_dir(t->run_dir, sizeof t->run_dir);
-    bool in_place = resume && run[0] && zg__is_dir(t->run_dir) && same_dir(t->run_dir, run);
-    if (!in_place && zg__is_dir(t->run_dir)) {
-        rc = check_fresh(t->run_dir);
-        if (rc) {
-            zg__ckpt_state_free(&rs);
-            return rc;
-        }
     }
+    *in_place = resume && run[0] && zg__is_dir(t->run_dir) && same_dir(t->run_dir, run);
+    if (!*in_place && zg__is_dir(t->run_dir)) return check_fresh(t->run_dir);
+    return ZG_OK;
+}
 
-    rc = load_split(c, true, &t->train_full, &t->train_ds);
+/* The data, the model (weights from the seed), the optimizer, the
+ * schedule, the GradScaler and the accumulation window. */
+static int build_training(trainer *t) {
+    const zg_train_config *c = &t->cfg;
+    int rc = load_split(c, true, &t->train_full, &t->train_ds);
     if (!rc) rc = load_split(c, false, &t->test_full, &t->test_ds);
-    if (rc) {
-        zg__ckpt_state_free(&rs);
-        return rc;
-    }
-
+    if (rc) return rc;
     zg_manual_seed(c->seed);
     t->model = zg__train_build_model(c->model);
-    if (!t->model) {
-        zg__ckpt_state_free(&rs);
-        return fail_with(ZG_ERR_STATE, "zg_train_run: building the model");
-    }
+    if (!t->model) return fail_with(ZG_ERR_STATE, "zg_train_run: building the model");
     t->n_params = zg_module_num_params(t->model);
     t->params = malloc(((size_t)t->n_params + 1) * sizeof *t->params);
-    if (!t->params) {
-        zg__ckpt_state_free(&rs);
-        return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
-    }
+    if (!t->params) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     zg_module_params(t->model, t->params, t->n_params);
     t->opt = zg_optim_new(c->optimizer, t->params, t->n_params, &t->ocfg);
-    if (!t->opt) {
-        zg__ckpt_state_free(&rs);
-        return fail_with(ZG_ERR_ARG, "zg_train_run: building the optimizer");
-    }
-
+    if (!t->opt) return fail_with(ZG_ERR_ARG, "zg_train_run: building the optimizer");
     /* The scheduler is made before the optimizer's state is loaded: its
      * construction writes the first lrs into the groups, which the loaded
      * state then replaces. Its length: the run's optimizer steps. */
@@ -569,37 +568,31 @@ static int setup(trainer *t) {
         int64_t n = zg_dataset_size(t->train_ds), nb = (n + c->batch_size - 1) / c->batch_size;
         int64_t total = (int64_t)c->epochs * ((nb + c->accum - 1) / c->accum);
         t->sched = zg_sched_from_spec(t->opt, c->schedule, total > 0 ? total : 1);
-        if (!t->sched) {
-            zg__ckpt_state_free(&rs);
-            return fail_with(ZG_ERR_ARG, "zg_train_run: building the schedule");
-        }
+        if (!t->sched) return fail_with(ZG_ERR_ARG, "zg_train_run: building the schedule");
     }
-    if (c->amp == ZG_AUTOCAST_FP16 && !(t->scaler = zg_grad_scaler_new(NULL))) {
-        zg__ckpt_state_free(&rs);
+    if (c->amp == ZG_AUTOCAST_FP16 && !(t->scaler = zg_grad_scaler_new(NULL)))
         return fail_with(ZG_ERR_ARG, "zg_train_run: building the GradScaler");
-    }
     t->acc = zg_accum_new(t->opt, t->scaler, c->accum);
-    if (!t->acc || (c->clip_norm > 0 && zg_accum_set_clip(t->acc, c->clip_norm, 2.0))) {
-        zg__ckpt_state_free(&rs);
+    if (!t->acc || (c->clip_norm > 0 && zg_accum_set_clip(t->acc, c->clip_norm, 2.0)))
         return fail_with(ZG_ERR_ARG, "zg_train_run: the accumulation window");
-    }
+    return ZG_OK;
+}
 
-    if (resume) {
-        rc = zg__ckpt_load("zg_train_run", ckpt, t->model, t->opt);
-        if (!rc && t->sched && zg_sched_load_state_json(t->sched, rs.sched_json))
-            rc = fail_with(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's scheduler state");
-        if (!rc && t->scaler && zg_grad_scaler_set_state(t->scaler, &rs.scaler))
-            rc = fail_with(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's GradScaler state");
-        if (rc) {
-            zg__ckpt_state_free(&rs);
-            return rc;
-        }
-        zg_rng_set_state(rs.rng);
-        t->st = rs;
-    }
-    fill_state_options(t);
+/* The checkpoint's weights, optimizer, scheduler, scaler and generator. */
+static int restore(trainer *t, const char *ckpt, const zg__ckpt_state *rs) {
+    int rc = zg__ckpt_load("zg_train_run", ckpt, t->model, t->opt);
+    if (!rc && t->sched && zg_sched_load_state_json(t->sched, rs->sched_json))
+        rc = fail_with(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's scheduler state");
+    if (!rc && t->scaler && zg_grad_scaler_set_state(t->scaler, &rs->scaler))
+        rc = fail_with(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's GradScaler state");
+    if (!rc) zg_rng_set_state(rs->rng);
+    return rc;
+}
 
-    rc = zg__mkdirs("zg_train_run", t->run_dir);
+/* The run directory, cleaned of what a killed run left when the run
+ * continues in place, and the files of a resumed run rewritten. */
+static int open_run_dir(trainer *t, const char *ckpt, bool in_place) {
+    int rc = zg__mkdirs("zg_train_run", t->run_dir);
     if (rc) return rc;
     if (in_place) {
         const char *slash = strrchr(ckpt, '/');
@@ -609,11 +602,11 @@ static int setup(trainer *t) {
         memcpy(t->ckpt_name, name, strlen(name) + 1);
         zg__ckpt_cleanup(t->run_dir, t->ckpt_name);
     }
-    if (resume) {
-        rc = write_outputs(t, false);
-        if (rc) return rc;
-    }
+    return t->cfg.resume_dir ? write_outputs(t, false) : ZG_OK;
+}
 
+static int make_loaders(trainer *t) {
+    const zg_train_config *c = &t->cfg;
     zg_loader_opts lo = {.batch_size = c->batch_size, .shuffle = true, .drop_last = false, .seed = c->seed,
                          .mean = c->mean, .std = c->std, .prefetch = true};
     t->train_ld = zg_loader_new(t->train_ds, &lo);
@@ -623,6 +616,23 @@ static int setup(trainer *t) {
     t->test_ld = zg_loader_new(t->test_ds, &lo);
     if (!t->test_ld) return fail_with(ZG_ERR_ARG, "zg_train_run: the test loader");
     return ZG_OK;
+}
+
+static int setup(trainer *t) {
+    char ckpt[4200] = "", run[4200] = "";
+    zg__ckpt_state rs = {0};
+    bool in_place = false;
+    int rc = prepare_run(t, ckpt, run, sizeof ckpt, &rs, &in_place);
+    if (!rc) rc = build_training(t);
+    if (!rc && t->cfg.resume_dir) rc = restore(t, ckpt, &rs);
+    if (rc) {
+        zg__ckpt_state_free(&rs);
+        return rc;
+    }
+    if (t->cfg.resume_dir) t->st = rs;
+    fill_state_options(t);
+    rc = open_run_dir(t, ckpt, in_place);
+    return rc ? rc : make_loaders(t);
 }
 
 int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
