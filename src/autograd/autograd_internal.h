@@ -29,10 +29,10 @@ struct zg_node {
     zg_tensor *saved[ZG_NODE_MAX_SAVED];
     uint64_t saved_version[ZG_NODE_MAX_SAVED];
     bool freed; /* saved tensors released by a backward without retain_graph */
-    /* Op arguments. */
-    double sc[4];
-    int64_t iv[ZG_MAX_DIMS];
-    void *extra;
+    /* What the backward reads besides tensors: the op's own argument struct
+     * (ZG_RECORD / ZG_NODE_ARGS), zeroed, in the arena beside the node;
+     * NULL for ops that need none. */
+    void *args;
 };
 
 /* If grad mode is on and some input requires grad, records a node for
@@ -40,6 +40,16 @@ struct zg_node {
  * returns NULL (nothing to record). NULL inputs are allowed (skipped). */
 zg_node *zg__record(const char *name, zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in,
                     int n_in);
+/* The same with room for args_size bytes of arguments (n->args). */
+zg_node *zg__record_args(const char *name, zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
+                         size_t args_size);
+/* An op declares `typedef struct {...} foo_args;`, records with
+ * ZG_RECORD(foo_args, name, backward, out, in, n_in) and reads
+ * ZG_NODE_ARGS(n, foo_args) in its backward: named fields, typed, sized by
+ * the op. (The type comes first: `in` is often a compound literal whose
+ * commas a macro would split.) */
+#define ZG_RECORD(type, ...) zg__record_args(__VA_ARGS__, sizeof(type))
+#define ZG_NODE_ARGS(n, type) ((type *)(n)->args)
 /* Saves a tensor the backward will read (checked against in-place writes). */
 void zg__save(zg_node *n, zg_tensor *t);
 /* Whether input i needs a gradient in the running backward pass. */

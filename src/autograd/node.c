@@ -5,13 +5,17 @@
 
 #include <assert.h>
 
-zg_node *zg__record(const char *name, zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in) {
+zg_node *zg__record_args(const char *name, zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
+                         size_t args_size) {
     if (!zg_grad_enabled() || !out) return NULL;
     bool any = false;
     for (int i = 0; i < n_in; i++) any |= in[i] && in[i]->requires_grad;
     if (!any) return NULL;
-    zg_node *n = zg__arena_calloc(sizeof *n);
+    /* One arena block: the node, then its arguments 16-byte aligned. */
+    const size_t head = (sizeof(zg_node) + 15) / 16 * 16;
+    zg_node *n = zg__arena_calloc(head + args_size);
     if (!n) return NULL;
+    n->args = args_size ? (char *)n + head : NULL;
     n->name = name;
     n->backward = backward;
     n->n_in = n_in;
@@ -20,6 +24,10 @@ zg_node *zg__record(const char *name, zg_backward_fn backward, zg_tensor *out, z
     out->grad_fn = n;
     out->requires_grad = true;
     return n;
+}
+
+zg_node *zg__record(const char *name, zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in) {
+    return zg__record_args(name, backward, out, in, n_in, 0);
 }
 
 void zg__save(zg_node *n, zg_tensor *t) {

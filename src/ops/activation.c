@@ -29,8 +29,12 @@ zg_tensor *zg_relu(zg_tensor *a) {
 /* y = x for x > 0, slope * x otherwise; dy = dx or slope * dx. Written
  * as max(x, 0) + slope * min(x, 0) (the same values, NaN included): GCC
  * vectorises selects against a zero, not the plain two-way select. */
+typedef struct {
+    float slope;
+} leaky_relu_args;
+
 static int leaky_relu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
-    const float slope = (float)n->sc[0];
+    const float slope = ZG_NODE_ARGS(n, leaky_relu_args)->slope;
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], (x > 0.0f ? g : 0.0f) + slope * (x > 0.0f ? 0.0f : g));
     return ZG_OK;
@@ -40,9 +44,9 @@ zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope) {
     zg_tensor *out = zg__unary_out("zg_leaky_relu", a);
     if (!out) return NULL;
     ZG_MAP1(out, a, (x < 0.0f ? 0.0f : x) + negative_slope * (x > 0.0f ? 0.0f : x));
-    zg_node *n = zg__record("leaky_relu", leaky_relu_backward, out, &a, 1);
+    zg_node *n = ZG_RECORD(leaky_relu_args, "leaky_relu", leaky_relu_backward, out, &a, 1);
     if (n) {
-        n->sc[0] = negative_slope;
+        ZG_NODE_ARGS(n, leaky_relu_args)->slope = negative_slope;
         zg__save(n, a);
     }
     return out;
@@ -80,9 +84,13 @@ static inline float gelu_tanh_grad(float x) {
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
 }
 
+typedef struct {
+    bool approximate_tanh;
+} gelu_args;
+
 static int gelu_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
-    if (n->iv[0])
+    if (ZG_NODE_ARGS(n, gelu_args)->approximate_tanh)
         ZG_MAP2_LIBM(gin[0], g, n->saved[0], g * gelu_tanh_grad(x));
     else
         ZG_MAP2_LIBM(gin[0], g, n->saved[0], g * gelu_erf_grad(x));
@@ -96,9 +104,9 @@ zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh) {
         ZG_MAP1_LIBM(out, a, gelu_tanh(x));
     else
         ZG_MAP1_LIBM(out, a, gelu_erf(x));
-    zg_node *n = zg__record("gelu", gelu_backward, out, &a, 1);
+    zg_node *n = ZG_RECORD(gelu_args, "gelu", gelu_backward, out, &a, 1);
     if (n) {
-        n->iv[0] = approximate_tanh;
+        ZG_NODE_ARGS(n, gelu_args)->approximate_tanh = approximate_tanh;
         zg__save(n, a);
     }
     return out;

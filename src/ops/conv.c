@@ -639,11 +639,17 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
     return ZG_OK;
 }
 
-/* saved: x, weight (and with relu fused, the output). extra: the
- * geometry. iv[0]: the autocast type. */
+/* The convolution's geometry (in the arena) and the autocast type its
+ * forward ran in. */
+typedef struct {
+    const conv_geom *geom;
+    zg_autocast_type t;
+} conv_args;
+
+/* saved: x, weight (and with relu fused, the output). */
 static int conv2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
-    const conv_geom *g = n->extra;
-    const zg_autocast_type t = (zg_autocast_type)n->iv[0];
+    const conv_geom *g = ZG_NODE_ARGS(n, conv_args)->geom;
+    const zg_autocast_type t = ZG_NODE_ARGS(n, conv_args)->t;
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
     zg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
     if (zg__node_needs(n, 0) && !(gx = zg__empty_like(n->in[0]))) return ZG_ERR_NOMEM;
@@ -804,14 +810,13 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     const char *name = fuse == FUSE_POOL_RELU ? "conv2d_max_pool2d_relu"
                        : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
                                               : zg__autocast_node_name("conv2d", t);
-    zg_node *n = zg__record(name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    zg_node *n = ZG_RECORD(conv_args, name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         /* The backward recomputes the cols from x and multiplies by w. */
         zg__save(n, x);
         zg__save(n, w);
         if (fuse == FUSE_POOL_RELU) zg__save(n, y);
-        n->extra = g;
-        n->iv[0] = t;
+        *ZG_NODE_ARGS(n, conv_args) = (conv_args){g, t};
     }
     return y;
 }

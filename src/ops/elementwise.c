@@ -298,16 +298,21 @@ zg_tensor *zg_sub(zg_tensor *a, zg_tensor *b) {
 
 /* ---- mul, div ----------------------------------------------------------------- */
 
-/* Saved tensors of mul and div: iv[0] / iv[1] hold the slot of a / b in
- * n->saved, or -1 when it was not needed. */
+/* mul and div: the slots of a and b in n->saved, -1 where an operand was
+ * not needed. */
+typedef struct {
+    int a_slot, b_slot;
+} operands_args;
+
 static void save_operands(zg_node *n, zg_tensor *a, bool save_a, zg_tensor *b, bool save_b) {
-    n->iv[0] = n->iv[1] = -1;
+    operands_args *o = ZG_NODE_ARGS(n, operands_args);
+    o->a_slot = o->b_slot = -1;
     if (save_a) {
-        n->iv[0] = n->n_saved;
+        o->a_slot = n->n_saved;
         zg__save(n, a);
     }
     if (save_b) {
-        n->iv[1] = n->n_saved;
+        o->b_slot = n->n_saved;
         zg__save(n, b);
     }
 }
@@ -321,9 +326,10 @@ static zg_tensor *grad_of(zg_node *n, zg_tensor *g, int i, row_fn f, zg_tensor *
 static int mul_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     /* An input that did not require grad at the forward has no saved
      * partner (and, as in PyTorch, gets no gradient from this node). */
-    if (zg__node_needs(n, 0) && n->iv[1] >= 0 && !(gin[0] = grad_of(n, g, 0, row_mul, n->saved[n->iv[1]])))
+    const operands_args *o = ZG_NODE_ARGS(n, operands_args);
+    if (zg__node_needs(n, 0) && o->b_slot >= 0 && !(gin[0] = grad_of(n, g, 0, row_mul, n->saved[o->b_slot])))
         return ZG_ERR_NOMEM;
-    if (zg__node_needs(n, 1) && n->iv[0] >= 0 && !(gin[1] = grad_of(n, g, 1, row_mul, n->saved[n->iv[0]])))
+    if (zg__node_needs(n, 1) && o->a_slot >= 0 && !(gin[1] = grad_of(n, g, 1, row_mul, n->saved[o->a_slot])))
         return ZG_ERR_NOMEM;
     return ZG_OK;
 }
@@ -331,7 +337,7 @@ static int mul_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_mul(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_mul", a, b, row_mul);
     if (!out) return NULL;
-    zg_node *n = zg__record("mul", mul_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg_node *n = ZG_RECORD(operands_args, "mul", mul_backward, out, (zg_tensor *[]){a, b}, 2);
     /* Each operand is needed only for the other's gradient. */
     if (n) save_operands(n, a, b->requires_grad, b, a->requires_grad);
     return out;
@@ -339,10 +345,11 @@ zg_tensor *zg_mul(zg_tensor *a, zg_tensor *b) {
 
 /* d(a/b) = da / b - a/b^2 db */
 static int div_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
-    zg_tensor *b = n->saved[n->iv[1]];
+    const operands_args *o = ZG_NODE_ARGS(n, operands_args);
+    zg_tensor *b = n->saved[o->b_slot];
     if (zg__node_needs(n, 0) && !(gin[0] = grad_of(n, g, 0, row_div, b))) return ZG_ERR_NOMEM;
-    if (zg__node_needs(n, 1) && n->iv[0] >= 0) {
-        zg_tensor *ins[3] = {g, n->saved[n->iv[0]], b};
+    if (zg__node_needs(n, 1) && o->a_slot >= 0) {
+        zg_tensor *ins[3] = {g, n->saved[o->a_slot], b};
         if (!(gin[1] = reduce_like(bcast_apply(g->shape, g->ndim, ins, 3, row_div_db), b))) return ZG_ERR_NOMEM;
     }
     return ZG_OK;
@@ -351,7 +358,7 @@ static int div_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_div(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_div", a, b, row_div);
     if (!out) return NULL;
-    zg_node *n = zg__record("div", div_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg_node *n = ZG_RECORD(operands_args, "div", div_backward, out, (zg_tensor *[]){a, b}, 2);
     if (n) save_operands(n, a, b->requires_grad, b, true);
     return out;
 }
@@ -380,9 +387,16 @@ zg_tensor *zg_pow(zg_tensor *a, zg_tensor *b) {
 
 /* ---- tensor-scalar ops ------------------------------------------------------------ */
 
-/* Backward of ops whose gradient is g times a constant (n->sc[0]). */
+/* The constant of a tensor-scalar op's backward: the factor of g (neg,
+ * add / sub / mul by a scalar), the divisor (div_scalar), the exponent
+ * (pow_scalar). */
+typedef struct {
+    float s;
+} scalar_args;
+
+/* Backward of ops whose gradient is g times a constant. */
 static int scale_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
-    const float s = (float)n->sc[0];
+    const float s = ZG_NODE_ARGS(n, scalar_args)->s;
     if (s == 1.0f) {
         gin[0] = g;
         return ZG_OK;
@@ -394,8 +408,8 @@ static int scale_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
 
 /* Records a node whose backward is g * factor (saves nothing). */
 static zg_tensor *record_scale(const char *name, zg_tensor *a, zg_tensor *out, double factor) {
-    zg_node *n = zg__record(name, scale_backward, out, &a, 1);
-    if (n) n->sc[0] = factor;
+    zg_node *n = ZG_RECORD(scalar_args, name, scale_backward, out, &a, 1);
+    if (n) ZG_NODE_ARGS(n, scalar_args)->s = (float)factor;
     return out;
 }
 
@@ -436,7 +450,7 @@ zg_tensor *zg_mul_scalar(zg_tensor *a, float s) {
 
 /* Backward of a / s: g / s (a true division, as the forward). */
 static int div_scalar_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
-    const float s = (float)n->sc[0];
+    const float s = ZG_NODE_ARGS(n, scalar_args)->s;
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP1(gin[0], g, x / s);
     return ZG_OK;
@@ -446,8 +460,8 @@ zg_tensor *zg_div_scalar(zg_tensor *a, float s) {
     zg_tensor *out = zg__unary_out("zg_div_scalar", a);
     if (!out) return NULL;
     ZG_MAP1(out, a, x / s);
-    zg_node *n = zg__record("div_scalar", div_scalar_backward, out, &a, 1);
-    if (n) n->sc[0] = s;
+    zg_node *n = ZG_RECORD(scalar_args, "div_scalar", div_scalar_backward, out, &a, 1);
+    if (n) ZG_NODE_ARGS(n, scalar_args)->s = s;
     return out;
 }
 
@@ -476,7 +490,7 @@ static void pow_const(zg_tensor *out, const zg_tensor *in, float p) {
 
 /* d(x^p) = p x^(p-1) dx; zero for p == 0. */
 static int pow_scalar_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
-    const float p = (float)n->sc[0];
+    const float p = ZG_NODE_ARGS(n, scalar_args)->s;
     if (p == 0.0f) return (gin[0] = zg__zeros_like(g)) ? ZG_OK : ZG_ERR_NOMEM;
     zg_tensor *t = zg__empty_like(g);
     if (!t) return ZG_ERR_NOMEM;
@@ -492,9 +506,9 @@ zg_tensor *zg_pow_scalar(zg_tensor *a, float p) {
     zg_tensor *out = zg__unary_out("zg_pow_scalar", a);
     if (!out) return NULL;
     pow_const(out, a, p);
-    zg_node *n = zg__record("pow_scalar", pow_scalar_backward, out, &a, 1);
+    zg_node *n = ZG_RECORD(scalar_args, "pow_scalar", pow_scalar_backward, out, &a, 1);
     if (n) {
-        n->sc[0] = p;
+        ZG_NODE_ARGS(n, scalar_args)->s = p;
         zg__save(n, a);
     }
     return out;

@@ -114,18 +114,17 @@ static int check_class_loss(const char *fn, const char *what, const zg_tensor *x
     return ZG_OK;
 }
 
-static class_ctx *ctx_copy(const class_ctx *c) {
-    class_ctx *p = zg__arena_alloc(sizeof *p);
-    if (p) *p = *c;
-    return p;
-}
+/* cross_entropy and nll_loss: the targets, weights and reduction. */
+typedef struct {
+    class_ctx c;
+} class_args;
 
 /* ---- cross_entropy ------------------------------------------------------ */
 
-/* saved[0]: log_softmax of the logits; extra: class_ctx. */
+/* saved[0]: log_softmax of the logits. */
 static int cross_entropy_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
-    const class_ctx *c = n->extra;
+    const class_ctx *c = &ZG_NODE_ARGS(n, class_args)->c;
     const float *logp = zg__f32(n->saved[0]), *g = zg__f32(gout);
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
@@ -187,20 +186,19 @@ zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg
     }
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
     if (!out) return NULL;
-    zg_node *n = zg__record("cross_entropy", cross_entropy_backward, out, &logits, 1);
+    zg_node *n = ZG_RECORD(class_args, "cross_entropy", cross_entropy_backward, out, &logits, 1);
     if (n) {
         zg__save(n, logp);
-        if (!(n->extra = ctx_copy(&c))) return zg__fail_null("%s: out of memory", fn);
+        ZG_NODE_ARGS(n, class_args)->c = c;
     }
     return out;
 }
 
 /* ---- nll_loss ----------------------------------------------------------- */
 
-/* extra: class_ctx. */
 static int nll_loss_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
-    const class_ctx *c = n->extra;
+    const class_ctx *c = &ZG_NODE_ARGS(n, class_args)->c;
     zg_tensor *gx = zg__zeros_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
     const float *g = zg__f32(gout);
@@ -229,21 +227,25 @@ zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_o
     }
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
     if (!out) return NULL;
-    zg_node *n = zg__record("nll_loss", nll_loss_backward, out, &logp, 1);
+    zg_node *n = ZG_RECORD(class_args, "nll_loss", nll_loss_backward, out, &logp, 1);
     if (n) {
         /* Saved as PyTorch does: an in-place change to it is reported. */
         zg__save(n, logp);
-        if (!(n->extra = ctx_copy(&c))) return zg__fail_null("%s: out of memory", fn);
+        ZG_NODE_ARGS(n, class_args)->c = c;
     }
     return out;
 }
 
 /* ---- mse_loss ----------------------------------------------------------- */
 
-/* iv[0]: reduction; saved: input, target. */
+typedef struct {
+    zg_reduction reduction;
+} mse_args;
+
+/* saved: input, target. */
 static int mse_loss_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *y = n->saved[1];
-    zg_reduction r = (zg_reduction)n->iv[0];
+    zg_reduction r = ZG_NODE_ARGS(n, mse_args)->reduction;
     double den = (double)x->numel;
     const float *xd = zg__f32(x), *yd = zg__f32(y), *g = zg__f32(gout);
     zg_tensor *gx = zg__node_needs(n, 0) ? zg__empty_like(x) : NULL;
@@ -277,11 +279,11 @@ zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reducti
     }
     zg_tensor *out = reduce_loss(vals, input, reduction, (double)input->numel);
     if (!out) return NULL;
-    zg_node *n = zg__record("mse_loss", mse_loss_backward, out, (zg_tensor *[]){input, target}, 2);
+    zg_node *n = ZG_RECORD(mse_args, "mse_loss", mse_loss_backward, out, (zg_tensor *[]){input, target}, 2);
     if (n) {
         zg__save(n, input);
         zg__save(n, target);
-        n->iv[0] = reduction;
+        ZG_NODE_ARGS(n, mse_args)->reduction = reduction;
     }
     return out;
 }
@@ -300,12 +302,20 @@ static inline double sigmoid_neg(double x) {
     return 1.0 / (1.0 + exp(x));
 }
 
-/* iv[0]: reduction, iv[1]: pos_weight length (0 without); extra: its copy. */
+/* pos_weight [P] (a copy in the arena), P 0 without. */
+typedef struct {
+    zg_reduction reduction;
+    int64_t P;
+    const float *pos_weight;
+} bce_args;
+
+/* saved: logits, target. */
 static int bce_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *y = n->saved[1];
-    zg_reduction r = (zg_reduction)n->iv[0];
-    int64_t P = n->iv[1];
-    const float *pw = n->extra;
+    const bce_args *a = ZG_NODE_ARGS(n, bce_args);
+    zg_reduction r = a->reduction;
+    int64_t P = a->P;
+    const float *pw = a->pos_weight;
     const float *xd = zg__f32(x), *yd = zg__f32(y), *g = zg__f32(gout);
     zg_tensor *gx = zg__node_needs(n, 0) ? zg__empty_like(x) : NULL;
     zg_tensor *gy = zg__node_needs(n, 1) ? zg__empty_like(y) : NULL;
@@ -358,13 +368,11 @@ zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction
     }
     zg_tensor *out = reduce_loss(vals, logits, reduction, (double)logits->numel);
     if (!out) return NULL;
-    zg_node *n = zg__record("bce_with_logits", bce_backward, out, (zg_tensor *[]){logits, target}, 2);
+    zg_node *n = ZG_RECORD(bce_args, "bce_with_logits", bce_backward, out, (zg_tensor *[]){logits, target}, 2);
     if (n) {
         zg__save(n, logits);
         zg__save(n, target);
-        n->iv[0] = reduction;
-        n->iv[1] = P;
-        n->extra = pw;
+        *ZG_NODE_ARGS(n, bce_args) = (bce_args){reduction, P, pw};
     }
     return out;
 }

@@ -6,8 +6,8 @@
  * dW = dy^T x, db = column sums of dy.
  * The transposes are GEMM flags, never copies.
  *
- * Each node keeps the autocast type its forward ran under (iv[4] for
- * matmul, iv[3] for linear) and the backward runs its GEMMs in that type.
+ * Each node keeps the autocast type its forward ran under (its args' t)
+ * and the backward runs its GEMMs in that type.
  * float32: row-major sgemm. bf16 / fp16 (PyTorch's CPU autocast): the
  * forward is round_t(round_t(x) round_t(w)^T + round_t(b)) with float32
  * accumulation; the backward is autograd through a t-typed op: the
@@ -47,11 +47,18 @@ static bool blas_fits(const int64_t *dims, int n) {
 
 /* ---- matmul ------------------------------------------------------------ */
 
-/* iv: batch, n, k, m, autocast type. */
+/* A [batch, rows, k] @ B [batch, k, m] -> C [batch, rows, m] (batch 1 for
+ * 2-D), in autocast type t. */
+typedef struct {
+    int64_t batch, rows, k, m;
+    zg_autocast_type t;
+} matmul_args;
+
 static int matmul_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *a = n->saved[0], *b = n->saved[1];
-    int64_t B = n->iv[0], rows = n->iv[1], k = n->iv[2], m = n->iv[3];
-    zg_autocast_type t = (zg_autocast_type)n->iv[4];
+    const matmul_args *p = ZG_NODE_ARGS(n, matmul_args);
+    int64_t B = p->batch, rows = p->rows, k = p->k, m = p->m;
+    zg_autocast_type t = p->t;
     const float *A = zg__f32(a), *Bm = zg__f32(b), *G = zg__f32(gout);
     if (zg__node_needs(n, 0)) {
         zg_tensor *ga = zg__empty_like(n->in[0]);
@@ -102,15 +109,12 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
                  zg__f32(out) + i * rows * m))
             return NULL;
 
-    zg_node *n = zg__record(zg__autocast_node_name("matmul", t), matmul_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg_node *n = ZG_RECORD(matmul_args, zg__autocast_node_name("matmul", t), matmul_backward, out,
+                           (zg_tensor *[]){a, b}, 2);
     if (n) {
         zg__save(n, a);
         zg__save(n, b);
-        n->iv[0] = B;
-        n->iv[1] = rows;
-        n->iv[2] = k;
-        n->iv[3] = m;
-        n->iv[4] = t;
+        *ZG_NODE_ARGS(n, matmul_args) = (matmul_args){B, rows, k, m, t};
     }
     return out;
 }
@@ -136,11 +140,18 @@ static void column_sums_f32(const float *G, int64_t N, int64_t out, float *db) {
     });
 }
 
-/* iv: N (flattened rows), in, out, autocast type. */
+/* x [N, in] (flattened rows) W^T [in, out] + b -> y [N, out], in autocast
+ * type t. */
+typedef struct {
+    int64_t N, in, out;
+    zg_autocast_type t;
+} linear_args;
+
 static int linear_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
-    int64_t N = n->iv[0], in = n->iv[1], out = n->iv[2];
-    zg_autocast_type t = (zg_autocast_type)n->iv[3];
+    const linear_args *p = ZG_NODE_ARGS(n, linear_args);
+    int64_t N = p->N, in = p->in, out = p->out;
+    zg_autocast_type t = p->t;
     const float *G = zg__f32(gout);
     zg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
     /* Weight and bias are usually leaves: their .grad buffer if free. */
@@ -214,14 +225,12 @@ zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
     if (!y) return NULL;
     if (gemm(t, false, true, N, out, in, zg__f32(x), zg__f32(w), b ? zg__f32(b) : NULL, zg__f32(y))) return NULL;
 
-    zg_node *n = zg__record(zg__autocast_node_name("linear", t), linear_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    zg_node *n = ZG_RECORD(linear_args, zg__autocast_node_name("linear", t), linear_backward, y,
+                           (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         zg__save(n, x);
         zg__save(n, w);
-        n->iv[0] = N;
-        n->iv[1] = in;
-        n->iv[2] = out;
-        n->iv[3] = t;
+        *ZG_NODE_ARGS(n, linear_args) = (linear_args){N, in, out, t};
     }
     return y;
 }

@@ -337,8 +337,14 @@ static void max_plane_backward_tiled(const pool_geom *g, const float *restrict s
     for (int64_t h = g->OH * g->kh; h < g->H; h++) memset(d + h * W, 0, (size_t)W * sizeof(float));
 }
 
+/* The pooling's geometry (in the arena; max pooling's with where each
+ * maximum came from). */
+typedef struct {
+    const pool_geom *geom;
+} pool_args;
+
 static int max_pool2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
-    const pool_geom *g = n->extra;
+    const pool_geom *g = ZG_NODE_ARGS(n, pool_args)->geom;
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
     const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
@@ -393,15 +399,15 @@ zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
         else
             max_plane(&g, X + u * HW, Y + u * OHW, AM ? AM + u * OHW : NULL);
     });
-    zg_node *n = zg__record("max_pool2d", max_pool2d_backward, y, (zg_tensor *[]){x}, 1);
-    if (n) n->extra = sg;
+    zg_node *n = ZG_RECORD(pool_args, "max_pool2d", max_pool2d_backward, y, (zg_tensor *[]){x}, 1);
+    if (n) ZG_NODE_ARGS(n, pool_args)->geom = sg;
     return y;
 }
 
 /* ---- average ------------------------------------------------------------ */
 
 static int avg_pool2d_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
-    const pool_geom *g = n->extra;
+    const pool_geom *g = ZG_NODE_ARGS(n, pool_args)->geom;
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
     const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
@@ -458,12 +464,12 @@ zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
             }
         }
     });
-    zg_node *n = zg__record("avg_pool2d", avg_pool2d_backward, y, (zg_tensor *[]){x}, 1);
+    zg_node *n = ZG_RECORD(pool_args, "avg_pool2d", avg_pool2d_backward, y, (zg_tensor *[]){x}, 1);
     if (n) {
         pool_geom *sg = zg__arena_alloc(sizeof *sg);
         if (!sg) return NULL;
         *sg = g;
-        n->extra = sg;
+        ZG_NODE_ARGS(n, pool_args)->geom = sg;
     }
     return y;
 }

@@ -75,13 +75,17 @@ static zg_tensor *expand_grad(const zg_tensor *g, const zg_tensor *like, int64_t
 
 /* ---- sum, mean over all elements -------------------------------------------- */
 
-/* Gradient of sum (iv[0] = 0) or mean (iv[0] = 1): every element gets the
- * output gradient (divided by N for the mean). Reads only the input's
- * shape, so nothing is saved. */
+typedef struct {
+    bool mean;
+} sum_all_args;
+
+/* Gradient of sum or mean: every element gets the output gradient
+ * (divided by N for the mean). Reads only the input's shape, so nothing is
+ * saved. */
 static int sum_all_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
     const zg_tensor *x = n->in[0];
     float v = zg__f32(g)[0];
-    if (n->iv[0]) v /= (float)x->numel;
+    if (ZG_NODE_ARGS(n, sum_all_args)->mean) v /= (float)x->numel;
     if (!(gin[0] = zg__empty_like(x))) return ZG_ERR_NOMEM;
     float *d = zg__f32(gin[0]);
     ZG_SIMD for (int64_t i = 0; i < x->numel; i++) d[i] = v;
@@ -94,8 +98,8 @@ static zg_tensor *reduce_all(const char *fn, const char *name, zg_tensor *a, boo
     if (!out) return NULL;
     double s = zg__fsum(zg__f32(a), a->numel);
     zg__f32(out)[0] = (float)(mean ? s / (double)a->numel : s);
-    zg_node *n = zg__record(name, sum_all_backward, out, &a, 1);
-    if (n) n->iv[0] = mean;
+    zg_node *n = ZG_RECORD(sum_all_args, name, sum_all_backward, out, &a, 1);
+    if (n) ZG_NODE_ARGS(n, sum_all_args)->mean = mean;
     return out;
 }
 
@@ -104,11 +108,16 @@ zg_tensor *zg_mean(zg_tensor *a) { return reduce_all("zg_mean", "mean", a, true)
 
 /* ---- sum, mean over one dim ----------------------------------------------------- */
 
-/* iv = {outer, n, inner, is_mean} */
+/* The input seen as [outer, n, inner], reduced over n. */
+typedef struct {
+    int64_t outer, n, inner;
+    bool mean;
+} dim_args;
+
 static int sum_dim_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
-    int64_t cnt = n->iv[1];
-    float div = n->iv[3] ? (float)cnt : 1.0f;
-    return (gin[0] = expand_grad(g, n->in[0], n->iv[0], cnt, n->iv[2], div)) ? ZG_OK : ZG_ERR_NOMEM;
+    const dim_args *d = ZG_NODE_ARGS(n, dim_args);
+    float div = d->mean ? (float)d->n : 1.0f;
+    return (gin[0] = expand_grad(g, n->in[0], d->outer, d->n, d->inner, div)) ? ZG_OK : ZG_ERR_NOMEM;
 }
 
 static zg_tensor *reduce_dim(const char *fn, const char *name, zg_tensor *a, int dim, bool keepdim, bool mean) {
@@ -118,13 +127,8 @@ static zg_tensor *reduce_dim(const char *fn, const char *name, zg_tensor *a, int
     double *acc = zg__arena_alloc((size_t)s.inner * sizeof *acc);
     if (!out || !acc) return zg__fail_null("%s: out of memory", fn);
     sum_rows(zg__f32(a), zg__f32(out), s.outer, s.n, s.inner, mean ? (double)s.n : 1.0, acc);
-    zg_node *n = zg__record(name, sum_dim_backward, out, &a, 1);
-    if (n) {
-        n->iv[0] = s.outer;
-        n->iv[1] = s.n;
-        n->iv[2] = s.inner;
-        n->iv[3] = mean;
-    }
+    zg_node *n = ZG_RECORD(dim_args, name, sum_dim_backward, out, &a, 1);
+    if (n) *ZG_NODE_ARGS(n, dim_args) = (dim_args){s.outer, s.n, s.inner, mean};
     return out;
 }
 
@@ -143,9 +147,10 @@ zg_tensor *zg_mean_dim(zg_tensor *a, int dim, bool keepdim) {
 static inline bool beats(float v, float best) { return v > best || (isnan(v) && !isnan(best)); }
 
 /* The gradient goes to the element each output took its value from:
- * gin[o, idx[o, j], j] = g[o, j], zero elsewhere. iv = {outer, n, inner}. */
+ * gin[o, idx[o, j], j] = g[o, j], zero elsewhere. */
 static int max_dim_backward(zg_node *n, zg_tensor *g, zg_tensor **gin) {
-    int64_t outer = n->iv[0], cnt = n->iv[1], inner = n->iv[2];
+    const dim_args *a = ZG_NODE_ARGS(n, dim_args);
+    int64_t outer = a->outer, cnt = a->n, inner = a->inner;
     zg_tensor *r = zg__zeros_like(n->in[0]);
     if (!r) return ZG_ERR_NOMEM;
     float *d = zg__f32(r);
@@ -203,11 +208,9 @@ zg_tensor *zg_max_dim(zg_tensor *a, int dim, bool keepdim, zg_tensor **indices) 
                 }
         }
     }
-    zg_node *n = zg__record("max_dim", max_dim_backward, out, &a, 1);
+    zg_node *n = ZG_RECORD(dim_args, "max_dim", max_dim_backward, out, &a, 1);
     if (n) {
-        n->iv[0] = s.outer;
-        n->iv[1] = s.n;
-        n->iv[2] = s.inner;
+        *ZG_NODE_ARGS(n, dim_args) = (dim_args){s.outer, s.n, s.inner, false};
         zg__save(n, ix);
     }
     if (indices) *indices = ix;

@@ -91,13 +91,16 @@ zg_tensor *zg_flatten(zg_tensor *a, int start_dim) {
 
 /* ---- slice ------------------------------------------------------------- */
 
-/* iv[0]: start row. */
+typedef struct {
+    int64_t start; /* the first row taken */
+} slice_args;
+
 static int slice_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     zg_tensor *g = zg__zeros_like(n->in[0]);
     if (!g) return ZG_ERR_NOMEM;
     int64_t row = n->in[0]->shape[0] ? n->in[0]->numel / n->in[0]->shape[0] : 0;
-    memcpy(zg__f32(g) + n->iv[0] * row, zg__f32(gout), (size_t)gout->numel * sizeof(float));
+    memcpy(zg__f32(g) + ZG_NODE_ARGS(n, slice_args)->start * row, zg__f32(gout), (size_t)gout->numel * sizeof(float));
     gin[0] = g;
     return ZG_OK;
 }
@@ -119,8 +122,8 @@ zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end) {
     shape[0] = e - s;
     zg_tensor *v = zg__view(a, s * row, shape, a->ndim);
     if (!v) return NULL;
-    zg_node *n = zg__record("slice", slice_backward, v, &a, 1);
-    if (n) n->iv[0] = s;
+    zg_node *n = ZG_RECORD(slice_args, "slice", slice_backward, v, &a, 1);
+    if (n) ZG_NODE_ARGS(n, slice_args)->start = s;
     return v;
 }
 
@@ -136,15 +139,21 @@ static void outer_inner(const zg_tensor *t, int dim, int64_t *outer, int64_t *in
     }
 }
 
-/* iv[0..n_in): each input's size along the dim; iv[ZG_NODE_MAX_IN]: dim. */
+/* The dim joined along and each input's size along it. */
+typedef struct {
+    int dim;
+    int64_t size[ZG_NODE_MAX_IN];
+} cat_args;
+
 static int cat_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
-    int dim = (int)n->iv[ZG_NODE_MAX_IN];
+    const cat_args *c = ZG_NODE_ARGS(n, cat_args);
+    int dim = c->dim;
     int64_t outer, inner;
     outer_inner(gout, dim, &outer, &inner);
     int64_t total = gout->shape[dim], off = 0;
     const float *g = zg__f32(gout);
     for (int j = 0; j < n->n_in; j++) {
-        int64_t sz = n->iv[j];
+        int64_t sz = c->size[j];
         if (zg__node_needs(n, j)) {
             zg_tensor *gj = zg__empty_like(n->in[j]);
             if (!gj) return ZG_ERR_NOMEM;
@@ -194,10 +203,11 @@ static zg_tensor *cat_impl(zg_tensor *const *ts, int n, int dim) {
         off += sz;
     }
     if (record) {
-        zg_node *nd = zg__record("cat", cat_backward, out, ts, n);
+        zg_node *nd = ZG_RECORD(cat_args, "cat", cat_backward, out, ts, n);
         if (nd) {
-            for (int j = 0; j < n; j++) nd->iv[j] = ts[j]->shape[dim];
-            nd->iv[ZG_NODE_MAX_IN] = dim;
+            cat_args *c = ZG_NODE_ARGS(nd, cat_args);
+            for (int j = 0; j < n; j++) c->size[j] = ts[j]->shape[dim];
+            c->dim = dim;
         }
     }
     return out;
@@ -262,12 +272,15 @@ static void permute_copy(const float *src, const int64_t *src_shape, int ndim, c
     }
 }
 
-/* iv[0..ndim): the forward permutation. */
+typedef struct {
+    int64_t perm[ZG_MAX_DIMS]; /* the forward permutation */
+} permute_args;
+
 static int permute_backward(zg_node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     int nd = gout->ndim;
     int64_t inv[ZG_MAX_DIMS];
-    for (int k = 0; k < nd; k++) inv[n->iv[k]] = k;
+    for (int k = 0; k < nd; k++) inv[ZG_NODE_ARGS(n, permute_args)->perm[k]] = k;
     zg_tensor *g = zg__empty_like(n->in[0]);
     if (!g) return ZG_ERR_NOMEM;
     permute_copy(zg__f32(gout), gout->shape, nd, inv, zg__f32(g));
@@ -281,9 +294,9 @@ static zg_tensor *permute_impl(const char *name, zg_tensor *a, const int64_t *pe
     zg_tensor *out = zg__empty(ZG_FLOAT32, shape, a->ndim);
     if (!out) return NULL;
     permute_copy(zg__f32(a), a->shape, a->ndim, perm, zg__f32(out));
-    zg_node *n = zg__record(name, permute_backward, out, &a, 1);
+    zg_node *n = ZG_RECORD(permute_args, name, permute_backward, out, &a, 1);
     if (n)
-        for (int k = 0; k < a->ndim; k++) n->iv[k] = perm[k];
+        for (int k = 0; k < a->ndim; k++) ZG_NODE_ARGS(n, permute_args)->perm[k] = perm[k];
     return out;
 }
 

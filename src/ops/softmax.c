@@ -46,11 +46,15 @@ void zg__softmax_kernel(const float *x, float *y, int64_t outer, int64_t size, i
         }
 }
 
-/* iv[0]: the (wrapped) dim. saved[0]: the output. */
+typedef struct {
+    int dim; /* wrapped */
+} softmax_args;
+
+/* saved[0]: the output. */
 static int softmax_backward_common(zg_node *n, zg_tensor *gout, zg_tensor **gin, bool log_out) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     const zg_tensor *yt = n->saved[0];
-    dim_split s = split_at(yt, (int)n->iv[0]);
+    dim_split s = split_at(yt, ZG_NODE_ARGS(n, softmax_args)->dim);
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
     const float *y = zg__f32(yt), *g = zg__f32(gout);
@@ -89,11 +93,11 @@ static zg_tensor *softmax_op(const char *fn, zg_tensor *a, int dim, bool log_out
     if (!y) return NULL;
     dim_split s = split_at(a, d);
     zg__softmax_kernel(zg__f32(a), zg__f32(y), s.outer, s.size, s.inner, log_out);
-    zg_node *n = zg__record(log_out ? "log_softmax" : "softmax", log_out ? log_softmax_backward : softmax_backward,
-                            y, &a, 1);
+    zg_node *n = ZG_RECORD(softmax_args, log_out ? "log_softmax" : "softmax",
+                           log_out ? log_softmax_backward : softmax_backward, y, &a, 1);
     if (n) {
         zg__save(n, y);
-        n->iv[0] = d;
+        ZG_NODE_ARGS(n, softmax_args)->dim = d;
     }
     return y;
 }
