@@ -16,25 +16,25 @@ typedef struct {
     double initial_lr;
     double max_lr, min_lr;             /* OneCycleLR */
     double max_momentum, base_momentum; /* OneCycleLR with cycle_momentum */
-} group_extra;
+} zg__sched_extra;
 
-typedef struct opt_record {
-    struct opt_record *next;
+typedef struct zg__sched_record {
+    struct zg__sched_record *next;
     const zg_optim *opt;
     int refs;
     int n;
-    group_extra *g;
-} opt_record;
+    zg__sched_extra *g;
+} zg__sched_record;
 
-typedef enum { K_STEP, K_COSINE, K_LINEAR, K_ONECYCLE, K_SEQUENTIAL } sched_kind;
+typedef enum { K_STEP, K_COSINE, K_LINEAR, K_ONECYCLE, K_SEQUENTIAL } zg__sched_kind;
 
 /* PyTorch's class names, by kind. */
 extern const char *const zg__sched_kind_names[];
 
 struct zg_sched {
-    sched_kind kind;
+    zg__sched_kind kind;
     zg_optim *opt;
-    opt_record *rec; /* NULL for SequentialLR and for parsed states */
+    zg__sched_record *rec; /* NULL for SequentialLR and for parsed states */
     int n_groups;
     int64_t last_epoch;
     int64_t step_count; /* PyTorch's _step_count */
@@ -61,18 +61,18 @@ struct zg_sched {
     int64_t *milestones;
 
     /* A parsed state only: OneCycleLR's per-group bounds to write into rec. */
-    group_extra *loaded_extra;
+    zg__sched_extra *loaded_extra;
 };
 
 /* A scheduler of the kind over the optimizer's n_groups groups, its lrs
  * zero, last_epoch -1 (NULL when out of memory). */
-zg_sched *zg__sched_alloc(sched_kind kind, zg_optim *opt, int n_groups);
+zg_sched *zg__sched_alloc(zg__sched_kind kind, zg_optim *opt, int n_groups);
 /* The optimizer's record with room for n groups (one more reference). */
-opt_record *zg__sched_record_acquire(const zg_optim *opt, int n);
+zg__sched_record *zg__sched_record_acquire(const zg_optim *opt, int n);
 /* Whether the scheduler's hyperparameters / group g's OneCycleLR bounds
  * are valid; if not, why, in msg. */
 bool zg__sched_check_hyper(const zg_sched *s, char *msg, size_t n);
-bool zg__sched_check_extra(const zg_sched *s, const group_extra *e, int g, char *msg, size_t n);
+bool zg__sched_check_extra(const zg_sched *s, const zg__sched_extra *e, int g, char *msg, size_t n);
 /* Group g's current lr in the optimizer. */
 double zg__sched_group_lr(const zg_sched *s, int g);
 /* PyTorch's step(): advances last_epoch (or sets it to epoch) and writes

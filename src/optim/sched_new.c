@@ -9,7 +9,7 @@
 /* ---- construction ---------------------------------------------------------- */
 
 /* The optimizer check and the scheduler object with its record. */
-static zg_sched *sched_begin(const char *fn, sched_kind kind, zg_optim *opt) {
+static zg_sched *sched_begin(const char *fn, zg__sched_kind kind, zg_optim *opt) {
     if (!opt) return zg__fail_null("%s: optimizer is NULL", fn);
     int n = zg_optim_num_groups(opt);
     zg_sched *s = zg__sched_alloc(kind, opt, n);
@@ -24,7 +24,7 @@ static zg_sched *sched_begin(const char *fn, sched_kind kind, zg_optim *opt) {
  * group's lr, the base lrs are the initial lrs, then the initial step. */
 static int sched_start(zg_sched *s) {
     for (int g = 0; g < s->n_groups; g++) {
-        group_extra *e = &s->rec->g[g];
+        zg__sched_extra *e = &s->rec->g[g];
         if (!e->has_initial) {
             e->initial_lr = zg__sched_group_lr(s, g);
             e->has_initial = true;
@@ -96,8 +96,8 @@ zg_onecycle_opts zg_onecycle_defaults(int64_t total_steps) {
 
 /* OneCycleLR's bounds for each group, each checked (NULL and the error
  * set if one is invalid or memory runs out). */
-static group_extra *onecycle_bounds(const char *fn, const zg_sched *s, double max_lr, const zg_onecycle_opts *opts) {
-    group_extra *ex = calloc((size_t)s->n_groups + 1, sizeof *ex);
+static zg__sched_extra *onecycle_bounds(const char *fn, const zg_sched *s, double max_lr, const zg_onecycle_opts *opts) {
+    zg__sched_extra *ex = calloc((size_t)s->n_groups + 1, sizeof *ex);
     if (!ex) return zg__fail_null("%s: out of memory", fn);
     for (int g = 0; g < s->n_groups; g++) {
         char msg[256];
@@ -119,8 +119,8 @@ static group_extra *onecycle_bounds(const char *fn, const zg_sched *s, double ma
 /* Writes the momenta (the optimizer may refuse one, e.g. 0 with nesterov),
  * then the record, then takes the initial step; if anything fails, the
  * old record and momenta come back (PyTorch would leave them changed). */
-static int onecycle_apply(zg_sched *s, const group_extra *ex, const zg_onecycle_opts *opts) {
-    group_extra *old = malloc(((size_t)s->n_groups + 1) * sizeof *old);
+static int onecycle_apply(zg_sched *s, const zg__sched_extra *ex, const zg_onecycle_opts *opts) {
+    zg__sched_extra *old = malloc(((size_t)s->n_groups + 1) * sizeof *old);
     double *old_m = malloc(((size_t)s->n_groups + 1) * sizeof *old_m);
     if (!old || !old_m) {
         free(old);
@@ -135,7 +135,7 @@ static int onecycle_apply(zg_sched *s, const group_extra *ex, const zg_onecycle_
         rc = zg_optim_set_hparam(s->opt, set, mk, opts->max_momentum);
     }
     for (int g = 0; g < s->n_groups && !rc; g++) {
-        group_extra *e = &s->rec->g[g];
+        zg__sched_extra *e = &s->rec->g[g];
         e->has_initial = true;
         e->initial_lr = ex[g].initial_lr;
         e->max_lr = ex[g].max_lr;
@@ -183,7 +183,7 @@ zg_sched *zg_sched_onecycle(zg_optim *opt, double max_lr, const zg_onecycle_opts
         }
     }
     /* Check everything before the groups change. */
-    group_extra *ex = onecycle_bounds(fn, s, max_lr, opts);
+    zg__sched_extra *ex = onecycle_bounds(fn, s, max_lr, opts);
     if (!ex) {
         zg_sched_free(s);
         return NULL;
@@ -261,7 +261,7 @@ zg_sched *zg_sched_sequential(zg_optim *opt, zg_sched *const *scheds, int n, con
 
     /* Reset the lrs to the initial ones, undo the children's initial steps
      * and redo only the first one's. */
-    const opt_record *rec = scheds[0]->rec;
+    const zg__sched_record *rec = scheds[0]->rec;
     int rc = ZG_OK;
     for (int g = 0; g < s->n_groups && !rc; g++) rc = zg_optim_set_hparam(opt, g, ZG_HP_LR, rec->g[g].initial_lr);
     for (int i = 0; i < n; i++) s->children[i]->last_epoch -= 1;

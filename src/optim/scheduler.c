@@ -30,13 +30,13 @@
 
 
 
-static opt_record *records;
+static zg__sched_record *records;
 static pthread_mutex_t records_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The optimizer's record with room for n groups (one more reference). */
-opt_record *zg__sched_record_acquire(const zg_optim *opt, int n) {
+zg__sched_record *zg__sched_record_acquire(const zg_optim *opt, int n) {
     pthread_mutex_lock(&records_lock);
-    opt_record *r = records;
+    zg__sched_record *r = records;
     while (r && r->opt != opt) r = r->next;
     bool fresh = r == NULL;
     if (fresh) {
@@ -45,7 +45,7 @@ opt_record *zg__sched_record_acquire(const zg_optim *opt, int n) {
         r->opt = opt;
     }
     if (r->n < n) {
-        group_extra *g = realloc(r->g, (size_t)n * sizeof *g);
+        zg__sched_extra *g = realloc(r->g, (size_t)n * sizeof *g);
         if (!g) {
             if (fresh) free(r);
             goto fail;
@@ -66,11 +66,11 @@ fail:
     return NULL;
 }
 
-static void record_release(opt_record *r) {
+static void record_release(zg__sched_record *r) {
     if (!r) return;
     pthread_mutex_lock(&records_lock);
     if (--r->refs == 0) {
-        opt_record **p = &records;
+        zg__sched_record **p = &records;
         while (*p != r) p = &(*p)->next;
         *p = r->next;
         free(r->g);
@@ -93,7 +93,7 @@ const char *const zg__sched_kind_names[] = {
 
 
 
-zg_sched *zg__sched_alloc(sched_kind kind, zg_optim *opt, int n_groups) {
+zg_sched *zg__sched_alloc(zg__sched_kind kind, zg_optim *opt, int n_groups) {
     zg_sched *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->kind = kind;
@@ -190,7 +190,7 @@ bool zg__sched_check_hyper(const zg_sched *s, char *msg, size_t n) {
 }
 
 /* A group's OneCycleLR bounds. */
-bool zg__sched_check_extra(const zg_sched *s, const group_extra *e, int g, char *msg, size_t n) {
+bool zg__sched_check_extra(const zg_sched *s, const zg__sched_extra *e, int g, char *msg, size_t n) {
     if (!finite_nonneg(e->initial_lr) || !finite_nonneg(e->max_lr) || !finite_nonneg(e->min_lr)) {
         snprintf(msg, n, "group %d: the lrs must be finite and >= 0 (initial %g, max %g, min %g)", g, e->initial_lr,
                  e->max_lr, e->min_lr);
@@ -219,7 +219,7 @@ static double anneal(bool linear, double start, double end, double pct) {
 
 /* OneCycleLR's lr (and momentum) for group g at step_num. */
 static int onecycle_value(const zg_sched *s, int g, int64_t step_num, double *lr, double *mom) {
-    const group_extra *e = &s->rec->g[g];
+    const zg__sched_extra *e = &s->rec->g[g];
     double pct_total = s->pct_start * (double)s->total_steps;
     double ends[3];
     double lr_a[3], lr_b[3], m_a[3], m_b[3];
