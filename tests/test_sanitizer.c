@@ -140,6 +140,8 @@ TEST(sanitize_step_without_backward_reports_no_grad) {
 TEST(sanitize_params_outside_every_optimizer) {
     fx f;
     fx_make(&f, ZG_SANITIZE_WARN);
+    zg_optim_free(f.opt); /* the fixture's optimizer held all four */
+    f.opt = NULL;
     zg_optim *head = zg_optim_new(ZG_SGD, f.p + 2, 2, NULL); /* forgets layer 0 */
     CHECK_PTR(head);
     CHECK_OK(zg_sanitize_watch_module(f.m));
@@ -151,6 +153,58 @@ TEST(sanitize_params_outside_every_optimizer) {
     CHECK(last_has("in no optimizer (0.weight, 0.bias) at zg_optim_step"));
     zg_sanitize_unwatch_module(f.m);
     zg_optim_free(head);
+    fx_free(&f);
+}
+
+/* Optimizers are known from their construction: with two optimizers over
+ * the two layers and the grads cleared through the model after the forward
+ * (pattern A), the first step must not call the second optimizer's
+ * parameters "in no optimizer" (it used to, until that optimizer had
+ * zeroed or stepped them). */
+TEST(sanitize_two_optimizers_known_from_construction) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    zg_optim_free(f.opt);
+    f.opt = NULL;
+    zg_optim *first = zg_optim_new(ZG_SGD, f.p, 2, NULL), *second = zg_optim_new(ZG_ADAM, f.p + 2, 2, NULL);
+    CHECK_PTR(first);
+    CHECK_PTR(second);
+    CHECK_OK(zg_sanitize_watch_module(f.m));
+    for (int it = 0; it < 3; it++) {
+        zg_tensor *loss = loss_of(f.m);
+        zg_module_zero_grad(f.m, true);
+        CHECK_OK(zg_backward(loss, NULL));
+        CHECK_OK(zg_optim_step(first));
+        CHECK_OK(zg_optim_step(second));
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_report_count() == 0);
+    /* A freed optimizer holds nothing any more. */
+    zg_optim_free(second);
+    zg_module_zero_grad(f.m, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_ERR(zg_optim_step(first), "in no optimizer (1.weight, 1.bias)");
+    zg_sanitize_unwatch_module(f.m);
+    zg_optim_free(first);
+    fx_free(&f);
+}
+
+/* A watched module that is freed stops being watched (the next step used
+ * to read the freed module: AddressSanitizer's build catches that), also
+ * when the sanitizer is off at the time. */
+TEST(sanitize_freed_module_is_no_longer_watched) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_module *other = zg_nn_linear(2, 2, true);
+    CHECK_PTR(other);
+    CHECK_OK(zg_sanitize_watch_module(other));
+    zg_sanitize_set_mode(ZG_SANITIZE_OFF);
+    zg_module_free(other);
+    zg_sanitize_set_mode(ZG_SANITIZE_WARN);
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_report_count() == 0);
     fx_free(&f);
 }
 

@@ -30,8 +30,9 @@ typedef struct zg__grad_events {
     void (*zero_end)(void);
     /* An optimizer step is about to consume its parameters' grads. */
     int (*step)(const zg_optim *opt, zg_tensor *const *params, int n);
-    /* The optimizer is being freed (its address may be reused). */
-    void (*optim_free)(const zg_optim *opt);
+    /* The optimizer, holding these parameters, is being freed (its address
+     * may be reused). */
+    void (*optim_free)(const zg_optim *opt, zg_tensor *const *params, int n);
     /* Clipping (call names the public function) is about to read params'
      * grads. */
     int (*clip)(zg_tensor *const *params, int n, const char *call);
@@ -46,6 +47,11 @@ typedef struct zg__grad_events {
     void (*scaler_skip)(const zg_optim *opt, zg_tensor *const *params, int n);
     /* A scheduler of the optimizer steps. */
     int (*sched_step)(const zg_optim *opt, zg_tensor *const *params, int n);
+    /* The optimizer now holds these parameters (a new optimizer's groups,
+     * an added group): known from construction, not from a first step. */
+    void (*optim_params)(const zg_optim *opt, zg_tensor *const *params, int n);
+    /* The module is being freed (a listener drops what refers to it). */
+    void (*module_free)(const zg_module *m);
 } zg__grad_events;
 
 /* The installed listener, NULL when there is none. */
@@ -74,8 +80,8 @@ static inline void zg__emit_zero_end(void) {
 static inline int zg__emit_step(const zg_optim *opt, zg_tensor *const *params, int n) {
     return zg__grad_listener ? zg__grad_listener->step(opt, params, n) : 0;
 }
-static inline void zg__emit_optim_free(const zg_optim *opt) {
-    if (zg__grad_listener) zg__grad_listener->optim_free(opt);
+static inline void zg__emit_optim_free(const zg_optim *opt, zg_tensor *const *params, int n) {
+    if (zg__grad_listener) zg__grad_listener->optim_free(opt, params, n);
 }
 static inline int zg__emit_clip(zg_tensor *const *params, int n, const char *call) {
     return zg__grad_listener ? zg__grad_listener->clip(params, n, call) : 0;
@@ -94,6 +100,12 @@ static inline void zg__emit_scaler_skip(const zg_optim *opt, zg_tensor *const *p
 }
 static inline int zg__emit_sched_step(const zg_optim *opt, zg_tensor *const *params, int n) {
     return zg__grad_listener ? zg__grad_listener->sched_step(opt, params, n) : 0;
+}
+static inline void zg__emit_optim_params(const zg_optim *opt, zg_tensor *const *params, int n) {
+    if (zg__grad_listener) zg__grad_listener->optim_params(opt, params, n);
+}
+static inline void zg__emit_module_free(const zg_module *m) {
+    if (zg__grad_listener) zg__grad_listener->module_free(m);
 }
 
 #endif

@@ -29,7 +29,11 @@ typedef struct {
     uint64_t read_epoch; /* g_epoch of the last scaled-read report */
     float scale;         /* S of the scaled loss behind `scaled` */
     uint32_t backwards; /* passes accumulated since the last clear / step */
-    bool stepped, leftover, scaled, in_optim;
+    bool stepped, leftover, scaled;
+    /* Live optimizers holding the tensor: counted from their construction
+     * to their free; an optimizer made while the sanitizer was off is
+     * learned at its first zero_grad or step instead. */
+    int holders;
     /* optimizer records */
     int64_t steps;
     int accum;
@@ -64,13 +68,21 @@ typedef struct {
 static namelist g_zero_names;
 static const char *g_zero_call;
 
+/* The events are heard while the sanitizer is on, and while it watches a
+ * module even when off: the module's free must still remove it from the
+ * list, or a later check would read freed memory. Every callback but that
+ * one returns at once when the mode is off. */
+static void relisten(void) {
+    zg__grad_events_listen(g_mode > ZG_SANITIZE_OFF || g_n_watched > 0 ? &listener : NULL);
+}
+
 static int ensure_mode(void) {
     if (g_mode < 0) {
         const char *v = getenv("ZG_SANITIZE");
         g_mode = ZG_SANITIZE_OFF;
         if (v && strcmp(v, "warn") == 0) g_mode = ZG_SANITIZE_WARN;
         else if (v && strcmp(v, "error") == 0) g_mode = ZG_SANITIZE_ERROR;
-        zg__grad_events_listen(g_mode != ZG_SANITIZE_OFF ? &listener : NULL);
+        relisten();
     }
     return g_mode;
 }
@@ -122,6 +134,12 @@ static entry *get(const void *k) {
     tab[i] = (entry){.key = k};
     tab_used++;
     return &tab[i];
+}
+
+/* The tensor is in an optimizer seen stepping or zeroing it (one made
+ * while the sanitizer was off, so never counted). */
+static void learn_holder(entry *e) {
+    if (e->holders == 0) e->holders = 1;
 }
 
 static void reset_grad_state(entry *e) {
@@ -230,7 +248,7 @@ static void on_zero_begin(const char *call, const zg_optim *opt, zg_tensor *cons
     if (opt)
         for (int i = 0; i < n; i++) {
             entry *e = get(params[i]);
-            if (e) e->in_optim = true;
+            if (e) learn_holder(e);
         }
 }
 
@@ -247,7 +265,7 @@ static void consume(zg_tensor *const *params, int n) {
         const zg_tensor *p = params[i];
         entry *e = get(p);
         if (!e) continue;
-        e->in_optim = true;
+        learn_holder(e);
         if (!p->grad_defined) continue;
         e->stepped = true;
         e->backwards = 0;
@@ -265,7 +283,7 @@ static int check_watched(const char *call) {
             const zg_tensor *p = zg_module_param(g_watched[m], i);
             if (!p || !p->grad_defined) continue;
             entry *e = find(p);
-            if (e && !e->in_optim && e->backwards > 0) names_add(&l, p);
+            if (e && e->holders == 0 && e->backwards > 0) names_add(&l, p);
         }
     }
     if (!l.n && !l.dropped) return 0;
@@ -290,7 +308,7 @@ static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
         const zg_tensor *p = params[i];
         entry *e = get(p);
         if (!e) continue;
-        e->in_optim = true;
+        learn_holder(e);
         names_add(&all, p);
         if (!p->grad_defined) continue;
         if (e->leftover || (e->stepped && e->backwards == 0)) {
@@ -324,10 +342,14 @@ static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
     return 0;
 }
 
-static void on_optim_free(const zg_optim *opt) {
+static void on_optim_free(const zg_optim *opt, zg_tensor *const *params, int n) {
     if (!ensure_mode()) return;
     entry *e = find(opt);
     if (e) *e = (entry){.key = opt};
+    for (int i = 0; i < n; i++) {
+        entry *p = find(params[i]);
+        if (p && p->holders > 0) p->holders--;
+    }
 }
 
 static int on_clip(zg_tensor *const *params, int n, const char *call) {
@@ -396,6 +418,17 @@ static int on_sched_step(const zg_optim *opt, zg_tensor *const *params, int n) {
                   &l, "zg_sched_step");
 }
 
+static void on_optim_params(const zg_optim *opt, zg_tensor *const *params, int n) {
+    (void)opt;
+    if (!ensure_mode()) return;
+    for (int i = 0; i < n; i++) {
+        entry *e = params[i] ? get(params[i]) : NULL;
+        if (e) e->holders++;
+    }
+}
+
+static void on_module_free(const zg_module *m) { zg_sanitize_unwatch_module((zg_module *)m); }
+
 static const zg__grad_events listener = {
     .backward = on_backward,
     .accumulate = on_accumulate,
@@ -411,13 +444,15 @@ static const zg__grad_events listener = {
     .unscale = on_unscale,
     .scaler_skip = on_scaler_skip,
     .sched_step = on_sched_step,
+    .optim_params = on_optim_params,
+    .module_free = on_module_free,
 };
 
 /* ---- public API --------------------------------------------------------- */
 
 void zg_sanitize_set_mode(zg_sanitize_mode mode) {
     g_mode = mode == ZG_SANITIZE_WARN || mode == ZG_SANITIZE_ERROR ? (int)mode : ZG_SANITIZE_OFF;
-    zg__grad_events_listen(g_mode != ZG_SANITIZE_OFF ? &listener : NULL);
+    relisten();
     g_has_pending = false;
 }
 
@@ -438,6 +473,7 @@ void zg_sanitize_reset(void) {
     free(g_watched);
     g_watched = NULL;
     g_n_watched = g_cap_watched = 0;
+    relisten();
     g_total = 0;
     memset(g_kinds, 0, sizeof g_kinds);
     g_last[0] = 0;
@@ -476,6 +512,7 @@ int zg_sanitize_watch_module(zg_module *m) {
         g_cap_watched = cap;
     }
     g_watched[g_n_watched++] = m;
+    relisten();
     return ZG_OK;
 }
 
@@ -483,6 +520,7 @@ void zg_sanitize_unwatch_module(zg_module *m) {
     for (int i = 0; i < g_n_watched; i++)
         if (g_watched[i] == m) {
             g_watched[i] = g_watched[--g_n_watched];
+            relisten();
             return;
         }
 }

@@ -335,6 +335,7 @@ static bool visit_state(const zg_module *m, visit_fn fn, void *ctx) {
 }
 
 static void module_free(zg_module *m) {
+    zg__emit_module_free(m); /* event: a listener stops watching it */
     for (int i = 0; i < m->n_children; i++) module_free(m->children[i]);
     for (int i = 0; i < m->n_params; i++) zg_tensor_free(m->params[i]);
     for (int i = 0; i < m->n_buffers; i++) zg_tensor_free(m->buffers[i]);

@@ -286,6 +286,7 @@ static void append_group(zg_optim *opt, const zg_param_group *g, const double *h
         memset(&opt->state[opt->n_params], 0, sizeof opt->state[0]);
         opt->n_params++;
     }
+    zg__emit_optim_params(opt, g->params, g->n_params); /* event: known from construction */
 }
 
 static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group *groups, int n_groups,
@@ -360,7 +361,7 @@ void zg__optim_state_clear(zg__param_state *st) {
 
 void zg_optim_free(zg_optim *opt) {
     if (!opt) return;
-    zg__emit_optim_free(opt); /* event: a listener forgets this optimizer */
+    zg__emit_optim_free(opt, opt->params, opt->n_params); /* event: a listener forgets it */
     for (int i = 0; i < opt->n_params; i++) zg__optim_state_clear(&opt->state[i]);
     free(opt->state);
     free(opt->params);
