@@ -528,8 +528,8 @@ TEST(st_atomic_write) {
 
 /* ---- the JSON reader ---------------------------------------------------- */
 
-static zg__zg_json *parse(const char *s, char *err) {
-    zg__zg_json *v = NULL;
+static zg__json *parse(const char *s, char *err) {
+    zg__json *v = NULL;
     err[0] = '\0';
     zg__json_parse(s, strlen(s), &v, err, 128);
     return v;
@@ -537,7 +537,7 @@ static zg__zg_json *parse(const char *s, char *err) {
 
 TEST(json_reader) {
     char err[128];
-    zg__zg_json *v = parse(" {\"n\": [0, -0, 9223372036854775807, -9223372036854775808, 9223372036854775808, 1.5e-3, "
+    zg__json *v = parse(" {\"n\": [0, -0, 9223372036854775807, -9223372036854775808, 9223372036854775808, 1.5e-3, "
                        "-2E+2], \"s\": \"a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\", \"t\": true, "
                        "\"f\": false, \"z\": null, \"e\": {}, \"a\": [], \"n\": 1} ",
                        err);
@@ -545,7 +545,7 @@ TEST(json_reader) {
     if (!v) return;
     CHECK(v->type == ZG_JSON_OBJECT && v->n == 8);
     CHECK(strcmp(v->keys[0], "n") == 0 && strcmp(v->keys[7], "n") == 0); /* duplicates kept, in order */
-    const zg__zg_json *n = &v->items[0];
+    const zg__json *n = &v->items[0];
     CHECK(n->type == ZG_JSON_ARRAY && n->n == 7);
     CHECK(n->items[0].is_integer && n->items[0].fits_int64 && n->items[0].integer == 0);
     CHECK(n->items[1].fits_int64 && n->items[1].integer == 0);
@@ -554,7 +554,7 @@ TEST(json_reader) {
     CHECK(n->items[4].is_integer && !n->items[4].fits_int64);
     CHECK(!n->items[5].is_integer && n->items[5].num_len == 6 && !strncmp(n->items[5].num_text, "1.5e-3", 6));
     CHECK(!n->items[6].is_integer);
-    const zg__zg_json *s = &v->items[1];
+    const zg__json *s = &v->items[1];
     CHECK(s->type == ZG_JSON_STRING);
     CHECK(strcmp(s->str, "a\"\\/\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80") == 0 && s->len == 15);
     CHECK(v->items[2].type == ZG_JSON_BOOL && v->items[2].boolean);

@@ -13,15 +13,15 @@
 #define ZG_NODE_MAX_IN 4
 #define ZG_NODE_MAX_SAVED 4
 
-typedef struct zg__zg_node zg__zg_node;
+typedef struct zg__node zg__node;
 /* Computes the gradients of the node's inputs from gout (the gradient of
  * its output). gin[i] is set only where zg__node_needs(n, i); the results
  * are arena tensors of the input's shape. Runs in no-grad mode. */
-typedef int (*zg__zg_backward_fn)(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin);
+typedef int (*zg__backward_fn)(zg__node *n, zg_tensor *gout, zg_tensor **gin);
 
-struct zg__zg_node {
+struct zg__node {
     const char *name;
-    zg__zg_backward_fn backward;
+    zg__backward_fn backward;
     int n_in;
     zg_tensor *in[ZG_NODE_MAX_IN];
     zg_tensor *out;
@@ -38,10 +38,10 @@ struct zg__zg_node {
 /* If grad mode is on and some input requires grad, records a node for
  * `out` (sets out->grad_fn and out->requires_grad) and returns it, else
  * returns NULL (nothing to record). NULL inputs are allowed (skipped). */
-zg__zg_node *zg__record(const char *name, zg__zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in,
+zg__node *zg__record(const char *name, zg__backward_fn backward, zg_tensor *out, zg_tensor *const *in,
                     int n_in);
 /* The same with room for args_size bytes of arguments (n->args). */
-zg__zg_node *zg__record_args(const char *name, zg__zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
+zg__node *zg__record_args(const char *name, zg__backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
                          size_t args_size);
 /* An op declares `typedef struct {...} foo_args;`, records with
  * ZG_RECORD(foo_args, name, backward, out, in, n_in) and reads
@@ -51,14 +51,14 @@ zg__zg_node *zg__record_args(const char *name, zg__zg_backward_fn backward, zg_t
 #define ZG_RECORD(type, ...) zg__record_args(__VA_ARGS__, sizeof(type))
 #define ZG_NODE_ARGS(n, type) ((type *)(n)->args)
 /* Saves a tensor the backward will read (checked against in-place writes). */
-void zg__save(zg__zg_node *n, zg_tensor *t);
+void zg__save(zg__node *n, zg_tensor *t);
 /* Whether input i needs a gradient in the running backward pass. */
-bool zg__node_needs(const zg__zg_node *n, int i);
+bool zg__node_needs(const zg__node *n, int i);
 /* A tensor for the gradient node n gives input i (where zg__node_needs),
  * which the backward must fill completely: a leaf's own .grad buffer when
  * this backward will store into a .grad that is None (so no copy follows),
  * else a new arena tensor of the input's shape. */
-zg_tensor *zg__grad_for_input(zg__zg_node *n, int i);
+zg_tensor *zg__grad_for_input(zg__node *n, int i);
 
 /* The name of an op's node: base itself for float32, else base with the
  * autocast type appended ("linear_bf16"), in arena memory (base if that

@@ -23,7 +23,7 @@ static void touch(zg_tensor *t) {
     t->bw_target_index = -1;
 }
 
-bool zg__node_needs(const zg__zg_node *n, int i) {
+bool zg__node_needs(const zg__node *n, int i) {
     const zg_tensor *t = n->in[i];
     return t && t->requires_grad && t->bw_pass == cur_pass && t->bw_needed;
 }
@@ -42,7 +42,7 @@ static zg_tensor *copy_arena(const zg_tensor *g) {
  * only marks defined. It becomes the pending gradient at once, so a second
  * request (the leaf twice among a node's inputs, or a later node) gets an
  * arena tensor and add_pending() sums as usual. */
-zg_tensor *zg__grad_for_input(zg__zg_node *n, int i) {
+zg_tensor *zg__grad_for_input(zg__node *n, int i) {
     zg_tensor *t = n->in[i];
     const bool stores = cur_accumulate && !t->grad_fn && (t->bw_target || cur_all_leaves) && !t->grad_defined &&
                         !t->hooks && !t->bw_grad;
@@ -102,7 +102,7 @@ static int accumulate(zg_tensor *t, const zg_tensor *g) {
 }
 
 static int run_hooks(const char *fn, zg_tensor *t, zg_tensor **g) {
-    for (zg__zg_hook *h = t->hooks; h; h = h->next) {
+    for (zg__hook *h = t->hooks; h; h = h->next) {
         zg_tensor *r = h->fn(*g, h->user);
         if (r == ZG_HOOK_FAIL) {
             if (!zg_last_error()[0]) zg_set_error("%s: a hook on tensor '%s' failed", fn, zg_tensor_name(t));
@@ -119,7 +119,7 @@ static int run_hooks(const char *fn, zg_tensor *t, zg_tensor **g) {
     return ZG_OK;
 }
 
-static int check_node(const char *fn, const zg__zg_node *n) {
+static int check_node(const char *fn, const zg__node *n) {
     if (n->freed && n->n_saved > 0)
         return zg__fail(ZG_ERR_STATE,
                         "%s: trying to backward through the graph a second time: the tensors saved by '%s' were "
@@ -169,7 +169,7 @@ static int visit(zg_tensor *root, topo *tp, bool accumulate_leaves) {
     st[sp++] = (frame){root, 0};
     while (sp) {
         frame *f = &st[sp - 1];
-        zg__zg_node *n = f->t->grad_fn;
+        zg__node *n = f->t->grad_fn;
         if (n && f->next_in < n->n_in) {
             zg_tensor *c = n->in[f->next_in++];
             if (!c || !c->requires_grad) continue;
@@ -256,7 +256,7 @@ static int seed_roots(const pass_args *a) {
  * or captured for zg_autograd_grad. */
 static int deliver(const pass_args *a, zg_tensor *t, zg_tensor *g) {
     const char *fn = a->fn;
-    zg__zg_node *n = t->grad_fn;
+    zg__node *n = t->grad_fn;
     if (!a->accumulate) {
         if (t->bw_target) a->captured[t->bw_target_index] = copy_arena(g);
         return ZG_OK;
@@ -266,7 +266,7 @@ static int deliver(const pass_args *a, zg_tensor *t, zg_tensor *g) {
     zg__emit_accumulate(t); /* event: the leaf gets fresh grads */
     if (accumulate(t, g)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     if (n) return ZG_OK;
-    for (zg__zg_hook *h = t->post_hooks; h; h = h->next) {
+    for (zg__hook *h = t->post_hooks; h; h = h->next) {
         int rc = h->post_fn(t, h->user);
         if (rc < 0) {
             if (!zg_last_error()[0]) zg_set_error("%s: a post-accumulate hook on '%s' failed", fn, zg_tensor_name(t));
@@ -278,7 +278,7 @@ static int deliver(const pass_args *a, zg_tensor *t, zg_tensor *g) {
 
 /* Runs node n's backward on its output's gradient g and hands each input
  * that needs one its gradient. */
-static int run_node(const pass_args *a, zg__zg_node *n, zg_tensor *g) {
+static int run_node(const pass_args *a, zg__node *n, zg_tensor *g) {
     const char *fn = a->fn;
     bool any = false;
     for (int i = 0; i < n->n_in; i++) any |= zg__node_needs(n, i);

@@ -74,8 +74,8 @@ zg_tensor *zg_detach(zg_tensor *t) {
     return zg__view(t, 0, t->shape, t->ndim);
 }
 
-static int add_hook(zg_tensor *t, zg__zg_hook **list, zg__zg_hook *h) {
-    zg__zg_hook *nh = t->persistent ? malloc(sizeof *nh) : zg__arena_alloc(sizeof *nh);
+static int add_hook(zg_tensor *t, zg__hook **list, zg__hook *h) {
+    zg__hook *nh = t->persistent ? malloc(sizeof *nh) : zg__arena_alloc(sizeof *nh);
     if (!nh) return zg__fail(ZG_ERR_NOMEM, "zg_tensor_register_hook: out of memory");
     *nh = *h;
     nh->next = NULL;
@@ -89,7 +89,7 @@ int zg_tensor_register_hook(zg_tensor *t, zg_tensor_hook_fn fn, void *user) {
     if (!t->requires_grad)
         return zg__fail(ZG_ERR_STATE, "zg_tensor_register_hook: cannot register a hook on a tensor that does not "
                                       "require grad");
-    return add_hook(t, &t->hooks, &(zg__zg_hook){.fn = fn, .user = user});
+    return add_hook(t, &t->hooks, &(zg__hook){.fn = fn, .user = user});
 }
 
 int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hook_fn fn, void *user) {
@@ -101,7 +101,7 @@ int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hoo
     if (!t->requires_grad)
         return zg__fail(ZG_ERR_STATE,
                         "zg_tensor_register_post_accumulate_hook: the tensor does not require grad");
-    return add_hook(t, &t->post_hooks, &(zg__zg_hook){.post_fn = fn, .user = user});
+    return add_hook(t, &t->post_hooks, &(zg__hook){.post_fn = fn, .user = user});
 }
 
 void zg_tensor_clear_hooks(zg_tensor *t) {

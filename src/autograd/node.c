@@ -5,15 +5,15 @@
 
 #include <assert.h>
 
-zg__zg_node *zg__record_args(const char *name, zg__zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
+zg__node *zg__record_args(const char *name, zg__backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
                          size_t args_size) {
     if (!zg_grad_enabled() || !out) return NULL;
     bool any = false;
     for (int i = 0; i < n_in; i++) any |= in[i] && in[i]->requires_grad;
     if (!any) return NULL;
     /* One arena block: the node, then its arguments 16-byte aligned. */
-    const size_t head = (sizeof(zg__zg_node) + 15) / 16 * 16;
-    zg__zg_node *n = zg__arena_calloc(head + args_size);
+    const size_t head = (sizeof(zg__node) + 15) / 16 * 16;
+    zg__node *n = zg__arena_calloc(head + args_size);
     if (!n) return NULL;
     n->args = args_size ? (char *)n + head : NULL;
     n->name = name;
@@ -26,11 +26,11 @@ zg__zg_node *zg__record_args(const char *name, zg__zg_backward_fn backward, zg_t
     return n;
 }
 
-zg__zg_node *zg__record(const char *name, zg__zg_backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in) {
+zg__node *zg__record(const char *name, zg__backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in) {
     return zg__record_args(name, backward, out, in, n_in, 0);
 }
 
-void zg__save(zg__zg_node *n, zg_tensor *t) {
+void zg__save(zg__node *n, zg_tensor *t) {
     if (!n || !t) return;
     assert(n->n_saved < ZG_NODE_MAX_SAVED);
     n->saved[n->n_saved] = t;

@@ -271,7 +271,7 @@ zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header)
     gzFile f = gzopen(path, "rb");
     if (!f) return zg__fail_null("%s: '%s': cannot open: %s", fn, path, errno ? strerror(errno) : "out of memory");
     gzbuffer(f, 1 << 17);
-    zg__zg_data_src s;
+    zg__data_src s;
     zg__src_gz(&s, f);
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);

@@ -11,14 +11,14 @@
 
 /* Sample and label memory, shared by a data set and its head views and
  * freed with the last of them. */
-typedef struct zg__zg_data_buf {
+typedef struct zg__data_buf {
     atomic_int refs;
     void *samples;   /* uint8_t or float, n * sample_numel */
     int64_t *labels; /* n, each >= 0 */
-} zg__zg_data_buf;
+} zg__data_buf;
 
 struct zg_dataset {
-    zg__zg_data_buf *buf;
+    zg__data_buf *buf;
     int64_t n;
     int ndim; /* of one sample */
     int64_t shape[ZG_MAX_DIMS - 1];
@@ -36,18 +36,18 @@ zg_dataset *zg__dataset_new(const char *fn, bool u8, void *samples, int64_t *lab
 /* ---- byte sources (source.c) ------------------------------------------------ */
 
 /* A byte stream: a gzFile (gzipped or plain) or a memory buffer. */
-typedef struct zg__zg_data_src {
+typedef struct zg__data_src {
     gzFile gz;            /* NULL: read from mem */
     const uint8_t *mem;
     size_t len, pos;
     char err[160];        /* why the last read failed */
-} zg__zg_data_src;
+} zg__data_src;
 
-void zg__src_gz(zg__zg_data_src *s, gzFile f);
-void zg__src_mem(zg__zg_data_src *s, const void *data, size_t len);
+void zg__src_gz(zg__data_src *s, gzFile f);
+void zg__src_mem(zg__data_src *s, const void *data, size_t len);
 /* Reads up to n bytes; returns the count, fewer than n only at the end of
  * the data, or -1 with s->err set (I/O error, corrupt or cut gzip data). */
-int64_t zg__src_read(zg__zg_data_src *s, void *buf, size_t n);
+int64_t zg__src_read(zg__data_src *s, void *buf, size_t n);
 
 /* ---- IDX (idx.c) ------------------------------------------------------------ */
 
@@ -56,17 +56,17 @@ typedef struct {
     uint8_t *data; /* malloc'd */
     int ndim;
     int64_t dims[3];
-} zg__zg_idx_array;
+} zg__idx_array;
 
 /* Reads one complete IDX array with `want_ndim` dimensions (3: images,
  * 1: labels) from s, which must hold exactly the header and the data.
  * On error: "fn: 'name': problem" as the error text, a negative status,
  * and nothing to free. */
-int zg__idx_read(zg__zg_data_src *s, const char *fn, const char *name, int want_ndim, zg__zg_idx_array *out);
+int zg__idx_read(zg__data_src *s, const char *fn, const char *name, int want_ndim, zg__idx_array *out);
 /* Pairs images [n, rows, cols] with labels [n] into a data set of samples
  * {1, rows, cols}; takes both arrays (freed also on failure). */
-zg_dataset *zg__idx_dataset(const char *fn, zg__zg_idx_array *images, const char *images_name,
-                            zg__zg_idx_array *labels, const char *labels_name);
+zg_dataset *zg__idx_dataset(const char *fn, zg__idx_array *images, const char *images_name,
+                            zg__idx_array *labels, const char *labels_name);
 
 /* ---- CSV (csv.c) ------------------------------------------------------------ */
 

@@ -5,7 +5,7 @@
 
 zg_dataset *zg__dataset_new(const char *fn, bool u8, void *samples, int64_t *labels, int64_t n,
                             const int64_t *shape, int ndim) {
-    zg__zg_data_buf *buf = malloc(sizeof *buf);
+    zg__data_buf *buf = malloc(sizeof *buf);
     zg_dataset *ds = calloc(1, sizeof *ds);
     if (!buf || !ds || ndim < 1 || ndim > ZG_MAX_DIMS - 1 || n < 1) {
         free(buf);

@@ -34,7 +34,7 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-int zg__idx_read(zg__zg_data_src *s, const char *fn, const char *name, int want_ndim, zg__zg_idx_array *out) {
+int zg__idx_read(zg__data_src *s, const char *fn, const char *name, int want_ndim, zg__idx_array *out) {
     memset(out, 0, sizeof *out);
     const char *what = want_ndim == 1 ? "labels" : "images";
     uint8_t h[4 + 4 * 3];
@@ -137,8 +137,8 @@ int zg__idx_read(zg__zg_data_src *s, const char *fn, const char *name, int want_
     return ZG_OK;
 }
 
-zg_dataset *zg__idx_dataset(const char *fn, zg__zg_idx_array *images, const char *images_name,
-                            zg__zg_idx_array *labels, const char *labels_name) {
+zg_dataset *zg__idx_dataset(const char *fn, zg__idx_array *images, const char *images_name,
+                            zg__idx_array *labels, const char *labels_name) {
     int64_t n = images->dims[0];
     uint8_t *img = images->data, *lab = labels->data;
     images->data = labels->data = NULL;
@@ -161,14 +161,14 @@ zg_dataset *zg__idx_dataset(const char *fn, zg__zg_idx_array *images, const char
     return zg__dataset_new(fn, true, img, y, n, shape, 3);
 }
 
-static int read_idx_file(const char *fn, const char *path, int want_ndim, zg__zg_idx_array *out) {
+static int read_idx_file(const char *fn, const char *path, int want_ndim, zg__idx_array *out) {
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f)
         return zg__fail(ZG_ERR_IO, "%s: '%s': cannot open: %s", fn, path,
                         errno ? strerror(errno) : "out of memory");
     gzbuffer(f, 1 << 17);
-    zg__zg_data_src s;
+    zg__data_src s;
     zg__src_gz(&s, f);
     int rc = zg__idx_read(&s, fn, path, want_ndim, out);
     gzclose(f);
@@ -179,7 +179,7 @@ zg_dataset *zg_dataset_load_idx(const char *images_path, const char *labels_path
     const char *fn = "zg_dataset_load_idx";
     if (!images_path || !labels_path)
         return zg__fail_null("%s: %s path is NULL", fn, images_path ? "labels" : "images");
-    zg__zg_idx_array img, lab;
+    zg__idx_array img, lab;
     if (read_idx_file(fn, images_path, 3, &img) < 0) return NULL;
     if (read_idx_file(fn, labels_path, 1, &lab) < 0) {
         free(img.data);

@@ -6,12 +6,12 @@
 #include <errno.h>
 #include <stdio.h>
 
-void zg__src_gz(zg__zg_data_src *s, gzFile f) {
+void zg__src_gz(zg__data_src *s, gzFile f) {
     memset(s, 0, sizeof *s);
     s->gz = f;
 }
 
-void zg__src_mem(zg__zg_data_src *s, const void *data, size_t len) {
+void zg__src_mem(zg__data_src *s, const void *data, size_t len) {
     memset(s, 0, sizeof *s);
     s->mem = data;
     s->len = len;
@@ -25,7 +25,7 @@ static const char *gz_message(const char *msg) {
     return m;
 }
 
-static void gz_failure(zg__zg_data_src *s) {
+static void gz_failure(zg__data_src *s) {
     int errnum = Z_OK;
     const char *msg = gzerror(s->gz, &errnum);
     if (errnum == Z_ERRNO)
@@ -40,7 +40,7 @@ static void gz_failure(zg__zg_data_src *s) {
 
 /* Reads up to n bytes; returns the count, fewer than n only at the end of
  * the data, or -1 with s->err set. */
-int64_t zg__src_read(zg__zg_data_src *s, void *buf, size_t n) {
+int64_t zg__src_read(zg__data_src *s, void *buf, size_t n) {
     if (!s->gz) {
         size_t k = s->len - s->pos;
         if (k > n) k = n;

@@ -95,14 +95,14 @@ static bool known_dtype(const char *s) {
 }
 
 /* A JSON value that must be a non-negative integer. */
-static bool json_uint(const zg__zg_json *v, uint64_t *out) {
+static bool json_uint(const zg__json *v, uint64_t *out) {
     if (v->type != ZG_JSON_NUMBER || !v->is_integer || !v->fits_int64 || v->integer < 0) return false;
     *out = (uint64_t)v->integer;
     return true;
 }
 
 /* Describes a JSON value for messages: the number as written, or its type. */
-static const char *json_desc(const zg__zg_json *v, char *buf, size_t n) {
+static const char *json_desc(const zg__json *v, char *buf, size_t n) {
     if (v->type == ZG_JSON_NUMBER) {
         snprintf(buf, n, "%.*s", (int)(v->num_len < 40 ? v->num_len : 40), v->num_text);
         return buf;
@@ -110,14 +110,14 @@ static const char *json_desc(const zg__zg_json *v, char *buf, size_t n) {
     return zg__json_type_name(v->type);
 }
 
-static void *parse_entry(const char *path, const char *name, const zg__zg_json *v, uint64_t data_len, entry *e) {
+static void *parse_entry(const char *path, const char *name, const zg__json *v, uint64_t data_len, entry *e) {
     char b[64];
     if (v->type != ZG_JSON_OBJECT)
         return RFAIL("tensor '%s': entry is %s, not an object", name, zg__json_type_name(v->type));
-    const zg__zg_json *dtype = NULL, *shape = NULL, *offs = NULL;
+    const zg__json *dtype = NULL, *shape = NULL, *offs = NULL;
     for (int i = 0; i < v->n; i++) {
         const char *k = v->keys[i];
-        const zg__zg_json **slot = strcmp(k, "dtype") == 0          ? &dtype
+        const zg__json **slot = strcmp(k, "dtype") == 0          ? &dtype
                                : strcmp(k, "shape") == 0        ? &shape
                                : strcmp(k, "data_offsets") == 0 ? &offs
                                                                 : NULL;
@@ -205,14 +205,14 @@ static void st_free_partial(zg_safetensors *st) {
     free(st);
 }
 
-static void *parse_metadata(const char *path, const zg__zg_json *m, zg_safetensors *st) {
+static void *parse_metadata(const char *path, const zg__json *m, zg_safetensors *st) {
     if (m->type != ZG_JSON_OBJECT)
         return RFAIL("__metadata__ is %s, not an object of strings", zg__json_type_name(m->type));
     st->meta_keys = calloc((size_t)m->n + 1, sizeof(char *));
     st->meta_values = calloc((size_t)m->n + 1, sizeof(char *));
     if (!st->meta_keys || !st->meta_values) return RFAIL_MEM("out of memory");
     for (int i = 0; i < m->n; i++) {
-        const zg__zg_json *v = &m->items[i];
+        const zg__json *v = &m->items[i];
         if (v->type != ZG_JSON_STRING)
             return RFAIL("__metadata__ value of '%s' is %s, not a string", m->keys[i], zg__json_type_name(v->type));
         if (strlen(m->keys[i]) != m->key_lens[i] || strlen(v->str) != v->len)
@@ -277,7 +277,7 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
         free(text);
         return RFAIL("header does not start with '{' (not a JSON object)");
     }
-    zg__zg_json *root = NULL;
+    zg__json *root = NULL;
     char jerr[256];
     if (zg__json_parse(text, hlen, &root, jerr, sizeof jerr)) {
         free(text);

@@ -13,7 +13,7 @@ static char *dup_str(const char *s) {
     return c;
 }
 
-zg_module *zg__module_new(const char *type, zg__zg_module_forward_fn forward, zg__zg_module_describe_fn describe) {
+zg_module *zg__module_new(const char *type, zg__module_forward_fn forward, zg__module_describe_fn describe) {
     zg_module *m = calloc(1, sizeof *m);
     char *path = dup_str("");
     if (!m || !path) {

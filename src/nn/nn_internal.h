@@ -11,14 +11,14 @@
 /* Computes the module's output for x (an arena tensor, or NULL and an
  * error). Called through zg__module_call, which adds the module to the
  * error text. */
-typedef zg_tensor *(*zg__zg_module_forward_fn)(zg_module *m, zg_tensor *x);
+typedef zg_tensor *(*zg__module_forward_fn)(zg_module *m, zg_tensor *x);
 /* Writes a one-line description ("Linear(in_features=4, ...)"). */
-typedef void (*zg__zg_module_describe_fn)(const zg_module *m, char *buf, size_t n);
+typedef void (*zg__module_describe_fn)(const zg_module *m, char *buf, size_t n);
 
 struct zg_module {
     const char *type; /* "Linear", "ReLU", ... (static text) */
-    zg__zg_module_forward_fn forward;
-    zg__zg_module_describe_fn describe; /* NULL: the type alone */
+    zg__module_forward_fn forward;
+    zg__module_describe_fn describe; /* NULL: the type alone */
     bool training;                  /* true at creation, as in PyTorch */
     /* Where the module sits: the container that owns it (NULL for a root)
      * and its dotted path from the root ("" for the root, "0", "1.0").
@@ -46,7 +46,7 @@ struct zg_module {
 
 /* A new root module with no parameters or children (NULL and an error on
  * out of memory). */
-zg_module *zg__module_new(const char *type, zg__zg_module_forward_fn forward, zg__zg_module_describe_fn describe);
+zg_module *zg__module_new(const char *type, zg__module_forward_fn forward, zg__module_describe_fn describe);
 /* Registers t (persistent float32) as the parameter `name`: the module
  * takes ownership (also on failure), sets requires_grad and names it. */
 int zg__module_add_param(zg_module *m, const char *name, zg_tensor *t);

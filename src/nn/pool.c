@@ -22,7 +22,7 @@ static void pool_describe(const zg_module *m, char *buf, size_t n) {
              (long long)m->iv[1], (long long)m->iv[2]);
 }
 
-static zg_module *pool_new(const char *fn, const char *type, zg__zg_module_forward_fn forward, int kernel, int stride,
+static zg_module *pool_new(const char *fn, const char *type, zg__module_forward_fn forward, int kernel, int stride,
                            int padding) {
     if (kernel <= 0) return zg__fail_null("%s: kernel %d must be positive", fn, kernel);
     if (stride < 0) return zg__fail_null("%s: stride %d must be positive (or 0: the kernel size)", fn, stride);

@@ -8,7 +8,7 @@
 /* ---- relu -------------------------------------------------------------------- */
 
 /* d relu = dx where y > 0; 0 at x == 0 (as PyTorch: y <= 0 -> 0). */
-static int relu_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int relu_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], x <= 0.0f ? 0.0f : g);
     return ZG_OK;
@@ -19,7 +19,7 @@ zg_tensor *zg_relu(zg_tensor *a) {
     if (!out) return NULL;
     /* max(x, 0) that keeps NaN (and -0), as torch.relu */
     ZG_MAP1(out, a, x < 0.0f ? 0.0f : x);
-    zg__zg_node *n = zg__record("relu", relu_backward, out, &a, 1);
+    zg__node *n = zg__record("relu", relu_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;
 }
@@ -33,7 +33,7 @@ typedef struct {
     float slope;
 } leaky_relu_args;
 
-static int leaky_relu_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int leaky_relu_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const float slope = ZG_NODE_ARGS(n, leaky_relu_args)->slope;
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], (x > 0.0f ? g : 0.0f) + slope * (x > 0.0f ? 0.0f : g));
@@ -44,7 +44,7 @@ zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope) {
     zg_tensor *out = zg__unary_out("zg_leaky_relu", a);
     if (!out) return NULL;
     ZG_MAP1(out, a, (x < 0.0f ? 0.0f : x) + negative_slope * (x > 0.0f ? 0.0f : x));
-    zg__zg_node *n = ZG_RECORD(leaky_relu_args, "leaky_relu", leaky_relu_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(leaky_relu_args, "leaky_relu", leaky_relu_backward, out, &a, 1);
     if (n) {
         ZG_NODE_ARGS(n, leaky_relu_args)->slope = negative_slope;
         zg__save(n, a);
@@ -88,7 +88,7 @@ typedef struct {
     bool approximate_tanh;
 } gelu_args;
 
-static int gelu_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int gelu_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     if (ZG_NODE_ARGS(n, gelu_args)->approximate_tanh)
         ZG_MAP2_LIBM(gin[0], g, n->saved[0], g * gelu_tanh_grad(x));
@@ -104,7 +104,7 @@ zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh) {
         ZG_MAP1_LIBM(out, a, gelu_tanh(x));
     else
         ZG_MAP1_LIBM(out, a, gelu_erf(x));
-    zg__zg_node *n = ZG_RECORD(gelu_args, "gelu", gelu_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(gelu_args, "gelu", gelu_backward, out, &a, 1);
     if (n) {
         ZG_NODE_ARGS(n, gelu_args)->approximate_tanh = approximate_tanh;
         zg__save(n, a);
@@ -115,7 +115,7 @@ zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh) {
 /* ---- tanh, sigmoid ------------------------------------------------------------------- */
 
 /* d tanh = (1 - y^2) dx */
-static int tanh_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int tanh_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], g * (1.0f - x * x));
     return ZG_OK;
@@ -125,7 +125,7 @@ zg_tensor *zg_tanh(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_tanh", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, tanhf(x));
-    zg__zg_node *n = zg__record("tanh", tanh_backward, out, &a, 1);
+    zg__node *n = zg__record("tanh", tanh_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;
 }
@@ -139,7 +139,7 @@ static inline float sigmoid1(float x) {
 }
 
 /* d sigmoid = y (1 - y) dx */
-static int sigmoid_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int sigmoid_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], g * (1.0f - x) * x);
     return ZG_OK;
@@ -149,7 +149,7 @@ zg_tensor *zg_sigmoid(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_sigmoid", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, sigmoid1(x));
-    zg__zg_node *n = zg__record("sigmoid", sigmoid_backward, out, &a, 1);
+    zg__node *n = zg__record("sigmoid", sigmoid_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;
 }

@@ -647,7 +647,7 @@ typedef struct {
 } conv_args;
 
 /* saved: x, weight (and with relu fused, the output). */
-static int conv2d_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int conv2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const conv_geom *g = ZG_NODE_ARGS(n, conv_args)->geom;
     const zg_autocast_type t = ZG_NODE_ARGS(n, conv_args)->t;
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
@@ -810,7 +810,7 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     const char *name = fuse == FUSE_POOL_RELU ? "conv2d_max_pool2d_relu"
                        : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
                                               : zg__autocast_node_name("conv2d", t);
-    zg__zg_node *n = ZG_RECORD(conv_args, name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    zg__node *n = ZG_RECORD(conv_args, name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         /* The backward recomputes the cols from x and multiplies by w. */
         zg__save(n, x);

@@ -6,7 +6,7 @@
 
 #include <math.h>
 
-static int dropout_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int dropout_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     zg_tensor *g = zg__empty_like(n->in[0]);
     if (!g) return ZG_ERR_NOMEM;
@@ -36,7 +36,7 @@ zg_tensor *zg_dropout(zg_tensor *a, float p, bool train) {
         for (int64_t i = 0; i < a->numel; i++) m[i] = zg__rng_uniform() < p ? 0.0f : scale;
     }
     for (int64_t i = 0; i < a->numel; i++) out[i] = x[i] * m[i];
-    zg__zg_node *n = zg__record("dropout", dropout_backward, y, &a, 1);
+    zg__node *n = zg__record("dropout", dropout_backward, y, &a, 1);
     if (n) zg__save(n, mask);
     return y;
 }

@@ -268,7 +268,7 @@ static zg_tensor *negate(zg_tensor *t, bool in_place) {
 
 /* ---- add, sub --------------------------------------------------------------- */
 
-static int add_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int add_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     for (int i = 0; i < 2; i++)
         if (zg__node_needs(n, i) && !(gin[i] = reduce_like(g, n->in[i]))) return ZG_ERR_NOMEM;
     return ZG_OK;
@@ -280,7 +280,7 @@ zg_tensor *zg_add(zg_tensor *a, zg_tensor *b) {
     return out;
 }
 
-static int sub_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int sub_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (zg__node_needs(n, 0) && !(gin[0] = reduce_like(g, n->in[0]))) return ZG_ERR_NOMEM;
     if (zg__node_needs(n, 1)) {
         zg_tensor *r = reduce_like(g, n->in[1]);
@@ -304,7 +304,7 @@ typedef struct {
     int a_slot, b_slot;
 } operands_args;
 
-static void save_operands(zg__zg_node *n, zg_tensor *a, bool save_a, zg_tensor *b, bool save_b) {
+static void save_operands(zg__node *n, zg_tensor *a, bool save_a, zg_tensor *b, bool save_b) {
     operands_args *o = ZG_NODE_ARGS(n, operands_args);
     o->a_slot = o->b_slot = -1;
     if (save_a) {
@@ -317,13 +317,13 @@ static void save_operands(zg__zg_node *n, zg_tensor *a, bool save_a, zg_tensor *
     }
 }
 
-static zg_tensor *grad_of(zg__zg_node *n, zg_tensor *g, int i, row_fn f, zg_tensor *x) {
+static zg_tensor *grad_of(zg__node *n, zg_tensor *g, int i, row_fn f, zg_tensor *x) {
     zg_tensor *ins[2] = {g, x};
     return reduce_like(bcast_apply(g->shape, g->ndim, ins, 2, f), n->in[i]);
 }
 
 /* d(ab) = b da + a db */
-static int mul_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int mul_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     /* An input that did not require grad at the forward has no saved
      * partner (and, as in PyTorch, gets no gradient from this node). */
     const operands_args *o = ZG_NODE_ARGS(n, operands_args);
@@ -337,14 +337,14 @@ static int mul_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_mul(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_mul", a, b, row_mul);
     if (!out) return NULL;
-    zg__zg_node *n = ZG_RECORD(operands_args, "mul", mul_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg__node *n = ZG_RECORD(operands_args, "mul", mul_backward, out, (zg_tensor *[]){a, b}, 2);
     /* Each operand is needed only for the other's gradient. */
     if (n) save_operands(n, a, b->requires_grad, b, a->requires_grad);
     return out;
 }
 
 /* d(a/b) = da / b - a/b^2 db */
-static int div_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int div_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const operands_args *o = ZG_NODE_ARGS(n, operands_args);
     zg_tensor *b = n->saved[o->b_slot];
     if (zg__node_needs(n, 0) && !(gin[0] = grad_of(n, g, 0, row_div, b))) return ZG_ERR_NOMEM;
@@ -358,14 +358,14 @@ static int div_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_div(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_div", a, b, row_div);
     if (!out) return NULL;
-    zg__zg_node *n = ZG_RECORD(operands_args, "div", div_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg__node *n = ZG_RECORD(operands_args, "div", div_backward, out, (zg_tensor *[]){a, b}, 2);
     if (n) save_operands(n, a, b->requires_grad, b, true);
     return out;
 }
 
 /* ---- pow (tensor exponent) ------------------------------------------------------ */
 
-static int pow_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int pow_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     zg_tensor *ins[3] = {g, n->saved[0], n->saved[1]};
     if (zg__node_needs(n, 0) && !(gin[0] = reduce_like(bcast_apply(g->shape, g->ndim, ins, 3, row_pow_da), ins[1])))
         return ZG_ERR_NOMEM;
@@ -377,7 +377,7 @@ static int pow_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
 zg_tensor *zg_pow(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_pow", a, b, row_pow);
     if (!out) return NULL;
-    zg__zg_node *n = zg__record("pow", pow_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg__node *n = zg__record("pow", pow_backward, out, (zg_tensor *[]){a, b}, 2);
     if (n) {
         zg__save(n, a);
         zg__save(n, b);
@@ -395,7 +395,7 @@ typedef struct {
 } scalar_args;
 
 /* Backward of ops whose gradient is g times a constant. */
-static int scale_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int scale_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const float s = ZG_NODE_ARGS(n, scalar_args)->s;
     if (s == 1.0f) {
         gin[0] = g;
@@ -408,7 +408,7 @@ static int scale_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
 
 /* Records a node whose backward is g * factor (saves nothing). */
 static zg_tensor *record_scale(const char *name, zg_tensor *a, zg_tensor *out, double factor) {
-    zg__zg_node *n = ZG_RECORD(scalar_args, name, scale_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(scalar_args, name, scale_backward, out, &a, 1);
     if (n) ZG_NODE_ARGS(n, scalar_args)->s = (float)factor;
     return out;
 }
@@ -449,7 +449,7 @@ zg_tensor *zg_mul_scalar(zg_tensor *a, float s) {
 }
 
 /* Backward of a / s: g / s (a true division, as the forward). */
-static int div_scalar_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int div_scalar_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const float s = ZG_NODE_ARGS(n, scalar_args)->s;
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP1(gin[0], g, x / s);
@@ -460,7 +460,7 @@ zg_tensor *zg_div_scalar(zg_tensor *a, float s) {
     zg_tensor *out = zg__unary_out("zg_div_scalar", a);
     if (!out) return NULL;
     ZG_MAP1(out, a, x / s);
-    zg__zg_node *n = ZG_RECORD(scalar_args, "div_scalar", div_scalar_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(scalar_args, "div_scalar", div_scalar_backward, out, &a, 1);
     if (n) ZG_NODE_ARGS(n, scalar_args)->s = s;
     return out;
 }
@@ -489,7 +489,7 @@ static void pow_const(zg_tensor *out, const zg_tensor *in, float p) {
 }
 
 /* d(x^p) = p x^(p-1) dx; zero for p == 0. */
-static int pow_scalar_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int pow_scalar_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const float p = ZG_NODE_ARGS(n, scalar_args)->s;
     if (p == 0.0f) return (gin[0] = zg__zeros_like(g)) ? ZG_OK : ZG_ERR_NOMEM;
     zg_tensor *t = zg__empty_like(g);
@@ -506,7 +506,7 @@ zg_tensor *zg_pow_scalar(zg_tensor *a, float p) {
     zg_tensor *out = zg__unary_out("zg_pow_scalar", a);
     if (!out) return NULL;
     pow_const(out, a, p);
-    zg__zg_node *n = ZG_RECORD(scalar_args, "pow_scalar", pow_scalar_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(scalar_args, "pow_scalar", pow_scalar_backward, out, &a, 1);
     if (n) {
         ZG_NODE_ARGS(n, scalar_args)->s = p;
         zg__save(n, a);
@@ -517,7 +517,7 @@ zg_tensor *zg_pow_scalar(zg_tensor *a, float p) {
 /* ---- exp, log, sqrt ------------------------------------------------------------------ */
 
 /* d(e^x) = e^x dx: uses the saved output. */
-static int exp_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int exp_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], g * x);
     return ZG_OK;
@@ -527,13 +527,13 @@ zg_tensor *zg_exp(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_exp", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, expf(x));
-    zg__zg_node *n = zg__record("exp", exp_backward, out, &a, 1);
+    zg__node *n = zg__record("exp", exp_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;
 }
 
 /* d(log x) = dx / x */
-static int log_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int log_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], g / x);
     return ZG_OK;
@@ -543,13 +543,13 @@ zg_tensor *zg_log(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_log", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, logf(x));
-    zg__zg_node *n = zg__record("log", log_backward, out, &a, 1);
+    zg__node *n = zg__record("log", log_backward, out, &a, 1);
     if (n) zg__save(n, a);
     return out;
 }
 
 /* d(sqrt x) = dx / (2 sqrt x): uses the saved output. */
-static int sqrt_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int sqrt_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (!(gin[0] = zg__empty_like(g))) return ZG_ERR_NOMEM;
     ZG_MAP2(gin[0], g, n->saved[0], g / (2.0f * x));
     return ZG_OK;
@@ -559,7 +559,7 @@ zg_tensor *zg_sqrt(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_sqrt", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, sqrtf(x));
-    zg__zg_node *n = zg__record("sqrt", sqrt_backward, out, &a, 1);
+    zg__node *n = zg__record("sqrt", sqrt_backward, out, &a, 1);
     if (n) zg__save(n, out);
     return out;
 }

@@ -122,7 +122,7 @@ typedef struct {
 /* ---- cross_entropy ------------------------------------------------------ */
 
 /* saved[0]: log_softmax of the logits. */
-static int cross_entropy_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int cross_entropy_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     const class_ctx *c = &ZG_NODE_ARGS(n, class_args)->c;
     const float *logp = zg__f32(n->saved[0]), *g = zg__f32(gout);
@@ -186,7 +186,7 @@ zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg
     }
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
     if (!out) return NULL;
-    zg__zg_node *n = ZG_RECORD(class_args, "cross_entropy", cross_entropy_backward, out, &logits, 1);
+    zg__node *n = ZG_RECORD(class_args, "cross_entropy", cross_entropy_backward, out, &logits, 1);
     if (n) {
         zg__save(n, logp);
         ZG_NODE_ARGS(n, class_args)->c = c;
@@ -196,7 +196,7 @@ zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg
 
 /* ---- nll_loss ----------------------------------------------------------- */
 
-static int nll_loss_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int nll_loss_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     const class_ctx *c = &ZG_NODE_ARGS(n, class_args)->c;
     zg_tensor *gx = zg__zeros_like(n->in[0]);
@@ -227,7 +227,7 @@ zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_o
     }
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
     if (!out) return NULL;
-    zg__zg_node *n = ZG_RECORD(class_args, "nll_loss", nll_loss_backward, out, &logp, 1);
+    zg__node *n = ZG_RECORD(class_args, "nll_loss", nll_loss_backward, out, &logp, 1);
     if (n) {
         /* Saved as PyTorch does: an in-place change to it is reported. */
         zg__save(n, logp);
@@ -243,7 +243,7 @@ typedef struct {
 } mse_args;
 
 /* saved: input, target. */
-static int mse_loss_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int mse_loss_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *y = n->saved[1];
     zg_reduction r = ZG_NODE_ARGS(n, mse_args)->reduction;
     double den = (double)x->numel;
@@ -279,7 +279,7 @@ zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reducti
     }
     zg_tensor *out = reduce_loss(vals, input, reduction, (double)input->numel);
     if (!out) return NULL;
-    zg__zg_node *n = ZG_RECORD(mse_args, "mse_loss", mse_loss_backward, out, (zg_tensor *[]){input, target}, 2);
+    zg__node *n = ZG_RECORD(mse_args, "mse_loss", mse_loss_backward, out, (zg_tensor *[]){input, target}, 2);
     if (n) {
         zg__save(n, input);
         zg__save(n, target);
@@ -310,7 +310,7 @@ typedef struct {
 } bce_args;
 
 /* saved: logits, target. */
-static int bce_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int bce_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *y = n->saved[1];
     const bce_args *a = ZG_NODE_ARGS(n, bce_args);
     zg_reduction r = a->reduction;
@@ -368,7 +368,7 @@ zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction
     }
     zg_tensor *out = reduce_loss(vals, logits, reduction, (double)logits->numel);
     if (!out) return NULL;
-    zg__zg_node *n = ZG_RECORD(bce_args, "bce_with_logits", bce_backward, out, (zg_tensor *[]){logits, target}, 2);
+    zg__node *n = ZG_RECORD(bce_args, "bce_with_logits", bce_backward, out, (zg_tensor *[]){logits, target}, 2);
     if (n) {
         zg__save(n, logits);
         zg__save(n, target);

@@ -54,7 +54,7 @@ typedef struct {
     zg_autocast_type t;
 } matmul_args;
 
-static int matmul_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int matmul_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *a = n->saved[0], *b = n->saved[1];
     const matmul_args *p = ZG_NODE_ARGS(n, matmul_args);
     int64_t B = p->batch, rows = p->rows, k = p->k, m = p->m;
@@ -109,7 +109,7 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
                  zg__f32(out) + i * rows * m))
             return NULL;
 
-    zg__zg_node *n = ZG_RECORD(matmul_args, zg__autocast_node_name("matmul", t), matmul_backward, out,
+    zg__node *n = ZG_RECORD(matmul_args, zg__autocast_node_name("matmul", t), matmul_backward, out,
                            (zg_tensor *[]){a, b}, 2);
     if (n) {
         zg__save(n, a);
@@ -147,7 +147,7 @@ typedef struct {
     zg_autocast_type t;
 } linear_args;
 
-static int linear_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int linear_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *x = n->saved[0], *w = n->saved[1];
     const linear_args *p = ZG_NODE_ARGS(n, linear_args);
     int64_t N = p->N, in = p->in, out = p->out;
@@ -225,7 +225,7 @@ zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
     if (!y) return NULL;
     if (gemm(t, false, true, N, out, in, zg__f32(x), zg__f32(w), b ? zg__f32(b) : NULL, zg__f32(y))) return NULL;
 
-    zg__zg_node *n = ZG_RECORD(linear_args, zg__autocast_node_name("linear", t), linear_backward, y,
+    zg__node *n = ZG_RECORD(linear_args, zg__autocast_node_name("linear", t), linear_backward, y,
                            (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         zg__save(n, x);

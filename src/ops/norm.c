@@ -65,7 +65,7 @@ typedef struct {
     const bn_state *st;
 } bn_args;
 
-static int bn_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int bn_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const bn_state *st = ZG_NODE_ARGS(n, bn_args)->st;
     const zg_tensor *x = n->saved[0];
     const zg_tensor *w = n->in[1] ? n->saved[1] : NULL;
@@ -177,7 +177,7 @@ zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *runni
         zg__bump_version(running_var);
     }
 
-    zg__zg_node *n = ZG_RECORD(bn_args, "batch_norm", bn_backward, y, (zg_tensor *[]){x, weight, bias}, 3);
+    zg__node *n = ZG_RECORD(bn_args, "batch_norm", bn_backward, y, (zg_tensor *[]){x, weight, bias}, 3);
     if (n) {
         zg__save(n, x);
         zg__save(n, weight);

@@ -343,7 +343,7 @@ typedef struct {
     const pool_geom *geom;
 } pool_args;
 
-static int max_pool2d_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int max_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const pool_geom *g = ZG_NODE_ARGS(n, pool_args)->geom;
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
@@ -399,14 +399,14 @@ zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
         else
             max_plane(&g, X + u * HW, Y + u * OHW, AM ? AM + u * OHW : NULL);
     });
-    zg__zg_node *n = ZG_RECORD(pool_args, "max_pool2d", max_pool2d_backward, y, (zg_tensor *[]){x}, 1);
+    zg__node *n = ZG_RECORD(pool_args, "max_pool2d", max_pool2d_backward, y, (zg_tensor *[]){x}, 1);
     if (n) ZG_NODE_ARGS(n, pool_args)->geom = sg;
     return y;
 }
 
 /* ---- average ------------------------------------------------------------ */
 
-static int avg_pool2d_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int avg_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const pool_geom *g = ZG_NODE_ARGS(n, pool_args)->geom;
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
@@ -464,7 +464,7 @@ zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
             }
         }
     });
-    zg__zg_node *n = ZG_RECORD(pool_args, "avg_pool2d", avg_pool2d_backward, y, (zg_tensor *[]){x}, 1);
+    zg__node *n = ZG_RECORD(pool_args, "avg_pool2d", avg_pool2d_backward, y, (zg_tensor *[]){x}, 1);
     if (n) {
         pool_geom *sg = zg__arena_alloc(sizeof *sg);
         if (!sg) return NULL;

@@ -82,7 +82,7 @@ typedef struct {
 /* Gradient of sum or mean: every element gets the output gradient
  * (divided by N for the mean). Reads only the input's shape, so nothing is
  * saved. */
-static int sum_all_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int sum_all_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const zg_tensor *x = n->in[0];
     float v = zg__f32(g)[0];
     if (ZG_NODE_ARGS(n, sum_all_args)->mean) v /= (float)x->numel;
@@ -98,7 +98,7 @@ static zg_tensor *reduce_all(const char *fn, const char *name, zg_tensor *a, boo
     if (!out) return NULL;
     double s = zg__fsum(zg__f32(a), a->numel);
     zg__f32(out)[0] = (float)(mean ? s / (double)a->numel : s);
-    zg__zg_node *n = ZG_RECORD(sum_all_args, name, sum_all_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(sum_all_args, name, sum_all_backward, out, &a, 1);
     if (n) ZG_NODE_ARGS(n, sum_all_args)->mean = mean;
     return out;
 }
@@ -114,7 +114,7 @@ typedef struct {
     bool mean;
 } dim_args;
 
-static int sum_dim_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int sum_dim_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const dim_args *d = ZG_NODE_ARGS(n, dim_args);
     float div = d->mean ? (float)d->n : 1.0f;
     return (gin[0] = expand_grad(g, n->in[0], d->outer, d->n, d->inner, div)) ? ZG_OK : ZG_ERR_NOMEM;
@@ -127,7 +127,7 @@ static zg_tensor *reduce_dim(const char *fn, const char *name, zg_tensor *a, int
     double *acc = zg__arena_alloc((size_t)s.inner * sizeof *acc);
     if (!out || !acc) return zg__fail_null("%s: out of memory", fn);
     sum_rows(zg__f32(a), zg__f32(out), s.outer, s.n, s.inner, mean ? (double)s.n : 1.0, acc);
-    zg__zg_node *n = ZG_RECORD(dim_args, name, sum_dim_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(dim_args, name, sum_dim_backward, out, &a, 1);
     if (n) *ZG_NODE_ARGS(n, dim_args) = (dim_args){s.outer, s.n, s.inner, mean};
     return out;
 }
@@ -148,7 +148,7 @@ static inline bool beats(float v, float best) { return v > best || (isnan(v) && 
 
 /* The gradient goes to the element each output took its value from:
  * gin[o, idx[o, j], j] = g[o, j], zero elsewhere. */
-static int max_dim_backward(zg__zg_node *n, zg_tensor *g, zg_tensor **gin) {
+static int max_dim_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     const dim_args *a = ZG_NODE_ARGS(n, dim_args);
     int64_t outer = a->outer, cnt = a->n, inner = a->inner;
     zg_tensor *r = zg__zeros_like(n->in[0]);
@@ -208,7 +208,7 @@ zg_tensor *zg_max_dim(zg_tensor *a, int dim, bool keepdim, zg_tensor **indices) 
                 }
         }
     }
-    zg__zg_node *n = ZG_RECORD(dim_args, "max_dim", max_dim_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(dim_args, "max_dim", max_dim_backward, out, &a, 1);
     if (n) {
         *ZG_NODE_ARGS(n, dim_args) = (dim_args){s.outer, s.n, s.inner, false};
         zg__save(n, ix);

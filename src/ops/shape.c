@@ -24,7 +24,7 @@ static const char *dims_str(const int64_t *d, int n, char *buf, size_t cap) {
 /* The gradient is gout with the input's shape: same elements, same order.
  * The header is new but nothing writes through it (the engine copies a
  * gradient it did not allocate before adding into it). */
-static int view_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int view_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     gin[0] = zg__view(gout, 0, n->in[0]->shape, n->in[0]->ndim);
     return gin[0] ? ZG_OK : ZG_ERR_NOMEM;
@@ -95,7 +95,7 @@ typedef struct {
     int64_t start; /* the first row taken */
 } slice_args;
 
-static int slice_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int slice_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     zg_tensor *g = zg__zeros_like(n->in[0]);
     if (!g) return ZG_ERR_NOMEM;
@@ -122,7 +122,7 @@ zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end) {
     shape[0] = e - s;
     zg_tensor *v = zg__view(a, s * row, shape, a->ndim);
     if (!v) return NULL;
-    zg__zg_node *n = ZG_RECORD(slice_args, "slice", slice_backward, v, &a, 1);
+    zg__node *n = ZG_RECORD(slice_args, "slice", slice_backward, v, &a, 1);
     if (n) ZG_NODE_ARGS(n, slice_args)->start = s;
     return v;
 }
@@ -145,7 +145,7 @@ typedef struct {
     int64_t size[ZG_NODE_MAX_IN];
 } cat_args;
 
-static int cat_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int cat_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const cat_args *c = ZG_NODE_ARGS(n, cat_args);
     int dim = c->dim;
     int64_t outer, inner;
@@ -203,7 +203,7 @@ static zg_tensor *cat_impl(zg_tensor *const *ts, int n, int dim) {
         off += sz;
     }
     if (record) {
-        zg__zg_node *nd = ZG_RECORD(cat_args, "cat", cat_backward, out, ts, n);
+        zg__node *nd = ZG_RECORD(cat_args, "cat", cat_backward, out, ts, n);
         if (nd) {
             cat_args *c = ZG_NODE_ARGS(nd, cat_args);
             for (int j = 0; j < n; j++) c->size[j] = ts[j]->shape[dim];
@@ -276,7 +276,7 @@ typedef struct {
     int64_t perm[ZG_MAX_DIMS]; /* the forward permutation */
 } permute_args;
 
-static int permute_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int permute_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     int nd = gout->ndim;
     int64_t inv[ZG_MAX_DIMS];
@@ -294,7 +294,7 @@ static zg_tensor *permute_impl(const char *name, zg_tensor *a, const int64_t *pe
     zg_tensor *out = zg__empty(ZG_FLOAT32, shape, a->ndim);
     if (!out) return NULL;
     permute_copy(zg__f32(a), a->shape, a->ndim, perm, zg__f32(out));
-    zg__zg_node *n = ZG_RECORD(permute_args, name, permute_backward, out, &a, 1);
+    zg__node *n = ZG_RECORD(permute_args, name, permute_backward, out, &a, 1);
     if (n)
         for (int k = 0; k < a->ndim; k++) ZG_NODE_ARGS(n, permute_args)->perm[k] = perm[k];
     return out;

@@ -51,7 +51,7 @@ typedef struct {
 } softmax_args;
 
 /* saved[0]: the output. */
-static int softmax_backward_common(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin, bool log_out) {
+static int softmax_backward_common(zg__node *n, zg_tensor *gout, zg_tensor **gin, bool log_out) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     const zg_tensor *yt = n->saved[0];
     dim_split s = split_at(yt, ZG_NODE_ARGS(n, softmax_args)->dim);
@@ -77,11 +77,11 @@ static int softmax_backward_common(zg__zg_node *n, zg_tensor *gout, zg_tensor **
     return ZG_OK;
 }
 
-static int softmax_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int softmax_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return softmax_backward_common(n, gout, gin, false);
 }
 
-static int log_softmax_backward(zg__zg_node *n, zg_tensor *gout, zg_tensor **gin) {
+static int log_softmax_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return softmax_backward_common(n, gout, gin, true);
 }
 
@@ -93,7 +93,7 @@ static zg_tensor *softmax_op(const char *fn, zg_tensor *a, int dim, bool log_out
     if (!y) return NULL;
     dim_split s = split_at(a, d);
     zg__softmax_kernel(zg__f32(a), zg__f32(y), s.outer, s.size, s.inner, log_out);
-    zg__zg_node *n = ZG_RECORD(softmax_args, log_out ? "log_softmax" : "softmax",
+    zg__node *n = ZG_RECORD(softmax_args, log_out ? "log_softmax" : "softmax",
                            log_out ? log_softmax_backward : softmax_backward, y, &a, 1);
     if (n) {
         zg__save(n, y);

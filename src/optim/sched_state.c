@@ -81,14 +81,14 @@ char *zg_sched_state_json(const zg_sched *s) {
 /* Reading: a parsed state is a detached zg_sched (no record) that is
  * swapped into the live one once all of it checked out. */
 
-static const zg__zg_json *jget(const zg__zg_json *o, const char *key) {
+static const zg__json *jget(const zg__json *o, const char *key) {
     if (!o || o->type != ZG_JSON_OBJECT) return NULL;
     for (int i = 0; i < o->n; i++)
         if (strcmp(o->keys[i], key) == 0) return &o->items[i];
     return NULL;
 }
 
-static bool jdouble(const zg__zg_json *v, double *out) {
+static bool jdouble(const zg__json *v, double *out) {
     if (!v || v->type != ZG_JSON_NUMBER || v->num_len >= 64) return false;
     char t[64];
     memcpy(t, v->num_text, v->num_len);
@@ -98,20 +98,20 @@ static bool jdouble(const zg__zg_json *v, double *out) {
     return !*end && isfinite(*out);
 }
 
-static bool jint(const zg__zg_json *v, int64_t *out) {
+static bool jint(const zg__json *v, int64_t *out) {
     if (!v || v->type != ZG_JSON_NUMBER || !v->is_integer || !v->fits_int64) return false;
     *out = v->integer;
     return true;
 }
 
-static bool jbool(const zg__zg_json *v, bool *out) {
+static bool jbool(const zg__json *v, bool *out) {
     if (!v || v->type != ZG_JSON_BOOL) return false;
     *out = v->boolean;
     return true;
 }
 
 /* n doubles (finite, >= 0) at a stride. */
-static bool jarray(const zg__zg_json *v, int n, double *out, size_t stride) {
+static bool jarray(const zg__json *v, int n, double *out, size_t stride) {
     if (!v || v->type != ZG_JSON_ARRAY || v->n != n) return false;
     for (int i = 0; i < n; i++) {
         double *d = (double *)((char *)out + i * stride);
@@ -124,8 +124,8 @@ static void freeparsed(zg_sched *t) { zg_sched_free(t); }
 
 /* Parses j against the live scheduler `like` (same kind, groups and, for a
  * sequential, children). NULL with msg on a problem. */
-static zg_sched *parse_state(const zg__zg_json *j, const zg_sched *like, const char *where, char *msg, size_t n) {
-    const zg__zg_json *kv = jget(j, "kind");
+static zg_sched *parse_state(const zg__json *j, const zg_sched *like, const char *where, char *msg, size_t n) {
+    const zg__json *kv = jget(j, "kind");
     if (!kv || kv->type != ZG_JSON_STRING) {
         snprintf(msg, n, "%s: 'kind' is missing", where);
         return NULL;
@@ -167,7 +167,7 @@ static zg_sched *parse_state(const zg__zg_json *j, const zg_sched *like, const c
             else if (!jint(jget(j, "total_iters"), &t->total_iters)) badkey = "total_iters";
             break;
         case K_ONECYCLE: {
-            const zg__zg_json *an = jget(j, "anneal_strategy");
+            const zg__json *an = jget(j, "anneal_strategy");
             t->loaded_extra = calloc((size_t)t->n_groups + 1, sizeof *t->loaded_extra);
             zg__sched_extra *e = t->loaded_extra;
             if (!e) badkey = "(out of memory)";
@@ -198,7 +198,7 @@ static zg_sched *parse_state(const zg__zg_json *j, const zg_sched *like, const c
             break;
         }
         case K_SEQUENTIAL: {
-            const zg__zg_json *ms = jget(j, "milestones"), *cs = jget(j, "schedulers");
+            const zg__json *ms = jget(j, "milestones"), *cs = jget(j, "schedulers");
             t->n_children = like->n_children;
             t->children = calloc((size_t)like->n_children, sizeof *t->children);
             t->milestones = calloc((size_t)like->n_children, sizeof *t->milestones);
@@ -286,11 +286,11 @@ static void commit(zg_sched *s, zg_sched *t) {
 int zg_sched_load_state_json(zg_sched *s, const char *json) {
     const char *fn = "zg_sched_load_state_json";
     if (!s || !json) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
-    zg__zg_json *root;
+    zg__json *root;
     char err[256];
     if (zg__json_parse(json, strlen(json), &root, err, sizeof err) != 0)
         return zg__fail(ZG_ERR_FORMAT, "%s: not valid JSON: %s", fn, err);
-    const zg__zg_json *f = jget(root, "format");
+    const zg__json *f = jget(root, "format");
     if (!f || f->type != ZG_JSON_STRING || strcmp(f->str, SCHED_FORMAT) != 0) {
         zg__json_free(root);
         return zg__fail(ZG_ERR_FORMAT, "%s: not a scheduler state ('format' is not '%s')", fn, SCHED_FORMAT);

@@ -52,7 +52,7 @@ static zg_tensor *arena_tensor(zg_dtype dtype, const int64_t *shape, int ndim, b
     int64_t n = shape_numel(shape, ndim);
     size_t bytes = (size_t)n * zg__dtype_size(dtype);
     zg_tensor *t = zg__arena_calloc(sizeof *t);
-    zg__zg_storage *s = zg__arena_alloc(sizeof *s);
+    zg__storage *s = zg__arena_alloc(sizeof *s);
     void *data = zero ? zg__arena_calloc(bytes) : zg__arena_alloc(bytes);
     if (!t || !s || !data) return zg__fail_null("zgrad: out of memory (arena, %zu bytes)", bytes);
     s->data = data;
@@ -252,9 +252,9 @@ const char *zg__shape_str(const zg_tensor *t, char *buf, size_t n) {
     return buf;
 }
 
-void zg__hooks_free(zg__zg_hook *h) {
+void zg__hooks_free(zg__hook *h) {
     while (h) {
-        zg__zg_hook *n = h->next;
+        zg__hook *n = h->next;
         free(h);
         h = n;
     }

@@ -15,26 +15,26 @@ void *zg__arena_calloc(size_t nbytes);
 
 /* ---- tensors ---------------------------------------------------------- */
 
-typedef struct zg__zg_storage {
+typedef struct zg__storage {
     void *data;
     size_t nbytes;
     uint64_t version; /* bumped by every tracked in-place write */
-} zg__zg_storage;
+} zg__storage;
 
-typedef struct zg__zg_hook {
-    struct zg__zg_hook *next;
+typedef struct zg__hook {
+    struct zg__hook *next;
     zg_tensor_hook_fn fn;
     zg_post_accumulate_hook_fn post_fn;
     void *user;
-} zg__zg_hook;
+} zg__hook;
 
 /* Frees a hook list (of a persistent tensor). */
-void zg__hooks_free(zg__zg_hook *h);
+void zg__hooks_free(zg__hook *h);
 
-struct zg__zg_node;
+struct zg__node;
 
 struct zg_tensor {
-    zg__zg_storage *storage;
+    zg__storage *storage;
     int64_t offset; /* in elements */
     int ndim;
     int64_t shape[ZG_MAX_DIMS];
@@ -44,15 +44,15 @@ struct zg_tensor {
     bool requires_grad;
     bool retains_grad;
     bool grad_defined; /* .grad is not None */
-    struct zg__zg_node *grad_fn; /* NULL for leaves */
+    struct zg__node *grad_fn; /* NULL for leaves */
     /* .grad buffer; kept (as a cache) while grad_defined is false so that
      * set_to_none does not cost a malloc per step. Persistent for
      * persistent tensors, arena otherwise. */
     zg_tensor *grad;
-    zg__zg_hook *hooks;      /* pre-accumulate, in registration order */
-    zg__zg_hook *post_hooks; /* post-accumulate (leaves) */
+    zg__hook *hooks;      /* pre-accumulate, in registration order */
+    zg__hook *post_hooks; /* post-accumulate (leaves) */
     char *name;          /* malloc'd for persistent tensors */
-    zg__zg_storage own_storage; /* used by persistent tensors */
+    zg__storage own_storage; /* used by persistent tensors */
 
     /* Scratch of the backward pass running on this tensor's graph. */
     uint64_t bw_pass;

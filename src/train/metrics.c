@@ -29,14 +29,14 @@ void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m) {
     zg__sb_printf(b, "}");
 }
 
-static const zg__zg_json *member(const zg__zg_json *o, const char *key) {
+static const zg__json *member(const zg__json *o, const char *key) {
     for (int i = 0; i < o->n; i++)
         if (!strcmp(o->keys[i], key)) return &o->items[i];
     return NULL;
 }
 
-static bool get_num(const zg__zg_json *o, const char *key, double *v) {
-    const zg__zg_json *x = member(o, key);
+static bool get_num(const zg__json *o, const char *key, double *v) {
+    const zg__json *x = member(o, key);
     if (!x) return false;
     if (x->type == ZG_JSON_NULL) {
         *v = NAN;
@@ -51,8 +51,8 @@ static bool get_num(const zg__zg_json *o, const char *key, double *v) {
     return *end == '\0';
 }
 
-static bool get_int(const zg__zg_json *o, const char *key, int64_t lo, int64_t hi, int64_t *v) {
-    const zg__zg_json *x = member(o, key);
+static bool get_int(const zg__json *o, const char *key, int64_t lo, int64_t hi, int64_t *v) {
+    const zg__json *x = member(o, key);
     if (!x || x->type != ZG_JSON_NUMBER || !x->fits_int64 || x->integer < lo || x->integer > hi) return false;
     *v = x->integer;
     return true;
@@ -61,7 +61,7 @@ static bool get_int(const zg__zg_json *o, const char *key, int64_t lo, int64_t h
 int zg__metrics_parse(const char *fn, const char *text, zg__epoch_metrics **out, int *n) {
     *out = NULL;
     *n = 0;
-    zg__zg_json *root = NULL;
+    zg__json *root = NULL;
     char err[160];
     if (zg__json_parse(text, strlen(text), &root, err, sizeof err) != 0)
         return zg__fail(ZG_ERR_FORMAT, "%s: metrics history is not valid JSON (%s)", fn, err);
@@ -75,7 +75,7 @@ int zg__metrics_parse(const char *fn, const char *text, zg__epoch_metrics **out,
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     }
     for (int i = 0; i < root->n; i++) {
-        const zg__zg_json *o = &root->items[i];
+        const zg__json *o = &root->items[i];
         int64_t epoch, steps;
         bool ok = o->type == ZG_JSON_OBJECT && get_int(o, "epoch", i + 1, i + 1, &epoch) &&
                   get_int(o, "steps", 0, INT64_MAX, &steps) && get_num(o, "train_loss", &m[i].train_loss) &&

@@ -202,7 +202,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-static int parse_number(parser *p, zg__zg_json *v) {
+static int parse_number(parser *p, zg__json *v) {
     size_t start = p->pos;
     bool neg = false;
     if (p->s[p->pos] == '-') {
@@ -254,7 +254,7 @@ static int parse_number(parser *p, zg__zg_json *v) {
     return 0;
 }
 
-static int parse_literal(parser *p, const char *word, zg__zg_json *v, zg__zg_json_type t, bool b) {
+static int parse_literal(parser *p, const char *word, zg__json *v, zg__json_type t, bool b) {
     size_t n = strlen(word);
     if (p->n - p->pos < n || memcmp(p->s + p->pos, word, n) != 0) return unexpected(p, "a JSON value");
     p->pos += n;
@@ -263,13 +263,13 @@ static int parse_literal(parser *p, const char *word, zg__zg_json *v, zg__zg_jso
     return 0;
 }
 
-static int parse_value(parser *p, zg__zg_json *v, int depth);
+static int parse_value(parser *p, zg__json *v, int depth);
 
 /* Appends a zeroed item to an array/object, growing it geometrically. */
-static zg__zg_json *push_item(zg__zg_json *v, int *cap) {
+static zg__json *push_item(zg__json *v, int *cap) {
     if (v->n == *cap) {
         int nc = *cap ? *cap * 2 : 4;
-        zg__zg_json *items = realloc(v->items, (size_t)nc * sizeof *items);
+        zg__json *items = realloc(v->items, (size_t)nc * sizeof *items);
         if (!items) return NULL;
         v->items = items;
         if (v->type == ZG_JSON_OBJECT) {
@@ -281,7 +281,7 @@ static zg__zg_json *push_item(zg__zg_json *v, int *cap) {
         }
         *cap = nc;
     }
-    zg__zg_json *it = &v->items[v->n];
+    zg__json *it = &v->items[v->n];
     memset(it, 0, sizeof *it);
     if (v->type == ZG_JSON_OBJECT) {
         v->keys[v->n] = NULL;
@@ -291,7 +291,7 @@ static zg__zg_json *push_item(zg__zg_json *v, int *cap) {
     return it;
 }
 
-static int parse_array(parser *p, zg__zg_json *v, int depth) {
+static int parse_array(parser *p, zg__json *v, int depth) {
     v->type = ZG_JSON_ARRAY;
     int cap = 0;
     p->pos++; /* '[' */
@@ -301,7 +301,7 @@ static int parse_array(parser *p, zg__zg_json *v, int depth) {
         return 0;
     }
     for (;;) {
-        zg__zg_json *it = push_item(v, &cap);
+        zg__json *it = push_item(v, &cap);
         if (!it) return fail(p, "out of memory");
         if (parse_value(p, it, depth + 1)) return -1;
         skip_ws(p);
@@ -317,7 +317,7 @@ static int parse_array(parser *p, zg__zg_json *v, int depth) {
     }
 }
 
-static int parse_object(parser *p, zg__zg_json *v, int depth) {
+static int parse_object(parser *p, zg__json *v, int depth) {
     v->type = ZG_JSON_OBJECT;
     int cap = 0;
     p->pos++; /* '{' */
@@ -329,7 +329,7 @@ static int parse_object(parser *p, zg__zg_json *v, int depth) {
     for (;;) {
         skip_ws(p);
         if (p->pos >= p->n || p->s[p->pos] != '"') return unexpected(p, "a string key in an object");
-        zg__zg_json *it = push_item(v, &cap);
+        zg__json *it = push_item(v, &cap);
         if (!it) return fail(p, "out of memory");
         if (parse_string(p, &v->keys[v->n - 1], &v->key_lens[v->n - 1])) return -1;
         skip_ws(p);
@@ -349,7 +349,7 @@ static int parse_object(parser *p, zg__zg_json *v, int depth) {
     }
 }
 
-static int parse_value(parser *p, zg__zg_json *v, int depth) {
+static int parse_value(parser *p, zg__json *v, int depth) {
     if (depth > ZG_JSON_MAX_DEPTH) return fail(p, "nesting deeper than %d levels", ZG_JSON_MAX_DEPTH);
     skip_ws(p);
     if (p->pos >= p->n) return fail(p, "unexpected end of input");
@@ -369,7 +369,7 @@ static int parse_value(parser *p, zg__zg_json *v, int depth) {
     }
 }
 
-static void free_contents(zg__zg_json *v) {
+static void free_contents(zg__json *v) {
     if (v->type == ZG_JSON_STRING) free(v->str);
     if (v->type == ZG_JSON_ARRAY || v->type == ZG_JSON_OBJECT) {
         for (int i = 0; i < v->n; i++) {
@@ -382,16 +382,16 @@ static void free_contents(zg__zg_json *v) {
     }
 }
 
-void zg__json_free(zg__zg_json *v) {
+void zg__json_free(zg__json *v) {
     if (!v) return;
     free_contents(v);
     free(v);
 }
 
-int zg__json_parse(const char *text, size_t len, zg__zg_json **out, char *err, size_t err_len) {
+int zg__json_parse(const char *text, size_t len, zg__json **out, char *err, size_t err_len) {
     *out = NULL;
     parser p = {text, len, 0, err, err_len};
-    zg__zg_json *v = calloc(1, sizeof *v);
+    zg__json *v = calloc(1, sizeof *v);
     if (!v) return fail(&p, "out of memory");
     if (parse_value(&p, v, 0)) {
         zg__json_free(v);
@@ -406,7 +406,7 @@ int zg__json_parse(const char *text, size_t len, zg__zg_json **out, char *err, s
     return 0;
 }
 
-const char *zg__json_type_name(zg__zg_json_type t) {
+const char *zg__json_type_name(zg__json_type t) {
     switch (t) {
     case ZG_JSON_NULL: return "null";
     case ZG_JSON_BOOL: return "a boolean";

@@ -17,11 +17,11 @@ typedef enum {
     ZG_JSON_STRING,
     ZG_JSON_ARRAY,
     ZG_JSON_OBJECT,
-} zg__zg_json_type;
+} zg__json_type;
 
-typedef struct zg__zg_json zg__zg_json;
-struct zg__zg_json {
-    zg__zg_json_type type;
+typedef struct zg__json zg__json;
+struct zg__json {
+    zg__json_type type;
     bool boolean;
     /* NUMBER: the literal as written (points into the parsed text), whether
      * it has no fraction or exponent, and its value if it fits in int64. */
@@ -36,7 +36,7 @@ struct zg__zg_json {
     size_t len;
     /* ARRAY / OBJECT: n items; keys[i] (with key_lens[i]) for objects. */
     int n;
-    zg__zg_json *items;
+    zg__json *items;
     char **keys;
     size_t *key_lens;
 };
@@ -47,10 +47,10 @@ struct zg__zg_json {
 /* Parses text[0..len) (which need not be NUL-terminated) into *out. On an
  * error returns -1, sets *out to NULL and writes "byte N: problem" to err.
  * The NUMBER nodes point into `text`, which must outlive the tree. */
-int zg__json_parse(const char *text, size_t len, zg__zg_json **out, char *err, size_t err_len);
-void zg__json_free(zg__zg_json *v);
+int zg__json_parse(const char *text, size_t len, zg__json **out, char *err, size_t err_len);
+void zg__json_free(zg__json *v);
 /* "object", "string", ... for messages. */
-const char *zg__json_type_name(zg__zg_json_type t);
+const char *zg__json_type_name(zg__json_type t);
 /* Whether s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 bool zg__utf8_valid(const char *s, size_t n);
 

@@ -57,8 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size -= 3;
     if (split > size) split = size;
 
-    zg__zg_data_src a, b;
-    zg__zg_idx_array img, lab;
+    zg__data_src a, b;
+    zg__idx_array img, lab;
     zg__src_mem(&a, data, split);
     if (zg__idx_read(&a, "fuzz", "images", 3, &img) == 0) {
         zg__src_mem(&b, data + split, size - split);
