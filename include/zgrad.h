@@ -939,40 +939,73 @@ ZG_API double zg_accum_last_norm(const zg_accum *a);
 
 /* ===== Gradient-lifecycle sanitizer =====================================
  * Watches backward / zero_grad / step / clip / scaler / scheduler calls and
- * reports the classic mistakes, naming the parameters and the call:
- * "zgrad sanitizer: <what> (<params>) at <call>". Off: no checks. Warn: the
- * report goes to stderr (one line) and the call proceeds. Error: the
- * triggering call fails with ZG_ERR_STATE and the report in
- * zg_last_error() (for zero_grad, which returns nothing, the next step
- * fails). The mode starts from ZG_SANITIZE=off|warn|error, read once on
- * first use (default off). Not thread-safe: it follows one training loop. */
-typedef enum { ZG_SANITIZE_OFF = 0, ZG_SANITIZE_WARN = 1, ZG_SANITIZE_ERROR = 2 } zg_sanitize_mode;
+ * reports the mistakes of a training loop that PyTorch lets pass silently,
+ * naming the kind, the step, the parameters, the call and one fix:
+ * "zgrad sanitizer: <kind> at step <n>: <what> (<params>) at <call>; fix:
+ * <fix>". The rule follows the gradients, not a count of backward passes:
+ * any number of backward passes may feed one step (accumulation by hand,
+ * several losses, a GAN); a bug is a step that uses gradients a step
+ * already used (stale), or gradients erased before any step used them.
+ * Gradients read by the user (zg_tensor_grad), clipped, non-finite or
+ * dropped by zg_accum_discard may be erased freely (adversarial examples,
+ * sharpness-aware minimisation, skipping a NaN batch).
+ * Off: no checks. Warn: each report goes to stderr (or the report
+ * function) and the call proceeds. Error: the same, and the triggering call
+ * fails with ZG_ERR_STATE and the report in zg_last_error() (for calls that
+ * return nothing, the next step fails). Trace: warn, and the first steps'
+ * lifecycle events printed one line per step, with the loop pattern
+ * recognised. The mode starts from ZG_SANITIZE=off|warn|error|trace, read
+ * when the library loads (any other value stops the program with a
+ * message). Not thread-safe: it follows one training loop. */
 typedef enum {
-    ZG_SAN_STALE = 0,   /* step uses grads of several backwards / left from the previous step */
-    ZG_SAN_ERASED,      /* zero_grad erased grads of a backward no step used */
-    ZG_SAN_NO_GRAD,     /* step with no fresh gradient at all */
-    ZG_SAN_UNSTEPPED,   /* watched module params with grads in no optimizer */
-    ZG_SAN_SCALED_CLIP, /* clipping grads still multiplied by the loss scale */
-    ZG_SAN_SCHED_ORDER, /* scheduler stepped before its optimizer's first step */
-    ZG_SAN_SCALED_READ, /* zg_tensor_grad read grads still multiplied by the loss scale */
+    ZG_SANITIZE_OFF = 0,
+    ZG_SANITIZE_WARN = 1,
+    ZG_SANITIZE_ERROR = 2,
+    ZG_SANITIZE_TRACE = 3
+} zg_sanitize_mode;
+typedef enum {
+    ZG_SAN_STALE = 0,     /* a step uses grads that a step already used (zero_grad missing, or a
+                             backward that fed another optimizer's step leaked in) */
+    ZG_SAN_ERASED,        /* zero_grad erased the grads of a backward before any step used them */
+    ZG_SAN_NO_GRAD,       /* a step with no fresh gradient at all (no backward since the last step) */
+    ZG_SAN_UNSTEPPED,     /* module parameters with gradients that no optimizer holds */
+    ZG_SAN_SCALED_CLIP,   /* clipping grads still multiplied by the loss scale */
+    ZG_SAN_SCHED_ORDER,   /* scheduler stepped before its optimizer's first step */
+    ZG_SAN_SCALED_READ,   /* zg_tensor_grad read grads still multiplied by the loss scale */
+    ZG_SAN_SCALED_STEP,   /* zg_optim_step on grads still multiplied by the loss scale */
+    ZG_SAN_UNSCALED,      /* unscale_ of grads that the scaler's current scale did not multiply */
+    ZG_SAN_FROZEN_STEP,   /* a step moves a parameter with requires_grad false that holds a grad */
+    ZG_SAN_CONSUMED_CLIP, /* clipping grads that a step already used (clip after step) */
+    ZG_SAN_SCHED_REPEAT,  /* a scheduler stepped again with no step of its optimizer between */
+    ZG_SAN_WINDOW,        /* a step used more backward passes than declared */
     ZG_SAN_KIND_COUNT
 } zg_sanitize_kind;
+/* Receives each report instead of stderr (NULL: stderr again). */
+typedef void (*zg_sanitize_report_fn)(zg_sanitize_kind kind, const char *report, void *user);
+ZG_API void zg_sanitize_set_report_fn(zg_sanitize_report_fn fn, void *user);
+/* "stale", "erased", ... (the word reports start with). */
+ZG_API const char *zg_sanitize_kind_name(zg_sanitize_kind kind);
 ZG_API void zg_sanitize_set_mode(zg_sanitize_mode mode);
 ZG_API zg_sanitize_mode zg_sanitize_get_mode(void);
 /* Reports made so far (all kinds, or one kind); the last report's text ("" if none). */
 ZG_API int64_t zg_sanitize_report_count(void);
 ZG_API int64_t zg_sanitize_kind_count(zg_sanitize_kind kind);
 ZG_API const char *zg_sanitize_last_report(void);
-/* Forgets all tracked state, watched modules and counters (keeps the mode). */
+/* Forgets all tracked state, watched modules and counters; keeps the mode,
+ * the report function and the declared accumulation windows. */
 ZG_API void zg_sanitize_reset(void);
-/* Declares that each step of opt uses up to n backward passes (gradient
- * accumulation window); n <= 1 removes the declaration. */
+/* Declares that each step of opt uses at most n backward passes (the
+ * gradient accumulation window; zg_accum declares its own); a step using
+ * more is reported (ZG_SAN_WINDOW). n <= 1 removes the declaration.
+ * Undeclared, any number is accepted. */
 ZG_API int zg_sanitize_expect_accumulation(zg_optim *opt, int n);
 /* Declares a multi-loss step: the next step(s), until a backward follows
- * a step, may use up to n backward passes. */
+ * a step, use at most n backward passes (ZG_SAN_WINDOW beyond). */
 ZG_API void zg_sanitize_expect_backwards(int n);
-/* Parameters of m with grads that no optimizer steps are reported at the
- * next zg_optim_step. Unwatch before freeing m. */
+/* Parameters of m with grads that no optimizer holds are reported at the
+ * next zg_optim_step. Modules made while the sanitizer is on are known
+ * without this call; it covers modules made before it was turned on.
+ * zg_module_free unwatches. */
 ZG_API int zg_sanitize_watch_module(zg_module *m);
 ZG_API void zg_sanitize_unwatch_module(zg_module *m);
 

@@ -51,6 +51,8 @@ static float g_root_scale, g_pass_scale;
 static bool g_pass_scaled;
 
 static int64_t g_total, g_kinds[ZG_SAN_KIND_COUNT];
+static zg_sanitize_report_fn g_report_fn;
+static void *g_report_user;
 static char g_last[1024];
 static char g_pending[1024];
 static bool g_has_pending;
@@ -82,6 +84,7 @@ static int ensure_mode(void) {
         g_mode = ZG_SANITIZE_OFF;
         if (v && strcmp(v, "warn") == 0) g_mode = ZG_SANITIZE_WARN;
         else if (v && strcmp(v, "error") == 0) g_mode = ZG_SANITIZE_ERROR;
+        else if (v && strcmp(v, "trace") == 0) g_mode = ZG_SANITIZE_TRACE;
         relisten();
     }
     return g_mode;
@@ -170,8 +173,9 @@ static int report(zg_sanitize_kind kind, const char *what, const namelist *l, co
              call);
     g_total++;
     g_kinds[kind]++;
+    if (g_report_fn) g_report_fn(kind, g_last, g_report_user);
+    else fprintf(stderr, "%s\n", g_last);
     if (g_mode == ZG_SANITIZE_ERROR) return zg__fail(ZG_ERR_STATE, "%s", g_last);
-    fprintf(stderr, "%s\n", g_last);
     return 0;
 }
 
@@ -450,8 +454,22 @@ static const zg__grad_events listener = {
 
 /* ---- public API --------------------------------------------------------- */
 
+void zg_sanitize_set_report_fn(zg_sanitize_report_fn fn, void *user) {
+    g_report_fn = fn;
+    g_report_user = user;
+}
+
+const char *zg_sanitize_kind_name(zg_sanitize_kind kind) {
+    static const char *const names[ZG_SAN_KIND_COUNT] = {
+        "stale",         "erased",           "no-grad",        "unstepped", "scaled-clip",
+        "sched-order",   "scaled-read",      "scaled-step",    "unscaled",  "frozen-step",
+        "consumed-clip", "sched-repeat",     "window",
+    };
+    return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? names[kind] : "unknown";
+}
+
 void zg_sanitize_set_mode(zg_sanitize_mode mode) {
-    g_mode = mode == ZG_SANITIZE_WARN || mode == ZG_SANITIZE_ERROR ? (int)mode : ZG_SANITIZE_OFF;
+    g_mode = mode >= ZG_SANITIZE_WARN && mode <= ZG_SANITIZE_TRACE ? (int)mode : ZG_SANITIZE_OFF;
     relisten();
     g_has_pending = false;
 }
