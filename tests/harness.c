@@ -1,6 +1,8 @@
 /* Test runner and shared checks (see harness.h). */
 #include "harness.h"
 
+#include <unistd.h>
+
 #include <stdarg.h>
 #include <stdlib.h>
 
@@ -208,4 +210,12 @@ int main(int argc, char **argv) {
     zg_arena_free_all();
     printf("RESULT %s passed=%d failed=%d\n", prog, passed, failed);
     return failed ? 1 : 0;
+}
+
+const char *zgt_self_exe(void) {
+    static char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    return exe;
 }

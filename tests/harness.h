@@ -92,6 +92,10 @@ zg_tensor *zgt_param(zg_tensor *t);
 zg_tensor *zgt_param_from(const float *vals, const int64_t *shape, int ndim);
 /* The same for a vector of n values. */
 zg_tensor *zgt_param_vec(const float *vals, int64_t n);
+
+/* The path of the running test binary (to run one of its tests in a
+ * child process, under another environment); NULL if unknown. */
+const char *zgt_self_exe(void);
 /* Norm-wise relative error |a - b| / |b| (|a - b| if b is zero). */
 double zgt_rel_err(const zg_tensor *a, const zg_tensor *b);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -51,18 +52,24 @@ static bool last_has(const char *s) { return strstr(zg_sanitize_last_report(), s
 
 /* ---- pitfalls, warn mode ------------------------------------------------- */
 
-TEST(sanitize_two_backwards_without_declaration_is_stale) {
+/* Several backward passes may feed one step (accumulation by hand, several
+ * losses); only a declared window bounds them. */
+TEST(sanitize_several_backwards_feed_one_step_unless_a_window_is_declared) {
     fx f;
     fx_make(&f, ZG_SANITIZE_WARN);
     zg_optim_zero_grad(f.opt, true);
     CHECK_OK(backward_of(f.m));
     CHECK_OK(backward_of(f.m));
     CHECK_OK(zg_optim_step(f.opt));
-    CHECK(zg_sanitize_kind_count(ZG_SAN_STALE) == 1);
+    CHECK(zg_sanitize_report_count() == 0);
+    CHECK_OK(zg_sanitize_expect_accumulation(f.opt, 2));
+    zg_optim_zero_grad(f.opt, true);
+    for (int k = 0; k < 3; k++) CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_WINDOW) == 1);
     CHECK(zg_sanitize_report_count() == 1);
-    CHECK(last_has("zgrad sanitizer: stale gradients: 2 backward passes"));
-    CHECK(last_has("0.weight, 0.bias, 1.weight, 1.bias"));
-    CHECK(last_has(") at zg_optim_step"));
+    CHECK(last_has("zgrad sanitizer: window at step 2: the step uses more backward passes than the 2 declared"));
+    CHECK(last_has("(0.weight, 0.bias, 1.weight, 1.bias) at zg_optim_step; fix: "));
     fx_free(&f);
 }
 
@@ -74,12 +81,12 @@ TEST(sanitize_zero_grad_missing_reports_leftover_grads) {
         CHECK_OK(zg_optim_step(f.opt));
         zg_arena_reset();
     }
-    /* the first step is clean; the next two reuse the previous grads */
+    /* the first step is clean; the next two add onto grads a step used */
     CHECK(zg_sanitize_kind_count(ZG_SAN_STALE) == 2);
     CHECK(zg_sanitize_report_count() == 2);
-    CHECK(last_has("left from the previous step"));
-    CHECK(last_has("zero_grad missing"));
+    CHECK(last_has("stale at step 3: the step uses gradients that a step already used"));
     CHECK(last_has("1.bias"));
+    CHECK(last_has("fix: call zg_optim_zero_grad before each backward"));
     fx_free(&f);
 }
 
@@ -91,37 +98,58 @@ TEST(sanitize_second_step_without_backward_is_stale) {
     CHECK(zg_sanitize_report_count() == 0);
     CHECK_OK(zg_optim_step(f.opt));
     CHECK(zg_sanitize_kind_count(ZG_SAN_STALE) == 1);
-    CHECK(last_has("previous step"));
+    CHECK(last_has("a step already used"));
     fx_free(&f);
 }
 
+/* An erasure is judged at the step: one that then finds no fresh gradient
+ * lost the backward's work. */
 TEST(sanitize_zero_grad_between_backward_and_step_erases) {
     fx f;
     fx_make(&f, ZG_SANITIZE_WARN);
     CHECK_OK(backward_of(f.m));
     zg_optim_zero_grad(f.opt, true);
-    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 1);
-    CHECK(last_has("zero_grad erased gradients of a backward that no step used"));
-    CHECK(last_has("(0.weight, 0.bias, 1.weight, 1.bias) at zg_optim_zero_grad"));
-    /* the step that follows has nothing to use */
+    CHECK(zg_sanitize_report_count() == 0);
     CHECK_OK(zg_optim_step(f.opt));
-    CHECK(zg_sanitize_kind_count(ZG_SAN_NO_GRAD) == 1);
-    CHECK(last_has("no fresh gradient"));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 1);
+    CHECK(last_has("erased at step 1: zero_grad erased the gradients of the backward before this step used them"));
+    CHECK(last_has("(0.weight, 0.bias, 1.weight, 1.bias) at zg_optim_zero_grad; fix: move zg_optim_zero_grad"));
 
     zg_arena_reset();
     CHECK_OK(backward_of(f.m));
     zg_module_zero_grad(f.m, false);
+    /* zeroed (not None) grads with no backward since: nothing fresh */
+    CHECK_OK(zg_optim_step(f.opt));
     CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 2);
     CHECK(last_has("at zg_module_zero_grad"));
-    /* zeroed (not None) grads with no backward since: still no fresh gradient */
-    CHECK_OK(zg_optim_step(f.opt));
-    CHECK(zg_sanitize_kind_count(ZG_SAN_NO_GRAD) == 2);
 
     zg_arena_reset();
     CHECK_OK(backward_of(f.m));
     zg_tensor_zero_grad(f.p[2], true);
+    zg_tensor_zero_grad(f.p[3], true);
+    zg_tensor_zero_grad(f.p[0], true);
+    CHECK_OK(zg_tensor_set_grad(f.p[1], NULL));
+    CHECK_OK(zg_optim_step(f.opt));
     CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 3);
-    CHECK(last_has("(1.weight) at zg_tensor_zero_grad"));
+    CHECK(last_has("(1.weight, 1.bias, 0.weight, 0.bias) at zg_tensor_zero_grad"));
+    CHECK(zg_sanitize_report_count() == 3);
+    fx_free(&f);
+}
+
+/* zero_grad inside an accumulation window (every micro-batch, stepping
+ * every 3): each window loses two backwards; reported once it repeats. */
+TEST(sanitize_zero_grad_inside_the_window_erases_window_after_window) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    for (int i = 0; i < 9; i++) {
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(backward_of(f.m));
+        if ((i + 1) % 3 == 0) CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 2);
+    CHECK(zg_sanitize_report_count() == 2);
+    CHECK(last_has("window after window"));
     fx_free(&f);
 }
 
@@ -132,7 +160,8 @@ TEST(sanitize_step_without_backward_reports_no_grad) {
     CHECK_OK(zg_optim_step(f.opt));
     CHECK(zg_sanitize_kind_count(ZG_SAN_NO_GRAD) == 1);
     CHECK(zg_sanitize_report_count() == 1);
-    CHECK(last_has("backward missing"));
+    CHECK(last_has("step with no fresh gradient"));
+    CHECK(last_has("fix: call zg_backward on the loss before zg_optim_step"));
     CHECK(last_has("0.weight"));
     fx_free(&f);
 }
@@ -150,7 +179,7 @@ TEST(sanitize_params_outside_every_optimizer) {
     CHECK_OK(zg_optim_step(head));
     CHECK(zg_sanitize_kind_count(ZG_SAN_UNSTEPPED) == 1);
     CHECK(zg_sanitize_report_count() == 1);
-    CHECK(last_has("in no optimizer (0.weight, 0.bias) at zg_optim_step"));
+    CHECK(last_has("in no optimizer (0.bias, 0.weight) at zg_optim_step"));
     zg_sanitize_unwatch_module(f.m);
     zg_optim_free(head);
     fx_free(&f);
@@ -183,7 +212,7 @@ TEST(sanitize_two_optimizers_known_from_construction) {
     zg_optim_free(second);
     zg_module_zero_grad(f.m, true);
     CHECK_OK(backward_of(f.m));
-    CHECK_ERR(zg_optim_step(first), "in no optimizer (1.weight, 1.bias)");
+    CHECK_ERR(zg_optim_step(first), "in no optimizer (1.bias, 1.weight)");
     zg_sanitize_unwatch_module(f.m);
     zg_optim_free(first);
     fx_free(&f);
@@ -249,7 +278,7 @@ TEST(sanitize_reading_scaled_grads) {
         CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_READ) == 2 * it + 1);
         CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_CLIP) == 0);
         CHECK(last_has("reading gradients still multiplied by the loss scale 65536"));
-        CHECK(last_has("call zg_grad_scaler_unscale_ first"));
+        CHECK(last_has("fix: call zg_grad_scaler_unscale_ before reading them"));
         CHECK(last_has("(0.weight) at zg_tensor_grad"));
         CHECK_PTR(zg_tensor_grad(f.p[0])); /* once per parameter per step */
         CHECK(zg_sanitize_report_count() == 2 * it + 1);
@@ -369,30 +398,31 @@ TEST(sanitize_backward_through_freed_graph_points_at_detach) {
 TEST(sanitize_error_mode_fails_the_step) {
     fx f;
     fx_make(&f, ZG_SANITIZE_ERROR);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    zg_arena_reset();
     float w0 = zg_tensor_get(f.p[0], 0);
     CHECK_OK(backward_of(f.m));
-    CHECK_OK(backward_of(f.m));
-    CHECK_ERR(zg_optim_step(f.opt), "zgrad sanitizer: stale gradients");
+    CHECK_ERR(zg_optim_step(f.opt), "zgrad sanitizer: stale at step 2");
     CHECK(strstr(zg_last_error(), "0.weight") != NULL);
     CHECK(zg_tensor_get(f.p[0], 0) == w0); /* rejected: nothing moved */
     CHECK(zg_sanitize_report_count() == 1);
-    /* dropping the rejected grads is itself an erasure, reported at the next step */
+    /* the refused step closed the window: dropping its grads erases nothing */
     zg_optim_zero_grad(f.opt, true);
-    CHECK_ERR(zg_optim_step(f.opt), "zero_grad erased gradients");
-    /* then no gradient at all */
     CHECK_ERR(zg_optim_step(f.opt), "no fresh gradient");
-    CHECK(zg_sanitize_report_count() == 3);
+    CHECK(zg_sanitize_report_count() == 2);
     fx_free(&f);
 }
 
-TEST(sanitize_error_mode_erasure_fails_the_next_step) {
+TEST(sanitize_error_mode_erasure_fails_the_step) {
     fx f;
     fx_make(&f, ZG_SANITIZE_ERROR);
     CHECK_OK(backward_of(f.m));
     zg_optim_zero_grad(f.opt, false);
-    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 1);
-    CHECK_ERR(zg_optim_step(f.opt), "zero_grad erased gradients");
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 0);
+    CHECK_ERR(zg_optim_step(f.opt), "zero_grad erased the gradients");
     CHECK(strstr(zg_last_error(), "at zg_optim_zero_grad") != NULL);
+    CHECK(zg_sanitize_kind_count(ZG_SAN_ERASED) == 1);
     fx_free(&f);
 }
 
@@ -471,11 +501,11 @@ TEST(sanitize_declared_accumulation_and_multi_loss_are_clean) {
         zg_arena_reset();
     }
     CHECK(zg_sanitize_report_count() == 0);
-    /* the declarations do not outlive their steps */
+    /* a declaration lasts until a backward follows its step */
     zg_optim_zero_grad(f.opt, true);
-    CHECK_OK(backward_of(f.m));
-    CHECK_OK(backward_of(f.m));
-    CHECK_ERR(zg_optim_step(f.opt), "stale gradients");
+    zg_sanitize_expect_backwards(2);
+    for (int k = 0; k < 3; k++) CHECK_OK(backward_of(f.m));
+    CHECK_ERR(zg_optim_step(f.opt), "more backward passes than the 2 declared");
     fx_free(&f);
 }
 
@@ -558,6 +588,246 @@ TEST(sanitize_amp_recipe_with_clip_and_scheduler_is_clean) {
     fx_free(&f);
 }
 
+/* ---- intentional discards: no report (error mode) ----------------------- */
+
+/* FGSM training: a backward for the input's gradient, read, then the
+ * parameters' grads of that pass dropped; sharpness-aware minimisation:
+ * the first pass's grads read (their norm), then dropped; a batch whose
+ * loss is NaN skipped by zeroing its grads, several windows running; used
+ * grads zeroed by hand (p.grad.zero_()) instead of zero_grad. */
+TEST(sanitize_intentional_discards_are_clean) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_ERROR);
+    int64_t shape[2] = {4, 3};
+    zg_tensor *x = zg_randn(shape, 2);
+    CHECK_PTR(x);
+    CHECK_OK(zg_tensor_set_requires_grad(x, true));
+    for (int it = 0; it < 3; it++) { /* adversarial examples */
+        zg_optim_zero_grad(f.opt, true);
+        zg_tensor_zero_grad(x, true);
+        CHECK_OK(zg_backward(zg_sum(zg_module_forward(f.m, x)), NULL));
+        zg_tensor *gx = zg_tensor_grad(x);
+        CHECK_PTR(gx);
+        zg_tensor *adv = zg_add(zg_detach(x), zg_mul_scalar(gx, 0.01f));
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(zg_backward(zg_sum(zg_module_forward(f.m, adv)), NULL));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    for (int it = 0; it < 3; it++) { /* sharpness-aware minimisation */
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(backward_of(f.m));
+        for (int i = 0; i < 4; i++) CHECK_PTR(zg_tensor_grad(f.p[i])); /* e_w = rho * g / ||g|| */
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    for (int it = 0; it < 4; it++) { /* skip non-finite batches */
+        zg_optim_zero_grad(f.opt, true);
+        zg_tensor *loss = loss_of(f.m);
+        if (it < 2) loss = zg_mul_scalar(loss, NAN);
+        CHECK_OK(zg_backward(loss, NULL));
+        if (it < 2) continue;
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    for (int it = 0; it < 3; it++) { /* for p in params: p.grad.zero_() */
+        for (int i = 0; i < 4; i++) {
+            zg_tensor *g = zg_tensor_grad(f.p[i]);
+            if (g) CHECK_OK(zg_tensor_fill_(g, 0.0f));
+        }
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_report_count() == 0);
+    zg_tensor_free(x);
+    fx_free(&f);
+}
+
+/* A loop that zeroes after each step (pattern C): D zeroed after its step
+ * keeps what G's backward leaves in it, and D's next step uses it. */
+TEST(sanitize_generator_backward_leaking_into_the_discriminator_is_stale) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_module *g = zg_nn_linear(3, 3, true);
+    CHECK_PTR(g);
+    zg_tensor *gp[2];
+    CHECK(zg_module_params(g, gp, 2) == 2);
+    zg_optim *og = zg_optim_new(ZG_SGD, gp, 2, NULL);
+    CHECK_PTR(og);
+    for (int it = 0; it < 3; it++) {
+        zg_tensor *fake = zg_module_forward(g, f.x);
+        CHECK_OK(zg_backward(zg_sum(zg_module_forward(f.m, zg_detach(fake))), NULL));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(zg_backward(zg_neg(zg_sum(zg_module_forward(f.m, fake))), NULL));
+        CHECK_OK(zg_optim_step(og));
+        zg_optim_zero_grad(og, true);
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_kind_count(ZG_SAN_STALE) == 2);
+    CHECK(zg_sanitize_report_count() == 2);
+    CHECK(last_has("a backward that fed another optimizer's step"));
+    CHECK(last_has("0.weight [optimizer 1]"));
+    zg_optim_free(og);
+    zg_module_free(g);
+    fx_free(&f);
+}
+
+TEST(sanitize_scaler_misuse) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_grad_scaler *s = zg_grad_scaler_new(NULL);
+    CHECK_PTR(s);
+    /* the optimizer stepped directly: weights move by scale x lr */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCALED_STEP) == 1);
+    CHECK(last_has("fix: step through zg_grad_scaler_step"));
+    /* the unscaled loss's backward, unscaled by the scaler: grads / scale */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_grad_scaler_step(s, f.opt, NULL));
+    CHECK_OK(zg_grad_scaler_update(s));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_UNSCALED) == 1);
+    CHECK(last_has("whose loss the scaler did not scale"));
+    /* grads of one scale, unscaled by another (update between backward and step) */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(zg_backward(zg_grad_scaler_scale(s, loss_of(f.m)), NULL));
+    zg_grad_scaler_state st;
+    CHECK_OK(zg_grad_scaler_get_state(s, &st));
+    st.scale *= 2;
+    CHECK_OK(zg_grad_scaler_set_state(s, &st));
+    CHECK_OK(zg_grad_scaler_step(s, f.opt, NULL));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_UNSCALED) == 2);
+    CHECK(last_has("multiplied by another scale"));
+    CHECK(zg_sanitize_report_count() == 3);
+    zg_grad_scaler_free(s);
+    fx_free(&f);
+}
+
+/* requires_grad set false on a parameter whose grad is zeros, not None:
+ * PyTorch's optimizers still step it (momentum, weight decay). */
+TEST(sanitize_frozen_parameter_still_stepped) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_optim_zero_grad(f.opt, false);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    zg_optim_zero_grad(f.opt, false);
+    CHECK_OK(zg_tensor_set_requires_grad(f.p[0], false));
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_FROZEN_STEP) == 1);
+    CHECK(zg_sanitize_report_count() == 1);
+    CHECK(last_has("requires_grad is false (0.weight)"));
+    /* frozen the PyTorch way: grad set to None too */
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_report_count() == 1);
+    fx_free(&f);
+}
+
+TEST(sanitize_clip_after_step_and_scheduler_twice_per_step) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_sched *sc = zg_sched_step_lr(f.opt, 10, 0.5);
+    CHECK_PTR(sc);
+    for (int it = 0; it < 2; it++) {
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        CHECK_OK(zg_optim_clip_grad_norm(f.opt, 1.0, 2.0, false, NULL));
+        CHECK_OK(zg_sched_step(sc));
+        CHECK_OK(zg_sched_step(sc)); /* per micro-batch: every window */
+        zg_arena_reset();
+    }
+    CHECK(zg_sanitize_kind_count(ZG_SAN_CONSUMED_CLIP) == 2);
+    CHECK(zg_sanitize_kind_count(ZG_SAN_SCHED_REPEAT) == 2);
+    CHECK(zg_sanitize_report_count() == 4);
+    CHECK(last_has("scheduler stepped again with no step of its optimizer between"));
+    zg_sched_free(sc);
+    fx_free(&f);
+}
+
+/* Modules made while the sanitizer is on are known: no watch call needed. */
+TEST(sanitize_parameters_in_no_optimizer_without_watching) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    zg_optim_free(f.opt);
+    f.opt = zg_optim_new(ZG_SGD, f.p + 2, 2, NULL);
+    CHECK_PTR(f.opt);
+    zg_optim_zero_grad(f.opt, true);
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_UNSTEPPED) == 1);
+    CHECK(last_has("in no optimizer (0.bias, 0.weight)"));
+    /* added to an optimizer: no longer reported */
+    zg_param_group pg = {.params = f.p, .n_params = 2};
+    CHECK_OK(zg_optim_add_param_group(f.opt, &pg));
+    zg_optim_zero_grad(f.opt, true);
+    zg_arena_reset();
+    CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_report_count() == 1);
+    fx_free(&f);
+}
+
+/* zg_sanitize_reset keeps declared windows (a live zg_accum's included). */
+TEST(sanitize_reset_keeps_declared_windows) {
+    fx f;
+    fx_make(&f, ZG_SANITIZE_WARN);
+    CHECK_OK(zg_sanitize_expect_accumulation(f.opt, 2));
+    zg_sanitize_reset();
+    zg_optim_zero_grad(f.opt, true);
+    for (int k = 0; k < 3; k++) CHECK_OK(backward_of(f.m));
+    CHECK_OK(zg_optim_step(f.opt));
+    CHECK(zg_sanitize_kind_count(ZG_SAN_WINDOW) == 1);
+    fx_free(&f);
+}
+
+/* Runs only in the child below: a pattern B loop, then accumulation. */
+TEST(sanitize_trace_child) {
+    if (!getenv("ZG_SAN_TRACE_CHILD")) return;
+    fx f;
+    fx_make(&f, ZG_SANITIZE_TRACE);
+    for (int it = 0; it < 2; it++) {
+        zg_optim_zero_grad(f.opt, true);
+        CHECK_OK(backward_of(f.m));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    for (int it = 0; it < 2; it++) {
+        zg_optim_zero_grad(f.opt, true);
+        for (int k = 0; k < 3; k++) CHECK_OK(zg_backward(zg_sum(zg_module_forward(f.m, f.x)), NULL));
+        CHECK_OK(zg_optim_step(f.opt));
+        zg_arena_reset();
+    }
+    fx_free(&f);
+}
+
+TEST(sanitize_trace_names_the_pattern) {
+    const char *exe = zgt_self_exe();
+    CHECK_PTR(exe);
+    if (!exe) return;
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "ZG_SAN_TRACE_CHILD=1 '%s' sanitize_trace_child 2>&1 >/dev/null | grep -c "
+             "'^zgrad trace: step [1-4]: zero_grad, forward, backward, \\(forward, backward, forward, backward, "
+             "\\)\\?step -> \\(pattern B/C\\|accumulation every 3\\)'", exe);
+    FILE *p = popen(cmd, "r");
+    CHECK_PTR(p);
+    int lines = 0;
+    if (p) {
+        if (fscanf(p, "%d", &lines) != 1) lines = -1;
+        pclose(p);
+    }
+    CHECK(lines == 4);
+}
+
 /* ---- ZG_SANITIZE: read once, on first use (checked in a fresh process) - */
 
 /* Runs only in the child started below (ZG_SAN_CHILD_EXPECT set): the
@@ -571,13 +841,11 @@ TEST(sanitize_env_child) {
 }
 
 TEST(sanitize_env_variable_sets_the_mode) {
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    CHECK(n > 0);
-    if (n <= 0) return;
-    exe[n] = 0;
-    const char *vals[4] = {"warn", "error", "off", "bogus"};
-    const int modes[4] = {ZG_SANITIZE_WARN, ZG_SANITIZE_ERROR, ZG_SANITIZE_OFF, ZG_SANITIZE_OFF};
+    const char *exe = zgt_self_exe();
+    CHECK_PTR(exe);
+    if (!exe) return;
+    const char *vals[4] = {"warn", "error", "off", "trace"};
+    const int modes[4] = {ZG_SANITIZE_WARN, ZG_SANITIZE_ERROR, ZG_SANITIZE_OFF, ZG_SANITIZE_TRACE};
     for (int i = 0; i < 4; i++) {
         char cmd[4300];
         snprintf(cmd, sizeof cmd, "ZG_SANITIZE=%s ZG_SAN_CHILD_EXPECT=%d '%s' sanitize_env_child >/dev/null", vals[i],
@@ -585,4 +853,13 @@ TEST(sanitize_env_variable_sets_the_mode) {
         int rc = system(cmd);
         if (rc != 0) zgt_fail(__FILE__, __LINE__, "ZG_SANITIZE=%s: child exited with %d", vals[i], rc);
     }
+    /* A value that is no mode stops the program with a message, rather
+     * than leaving the checks off. */
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "ZG_SANITIZE=bogus ZG_SAN_CHILD_EXPECT=0 '%s' sanitize_env_child 2>&1 | grep -q "
+             "'ZG_SANITIZE=bogus is not a mode: use off, warn, error or trace'", exe);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "ZG_SANITIZE=bogus '%s' sanitize_env_child >/dev/null 2>&1", exe);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
 }

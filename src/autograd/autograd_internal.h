@@ -1,12 +1,13 @@
 /* The autograd layer: graph nodes and their recording, the backward pass,
  * a tensor's user-facing grad state, and the per-thread modes that ops
- * consult (grad mode, autocast). It also defines the gradient-lifecycle
- * events (grad_events.h) that the layers above emit. Not installed. */
+ * consult (grad mode, autocast). The gradient-lifecycle events it and the
+ * layers above emit are declared one layer down (tensor/grad_events.h),
+ * where a tensor's free emits one too. Not installed. */
 #ifndef ZG_AUTOGRAD_INTERNAL_H
 #define ZG_AUTOGRAD_INTERNAL_H
 
 #include "../tensor/tensor_internal.h"
-#include "grad_events.h"
+#include "../tensor/grad_events.h"
 
 /* ---- autograd recording ----------------------------------------------- */
 

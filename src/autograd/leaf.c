@@ -41,8 +41,8 @@ void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none) {
 int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
     if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_grad: tensor is NULL");
     if (!g) {
+        if (t->grad_defined) zg__emit_zero(t); /* event: grads cleared, as set_to_none does */
         t->grad_defined = false;
-        zg__emit_set_grad(t); /* event: grads replaced by hand */
         return ZG_OK;
     }
     if (g->dtype != ZG_FLOAT32 || !zg__same_shape(g, t)) {

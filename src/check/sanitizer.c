@@ -1,434 +1,618 @@
-/* The gradient-lifecycle sanitizer. State per leaf tensor and per optimizer
- * lives in an open-addressing hash map keyed by the object's address, so
- * each hook does O(1) work per tensor and allocates only the first time it
- * meets a tensor. Address reuse after a free is harmless for tensors: a
- * tensor whose grad is None (every new one) resets its record when a
- * backward first accumulates into it; optimizers are forgotten when freed.
- *
- * The model: a step "consumes" the grads it sees. Per leaf we count the
- * backward passes accumulated since the last clear or step (`backwards`),
- * whether the grads were consumed by a step and not cleared (`stepped`),
- * whether a backward then added onto consumed grads (`leftover`), and
- * whether a scaled loss contributed and unscale_ has not run (`scaled`,
- * with the scale S of that loss: a user's read of such grads through
- * zg_tensor_grad is reported once per parameter per step).
- * A global epoch advances at every step, so "fresh" grads are those of a
- * backward after the most recent step of any optimizer (a GAN's generator
- * step leaves grads in the discriminator that its zero_grad may erase). */
-#include "../autograd/autograd_internal.h"
+/* The gradient-lifecycle sanitizer's rules (zgrad.h). It follows each
+ * parameter's grads, not a count of backward passes:
+ * - every backward pass gets a number; a parameter's record holds the
+ *   passes that fed its grads since they were last cleared or used;
+ * - a step uses (consumes) its parameters' grads and marks the passes
+ *   behind them as used (a ring of recent pass numbers);
+ * - stale: a step meets grads a step already used: used and not fed since
+ *   (step twice), fed on top of used grads (zero_grad missing), or grads
+ *   whose first pass fed another optimizer's step and later passes joined
+ *   them (a generator's backward leaking into the discriminator's step);
+ * - erased: zero_grad clears grads that no step used and nobody read,
+ *   clipped or discarded, that are finite and come from a pass no step
+ *   used. Reported at the step: when it then finds no fresh grads, or when
+ *   the previous window erased too (zero_grad inside an accumulation
+ *   window). One erasure alone is a discarded batch.
+ * Any number of passes may feed one step unless a window is declared. */
+#include "check_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static int g_mode = -1; /* -1: ZG_SANITIZE not read yet */
 static const zg__grad_events listener;
 
-typedef struct {
-    const void *key;
-    uint64_t bw_epoch;  /* g_epoch at the last accumulation */
-    uint64_t read_epoch; /* g_epoch of the last scaled-read report */
-    float scale;         /* S of the scaled loss behind `scaled` */
-    uint32_t backwards; /* passes accumulated since the last clear / step */
-    bool stepped, leftover, scaled;
-    /* Live optimizers holding the tensor: counted from their construction
-     * to their free; an optimizer made while the sanitizer was off is
-     * learned at its first zero_grad or step instead. */
-    int holders;
-    /* optimizer records */
-    int64_t steps;
-    int accum;
-    bool skipped;
-} entry;
+static uint64_t g_pass;      /* number of the latest backward pass */
+static uint64_t g_read_pass; /* latest pass whose grads the user read or clipped */
+static uint64_t g_used_ring[256]; /* pass numbers some step used, by number mod 256 */
+static int64_t g_steps;      /* optimizer steps so far (taken, skipped or refused) */
+static int g_optims_live, g_optims_seen;
 
-static entry *tab;
-static size_t tab_cap, tab_used;
-
-static uint64_t g_epoch = 1;
-static int g_expect;          /* declared backward passes for a multi-loss step */
+static int g_expect;          /* declared passes for a multi-loss step */
 static bool g_expect_consume; /* a step used g_expect: the next backward drops it */
-static const zg_tensor *g_scaled_root;
-static float g_root_scale, g_pass_scale;
-static bool g_pass_scaled;
 
-static int64_t g_total, g_kinds[ZG_SAN_KIND_COUNT];
-static zg_sanitize_report_fn g_report_fn;
-static void *g_report_user;
-static char g_last[1024];
-static char g_pending[1024];
+/* Losses multiplied by a scaler, awaiting their backward. */
+#define ROOTS 8
+static struct {
+    const zg_tensor *root;
+    float scale;
+} g_roots[ROOTS];
+static bool g_pass_scaled;
+static float g_pass_scale;
+
+/* Erasures of the current window (since the last step) and whether the
+ * previous window had one. */
+static zg__san_names g_erased;
+static const char *g_erase_call, *g_zero_call;
+static bool g_window_erased, g_prev_window_erased;
+static bool g_erased_named; /* a zero_grad call of this window named its erasures: later ones repeat them */
+
+static char g_pending[1280]; /* a report from a call returning nothing: the next step fails (error mode) */
 static bool g_has_pending;
 
 static zg_module **g_watched;
 static int g_n_watched, g_cap_watched;
+static const zg_tensor **g_orphans; /* module parameters that got grads while in no optimizer */
+static int g_n_orphans, g_cap_orphans;
 
-/* Erasures gathered during one optimizer / module zero_grad. */
-#define NAMES_MAX 600
-typedef struct {
-    char buf[NAMES_MAX];
-    size_t len;
-    int n, dropped;
-} namelist;
-static namelist g_zero_names;
-static const char *g_zero_call;
+static bool on(void);
 
-/* The events are heard while the sanitizer is on, and while it watches a
- * module even when off: the module's free must still remove it from the
- * list, or a later check would read freed memory. Every callback but that
- * one returns at once when the mode is off. */
+/* Events are heard while the sanitizer is on, and while it holds records
+ * or watches modules even when off: frees must still reach it, or a record
+ * would outlive its object. Every callback but the frees returns at once
+ * when the mode is off. */
 static void relisten(void) {
-    zg__grad_events_listen(g_mode > ZG_SANITIZE_OFF || g_n_watched > 0 ? &listener : NULL);
+    bool need = g_mode > ZG_SANITIZE_OFF || g_n_watched > 0 || zg__san_nonempty();
+    zg__grad_events_listen(need ? &listener : NULL);
 }
 
 static int ensure_mode(void) {
     if (g_mode < 0) {
         const char *v = getenv("ZG_SANITIZE");
         g_mode = ZG_SANITIZE_OFF;
-        if (v && strcmp(v, "warn") == 0) g_mode = ZG_SANITIZE_WARN;
-        else if (v && strcmp(v, "error") == 0) g_mode = ZG_SANITIZE_ERROR;
-        else if (v && strcmp(v, "trace") == 0) g_mode = ZG_SANITIZE_TRACE;
+        if (!v || !v[0] || strcmp(v, "off") == 0 || strcmp(v, "0") == 0) g_mode = ZG_SANITIZE_OFF;
+        else if (strcmp(v, "warn") == 0) g_mode = ZG_SANITIZE_WARN;
+        else if (strcmp(v, "error") == 0) g_mode = ZG_SANITIZE_ERROR;
+        else if (strcmp(v, "trace") == 0) g_mode = ZG_SANITIZE_TRACE;
+        else {
+            /* A typo must not switch the checks off silently. */
+            fprintf(stderr, "zgrad: ZG_SANITIZE=%s is not a mode: use off, warn, error or trace\n", v);
+            exit(2);
+        }
         relisten();
     }
     return g_mode;
 }
 
+static bool on(void) { return ensure_mode() > ZG_SANITIZE_OFF; }
+
+static void trace(const char *word, int opt_number) {
+    if (g_mode == ZG_SANITIZE_TRACE) zg__san_trace(word, g_optims_live > 1 ? opt_number : 0);
+}
+
 /* ZG_SANITIZE is read when the library is loaded, so that a program that
  * never calls the sanitizer's API is still checked (the build links the
  * library as one object, so this file is always part of a program). */
-__attribute__((constructor)) static void read_env(void) { ensure_mode(); }
-
-/* ---- hash map ----------------------------------------------------------- */
-
-static size_t slot_of(const void *k, size_t cap) {
-    uint64_t h = (uint64_t)(uintptr_t)k * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+__attribute__((constructor)) static void read_env(void) {
+    if (ensure_mode() == ZG_SANITIZE_TRACE) atexit(zg__san_trace_flush);
 }
 
-static entry *find(const void *k) {
-    if (!tab) return NULL;
-    for (size_t i = slot_of(k, tab_cap);; i = (i + 1) & (tab_cap - 1)) {
-        if (tab[i].key == k) return &tab[i];
-        if (!tab[i].key) return NULL;
-    }
+/* ---- records ------------------------------------------------------------ */
+
+/* The record of a tensor, which then tells its free (watched). */
+static zg__san_entry *track(const zg_tensor *t) {
+    zg__san_entry *e = zg__san_get(t, SAN_TENSOR);
+    if (e) ((zg_tensor *)t)->watched = true;
+    return e;
 }
 
-static bool grow(void) {
-    size_t cap = tab_cap ? tab_cap * 2 : 256;
-    entry *nt = calloc(cap, sizeof *nt);
-    if (!nt) return false;
-    for (size_t i = 0; i < tab_cap; i++) {
-        if (!tab[i].key) continue;
-        size_t j = slot_of(tab[i].key, cap);
-        while (nt[j].key) j = (j + 1) & (cap - 1);
-        nt[j] = tab[i];
+static zg__san_entry *optim_record(const zg_optim *opt) {
+    zg__san_entry *e = zg__san_find(opt);
+    if (e) return e;
+    e = zg__san_get(opt, SAN_OPTIM);
+    if (e) {
+        e->number = ++g_optims_seen;
+        g_optims_live++;
     }
-    free(tab);
-    tab = nt;
-    tab_cap = cap;
+    return e;
+}
+
+static void reset_grads(zg__san_entry *e) {
+    e->passes = 0;
+    e->first_pass = e->last_pass = 0;
+    e->consumed = e->leftover = e->scaled = e->unscaled_pass = e->handset = false;
+}
+
+static void mark_used(uint64_t pass) {
+    if (pass) g_used_ring[pass & 255] = pass;
+}
+
+static bool was_used(uint64_t pass) { return pass && g_used_ring[pass & 255] == pass; }
+
+/* The tensor is in this optimizer (one made while the sanitizer was off is
+ * learned at its first zero_grad or step). */
+static void learn_holder(zg__san_entry *e, const zg__san_entry *oe) {
+    if (e->holders == 0) e->holders = 1;
+    if (oe) e->owner = oe->number;
+}
+
+static const float *grad_data(const zg_tensor *t, int64_t *n) {
+    *n = t->grad ? t->grad->numel : 0;
+    return t->grad ? zg__f32(t->grad) : NULL;
+}
+
+static bool grad_all_zero(const zg_tensor *t) {
+    int64_t n;
+    const float *g = grad_data(t, &n);
+    for (int64_t i = 0; i < n; i++)
+        if (g[i] != 0.0f) return false;
     return true;
 }
 
-/* The record of k, created zeroed if missing; NULL when out of memory (the
- * sanitizer then stays silent about k rather than failing the call). */
-static entry *get(const void *k) {
-    entry *e = find(k);
-    if (e) return e;
-    if ((tab_used + 1) * 2 > tab_cap && !grow()) return NULL;
-    size_t i = slot_of(k, tab_cap);
-    while (tab[i].key) i = (i + 1) & (tab_cap - 1);
-    tab[i] = (entry){.key = k};
-    tab_used++;
-    return &tab[i];
+static bool grad_all_finite(const zg_tensor *t) {
+    int64_t n;
+    const float *g = grad_data(t, &n);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(g[i])) return false;
+    return true;
 }
 
-/* The tensor is in an optimizer seen stepping or zeroing it (one made
- * while the sanitizer was off, so never counted). */
-static void learn_holder(entry *e) {
-    if (e->holders == 0) e->holders = 1;
-}
-
-static void reset_grad_state(entry *e) {
-    e->backwards = 0;
-    e->stepped = e->leftover = e->scaled = false;
-}
-
-/* ---- reports ------------------------------------------------------------ */
-
-static void names_add(namelist *l, const zg_tensor *t) {
-    const char *nm = zg_tensor_name(t);
-    if (!nm || !nm[0]) nm = "<unnamed>";
-    size_t need = strlen(nm) + (l->n ? 2 : 0);
-    if (l->len + need + 1 > NAMES_MAX) {
-        l->dropped++;
-        return;
-    }
-    l->len += (size_t)snprintf(l->buf + l->len, NAMES_MAX - l->len, "%s%s", l->n ? ", " : "", nm);
-    l->n++;
-}
-
-/* Records and prints one report; returns ZG_ERR_STATE (error set) in error
- * mode, else 0. */
-static int report(zg_sanitize_kind kind, const char *what, const namelist *l, const char *call) {
-    char more[48] = "";
-    if (l->dropped) snprintf(more, sizeof more, ", and %d more", l->dropped);
-    snprintf(g_last, sizeof g_last, "zgrad sanitizer: %s (%s%s) at %s", what, l->n ? l->buf : "no parameters", more,
-             call);
-    g_total++;
-    g_kinds[kind]++;
-    if (g_report_fn) g_report_fn(kind, g_last, g_report_user);
-    else fprintf(stderr, "%s\n", g_last);
-    if (g_mode == ZG_SANITIZE_ERROR) return zg__fail(ZG_ERR_STATE, "%s", g_last);
-    return 0;
-}
-
-/* Reports from calls that return nothing fail the next step in error mode. */
-static void report_deferred(zg_sanitize_kind kind, const char *what, const namelist *l, const char *call) {
-    if (report(kind, what, l, call) && !g_has_pending) {
-        snprintf(g_pending, sizeof g_pending, "%s", g_last);
-        g_has_pending = true;
-    }
-}
-
-/* ---- hooks -------------------------------------------------------------- */
+/* ---- backward ----------------------------------------------------------- */
 
 static void on_backward(const zg_tensor *root) {
-    if (!ensure_mode()) return;
+    if (!on()) return;
     if (g_expect_consume) {
         g_expect = 0;
         g_expect_consume = false;
     }
-    g_pass_scaled = root && root == g_scaled_root;
-    if (g_pass_scaled) {
-        g_scaled_root = NULL;
-        g_pass_scale = g_root_scale;
+    g_pass++;
+    g_pass_scaled = false;
+    for (int i = 0; root && i < ROOTS; i++)
+        if (g_roots[i].root == root) {
+            g_pass_scaled = true;
+            g_pass_scale = g_roots[i].scale;
+            g_roots[i].root = NULL;
+            break;
+        }
+    trace("backward", 0);
+}
+
+static void add_orphan(zg__san_entry *e, const zg_tensor *t) {
+    if (g_n_orphans == g_cap_orphans) {
+        int c = g_cap_orphans ? 2 * g_cap_orphans : 8;
+        const zg_tensor **o = realloc(g_orphans, (size_t)c * sizeof *o);
+        if (!o) return;
+        g_orphans = o;
+        g_cap_orphans = c;
     }
+    g_orphans[g_n_orphans++] = t;
+    e->orphan_listed = true;
 }
 
 static void on_accumulate(const zg_tensor *t) {
-    if (!ensure_mode() || t->grad_fn) return;
-    entry *e = get(t);
+    if (!on() || t->grad_fn) return;
+    zg__san_entry *e = track(t);
     if (!e) return;
-    if (!t->grad_defined) reset_grad_state(e);
-    else if (e->stepped) e->leftover = true;
-    e->stepped = false;
-    e->backwards++;
-    e->bw_epoch = g_epoch;
+    if (!t->grad_defined) {
+        reset_grads(e);
+    } else if (e->consumed) {
+        /* Used grads zeroed by hand (p.grad.zero_()) hold nothing stale. */
+        if (grad_all_zero(t)) reset_grads(e);
+        else e->leftover = true;
+    }
+    e->consumed = false;
+    if (e->passes == 0) e->first_pass = g_pass;
+    e->passes++;
+    e->last_pass = g_pass;
     if (g_pass_scaled) {
         e->scaled = true;
         e->scale = g_pass_scale;
+    } else {
+        e->unscaled_pass = true;
     }
+    if (e->is_param && e->holders == 0 && !e->orphan_listed) add_orphan(e, t);
 }
 
-static const char *erase_what = "zero_grad erased gradients of a backward that no step used";
+/* ---- zero_grad ---------------------------------------------------------- */
+
+/* Whether clearing t's grads loses nothing a step needed: none fresh, used
+ * or mixed with used ones, set by hand, read or clipped by the user, fed
+ * by a pass a step used (a by-product of another model's loss), or
+ * non-finite (a skipped NaN batch). */
+static bool erasable(const zg_tensor *t, const zg__san_entry *e) {
+    return e->passes == 0 || e->consumed || e->leftover || e->handset || e->last_pass <= g_read_pass ||
+           was_used(e->last_pass) || !grad_all_finite(t);
+}
 
 static void on_zero(const zg_tensor *t) {
-    if (!ensure_mode()) return;
-    entry *e = find(t);
+    if (!on()) return;
+    zg__san_entry *e = zg__san_find(t);
     if (!e) return;
-    if (e->backwards > 0 && e->bw_epoch == g_epoch) {
-        if (g_zero_call) {
-            names_add(&g_zero_names, t);
-        } else {
-            namelist l = {0};
-            names_add(&l, t);
-            report_deferred(ZG_SAN_ERASED, erase_what, &l, "zg_tensor_zero_grad");
-        }
+    if (!erasable(t, e)) {
+        if (!g_window_erased) g_erase_call = g_zero_call ? g_zero_call : "zg_tensor_zero_grad";
+        g_window_erased = true;
+        if (!g_erased_named) zg__san_names_add(&g_erased, t, g_optims_live);
     }
-    reset_grad_state(e);
+    reset_grads(e);
 }
 
 static void on_set_grad(const zg_tensor *t) {
-    if (!ensure_mode()) return;
-    entry *e = get(t);
+    if (!on() || !t->grad_defined) return;
+    zg__san_entry *e = track(t);
     if (!e) return;
-    reset_grad_state(e);
-    if (t->grad_defined) e->backwards = 1; /* a gradient given by hand counts as fresh, erasable freely */
-    e->bw_epoch = 0;
+    reset_grads(e);
+    e->passes = 1; /* given by hand: fresh for a step, free to erase */
+    e->handset = true;
 }
 
 static void on_zero_begin(const char *call, const zg_optim *opt, zg_tensor *const *params, int n) {
-    if (!ensure_mode()) return;
+    if (!on()) return;
     g_zero_call = call;
-    g_zero_names.len = 0;
-    g_zero_names.n = g_zero_names.dropped = 0;
-    if (opt)
-        for (int i = 0; i < n; i++) {
-            entry *e = get(params[i]);
-            if (e) learn_holder(e);
-        }
+    zg__san_entry *oe = opt ? optim_record(opt) : NULL;
+    for (int i = 0; oe && i < n; i++) {
+        zg__san_entry *e = track(params[i]);
+        if (e) learn_holder(e, oe);
+    }
+    trace("zero_grad", oe ? oe->number : 0);
 }
 
 static void on_zero_end(void) {
-    if (!ensure_mode() || !g_zero_call) return;
-    const char *call = g_zero_call;
     g_zero_call = NULL;
-    if (g_zero_names.n || g_zero_names.dropped) report_deferred(ZG_SAN_ERASED, erase_what, &g_zero_names, call);
+    if (g_window_erased) g_erased_named = true;
 }
 
-/* The optimizer's grads were consumed (stepped, or skipped by the scaler). */
-static void consume(zg_tensor *const *params, int n) {
+static void on_discard(zg_tensor *const *params, int n) {
+    if (!on()) return;
     for (int i = 0; i < n; i++) {
-        const zg_tensor *p = params[i];
-        entry *e = get(p);
-        if (!e) continue;
-        learn_holder(e);
-        if (!p->grad_defined) continue;
-        e->stepped = true;
-        e->backwards = 0;
-        e->leftover = false;
+        zg__san_entry *e = zg__san_find(params[i]);
+        if (e) reset_grads(e);
     }
-    g_epoch++;
-    g_expect_consume = true;
 }
 
-static int check_watched(const char *call) {
-    namelist l = {0};
+/* ---- step --------------------------------------------------------------- */
+
+/* What a step finds in one parameter's grads. */
+enum {
+    F_STALE_USED = 1,  /* used by a step and not fed since, or fed on top */
+    F_STALE_MIXED = 2, /* a pass another step used, joined by later passes */
+    F_FRESH = 4,
+    F_SCALED = 8,
+    F_FROZEN = 16,
+    F_OVER = 32,       /* more passes than the declared window */
+};
+
+static int findings(const zg_tensor *p, const zg__san_entry *e, int allowed) {
+    if (!e || !p->grad_defined) return 0;
+    int f = 0;
+    if (e->leftover || (e->consumed && e->passes == 0)) f |= F_STALE_USED;
+    else if (e->passes >= 2 && was_used(e->first_pass)) f |= F_STALE_MIXED;
+    if (e->passes > 0) f |= F_FRESH;
+    if (e->scaled) f |= F_SCALED;
+    if (!p->requires_grad) f |= F_FROZEN;
+    if (allowed > 0 && e->passes > (uint32_t)allowed) f |= F_OVER;
+    return f;
+}
+
+static void names_with(zg__san_names *l, zg_tensor *const *params, int n, int flag, int allowed) {
+    for (int i = 0; i < n; i++)
+        if (findings(params[i], zg__san_find(params[i]), allowed) & flag) zg__san_names_add(l, params[i], g_optims_live);
+}
+
+static void all_names(zg__san_names *l, zg_tensor *const *params, int n) {
+    for (int i = 0; i < n; i++) zg__san_names_add(l, params[i], g_optims_live);
+}
+
+/* Parameters with fresh grads that no optimizer holds: those of watched
+ * modules and those registered by a module while the sanitizer was on. */
+static int check_unstepped(int64_t step, const char *call) {
+    zg__san_names l = {0};
     for (int m = 0; m < g_n_watched; m++) {
         int n = zg_module_num_params(g_watched[m]);
         for (int i = 0; i < n; i++) {
             const zg_tensor *p = zg_module_param(g_watched[m], i);
-            if (!p || !p->grad_defined) continue;
-            entry *e = find(p);
-            if (e && e->holders == 0 && e->backwards > 0) names_add(&l, p);
+            zg__san_entry *e = p ? zg__san_find(p) : NULL;
+            if (e && !e->orphan_listed && p->grad_defined && e->holders == 0 && e->passes > 0)
+                zg__san_names_add(&l, p, g_optims_live);
         }
     }
+    int k = 0;
+    for (int i = 0; i < g_n_orphans; i++) {
+        const zg_tensor *p = g_orphans[i];
+        zg__san_entry *e = zg__san_find(p);
+        if (!e || e->holders > 0) {
+            if (e) e->orphan_listed = false;
+            continue; /* now held by an optimizer */
+        }
+        g_orphans[k++] = p;
+        if (p->grad_defined && e->passes > 0) zg__san_names_add(&l, p, g_optims_live);
+    }
+    g_n_orphans = k;
     if (!l.n && !l.dropped) return 0;
-    return report(ZG_SAN_UNSTEPPED, "parameters have gradients but are in no optimizer", &l, call);
+    return zg__san_report(g_mode, ZG_SAN_UNSTEPPED, step, "parameters have gradients but are in no optimizer", &l,
+                          call, "add them to an optimizer, or set requires_grad false to freeze them");
+}
+
+/* Each report of the step; in error mode the first one fails it. */
+static int step_reports(zg_tensor *const *params, int n, int all, int allowed) {
+    const char *call = "zg_optim_step";
+    int64_t step = g_steps + 1;
+    zg__san_names l;
+    int rc = 0;
+#define REPORT(kind, flag, what, fix)                                                       \
+    do {                                                                                    \
+        l = (zg__san_names){0};                                                             \
+        names_with(&l, params, n, flag, allowed);                                           \
+        rc = zg__san_report(g_mode, kind, step, what, &l, call, fix);                       \
+        if (rc) return rc;                                                                  \
+    } while (0)
+    if (all & F_STALE_USED)
+        REPORT(ZG_SAN_STALE, F_STALE_USED, "the step uses gradients that a step already used",
+               "call zg_optim_zero_grad before each backward whose step comes next (or after each step)");
+    if (all & F_STALE_MIXED)
+        REPORT(ZG_SAN_STALE, F_STALE_MIXED,
+               "the step uses gradients of a backward that fed another optimizer's step",
+               "zero this optimizer's gradients right before its own backward, or detach the other model's output");
+    if (!(all & (F_FRESH | F_STALE_USED))) {
+        if (g_window_erased) {
+            rc = zg__san_report(g_mode, ZG_SAN_ERASED, step,
+                                "zero_grad erased the gradients of the backward before this step used them",
+                                &g_erased, g_erase_call,
+                                "move zg_optim_zero_grad before the backward (it runs between backward and step)");
+        } else {
+            l = (zg__san_names){0};
+            all_names(&l, params, n);
+            rc = zg__san_report(g_mode, ZG_SAN_NO_GRAD, step, "step with no fresh gradient", &l, call,
+                                "call zg_backward on the loss before zg_optim_step");
+        }
+        if (rc) return rc;
+    } else if (g_window_erased && g_prev_window_erased) {
+        rc = zg__san_report(g_mode, ZG_SAN_ERASED, step,
+                            "zero_grad erased gradients no step used, window after window (accumulation lost)",
+                            &g_erased, g_erase_call,
+                            "zero_grad only after each window's step (accumulating N backwards: when i % N == 0)");
+        if (rc) return rc;
+    }
+    if (all & F_SCALED)
+        REPORT(ZG_SAN_SCALED_STEP, F_SCALED, "zg_optim_step on gradients still multiplied by the loss scale",
+               "step through zg_grad_scaler_step(scaler, opt), which unscales and skips inf steps");
+    if (all & F_FROZEN)
+        REPORT(ZG_SAN_FROZEN_STEP, F_FROZEN, "the step moves parameters whose requires_grad is false",
+               "set their grad to None when freezing them (zg_tensor_set_grad(p, NULL)), or leave the optimizer");
+    if (all & F_OVER) {
+        char what[160];
+        snprintf(what, sizeof what, "the step uses more backward passes than the %d declared", allowed);
+        REPORT(ZG_SAN_WINDOW, F_OVER, what, "zero_grad after each window's step, or declare the window you use");
+    }
+#undef REPORT
+    return check_unstepped(step, call);
+}
+
+/* The step used (or refused) the optimizer's grads: the window closes. */
+static void consume(zg_tensor *const *params, int n, const zg__san_entry *oe) {
+    for (int i = 0; i < n; i++) {
+        const zg_tensor *p = params[i];
+        zg__san_entry *e = track(p);
+        if (!e) continue;
+        learn_holder(e, oe);
+        if (!p->grad_defined) continue;
+        mark_used(e->first_pass);
+        mark_used(e->last_pass);
+        reset_grads(e);
+        e->consumed = true;
+    }
+    g_steps++;
+    g_expect_consume = true;
+    g_prev_window_erased = g_window_erased;
+    g_window_erased = g_erased_named = false;
+    g_erased = (zg__san_names){0};
 }
 
 static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
-    if (!ensure_mode()) return 0;
-    const char *call = "zg_optim_step";
+    if (!on()) return 0;
     if (g_has_pending) {
         g_has_pending = false;
         if (g_mode == ZG_SANITIZE_ERROR) return zg__fail(ZG_ERR_STATE, "%s", g_pending);
     }
-    entry *oe = get(opt);
-    int allowed = 1;
-    if (oe && oe->accum > allowed) allowed = oe->accum;
+    zg__san_entry *oe = optim_record(opt);
+    int allowed = oe && oe->accum > 1 ? oe->accum : 0;
     if (g_expect > allowed) allowed = g_expect;
-    namelist prev = {0}, many = {0}, all = {0};
-    int fresh = 0;
-    uint32_t most = 0;
+    int all = 0;
     for (int i = 0; i < n; i++) {
-        const zg_tensor *p = params[i];
-        entry *e = get(p);
-        if (!e) continue;
-        learn_holder(e);
-        names_add(&all, p);
-        if (!p->grad_defined) continue;
-        if (e->leftover || (e->stepped && e->backwards == 0)) {
-            names_add(&prev, p);
-        } else if (e->backwards > (uint32_t)allowed) {
-            names_add(&many, p);
-            if (e->backwards > most) most = e->backwards;
-        }
-        fresh += e->backwards > 0 || e->leftover;
+        zg__san_entry *e = track(params[i]);
+        if (e) learn_holder(e, oe);
+        all |= findings(params[i], e, allowed);
     }
-    int rc = 0;
-    if (!fresh && !prev.n) {
-        rc = report(ZG_SAN_NO_GRAD, "step with no fresh gradient: backward missing, or zero_grad after it", &all,
-                    call);
-    } else if (prev.n || prev.dropped) {
-        rc = report(ZG_SAN_STALE,
-                    "stale gradients left from the previous step were used (zero_grad missing before backward?)",
-                    &prev, call);
-    } else if (many.n || many.dropped) {
-        char what[256];
-        snprintf(what, sizeof what,
-                 "stale gradients: %u backward passes accumulated since the last zero_grad/step, %d expected "
-                 "(declare accumulation with zg_sanitize_expect_accumulation / zg_sanitize_expect_backwards)",
-                 most, allowed);
-        rc = report(ZG_SAN_STALE, what, &many, call);
-    }
-    if (!rc) rc = check_watched(call);
-    if (rc) return rc;
-    if (oe) oe->steps++;
-    consume(params, n);
-    return 0;
-}
-
-static void on_optim_free(const zg_optim *opt, zg_tensor *const *params, int n) {
-    if (!ensure_mode()) return;
-    entry *e = find(opt);
-    if (e) *e = (entry){.key = opt};
-    for (int i = 0; i < n; i++) {
-        entry *p = find(params[i]);
-        if (p && p->holders > 0) p->holders--;
-    }
-}
-
-static int on_clip(zg_tensor *const *params, int n, const char *call) {
-    if (!ensure_mode()) return 0;
-    namelist l = {0};
-    for (int i = 0; i < n; i++) {
-        const zg_tensor *p = params[i];
-        if (!p || !p->grad_defined) continue;
-        entry *e = find(p);
-        if (e && e->scaled) names_add(&l, p);
-    }
-    if (!l.n && !l.dropped) return 0;
-    return report(ZG_SAN_SCALED_CLIP,
-                  "clipping gradients still multiplied by the loss scale (call zg_grad_scaler_unscale_ first)", &l,
-                  call);
-}
-
-static void on_scale(const zg_tensor *scaled_loss, float scale) {
-    if (!ensure_mode()) return;
-    g_scaled_root = scaled_loss;
-    g_root_scale = scale;
-}
-
-/* Library code reads grads with zg__grad_unchecked, so this sees only the
- * user's reads: values S times too large (logging, a hand-made clip) or
- * written before unscale_ multiplies them by 1/S. */
-static void on_read_grad(const zg_tensor *t) {
-    if (!ensure_mode()) return;
-    entry *e = find(t);
-    if (!e || !e->scaled || e->read_epoch == g_epoch) return;
-    e->read_epoch = g_epoch;
-    namelist l = {0};
-    names_add(&l, t);
-    char what[192];
-    snprintf(what, sizeof what,
-             "reading gradients still multiplied by the loss scale %g (call zg_grad_scaler_unscale_ first)",
-             (double)e->scale);
-    report_deferred(ZG_SAN_SCALED_READ, what, &l, "zg_tensor_grad");
-}
-
-static void on_unscale(const zg_optim *opt, zg_tensor *const *params, int n) {
-    (void)opt;
-    if (!ensure_mode()) return;
-    for (int i = 0; i < n; i++) {
-        entry *e = find(params[i]);
-        if (e) e->scaled = false;
-    }
+    trace("step", oe ? oe->number : 0);
+    int rc = step_reports(params, n, all, allowed);
+    oe = zg__san_find(opt); /* a report function may have made records (the map may move) */
+    if (oe && !rc) oe->steps++;
+    consume(params, n, oe);
+    return rc;
 }
 
 static void on_scaler_skip(const zg_optim *opt, zg_tensor *const *params, int n) {
-    if (!ensure_mode()) return;
-    entry *oe = get(opt);
-    if (oe) oe->skipped = true;
-    consume(params, n);
-}
-
-static int on_sched_step(const zg_optim *opt, zg_tensor *const *params, int n) {
-    if (!ensure_mode() || !opt) return 0;
-    entry *oe = find(opt);
-    if (oe && (oe->steps > 0 || oe->skipped)) return 0;
-    namelist l = {0};
-    for (int i = 0; i < n; i++) names_add(&l, params[i]);
-    return report(ZG_SAN_SCHED_ORDER,
-                  "scheduler stepped before its optimizer's first step (call zg_optim_step first; the first lr "
-                  "value is skipped)",
-                  &l, "zg_sched_step");
+    if (!on()) return;
+    zg__san_entry *oe = optim_record(opt);
+    if (oe) oe->steps++;
+    trace("skip", oe ? oe->number : 0);
+    consume(params, n, oe);
 }
 
 static void on_optim_params(const zg_optim *opt, zg_tensor *const *params, int n) {
-    (void)opt;
-    if (!ensure_mode()) return;
+    if (!on()) return;
+    zg__san_entry *oe = optim_record(opt);
+    int number = oe ? oe->number : 0;
     for (int i = 0; i < n; i++) {
-        entry *e = params[i] ? get(params[i]) : NULL;
-        if (e) e->holders++;
+        zg__san_entry *e = params[i] ? track(params[i]) : NULL;
+        if (!e) continue;
+        e->holders++;
+        e->owner = number;
     }
+}
+
+static void on_optim_free(const zg_optim *opt, zg_tensor *const *params, int n) {
+    zg__san_entry *oe = zg__san_find(opt);
+    if (oe) {
+        g_optims_live--;
+        zg__san_erase(opt);
+    }
+    for (int i = 0; i < n; i++) {
+        zg__san_entry *e = zg__san_find(params[i]);
+        if (e && e->holders > 0) e->holders--;
+    }
+}
+
+/* ---- clip, scaler, scheduler -------------------------------------------- */
+
+static int on_clip(zg_tensor *const *params, int n, const char *call) {
+    if (!on()) return 0;
+    trace("clip", 0);
+    zg__san_names scaled = {0}, used = {0};
+    for (int i = 0; i < n; i++) {
+        const zg_tensor *p = params[i];
+        if (!p || !p->grad_defined) continue;
+        zg__san_entry *e = zg__san_find(p);
+        if (!e) continue;
+        if (e->scaled) zg__san_names_add(&scaled, p, g_optims_live);
+        if (e->consumed && e->passes == 0) zg__san_names_add(&used, p, g_optims_live);
+        if (e->last_pass > g_read_pass) g_read_pass = e->last_pass; /* clipped: the user used them */
+    }
+    int64_t step = g_steps + 1;
+    if (scaled.n || scaled.dropped)
+        return zg__san_report(g_mode, ZG_SAN_SCALED_CLIP, step, "clipping gradients still multiplied by the loss scale",
+                              &scaled, call, "call zg_grad_scaler_unscale_(scaler, opt) before clipping");
+    if (used.n || used.dropped)
+        return zg__san_report(g_mode, ZG_SAN_CONSUMED_CLIP, g_steps, "clipping gradients that a step already used",
+                              &used, call, "clip between zg_backward and zg_optim_step");
+    return 0;
+}
+
+static void on_scale(const zg_tensor *scaled_loss, float scale) {
+    if (!on()) return;
+    int slot = 0;
+    for (int i = 0; i < ROOTS; i++)
+        if (!g_roots[i].root) {
+            slot = i;
+            break;
+        }
+    g_roots[slot].root = scaled_loss;
+    g_roots[slot].scale = scale;
+}
+
+/* A report from a call that returns nothing: in error mode the next step
+ * fails with it. */
+static void report_deferred(zg_sanitize_kind kind, const char *what, const zg__san_names *l, const char *call,
+                            const char *fix) {
+    if (zg__san_report(g_mode, kind, g_steps + 1, what, l, call, fix) && !g_has_pending) {
+        snprintf(g_pending, sizeof g_pending, "%s", zg__san_last());
+        g_has_pending = true;
+    }
+}
+
+/* Library code reads grads with zg__grad_unchecked, so this sees only the
+ * user's reads: a read marks the pass as used (an adversarial input's
+ * grad, a two-pass optimizer), and a read of grads still multiplied by the
+ * loss scale (logging, a hand-made clip) is reported once per step. */
+static void on_read_grad(const zg_tensor *t) {
+    if (!on()) return;
+    zg__san_entry *e = zg__san_find(t);
+    if (!e) return;
+    if (e->last_pass > g_read_pass) g_read_pass = e->last_pass;
+    if (!e->scaled || e->read_step == g_steps + 1) return;
+    e->read_step = g_steps + 1;
+    zg__san_names l = {0};
+    zg__san_names_add(&l, t, g_optims_live);
+    char what[160];
+    snprintf(what, sizeof what, "reading gradients still multiplied by the loss scale %g", (double)e->scale);
+    report_deferred(ZG_SAN_SCALED_READ, what, &l, "zg_tensor_grad", "call zg_grad_scaler_unscale_ before reading them");
+}
+
+static int on_unscale(const zg_optim *opt, zg_tensor *const *params, int n, float scale) {
+    if (!on()) return 0;
+    zg__san_entry *oe = optim_record(opt);
+    trace("unscale", oe ? oe->number : 0);
+    zg__san_names never = {0}, other = {0};
+    for (int i = 0; i < n; i++) {
+        const zg_tensor *p = params[i];
+        zg__san_entry *e = zg__san_find(p);
+        if (!e || !p->grad_defined || e->passes == 0 || e->handset) continue;
+        if (!e->scaled || e->unscaled_pass) zg__san_names_add(&never, p, g_optims_live);
+        else if (e->scale != scale) zg__san_names_add(&other, p, g_optims_live);
+    }
+    for (int i = 0; i < n; i++) {
+        zg__san_entry *e = zg__san_find(params[i]);
+        if (e) e->scaled = false;
+    }
+    int64_t step = g_steps + 1;
+    const char *call = "zg_grad_scaler_unscale_";
+    if (never.n || never.dropped)
+        return zg__san_report(g_mode, ZG_SAN_UNSCALED, step,
+                              "unscaling gradients of a backward whose loss the scaler did not scale", &never, call,
+                              "backward zg_grad_scaler_scale(scaler, loss), not the loss itself");
+    if (other.n || other.dropped) {
+        char what[160];
+        snprintf(what, sizeof what, "unscaling by %g gradients multiplied by another scale", (double)scale);
+        return zg__san_report(g_mode, ZG_SAN_UNSCALED, step, what, &other, call,
+                              "call zg_grad_scaler_update after zg_grad_scaler_step, not between backward and step");
+    }
+    return 0;
+}
+
+static int on_sched_step(const void *sched, const zg_optim *opt, zg_tensor *const *params, int n) {
+    if (!on() || !opt) return 0;
+    zg__san_entry *oe = zg__san_find(opt);
+    int64_t steps = oe ? oe->steps : 0;
+    trace("sched", 0);
+    zg__san_entry *se = zg__san_get(sched, SAN_SCHED);
+    bool again = se && se->has_stepped && se->at_steps == steps;
+    if (se) {
+        se->has_stepped = true;
+        se->at_steps = steps;
+    }
+    zg__san_names l = {0};
+    if (steps == 0) {
+        all_names(&l, params, n);
+        return zg__san_report(g_mode, ZG_SAN_SCHED_ORDER, g_steps + 1,
+                              "scheduler stepped before its optimizer's first step (the first lr value is skipped)",
+                              &l, "zg_sched_step", "call zg_optim_step before zg_sched_step");
+    }
+    if (again) {
+        all_names(&l, params, n);
+        return zg__san_report(g_mode, ZG_SAN_SCHED_REPEAT, g_steps,
+                              "scheduler stepped again with no step of its optimizer between", &l, "zg_sched_step",
+                              "step the scheduler once per optimizer step (after it, outside the micro-batch loop)");
+    }
+    return 0;
+}
+
+/* ---- objects coming and going ------------------------------------------- */
+
+static void on_sched_free(const void *sched) { zg__san_erase(sched); }
+
+static void drop_orphan(const zg_tensor *t) {
+    for (int i = 0; i < g_n_orphans; i++)
+        if (g_orphans[i] == t) {
+            g_orphans[i] = g_orphans[--g_n_orphans];
+            return;
+        }
+}
+
+static void on_tensor_free(const zg_tensor *t) {
+    zg__san_entry *e = zg__san_find(t);
+    if (e && e->orphan_listed) drop_orphan(t);
+    zg__san_erase(t);
+}
+
+static void on_param_new(const zg_tensor *t) {
+    if (!on()) return;
+    zg__san_entry *e = track(t);
+    if (e) e->is_param = true;
+}
+
+static void on_forward(const zg_module *m) {
+    (void)m;
+    if (on() && zg_grad_enabled()) trace("forward", 0); /* evaluation forwards are not the loop's */
 }
 
 static void on_module_free(const zg_module *m) { zg_sanitize_unwatch_module((zg_module *)m); }
@@ -448,27 +632,30 @@ static const zg__grad_events listener = {
     .unscale = on_unscale,
     .scaler_skip = on_scaler_skip,
     .sched_step = on_sched_step,
+    .sched_free = on_sched_free,
     .optim_params = on_optim_params,
     .module_free = on_module_free,
+    .param_new = on_param_new,
+    .forward = on_forward,
+    .discard = on_discard,
+    .tensor_free = on_tensor_free,
 };
 
 /* ---- public API --------------------------------------------------------- */
 
-void zg_sanitize_set_report_fn(zg_sanitize_report_fn fn, void *user) {
-    g_report_fn = fn;
-    g_report_user = user;
-}
+void zg_sanitize_set_report_fn(zg_sanitize_report_fn fn, void *user) { zg__san_set_report_fn(fn, user); }
 
 const char *zg_sanitize_kind_name(zg_sanitize_kind kind) {
     static const char *const names[ZG_SAN_KIND_COUNT] = {
-        "stale",         "erased",           "no-grad",        "unstepped", "scaled-clip",
-        "sched-order",   "scaled-read",      "scaled-step",    "unscaled",  "frozen-step",
-        "consumed-clip", "sched-repeat",     "window",
+        "stale",       "erased",      "no-grad",  "unstepped",   "scaled-clip",   "sched-order",  "scaled-read",
+        "scaled-step", "unscaled",    "frozen-step", "consumed-clip", "sched-repeat", "window",
     };
     return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? names[kind] : "unknown";
 }
 
 void zg_sanitize_set_mode(zg_sanitize_mode mode) {
+    ensure_mode();
+    if (g_mode == ZG_SANITIZE_TRACE) zg__san_trace_flush();
     g_mode = mode >= ZG_SANITIZE_WARN && mode <= ZG_SANITIZE_TRACE ? (int)mode : ZG_SANITIZE_OFF;
     relisten();
     g_has_pending = false;
@@ -476,40 +663,55 @@ void zg_sanitize_set_mode(zg_sanitize_mode mode) {
 
 zg_sanitize_mode zg_sanitize_get_mode(void) { return (zg_sanitize_mode)ensure_mode(); }
 
-int64_t zg_sanitize_report_count(void) { return g_total; }
+int64_t zg_sanitize_report_count(void) { return zg__san_total(); }
 
 int64_t zg_sanitize_kind_count(zg_sanitize_kind kind) {
-    return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? g_kinds[kind] : 0;
+    return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? zg__san_kind_total(kind) : 0;
 }
 
-const char *zg_sanitize_last_report(void) { return g_last; }
+const char *zg_sanitize_last_report(void) { return zg__san_last(); }
+
+/* Declared windows belong to live optimizers (a zg_accum declares its
+ * own), so a reset keeps them. */
+static bool keep_declared(zg__san_entry *e) {
+    if (e->type != SAN_OPTIM || e->accum <= 1) return false;
+    *e = (zg__san_entry){.key = e->key, .type = SAN_OPTIM, .accum = e->accum, .number = e->number};
+    return true;
+}
 
 void zg_sanitize_reset(void) {
-    free(tab);
-    tab = NULL;
-    tab_cap = tab_used = 0;
+    ensure_mode();
+    if (g_mode == ZG_SANITIZE_TRACE) zg__san_trace_flush();
+    zg__san_trace_reset();
+    zg__san_clear(keep_declared);
     free(g_watched);
     g_watched = NULL;
     g_n_watched = g_cap_watched = 0;
-    relisten();
-    g_total = 0;
-    memset(g_kinds, 0, sizeof g_kinds);
-    g_last[0] = 0;
+    free(g_orphans);
+    g_orphans = NULL;
+    g_n_orphans = g_cap_orphans = 0;
+    zg__san_reports_reset();
     g_has_pending = false;
     g_expect = 0;
     g_expect_consume = false;
-    g_scaled_root = NULL;
-    g_root_scale = g_pass_scale = 0;
+    memset(g_roots, 0, sizeof g_roots);
     g_pass_scaled = false;
-    g_zero_call = NULL;
-    g_epoch = 1;
+    g_zero_call = g_erase_call = NULL;
+    g_window_erased = g_prev_window_erased = g_erased_named = false;
+    g_erased = (zg__san_names){0};
+    memset(g_used_ring, 0, sizeof g_used_ring);
+    g_pass = g_read_pass = 0;
+    g_steps = 0;
+    g_optims_live = g_optims_seen = 0;
+    relisten();
 }
 
 int zg_sanitize_expect_accumulation(zg_optim *opt, int n) {
     if (!opt) return zg__fail(ZG_ERR_ARG, "zg_sanitize_expect_accumulation: optimizer is NULL");
-    entry *e = get(opt);
+    zg__san_entry *e = optim_record(opt);
     if (!e) return zg__fail(ZG_ERR_NOMEM, "zg_sanitize_expect_accumulation: out of memory");
     e->accum = n > 1 ? n : 0;
+    relisten();
     return ZG_OK;
 }
 

@@ -64,7 +64,9 @@ int zg__module_add_param(zg_module *m, const char *name, zg_tensor *t) {
     int rc = zg_tensor_set_name(t, full);
     free(full);
     if (rc) return rc;
-    return zg_tensor_set_requires_grad(t, true);
+    rc = zg_tensor_set_requires_grad(t, true);
+    if (!rc) zg__emit_param_new(t); /* event: a parameter a listener may expect in some optimizer */
+    return rc;
 }
 
 int zg__module_add_buffer(zg_module *m, const char *name, zg_tensor *t) {
@@ -153,6 +155,7 @@ zg_tensor *zg_module_forward(zg_module *m, zg_tensor *x) {
         describe(m, d, sizeof d);
         return zg__fail_null("zg_module_forward: %s: input is NULL", d);
     }
+    zg__emit_forward(m); /* event: the loop's forward (a trace line shows it) */
     return zg__module_call(m, x);
 }
 

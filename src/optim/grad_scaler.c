@@ -148,9 +148,10 @@ int zg_grad_scaler_unscale_(zg_grad_scaler *s, zg_optim *opt) {
         return zg__fail(ZG_ERR_STATE, "%s: unscale_() has already been called on this optimizer since the last "
                                       "update()", fn);
     if (r->st == STAGE_STEPPED) return zg__fail(ZG_ERR_STATE, "%s: unscale_() is being called after step()", fn);
+    if (zg__emit_unscale(opt, opt->params, opt->n_params, s->scale))
+        return ZG_ERR_STATE; /* a listener refuses (grads this scale did not multiply) */
     const float inv = (float)(1.0 / (double)s->scale);
     unscale_grads(opt, inv, &r->recorded, &r->found_inf);
-    zg__emit_unscale(opt, opt->params, opt->n_params); /* event: grads no longer scaled */
     r->st = STAGE_UNSCALED;
     return ZG_OK;
 }

@@ -113,6 +113,7 @@ zg_sched *zg__sched_alloc(zg__sched_kind kind, zg_optim *opt, int n_groups) {
 
 void zg_sched_free(zg_sched *s) {
     if (!s) return;
+    zg__emit_sched_free(s); /* event: a listener forgets it (its address may be reused) */
     for (int i = 0; i < s->n_children; i++) zg_sched_free(s->children[i]);
     free(s->children);
     free(s->milestones);
@@ -391,7 +392,7 @@ int zg_sched_step(zg_sched *s) {
     if (s->owned)
         return zg__fail(ZG_ERR_STATE, "zg_sched_step: this %s belongs to a SequentialLR; step that one",
                         zg__sched_kind_names[s->kind]);
-    if (s->opt && zg__emit_sched_step(s->opt, s->opt->params, s->opt->n_params))
+    if (s->opt && zg__emit_sched_step(s, s->opt, s->opt->params, s->opt->n_params))
         return ZG_ERR_STATE; /* a listener refuses (before the optimizer's first step) */
     if (s->kind != K_SEQUENTIAL) return zg__sched_base_step(s, false, 0);
     int rc = check_groups(s);

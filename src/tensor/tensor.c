@@ -167,6 +167,7 @@ zg_tensor *zg_tensor_clone(const zg_tensor *src) {
 
 void zg_tensor_free(zg_tensor *t) {
     if (!t || !t->persistent) return;
+    if (t->watched) zg__emit_tensor_free(t); /* event: state keyed by t dies with it */
     if (t->grad) zg_tensor_free(t->grad);
     zg__hooks_free(t->hooks);
     zg__hooks_free(t->post_hooks);

@@ -5,6 +5,7 @@
 #define ZG_TENSOR_INTERNAL_H
 
 #include "../util/util_internal.h"
+#include "grad_events.h"
 
 /* ---- arena ------------------------------------------------------------ */
 
@@ -44,6 +45,7 @@ struct zg_tensor {
     bool requires_grad;
     bool retains_grad;
     bool grad_defined; /* .grad is not None */
+    bool watched;      /* a grad-event listener keeps state keyed by this tensor: its free is told */
     struct zg__node *grad_fn; /* NULL for leaves */
     /* .grad buffer; kept (as a cache) while grad_defined is false so that
      * set_to_none does not cost a malloc per step. Persistent for

@@ -5,6 +5,7 @@
  * is the same for every micro-batch because update() runs only when the
  * window closes. */
 #include "train_internal.h"
+#include "../optim/optim_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -101,6 +102,7 @@ int zg_accum_flush(zg_accum *a, bool *stepped) {
 
 void zg_accum_discard(zg_accum *a) {
     if (!a) return;
+    zg__emit_discard(a->opt->params, a->opt->n_params); /* event: dropped on purpose */
     zg_optim_zero_grad(a->opt, true);
     a->pending = 0;
 }

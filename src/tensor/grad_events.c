@@ -1,5 +1,5 @@
 /* The listener of the gradient-lifecycle events (grad_events.h). */
-#include "autograd_internal.h"
+#include "tensor_internal.h"
 
 const zg__grad_events *zg__grad_listener;
 
