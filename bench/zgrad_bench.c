@@ -54,7 +54,8 @@ static long alloc_count(void) { return __atomic_load_n(&n_allocs, __ATOMIC_RELAX
 
 typedef struct {
     const char *name;
-    int model;          /* 0: MLP 784-32-10, 1: MLP 784-256-128-10, 2: the default CNN */
+    int model;          /* 0: MLP 784-32-10, 1: MLP 784-256-128-10, 2: the default CNN,
+                           3: MLP of 40 Linear layers (80 parameter tensors, 784-64x39-10) */
     int64_t batch;
     zg_optim_kind optim;
     double lr;
@@ -67,6 +68,7 @@ static const workload WORKLOADS[] = {
     {"mlp_sgd256", 1, 256, ZG_SGD, 0.01, false},
     {"cnn64", 2, 64, ZG_ADAM, 1e-3, false},
     {"mlp_bf16_256", 1, 256, ZG_SGD, 0.01, true},
+    {"mlp80", 3, 32, ZG_SGD, 0.01, false}, /* the sanitizer's cost: run with ZG_SANITIZE=off and warn */
 };
 
 static void die(const char *what) {
@@ -88,6 +90,13 @@ static int cmp_double(const void *a, const void *b) {
 static zg_module *build_model(int kind) {
     if (kind == 2) return zg_model_default_cnn();
     static const int64_t small[] = {784, 32, 10}, wide[] = {784, 256, 128, 10};
+    if (kind == 3) {
+        int64_t deep[41];
+        deep[0] = 784;
+        for (int i = 1; i < 40; i++) deep[i] = 64;
+        deep[40] = 10;
+        return zg_model_mlp(deep, 41);
+    }
     return kind == 0 ? zg_model_mlp(small, 3) : zg_model_mlp(wide, 4);
 }
 
@@ -134,8 +143,8 @@ int main(int argc, char **argv) {
     zg_manual_seed(0);
     zg_module *model = build_model(w->model);
     if (!model) die("model");
-    zg_tensor *params[64];
-    int n_params = zg_module_params(model, params, 64);
+    zg_tensor *params[96];
+    int n_params = zg_module_params(model, params, 96);
     zg_optim_config cfg = zg_optim_defaults(w->optim);
     cfg.lr = w->lr;
     zg_optim *opt = zg_optim_new(w->optim, params, n_params, &cfg);
