@@ -498,7 +498,7 @@ static int cmd_eval(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     /* The gradient-lifecycle sanitizer warns by default in the CLI;
-     * ZG_SANITIZE=off|warn|error overrides it. */
+     * ZG_SANITIZE=off|warn|error|trace overrides it. */
     const char *san = getenv("ZG_SANITIZE");
     if (!san || !*san) zg_sanitize_set_mode(ZG_SANITIZE_WARN);
     if (argc < 2) {
