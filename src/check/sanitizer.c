@@ -25,7 +25,11 @@ static const zg__grad_events listener;
 
 static uint64_t g_pass;      /* number of the latest backward pass */
 static uint64_t g_read_pass; /* latest pass whose grads the user read or clipped */
-static uint64_t g_used_ring[256]; /* pass numbers some step used, by number mod 256 */
+/* Passes some step used, by number mod 256: the pass, and the latest pass
+ * at the time of that step (later passes joined its grads after the use). */
+static struct {
+    uint64_t pass, at;
+} g_used_ring[256];
 static int64_t g_steps;      /* optimizer steps so far (taken, skipped or refused) */
 static int g_optims_live, g_optims_seen;
 
@@ -125,10 +129,18 @@ static void reset_grads(zg__san_entry *e) {
 }
 
 static void mark_used(uint64_t pass) {
-    if (pass) g_used_ring[pass & 255] = pass;
+    if (pass) {
+        g_used_ring[pass & 255].pass = pass;
+        g_used_ring[pass & 255].at = g_pass;
+    }
 }
 
-static bool was_used(uint64_t pass) { return pass && g_used_ring[pass & 255] == pass; }
+static bool was_used(uint64_t pass) { return pass && g_used_ring[pass & 255].pass == pass; }
+
+/* A step used `pass`, and `later` came after that step. */
+static bool used_before(uint64_t pass, uint64_t later) {
+    return was_used(pass) && g_used_ring[pass & 255].at < later;
+}
 
 /* The tensor is in this optimizer (one made while the sanitizer was off is
  * learned at its first zero_grad or step). */
@@ -286,7 +298,7 @@ static int findings(const zg_tensor *p, const zg__san_entry *e, int allowed) {
     if (!e || !p->grad_defined) return 0;
     int f = 0;
     if (e->leftover || (e->consumed && e->passes == 0)) f |= F_STALE_USED;
-    else if (e->passes >= 2 && was_used(e->first_pass)) f |= F_STALE_MIXED;
+    else if (e->passes >= 2 && used_before(e->first_pass, e->last_pass)) f |= F_STALE_MIXED;
     if (e->passes > 0) f |= F_FRESH;
     if (e->scaled) f |= F_SCALED;
     if (!p->requires_grad) f |= F_FROZEN;
