@@ -1,5 +1,6 @@
 /* The launcher of the zgrad binary for the CLI tests (see cli_runner.h). */
 #include "cli_runner.h"
+#include "harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +15,9 @@ static char out_file[4096], err_file[4096];
 bool zgt_cli_setup(const char *io_dir) {
     if (!bin[0]) {
         /* BUILD/tests/test_x -> BUILD/zgrad */
+        const char *self = zgt_self_exe();
         char exe[4096];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n <= 0) return false;
-        exe[n] = '\0';
+        if (!self || snprintf(exe, sizeof exe, "%s", self) >= (int)sizeof exe) return false;
         for (int k = 0; k < 2; k++) {
             char *slash = strrchr(exe, '/');
             if (!slash) return false;

@@ -295,10 +295,8 @@ TEST(isa_env_probe) {
 /* Runs this test binary's isa_env_probe in a child with the environment
  * variable `name` set to `value`; true when it passed. */
 static bool run_probe(const char *probe, const char *name, const char *value) {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return false;
-    self[n] = '\0';
+    const char *self = zgt_self_exe();
+    if (!self) return false;
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0) return false;

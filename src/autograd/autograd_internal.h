@@ -7,7 +7,6 @@
 #define ZG_AUTOGRAD_INTERNAL_H
 
 #include "../tensor/tensor_internal.h"
-#include "../tensor/grad_events.h"
 
 /* ---- autograd recording ----------------------------------------------- */
 
@@ -40,10 +39,10 @@ struct zg__node {
  * `out` (sets out->grad_fn and out->requires_grad) and returns it, else
  * returns NULL (nothing to record). NULL inputs are allowed (skipped). */
 zg__node *zg__record(const char *name, zg__backward_fn backward, zg_tensor *out, zg_tensor *const *in,
-                    int n_in);
+                     int n_in);
 /* The same with room for args_size bytes of arguments (n->args). */
 zg__node *zg__record_args(const char *name, zg__backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
-                         size_t args_size);
+                          size_t args_size);
 /* An op declares `typedef struct {...} foo_args;`, records with
  * ZG_RECORD(foo_args, name, backward, out, in, n_in) and reads
  * ZG_NODE_ARGS(n, foo_args) in its backward: named fields, typed, sized by

@@ -6,7 +6,7 @@
 #include <assert.h>
 
 zg__node *zg__record_args(const char *name, zg__backward_fn backward, zg_tensor *out, zg_tensor *const *in, int n_in,
-                         size_t args_size) {
+                          size_t args_size) {
     if (!zg_grad_enabled() || !out) return NULL;
     bool any = false;
     for (int i = 0; i < n_in; i++) any |= in[i] && in[i]->requires_grad;

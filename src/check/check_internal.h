@@ -1,8 +1,8 @@
 /* The check layer: the gradient-lifecycle sanitizer. It listens to the
  * events of tensor/grad_events.h and keeps, per tensor, optimizer and
  * scheduler, a record in one open-addressing map keyed by the object's
- * address (san_table.c); the rules live in sanitizer.c, the reports and the
- * trace lines in san_report.c. Not installed. */
+ * address (san_table.c); the rules live in sanitizer.c, the reports, their
+ * counters and the trace lines in san_report.c. Not installed. */
 #ifndef ZG_CHECK_INTERNAL_H
 #define ZG_CHECK_INTERNAL_H
 
@@ -66,12 +66,9 @@ void zg__san_names_add(zg__san_names *l, const zg_tensor *t, int optimizers_live
  * the error is set and ZG_ERR_STATE returned, else 0. */
 int zg__san_report(int mode, zg_sanitize_kind kind, int64_t step, const char *what, const zg__san_names *names,
                    const char *call, const char *fix);
-/* Counters and the last report, for the public queries. */
-int64_t zg__san_total(void);
-int64_t zg__san_kind_total(zg_sanitize_kind kind);
-const char *zg__san_last(void);
+/* Forgets the counters and the last report (san_report.c also answers the
+ * public queries about them and holds the report function). */
 void zg__san_reports_reset(void);
-void zg__san_set_report_fn(zg_sanitize_report_fn fn, void *user);
 
 /* Trace mode: one line per optimizer step for the first steps, the loop's
  * events in order and the pattern they make. `word` is "forward",

@@ -54,19 +54,31 @@ int zg__san_report(int mode, zg_sanitize_kind kind, int64_t step, const char *wh
     return mode == ZG_SANITIZE_ERROR ? zg__fail(ZG_ERR_STATE, "%s", last) : 0;
 }
 
-int64_t zg__san_total(void) { return total; }
-int64_t zg__san_kind_total(zg_sanitize_kind kind) { return kinds[kind]; }
-const char *zg__san_last(void) { return last; }
-
 void zg__san_reports_reset(void) {
     total = 0;
     memset(kinds, 0, sizeof kinds);
     last[0] = 0;
 }
 
-void zg__san_set_report_fn(zg_sanitize_report_fn fn, void *user) {
+int64_t zg_sanitize_report_count(void) { return total; }
+
+int64_t zg_sanitize_kind_count(zg_sanitize_kind kind) {
+    return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? kinds[kind] : 0;
+}
+
+const char *zg_sanitize_last_report(void) { return last; }
+
+void zg_sanitize_set_report_fn(zg_sanitize_report_fn fn, void *user) {
     report_fn = fn;
     report_user = user;
+}
+
+const char *zg_sanitize_kind_name(zg_sanitize_kind kind) {
+    static const char *const names[ZG_SAN_KIND_COUNT] = {
+        "stale",       "erased",   "no-grad",     "unstepped",     "scaled-clip",  "sched-order", "scaled-read",
+        "scaled-step", "unscaled", "frozen-step", "consumed-clip", "sched-repeat", "window",
+    };
+    return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? names[kind] : "unknown";
 }
 
 /* ---- trace -------------------------------------------------------------- */

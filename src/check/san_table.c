@@ -73,27 +73,19 @@ void zg__san_erase(const void *k) {
 
 void zg__san_clear(bool (*keep)(zg__san_entry *e)) {
     if (!tab) return;
-    size_t n = 0;
+    zg__san_entry *nt = calloc(cap, sizeof *nt);
+    used = 0;
     for (size_t i = 0; i < cap; i++)
-        if (tab[i].key && keep(&tab[i])) tab[n++] = tab[i];
-    if (n == 0) {
-        free(tab);
-        tab = NULL;
-        cap = used = 0;
-        return;
+        if (nt && tab[i].key && keep(&tab[i])) {
+            put(nt, cap, &tab[i]);
+            used++;
+        }
+    free(tab); /* out of memory: nothing is kept rather than a broken map */
+    tab = used ? nt : NULL;
+    if (!used) {
+        free(nt);
+        cap = 0;
     }
-    /* Rehash the kept records in place: gather them first, then place. */
-    zg__san_entry *kept = malloc(n * sizeof *kept);
-    if (!kept) {
-        memset(tab, 0, cap * sizeof *tab); /* out of memory: forget all rather than keep a broken map */
-        used = 0;
-        return;
-    }
-    memcpy(kept, tab, n * sizeof *kept);
-    memset(tab, 0, cap * sizeof *tab);
-    for (size_t i = 0; i < n; i++) put(tab, cap, &kept[i]);
-    used = n;
-    free(kept);
 }
 
 bool zg__san_nonempty(void) { return used > 0; }

@@ -60,8 +60,6 @@ static int g_n_watched, g_cap_watched;
 static const zg_tensor **g_orphans; /* module parameters that got grads while in no optimizer */
 static int g_n_orphans, g_cap_orphans;
 
-static bool on(void);
-
 /* Events are heard while the sanitizer is on, and while it holds records
  * or watches modules even when off: frees must still reach it, or a record
  * would outlive its object. Every callback but the frees returns at once
@@ -74,7 +72,6 @@ static void relisten(void) {
 static int ensure_mode(void) {
     if (g_mode < 0) {
         const char *v = getenv("ZG_SANITIZE");
-        g_mode = ZG_SANITIZE_OFF;
         if (!v || !v[0] || strcmp(v, "off") == 0 || strcmp(v, "0") == 0) g_mode = ZG_SANITIZE_OFF;
         else if (strcmp(v, "warn") == 0) g_mode = ZG_SANITIZE_WARN;
         else if (strcmp(v, "error") == 0) g_mode = ZG_SANITIZE_ERROR;
@@ -142,11 +139,13 @@ static bool used_before(uint64_t pass, uint64_t later) {
     return was_used(pass) && g_used_ring[pass & 255].at < later;
 }
 
-/* The tensor is in this optimizer (one made while the sanitizer was off is
- * learned at its first zero_grad or step). */
-static void learn_holder(zg__san_entry *e, const zg__san_entry *oe) {
+/* The tensor is in optimizer number `number` (one made while the sanitizer
+ * was off is learned at its first zero_grad or step). Optimizers are passed
+ * by number, not by record: tracking a tensor may grow the map and move
+ * the records. */
+static void learn_holder(zg__san_entry *e, int number) {
     if (e->holders == 0) e->holders = 1;
-    if (oe) e->owner = oe->number;
+    if (number) e->owner = number;
 }
 
 static const float *grad_data(const zg_tensor *t, int64_t *n) {
@@ -262,11 +261,12 @@ static void on_zero_begin(const char *call, const zg_optim *opt, zg_tensor *cons
     if (!on()) return;
     g_zero_call = call;
     zg__san_entry *oe = opt ? optim_record(opt) : NULL;
-    for (int i = 0; oe && i < n; i++) {
+    int number = oe ? oe->number : 0;
+    for (int i = 0; opt && i < n; i++) {
         zg__san_entry *e = track(params[i]);
-        if (e) learn_holder(e, oe);
+        if (e) learn_holder(e, number);
     }
-    trace("zero_grad", oe ? oe->number : 0);
+    trace("zero_grad", number);
 }
 
 static void on_zero_end(void) {
@@ -345,26 +345,32 @@ static int check_unstepped(int64_t step, const char *call) {
                           call, "add them to an optimizer, or set requires_grad false to freeze them");
 }
 
+/* The report of one finding: the parameters showing `flag`. */
+static int report_flag(zg_sanitize_kind kind, int flag, const char *what, const char *fix, zg_tensor *const *params,
+                       int n, int allowed) {
+    zg__san_names l = {0};
+    names_with(&l, params, n, flag, allowed);
+    return zg__san_report(g_mode, kind, g_steps + 1, what, &l, "zg_optim_step", fix);
+}
+
 /* Each report of the step; in error mode the first one fails it. */
 static int step_reports(zg_tensor *const *params, int n, int all, int allowed) {
-    const char *call = "zg_optim_step";
     int64_t step = g_steps + 1;
-    zg__san_names l;
     int rc = 0;
-#define REPORT(kind, flag, what, fix)                                                       \
-    do {                                                                                    \
-        l = (zg__san_names){0};                                                             \
-        names_with(&l, params, n, flag, allowed);                                           \
-        rc = zg__san_report(g_mode, kind, step, what, &l, call, fix);                       \
-        if (rc) return rc;                                                                  \
-    } while (0)
-    if (all & F_STALE_USED)
-        REPORT(ZG_SAN_STALE, F_STALE_USED, "the step uses gradients that a step already used",
-               "call zg_optim_zero_grad before each backward whose step comes next (or after each step)");
-    if (all & F_STALE_MIXED)
-        REPORT(ZG_SAN_STALE, F_STALE_MIXED,
-               "the step uses gradients of a backward that fed another optimizer's step",
-               "zero this optimizer's gradients right before its own backward, or detach the other model's output");
+    if (all & F_STALE_USED) {
+        rc = report_flag(ZG_SAN_STALE, F_STALE_USED, "the step uses gradients that a step already used",
+                         "call zg_optim_zero_grad before each backward whose step comes next (or after each step)",
+                         params, n, allowed);
+        if (rc) return rc;
+    }
+    if (all & F_STALE_MIXED) {
+        rc = report_flag(ZG_SAN_STALE, F_STALE_MIXED,
+                         "the step uses gradients of a backward that fed another optimizer's step",
+                         "zero this optimizer's gradients right before its own backward, or detach the other "
+                         "model's output",
+                         params, n, allowed);
+        if (rc) return rc;
+    }
     if (!(all & (F_FRESH | F_STALE_USED))) {
         if (g_window_erased) {
             rc = zg__san_report(g_mode, ZG_SAN_ERASED, step,
@@ -372,41 +378,48 @@ static int step_reports(zg_tensor *const *params, int n, int all, int allowed) {
                                 &g_erased, g_erase_call,
                                 "move zg_optim_zero_grad before the backward (it runs between backward and step)");
         } else {
-            l = (zg__san_names){0};
+            zg__san_names l = {0};
             all_names(&l, params, n);
-            rc = zg__san_report(g_mode, ZG_SAN_NO_GRAD, step, "step with no fresh gradient", &l, call,
+            rc = zg__san_report(g_mode, ZG_SAN_NO_GRAD, step, "step with no fresh gradient", &l, "zg_optim_step",
                                 "call zg_backward on the loss before zg_optim_step");
         }
-        if (rc) return rc;
     } else if (g_window_erased && g_prev_window_erased) {
         rc = zg__san_report(g_mode, ZG_SAN_ERASED, step,
                             "zero_grad erased gradients no step used, window after window (accumulation lost)",
                             &g_erased, g_erase_call,
                             "zero_grad only after each window's step (accumulating N backwards: when i % N == 0)");
+    }
+    if (rc) return rc;
+    if (all & F_SCALED) {
+        rc = report_flag(ZG_SAN_SCALED_STEP, F_SCALED, "zg_optim_step on gradients still multiplied by the loss scale",
+                         "step through zg_grad_scaler_step(scaler, opt), which unscales and skips inf steps", params,
+                         n, allowed);
         if (rc) return rc;
     }
-    if (all & F_SCALED)
-        REPORT(ZG_SAN_SCALED_STEP, F_SCALED, "zg_optim_step on gradients still multiplied by the loss scale",
-               "step through zg_grad_scaler_step(scaler, opt), which unscales and skips inf steps");
-    if (all & F_FROZEN)
-        REPORT(ZG_SAN_FROZEN_STEP, F_FROZEN, "the step moves parameters whose requires_grad is false",
-               "set their grad to None when freezing them (zg_tensor_set_grad(p, NULL)), or leave the optimizer");
+    if (all & F_FROZEN) {
+        rc = report_flag(ZG_SAN_FROZEN_STEP, F_FROZEN, "the step moves parameters whose requires_grad is false",
+                         "set their grad to None when freezing them (zg_tensor_set_grad(p, NULL)), or leave the "
+                         "optimizer",
+                         params, n, allowed);
+        if (rc) return rc;
+    }
     if (all & F_OVER) {
         char what[160];
         snprintf(what, sizeof what, "the step uses more backward passes than the %d declared", allowed);
-        REPORT(ZG_SAN_WINDOW, F_OVER, what, "zero_grad after each window's step, or declare the window you use");
+        rc = report_flag(ZG_SAN_WINDOW, F_OVER, what, "zero_grad after each window's step, or declare the window you use",
+                         params, n, allowed);
+        if (rc) return rc;
     }
-#undef REPORT
-    return check_unstepped(step, call);
+    return check_unstepped(step, "zg_optim_step");
 }
 
 /* The step used (or refused) the optimizer's grads: the window closes. */
-static void consume(zg_tensor *const *params, int n, const zg__san_entry *oe) {
+static void consume(zg_tensor *const *params, int n, int number) {
     for (int i = 0; i < n; i++) {
         const zg_tensor *p = params[i];
         zg__san_entry *e = track(p);
         if (!e) continue;
-        learn_holder(e, oe);
+        learn_holder(e, number);
         if (!p->grad_defined) continue;
         mark_used(e->first_pass);
         mark_used(e->last_pass);
@@ -427,28 +440,30 @@ static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
         if (g_mode == ZG_SANITIZE_ERROR) return zg__fail(ZG_ERR_STATE, "%s", g_pending);
     }
     zg__san_entry *oe = optim_record(opt);
+    int number = oe ? oe->number : 0;
     int allowed = oe && oe->accum > 1 ? oe->accum : 0;
     if (g_expect > allowed) allowed = g_expect;
     int all = 0;
     for (int i = 0; i < n; i++) {
         zg__san_entry *e = track(params[i]);
-        if (e) learn_holder(e, oe);
+        if (e) learn_holder(e, number);
         all |= findings(params[i], e, allowed);
     }
-    trace("step", oe ? oe->number : 0);
+    trace("step", number);
     int rc = step_reports(params, n, all, allowed);
-    oe = zg__san_find(opt); /* a report function may have made records (the map may move) */
+    oe = zg__san_find(opt); /* tracking the parameters may have moved the records */
     if (oe && !rc) oe->steps++;
-    consume(params, n, oe);
+    consume(params, n, number);
     return rc;
 }
 
 static void on_scaler_skip(const zg_optim *opt, zg_tensor *const *params, int n) {
     if (!on()) return;
     zg__san_entry *oe = optim_record(opt);
+    int number = oe ? oe->number : 0;
     if (oe) oe->steps++;
-    trace("skip", oe ? oe->number : 0);
-    consume(params, n, oe);
+    trace("skip", number);
+    consume(params, n, number);
 }
 
 static void on_optim_params(const zg_optim *opt, zg_tensor *const *params, int n) {
@@ -517,7 +532,7 @@ static void on_scale(const zg_tensor *scaled_loss, float scale) {
 static void report_deferred(zg_sanitize_kind kind, const char *what, const zg__san_names *l, const char *call,
                             const char *fix) {
     if (zg__san_report(g_mode, kind, g_steps + 1, what, l, call, fix) && !g_has_pending) {
-        snprintf(g_pending, sizeof g_pending, "%s", zg__san_last());
+        snprintf(g_pending, sizeof g_pending, "%s", zg_sanitize_last_report());
         g_has_pending = true;
     }
 }
@@ -655,16 +670,6 @@ static const zg__grad_events listener = {
 
 /* ---- public API --------------------------------------------------------- */
 
-void zg_sanitize_set_report_fn(zg_sanitize_report_fn fn, void *user) { zg__san_set_report_fn(fn, user); }
-
-const char *zg_sanitize_kind_name(zg_sanitize_kind kind) {
-    static const char *const names[ZG_SAN_KIND_COUNT] = {
-        "stale",       "erased",      "no-grad",  "unstepped",   "scaled-clip",   "sched-order",  "scaled-read",
-        "scaled-step", "unscaled",    "frozen-step", "consumed-clip", "sched-repeat", "window",
-    };
-    return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? names[kind] : "unknown";
-}
-
 void zg_sanitize_set_mode(zg_sanitize_mode mode) {
     ensure_mode();
     if (g_mode == ZG_SANITIZE_TRACE) zg__san_trace_flush();
@@ -675,19 +680,12 @@ void zg_sanitize_set_mode(zg_sanitize_mode mode) {
 
 zg_sanitize_mode zg_sanitize_get_mode(void) { return (zg_sanitize_mode)ensure_mode(); }
 
-int64_t zg_sanitize_report_count(void) { return zg__san_total(); }
-
-int64_t zg_sanitize_kind_count(zg_sanitize_kind kind) {
-    return kind >= 0 && kind < ZG_SAN_KIND_COUNT ? zg__san_kind_total(kind) : 0;
-}
-
-const char *zg_sanitize_last_report(void) { return zg__san_last(); }
-
 /* Declared windows belong to live optimizers (a zg_accum declares its
- * own), so a reset keeps them. */
+ * own), so a reset keeps them, numbered afresh. */
 static bool keep_declared(zg__san_entry *e) {
     if (e->type != SAN_OPTIM || e->accum <= 1) return false;
-    *e = (zg__san_entry){.key = e->key, .type = SAN_OPTIM, .accum = e->accum, .number = e->number};
+    *e = (zg__san_entry){.key = e->key, .type = SAN_OPTIM, .accum = e->accum, .number = ++g_optims_seen};
+    g_optims_live++;
     return true;
 }
 
@@ -695,6 +693,7 @@ void zg_sanitize_reset(void) {
     ensure_mode();
     if (g_mode == ZG_SANITIZE_TRACE) zg__san_trace_flush();
     zg__san_trace_reset();
+    g_optims_live = g_optims_seen = 0;
     zg__san_clear(keep_declared);
     free(g_watched);
     g_watched = NULL;
@@ -714,7 +713,6 @@ void zg_sanitize_reset(void) {
     memset(g_used_ring, 0, sizeof g_used_ring);
     g_pass = g_read_pass = 0;
     g_steps = 0;
-    g_optims_live = g_optims_seen = 0;
     relisten();
 }
 

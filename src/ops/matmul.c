@@ -110,7 +110,7 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
             return NULL;
 
     zg__node *n = ZG_RECORD(matmul_args, zg__autocast_node_name("matmul", t), matmul_backward, out,
-                           (zg_tensor *[]){a, b}, 2);
+                            (zg_tensor *[]){a, b}, 2);
     if (n) {
         zg__save(n, a);
         zg__save(n, b);
@@ -226,7 +226,7 @@ zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
     if (gemm(t, false, true, N, out, in, zg__f32(x), zg__f32(w), b ? zg__f32(b) : NULL, zg__f32(y))) return NULL;
 
     zg__node *n = ZG_RECORD(linear_args, zg__autocast_node_name("linear", t), linear_backward, y,
-                           (zg_tensor *[]){x, w, b}, 3);
+                            (zg_tensor *[]){x, w, b}, 3);
     if (n) {
         zg__save(n, x);
         zg__save(n, w);

@@ -94,7 +94,7 @@ static zg_tensor *softmax_op(const char *fn, zg_tensor *a, int dim, bool log_out
     dim_split s = split_at(a, d);
     zg__softmax_kernel(zg__f32(a), zg__f32(y), s.outer, s.size, s.inner, log_out);
     zg__node *n = ZG_RECORD(softmax_args, log_out ? "log_softmax" : "softmax",
-                           log_out ? log_softmax_backward : softmax_backward, y, &a, 1);
+                            log_out ? log_softmax_backward : softmax_backward, y, &a, 1);
     if (n) {
         zg__save(n, y);
         ZG_NODE_ARGS(n, softmax_args)->dim = d;

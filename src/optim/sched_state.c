@@ -21,7 +21,7 @@ static void dump(zg__strbuf *b, const zg_sched *s, bool top) {
     zg__sb_printf(b, "{");
     if (top) zg__sb_printf(b, "\"format\":\"%s\",", SCHED_FORMAT);
     zg__sb_printf(b, "\"kind\":\"%s\",\"groups\":%d,\"last_epoch\":%lld", zg__sched_kind_names[s->kind], s->n_groups,
-              (long long)s->last_epoch);
+                  (long long)s->last_epoch);
     if (s->kind != K_SEQUENTIAL) {
         zg__sb_printf(b, ",\"step_count\":%lld", (long long)s->step_count);
         sb_array(b, "base_lrs", s->base_lrs, s->n_groups, sizeof(double));
@@ -36,15 +36,15 @@ static void dump(zg__strbuf *b, const zg_sched *s, bool top) {
         break;
     case K_LINEAR:
         zg__sb_printf(b, ",\"start_factor\":%.17g,\"end_factor\":%.17g,\"total_iters\":%lld", s->start_factor,
-                  s->end_factor, (long long)s->total_iters);
+                      s->end_factor, (long long)s->total_iters);
         break;
     case K_ONECYCLE: {
         zg__sb_printf(b,
-                  ",\"total_steps\":%lld,\"pct_start\":%.17g,\"anneal_strategy\":\"%s\",\"div_factor\":%.17g,"
-                  "\"final_div_factor\":%.17g,\"three_phase\":%s,\"cycle_momentum\":%s,\"use_beta1\":%s",
-                  (long long)s->total_steps, s->pct_start, s->anneal_linear ? "linear" : "cos", s->div_factor,
-                  s->final_div_factor, s->three_phase ? "true" : "false", s->cycle_momentum ? "true" : "false",
-                  s->use_beta1 ? "true" : "false");
+                      ",\"total_steps\":%lld,\"pct_start\":%.17g,\"anneal_strategy\":\"%s\",\"div_factor\":%.17g,"
+                      "\"final_div_factor\":%.17g,\"three_phase\":%s,\"cycle_momentum\":%s,\"use_beta1\":%s",
+                      (long long)s->total_steps, s->pct_start, s->anneal_linear ? "linear" : "cos", s->div_factor,
+                      s->final_div_factor, s->three_phase ? "true" : "false", s->cycle_momentum ? "true" : "false",
+                      s->use_beta1 ? "true" : "false");
         const zg__sched_extra *e = s->rec ? s->rec->g : s->loaded_extra;
         sb_array(b, "initial_lr", &e->initial_lr, s->n_groups, sizeof *e);
         sb_array(b, "max_lr", &e->max_lr, s->n_groups, sizeof *e);

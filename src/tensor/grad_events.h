@@ -1,9 +1,8 @@
 /* Gradient-lifecycle events: where .grad is created, added to, read,
  * cleared, consumed by a step, scaled and unscaled. The layers that do
  * these things (tensor, autograd, nn, optim, train) emit an event with one
- * call each; a
- * listener above them (the sanitizer, src/check) installs a table of
- * callbacks and receives them. The emitters therefore depend only on this
+ * call each; a listener above them (the sanitizer, src/check) installs a
+ * table of callbacks and receives them. The emitters therefore depend only on this
  * header, never on the listener.
  *
  * With no listener (the default) each event costs one branch. Events
@@ -21,9 +20,10 @@ typedef struct zg__grad_events {
     void (*backward)(const zg_tensor *root);
     /* A backward is about to accumulate into t's grad (leaves count). */
     void (*accumulate)(const zg_tensor *t);
-    /* zg_tensor_zero_grad is about to clear t's (defined) grad. */
+    /* t's (defined) grad is about to be cleared: zg_tensor_zero_grad, or
+     * zg_tensor_set_grad(t, NULL). */
     void (*zero)(const zg_tensor *t);
-    /* zg_tensor_set_grad replaced or cleared t's grad. */
+    /* zg_tensor_set_grad gave t a grad by hand. */
     void (*set_grad)(const zg_tensor *t);
     /* An optimizer's or module's zero_grad starts (opt NULL for a module)
      * and ends: the listener can gather the erased grads into one report. */
