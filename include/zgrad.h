@@ -945,10 +945,13 @@ ZG_API double zg_accum_last_norm(const zg_accum *a);
  * <fix>". The rule follows the gradients, not a count of backward passes:
  * any number of backward passes may feed one step (accumulation by hand,
  * several losses, a GAN); a bug is a step that uses gradients a step
- * already used (stale), or gradients erased before any step used them.
- * Gradients read by the user (zg_tensor_grad), clipped, non-finite or
- * dropped by zg_accum_discard may be erased freely (adversarial examples,
- * sharpness-aware minimisation, skipping a NaN batch).
+ * already used (stale), or gradients erased before any step used them,
+ * judged at the optimizer's step: when it then finds none, or when three
+ * of its windows in a row erased some (one or two are skipped batches).
+ * Gradients read by the user (zg_tensor_grad, a hook), clipped,
+ * non-finite or dropped by zg_accum_discard may be erased freely
+ * (adversarial examples, Grad-CAM, sharpness-aware minimisation, skipping
+ * a NaN batch).
  * Off: no checks. Warn: each report goes to stderr (or the report
  * function) and the call proceeds. Error: the same, and the triggering call
  * fails with ZG_ERR_STATE and the report in zg_last_error() (for calls that

@@ -679,7 +679,7 @@ static int erased_zero_outside_if(void) {
     int rc = 0;
     const int n = 3;
     TRY(setup(&k, ZG_ADAM));
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 4 * n; i++) {
         TRY(backward(over(loss_at(&k, i), n)));
         if ((i + 1) % n == 0) TRY(zg_optim_step(k.o[0]));
         zg_optim_zero_grad(k.o[0], true);
@@ -696,7 +696,7 @@ static int erased_swapped_conditions(void) {
     int rc = 0;
     const int n = 2;
     TRY(setup(&k, ZG_SGD));
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 4 * n; i++) {
         TRY(backward(over(loss_at(&k, i), n)));
         if (i % n == 0) TRY(zg_optim_step(k.o[0]));
         if ((i + 1) % n == 0) zg_optim_zero_grad(k.o[0], true);
@@ -842,6 +842,23 @@ out:
     return rc;
 }
 
+/* clip_grad_norm_, then zero_grad() by mistake, then step(): the clipped grads are gone before the step. */
+static int erased_zero_after_clip(void) {
+    kit k = {0};
+    int rc = 0;
+    TRY(setup(&k, ZG_SGD));
+    for (int i = 0; i < 3; i++) {
+        TRY(backward(loss_at(&k, i)));
+        TRY(zg_optim_clip_grad_norm(k.o[0], 1.0, 2.0, false, NULL));
+        zg_optim_zero_grad(k.o[0], true);
+        TRY(zg_optim_step(k.o[0]));
+        zg_arena_reset();
+    }
+out:
+    kit_free(&k);
+    return rc;
+}
+
 /* ---- no-grad: a step with no backward since the last step / zero --------- */
 
 /* loss computed (and logged) but loss.backward() forgotten: every step is a no-op. */
@@ -871,23 +888,6 @@ static int no_grad_step_before_backward(void) {
         zg_optim_zero_grad(k.o[0], true);
         TRY(zg_optim_step(k.o[0]));
         TRY(backward(loss_at(&k, i)));
-        zg_arena_reset();
-    }
-out:
-    kit_free(&k);
-    return rc;
-}
-
-/* clip_grad_norm_, then zero_grad() by mistake, then step(): the clipped grads are gone before the step. */
-static int no_grad_zero_after_clip(void) {
-    kit k = {0};
-    int rc = 0;
-    TRY(setup(&k, ZG_SGD));
-    for (int i = 0; i < 3; i++) {
-        TRY(backward(loss_at(&k, i)));
-        TRY(zg_optim_clip_grad_norm(k.o[0], 1.0, 2.0, false, NULL));
-        zg_optim_zero_grad(k.o[0], true);
-        TRY(zg_optim_step(k.o[0]));
         zg_arena_reset();
     }
 out:
@@ -2715,6 +2715,95 @@ out:
     return rc;
 }
 
+/* feats = relu(features(x)); head(feats): the Grad-CAM pair of modules, one
+ * optimizer over both (m[0] features, m[1] head). */
+static int cam_setup(kit *k) {
+    RNEED(k->m[0] = zg_nn_linear(4, 3, true));
+    RNEED(k->m[1] = zg_nn_linear(3, 2, true));
+    RNEED(k->o[0] = optim_of2(ZG_SGD, k->m[0], k->m[1]));
+    return data(k);
+}
+
+static zg_tensor *cam_feats(kit *k, int i) { return zg_relu(zg_module_forward(k->m[0], batch(k, i))); }
+
+/* Grad-CAM logged before each step: feats.retain_grad(); score.backward();
+ * cam from feats.grad; zero_grad(); then the training loss. The score's
+ * backward adds onto the grads the last step used; zero_grad drops them. */
+static int ok_gradcam_retain_grad_each_step(void) {
+    kit k = {0};
+    int rc = 0;
+    double cam = 0;
+    TRY(cam_setup(&k));
+    for (int i = 0; i < 4; i++) {
+        zg_tensor *feats = cam_feats(&k, i);
+        TRY(zg_tensor_retain_grad(feats));
+        TRY(backward(zg_sum(zg_module_forward(k.m[1], feats))));
+        const zg_tensor *g = zg_tensor_grad(feats);
+        for (int64_t j = 0; g && j < zg_tensor_numel(g); j++) cam += zg_tensor_get(g, j);
+        zg_optim_zero_grad(k.o[0], true);
+        TRY(backward(mse_of(zg_module_forward(k.m[1], cam_feats(&k, i)), k.t[1])));
+        TRY(zg_optim_step(k.o[0]));
+        zg_arena_reset();
+    }
+    (void)cam;
+out:
+    kit_free(&k);
+    return rc;
+}
+
+/* feats.register_hook(lambda g: saved.append(g)) */
+static zg_tensor *keep_grad_hook(zg_tensor *grad, void *user) {
+    double *cam = user;
+    for (int64_t j = 0; j < zg_tensor_numel(grad); j++) *cam += zg_tensor_get(grad, j);
+    return NULL;
+}
+
+/* The same Grad-CAM with a hook on the features instead of retain_grad. */
+static int ok_gradcam_hook_each_step(void) {
+    kit k = {0};
+    int rc = 0;
+    double cam = 0;
+    TRY(cam_setup(&k));
+    for (int i = 0; i < 4; i++) {
+        zg_tensor *feats = cam_feats(&k, i);
+        TRY(zg_tensor_register_hook(feats, keep_grad_hook, &cam));
+        TRY(backward(zg_sum(zg_module_forward(k.m[1], feats))));
+        zg_optim_zero_grad(k.o[0], true);
+        TRY(backward(mse_of(zg_module_forward(k.m[1], cam_feats(&k, i)), k.t[1])));
+        TRY(zg_optim_step(k.o[0]));
+        zg_arena_reset();
+    }
+    (void)cam;
+out:
+    kit_free(&k);
+    return rc;
+}
+
+/* Loss spikes (finite) skipped after backward with zero_grad(); continue,
+ * two in consecutive windows, as spikes cluster. */
+static int ok_skip_loss_spikes_in_a_row(void) {
+    kit k = {0};
+    int rc = 0;
+    TRY(setup(&k, ZG_SGD));
+    for (int i = 0; i < 8; i++) {
+        bool spike = i == 2 || i == 4;
+        zg_tensor *x = spike ? zg_mul_scalar(k.t[0], 100.0f) : batch(&k, i);
+        zg_tensor *loss = mse_of(zg_module_forward(k.m[0], x), k.t[1]);
+        TRY(backward(loss));
+        if (spike) { /* loss.item() > threshold */
+            zg_optim_zero_grad(k.o[0], true);
+            zg_arena_reset();
+            continue;
+        }
+        TRY(zg_optim_step(k.o[0]));
+        zg_optim_zero_grad(k.o[0], true);
+        zg_arena_reset();
+    }
+out:
+    kit_free(&k);
+    return rc;
+}
+
 /* SAM: the first pass's grads are read for e(w) and dropped; the second pass at w + e(w) steps. */
 static int ok_sam_two_passes(void) {
     kit k = {0};
@@ -2819,6 +2908,26 @@ static int ok_nan_skip_by_grad_norm(void) {
         TRY(backward(mse_of(zg_module_forward(k.m[0], x), k.t[1])));
         TRY(zg_optim_clip_grad_norm(k.o[0], 1.0, 2.0, false, &norm));
         if (isfinite(norm)) TRY(zg_optim_step(k.o[0]));
+        zg_arena_reset();
+    }
+out:
+    kit_free(&k);
+    return rc;
+}
+
+/* `if not isfinite(loss): optimizer.zero_grad()` and then step() unconditionally: grads set to None, the step moves
+ * nothing for that batch. */
+static int ok_nan_zero_then_step_anyway(void) {
+    kit k = {0};
+    int rc = 0;
+    TRY(setup(&k, ZG_ADAM));
+    for (int i = 0; i < 5; i++) {
+        zg_optim_zero_grad(k.o[0], true);
+        zg_tensor *x = i == 2 ? zg_mul_scalar(k.t[0], NAN) : batch(&k, i);
+        zg_tensor *loss = mse_of(zg_module_forward(k.m[0], x), k.t[1]);
+        TRY(backward(loss));
+        if (!isfinite(zg_tensor_item(loss))) zg_optim_zero_grad(k.o[0], true);
+        TRY(zg_optim_step(k.o[0]));
         zg_arena_reset();
     }
 out:
@@ -3101,11 +3210,11 @@ static const loop_entry catalogue[] = {
     LOOP(erased_amp_zero_after_backward, ZG_SAN_ERASED, "AMP: scaled backward; zero_grad(False); scaler.step()"),
     LOOP(erased_param_grad_none_loop, ZG_SAN_ERASED, "`for p in params: p.grad = None` after backward"),
     LOOP(erased_accum_with_zero_each_micro, ZG_SAN_ERASED, "zg_accum with optimizer.zero_grad() per batch"),
+    LOOP(erased_zero_after_clip, ZG_SAN_ERASED, "backward(); clip_grad_norm_(); zero_grad(); step()"),
     LOOP(erased_autoencoder_zero_all_before_dec_step, ZG_SAN_ERASED, "enc_opt.step(); zero_grad(); dec_opt.step()"),
     /* no-grad */
     LOOP(no_grad_forgot_backward, ZG_SAN_NO_GRAD, "loss logged, loss.backward() forgotten"),
     LOOP(no_grad_step_before_backward, ZG_SAN_NO_GRAD, "zero_grad(); step(); backward()"),
-    LOOP(no_grad_zero_after_clip, ZG_SAN_NO_GRAD, "backward(); clip_grad_norm_(); zero_grad(); step()"),
     LOOP(no_grad_step_in_validation, ZG_SAN_NO_GRAD, "validation loop copied with optimizer.step()"),
     LOOP(no_grad_unconditional_flush, ZG_SAN_NO_GRAD, "accumulation + unconditional final step()"),
     LOOP(no_grad_gan_err_g_not_backwarded, ZG_SAN_NO_GRAD, "DCGAN: errG.backward() forgotten"),
@@ -3203,11 +3312,15 @@ static const loop_entry catalogue[] = {
     LOOP(ok_fgsm_backward_inputs, CORRECT, "FGSM with loss.backward(inputs=[x])"),
     LOOP(ok_fgsm_clean_plus_adversarial, CORRECT, "clean + adversarial losses feeding one step"),
     LOOP(ok_saliency_logging, CORRECT, "saliency maps (x.grad) logged every other step"),
+    LOOP(ok_gradcam_retain_grad_each_step, CORRECT, "Grad-CAM (feats.retain_grad) backward, zero_grad, train"),
+    LOOP(ok_gradcam_hook_each_step, CORRECT, "Grad-CAM (hook on feats) backward, zero_grad, train"),
     LOOP(ok_sam_two_passes, CORRECT, "SAM: two forward/backward passes per step"),
     LOOP(ok_sam_norm_from_clip, CORRECT, "SAM with the norm from clip_grad_norm_"),
     LOOP(ok_nan_skip_before_backward, CORRECT, "`if not isfinite(loss): continue` before backward"),
     LOOP(ok_nan_skip_by_grad_norm, CORRECT, "non-finite grad norm (clip_grad_norm_) skips the step"),
     LOOP(ok_nan_skip_after_backward, CORRECT, "non-finite loss after backward: zero_grad(); continue"),
+    LOOP(ok_nan_zero_then_step_anyway, CORRECT, "non-finite loss: zero_grad(), then step() anyway"),
+    LOOP(ok_skip_loss_spikes_in_a_row, CORRECT, "loss spikes after backward: zero_grad(); continue, twice"),
     LOOP(ok_hook_log_norms, CORRECT, "post-accumulate hooks logging grad norms"),
     LOOP(ok_hook_scale_grads, CORRECT, "p.register_hook(lambda g: g * 0.5)"),
     LOOP(ok_gradient_reversal, CORRECT, "DANN gradient reversal hook"),

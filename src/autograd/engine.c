@@ -102,6 +102,7 @@ static int accumulate(zg_tensor *t, const zg_tensor *g) {
 }
 
 static int run_hooks(const char *fn, zg_tensor *t, zg_tensor **g) {
+    if (t->hooks) zg__emit_hook_ran(); /* event: the user sees this pass's grads */
     for (zg__hook *h = t->hooks; h; h = h->next) {
         zg_tensor *r = h->fn(*g, h->user);
         if (r == ZG_HOOK_FAIL) {
@@ -266,6 +267,7 @@ static int deliver(const pass_args *a, zg_tensor *t, zg_tensor *g) {
     zg__emit_accumulate(t); /* event: the leaf gets fresh grads */
     if (accumulate(t, g)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     if (n) return ZG_OK;
+    if (t->post_hooks) zg__emit_hook_ran(); /* event: the user sees this pass's grads */
     for (zg__hook *h = t->post_hooks; h; h = h->next) {
         int rc = h->post_fn(t, h->user);
         if (rc < 0) {

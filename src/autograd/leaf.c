@@ -29,7 +29,7 @@ zg_tensor *zg_tensor_grad(const zg_tensor *t) {
 
 void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none) {
     if (!t || !t->grad_defined) return;
-    zg__emit_zero(t); /* event: grads cleared (fresh ones erased?) */
+    zg__emit_zero(t, "zg_tensor_zero_grad"); /* event: grads cleared (fresh ones erased?) */
     if (set_to_none) {
         t->grad_defined = false; /* the buffer stays as a cache */
         return;
@@ -41,7 +41,7 @@ void zg_tensor_zero_grad(zg_tensor *t, bool set_to_none) {
 int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
     if (!t) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_grad: tensor is NULL");
     if (!g) {
-        if (t->grad_defined) zg__emit_zero(t); /* event: grads cleared, as set_to_none does */
+        if (t->grad_defined) zg__emit_zero(t, "zg_tensor_set_grad"); /* event: cleared, as set_to_none does */
         t->grad_defined = false;
         return ZG_OK;
     }

@@ -23,6 +23,12 @@ typedef struct {
     bool scaled;        /* a scaled loss's backward fed them; unscale_ has not run */
     bool unscaled_pass; /* a backward of an unscaled loss fed them */
     bool handset;       /* set by zg_tensor_set_grad, not by a backward */
+    /* Since the last step that used it: a zero_grad erased fresh grads no
+     * step used (erased), or fresh grads it may clear (zeroed_fresh: read,
+     * clipped, non-finite, a by-product of a used pass; zeroed_nonfinite:
+     * non-finite ones, a skipped batch); the first such call. */
+    bool erased, zeroed_fresh, zeroed_nonfinite;
+    const char *erase_call;
     bool is_param;      /* a module registered it as a parameter */
     bool orphan_listed; /* in the list of parameters held by no optimizer */
     float scale;        /* the loss scale behind `scaled` */
@@ -32,6 +38,7 @@ typedef struct {
     /* An optimizer: its number (in order of first sight), steps taken or
      * skipped by the scaler, and the declared accumulation window. */
     int number, accum;
+    int erase_streak; /* its latest windows in a row that erased grads */
     int64_t steps;
     /* A scheduler: the optimizer's step count at its last step. */
     int64_t at_steps;

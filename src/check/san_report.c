@@ -105,6 +105,12 @@ static int first(char c) {
     return -1;
 }
 
+static int last_of(char c) {
+    for (int i = n_order - 1; i >= 0; i--)
+        if (order[i] == c) return i;
+    return -1;
+}
+
 /* The zero_grad guides' names for where zero_grad sits. A line ends at its
  * step, so zero_grad right after a step (pattern C) opens the next line
  * just as zero_grad before the forward (pattern B) does: the two are the
@@ -112,6 +118,8 @@ static int first(char c) {
 static const char *pattern(char *buf, size_t n) {
     int f = count('f'), b = count('b'), z = first('z'), fi = first('f'), bi = first('b');
     if (b == 0) return "no backward";
+    if (b > 1 && last_of('z') > bi && last_of('z') < last_of('b'))
+        return "zero_grad between backwards: the step sees only the backwards after it";
     if (b > 1) {
         if (f == b) snprintf(buf, n, "accumulation every %d", b);
         else snprintf(buf, n, "%d losses, one step", b);

@@ -10,9 +10,12 @@
  *   them (a generator's backward leaking into the discriminator's step);
  * - erased: zero_grad clears grads that no step used and nobody read,
  *   clipped or discarded, that are finite and come from a pass no step
- *   used. Reported at the step: when it then finds no fresh grads, or when
- *   the previous window erased too (zero_grad inside an accumulation
- *   window). One erasure alone is a discarded batch.
+ *   used. Judged per optimizer at its step: reported when the step then
+ *   finds no fresh grads, or when ERASE_STREAK of its windows in a row
+ *   erased (zero_grad inside an accumulation window, between two losses,
+ *   between a GAN's real and fake batches). An erasure now and then is a
+ *   discarded batch (a loss spike, an out-of-memory batch), and those come
+ *   in clusters: two in a row are not enough.
  * Any number of passes may feed one step unless a window is declared. */
 #include "check_internal.h"
 
@@ -45,12 +48,8 @@ static struct {
 static bool g_pass_scaled;
 static float g_pass_scale;
 
-/* Erasures of the current window (since the last step) and whether the
- * previous window had one. */
-static zg__san_names g_erased;
-static const char *g_erase_call, *g_zero_call;
-static bool g_window_erased, g_prev_window_erased;
-static bool g_erased_named; /* a zero_grad call of this window named its erasures: later ones repeat them */
+static const char *g_zero_call; /* the zero_grad call running, for the reports */
+#define ERASE_STREAK 3
 
 static char g_pending[1280]; /* a report from a call returning nothing: the next step fails (error mode) */
 static bool g_has_pending;
@@ -119,6 +118,7 @@ static zg__san_entry *optim_record(const zg_optim *opt) {
     return e;
 }
 
+/* Clears the record of t's grads; the erasure marks stay until a step. */
 static void reset_grads(zg__san_entry *e) {
     e->passes = 0;
     e->first_pass = e->last_pass = 0;
@@ -232,18 +232,19 @@ static void on_accumulate(const zg_tensor *t) {
  * by a pass a step used (a by-product of another model's loss), or
  * non-finite (a skipped NaN batch). */
 static bool erasable(const zg_tensor *t, const zg__san_entry *e) {
-    return e->passes == 0 || e->consumed || e->leftover || e->handset || e->last_pass <= g_read_pass ||
+    return e->passes == 0 || e->consumed || e->handset || e->last_pass <= g_read_pass ||
            was_used(e->last_pass) || !grad_all_finite(t);
 }
 
-static void on_zero(const zg_tensor *t) {
+static void on_zero(const zg_tensor *t, const char *call) {
     if (!on()) return;
     zg__san_entry *e = zg__san_find(t);
     if (!e) return;
-    if (!erasable(t, e)) {
-        if (!g_window_erased) g_erase_call = g_zero_call ? g_zero_call : "zg_tensor_zero_grad";
-        g_window_erased = true;
-        if (!g_erased_named) zg__san_names_add(&g_erased, t, g_optims_live);
+    if (e->passes > 0 && !e->consumed) {
+        if (!erasable(t, e)) e->erased = true;
+        else e->zeroed_fresh = true;
+        if (!grad_all_finite(t)) e->zeroed_nonfinite = true;
+        if (!e->erase_call) e->erase_call = g_zero_call ? g_zero_call : call;
     }
     reset_grads(e);
 }
@@ -269,10 +270,7 @@ static void on_zero_begin(const char *call, const zg_optim *opt, zg_tensor *cons
     trace("zero_grad", number);
 }
 
-static void on_zero_end(void) {
-    g_zero_call = NULL;
-    if (g_window_erased) g_erased_named = true;
-}
+static void on_zero_end(void) { g_zero_call = NULL; }
 
 static void on_discard(zg_tensor *const *params, int n) {
     if (!on()) return;
@@ -353,8 +351,34 @@ static int report_flag(zg_sanitize_kind kind, int flag, const char *what, const 
     return zg__san_report(g_mode, kind, g_steps + 1, what, &l, "zg_optim_step", fix);
 }
 
-/* Each report of the step; in error mode the first one fails it. */
-static int step_reports(zg_tensor *const *params, int n, int all, int allowed) {
+/* The parameters whose grads a zero_grad erased since their last step (and,
+ * with `excused`, those erased freely), and the first erasing call; their
+ * number. */
+static int erased_names(zg_tensor *const *params, int n, bool excused, zg__san_names *l, const char **call) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const zg__san_entry *e = zg__san_find(params[i]);
+        if (!e || !(e->erased || (excused && e->zeroed_fresh))) continue;
+        zg__san_names_add(l, params[i], g_optims_live);
+        if (!*call) *call = e->erase_call;
+        k++;
+    }
+    return k;
+}
+
+/* Whether a zero_grad since the last step cleared non-finite grads of
+ * these parameters. */
+static bool nonfinite_skipped(zg_tensor *const *params, int n) {
+    for (int i = 0; i < n; i++) {
+        const zg__san_entry *e = zg__san_find(params[i]);
+        if (e && e->zeroed_nonfinite) return true;
+    }
+    return false;
+}
+
+/* Each report of the step; in error mode the first one fails it.
+ * streak: the optimizer's windows in a row before this one that erased. */
+static int step_reports(zg_tensor *const *params, int n, int all, int allowed, int streak) {
     int64_t step = g_steps + 1;
     int rc = 0;
     if (all & F_STALE_USED) {
@@ -371,23 +395,31 @@ static int step_reports(zg_tensor *const *params, int n, int all, int allowed) {
                          params, n, allowed);
         if (rc) return rc;
     }
-    if (!(all & (F_FRESH | F_STALE_USED))) {
-        if (g_window_erased) {
+    zg__san_names erased = {0};
+    const char *erase_call = NULL;
+    if (!(all & (F_FRESH | F_STALE_USED)) && nonfinite_skipped(params, n)) {
+        /* `if not isfinite(loss): zero_grad()` then step() anyway: a step
+         * over grads set to None moves nothing, the batch is skipped. */
+    } else if (!(all & (F_FRESH | F_STALE_USED))) {
+        /* Nothing fresh: grads a zero_grad cleared in this window, even
+         * excused ones (a by-product of another step's pass), were this
+         * step's. */
+        if (erased_names(params, n, true, &erased, &erase_call)) {
             rc = zg__san_report(g_mode, ZG_SAN_ERASED, step,
-                                "zero_grad erased the gradients of the backward before this step used them",
-                                &g_erased, g_erase_call,
+                                "zero_grad erased the gradients of the backward before this step used them", &erased,
+                                erase_call,
                                 "move zg_optim_zero_grad before the backward (it runs between backward and step)");
         } else {
-            zg__san_names l = {0};
-            all_names(&l, params, n);
-            rc = zg__san_report(g_mode, ZG_SAN_NO_GRAD, step, "step with no fresh gradient", &l, "zg_optim_step",
+            all_names(&erased, params, n);
+            rc = zg__san_report(g_mode, ZG_SAN_NO_GRAD, step, "step with no fresh gradient", &erased, "zg_optim_step",
                                 "call zg_backward on the loss before zg_optim_step");
         }
-    } else if (g_window_erased && g_prev_window_erased) {
+    } else if (streak + 1 >= ERASE_STREAK && erased_names(params, n, false, &erased, &erase_call)) {
         rc = zg__san_report(g_mode, ZG_SAN_ERASED, step,
-                            "zero_grad erased gradients no step used, window after window (accumulation lost)",
-                            &g_erased, g_erase_call,
-                            "zero_grad only after each window's step (accumulating N backwards: when i % N == 0)");
+                            "zero_grad erased gradients no step used, window after window (a backward lost)",
+                            &erased, erase_call,
+                            "zero_grad once per step, before the first backward the step uses (accumulating N "
+                            "backwards: only when i % N == 0)");
     }
     if (rc) return rc;
     if (all & F_SCALED) {
@@ -413,13 +445,17 @@ static int step_reports(zg_tensor *const *params, int n, int all, int allowed) {
     return check_unstepped(step, "zg_optim_step");
 }
 
-/* The step used (or refused) the optimizer's grads: the window closes. */
-static void consume(zg_tensor *const *params, int n, int number) {
+/* The step used (or refused) the optimizer's grads: its window closes. */
+static void consume(const zg_optim *opt, zg_tensor *const *params, int n, int number) {
+    bool erased = false;
     for (int i = 0; i < n; i++) {
         const zg_tensor *p = params[i];
         zg__san_entry *e = track(p);
         if (!e) continue;
         learn_holder(e, number);
+        erased |= e->erased;
+        e->erased = e->zeroed_fresh = e->zeroed_nonfinite = false;
+        e->erase_call = NULL;
         if (!p->grad_defined) continue;
         mark_used(e->first_pass);
         mark_used(e->last_pass);
@@ -428,9 +464,8 @@ static void consume(zg_tensor *const *params, int n, int number) {
     }
     g_steps++;
     g_expect_consume = true;
-    g_prev_window_erased = g_window_erased;
-    g_window_erased = g_erased_named = false;
-    g_erased = (zg__san_names){0};
+    zg__san_entry *oe = zg__san_find(opt); /* after tracking: records may have moved */
+    if (oe) oe->erase_streak = erased ? oe->erase_streak + 1 : 0;
 }
 
 static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
@@ -441,6 +476,7 @@ static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
     }
     zg__san_entry *oe = optim_record(opt);
     int number = oe ? oe->number : 0;
+    int streak = oe ? oe->erase_streak : 0;
     int allowed = oe && oe->accum > 1 ? oe->accum : 0;
     if (g_expect > allowed) allowed = g_expect;
     int all = 0;
@@ -450,10 +486,10 @@ static int on_step(const zg_optim *opt, zg_tensor *const *params, int n) {
         all |= findings(params[i], e, allowed);
     }
     trace("step", number);
-    int rc = step_reports(params, n, all, allowed);
+    int rc = step_reports(params, n, all, allowed, streak);
     oe = zg__san_find(opt); /* tracking the parameters may have moved the records */
     if (oe && !rc) oe->steps++;
-    consume(params, n, number);
+    consume(opt, params, n, number);
     return rc;
 }
 
@@ -463,7 +499,7 @@ static void on_scaler_skip(const zg_optim *opt, zg_tensor *const *params, int n)
     int number = oe ? oe->number : 0;
     if (oe) oe->steps++;
     trace("skip", number);
-    consume(params, n, number);
+    consume(opt, params, n, number);
 }
 
 static void on_optim_params(const zg_optim *opt, zg_tensor *const *params, int n) {
@@ -537,6 +573,11 @@ static void report_deferred(zg_sanitize_kind kind, const char *what, const zg__s
     }
 }
 
+/* A user's hook saw the running pass: its grads may be cleared freely. */
+static void on_hook_ran(void) {
+    if (on()) g_read_pass = g_pass;
+}
+
 /* Library code reads grads with zg__grad_unchecked, so this sees only the
  * user's reads: a read marks the pass as used (an adversarial input's
  * grad, a two-pass optimizer), and a read of grads still multiplied by the
@@ -544,7 +585,12 @@ static void report_deferred(zg_sanitize_kind kind, const char *what, const zg__s
 static void on_read_grad(const zg_tensor *t) {
     if (!on()) return;
     zg__san_entry *e = zg__san_find(t);
-    if (!e) return;
+    if (!e) {
+        /* A retained grad of a non-leaf (an activation for Grad-CAM): it
+         * came from the latest pass that reached it, taken as the latest. */
+        if (t->grad_fn) g_read_pass = g_pass;
+        return;
+    }
     if (e->last_pass > g_read_pass) g_read_pass = e->last_pass;
     if (!e->scaled || e->read_step == g_steps + 1) return;
     e->read_step = g_steps + 1;
@@ -656,6 +702,7 @@ static const zg__grad_events listener = {
     .clip = on_clip,
     .scale = on_scale,
     .read_grad = on_read_grad,
+    .hook_ran = on_hook_ran,
     .unscale = on_unscale,
     .scaler_skip = on_scaler_skip,
     .sched_step = on_sched_step,
@@ -707,9 +754,7 @@ void zg_sanitize_reset(void) {
     g_expect_consume = false;
     memset(g_roots, 0, sizeof g_roots);
     g_pass_scaled = false;
-    g_zero_call = g_erase_call = NULL;
-    g_window_erased = g_prev_window_erased = g_erased_named = false;
-    g_erased = (zg__san_names){0};
+    g_zero_call = NULL;
     memset(g_used_ring, 0, sizeof g_used_ring);
     g_pass = g_read_pass = 0;
     g_steps = 0;

@@ -20,9 +20,9 @@ typedef struct zg__grad_events {
     void (*backward)(const zg_tensor *root);
     /* A backward is about to accumulate into t's grad (leaves count). */
     void (*accumulate)(const zg_tensor *t);
-    /* t's (defined) grad is about to be cleared: zg_tensor_zero_grad, or
-     * zg_tensor_set_grad(t, NULL). */
-    void (*zero)(const zg_tensor *t);
+    /* t's (defined) grad is about to be cleared by `call`:
+     * zg_tensor_zero_grad, or zg_tensor_set_grad(t, NULL). */
+    void (*zero)(const zg_tensor *t, const char *call);
     /* zg_tensor_set_grad gave t a grad by hand. */
     void (*set_grad)(const zg_tensor *t);
     /* An optimizer's or module's zero_grad starts (opt NULL for a module)
@@ -42,6 +42,9 @@ typedef struct zg__grad_events {
     /* The user read t's (defined) grad through zg_tensor_grad (to log it,
      * or to use it: an adversarial input, a two-pass optimizer). */
     void (*read_grad)(const zg_tensor *t);
+    /* A user's hook (tensor or post-accumulate) was given a gradient of
+     * the running backward: the user saw that pass (Grad-CAM, logging). */
+    void (*hook_ran)(void);
     /* The scaler is about to divide the optimizer's grads by `scale`. */
     int (*unscale)(const zg_optim *opt, zg_tensor *const *params, int n, float scale);
     /* The scaler skipped the optimizer's step (inf/NaN grads): the grads
@@ -77,8 +80,8 @@ static inline void zg__emit_backward(const zg_tensor *root) {
 static inline void zg__emit_accumulate(const zg_tensor *t) {
     if (zg__grad_listener) zg__grad_listener->accumulate(t);
 }
-static inline void zg__emit_zero(const zg_tensor *t) {
-    if (zg__grad_listener) zg__grad_listener->zero(t);
+static inline void zg__emit_zero(const zg_tensor *t, const char *call) {
+    if (zg__grad_listener) zg__grad_listener->zero(t, call);
 }
 static inline void zg__emit_set_grad(const zg_tensor *t) {
     if (zg__grad_listener) zg__grad_listener->set_grad(t);
@@ -103,6 +106,9 @@ static inline void zg__emit_scale(const zg_tensor *scaled_loss, float scale) {
 }
 static inline void zg__emit_read_grad(const zg_tensor *t) {
     if (zg__grad_listener) zg__grad_listener->read_grad(t);
+}
+static inline void zg__emit_hook_ran(void) {
+    if (zg__grad_listener) zg__grad_listener->hook_ran();
 }
 static inline int zg__emit_unscale(const zg_optim *opt, zg_tensor *const *params, int n, float scale) {
     return zg__grad_listener ? zg__grad_listener->unscale(opt, params, n, scale) : 0;
