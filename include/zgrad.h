@@ -270,6 +270,18 @@ ZG_API zg_tensor *zg_cat(zg_tensor *const *ts, int n, int dim);
 ZG_API zg_tensor *zg_transpose(zg_tensor *a, int dim0, int dim1);
 ZG_API zg_tensor *zg_permute(zg_tensor *a, const int *dims, int ndim);
 
+/* Transformer ops. */
+/* weight [V, D], indices int64 [*] -> [*, D]: rows of weight. padding_idx
+ * (in [-V, V), negative counts from the end) names a row that gets no
+ * gradient; ZG_NO_PADDING_IDX for none. An index outside [0, V) is an
+ * error. The gradient of a row sums its uses in index order. */
+#define ZG_NO_PADDING_IDX INT64_MIN
+ZG_API zg_tensor *zg_embedding(zg_tensor *weight, const zg_tensor *indices, int64_t padding_idx);
+/* Normalises x over its last k dims, which must equal normalized_shape[0..k);
+ * weight and bias have normalized_shape or are NULL (no affine / no bias). */
+ZG_API zg_tensor *zg_layer_norm(zg_tensor *x, const int64_t *normalized_shape, int k, zg_tensor *weight,
+                                zg_tensor *bias, float eps);
+
 /* Losses. */
 typedef struct {
     zg_reduction reduction;   /* default mean */
@@ -328,6 +340,12 @@ ZG_API zg_module *zg_nn_avg_pool2d(int kernel, int stride, int padding);
  * running_mean (zeros), running_var (ones), num_batches_tracked. */
 ZG_API zg_module *zg_nn_batch_norm1d(int64_t num_features, float eps, float momentum);
 ZG_API zg_module *zg_nn_batch_norm2d(int64_t num_features, float eps, float momentum);
+/* Embedding(V, D, padding_idx): weight [V, D] from N(0, 1), the padding
+ * row zeroed (ZG_NO_PADDING_IDX for none); input int64 indices. */
+ZG_API zg_module *zg_nn_embedding(int64_t num_embeddings, int64_t embedding_dim, int64_t padding_idx);
+/* LayerNorm over the last dim: weight (ones) and bias (zeros) when
+ * elementwise_affine (bias false leaves it out, as PyTorch's bias=False). */
+ZG_API zg_module *zg_nn_layer_norm(int64_t normalized_dim, float eps, bool elementwise_affine, bool bias);
 /* Takes ownership of the modules (also on failure); children are named
  * "0", "1", ... so parameters read "0.weight". */
 ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);

@@ -162,6 +162,16 @@ zg_safetensors *zgt_refs_open(zgt_refset *r, const char *name);
 zg_tensor *zgt_ref_find(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 zg_tensor *zgt_ref_get(const zg_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ours against a reference tensor: both present, the same shape, and
+ * relative error (zgt_rel_err) <= tol; a failed case names `what`. The
+ * error raises *worst (when not NULL). */
+#define CHECK_REF(what, ours, ref, tol, worst) zgt_check_ref(__FILE__, __LINE__, what, ours, ref, tol, worst)
+void zgt_check_ref(const char *file, int line, const char *what, const zg_tensor *ours, const zg_tensor *ref,
+                   double tol, double *worst);
+/* Runs run(st, case) for each case named in st's metadata "cases" (comma
+ * separated); returns how many. */
+int zgt_ref_cases(const zg_safetensors *st, void (*run)(const zg_safetensors *st, const char *c));
+
 /* Running under ASan/UBSan (ZG_SANITIZED=1): long loops may shorten. */
 bool zgt_sanitized(void);
 

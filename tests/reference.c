@@ -112,3 +112,35 @@ zg_tensor *zgt_ref_get(const zg_safetensors *st, const char *fmt, ...) {
     va_end(ap);
     return t;
 }
+
+void zgt_check_ref(const char *file, int line, const char *what, const zg_tensor *ours, const zg_tensor *ref,
+                   double tol, double *worst) {
+    if (!ours || !ref) {
+        zgt_fail(file, line, "%s: %s is missing (%s)", what, ours ? "the reference" : "our tensor", zg_last_error());
+        return;
+    }
+    bool shape_ok = zg_tensor_ndim(ours) == zg_tensor_ndim(ref);
+    for (int d = 0; shape_ok && d < zg_tensor_ndim(ours); d++)
+        shape_ok = zg_tensor_size(ours, d) == zg_tensor_size(ref, d);
+    if (!shape_ok) {
+        zgt_fail(file, line, "%s: shapes differ", what);
+        return;
+    }
+    double e = zgt_rel_err(ours, ref);
+    if (worst && e > *worst) *worst = e;
+    if (!(e <= tol)) zgt_fail(file, line, "%s: relative error %.3g > %g", what, e, tol);
+}
+
+int zgt_ref_cases(const zg_safetensors *st, void (*run)(const zg_safetensors *st, const char *c)) {
+    const char *list = zg_safetensors_metadata(st, "cases");
+    if (!list) {
+        zgt_fail(__FILE__, __LINE__, "the reference file lists no cases");
+        return 0;
+    }
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", list);
+    int n = 0;
+    char *save = NULL;
+    for (char *c = strtok_r(buf, ",", &save); c; c = strtok_r(NULL, ",", &save), n++) run(st, c);
+    return n;
+}

@@ -477,21 +477,7 @@ static double worst_err;
 
 /* |ours - ref| / |ref| <= TOL, shapes equal. */
 static void compare(const char *what, const zg_tensor *ours, const zg_tensor *ref) {
-    if (!ours || !ref) {
-        zgt_fail(__FILE__, __LINE__, "%s: %s is missing (%s)", what, ours ? "the reference" : "our tensor",
-                 zg_last_error());
-        return;
-    }
-    bool shape_ok = zg_tensor_ndim(ours) == zg_tensor_ndim(ref);
-    for (int d = 0; shape_ok && d < zg_tensor_ndim(ours); d++)
-        shape_ok = zg_tensor_size(ours, d) == zg_tensor_size(ref, d);
-    if (!shape_ok) {
-        zgt_fail(__FILE__, __LINE__, "%s: shapes differ", what);
-        return;
-    }
-    double e = zgt_rel_err(ours, ref);
-    if (e > worst_err) worst_err = e;
-    if (!(e <= TOL)) zgt_fail(__FILE__, __LINE__, "%s: relative error %.3g > %g", what, e, TOL);
+    CHECK_REF(what, ours, ref, TOL, &worst_err);
 }
 
 /* A persistent copy of a reference tensor, requiring grad if asked. */
@@ -694,14 +680,8 @@ TEST(sequential_fuses_conv_pool_relu_with_the_same_bits) {
 TEST(parity_conv_pool_batch_norm_ops) {
     zg_safetensors *st = zgt_refs_open(&refs, "conv_ops");
     if (!st) return;
-    const char *list = zg_safetensors_metadata(st, "cases");
-    CHECK_PTR(list);
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", list ? list : "");
-    int n = 0;
-    char *save = NULL;
     worst_err = 0;
-    for (char *c = strtok_r(buf, ",", &save); c; c = strtok_r(NULL, ",", &save), n++) run_op_case(st, c);
+    int n = zgt_ref_cases(st, run_op_case);
     /* Every family and option the script covers. */
     CHECK(n >= 18);
     printf("parity conv ops: %d cases, worst relative error %.3g\n", n, worst_err);

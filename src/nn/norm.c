@@ -1,4 +1,5 @@
-/* BatchNorm1d (input [N,C] or [N,C,L]) and BatchNorm2d ([N,C,H,W]), as
+/* LayerNorm over the last dim, and BatchNorm1d (input [N,C] or [N,C,L])
+ * and BatchNorm2d ([N,C,H,W]), as
  * PyTorch's with affine=True and track_running_stats=True: parameters
  * weight (ones) and bias (zeros); buffers running_mean (zeros), running_var
  * (ones) and num_batches_tracked (an int64 0-dim counter). In training mode
@@ -62,4 +63,36 @@ zg_module *zg_nn_batch_norm1d(int64_t num_features, float eps, float momentum) {
 
 zg_module *zg_nn_batch_norm2d(int64_t num_features, float eps, float momentum) {
     return batch_norm_new("zg_nn_batch_norm2d", "BatchNorm2d", 2, num_features, eps, momentum);
+}
+
+/* LayerNorm(normalized_dim): iv[0] the dim; sc[0] eps; parameters weight
+ * (ones) and bias (zeros) when affine, bias left out when bias is false. */
+static zg_tensor *layer_norm_forward(zg_module *m, zg_tensor *x) {
+    zg_tensor *w = m->flag ? m->params[0] : NULL, *b = m->flag && m->n_params > 1 ? m->params[1] : NULL;
+    return zg_layer_norm(x, &m->iv[0], 1, w, b, m->sc[0]);
+}
+
+static void layer_norm_describe(const zg_module *m, char *buf, size_t n) {
+    snprintf(buf, n, "LayerNorm((%lld,), eps=%g, elementwise_affine=%s%s)", (long long)m->iv[0], (double)m->sc[0],
+             m->flag ? "true" : "false", m->flag && m->n_params == 1 ? ", bias=false" : "");
+}
+
+zg_module *zg_nn_layer_norm(int64_t normalized_dim, float eps, bool elementwise_affine, bool bias) {
+    const char *fn = "zg_nn_layer_norm";
+    if (normalized_dim <= 0)
+        return zg__fail_null("%s: normalized_dim %lld must be positive", fn, (long long)normalized_dim);
+    if (!(eps >= 0.0f) || !isfinite(eps)) return zg__fail_null("%s: eps %g must be a finite value >= 0", fn, eps);
+    zg_module *m = zg__module_new("LayerNorm", layer_norm_forward, layer_norm_describe);
+    if (!m) return NULL;
+    m->iv[0] = normalized_dim;
+    m->sc[0] = eps;
+    m->flag = elementwise_affine;
+    if (elementwise_affine && (zg__module_add_param(m, "weight", zg_ones(&normalized_dim, 1)) ||
+                               (bias && zg__module_add_param(m, "bias", zg_zeros(&normalized_dim, 1))))) {
+        char inner[1024];
+        snprintf(inner, sizeof inner, "%s", zg_last_error());
+        zg_module_free(m);
+        return zg__fail_null("%s: %s", fn, inner);
+    }
+    return m;
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/python3
+"""PyTorch reference for the transformer ops' parity tests in
+tests/test_ops_transformer.c.
+
+Usage: /usr/bin/python3 tests/parity/transformer_reference.py OUTDIR
+
+Writes OUTDIR/transformer_ops.safetensors: for every case <c> (listed,
+comma separated, in the metadata key "cases"), the metadata key <c> gives
+the op and its arguments, one of
+    embedding PADDING_IDX|none
+    layer_norm K EPS AFFINE(0/1) BIAS(0/1)
+and the tensors are
+    <c>.x                     layer_norm: the input
+    <c>.idx                   embedding: the indices (int64)
+    <c>.w, <c>.b              the weight (embedding, affine) and bias
+    <c>.gy                    the gradient fed to backward
+    <c>.y                     the output
+    <c>.gx, <c>.gw, <c>.gb    the gradients of x, w, b
+"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_reference import write_safetensors  # noqa: E402
+
+
+def cases():
+    """(name, spec, shape): for embedding the shape is (V, D, index shape);
+    for layer_norm the input's."""
+    return [
+        ("emb_plain", "embedding none", (11, 6, (3, 5))),
+        ("emb_pad2", "embedding 2", (11, 6, (3, 5))),
+        ("emb_pad_last", "embedding -1", (9, 4, (17,))),
+        ("emb_gpt", "embedding none", (65, 128, (12, 64))),
+        ("ln_last", "layer_norm 1 1e-5 1 1", (4, 5, 16)),
+        ("ln_nobias", "layer_norm 1 1e-5 1 0", (4, 5, 16)),
+        ("ln_noaffine", "layer_norm 1 1e-3 0 0", (6, 7)),
+        ("ln_two_dims", "layer_norm 2 1e-5 1 1", (3, 4, 6)),
+        ("ln_gpt", "layer_norm 1 1e-5 1 1", (12, 64, 128)),
+    ]
+
+
+def run(name, spec, shape, out):
+    w = spec.split()
+    params = {}
+    if w[0] == "embedding":
+        v, d, ishape = shape
+        idx = torch.randint(0, v, ishape)
+        idx.view(-1)[:3] = idx.view(-1)[0]  # a row used several times
+        pad = None if w[1] == "none" else int(w[1])
+        if pad is not None:
+            idx.view(-1)[3] = pad % v  # the padding row is used too
+        params["w"] = torch.randn(v, d).requires_grad_()
+        y = F.embedding(idx, params["w"], padding_idx=pad)
+        out[name + ".idx"] = idx
+        x = None
+    elif w[0] == "layer_norm":
+        k, eps, affine, bias = int(w[1]), float(w[2]), w[3] == "1", w[4] == "1"
+        x = (torch.randn(*shape) * 1.5 + 0.7).requires_grad_()  # rows away from mean 0, variance 1
+        ns = shape[len(shape) - k:]
+        if affine:
+            params["w"] = (torch.rand(*ns) + 0.5).requires_grad_()
+        if bias:
+            params["b"] = torch.randn(*ns).requires_grad_()
+        y = F.layer_norm(x, ns, params.get("w"), params.get("b"), eps)
+    else:
+        raise ValueError(spec)
+    gy = torch.randn_like(y)
+    y.backward(gy)
+    if x is not None:
+        out[name + ".x"] = x.detach()
+        out[name + ".gx"] = x.grad
+    out[name + ".gy"] = gy
+    out[name + ".y"] = y.detach()
+    for k, p in params.items():
+        out[name + "." + k] = p.detach()
+        out[name + ".g" + k] = p.grad
+
+
+def main():
+    outdir = sys.argv[1]
+    os.makedirs(outdir, exist_ok=True)
+    torch.manual_seed(0)
+    out, meta = {}, {}
+    for name, spec, shape in cases():
+        run(name, spec, shape, out)
+        meta[name] = spec
+    meta["cases"] = ",".join(c[0] for c in cases())
+    write_safetensors(os.path.join(outdir, "transformer_ops.safetensors"), out, meta)
+
+
+if __name__ == "__main__":
+    main()

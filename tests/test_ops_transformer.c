@@ -1,0 +1,298 @@
+/* The transformer ops and modules: embedding and layer_norm. Values written out by
+ * hand, errors, finite-difference checks, the same bits for 1 and 2
+ * threads, and live parity with PyTorch
+ * (tests/parity/transformer_reference.py). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define SHAPE(...) ((int64_t[]){__VA_ARGS__}), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
+
+static zg_tensor *indices(const int64_t *vals, const int64_t *shape, int ndim) {
+    return zg_tensor_from_data(ZG_INT64, vals, shape, ndim);
+}
+
+/* ---- embedding ------------------------------------------------------------ */
+
+TEST(embedding_gathers_rows_and_sums_their_gradients) {
+    /* weight [4,3] = 0..11; indices [2,2] = {2, 0; 2, 3}: row 2 used twice. */
+    float wv[12];
+    for (int i = 0; i < 12; i++) wv[i] = (float)i;
+    zg_tensor *w = zgt_param_from(wv, SHAPE(4, 3));
+    zg_tensor *idx = indices((int64_t[]){2, 0, 2, 3}, SHAPE(2, 2));
+    zg_tensor *y = zg_embedding(w, idx, ZG_NO_PADDING_IDX);
+    CHECK_PTR(y);
+    CHECK(zg_tensor_ndim(y) == 3 && zg_tensor_size(y, 0) == 2 && zg_tensor_size(y, 1) == 2 &&
+          zg_tensor_size(y, 2) == 3);
+    CHECK_VALUES(y, ((float[]){6, 7, 8, 0, 1, 2, 6, 7, 8, 9, 10, 11}), 12, 0);
+    CHECK(!strcmp(zg_tensor_grad_fn_name(y), "embedding"));
+    /* dy = position p's row filled with p + 1: row 2 gets 1 + 3. */
+    float gv[12];
+    for (int i = 0; i < 12; i++) gv[i] = (float)(i / 3 + 1);
+    zg_tensor *gy = zgt_from(gv, SHAPE(2, 2, 3));
+    CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = gy}));
+    CHECK_VALUES(zg_tensor_grad(w), ((float[]){2, 2, 2, 0, 0, 0, 4, 4, 4, 4, 4, 4}), 12, 0);
+    zg_tensor_free(w);
+    zg_tensor_free(idx);
+    zg_tensor_free(gy);
+    zg_arena_reset();
+}
+
+TEST(embedding_padding_row_gets_no_gradient) {
+    zg_tensor *w = zgt_param(zg_randn(SHAPE(5, 2)));
+    zg_tensor *idx = indices((int64_t[]){4, 1, 4, 0}, SHAPE(4));
+    const int64_t pads[2] = {4, -1}; /* -1 is the last row, 4 */
+    for (int k = 0; k < 2; k++) {
+        zg_tensor_zero_grad(w, true);
+        zg_tensor *y = zg_embedding(w, idx, pads[k]);
+        CHECK_PTR(y);
+        /* the padding row is still looked up */
+        CHECK(zg_tensor_get(y, 0) == zg_tensor_get(w, 8));
+        CHECK_OK(zg_backward(zg_sum(y), NULL));
+        CHECK_VALUES(zg_tensor_grad(w), ((float[]){1, 1, 1, 1, 0, 0, 0, 0, 0, 0}), 10, 0);
+    }
+    zg_tensor_free(w);
+    zg_tensor_free(idx);
+    zg_arena_reset();
+}
+
+TEST(embedding_errors_name_the_index) {
+    zg_tensor *w = zgt_param(zg_randn(SHAPE(5, 2)));
+    zg_tensor *bad = indices((int64_t[]){1, 5}, SHAPE(2));
+    zg_tensor *neg = indices((int64_t[]){-1}, SHAPE(1));
+    zg_tensor *ok = indices((int64_t[]){0}, SHAPE(1));
+    zg_tensor *fl = zg_zeros(SHAPE(2));
+    zg_tensor *w1 = zg_zeros(SHAPE(5));
+    CHECK_NULL_ERR(zg_embedding(w, bad, ZG_NO_PADDING_IDX), "index 5 at position 1 is out of range");
+    CHECK_NULL_ERR(zg_embedding(w, neg, ZG_NO_PADDING_IDX), "index -1 at position 0");
+    CHECK_NULL_ERR(zg_embedding(w, fl, ZG_NO_PADDING_IDX), "indices must be int64");
+    CHECK_NULL_ERR(zg_embedding(w1, ok, ZG_NO_PADDING_IDX), "must be 2-D");
+    CHECK_NULL_ERR(zg_embedding(w, ok, 5), "padding_idx 5 must lie in [-5, 5)");
+    CHECK_NULL_ERR(zg_embedding(w, ok, -6), "padding_idx -6");
+    zg_tensor *tfs[] = {w, bad, neg, ok, fl, w1};
+    for (int i = 0; i < 6; i++) zg_tensor_free(tfs[i]);
+    zg_arena_reset();
+}
+
+static zg_tensor *op_embedding(zg_tensor *const *in, void *ctx) {
+    return zg_embedding(in[0], ctx, ZG_NO_PADDING_IDX); /* a padding row is a constant: no finite difference */
+}
+
+TEST(embedding_gradcheck) {
+    zg_tensor *w = zgt_param(zg_randn(SHAPE(6, 4)));
+    zg_tensor *idx = indices((int64_t[]){3, 1, 3, 5, 0, 1, 1}, SHAPE(7));
+    GRADCHECK("embedding", op_embedding, &w, 1, idx, NULL);
+    zg_tensor_free(w);
+    zg_tensor_free(idx);
+    zg_arena_reset();
+}
+
+/* ---- layer_norm ------------------------------------------------------------ */
+
+TEST(layer_norm_normalises_each_row) {
+    /* rows {1,2,3,4} and {10,10,10,14}: mean 2.5 / 11, biased var 1.25 / 3. */
+    zg_tensor *x = zgt_param_from((float[]){1, 2, 3, 4, 10, 10, 10, 14}, SHAPE(2, 4));
+    zg_tensor *y = zg_layer_norm(x, (int64_t[]){4}, 1, NULL, NULL, 0.0f);
+    CHECK_PTR(y);
+    const double a = 1 / sqrt(1.25), b = 1 / sqrt(3.0);
+    CHECK_VALUES(y, ((float[]){(float)(-1.5 * a), (float)(-0.5 * a), (float)(0.5 * a), (float)(1.5 * a), (float)-b,
+                               (float)-b, (float)-b, (float)(3 * b)}),
+                 8, 1e-6);
+    CHECK(!strcmp(zg_tensor_grad_fn_name(y), "layer_norm"));
+    /* affine: y = xhat * w + b */
+    zg_tensor *w = zgt_param_from((float[]){2, 2, 2, 2}, SHAPE(4));
+    zg_tensor *bias = zgt_param_from((float[]){1, 1, 1, 1}, SHAPE(4));
+    zg_tensor *ya = zg_layer_norm(x, (int64_t[]){4}, 1, w, bias, 0.0f);
+    CHECK_NEAR(zg_tensor_get(ya, 0), 1 - 3 * a, 1e-6);
+    /* the sum of the normalised outputs does not move with x: dx = 0 */
+    CHECK_OK(zg_backward(zg_sum(y), NULL));
+    for (int i = 0; i < 8; i++) CHECK_NEAR(zg_tensor_get(zg_tensor_grad(x), i), 0, 1e-6);
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+    zg_tensor_free(bias);
+    zg_arena_reset();
+}
+
+TEST(layer_norm_errors) {
+    zg_tensor *x = zg_randn(SHAPE(2, 3, 4));
+    zg_tensor *w3 = zg_ones(SHAPE(3));
+    CHECK_NULL_ERR(zg_layer_norm(x, (int64_t[]){3}, 1, NULL, NULL, 1e-5f), "normalized_shape dim 0 is 3; x [2,3,4] has 4");
+    CHECK_NULL_ERR(zg_layer_norm(x, (int64_t[]){4}, 0, NULL, NULL, 1e-5f), "normalized_shape must name 1 to 3");
+    CHECK_NULL_ERR(zg_layer_norm(x, (int64_t[]){4}, 1, w3, NULL, 1e-5f), "weight of shape [3]");
+    CHECK_NULL_ERR(zg_layer_norm(x, (int64_t[]){4}, 1, NULL, NULL, -1.0f), "eps");
+    zg_tensor_free(x);
+    zg_tensor_free(w3);
+    zg_arena_reset();
+}
+
+typedef struct {
+    int64_t ns[2];
+    int k;
+    bool affine, bias;
+} ln_case;
+
+static zg_tensor *op_layer_norm(zg_tensor *const *in, void *ctx) {
+    const ln_case *c = ctx; /* in: x, then weight and bias where the case has them */
+    return zg_layer_norm(in[0], c->ns, c->k, c->affine ? in[1] : NULL, c->bias ? in[1 + c->affine] : NULL, 1e-5f);
+}
+
+TEST(layer_norm_gradcheck) {
+    const ln_case cases[] = {
+        {{5, 0}, 1, true, true}, {{5, 0}, 1, true, false}, {{5, 0}, 1, false, false}, {{3, 5}, 2, true, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const ln_case *c = &cases[i];
+        zg_tensor *in[3] = {zgt_param(zg_randn(SHAPE(2, 3, 5)))};
+        int n = 1;
+        if (c->affine) in[n++] = zgt_param(zg_add_scalar(zg_rand(c->ns, c->k), 0.5f));
+        if (c->bias) in[n++] = zgt_param(zg_randn(c->ns, c->k));
+        char name[64];
+        snprintf(name, sizeof name, "layer_norm k=%d affine=%d bias=%d", c->k, c->affine, c->bias);
+        GRADCHECK(name, op_layer_norm, in, n, (void *)c, NULL);
+        for (int j = 0; j < n; j++) zg_tensor_free(in[j]);
+        zg_arena_reset();
+    }
+}
+
+/* ---- modules ------------------------------------------------------------- */
+
+TEST(embedding_and_layer_norm_modules) {
+    zg_manual_seed(3);
+    zg_module *e = zg_nn_embedding(7, 4, 2);
+    CHECK_PTR(e);
+    CHECK(zg_module_num_params(e) == 1 && !strcmp(zg_module_param_name(e, 0), "weight"));
+    zg_tensor *w = zg_module_param(e, 0);
+    for (int j = 0; j < 4; j++) CHECK(zg_tensor_get(w, 2 * 4 + j) == 0.0f); /* the padding row starts at zero */
+    CHECK(zg_tensor_get(w, 0) != 0.0f);
+    zg_tensor *idx = indices((int64_t[]){2, 5}, SHAPE(2));
+    zg_tensor *y = zg_module_forward(e, idx);
+    CHECK_PTR(y);
+    CHECK_OK(zg_backward(zg_sum(y), NULL));
+    CHECK(zg_tensor_get(zg_tensor_grad(w), 2 * 4) == 0.0f && zg_tensor_get(zg_tensor_grad(w), 5 * 4) == 1.0f);
+    CHECK_NULL_ERR(zg_nn_embedding(7, 4, 7), "padding_idx 7");
+    CHECK_NULL_ERR(zg_nn_embedding(0, 4, ZG_NO_PADDING_IDX), "sizes must be positive");
+
+    zg_module *ln = zg_nn_layer_norm(4, 1e-5f, true, true), *nb = zg_nn_layer_norm(4, 1e-5f, true, false);
+    zg_module *na = zg_nn_layer_norm(4, 1e-5f, false, true);
+    CHECK_PTR(ln);
+    CHECK(zg_module_num_params(ln) == 2 && !strcmp(zg_module_param_name(ln, 1), "bias"));
+    CHECK(zg_module_num_params(nb) == 1 && !strcmp(zg_module_param_name(nb, 0), "weight"));
+    CHECK(zg_module_num_params(na) == 0);
+    zg_tensor *x = zg_randn(SHAPE(3, 4));
+    zg_tensor *ref = zg_layer_norm(x, (int64_t[]){4}, 1, NULL, NULL, 1e-5f);
+    zg_module *mods[3] = {ln, nb, na};
+    for (int i = 0; i < 3; i++) CHECK_TENSOR_NEAR(zg_module_forward(mods[i], x), ref, 0, 0); /* ones and zeros */
+    CHECK_NULL_ERR(zg_nn_layer_norm(0, 1e-5f, true, true), "normalized_dim 0");
+    for (int i = 0; i < 3; i++) zg_module_free(mods[i]);
+    zg_module_free(e);
+    zg_tensor_free(idx);
+    zg_tensor_free(x);
+    zg_arena_reset();
+}
+
+/* ---- the same bits for any thread count -------------------------------- */
+
+static bool same_bits(const zg_tensor *a, const zg_tensor *b) {
+    return a && b && zg_tensor_numel(a) == zg_tensor_numel(b) &&
+           !memcmp(zg_tensor_data((zg_tensor *)a), zg_tensor_data((zg_tensor *)b),
+                   (size_t)zg_tensor_numel(a) * sizeof(float));
+}
+
+TEST(embedding_and_layer_norm_same_bits_for_1_and_2_threads) {
+    /* Sizes above the ops' thresholds for splitting work. */
+    zg_manual_seed(5);
+    zg_tensor *w = zgt_param(zg_randn(SHAPE(65, 256)));
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(8, 64, 256)));
+    zg_tensor *lw = zgt_param(zg_rand(SHAPE(256)));
+    zg_tensor *lb = zgt_param(zg_randn(SHAPE(256)));
+    int64_t iv[512];
+    for (int i = 0; i < 512; i++) iv[i] = (i * 37) % 65;
+    zg_tensor *idx = indices(iv, SHAPE(8, 64));
+    zg_tensor *gy = zg_randn(SHAPE(8, 64, 256));
+    zg_tensor *res[2][5] = {{0}};
+    for (int t = 0; t < 2; t++) {
+        zg_set_num_threads(t + 1);
+        zg_tensor *leaves[4] = {w, x, lw, lb};
+        for (int i = 0; i < 4; i++) zg_tensor_zero_grad(leaves[i], true);
+        zg_tensor *y = zg_layer_norm(zg_add(x, zg_embedding(w, idx, ZG_NO_PADDING_IDX)), (int64_t[]){256}, 1, lw, lb,
+                                     1e-5f);
+        CHECK_PTR(y);
+        if (!y) break;
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = gy}));
+        res[t][0] = zg_tensor_clone(y);
+        for (int i = 0; i < 4; i++) res[t][i + 1] = zg_tensor_clone(zg_tensor_grad(leaves[i]));
+        zg_arena_reset();
+    }
+    zg_set_num_threads(2);
+    const char *what[5] = {"y", "grad w", "grad x", "grad ln weight", "grad ln bias"};
+    for (int i = 0; i < 5; i++) {
+        if (!same_bits(res[0][i], res[1][i])) zgt_fail(__FILE__, __LINE__, "%s differs between 1 and 2 threads", what[i]);
+        zg_tensor_free(res[0][i]);
+        zg_tensor_free(res[1][i]);
+    }
+    zg_tensor *tfs[] = {w, x, lw, lb, idx, gy};
+    for (int i = 0; i < 6; i++) zg_tensor_free(tfs[i]);
+}
+
+/* ---- PyTorch parity ------------------------------------------------------- */
+
+#define TOL 1e-5
+
+static const char *const ref_files[] = {"transformer_ops"};
+static const char *const ref_sources[] = {"tests/parity/transformer_reference.py", "tests/parity/torch_reference.py"};
+static zgt_refset refs = {ref_sources, 2, ref_files, 1, NULL, 0};
+static double worst_err;
+
+static void compare(const char *c, const char *what, const zg_tensor *ours, const zg_tensor *ref) {
+    char name[96];
+    snprintf(name, sizeof name, "%s %s", c, what);
+    CHECK_REF(name, ours, ref, TOL, &worst_err);
+}
+
+static zg_tensor *leaf(const zg_tensor *ref) {
+    zg_tensor *t = ref ? zg_tensor_clone(ref) : NULL;
+    if (t) zg_tensor_set_requires_grad(t, true);
+    return t;
+}
+
+static void run_case(const zg_safetensors *st, const char *c) {
+    const char *spec = zg_safetensors_metadata(st, c);
+    char op[32] = "", pad[16] = "";
+    int k = 0, affine = 0, has_bias = 0;
+    float eps = 0;
+    zg_tensor *x = leaf(zgt_ref_find(st, "%s.x", c)), *w = leaf(zgt_ref_find(st, "%s.w", c));
+    zg_tensor *b = leaf(zgt_ref_find(st, "%s.b", c)), *y = NULL;
+    if (spec && sscanf(spec, "embedding %15s", pad) == 1) {
+        int64_t p = strcmp(pad, "none") ? (int64_t)atoll(pad) : ZG_NO_PADDING_IDX;
+        y = zg_embedding(w, zgt_ref_find(st, "%s.idx", c), p);
+    } else if (spec && sscanf(spec, "%31s %d %f %d %d", op, &k, &eps, &affine, &has_bias) == 5 &&
+               !strcmp(op, "layer_norm") && x) {
+        CHECK(affine == (w != NULL) && has_bias == (b != NULL));
+        y = zg_layer_norm(x, zg_tensor_shape(x) + zg_tensor_ndim(x) - k, k, w, b, eps);
+    } else {
+        zgt_fail(__FILE__, __LINE__, "%s: cannot parse spec \"%s\"", c, spec ? spec : "(none)");
+    }
+    compare(c, "y", y, zgt_ref_find(st, "%s.y", c));
+    if (y) {
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = zgt_ref_find(st, "%s.gy", c)}));
+        if (x) compare(c, "gx", zg_tensor_grad(x), zgt_ref_find(st, "%s.gx", c));
+        if (w) compare(c, "gw", zg_tensor_grad(w), zgt_ref_find(st, "%s.gw", c));
+        if (b) compare(c, "gb", zg_tensor_grad(b), zgt_ref_find(st, "%s.gb", c));
+    }
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+    zg_tensor_free(b);
+    zg_arena_reset();
+}
+
+TEST(parity_embedding_and_layer_norm) {
+    zg_safetensors *st = zgt_refs_open(&refs, "transformer_ops");
+    if (!st) return;
+    worst_err = 0;
+    int n = zgt_ref_cases(st, run_case);
+    CHECK(n >= 9);
+    printf("parity transformer ops: %d cases, worst relative error %.3g\n", n, worst_err);
+    zg_safetensors_free(st);
+}
