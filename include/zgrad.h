@@ -282,6 +282,16 @@ ZG_API zg_tensor *zg_embedding(zg_tensor *weight, const zg_tensor *indices, int6
 ZG_API zg_tensor *zg_layer_norm(zg_tensor *x, const int64_t *normalized_shape, int k, zg_tensor *weight,
                                 zg_tensor *bias, float eps);
 
+/* q [*, T, E], k [*, S, E], v [*, S, Ev] -> [*, T, Ev]: softmax(scale q k^T
+ * + mask) v per head (the * dims equal in all three), as PyTorch's
+ * F.scaled_dot_product_attention with dropout_p 0. is_causal masks key j >
+ * query i; attn_mask (NULL, or float [T, S] or [*, T, S], added to the
+ * scores, -inf to drop a key) may not be combined with it. scale 0 means
+ * 1/sqrt(E). Fused: blocked with an online softmax; backward keeps q, k, v,
+ * the output and one log-sum-exp per query, never the T x S scores. */
+ZG_API zg_tensor *zg_scaled_dot_product_attention(zg_tensor *q, zg_tensor *k, zg_tensor *v, const zg_tensor *attn_mask,
+                                                  bool is_causal, float scale);
+
 /* Losses. */
 typedef struct {
     zg_reduction reduction;   /* default mean */

@@ -264,7 +264,15 @@ static void run_case(const zg_safetensors *st, const char *c) {
     float eps = 0;
     zg_tensor *x = leaf(zgt_ref_find(st, "%s.x", c)), *w = leaf(zgt_ref_find(st, "%s.w", c));
     zg_tensor *b = leaf(zgt_ref_find(st, "%s.b", c)), *y = NULL;
-    if (spec && sscanf(spec, "embedding %15s", pad) == 1) {
+    zg_tensor *qkv[3] = {leaf(zgt_ref_find(st, "%s.q", c)), leaf(zgt_ref_find(st, "%s.k", c)),
+                         leaf(zgt_ref_find(st, "%s.v", c))};
+    int causal = 0, has_mask = 0;
+    float scale = 0;
+    if (spec && sscanf(spec, "sdpa %d %d %f", &causal, &has_mask, &scale) == 3) {
+        const zg_tensor *mask = zgt_ref_find(st, "%s.mask", c);
+        CHECK(has_mask == (mask != NULL));
+        y = zg_scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], mask, causal, scale);
+    } else if (spec && sscanf(spec, "embedding %15s", pad) == 1) {
         int64_t p = strcmp(pad, "none") ? (int64_t)atoll(pad) : ZG_NO_PADDING_IDX;
         y = zg_embedding(w, zgt_ref_find(st, "%s.idx", c), p);
     } else if (spec && sscanf(spec, "%31s %d %f %d %d", op, &k, &eps, &affine, &has_bias) == 5 &&
@@ -280,19 +288,162 @@ static void run_case(const zg_safetensors *st, const char *c) {
         if (x) compare(c, "gx", zg_tensor_grad(x), zgt_ref_find(st, "%s.gx", c));
         if (w) compare(c, "gw", zg_tensor_grad(w), zgt_ref_find(st, "%s.gw", c));
         if (b) compare(c, "gb", zg_tensor_grad(b), zgt_ref_find(st, "%s.gb", c));
+        const char *qn[3] = {"gq", "gk", "gv"};
+        for (int i = 0; i < 3; i++)
+            if (qkv[i]) compare(c, qn[i], zg_tensor_grad(qkv[i]), zgt_ref_find(st, "%s.%s", c, qn[i]));
     }
+    for (int i = 0; i < 3; i++) zg_tensor_free(qkv[i]);
     zg_tensor_free(x);
     zg_tensor_free(w);
     zg_tensor_free(b);
     zg_arena_reset();
 }
 
-TEST(parity_embedding_and_layer_norm) {
+TEST(parity_embedding_layer_norm_attention) {
     zg_safetensors *st = zgt_refs_open(&refs, "transformer_ops");
     if (!st) return;
     worst_err = 0;
     int n = zgt_ref_cases(st, run_case);
-    CHECK(n >= 9);
+    CHECK(n >= 13);
     printf("parity transformer ops: %d cases, worst relative error %.3g\n", n, worst_err);
     zg_safetensors_free(st);
+}
+
+/* ---- scaled dot-product attention ------------------------------------ */
+
+/* The plain path: softmax(scale q k^T + mask) v with the ops one by one
+ * (the scores kept), to check the fused op against. causal: a -inf mask
+ * above the diagonal. */
+static zg_tensor *attention_plain(zg_tensor *q, zg_tensor *k, zg_tensor *v, const zg_tensor *mask, bool causal,
+                                  float scale) {
+    const int d = zg_tensor_ndim(q);
+    const int64_t T = zg_tensor_size(q, d - 2), E = zg_tensor_size(q, d - 1), S = zg_tensor_size(k, d - 2),
+                  Ev = zg_tensor_size(v, d - 1), N = zg_tensor_numel(q) / (T * E);
+    zg_tensor *q3 = zg_reshape(q, SHAPE(N, T, E)), *k3 = zg_reshape(k, SHAPE(N, S, E));
+    zg_tensor *v3 = zg_reshape(v, SHAPE(N, S, Ev));
+    zg_tensor *s = zg_mul_scalar(zg_matmul(q3, zg_transpose(k3, 1, 2)), scale != 0 ? scale : 1.0f / sqrtf((float)E));
+    zg_tensor *m = NULL;
+    if (causal) {
+        m = zg_zeros(SHAPE(T, S));
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = i + 1; j < S; j++) zg_tensor_data(m)[i * S + j] = -INFINITY;
+        mask = m;
+    }
+    if (mask) s = zg_add(s, zg_reshape((zg_tensor *)mask, SHAPE(zg_tensor_ndim(mask) == 2 ? 1 : N, T, S)));
+    zg_tensor *o = zg_matmul(zg_softmax(s, -1), v3);
+    int64_t shape[ZG_MAX_DIMS];
+    memcpy(shape, zg_tensor_shape(q), (size_t)d * sizeof(int64_t));
+    shape[d - 1] = Ev;
+    zg_tensor_free(m);
+    return zg_reshape(o, shape, d);
+}
+
+typedef struct {
+    const zg_tensor *mask;
+    bool causal;
+    float scale;
+} attn_case;
+
+static zg_tensor *op_attention(zg_tensor *const *in, void *ctx) {
+    const attn_case *c = ctx;
+    return zg_scaled_dot_product_attention(in[0], in[1], in[2], c->mask, c->causal, c->scale);
+}
+
+TEST(attention_gradcheck) {
+    zg_manual_seed(21);
+    zg_tensor *mask = zg_mul_scalar(zg_rand(SHAPE(4, 6)), 2.0f);
+    zg_tensor *pmask = zg_tensor_clone(mask);
+    zg_tensor_data(pmask)[5] = -INFINITY; /* a key dropped from one query */
+    const attn_case cases[] = {{NULL, false, 0}, {NULL, true, 0}, {pmask, false, 0.7f}};
+    const char *names[] = {"attention", "attention causal", "attention float mask"};
+    for (int i = 0; i < 3; i++) {
+        zg_tensor *in[3] = {zgt_param(zg_randn(SHAPE(2, 4, 3))), zgt_param(zg_randn(SHAPE(2, 6, 3))),
+                            zgt_param(zg_randn(SHAPE(2, 6, 5)))};
+        GRADCHECK(names[i], op_attention, in, 3, (void *)&cases[i], NULL);
+        for (int j = 0; j < 3; j++) zg_tensor_free(in[j]);
+        zg_arena_reset();
+    }
+    zg_tensor_free(pmask);
+    zg_arena_reset();
+}
+
+/* Fused against plain: values and gradients, over several query and key
+ * blocks (T, S > 64 and not multiples of it), causal or not, with a mask
+ * per head, T != S. */
+TEST(attention_fused_matches_the_plain_path) {
+    zg_manual_seed(22);
+    struct {
+        int64_t B, H, T, S, E, Ev;
+        int mask; /* 0 none, 1 causal, 2 [T,S] float, 3 per head */
+    } cases[] = {{2, 3, 130, 130, 16, 16, 1}, {1, 2, 70, 150, 8, 12, 0}, {2, 2, 65, 129, 8, 8, 2},
+                 {1, 3, 40, 33, 4, 4, 3},     {2, 4, 64, 64, 32, 32, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t B = cases[i].B, H = cases[i].H, T = cases[i].T, S = cases[i].S;
+        zg_tensor *q = zgt_param(zg_randn(SHAPE(B, H, T, cases[i].E)));
+        zg_tensor *k = zgt_param(zg_randn(SHAPE(B, H, S, cases[i].E)));
+        zg_tensor *v = zgt_param(zg_randn(SHAPE(B, H, S, cases[i].Ev)));
+        zg_tensor *mask = cases[i].mask == 2 ? zg_randn(SHAPE(T, S)) : cases[i].mask == 3 ? zg_randn(SHAPE(B, H, T, S)) : NULL;
+        bool causal = cases[i].mask == 1;
+        zg_tensor *gy = zg_randn(SHAPE(B, H, T, cases[i].Ev));
+        zg_tensor *out[2], *g[2][3];
+        for (int path = 0; path < 2; path++) {
+            zg_tensor *leaves[3] = {q, k, v};
+            for (int j = 0; j < 3; j++) zg_tensor_zero_grad(leaves[j], true);
+            zg_tensor *y = path == 0 ? zg_scaled_dot_product_attention(q, k, v, mask, causal, 0)
+                                     : attention_plain(q, k, v, mask, causal, 0);
+            CHECK_PTR(y);
+            CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = gy}));
+            out[path] = zg_tensor_clone(y);
+            for (int j = 0; j < 3; j++) g[path][j] = zg_tensor_clone(zg_tensor_grad(leaves[j]));
+            zg_arena_reset();
+        }
+        char what[64];
+        const char *gname[3] = {"dq", "dk", "dv"};
+        snprintf(what, sizeof what, "case %zu output", i);
+        CHECK_REF(what, out[0], out[1], 1e-6, NULL);
+        for (int j = 0; j < 3; j++) {
+            snprintf(what, sizeof what, "case %zu %s", i, gname[j]);
+            CHECK_REF(what, g[0][j], g[1][j], 1e-6, NULL);
+        }
+        zg_tensor *tfs[] = {q, k, v, mask, gy, out[0], out[1], g[0][0], g[0][1], g[0][2], g[1][0], g[1][1], g[1][2]};
+        for (size_t j = 0; j < sizeof tfs / sizeof tfs[0]; j++) zg_tensor_free(tfs[j]);
+    }
+}
+
+TEST(attention_errors) {
+    zg_tensor *q = zg_randn(SHAPE(2, 4, 3)), *k = zg_randn(SHAPE(2, 5, 3)), *v = zg_randn(SHAPE(2, 5, 2));
+    zg_tensor *k4 = zg_randn(SHAPE(2, 5, 4)), *m = zg_zeros(SHAPE(4, 4)), *ok = zg_zeros(SHAPE(4, 5));
+    CHECK_NULL_ERR(zg_scaled_dot_product_attention(q, k4, v, NULL, false, 0), "expected [*, T, E], [*, S, E]");
+    CHECK_NULL_ERR(zg_scaled_dot_product_attention(q, k, v, m, false, 0), "attn_mask [4,4] must be [T, S] = [4, 5]");
+    CHECK_NULL_ERR(zg_scaled_dot_product_attention(q, k, v, ok, true, 0), "not both");
+    CHECK_NULL_ERR(zg_scaled_dot_product_attention(q, k, v, NULL, false, INFINITY), "scale");
+    zg_tensor *tfs[] = {q, k, v, k4, m, ok};
+    for (int i = 0; i < 6; i++) zg_tensor_free(tfs[i]);
+    zg_arena_reset();
+}
+
+TEST(attention_same_bits_for_1_and_2_threads) {
+    zg_manual_seed(23);
+    zg_tensor *q = zgt_param(zg_randn(SHAPE(2, 4, 96, 16))), *k = zgt_param(zg_randn(SHAPE(2, 4, 96, 16)));
+    zg_tensor *v = zgt_param(zg_randn(SHAPE(2, 4, 96, 16))), *gy = zg_randn(SHAPE(2, 4, 96, 16));
+    zg_tensor *leaves[3] = {q, k, v}, *res[2][4] = {{0}};
+    for (int t = 0; t < 2; t++) {
+        zg_set_num_threads(t + 1);
+        for (int i = 0; i < 3; i++) zg_tensor_zero_grad(leaves[i], true);
+        zg_tensor *y = zg_scaled_dot_product_attention(q, k, v, NULL, true, 0);
+        CHECK_PTR(y);
+        if (!y) break;
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = gy}));
+        res[t][0] = zg_tensor_clone(y);
+        for (int i = 0; i < 3; i++) res[t][i + 1] = zg_tensor_clone(zg_tensor_grad(leaves[i]));
+        zg_arena_reset();
+    }
+    zg_set_num_threads(2);
+    for (int i = 0; i < 4; i++) {
+        if (!same_bits(res[0][i], res[1][i])) zgt_fail(__FILE__, __LINE__, "result %d differs between 1 and 2 threads", i);
+        zg_tensor_free(res[0][i]);
+        zg_tensor_free(res[1][i]);
+    }
+    for (int i = 0; i < 3; i++) zg_tensor_free(leaves[i]);
+    zg_tensor_free(gy);
 }

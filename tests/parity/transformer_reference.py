@@ -9,14 +9,17 @@ comma separated, in the metadata key "cases"), the metadata key <c> gives
 the op and its arguments, one of
     embedding PADDING_IDX|none
     layer_norm K EPS AFFINE(0/1) BIAS(0/1)
+    sdpa CAUSAL(0/1) MASK(0/1) SCALE (0: the default 1/sqrt(E))
 and the tensors are
     <c>.x                     layer_norm: the input
     <c>.idx                   embedding: the indices (int64)
     <c>.w, <c>.b              the weight (embedding, affine) and bias
+    <c>.q, <c>.k, <c>.v       sdpa: the inputs; <c>.mask the float mask
     <c>.gy                    the gradient fed to backward
     <c>.y                     the output
-    <c>.gx, <c>.gw, <c>.gb    the gradients of x, w, b
+    <c>.gx, <c>.gw, <c>.gb    the gradients of x, w, b (sdpa: gq, gk, gv)
 """
+import math
 import os
 import sys
 
@@ -40,7 +43,25 @@ def cases():
         ("ln_noaffine", "layer_norm 1 1e-3 0 0", (6, 7)),
         ("ln_two_dims", "layer_norm 2 1e-5 1 1", (3, 4, 6)),
         ("ln_gpt", "layer_norm 1 1e-5 1 1", (12, 64, 128)),
+        ("sdpa_causal_gpt", "sdpa 1 0 0", (12, 4, 64, 64, 32, 32)),
+        ("sdpa_plain", "sdpa 0 0 0", (2, 3, 20, 30, 8, 6)),
+        ("sdpa_mask_scale", "sdpa 0 1 0.3", (2, 2, 70, 90, 16, 16)),
+        ("sdpa_causal_blocks", "sdpa 1 0 0", (1, 2, 150, 150, 8, 8)),
     ]
+
+
+def sdpa(q, k, v, mask, causal, scale):
+    """F.scaled_dot_product_attention where this torch has it (2.x; 2.1 for
+    scale=), else its math definition (torch 1.13 has no SDPA)."""
+    if hasattr(F, "scaled_dot_product_attention") and (not scale or torch.__version__ >= "2.1"):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                              **({"scale": scale} if scale else {}))
+    s = q @ k.transpose(-2, -1) * (scale or 1.0 / math.sqrt(q.shape[-1]))
+    if causal:
+        s = s.masked_fill(torch.ones(s.shape[-2], s.shape[-1], dtype=torch.bool).triu(1), float("-inf"))
+    if mask is not None:
+        s = s + mask
+    return torch.softmax(s, dim=-1) @ v
 
 
 def run(name, spec, shape, out):
@@ -56,6 +77,18 @@ def run(name, spec, shape, out):
         params["w"] = torch.randn(v, d).requires_grad_()
         y = F.embedding(idx, params["w"], padding_idx=pad)
         out[name + ".idx"] = idx
+        x = None
+    elif w[0] == "sdpa":
+        causal, has_mask, scale = w[1] == "1", w[2] == "1", float(w[3])
+        b, h, t, s_, e, ev = shape
+        for nm, sh in (("q", (b, h, t, e)), ("k", (b, h, s_, e)), ("v", (b, h, s_, ev))):
+            params[nm] = torch.randn(*sh).requires_grad_()
+        mask = None
+        if has_mask:
+            mask = torch.randn(t, s_)
+            mask[0, 1] = float("-inf")
+            out[name + ".mask"] = mask
+        y = sdpa(params["q"], params["k"], params["v"], mask, causal, scale)
         x = None
     elif w[0] == "layer_norm":
         k, eps, affine, bias = int(w[1]), float(w[2]), w[3] == "1", w[4] == "1"
@@ -89,6 +122,8 @@ def main():
         run(name, spec, shape, out)
         meta[name] = spec
     meta["cases"] = ",".join(c[0] for c in cases())
+    meta["sdpa"] = "F.scaled_dot_product_attention" if hasattr(F, "scaled_dot_product_attention") else "math"
+    meta["torch"] = torch.__version__
     write_safetensors(os.path.join(outdir, "transformer_ops.safetensors"), out, meta)
 
 

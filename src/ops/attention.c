@@ -1,0 +1,244 @@
+/* Scaled dot-product attention, fused.
+ *
+ * Shapes: q [*, T, E], k [*, S, E], v [*, S, Ev] -> o [*, T, Ev], with the
+ * leading dims (batch, heads) flattened to N independent heads.
+ *     s = scale q k^T + mask,   p = softmax(s) over keys,   o = p v
+ * mask: causal (key j > query i is -inf, top-left aligned as PyTorch's
+ * is_causal), or a float [T, S] / [*, T, S] added to s (-inf drops a key).
+ *
+ * Forward, per head, in blocks of BR queries by BC keys with an online
+ * softmax: for each key block, the block's scores, the row maxima m, and
+ *     l <- l e^(m_old - m) + sum_j e^(s_j - m),  acc <- acc e^(m_old - m) + P V
+ * then o = acc / l. Kept for backward: o and lse = m + log l per query
+ * (N T floats); the N x T x S scores and probabilities are never kept.
+ * Backward recomputes each block's p = e^(s - lse) and, with
+ * D_i = sum_c do_ic o_ic,
+ *     dv += p^T do,   dp = do v^T,   ds = p (dp - D),
+ *     dq += scale ds k,   dk += scale ds^T q.
+ * Heads run in parallel, each serial on its own thread with single-threaded
+ * GEMMs, so the bits do not depend on the thread count. A row whose keys
+ * are all masked gives NaN, as PyTorch's softmax of -inf does. */
+#include "ops_internal.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#define BR 64
+#define BC 64
+#define GEMM_FLAGS (ZG__LP_SERIAL | ZG__GEMM_WHOLE)
+
+typedef struct {
+    int64_t N, T, S, E, Ev;
+    float scale;
+    bool causal;
+    const float *mask;      /* NULL, or [T, S] per head at mask + head * mask_stride */
+    int64_t mask_stride;    /* 0 when one [T, S] mask serves every head */
+} attn_shape;
+
+typedef struct {
+    attn_shape sh;
+    const float *lse; /* [N, T], in the arena */
+} attn_args;
+
+/* Scratch floats per thread: two BR x BC blocks, the BR x max(E, Ev)
+ * accumulator and two BR vectors. */
+static int64_t attn_scratch_floats(const attn_shape *sh) {
+    return 2 * BR * BC + BR * (sh->Ev > sh->E ? sh->Ev : sh->E) + 2 * BR;
+}
+
+/* Per-thread scratch in the arena (the worker threads have none), for the
+ * threads a parallel loop may start now. */
+static float *attn_scratch(const attn_shape *sh) {
+    return zg__arena_alloc((size_t)(omp_get_max_threads() * attn_scratch_floats(sh)) * sizeof(float));
+}
+
+/* s[r][c] = scale q_r . k_c + mask for the block at (i0, j0), nr x nc;
+ * masked entries -inf. */
+static void block_scores(const attn_shape *sh, int64_t head, const float *Q, const float *K, int64_t i0, int64_t nr,
+                         int64_t j0, int64_t nc, float *s) {
+    zg__sgemm(GEMM_FLAGS, false, true, nr, nc, sh->E, Q + i0 * sh->E, sh->E, K + j0 * sh->E, sh->E, 0.0f, s, BC);
+    const float *mk = sh->mask ? sh->mask + head * sh->mask_stride : NULL;
+    for (int64_t r = 0; r < nr; r++) {
+        float *row = s + r * BC;
+        for (int64_t c = 0; c < nc; c++) {
+            float x = row[c] * sh->scale;
+            if (mk) x += mk[(i0 + r) * sh->S + j0 + c];
+            if (sh->causal && j0 + c > i0 + r) x = -INFINITY;
+            row[c] = x;
+        }
+    }
+}
+
+/* The last key block a query block [i0, i0 + nr) sees (all of them unless causal). */
+static int64_t key_end(const attn_shape *sh, int64_t i0, int64_t nr) {
+    return sh->causal ? (i0 + nr < sh->S ? i0 + nr : sh->S) : sh->S;
+}
+
+/* One head's output o and lse. */
+static void attn_forward_head(const attn_shape *sh, int64_t h, const float *q, const float *k, const float *v,
+                              float *o, float *lse, float *scr) {
+    const int64_t T = sh->T, S = sh->S, E = sh->E, Ev = sh->Ev;
+    const float *Q = q + h * T * E, *K = k + h * S * E, *V = v + h * S * Ev;
+    float *O = o + h * T * Ev, *L = lse + h * T;
+    float *s = scr, *acc = scr + 2 * BR * BC, *m = acc + BR * (Ev > E ? Ev : E), *l = m + BR;
+    for (int64_t i0 = 0; i0 < T; i0 += BR) {
+        const int64_t nr = T - i0 < BR ? T - i0 : BR, jend = key_end(sh, i0, nr);
+        for (int64_t r = 0; r < nr; r++) {
+            m[r] = -INFINITY;
+            l[r] = 0.0f;
+        }
+        memset(acc, 0, (size_t)(nr * Ev) * sizeof(float));
+        for (int64_t j0 = 0; j0 < jend; j0 += BC) {
+            const int64_t nc = jend - j0 < BC ? jend - j0 : BC;
+            block_scores(sh, h, Q, K, i0, nr, j0, nc, s);
+            for (int64_t r = 0; r < nr; r++) {
+                float *row = s + r * BC, mx = m[r];
+                for (int64_t c = 0; c < nc; c++) mx = row[c] > mx ? row[c] : mx;
+                /* all -inf so far: nothing to rescale, p = 0 */
+                const float base = mx == -INFINITY ? 0.0f : mx;
+                const float corr = m[r] == -INFINITY ? 0.0f : expf(m[r] - base);
+                float sum = 0.0f;
+                for (int64_t c = 0; c < nc; c++) sum += (row[c] = expf(row[c] - base));
+                for (int64_t c = nc; c < BC; c++) row[c] = 0.0f;
+                l[r] = l[r] * corr + sum;
+                m[r] = mx;
+                float *a = acc + r * Ev;
+                for (int64_t c = 0; c < Ev; c++) a[c] *= corr;
+            }
+            zg__sgemm(GEMM_FLAGS, false, false, nr, Ev, nc, s, BC, V + j0 * Ev, Ev, 1.0f, acc, Ev);
+        }
+        for (int64_t r = 0; r < nr; r++) {
+            const float inv = 1.0f / l[r]; /* l = 0 (every key masked): NaN below, as softmax gives */
+            float *orow = O + (i0 + r) * Ev;
+            for (int64_t c = 0; c < Ev; c++) orow[c] = l[r] > 0.0f ? acc[r * Ev + c] * inv : NAN;
+            L[i0 + r] = m[r] + logf(l[r]);
+        }
+    }
+}
+
+/* One head's dq, dk, dv (each NULL when not needed). */
+static void attn_backward_head(const attn_args *a, int64_t h, const float *q, const float *k, const float *v,
+                               const float *o, const float *go, float *dq, float *dk, float *dv, float *scr) {
+    const attn_shape *sh = &a->sh;
+    const int64_t T = sh->T, S = sh->S, E = sh->E, Ev = sh->Ev;
+    const float *Q = q + h * T * E, *K = k + h * S * E, *V = v + h * S * Ev, *O = o + h * T * Ev;
+    const float *dO = go + h * T * Ev, *L = a->lse + h * T;
+    float *dQ = dq ? dq + h * T * E : NULL, *dK = dk ? dk + h * S * E : NULL, *dV = dv ? dv + h * S * Ev : NULL;
+    float *p = scr, *ds = scr + BR * BC, *D = ds + BR * BC;
+    if (dQ) memset(dQ, 0, (size_t)(T * E) * sizeof(float));
+    if (dK) memset(dK, 0, (size_t)(S * E) * sizeof(float));
+    if (dV) memset(dV, 0, (size_t)(S * Ev) * sizeof(float));
+    for (int64_t i0 = 0; i0 < T; i0 += BR) {
+        const int64_t nr = T - i0 < BR ? T - i0 : BR, jend = key_end(sh, i0, nr);
+        for (int64_t r = 0; r < nr; r++) {
+            double d = 0.0;
+            for (int64_t c = 0; c < Ev; c++) d += (double)dO[(i0 + r) * Ev + c] * O[(i0 + r) * Ev + c];
+            D[r] = (float)d;
+        }
+        for (int64_t j0 = 0; j0 < jend; j0 += BC) {
+            const int64_t nc = jend - j0 < BC ? jend - j0 : BC;
+            block_scores(sh, h, Q, K, i0, nr, j0, nc, p);
+            for (int64_t r = 0; r < nr; r++)
+                for (int64_t c = 0; c < nc; c++) p[r * BC + c] = expf(p[r * BC + c] - L[i0 + r]);
+            if (dV) zg__sgemm(GEMM_FLAGS, true, false, nc, Ev, nr, p, BC, dO + i0 * Ev, Ev, 1.0f, dV + j0 * Ev, Ev);
+            /* ds = p (do v^T - D), scaled once here for both dq and dk */
+            zg__sgemm(GEMM_FLAGS, false, true, nr, nc, Ev, dO + i0 * Ev, Ev, V + j0 * Ev, Ev, 0.0f, ds, BC);
+            for (int64_t r = 0; r < nr; r++)
+                for (int64_t c = 0; c < nc; c++)
+                    ds[r * BC + c] = p[r * BC + c] * (ds[r * BC + c] - D[r]) * sh->scale;
+            if (dQ) zg__sgemm(GEMM_FLAGS, false, false, nr, E, nc, ds, BC, K + j0 * E, E, 1.0f, dQ + i0 * E, E);
+            if (dK) zg__sgemm(GEMM_FLAGS, true, false, nc, E, nr, ds, BC, Q + i0 * E, E, 1.0f, dK + j0 * E, E);
+        }
+    }
+}
+
+static int attn_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const attn_args *a = ZG_NODE_ARGS(n, attn_args);
+    const zg_tensor *q = n->saved[0], *k = n->saved[1], *v = n->saved[2], *o = n->saved[3];
+    for (int i = 0; i < 3; i++)
+        if (zg__node_needs(n, i) && !(gin[i] = zg__empty_like(n->in[i]))) return ZG_ERR_NOMEM;
+    float *dq = gin[0] ? zg__f32(gin[0]) : NULL, *dk = gin[1] ? zg__f32(gin[1]) : NULL;
+    float *dv = gin[2] ? zg__f32(gin[2]) : NULL;
+    const float *Q = zg__f32(q), *K = zg__f32(k), *V = zg__f32(v), *O = zg__f32(o), *G = zg__f32(gout);
+    float *scratch = attn_scratch(&a->sh);
+    if (!scratch) return ZG_ERR_NOMEM;
+    const int64_t sf = attn_scratch_floats(&a->sh);
+    ZG_PARALLEL_FOR(h, a->sh.N, 2, {
+        float *scr = scratch + (int64_t)omp_get_thread_num() * sf;
+        attn_backward_head(a, h, Q, K, V, O, G, dq, dk, dv, scr);
+    });
+    return ZG_OK;
+}
+
+/* The heads' shape from q, k, v and the mask, or an error. */
+static int attn_check(const char *fn, const zg_tensor *q, const zg_tensor *k, const zg_tensor *v,
+                      const zg_tensor *mask, bool causal, attn_shape *sh) {
+    char sq[ZG_SHAPE_BUF], sk[ZG_SHAPE_BUF], svv[ZG_SHAPE_BUF];
+    zg__shape_str(q, sq, sizeof sq);
+    zg__shape_str(k, sk, sizeof sk);
+    zg__shape_str(v, svv, sizeof svv);
+    const int d = q->ndim;
+    bool ok = d >= 2 && k->ndim == d && v->ndim == d;
+    for (int i = 0; ok && i < d - 2; i++) ok = k->shape[i] == q->shape[i] && v->shape[i] == q->shape[i];
+    ok = ok && k->shape[d - 1] == q->shape[d - 1] && v->shape[d - 2] == k->shape[d - 2];
+    if (!ok)
+        return zg__fail(ZG_ERR_SHAPE, "%s: q %s, k %s, v %s: expected [*, T, E], [*, S, E], [*, S, Ev] with the same *",
+                        fn, sq, sk, svv);
+    *sh = (attn_shape){.T = q->shape[d - 2], .S = k->shape[d - 2], .E = q->shape[d - 1], .Ev = v->shape[d - 1]};
+    if (!sh->T || !sh->S || !sh->E || !sh->Ev)
+        return zg__fail(ZG_ERR_SHAPE, "%s: q %s, k %s, v %s: T, S, E and Ev must be positive", fn, sq, sk, svv);
+    sh->N = q->numel / (sh->T * sh->E);
+    sh->causal = causal;
+    if (!mask) return ZG_OK;
+    if (causal)
+        return zg__fail(ZG_ERR_ARG, "%s: pass attn_mask or is_causal, not both (as PyTorch: the causal mask is built in)",
+                        fn);
+    if (zg__check_f32(fn, mask, "attn_mask")) return ZG_ERR_ARG;
+    if (mask->requires_grad) return zg__fail(ZG_ERR_ARG, "%s: an attn_mask that requires grad is not supported", fn);
+    char sm[ZG_SHAPE_BUF];
+    zg__shape_str(mask, sm, sizeof sm);
+    bool two = mask->ndim == 2, full = mask->ndim == d;
+    for (int i = 0; full && i < d - 2; i++) full = mask->shape[i] == q->shape[i];
+    if (!(two || full) || mask->shape[mask->ndim - 2] != sh->T || mask->shape[mask->ndim - 1] != sh->S)
+        return zg__fail(ZG_ERR_SHAPE, "%s: attn_mask %s must be [T, S] = [%lld, %lld] or q's leading dims + [T, S]",
+                        fn, sm, (long long)sh->T, (long long)sh->S);
+    sh->mask = zg__f32(mask);
+    sh->mask_stride = two ? 0 : sh->T * sh->S;
+    return ZG_OK;
+}
+
+zg_tensor *zg_scaled_dot_product_attention(zg_tensor *q, zg_tensor *k, zg_tensor *v, const zg_tensor *attn_mask,
+                                           bool is_causal, float scale) {
+    const char *fn = "zg_scaled_dot_product_attention";
+    if (zg__check_f32(fn, q, "q") || zg__check_f32(fn, k, "k") || zg__check_f32(fn, v, "v")) return NULL;
+    attn_shape sh;
+    if (attn_check(fn, q, k, v, attn_mask, is_causal, &sh)) return NULL;
+    if (!isfinite(scale)) return zg__fail_null("%s: scale %g must be finite (0: 1/sqrt(E))", fn, scale);
+    sh.scale = scale != 0.0f ? scale : (float)(1.0 / sqrt((double)(sh.E ? sh.E : 1)));
+
+    int64_t oshape[ZG_MAX_DIMS];
+    memcpy(oshape, q->shape, (size_t)q->ndim * sizeof(int64_t));
+    oshape[q->ndim - 1] = sh.Ev;
+    zg_tensor *o = zg__empty(ZG_FLOAT32, oshape, q->ndim);
+    const int64_t sf = attn_scratch_floats(&sh);
+    float *lse = zg__arena_alloc((size_t)(sh.N ? sh.N * sh.T : 1) * sizeof(float));
+    float *scratch = attn_scratch(&sh);
+    if (!o || !lse || !scratch) return NULL;
+    const float *Q = zg__f32(q), *K = zg__f32(k), *V = zg__f32(v);
+    float *O = zg__f32(o);
+    ZG_PARALLEL_FOR(h, sh.N, 2, {
+        float *scr = scratch + (int64_t)omp_get_thread_num() * sf;
+        attn_forward_head(&sh, h, Q, K, V, O, lse, scr);
+    });
+
+    zg__node *n = ZG_RECORD(attn_args, "scaled_dot_product_attention", attn_backward, o, (zg_tensor *[]){q, k, v}, 3);
+    if (n) {
+        zg__save(n, q);
+        zg__save(n, k);
+        zg__save(n, v);
+        zg__save(n, o);
+        *ZG_NODE_ARGS(n, attn_args) = (attn_args){.sh = sh, .lse = lse};
+    }
+    return o;
+}
