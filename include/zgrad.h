@@ -269,6 +269,21 @@ ZG_API zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end);  /* rows [
 ZG_API zg_tensor *zg_cat(zg_tensor *const *ts, int n, int dim);
 ZG_API zg_tensor *zg_transpose(zg_tensor *a, int dim0, int dim1);
 ZG_API zg_tensor *zg_permute(zg_tensor *a, const int *dims, int ndim);
+/* a with the elements above (tril) or below (triu) diagonal k of its last
+ * two dims zeroed: tril keeps j <= i + k, triu j >= i + k. */
+ZG_API zg_tensor *zg_tril(zg_tensor *a, int64_t diagonal);
+ZG_API zg_tensor *zg_triu(zg_tensor *a, int64_t diagonal);
+/* value where mask (float or int64, nonzero = true, the shape of a's last
+ * dims, repeated over the others) is set, a elsewhere. */
+ZG_API zg_tensor *zg_masked_fill(zg_tensor *a, const zg_tensor *mask, float value);
+/* int64 [n] = 0, 1, ..., n - 1 (persistent). */
+ZG_API zg_tensor *zg_arange(int64_t n);
+/* Elements [start, start + length) of dim (start may be negative), copied. */
+ZG_API zg_tensor *zg_narrow(zg_tensor *a, int dim, int64_t start, int64_t length);
+/* Pieces of split_size along dim (the last may be shorter) into out
+ * (torch.split with an int): the number of pieces, or an error if they
+ * are more than max_out. */
+ZG_API int zg_split(zg_tensor *a, int64_t split_size, int dim, zg_tensor **out, int max_out);
 
 /* Transformer ops. */
 /* weight [V, D], indices int64 [*] -> [*, D]: rows of weight. padding_idx

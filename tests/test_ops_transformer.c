@@ -2,6 +2,7 @@
  * hand, errors, finite-difference checks, the same bits for 1 and 2
  * threads, and live parity with PyTorch
  * (tests/parity/transformer_reference.py). */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,7 +147,7 @@ TEST(layer_norm_gradcheck) {
         const ln_case *c = &cases[i];
         zg_tensor *in[3] = {zgt_param(zg_randn(SHAPE(2, 3, 5)))};
         int n = 1;
-        if (c->affine) in[n++] = zgt_param(zg_add_scalar(zg_rand(c->ns, c->k), 0.5f));
+        if (c->affine) in[n++] = zgt_param(zg_uniform(c->ns, c->k, 0.5f, 1.5f));
         if (c->bias) in[n++] = zgt_param(zg_randn(c->ns, c->k));
         char name[64];
         snprintf(name, sizeof name, "layer_norm k=%d affine=%d bias=%d", c->k, c->affine, c->bias);
@@ -268,7 +269,16 @@ static void run_case(const zg_safetensors *st, const char *c) {
                          leaf(zgt_ref_find(st, "%s.v", c))};
     int causal = 0, has_mask = 0;
     float scale = 0;
-    if (spec && sscanf(spec, "sdpa %d %d %f", &causal, &has_mask, &scale) == 3) {
+    int64_t nargs[3];
+    if (spec && sscanf(spec, "narrow %" SCNd64 " %" SCNd64 " %" SCNd64, &nargs[0], &nargs[1], &nargs[2]) == 3) {
+        y = zg_narrow(x, (int)nargs[0], nargs[1], nargs[2]);
+    } else if (spec && sscanf(spec, "tril %" SCNd64, &nargs[0]) == 1) {
+        y = zg_tril(x, nargs[0]);
+    } else if (spec && sscanf(spec, "triu %" SCNd64, &nargs[0]) == 1) {
+        y = zg_triu(x, nargs[0]);
+    } else if (spec && sscanf(spec, "masked_fill %f", &scale) == 1) {
+        y = zg_masked_fill(x, zgt_ref_get(st, "%s.mask", c), scale);
+    } else if (spec && sscanf(spec, "sdpa %d %d %f", &causal, &has_mask, &scale) == 3) {
         const zg_tensor *mask = zgt_ref_find(st, "%s.mask", c);
         CHECK(has_mask == (mask != NULL));
         y = zg_scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], mask, causal, scale);
@@ -304,7 +314,7 @@ TEST(parity_embedding_layer_norm_attention) {
     if (!st) return;
     worst_err = 0;
     int n = zgt_ref_cases(st, run_case);
-    CHECK(n >= 13);
+    CHECK(n >= 17);
     printf("parity transformer ops: %d cases, worst relative error %.3g\n", n, worst_err);
     zg_safetensors_free(st);
 }
@@ -351,8 +361,7 @@ static zg_tensor *op_attention(zg_tensor *const *in, void *ctx) {
 
 TEST(attention_gradcheck) {
     zg_manual_seed(21);
-    zg_tensor *mask = zg_mul_scalar(zg_rand(SHAPE(4, 6)), 2.0f);
-    zg_tensor *pmask = zg_tensor_clone(mask);
+    zg_tensor *pmask = zg_uniform(SHAPE(4, 6), 0.0f, 2.0f);
     zg_tensor_data(pmask)[5] = -INFINITY; /* a key dropped from one query */
     const attn_case cases[] = {{NULL, false, 0}, {NULL, true, 0}, {pmask, false, 0.7f}};
     const char *names[] = {"attention", "attention causal", "attention float mask"};
@@ -446,4 +455,71 @@ TEST(attention_same_bits_for_1_and_2_threads) {
     }
     for (int i = 0; i < 3; i++) zg_tensor_free(leaves[i]);
     zg_tensor_free(gy);
+}
+
+/* ---- narrow, split, tril / triu, masked_fill, arange ------------------- */
+
+TEST(narrow_and_split_take_ranges) {
+    float v[24];
+    for (int i = 0; i < 24; i++) v[i] = (float)i;
+    zg_tensor *a = zgt_param_from(v, SHAPE(2, 3, 4));
+    zg_tensor *n = zg_narrow(a, -1, 1, 2); /* [2,3,2]: columns 1 and 2 */
+    CHECK_VALUES(n, ((float[]){1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22}), 12, 0);
+    CHECK_VALUES(zg_narrow(a, 1, -1, 1), ((float[]){8, 9, 10, 11, 20, 21, 22, 23}), 8, 0);
+    zg_tensor *p[4];
+    CHECK(zg_split(a, 3, 2, p, 4) == 2); /* the last dim in pieces of 3 and 1 */
+    CHECK(zg_tensor_size(p[0], 2) == 3 && zg_tensor_size(p[1], 2) == 1);
+    CHECK_VALUES(p[1], ((float[]){3, 7, 11, 15, 19, 23}), 6, 0);
+    /* pieces' gradients add up in a: 1 from p[0], 10 from p[1], 100 from n */
+    zg_tensor *l = zg_add(zg_add(zg_sum(p[0]), zg_mul_scalar(zg_sum(p[1]), 10)), zg_mul_scalar(zg_sum(n), 100));
+    CHECK_OK(zg_backward(l, NULL));
+    CHECK_VALUES(zg_tensor_grad(a), ((float[]){1, 101, 101, 10, 1, 101, 101, 10, 1, 101, 101, 10, 1, 101, 101, 10, 1,
+                                               101, 101, 10, 1, 101, 101, 10}),
+                 24, 0);
+    CHECK_NULL_ERR(zg_narrow(a, 2, 3, 2), "start 3, length 2 out of range for dim 2 of size 4");
+    CHECK_ERR(zg_split(a, 1, 2, p, 3), "4 pieces of dim 2");
+    zg_tensor_free(a);
+    zg_arena_reset();
+}
+
+TEST(tril_triu_masked_fill_arange) {
+    float v[12];
+    for (int i = 0; i < 12; i++) v[i] = (float)(i + 1);
+    zg_tensor *a = zgt_param_from(v, SHAPE(3, 4));
+    CHECK_VALUES(zg_tril(a, 0), ((float[]){1, 0, 0, 0, 5, 6, 0, 0, 9, 10, 11, 0}), 12, 0);
+    CHECK_VALUES(zg_triu(a, 1), ((float[]){0, 2, 3, 4, 0, 0, 7, 8, 0, 0, 0, 12}), 12, 0);
+    CHECK_VALUES(zg_tril(a, -1), ((float[]){0, 0, 0, 0, 5, 0, 0, 0, 9, 10, 0, 0}), 12, 0);
+    zg_tensor *mask = zg_tensor_from_data(ZG_INT64, (int64_t[]){0, 1, 0, 1}, SHAPE(4));
+    zg_tensor *f = zg_masked_fill(a, mask, -INFINITY); /* the mask repeats over the rows */
+    CHECK(zg_tensor_get(f, 1) == -INFINITY && zg_tensor_get(f, 7) == -INFINITY && zg_tensor_get(f, 8) == 9);
+    CHECK_OK(zg_backward(zg_add(zg_sum(zg_tril(a, 0)), zg_sum(zg_masked_fill(a, mask, 5.0f))), NULL));
+    CHECK_VALUES(zg_tensor_grad(a), ((float[]){2, 0, 1, 0, 2, 1, 1, 0, 2, 1, 2, 0}), 12, 0);
+    zg_tensor *bad = zg_zeros(SHAPE(3));
+    CHECK_NULL_ERR(zg_masked_fill(a, bad, 0), "mask [3] must match the last dims of input [3,4]");
+    zg_tensor *r = zg_arange(5);
+    CHECK(zg_tensor_dtype(r) == ZG_INT64 && zg_tensor_numel(r) == 5 && zg_tensor_get(r, 4) == 4);
+    zg_tensor *tfs[] = {a, mask, bad, r};
+    for (int i = 0; i < 4; i++) zg_tensor_free(tfs[i]);
+    zg_arena_reset();
+}
+
+static zg_tensor *op_narrow(zg_tensor *const *in, void *ctx) {
+    (void)ctx;
+    return zg_narrow(in[0], 1, 1, 2);
+}
+static zg_tensor *op_tril(zg_tensor *const *in, void *ctx) {
+    (void)ctx;
+    return zg_add(zg_tril(in[0], 0), zg_triu(in[0], 2));
+}
+static zg_tensor *op_masked_fill(zg_tensor *const *in, void *ctx) { return zg_masked_fill(in[0], ctx, 3.0f); }
+
+TEST(narrow_tril_masked_fill_gradcheck) {
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(2, 4, 3)));
+    zg_tensor *mask = zg_tensor_from_data(ZG_INT64, (int64_t[]){1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1}, SHAPE(4, 3));
+    GRADCHECK("narrow", op_narrow, &x, 1, NULL, NULL);
+    GRADCHECK("tril + triu", op_tril, &x, 1, NULL, NULL);
+    GRADCHECK("masked_fill", op_masked_fill, &x, 1, mask, NULL);
+    zg_tensor_free(x);
+    zg_tensor_free(mask);
+    zg_arena_reset();
 }

@@ -10,6 +10,7 @@ the op and its arguments, one of
     embedding PADDING_IDX|none
     layer_norm K EPS AFFINE(0/1) BIAS(0/1)
     sdpa CAUSAL(0/1) MASK(0/1) SCALE (0: the default 1/sqrt(E))
+    narrow DIM START LENGTH | tril K | triu K | masked_fill VALUE (<c>.mask int64)
 and the tensors are
     <c>.x                     layer_norm: the input
     <c>.idx                   embedding: the indices (int64)
@@ -47,6 +48,10 @@ def cases():
         ("sdpa_plain", "sdpa 0 0 0", (2, 3, 20, 30, 8, 6)),
         ("sdpa_mask_scale", "sdpa 0 1 0.3", (2, 2, 70, 90, 16, 16)),
         ("sdpa_causal_blocks", "sdpa 1 0 0", (1, 2, 150, 150, 8, 8)),
+        ("narrow_last", "narrow 2 32 32", (4, 5, 96)),
+        ("tril_k1", "tril 1", (2, 5, 6)),
+        ("triu_k0", "triu 0", (2, 6, 5)),
+        ("masked_fill", "masked_fill -2.5", (3, 4, 5)),
     ]
 
 
@@ -90,6 +95,16 @@ def run(name, spec, shape, out):
             out[name + ".mask"] = mask
         y = sdpa(params["q"], params["k"], params["v"], mask, causal, scale)
         x = None
+    elif w[0] in ("narrow", "tril", "triu", "masked_fill"):
+        x = torch.randn(*shape).requires_grad_()
+        if w[0] == "narrow":
+            y = x.narrow(int(w[1]), int(w[2]), int(w[3]))
+        elif w[0] == "masked_fill":
+            mask = torch.rand(*shape[-2:]) < 0.4
+            out[name + ".mask"] = mask.long()
+            y = x.masked_fill(mask, float(w[1]))
+        else:
+            y = getattr(torch, w[0])(x, int(w[1]))
     elif w[0] == "layer_norm":
         k, eps, affine, bias = int(w[1]), float(w[2]), w[3] == "1", w[4] == "1"
         x = (torch.randn(*shape) * 1.5 + 0.7).requires_grad_()  # rows away from mean 0, variance 1
