@@ -371,6 +371,21 @@ ZG_API zg_module *zg_nn_embedding(int64_t num_embeddings, int64_t embedding_dim,
 /* LayerNorm over the last dim: weight (ones) and bias (zeros) when
  * elementwise_affine (bias false leaves it out, as PyTorch's bias=False). */
 ZG_API zg_module *zg_nn_layer_norm(int64_t normalized_dim, float eps, bool elementwise_affine, bool bias);
+/* A GPT in nanoGPT's layout and init (src/nn/gpt.c): input int64 token
+ * indices [B, T] (T <= block_size), output logits [B, T, vocab_size];
+ * parameters named as nanoGPT's state_dict (transformer.wte.weight, ...,
+ * the head tied to transformer.wte.weight); attention fused and causal
+ * (with dropout > 0 in training, the plain path with dropout on the
+ * attention probabilities, as nanoGPT without flash attention). */
+typedef struct {
+    int64_t vocab_size, block_size, n_layer, n_head, n_embd;
+    float dropout;
+    bool bias; /* biases in the Linear and LayerNorm layers */
+} zg_gpt_config;
+/* nanoGPT's CPU recipe: vocab 65, block 64, 4 layers, 4 heads, 128 embd,
+ * dropout 0, no bias. */
+ZG_API zg_gpt_config zg_gpt_config_default(void);
+ZG_API zg_module *zg_nn_gpt(const zg_gpt_config *config);
 /* Takes ownership of the modules (also on failure); children are named
  * "0", "1", ... so parameters read "0.weight". */
 ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);
