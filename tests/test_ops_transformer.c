@@ -270,7 +270,9 @@ static void run_case(const zg_safetensors *st, const char *c) {
     int causal = 0, has_mask = 0;
     float scale = 0;
     int64_t nargs[3];
-    if (spec && sscanf(spec, "narrow %" SCNd64 " %" SCNd64 " %" SCNd64, &nargs[0], &nargs[1], &nargs[2]) == 3) {
+    if (spec && !strcmp(spec, "matmul")) {
+        y = zg_matmul(x, w);
+    } else if (spec && sscanf(spec, "narrow %" SCNd64 " %" SCNd64 " %" SCNd64, &nargs[0], &nargs[1], &nargs[2]) == 3) {
         y = zg_narrow(x, (int)nargs[0], nargs[1], nargs[2]);
     } else if (spec && sscanf(spec, "tril %" SCNd64, &nargs[0]) == 1) {
         y = zg_tril(x, nargs[0]);
@@ -314,7 +316,7 @@ TEST(parity_embedding_layer_norm_attention) {
     if (!st) return;
     worst_err = 0;
     int n = zgt_ref_cases(st, run_case);
-    CHECK(n >= 17);
+    CHECK(n >= 19);
     printf("parity transformer ops: %d cases, worst relative error %.3g\n", n, worst_err);
     zg_safetensors_free(st);
 }
@@ -522,4 +524,73 @@ TEST(narrow_tril_masked_fill_gradcheck) {
     zg_tensor_free(x);
     zg_tensor_free(mask);
     zg_arena_reset();
+}
+
+/* ---- matmul with broadcast batch dims -------------------------------- */
+
+/* a [..] @ b [..] against the matrices multiplied one by one (2-D matmul)
+ * at the broadcast batch positions. */
+static void check_matmul_broadcast(const int64_t *sa, int na, const int64_t *sb, int nb, const int64_t *so, int no) {
+    zg_tensor *a = zg_randn(sa, na), *b = zg_randn(sb, nb);
+    zg_tensor *y = zg_matmul(a, b);
+    CHECK_PTR(y);
+    if (!y) return;
+    CHECK(zg_tensor_ndim(y) == no);
+    for (int d = 0; d < no; d++) CHECK(zg_tensor_size(y, d) == so[d]);
+    const int64_t n = sa[na - 2], k = sa[na - 1], m = sb[nb - 1], batch = zg_tensor_numel(y) / (n * m);
+    for (int64_t i = 0; i < batch; i++) {
+        /* the batch index in each operand: broadcast dims (size 1 or missing) read 0 */
+        int64_t ia = 0, ib = 0, sta = 1, stb = 1, rem = i;
+        for (int d = no - 3; d >= 0; d--) {
+            const int64_t x = rem % so[d];
+            rem /= so[d];
+            const int da = d - (no - na), db = d - (no - nb);
+            if (da >= 0) {
+                ia += (sa[da] == 1 ? 0 : x) * sta;
+                sta *= sa[da];
+            }
+            if (db >= 0) {
+                ib += (sb[db] == 1 ? 0 : x) * stb;
+                stb *= sb[db];
+            }
+        }
+        zg_tensor *am = zg_reshape(zg_narrow(zg_reshape(a, (int64_t[]){-1, n, k}, 3), 0, ia, 1), (int64_t[]){n, k}, 2);
+        zg_tensor *bm = zg_reshape(zg_narrow(zg_reshape(b, (int64_t[]){-1, k, m}, 3), 0, ib, 1), (int64_t[]){k, m}, 2);
+        zg_tensor *ym = zg_reshape(zg_narrow(zg_reshape(y, (int64_t[]){-1, n, m}, 3), 0, i, 1), (int64_t[]){n, m}, 2);
+        CHECK_TENSOR_NEAR(ym, zg_matmul(am, bm), 1e-6, 1e-6);
+    }
+    zg_tensor_free(a);
+    zg_tensor_free(b);
+    zg_arena_reset();
+}
+
+TEST(matmul_broadcasts_batch_dims) {
+    zg_manual_seed(31);
+    check_matmul_broadcast(SHAPE(2, 3, 4, 5), SHAPE(5, 6), SHAPE(2, 3, 4, 6));    /* 4-D by 2-D: folded */
+    check_matmul_broadcast(SHAPE(4, 5), SHAPE(3, 5, 2), SHAPE(3, 4, 2));          /* 2-D by 3-D */
+    check_matmul_broadcast(SHAPE(2, 1, 4, 5), SHAPE(3, 5, 2), SHAPE(2, 3, 4, 2)); /* both broadcast */
+    check_matmul_broadcast(SHAPE(2, 3, 4, 5), SHAPE(2, 3, 5, 2), SHAPE(2, 3, 4, 2));
+    zg_tensor *a = zg_randn(SHAPE(2, 4, 5)), *b = zg_randn(SHAPE(3, 5, 2)), *v = zg_randn(SHAPE(5));
+    CHECK_NULL_ERR(zg_matmul(a, b), "shapes [2,4,5] and [3,5,2] do not match");
+    CHECK_NULL_ERR(zg_matmul(a, v), "both need at least 2 dims");
+    zg_tensor_free(a);
+    zg_tensor_free(b);
+    zg_tensor_free(v);
+}
+
+static zg_tensor *op_matmul(zg_tensor *const *in, void *ctx) {
+    (void)ctx;
+    return zg_matmul(in[0], in[1]);
+}
+
+TEST(matmul_broadcast_gradcheck) {
+    const int64_t shapes[][2][4] = {{{2, 3, 4}, {4, 2}}, {{3, 4}, {2, 4, 2}}, {{2, 1, 3, 4}, {3, 4, 2}}};
+    const int nd[][2] = {{3, 2}, {2, 3}, {4, 3}};
+    for (int i = 0; i < 3; i++) {
+        zg_tensor *in[2] = {zgt_param(zg_randn(shapes[i][0], nd[i][0])), zgt_param(zg_randn(shapes[i][1], nd[i][1]))};
+        GRADCHECK("matmul broadcast", op_matmul, in, 2, NULL, NULL);
+        zg_tensor_free(in[0]);
+        zg_tensor_free(in[1]);
+        zg_arena_reset();
+    }
 }

@@ -24,6 +24,7 @@
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
+#include <string.h>
 
 /* A linear layer's dx and dW GEMMs run side by side from this many flops
  * each. */
@@ -47,40 +48,93 @@ static bool blas_fits(const int64_t *dims, int n) {
 
 /* ---- matmul ------------------------------------------------------------ */
 
-/* A [batch, rows, k] @ B [batch, k, m] -> C [batch, rows, m] (batch 1 for
- * 2-D), in autocast type t. */
+/* a [*A, rows, k] @ b [*B, k, m] -> [*, rows, m], * the broadcast of *A
+ * and *B (as torch.matmul); batch i of the output multiplies matrix
+ * a_at(i) of a by b_at(i) of b. When b is 2-D, a's batch folds into its
+ * rows (one GEMM, as torch.matmul does). In autocast type t. */
 typedef struct {
     int64_t batch, rows, k, m;
+    int nb;                            /* broadcast batch dims */
+    int64_t bshape[ZG_MAX_DIMS];       /* their sizes */
+    int64_t sa[ZG_MAX_DIMS], sb[ZG_MAX_DIMS]; /* matrix strides of a and b per batch dim (0: broadcast) */
+    int64_t na, nbm;                   /* matrices in a and in b */
     zg_autocast_type t;
 } matmul_args;
+
+/* The matrices of a and b that output batch i multiplies. */
+static void batch_at(const matmul_args *p, int64_t i, int64_t *ia, int64_t *ib) {
+    *ia = *ib = 0;
+    for (int d = p->nb - 1; d >= 0; d--) {
+        const int64_t x = i % p->bshape[d];
+        i /= p->bshape[d];
+        *ia += x * p->sa[d];
+        *ib += x * p->sb[d];
+    }
+}
+
+/* dX for one operand: per output batch, gemm into its matrix, summed over
+ * the batches that share it (broadcast) in batch order. */
+static int matmul_grad(const matmul_args *p, bool for_a, const float *G, const float *other, float *dX) {
+    const int64_t rows = p->rows, k = p->k, m = p->m, count = for_a ? p->na : p->nbm;
+    const int64_t xsize = for_a ? rows * k : k * m;
+    const bool shared = count < p->batch;
+    float *tmp = shared ? zg__arena_alloc((size_t)xsize * sizeof(float)) : NULL;
+    if (shared && !tmp) return ZG_ERR_NOMEM;
+    if (shared) memset(dX, 0, (size_t)(count * xsize) * sizeof(float));
+    for (int64_t i = 0; i < p->batch; i++) {
+        int64_t ia, ib;
+        batch_at(p, i, &ia, &ib);
+        float *dst = shared ? tmp : dX + (for_a ? ia : ib) * xsize;
+        int rc = for_a ? gemm(p->t, false, true, rows, k, m, G + i * rows * m, other + ib * k * m, NULL, dst)
+                       : gemm(p->t, true, false, k, m, rows, other + ia * rows * k, G + i * rows * m, NULL, dst);
+        if (rc) return rc;
+        if (shared) {
+            float *acc = dX + (for_a ? ia : ib) * xsize;
+            for (int64_t j = 0; j < xsize; j++) acc[j] += tmp[j];
+        }
+    }
+    return ZG_OK;
+}
 
 static int matmul_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const zg_tensor *a = n->saved[0], *b = n->saved[1];
     const matmul_args *p = ZG_NODE_ARGS(n, matmul_args);
-    int64_t B = p->batch, rows = p->rows, k = p->k, m = p->m;
-    zg_autocast_type t = p->t;
     const float *A = zg__f32(a), *Bm = zg__f32(b), *G = zg__f32(gout);
-    if (zg__node_needs(n, 0)) {
-        zg_tensor *ga = zg__empty_like(n->in[0]);
-        if (!ga) return ZG_ERR_NOMEM;
-        for (int64_t i = 0; i < B; i++) { /* dA = dC B^T */
-            int rc = gemm(t, false, true, rows, k, m, G + i * rows * m, Bm + i * k * m, NULL,
-                          zg__f32(ga) + i * rows * k);
-            if (rc) return rc;
-        }
-        gin[0] = ga;
+    if (zg__node_needs(n, 0)) { /* dA = dC B^T */
+        if (!(gin[0] = zg__empty_like(n->in[0]))) return ZG_ERR_NOMEM;
+        int rc = matmul_grad(p, true, G, Bm, zg__f32(gin[0]));
+        if (rc) return rc;
     }
-    if (zg__node_needs(n, 1)) {
-        zg_tensor *gb = zg__empty_like(n->in[1]);
-        if (!gb) return ZG_ERR_NOMEM;
-        for (int64_t i = 0; i < B; i++) { /* dB = A^T dC */
-            int rc = gemm(t, true, false, k, m, rows, A + i * rows * k, G + i * rows * m, NULL,
-                          zg__f32(gb) + i * k * m);
-            if (rc) return rc;
-        }
-        gin[1] = gb;
+    if (zg__node_needs(n, 1)) { /* dB = A^T dC */
+        if (!(gin[1] = zg__empty_like(n->in[1]))) return ZG_ERR_NOMEM;
+        int rc = matmul_grad(p, false, G, A, zg__f32(gin[1]));
+        if (rc) return rc;
     }
     return ZG_OK;
+}
+
+/* The broadcast batch of a [*A, rows, k] and b [*B, k, m] into p, with the
+ * output's shape; false when *A and *B do not broadcast. */
+static bool matmul_batch(const zg_tensor *a, const zg_tensor *b, matmul_args *p, int64_t *shape) {
+    const int da = a->ndim - 2, db = b->ndim - 2, nb = da > db ? da : db;
+    p->nb = nb;
+    p->batch = p->na = p->nbm = 1;
+    int64_t st_a = 1, st_b = 1;
+    for (int d = nb - 1; d >= 0; d--) {
+        const int ia = d - (nb - da), ib = d - (nb - db);
+        const int64_t sa = ia >= 0 ? a->shape[ia] : 1, sb = ib >= 0 ? b->shape[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1) return false;
+        p->bshape[d] = sa == 1 ? sb : sa;
+        p->sa[d] = sa == 1 ? 0 : st_a;
+        p->sb[d] = sb == 1 ? 0 : st_b;
+        st_a *= sa;
+        st_b *= sb;
+        p->batch *= p->bshape[d];
+        shape[d] = p->bshape[d];
+    }
+    p->na = st_a;
+    p->nbm = st_b;
+    return true;
 }
 
 zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
@@ -89,32 +143,40 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
     char sa[ZG_SHAPE_BUF], sb[ZG_SHAPE_BUF];
     zg__shape_str(a, sa, sizeof sa);
     zg__shape_str(b, sb, sizeof sb);
-    if (a->ndim != b->ndim || (a->ndim != 2 && a->ndim != 3))
-        return zg__fail_null("%s: shapes %s and %s: expected two 2-D [n,k] @ [k,m] or two 3-D [B,n,k] @ [B,k,m]",
-                             fn, sa, sb);
-    int o = a->ndim - 2;
-    int64_t B = o ? a->shape[0] : 1;
-    int64_t rows = a->shape[o], k = a->shape[o + 1], m = b->shape[o + 1];
-    if (b->shape[o] != k || (o && b->shape[0] != B))
+    if (a->ndim < 2 || b->ndim < 2)
+        return zg__fail_null("%s: shapes %s and %s: both need at least 2 dims [..., n, k] @ [..., k, m]", fn, sa, sb);
+    matmul_args p = {.rows = a->shape[a->ndim - 2], .k = a->shape[a->ndim - 1], .m = b->shape[b->ndim - 1]};
+    int64_t shape[ZG_MAX_DIMS];
+    if (b->shape[b->ndim - 2] != p.k || !matmul_batch(a, b, &p, shape))
         return zg__fail_null("%s: shapes %s and %s do not match", fn, sa, sb);
-    if (!blas_fits((int64_t[]){rows, k, m}, 3))
+    shape[p.nb] = p.rows;
+    shape[p.nb + 1] = p.m;
+    /* b 2-D: a's matrices stacked are one [batch * rows, k] matrix */
+    if (b->ndim == 2 && p.batch > 1) {
+        p.rows *= p.batch;
+        p.batch = p.na = 1;
+        p.nb = 0;
+    }
+    if (!blas_fits((int64_t[]){p.rows, p.k, p.m}, 3))
         return zg__fail_null("%s: shapes %s and %s are too large for BLAS", fn, sa, sb);
-    const zg_autocast_type t = zg_autocast_get();
+    p.t = zg_autocast_get();
 
-    int64_t shape[3] = {B, rows, m};
-    zg_tensor *out = zg__empty(ZG_FLOAT32, o ? shape : shape + 1, a->ndim);
+    zg_tensor *out = zg__empty(ZG_FLOAT32, shape, (b->ndim == 2 ? a->ndim : (int)(p.nb + 2)));
     if (!out) return NULL;
-    for (int64_t i = 0; i < B; i++)
-        if (gemm(t, false, false, rows, m, k, zg__f32(a) + i * rows * k, zg__f32(b) + i * k * m, NULL,
-                 zg__f32(out) + i * rows * m))
+    for (int64_t i = 0; i < p.batch; i++) {
+        int64_t ia, ib;
+        batch_at(&p, i, &ia, &ib);
+        if (gemm(p.t, false, false, p.rows, p.m, p.k, zg__f32(a) + ia * p.rows * p.k, zg__f32(b) + ib * p.k * p.m,
+                 NULL, zg__f32(out) + i * p.rows * p.m))
             return NULL;
+    }
 
-    zg__node *n = ZG_RECORD(matmul_args, zg__autocast_node_name("matmul", t), matmul_backward, out,
+    zg__node *n = ZG_RECORD(matmul_args, zg__autocast_node_name("matmul", p.t), matmul_backward, out,
                             (zg_tensor *[]){a, b}, 2);
     if (n) {
         zg__save(n, a);
         zg__save(n, b);
-        *ZG_NODE_ARGS(n, matmul_args) = (matmul_args){B, rows, k, m, t};
+        *ZG_NODE_ARGS(n, matmul_args) = p;
     }
     return out;
 }

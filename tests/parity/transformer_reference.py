@@ -11,6 +11,7 @@ the op and its arguments, one of
     layer_norm K EPS AFFINE(0/1) BIAS(0/1)
     sdpa CAUSAL(0/1) MASK(0/1) SCALE (0: the default 1/sqrt(E))
     narrow DIM START LENGTH | tril K | triu K | masked_fill VALUE (<c>.mask int64)
+    matmul (the inputs <c>.x and <c>.w, their gradients gx and gw)
 and the tensors are
     <c>.x                     layer_norm: the input
     <c>.idx                   embedding: the indices (int64)
@@ -52,6 +53,8 @@ def cases():
         ("tril_k1", "tril 1", (2, 5, 6)),
         ("triu_k0", "triu 0", (2, 6, 5)),
         ("masked_fill", "masked_fill -2.5", (3, 4, 5)),
+        ("matmul_fold", "matmul", ((4, 16, 32), (32, 48))),
+        ("matmul_broadcast", "matmul", ((2, 1, 8, 16), (3, 16, 8))),
     ]
 
 
@@ -105,6 +108,10 @@ def run(name, spec, shape, out):
             y = x.masked_fill(mask, float(w[1]))
         else:
             y = getattr(torch, w[0])(x, int(w[1]))
+    elif w[0] == "matmul":
+        x = torch.randn(*shape[0]).requires_grad_()
+        params["w"] = torch.randn(*shape[1]).requires_grad_()
+        y = torch.matmul(x, params["w"])
     elif w[0] == "layer_norm":
         k, eps, affine, bias = int(w[1]), float(w[2]), w[3] == "1", w[4] == "1"
         x = (torch.randn(*shape) * 1.5 + 0.7).requires_grad_()  # rows away from mean 0, variance 1
