@@ -556,6 +556,32 @@ ZG_API int64_t zg_dataset_num_classes(const zg_dataset *ds);
 ZG_API zg_dataset *zg_dataset_head(const zg_dataset *ds, int64_t n);
 ZG_API void zg_dataset_free(zg_dataset *ds);
 
+/* A text corpus for language models (src/data/text.c): token ids over a
+ * vocabulary of characters (the distinct Unicode code points of the
+ * corpus, sorted, as nanoGPT's char-level preparation; the text must be
+ * UTF-8) or of the 256 byte values; the first (1 - val_fraction) of the
+ * tokens train, the rest validate. */
+typedef enum { ZG_TEXT_CHAR = 0, ZG_TEXT_BYTE = 1 } zg_text_vocab;
+typedef struct zg_text zg_text;
+ZG_API zg_text *zg_text_load(const char *path, zg_text_vocab vocab, double val_fraction);
+ZG_API zg_text *zg_text_from_memory(const char *data, int64_t n, zg_text_vocab vocab, double val_fraction);
+ZG_API void zg_text_free(zg_text *t);
+ZG_API int64_t zg_text_vocab_size(const zg_text *t);
+ZG_API int64_t zg_text_num_tokens(const zg_text *t, bool val);
+/* Ids of the UTF-8 string s (bytes for the byte vocabulary) into out
+ * (up to max); returns their number (which may exceed max), or an error
+ * for a character outside the vocabulary. */
+ZG_API int64_t zg_text_encode(const zg_text *t, const char *s, int64_t *out, int64_t max);
+/* The text of ids[0..n) into out (cap bytes, always terminated when
+ * cap > 0); returns its full length in bytes, or an error for an id
+ * outside the vocabulary. */
+ZG_API int64_t zg_text_decode(const zg_text *t, const int64_t *ids, int64_t n, char *out, int64_t cap);
+/* Persistent int64 x, y [batch, block]: windows at offsets drawn uniformly
+ * from the split, y shifted by one token; the offsets depend on (seed,
+ * split, step) only, so a resumed run draws the same batches. */
+ZG_API int zg_text_batch(const zg_text *t, bool val, int64_t batch, int64_t block, uint64_t seed, int64_t step,
+                         zg_tensor **x, zg_tensor **y);
+
 typedef struct {
     int64_t batch_size;
     bool shuffle;   /* a new order each epoch, from (seed, epoch) only */
