@@ -386,6 +386,14 @@ typedef struct {
  * dropout 0, no bias. */
 ZG_API zg_gpt_config zg_gpt_config_default(void);
 ZG_API zg_module *zg_nn_gpt(const zg_gpt_config *config);
+/* Continues prompt[0..n_prompt) by n_new tokens into out (n_prompt + n_new
+ * ids): each step runs the model on the last block_size tokens (no KV
+ * cache: recomputed, as nanoGPT's generate), in eval mode under no_grad,
+ * and draws from softmax(logits / temperature) restricted to the top_k
+ * largest (top_k <= 0: all); temperature 0 takes the argmax. The draws
+ * depend on seed alone. */
+ZG_API int zg_gpt_generate(zg_module *gpt, const int64_t *prompt, int64_t n_prompt, int64_t n_new,
+                               float temperature, int64_t top_k, uint64_t seed, int64_t *out);
 /* Takes ownership of the modules (also on failure); children are named
  * "0", "1", ... so parameters read "0.weight". */
 ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);

@@ -242,3 +242,51 @@ TEST(parity_gpt_adamw_training) {
     zg_module_free(m);
     zg_safetensors_free(st);
 }
+
+/* ---- generation ----------------------------------------------------------- */
+
+TEST(gpt_generate_greedy_seeded_and_top_k) {
+    zg_gpt_config c = tiny();
+    zg_manual_seed(4);
+    zg_module *m = zg_nn_gpt(&c);
+    CHECK_PTR(m);
+    if (!m) return;
+    zg_tensor *zeros = zg_zeros((int64_t[]){3}, 1);
+    zg_tensor *keep = zg_add_scalar(zeros, 2.0f); /* an arena tensor of the caller */
+    const int64_t prompt[2] = {3, 7};
+    int64_t greedy[14], top1[14], a[14], b[14], other[14];
+    CHECK_OK(zg_gpt_generate(m, prompt, 2, 12, 0.0f, 0, 1, greedy));
+    /* greedy by hand: argmax of the last position, the window cropped to block_size 8 */
+    int64_t seq[14] = {3, 7};
+    for (int n = 2; n < 14; n++) {
+        const int64_t T = n < 8 ? n : 8;
+        zg_tensor *idx = zg_tensor_from_data(ZG_INT64, seq + n - T, (int64_t[]){1, T}, 2);
+        zg_no_grad_enter();
+        zg_tensor *logits = zg_module_forward(m, idx);
+        zg_no_grad_exit();
+        int64_t best = 0;
+        for (int64_t j = 1; j < 11; j++)
+            if (zg_tensor_get(logits, (T - 1) * 11 + j) > zg_tensor_get(logits, (T - 1) * 11 + best)) best = j;
+        seq[n] = best;
+        zg_tensor_free(idx);
+    }
+    CHECK(!memcmp(seq, greedy, sizeof seq));
+    CHECK_OK(zg_gpt_generate(m, prompt, 2, 12, 1.0f, 1, 99, top1)); /* top_k 1 is greedy at any temperature */
+    CHECK(!memcmp(top1, greedy, sizeof seq));
+    CHECK_OK(zg_gpt_generate(m, prompt, 2, 12, 1.5f, 0, 5, a));
+    CHECK_OK(zg_gpt_generate(m, prompt, 2, 12, 1.5f, 0, 5, b));
+    CHECK_OK(zg_gpt_generate(m, prompt, 2, 12, 1.5f, 0, 6, other));
+    CHECK(!memcmp(a, b, sizeof a));      /* the seed alone decides */
+    CHECK(memcmp(a, other, sizeof a) != 0); /* 12 draws from near-uniform 11-way choices */
+    for (int i = 0; i < 14; i++) CHECK(a[i] >= 0 && a[i] < 11);
+    CHECK(zg_module_is_training(m));
+    CHECK(zg_tensor_get(keep, 2) == 2.0f);
+    const int64_t bad[1] = {11};
+    CHECK_ERR(zg_gpt_generate(m, bad, 1, 3, 1.0f, 0, 1, a), "prompt token 11 at 0 is outside the vocabulary of 11");
+    zg_module *lin = zg_nn_linear(2, 2, true);
+    CHECK_ERR(zg_gpt_generate(lin, prompt, 2, 3, 1.0f, 0, 1, a), "not a GPT");
+    zg_module_free(lin);
+    zg_module_free(m);
+    zg_tensor_free(zeros);
+    zg_arena_reset();
+}

@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { ATTN_C_ATTN, ATTN_C_PROJ, ATTN_DROP, ATTN_RESID_DROP };
@@ -236,4 +237,92 @@ zg_module *zg_nn_gpt(const zg_gpt_config *c) {
         return NULL;
     }
     return m;
+}
+
+/* ---- generation ------------------------------------------------------------ */
+
+/* A uniform double in [0, 1) for (seed, position): sampling is
+ * reproducible from the seed alone. */
+static double sample_uniform(uint64_t seed, int64_t pos) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (uint64_t)(pos + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+/* The next token from the last position's logits row [V]: logits /
+ * temperature, all but the top_k largest dropped (top_k <= 0: none
+ * dropped), softmax, one draw by inverse CDF; temperature 0 is argmax. */
+static int64_t next_token(const float *row, int64_t V, float temperature, int64_t top_k, double u, double *p) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < V; j++)
+        if (row[j] > row[best]) best = j;
+    if (temperature <= 0.0f) return best;
+    /* the k-th largest logit is the threshold: values below it drop */
+    float cut = -INFINITY;
+    if (top_k > 0 && top_k < V) {
+        for (int64_t j = 0; j < V; j++) p[j] = row[j];
+        for (int64_t k = 0; k < top_k; k++) { /* top_k selections: V is small (a vocabulary) */
+            int64_t m = -1;
+            for (int64_t j = 0; j < V; j++)
+                if (p[j] > -INFINITY && (m < 0 || p[j] > p[m])) m = j;
+            cut = (float)p[m];
+            p[m] = -INFINITY;
+        }
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < V; j++) {
+        p[j] = row[j] < cut ? 0.0 : exp(((double)row[j] - row[best]) / temperature);
+        sum += p[j];
+    }
+    double acc = 0.0, target = u * sum;
+    for (int64_t j = 0; j < V; j++) {
+        acc += p[j];
+        if (target < acc && p[j] > 0.0) return j;
+    }
+    return best;
+}
+
+int zg_gpt_generate(zg_module *gpt, const int64_t *prompt, int64_t n_prompt, int64_t n_new, float temperature,
+                    int64_t top_k, uint64_t seed, int64_t *out) {
+    const char *fn = "zg_gpt_generate";
+    if (!gpt || strcmp(gpt->type, "GPT")) return zg__fail(ZG_ERR_ARG, "%s: the module is not a GPT (zg_nn_gpt)", fn);
+    if (!out || (!prompt && n_prompt) || n_prompt < 1 || n_new < 0)
+        return zg__fail(ZG_ERR_ARG, "%s: need a prompt of at least one token, n_new >= 0 and out", fn);
+    if (!(temperature >= 0.0f) || !isfinite(temperature))
+        return zg__fail(ZG_ERR_ARG, "%s: temperature %g must be >= 0", fn, (double)temperature);
+    const int64_t V = gpt->iv[0], block = gpt->iv[1];
+    for (int64_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return zg__fail(ZG_ERR_ARG, "%s: prompt token %lld at %lld is outside the vocabulary of %lld", fn,
+                            (long long)prompt[i], (long long)i, (long long)V);
+    double *p = malloc((size_t)V * sizeof *p);
+    if (!p) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
+    const bool was_training = gpt->training;
+    zg_module_train(gpt, false);
+    zg_no_grad_enter();
+    const size_t mark = zg_arena_mark(); /* the caller's arena tensors stay */
+    int rc = ZG_OK;
+    /* No KV cache: each new token runs the model on the last block_size
+     * tokens again (nanoGPT's generate). */
+    for (int64_t n = n_prompt; n < n_prompt + n_new && !rc; n++) {
+        const int64_t T = n < block ? n : block;
+        zg_tensor *idx = zg__empty(ZG_INT64, (int64_t[]){1, T}, 2), *logits = NULL;
+        if (idx) {
+            memcpy(zg__i64(idx), out + n - T, (size_t)T * sizeof *out);
+            logits = zg_module_forward(gpt, idx);
+        }
+        if (!logits) {
+            rc = ZG_ERR_STATE;
+            break;
+        }
+        out[n] = next_token(zg__f32(logits) + (T - 1) * V, V, temperature, top_k, sample_uniform(seed, n), p);
+        zg_arena_release(mark);
+    }
+    zg_no_grad_exit();
+    zg_module_train(gpt, was_training);
+    free(p);
+    return rc ? rc : ZG_OK;
 }
