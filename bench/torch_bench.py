@@ -36,7 +36,14 @@ WORKLOADS = {
     "mlp_sgd256": ("mlp", 256, "sgd", 0.01, False),
     "cnn64": ("cnn", 64, "adam", 1e-3, False),
     "mlp_bf16_256": ("mlp", 256, "sgd", 0.01, True),
+    "gpt_small": ("gpt_small", 12, "adamw", 1e-3, False),
+    "gpt_small_bf16": ("gpt_small", 12, "adamw", 1e-3, True),
+    "gpt_large": ("gpt_large", 8, "adamw", 1e-3, False),
 }
+# GPT configurations as bench/zgrad_bench.c's (the vocabulary is the corpus's).
+GPT = {"gpt_small": dict(block_size=64, n_layer=4, n_head=4, n_embd=128),
+       "gpt_large": dict(block_size=256, n_layer=6, n_head=6, n_embd=384)}
+CORPUS = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "zgrad/corpus/shakespeare.txt")
 
 
 def load_idx(path):
@@ -92,8 +99,54 @@ def train_step(model, opt, xb, yb, bf16):
     return loss.item()
 
 
+def gpt_step_workload(name, threads, steps, warmup, corpus):
+    """nanoGPT's loop on random windows of the corpus: AdamW (weight decay
+    0.1 on tensors of dim >= 2, betas 0.9, 0.99), clip_grad_norm 1.0; SDPA
+    where this torch has it."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
+    import gpt_reference
+    kind, batch, _, lr, bf16 = WORKLOADS[name]
+    with open(corpus, encoding="utf-8") as f:
+        text = f.read()
+    chars = sorted(set(text))
+    index = {c: i for i, c in enumerate(chars)}
+    data = torch.tensor([index[c] for c in text[:len(text) * 9 // 10]], dtype=torch.long)
+    cfg = dict(GPT[kind], vocab_size=len(chars), dropout=0.0, bias=False)
+    gpt_reference.SelfAttention.use_sdpa = hasattr(F, "scaled_dot_product_attention")
+    torch.manual_seed(0)
+    model = gpt_reference.Gpt(cfg)
+    model.train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}], lr=lr,
+                            betas=(0.9, 0.99))
+    t, v = cfg["block_size"], cfg["vocab_size"]
+    ms, loss = [], 0.0
+    for i in range(warmup + steps):
+        ix = torch.randint(len(data) - t, (batch,))
+        xb = torch.stack([data[j:j + t] for j in ix])
+        yb = torch.stack([data[j + 1:j + 1 + t] for j in ix])
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(xb)
+        lossv = F.cross_entropy(logits.float().view(-1, v), yb.view(-1))
+        lossv.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss = lossv.item()
+        t1 = time.perf_counter()
+        if i >= warmup:
+            ms.append((t1 - t0) * 1e3)
+    return {"side": "torch", "workload": name, "threads": threads, "batch": batch,
+            "median_ms": float(np.median(ms)), "rss_mb": rss_mb(), "mallocs_per_step": None,
+            "last_loss": loss, "steps_ms": ms}
+
+
 def step_workload(name, threads, steps, warmup, data_dir):
     model_kind, batch, optim_kind, lr, bf16 = WORKLOADS[name]
+    if model_kind.startswith("gpt"):
+        return gpt_step_workload(name, threads, steps, warmup, data_dir if data_dir != DATA_DIR else CORPUS)
     x, y = load(data_dir, True)
     n_batches = min((steps + warmup), x.shape[0] // batch)
     batches = [(normalise(x[i * batch:(i + 1) * batch]), y[i * batch:(i + 1) * batch]) for i in range(n_batches)]

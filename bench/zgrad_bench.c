@@ -10,7 +10,12 @@
  * malloc/calloc/realloc calls per timed step, and a hash of the trained
  * weights (FNV-1a over every parameter's bytes, in module order: a change
  * meant to keep float32 results bit-identical keeps this hash).
- * bench/torch_bench.py prints the same line for PyTorch. */
+ * bench/torch_bench.py prints the same line for PyTorch.
+ *
+ * The GPT workloads read a text corpus instead (DATA_DIR is then the
+ * corpus file; default: scripts/setup-corpus's shakespeare): random
+ * windows of block_size + 1 characters, nanoGPT's loop (AdamW with weight
+ * decay on tensors of dim >= 2, clip_grad_norm 1.0). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +60,9 @@ static long alloc_count(void) { return __atomic_load_n(&n_allocs, __ATOMIC_RELAX
 typedef struct {
     const char *name;
     int model;          /* 0: MLP 784-32-10, 1: MLP 784-256-128-10, 2: the default CNN,
-                           3: MLP of 40 Linear layers (80 parameter tensors, 784-64x39-10) */
+                           3: MLP of 40 Linear layers (80 parameter tensors, 784-64x39-10),
+                           4: GPT 4 layers, 4 heads, 128 embd, block 64 (nanoGPT's CPU recipe),
+                           5: GPT 6 layers, 6 heads, 384 embd, block 256 */
     int64_t batch;
     zg_optim_kind optim;
     double lr;
@@ -69,7 +76,39 @@ static const workload WORKLOADS[] = {
     {"cnn64", 2, 64, ZG_ADAM, 1e-3, false},
     {"mlp_bf16_256", 1, 256, ZG_SGD, 0.01, true},
     {"mlp80", 3, 32, ZG_SGD, 0.01, false}, /* the sanitizer's cost: run with ZG_SANITIZE=off and warn */
+    {"gpt_small", 4, 12, ZG_ADAMW, 1e-3, false},
+    {"gpt_small_bf16", 4, 12, ZG_ADAMW, 1e-3, true},
+    {"gpt_large", 5, 8, ZG_ADAMW, 1e-3, false},
 };
+
+/* ---- the GPT workloads ------------------------------------------------------ */
+
+static zg_module *build_gpt(int kind, int64_t vocab) {
+    zg_gpt_config c = zg_gpt_config_default();
+    c.vocab_size = vocab;
+    if (kind == 5) {
+        c.n_layer = c.n_head = 6;
+        c.n_embd = 384;
+        c.block_size = 256;
+    }
+    return zg_nn_gpt(&c);
+}
+
+/* nanoGPT's AdamW: weight decay 0.1 on tensors of dim >= 2, betas (0.9, 0.99). */
+static zg_optim *gpt_optim(zg_tensor *const *params, int n, double lr) {
+    zg_tensor *decay[96], *rest[96];
+    int nd = 0, nr = 0;
+    for (int i = 0; i < n; i++) {
+        if (zg_tensor_ndim(params[i]) >= 2) decay[nd++] = params[i];
+        else rest[nr++] = params[i];
+    }
+    zg_optim_config c = zg_optim_defaults(ZG_ADAMW);
+    c.lr = lr;
+    c.beta2 = 0.99;
+    const zg_hp wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.1}}, no_wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.0}};
+    const zg_param_group g[2] = {{decay, nd, wd, 1}, {rest, nr, no_wd, 1}};
+    return zg_optim_new_groups(ZG_ADAMW, g, 2, &c);
+}
 
 static void die(const char *what) {
     fprintf(stderr, "zgrad_bench: %s: %s\n", what, zg_last_error());
@@ -110,6 +149,81 @@ static uint64_t weights_hash(zg_tensor *const *params, int n) {
     return h;
 }
 
+/* The JSON line of a run: the timed steps, their median, peak RSS,
+ * allocations per step, the last loss and the weights' hash. */
+static void print_result(const workload *w, int threads, const double *ms, int steps, long allocs, double last_loss,
+                         zg_tensor *const *params, int n_params) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double *sorted = malloc(sizeof(double) * (size_t)steps);
+    if (!sorted) return;
+    memcpy(sorted, ms, sizeof(double) * (size_t)steps);
+    qsort(sorted, (size_t)steps, sizeof(double), cmp_double);
+    double median = steps % 2 ? sorted[steps / 2] : 0.5 * (sorted[steps / 2 - 1] + sorted[steps / 2]);
+    printf("{\"side\": \"zgrad\", \"workload\": \"%s\", \"threads\": %d, \"batch\": %lld, \"median_ms\": %.6f, "
+           "\"rss_mb\": %.1f, \"mallocs_per_step\": %.3f, \"last_loss\": %.6f, \"weights_hash\": \"%016llx\", "
+           "\"steps_ms\": [",
+           w->name, threads, (long long)w->batch, median, ru.ru_maxrss / 1024.0, (double)allocs / steps, last_loss,
+           (unsigned long long)weights_hash(params, n_params));
+    for (int i = 0; i < steps; i++) printf("%s%.6f", i ? ", " : "", ms[i]);
+    printf("]}\n");
+    free(sorted);
+}
+
+/* A GPT workload: windows of the corpus at `path`, nanoGPT's step. */
+static int gpt_run(const workload *w, int threads, int steps, int warmup, const char *path) {
+    zg_text *text = zg_text_load(path, ZG_TEXT_CHAR, 0.1);
+    if (!text) die("loading the corpus (scripts/setup-corpus installs it)");
+    zg_manual_seed(0);
+    zg_module *model = build_gpt(w->model, zg_text_vocab_size(text));
+    if (!model) die("model");
+    zg_tensor *params[96];
+    const int n_params = zg_module_params(model, params, 96);
+    zg_optim *opt = gpt_optim(params, n_params, w->lr);
+    if (!opt) die("optimizer");
+    const int64_t block = zg_module_param_by_name(model, "transformer.wpe.weight")
+                              ? zg_tensor_size(zg_module_param_by_name(model, "transformer.wpe.weight"), 0)
+                              : 0;
+    double *ms = malloc(sizeof(double) * (size_t)steps);
+    if (!ms) die("memory");
+    long allocs = 0;
+    double last_loss = 0;
+    for (int i = 0; i < warmup + steps; i++) {
+        zg_tensor *x, *y;
+        if (zg_text_batch(text, false, w->batch, block, 0, i, &x, &y)) die("batch");
+        long a0 = alloc_count();
+        double t0 = now_ms();
+        zg_optim_zero_grad(opt, true);
+        if (w->bf16 && zg_autocast_enter(ZG_AUTOCAST_BF16)) die("autocast");
+        zg_tensor *logits = zg_module_forward(model, x);
+        if (w->bf16) zg_autocast_exit();
+        zg_tensor *loss = logits ? zg_cross_entropy(zg_reshape(logits, (int64_t[]){-1, zg_text_vocab_size(text)}, 2),
+                                                    zg_reshape(y, (int64_t[]){-1}, 1), NULL)
+                                 : NULL;
+        if (!loss) die("forward");
+        if (zg_backward(loss, NULL)) die("backward");
+        if (zg_module_clip_grad_norm(model, 1.0, 2.0, false, NULL)) die("clip");
+        if (zg_optim_step(opt)) die("step");
+        last_loss = zg_tensor_item(loss);
+        zg_arena_reset();
+        double t1 = now_ms();
+        long a1 = alloc_count();
+        zg_tensor_free(x);
+        zg_tensor_free(y);
+        if (i >= warmup) {
+            ms[i - warmup] = t1 - t0;
+            allocs += a1 - a0;
+        }
+    }
+    print_result(w, threads, ms, steps, allocs, last_loss, params, n_params);
+    free(ms);
+    zg_optim_free(opt);
+    zg_module_free(model);
+    zg_text_free(text);
+    zg_arena_free_all();
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 5) {
         fprintf(stderr, "usage: zgrad_bench WORKLOAD THREADS STEPS WARMUP [DATA_DIR]\n");
@@ -129,6 +243,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (zg_set_num_threads(threads)) die("threads");
+    if (w->model >= 4) {
+        char corpus[1024];
+        const char *home = getenv("HOME"), *cache = getenv("XDG_CACHE_HOME");
+        if (cache) snprintf(corpus, sizeof corpus, "%s/zgrad/corpus/shakespeare.txt", cache);
+        else snprintf(corpus, sizeof corpus, "%s/.cache/zgrad/corpus/shakespeare.txt", home ? home : ".");
+        return gpt_run(w, threads, steps, warmup, argc > 5 ? argv[5] : corpus);
+    }
 
     zg_dataset *full = zg_dataset_load_mnist_dir(dir, true);
     if (!full) die("loading the data");
@@ -183,21 +304,7 @@ int main(int argc, char **argv) {
         }
     }
 
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double *sorted = malloc(sizeof(double) * (size_t)steps);
-    memcpy(sorted, ms, sizeof(double) * (size_t)steps);
-    qsort(sorted, (size_t)steps, sizeof(double), cmp_double);
-    double median = steps % 2 ? sorted[steps / 2] : 0.5 * (sorted[steps / 2 - 1] + sorted[steps / 2]);
-    printf("{\"side\": \"zgrad\", \"workload\": \"%s\", \"threads\": %d, \"batch\": %lld, \"median_ms\": %.6f, "
-           "\"rss_mb\": %.1f, \"mallocs_per_step\": %.3f, \"last_loss\": %.6f, \"weights_hash\": \"%016llx\", "
-           "\"steps_ms\": [",
-           w->name, threads, (long long)w->batch, median, ru.ru_maxrss / 1024.0, (double)allocs / steps, last_loss,
-           (unsigned long long)weights_hash(params, n_params));
-    for (int i = 0; i < steps; i++) printf("%s%.6f", i ? ", " : "", ms[i]);
-    printf("]}\n");
-
-    free(sorted);
+    print_result(w, threads, ms, steps, allocs, last_loss, params, n_params);
     free(ms);
     zg_optim_free(opt);
     zg_module_free(model);

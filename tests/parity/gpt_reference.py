@@ -41,6 +41,11 @@ LOOP = "zero_grad(set_to_none) forward cross_entropy backward clip_grad_norm(1.0
 
 
 class SelfAttention(nn.Module):
+    # The parity run writes attention out (torch 1.13 has no SDPA); the
+    # benchmark (bench/torch_bench.py) sets this where torch has SDPA, the
+    # path nanoGPT takes there.
+    use_sdpa = False
+
     def __init__(self, c):
         super().__init__()
         self.n_head, self.n_embd = c["n_head"], c["n_embd"]
@@ -51,6 +56,9 @@ class SelfAttention(nn.Module):
         b, t, ch = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (z.view(b, t, self.n_head, ch // self.n_head).transpose(1, 2) for z in (q, k, v))
+        if self.use_sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, ch))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(k.shape[-1])
         att = att.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
         y = torch.softmax(att, dim=-1) @ v
