@@ -86,6 +86,12 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def step_result(name, threads, batch, ms, loss):
+    return {"side": "torch", "workload": name, "threads": threads, "batch": batch,
+            "median_ms": float(np.median(ms)), "rss_mb": rss_mb(), "mallocs_per_step": None,
+            "last_loss": loss, "steps_ms": ms}
+
+
 def train_step(model, opt, xb, yb, bf16):
     opt.zero_grad(set_to_none=True)
     if bf16:
@@ -138,9 +144,7 @@ def gpt_step_workload(name, threads, steps, warmup, corpus):
         t1 = time.perf_counter()
         if i >= warmup:
             ms.append((t1 - t0) * 1e3)
-    return {"side": "torch", "workload": name, "threads": threads, "batch": batch,
-            "median_ms": float(np.median(ms)), "rss_mb": rss_mb(), "mallocs_per_step": None,
-            "last_loss": loss, "steps_ms": ms}
+    return step_result(name, threads, batch, ms, loss)
 
 
 def step_workload(name, threads, steps, warmup, data_dir):
@@ -163,9 +167,7 @@ def step_workload(name, threads, steps, warmup, data_dir):
         t1 = time.perf_counter()
         if i >= warmup:
             ms.append((t1 - t0) * 1e3)
-    return {"side": "torch", "workload": name, "threads": threads, "batch": batch,
-            "median_ms": float(np.median(ms)), "rss_mb": rss_mb(), "mallocs_per_step": None,
-            "last_loss": loss, "steps_ms": ms}
+    return step_result(name, threads, batch, ms, loss)
 
 
 def evaluate(model, x, y, batch=1000):

@@ -149,6 +149,28 @@ static uint64_t weights_hash(zg_tensor *const *params, int n) {
     return h;
 }
 
+/* Times steps past the warm-up: milliseconds and allocations. */
+typedef struct {
+    double *ms; /* [steps] */
+    long allocs;
+    int warmup;
+    double t0;
+    long a0;
+} step_timer;
+
+static void timer_start(step_timer *t) {
+    t->a0 = alloc_count();
+    t->t0 = now_ms();
+}
+
+static void timer_stop(step_timer *t, int i) {
+    const double t1 = now_ms();
+    const long a1 = alloc_count();
+    if (i < t->warmup) return;
+    t->ms[i - t->warmup] = t1 - t->t0;
+    t->allocs += a1 - t->a0;
+}
+
 /* The JSON line of a run: the timed steps, their median, peak RSS,
  * allocations per step, the last loss and the weights' hash. */
 static void print_result(const workload *w, int threads, const double *ms, int steps, long allocs, double last_loss,
@@ -184,15 +206,13 @@ static int gpt_run(const workload *w, int threads, int steps, int warmup, const 
     const int64_t block = zg_module_param_by_name(model, "transformer.wpe.weight")
                               ? zg_tensor_size(zg_module_param_by_name(model, "transformer.wpe.weight"), 0)
                               : 0;
-    double *ms = malloc(sizeof(double) * (size_t)steps);
-    if (!ms) die("memory");
-    long allocs = 0;
+    step_timer tm = {.ms = malloc(sizeof(double) * (size_t)steps), .warmup = warmup};
+    if (!tm.ms) die("memory");
     double last_loss = 0;
     for (int i = 0; i < warmup + steps; i++) {
         zg_tensor *x, *y;
         if (zg_text_batch(text, false, w->batch, block, 0, i, &x, &y)) die("batch");
-        long a0 = alloc_count();
-        double t0 = now_ms();
+        timer_start(&tm);
         zg_optim_zero_grad(opt, true);
         if (w->bf16 && zg_autocast_enter(ZG_AUTOCAST_BF16)) die("autocast");
         zg_tensor *logits = zg_module_forward(model, x);
@@ -206,17 +226,12 @@ static int gpt_run(const workload *w, int threads, int steps, int warmup, const 
         if (zg_optim_step(opt)) die("step");
         last_loss = zg_tensor_item(loss);
         zg_arena_reset();
-        double t1 = now_ms();
-        long a1 = alloc_count();
+        timer_stop(&tm, i);
         zg_tensor_free(x);
         zg_tensor_free(y);
-        if (i >= warmup) {
-            ms[i - warmup] = t1 - t0;
-            allocs += a1 - a0;
-        }
     }
-    print_result(w, threads, ms, steps, allocs, last_loss, params, n_params);
-    free(ms);
+    print_result(w, threads, tm.ms, steps, tm.allocs, last_loss, params, n_params);
+    free(tm.ms);
     zg_optim_free(opt);
     zg_module_free(model);
     zg_text_free(text);
@@ -272,8 +287,8 @@ int main(int argc, char **argv) {
     if (!opt) die("optimizer");
     zg_module_train(model, true);
 
-    double *ms = malloc(sizeof(double) * (size_t)steps);
-    long allocs = 0;
+    step_timer tm = {.ms = malloc(sizeof(double) * (size_t)steps), .warmup = warmup};
+    if (!tm.ms) die("memory");
     int64_t epoch = 0;
     double last_loss = 0;
     for (int i = 0; i < warmup + steps; i++) {
@@ -284,8 +299,7 @@ int main(int argc, char **argv) {
             got = zg_loader_next(ld, &x, &y);
         }
         if (got != 1) die("batch");
-        long a0 = alloc_count();
-        double t0 = now_ms();
+        timer_start(&tm);
         zg_optim_zero_grad(opt, true);
         if (w->bf16 && zg_autocast_enter(ZG_AUTOCAST_BF16)) die("autocast");
         zg_tensor *logits = zg_module_forward(model, x);
@@ -296,16 +310,11 @@ int main(int argc, char **argv) {
         if (zg_optim_step(opt)) die("step");
         last_loss = zg_tensor_item(loss); /* as PyTorch's loss.item() */
         zg_arena_reset();
-        double t1 = now_ms();
-        long a1 = alloc_count();
-        if (i >= warmup) {
-            ms[i - warmup] = t1 - t0;
-            allocs += a1 - a0;
-        }
+        timer_stop(&tm, i);
     }
 
-    print_result(w, threads, ms, steps, allocs, last_loss, params, n_params);
-    free(ms);
+    print_result(w, threads, tm.ms, steps, tm.allocs, last_loss, params, n_params);
+    free(tm.ms);
     zg_optim_free(opt);
     zg_module_free(model);
     zg_loader_free(ld);
