@@ -76,8 +76,8 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
 
 tests: $(TESTS)
-# The CLI test runs the zgrad binary of its own build directory.
-$(BUILD)/tests/test_cli: $(BUILD)/zgrad
+# The CLI tests run the zgrad binary of their own build directory.
+$(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds: $(BUILD)/zgrad
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)

@@ -3,8 +3,11 @@
 
 #include <unistd.h>
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #define ZGT_MAX_CASES 1024
 
@@ -218,4 +221,68 @@ const char *zgt_self_exe(void) {
     if (n <= 0) return NULL;
     exe[n] = 0;
     return exe;
+}
+
+#ifndef ZGT_ASAN
+/* The process's address space in bytes (VmSize), 0 if unknown. */
+static size_t vm_size(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib * 1024;
+}
+
+/* The child's side: fn under the limit, its result and error text written
+ * to fd. */
+static void bounded_child(int fd, int (*fn)(void *), void *ctx, size_t extra_mib) {
+    alarm(60);
+    size_t now = vm_size();
+    struct rlimit lim = {.rlim_cur = now + (extra_mib << 20), .rlim_max = now + (extra_mib << 20)};
+    int rc = INT_MIN;
+    if (now && setrlimit(RLIMIT_AS, &lim) == 0) rc = fn(ctx);
+    else zg_clear_error();
+    char buf[1100];
+    int k = snprintf(buf, sizeof buf, "%d %s", rc, now ? zg_last_error() : "cannot read VmSize");
+    if (write(fd, buf, k > 0 && (size_t)k < sizeof buf ? (size_t)k : sizeof buf - 1) < 0) _exit(2);
+    _exit(0);
+}
+#endif
+
+int zgt_run_bounded(int (*fn)(void *), void *ctx, size_t extra_mib, char *msg, size_t n) {
+#ifdef ZGT_ASAN
+    (void)extra_mib;
+    int r = fn(ctx);
+    snprintf(msg, n, "%s", zg_last_error());
+    return r;
+#else
+    int fds[2];
+    snprintf(msg, n, "cannot start the child");
+    if (pipe(fds) != 0) return INT_MIN;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        bounded_child(fds[1], fn, ctx, extra_mib);
+    }
+    close(fds[1]);
+    char buf[1100];
+    size_t got = 0;
+    ssize_t r;
+    while (pid > 0 && got < sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)r;
+    close(fds[0]);
+    buf[got] = '\0';
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) return INT_MIN;
+    int rc, used = 0;
+    if (!WIFEXITED(status) || sscanf(buf, "%d %n", &rc, &used) != 1) {
+        snprintf(msg, n, "the child %s %d", WIFSIGNALED(status) ? "was killed by signal" : "exited with",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        return INT_MIN;
+    }
+    snprintf(msg, n, "%s", buf + used);
+    return rc;
+#endif
 }

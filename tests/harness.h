@@ -175,4 +175,24 @@ int zgt_ref_cases(const zg_safetensors *st, void (*run)(const zg_safetensors *st
 /* Running under ASan/UBSan (ZG_SANITIZED=1): long loops may shorten. */
 bool zgt_sanitized(void);
 
+/* ZGT_ASAN: this binary is built with AddressSanitizer. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZGT_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define ZGT_ASAN 1
+#endif
+
+/* Runs fn(ctx) in a child process whose address space may grow by at most
+ * extra_mib MiB (RLIMIT_AS over what the child starts with) and for at
+ * most a minute: a reader that allocates for the sizes a file merely
+ * claims fails there, or is stopped, instead of taking the machine's
+ * memory. Returns fn's result, with the child's zg_last_error() in msg,
+ * or INT_MIN when the child died (msg says how). Under AddressSanitizer,
+ * which reserves terabytes of address space, fn runs in this process
+ * without a limit. fn must not enter OpenMP (the child has no pool). */
+int zgt_run_bounded(int (*fn)(void *), void *ctx, size_t extra_mib, char *msg, size_t n);
+
 #endif

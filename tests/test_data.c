@@ -282,6 +282,89 @@ TEST(idx_rejects_bad_files) {
     tmp_remove(&t);
 }
 
+/* The gzip image of n bytes of b (malloc'd, *len bytes). */
+static unsigned char *gz_bytes(const tmpdir *t, const void *b, size_t n, size_t *len) {
+    write_gz(path_in(t, "gz.tmp"), b, n);
+    return read_file(path_in(t, "gz.tmp"), len);
+}
+
+/* a then b (malloc'd). */
+static unsigned char *joined(const void *a, size_t na, const void *b, size_t nb) {
+    unsigned char *r = malloc(na + nb);
+    if (r) {
+        memcpy(r, a, na);
+        memcpy(r + na, b, nb);
+    }
+    return r;
+}
+
+/* After a gzip member only another member may follow: as gzip(1) reads
+ * them, members are concatenated, but bytes that start no member (which
+ * zlib's gzread ignored, and gzip(1) warns about) are refused, in IDX and
+ * CSV files alike. */
+TEST(gzip_members_and_trailing_garbage) {
+    tmpdir t;
+    tmp_make(&t);
+    const unsigned char labels[5] = {3, 0, 7, 1, 2};
+    write_idx_pair(path_in(&t, "good_img"), path_in(&t, "good_lab"), false, 5, 2, 3, labels);
+    uint32_t d1[1] = {5};
+    unsigned char *idx;
+    size_t n = make_idx(&idx, 8, 1, d1, labels, 5), la, lb, lg;
+    /* Two members, the header in one and the labels in the other. */
+    unsigned char *a = gz_bytes(&t, idx, 8, &la), *b = gz_bytes(&t, idx + 8, n - 8, &lb);
+    unsigned char *g = gz_bytes(&t, idx, n, &lg);
+    unsigned char *two = joined(a, la, b, lb);
+    write_bytes(path_in(&t, "two.gz"), two, la + lb);
+    zg_dataset *ds = zg_dataset_load_idx(path_in(&t, "good_img"), path_in(&t, "two.gz"));
+    check_small_idx(ds, labels);
+    zg_dataset_free(ds);
+    /* A second member with more data: trailing bytes of the IDX file. */
+    unsigned char *twice = joined(g, lg, g, lg);
+    EXPECT_IDX_ERROR("twice.gz", twice, 2 * lg, false, false, "13 trailing bytes after the 5 bytes of data");
+    /* Bytes that start no member. */
+    static const struct {
+        const char *tail;
+        size_t len;
+        const char *msg;
+    } junk[] = {
+        {"\0\0\0\0\0\0\0\0", 8, "trailing garbage after the gzip data (byte 0x00 at offset "},
+        {"\x1f", 1, "trailing garbage after the gzip data (byte 0x1f at offset "},
+        {"\x1f\x8b\x08\0", 4, "gzip stream is truncated"},
+        {"\x1f\x8bxxxxxxxxxxxx", 14, "gzip data is corrupt"},
+    };
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++) {
+        unsigned char *bad = joined(g, lg, junk[i].tail, junk[i].len);
+        char name[32];
+        snprintf(name, sizeof name, "junk%zu.gz", i);
+        expect_idx_error(&t, name, bad, lg + junk[i].len, false, false, junk[i].msg, __LINE__);
+        free(bad);
+    }
+    char off[64];
+    snprintf(off, sizeof off, "byte 0x6a at offset %zu of the file", lg);
+    unsigned char *bad = joined(g, lg, "junk", 4);
+    EXPECT_IDX_ERROR("junk.gz", bad, lg + 4, false, false, off);
+    free(bad);
+    /* CSV files are read the same way. */
+    const char *csv = "0,1\n1,2\n";
+    unsigned char *c = gz_bytes(&t, csv, strlen(csv), &la);
+    unsigned char *cj = joined(c, la, "junk", 4);
+    write_bytes(path_in(&t, "d.csv.gz"), c, la);
+    ds = zg_dataset_load_csv(path_in(&t, "d.csv.gz"), 0, false);
+    CHECK(ds && zg_dataset_size(ds) == 2);
+    zg_dataset_free(ds);
+    write_bytes(path_in(&t, "j.csv.gz"), cj, la + 4);
+    CHECK_NULL_ERR(zg_dataset_load_csv(path_in(&t, "j.csv.gz"), 0, false), "trailing garbage after the gzip data");
+    free(c);
+    free(cj);
+    free(twice);
+    free(two);
+    free(a);
+    free(b);
+    free(g);
+    free(idx);
+    tmp_remove(&t);
+}
+
 /* ---- the MNIST directory ---------------------------------------------------- */
 
 TEST(mnist_dir_finds_files) {

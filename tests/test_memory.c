@@ -7,15 +7,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ZGT_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define ZGT_ASAN 1
-#endif
-
 #ifndef ZGT_ASAN
 /* Count allocations by interposing glibc's allocator in this binary. */
 extern void *__libc_malloc(size_t);

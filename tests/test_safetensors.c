@@ -531,7 +531,7 @@ TEST(st_atomic_write) {
 static zg__json *parse(const char *s, char *err) {
     zg__json *v = NULL;
     err[0] = '\0';
-    zg__json_parse(s, strlen(s), &v, err, 128);
+    zg__json_parse(s, strlen(s), 1000, &v, err, 128);
     return v;
 }
 
@@ -594,7 +594,60 @@ TEST(json_reader) {
         } else if (!strstr(err, bad[i][1])) {
             zgt_fail(__FILE__, __LINE__, "JSON '%s': error \"%s\" does not mention \"%s\"", bad[i][0], err, bad[i][1]);
         }
+        /* Checking without a tree finds the same error. */
+        err[0] = '\0';
+        if (zg__json_validate(bad[i][0], strlen(bad[i][0]), err, 128) == 0 || !strstr(err, bad[i][1]))
+            zgt_fail(__FILE__, __LINE__, "validate '%s': error \"%s\"", bad[i][0], err);
     }
+}
+
+/* The tree's size is bounded by the caller; duplicate keys are found;
+ * the cursor reads a document value by value. */
+TEST(json_budget_duplicates_cursor) {
+    char err[128];
+    zg__json *v = NULL;
+    const char *arr = "[1, [2, 3]]";
+    CHECK(zg__json_parse(arr, strlen(arr), 3, &v, err, sizeof err) != 0 && strstr(err, "more than 3 JSON values"));
+    CHECK(zg__json_parse(arr, strlen(arr), 4, &v, err, sizeof err) == 0);
+    zg__json_free(v);
+    const char *obj = "{\"a\":1, \"b\\u0000\":2, \"b\":3, \"c\":4, \"b\":5}";
+    CHECK(zg__json_parse(obj, strlen(obj), 10, &v, err, sizeof err) == 0);
+    const char *dup = NULL;
+    CHECK(v && zg__json_duplicate_key(v, &dup) == 0 && dup && !strcmp(dup, "b"));
+    zg__json_free(v);
+    obj = "{\"a\":1, \"b\\u0000\":2, \"b\":3}";
+    CHECK(zg__json_parse(obj, strlen(obj), 10, &v, err, sizeof err) == 0);
+    CHECK(v && zg__json_duplicate_key(v, &dup) == 0 && !dup);
+    zg__json_free(v);
+
+    const char *doc = " {\"k\": [7, \"s\", {\"x\": [null]}], \"m\": true} ";
+    CHECK(zg__json_validate(doc, strlen(doc), err, sizeof err) == 0);
+    zg__json_cursor c;
+    zg__jc_init(&c, doc, strlen(doc), err, sizeof err);
+    bool more;
+    char *key = NULL, *str = NULL;
+    size_t len;
+    zg__json num;
+    CHECK(zg__jc_peek(&c) == ZG_JSON_OBJECT && zg__jc_enter(&c) == 0);
+    CHECK(zg__jc_more(&c, &more) == 0 && more && zg__jc_key(&c, &key, &len) == 0 && !strcmp(key, "k") && len == 1);
+    free(key);
+    key = NULL;
+    CHECK(zg__jc_peek(&c) == ZG_JSON_ARRAY && zg__jc_enter(&c) == 0);
+    CHECK(zg__jc_more(&c, &more) == 0 && more && zg__jc_peek(&c) == ZG_JSON_NUMBER);
+    CHECK(zg__jc_number(&c, &num) == 0 && num.fits_int64 && num.integer == 7);
+    CHECK(zg__jc_more(&c, &more) == 0 && more && zg__jc_string(&c, &str, &len) == 0 && !strcmp(str, "s"));
+    free(str);
+    str = NULL;
+    CHECK(zg__jc_more(&c, &more) == 0 && more && zg__jc_skip(&c) == 0);
+    CHECK(zg__jc_more(&c, &more) == 0 && !more);
+    CHECK(zg__jc_more(&c, &more) == 0 && more && zg__jc_key(&c, &key, &len) == 0 && !strcmp(key, "m"));
+    free(key);
+    key = NULL;
+    CHECK(zg__jc_peek(&c) == ZG_JSON_BOOL && zg__jc_skip(&c) == 0);
+    CHECK(zg__jc_more(&c, &more) == 0 && !more);
+    /* Asked for the wrong type, the cursor says so. */
+    zg__jc_init(&c, doc, strlen(doc), err, sizeof err);
+    CHECK(zg__jc_string(&c, &str, &len) != 0 && strstr(err, "byte 1: expected a string"));
 }
 
 /* ---- the status of a failed read -------------------------------------------------- */

@@ -178,8 +178,8 @@ static int set_nan_spec(const option *o, const char *v, void *dst) {
     memcpy(head, v, len);
     head[len] = '\0';
     int64_t *n = FIELD(int64_t, dst, o);
-    if (parse_i64(o->name, head, 1, INT64_MAX, &n[0])) return 2;
-    if (colon && parse_i64(o->name, colon + 1, 1, INT64_MAX, &n[1])) return 2;
+    if (parse_i64(o->name, head, o->lo, o->hi, &n[0])) return 2;
+    if (colon && parse_i64(o->name, colon + 1, o->lo, o->hi, &n[1])) return 2;
     return 0;
 }
 
@@ -278,13 +278,20 @@ enum {
 
 #define T_OPT(name, arg, help, set, field, lo, hi, given) \
     {name, arg, help, set, offsetof(train_opts, c.field), lo, hi, given}
+/* The ranges are the library's (zg_train_config_validate): a run keeps
+ * every epoch's metrics in its checkpoint (at most 100000 epochs), a batch
+ * holds at most a million samples, and step and batch numbers are counters
+ * below 2^53, so that no sum or product of them overflows. Sample limits
+ * above the data set's size take all of it. */
 #define MILLION 1000000
+#define MAX_EPOCHS 100000
+#define MAX_STEPS ((int64_t)1 << 53)
 
 static const option train_options[] = {
     T_OPT("--model", "cnn|mlp", "cnn: Conv32-Pool-Conv64-Pool-Linear128-Linear10 (default);\nmlp: 784-256-128-10 with ReLU",
           set_model, model, 0, 0, G_MODEL),
-    T_OPT("--epochs", "N", "total epochs, also when resuming (default 3)", set_int, epochs, 1, MILLION, G_EPOCHS),
-    T_OPT("--batch-size", "N", "(default 64)", set_i64, batch_size, 1, INT64_MAX, G_BATCH),
+    T_OPT("--epochs", "N", "total epochs, also when resuming (default 3)", set_int, epochs, 1, MAX_EPOCHS, G_EPOCHS),
+    T_OPT("--batch-size", "N", "(default 64)", set_i64, batch_size, 1, MILLION, G_BATCH),
     T_OPT("--optimizer", "NAME", "sgd, adam, adamw, rmsprop or adagrad (default adam)", set_optimizer, optimizer, 0,
           0, G_OPTIM),
     T_OPT("--lr", "X", "learning rate (default: the optimizer's; adam 1e-3)", set_f64, lr, 0, 0, G_LR),
@@ -330,13 +337,13 @@ static const option train_options[] = {
     T_OPT("--limit-test", "N", "evaluate on the first N test samples only", set_i64, limit_test, 1, INT64_MAX,
           G_LIMIT_TEST),
     T_OPT("--checkpoint-every-steps", "N", "also write a checkpoint every N optimizer steps (kept\nby --resume)",
-          set_i64, checkpoint_every_steps, 1, INT64_MAX, G_CKPT_EVERY),
+          set_i64, checkpoint_every_steps, 1, MAX_STEPS, G_CKPT_EVERY),
     T_OPT("--inject-bad-batch", "N", "(testing) batch N of the run (1-based, over all epochs)\nfails to load",
-          set_i64, inject_bad_batch, 1, INT64_MAX, 0),
+          set_i64, inject_bad_batch, 1, MAX_STEPS, 0),
     T_OPT("--inject-bad-backward", "N", "(testing) batch N fails after its backward wrote grads", set_i64,
-          inject_bad_backward, 1, INT64_MAX, 0),
+          inject_bad_backward, 1, MAX_STEPS, 0),
     T_OPT("--inject-nan-loss", "N[:COUNT]", "(testing) batches N .. N+COUNT-1 give a NaN loss", set_nan_spec,
-          inject_nan_loss, 0, 0, 0),
+          inject_nan_loss, 1, MAX_STEPS, 0),
 };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
 

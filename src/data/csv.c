@@ -267,17 +267,14 @@ zg_dataset *zg__csv_parse(const char *fn, const char *name, const char *buf, siz
 zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header) {
     const char *fn = "zg_dataset_load_csv";
     if (!path) return zg__fail_null("%s: path is NULL", fn);
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f) return zg__fail_null("%s: '%s': cannot open: %s", fn, path, errno ? strerror(errno) : "out of memory");
-    gzbuffer(f, 1 << 17);
+    FILE *f = fopen(path, "rb");
+    if (!f) return zg__fail_null("%s: '%s': cannot open: %s", fn, path, strerror(errno));
     zg__data_src s;
-    zg__src_gz(&s, f);
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     bool nomem = !buf;
-    int64_t r = 0;
-    while (buf) {
+    int64_t r = zg__src_file(&s, f);
+    while (buf && r == 0) {
         if (len == cap) {
             char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
             if (!nb) {
@@ -291,8 +288,10 @@ zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header)
         if (r < 0) break;
         len += (size_t)r;
         if (len < cap) break; /* the end of the file */
+        r = 0;
     }
-    gzclose(f);
+    zg__src_close(&s);
+    fclose(f);
     if (nomem || r < 0) {
         free(buf);
         if (nomem) return zg__fail_null("%s: '%s': out of memory", fn, path);

@@ -35,18 +35,30 @@ zg_dataset *zg__dataset_new(const char *fn, bool u8, void *samples, int64_t *lab
 
 /* ---- byte sources (source.c) ------------------------------------------------ */
 
-/* A byte stream: a gzFile (gzipped or plain) or a memory buffer. */
+/* A byte stream: a file (gzip members, inflated, or plain bytes) or a
+ * memory buffer. */
 typedef struct zg__data_src {
-    gzFile gz;            /* NULL: read from mem */
+    FILE *f;             /* NULL: read from mem */
     const uint8_t *mem;
     size_t len, pos;
-    char err[160];        /* why the last read failed */
+    bool gz;             /* f starts with the gzip magic */
+    bool member_done;    /* the current gzip member ended */
+    bool eof;            /* nothing more to read from f */
+    uint8_t *in;         /* bytes read from f, not yet used */
+    uint64_t consumed;   /* bytes read from f so far */
+    z_stream z;          /* next_in, avail_in: the unused input */
+    char err[160];       /* why the last read failed */
 } zg__data_src;
 
-void zg__src_gz(zg__data_src *s, gzFile f);
+/* Reads the file f (which the caller opens and closes) as a source: -1
+ * with s->err when even its first bytes cannot be had. zg__src_close
+ * frees the source, also after a failed start. */
+int zg__src_file(zg__data_src *s, FILE *f);
+void zg__src_close(zg__data_src *s);
 void zg__src_mem(zg__data_src *s, const void *data, size_t len);
 /* Reads up to n bytes; returns the count, fewer than n only at the end of
- * the data, or -1 with s->err set (I/O error, corrupt or cut gzip data). */
+ * the data, or -1 with s->err set (I/O error, corrupt or cut gzip data,
+ * bytes after the last gzip member that do not start another). */
 int64_t zg__src_read(zg__data_src *s, void *buf, size_t n);
 
 /* ---- IDX (idx.c) ------------------------------------------------------------ */

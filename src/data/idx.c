@@ -1,5 +1,5 @@
-/* IDX files (the MNIST format), gzipped or plain: zlib's gzread passes a
- * file without the gzip magic through unchanged.
+/* IDX files (the MNIST format), gzipped or plain (source.c tells them
+ * apart by the gzip magic).
  *
  * Layout: bytes 0-1 zero, byte 2 the element type (0x08: unsigned byte,
  * the only type MNIST-style data sets use), byte 3 the number of
@@ -162,16 +162,14 @@ zg_dataset *zg__idx_dataset(const char *fn, zg__idx_array *images, const char *i
 }
 
 static int read_idx_file(const char *fn, const char *path, int want_ndim, zg__idx_array *out) {
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return zg__fail(ZG_ERR_IO, "%s: '%s': cannot open: %s", fn, path,
-                        errno ? strerror(errno) : "out of memory");
-    gzbuffer(f, 1 << 17);
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return zg__fail(ZG_ERR_IO, "%s: '%s': cannot open: %s", fn, path, strerror(errno));
     zg__data_src s;
-    zg__src_gz(&s, f);
-    int rc = zg__idx_read(&s, fn, path, want_ndim, out);
-    gzclose(f);
+    int rc = zg__src_file(&s, f) ? zg__fail(ZG_ERR_FORMAT, "%s: '%s': %s", fn, path, s.err)
+                                 : zg__idx_read(&s, fn, path, want_ndim, out);
+    zg__src_close(&s);
+    fclose(f);
     return rc;
 }
 

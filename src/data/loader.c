@@ -180,7 +180,8 @@ zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts) {
     ld->o = *opts;
     ld->n = ds->n;
     int64_t B = opts->batch_size;
-    ld->nb = opts->drop_last ? ld->n / B : (ld->n + B - 1) / B;
+    /* ceil(n / B) without n + B - 1, which overflows for a huge B. */
+    ld->nb = ld->n / B + (!opts->drop_last && ld->n % B != 0);
     ld->short_b = opts->drop_last ? 0 : ld->n % B;
     ld->in_use = -1;
     /* Exactly torchvision's ToTensor then Normalize in float32. */

@@ -9,5 +9,9 @@
  * is not a valid safetensors file), ZG_ERR_NOMEM or ZG_ERR_ARG; the error
  * text as zg_safetensors_read's. */
 int zg__safetensors_open(const char *path, zg_safetensors **out);
+/* The number of metadata entries, and the key of entry i (header order),
+ * for readers that refuse keys they do not know. */
+int zg__safetensors_meta_count(const zg_safetensors *st);
+const char *zg__safetensors_meta_key(const zg_safetensors *st, int i);
 
 #endif

@@ -15,9 +15,13 @@
 #error "zgrad's safetensors I/O copies tensor bytes as they are: it needs a little-endian host"
 #endif
 
-/* The reference implementation refuses headers above 100 MB; so do we, so
- * that a corrupt length cannot make us allocate gigabytes. */
-#define ZG_ST_MAX_HEADER 100000000ull
+/* The largest header read or written: 32 MiB. The format allows 100 MB,
+ * but zgrad's own headers are far smaller (a model's: ~100 bytes per
+ * tensor; a training checkpoint's metrics history: ~250 bytes per epoch,
+ * 25 MB at the 100000 epochs a run may have), and the largest published
+ * checkpoints need a few MB. The header text is read into memory; what
+ * parsing keeps besides it is linear in the number of tensors. */
+#define ZG_ST_MAX_HEADER ((uint64_t)32 << 20)
 
 struct zg_safetensors {
     char *path;
@@ -57,13 +61,46 @@ static void *read_fail(int status, const char *path, const char *fmt, ...) {
 #define RFAIL_IO(...) read_fail(ZG_ERR_IO, path, __VA_ARGS__)
 #define RFAIL_MEM(...) read_fail(ZG_ERR_NOMEM, path, __VA_ARGS__)
 
+/* One tensor of the header. */
 typedef struct {
-    const char *name; /* borrowed from the JSON tree */
+    char *name; /* decoded, malloc'd */
     zg_dtype dtype;
     int ndim;
     int64_t shape[ZG_MAX_DIMS];
     uint64_t begin, end;
 } entry;
+
+/* What the header holds, read value by value (never as a tree): the
+ * entries in header order and the metadata. Its memory is the entries and
+ * the strings, linear in the number of tensors. */
+typedef struct {
+    entry *e;
+    int n, cap;
+    char **meta_keys, **meta_values;
+    int n_meta, cap_keys, cap_values;
+} header;
+
+static void header_free(header *h) {
+    for (int i = 0; i < h->n; i++) free(h->e[i].name);
+    for (int i = 0; i < h->n_meta; i++) {
+        free(h->meta_keys[i]);
+        free(h->meta_values[i]);
+    }
+    free(h->e);
+    free(h->meta_keys);
+    free(h->meta_values);
+}
+
+/* Room for element n of a malloc'd array of *cap elements (doubling). */
+static bool reserve(void **a, size_t elem, int n, int *cap) {
+    if (n < *cap) return true;
+    int nc = *cap ? 2 * *cap : 16;
+    void *g = realloc(*a, (size_t)nc * elem);
+    if (!g) return false;
+    *a = g;
+    *cap = nc;
+    return true;
+}
 
 /* Sorting helpers: qsort has no context argument, so the arrays being
  * sorted hold pointers to what they compare. */
@@ -75,6 +112,28 @@ static int cmp_entry_offsets(const void *a, const void *b) {
 }
 static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(**(const char *const *const *)a, **(const char *const *const *)b);
+}
+static int cmp_cstr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Names (or keys) must be unique: sort a copy of the pointers, compare
+ * neighbours. Returns the duplicate or NULL; *oom on allocation failure. */
+static const char *find_duplicate(const char *const *s, int n, bool *oom) {
+    *oom = false;
+    if (n < 2) return NULL;
+    const char **c = malloc((size_t)n * sizeof *c);
+    if (!c) {
+        *oom = true;
+        return NULL;
+    }
+    memcpy(c, s, (size_t)n * sizeof *c);
+    qsort(c, (size_t)n, sizeof *c, cmp_cstr);
+    const char *dup = NULL;
+    for (int i = 1; i < n && !dup; i++)
+        if (strcmp(c[i - 1], c[i]) == 0) dup = c[i];
+    free(c);
+    return dup;
 }
 
 static char *dup_str(const char *s) {
@@ -110,80 +169,208 @@ static const char *json_desc(const zg__json *v, char *buf, size_t n) {
     return zg__json_type_name(v->type);
 }
 
-static void *parse_entry(const char *path, const char *name, const zg__json *v, uint64_t data_len, entry *e) {
+/* A cursor call failed on text the validation accepted: memory ran out. */
+static void *cursor_fail(const char *path, const zg__json_cursor *c) {
+    if (strstr(c->err, "out of memory")) return RFAIL_MEM("out of memory reading the header");
+    return RFAIL("header JSON error at %s", c->err);
+}
+
+/* Item i of a tensor's shape or data_offsets: a non-negative integer. */
+static void *read_uint(const char *path, const char *name, const char *what, int i, zg__json_cursor *c,
+                       uint64_t *out) {
     char b[64];
-    if (v->type != ZG_JSON_OBJECT)
-        return RFAIL("tensor '%s': entry is %s, not an object", name, zg__json_type_name(v->type));
-    const zg__json *dtype = NULL, *shape = NULL, *offs = NULL;
-    for (int i = 0; i < v->n; i++) {
-        const char *k = v->keys[i];
-        const zg__json **slot = strcmp(k, "dtype") == 0          ? &dtype
-                               : strcmp(k, "shape") == 0        ? &shape
-                               : strcmp(k, "data_offsets") == 0 ? &offs
-                                                                : NULL;
-        if (!slot || strlen(k) != v->key_lens[i])
-            return RFAIL("tensor '%s': unexpected field '%s' (expected dtype, shape, data_offsets)", name, k);
-        if (*slot) return RFAIL("tensor '%s': field '%s' appears twice", name, k);
-        *slot = &v->items[i];
-    }
-    if (!dtype) return RFAIL("tensor '%s': missing field 'dtype'", name);
-    if (!shape) return RFAIL("tensor '%s': missing field 'shape'", name);
-    if (!offs) return RFAIL("tensor '%s': missing field 'data_offsets'", name);
+    zg__json v = {.type = zg__jc_peek(c)};
+    if (v.type == ZG_JSON_NUMBER && zg__jc_number(c, &v)) return cursor_fail(path, c);
+    if (!json_uint(&v, out))
+        return RFAIL("tensor '%s': %s entry %d is %s, not a non-negative integer", name, what, i,
+                     json_desc(&v, b, sizeof b));
+    return out;
+}
 
-    e->name = name;
-    if (dtype->type != ZG_JSON_STRING)
-        return RFAIL("tensor '%s': dtype is %s, not a string", name, zg__json_type_name(dtype->type));
-    if (strcmp(dtype->str, "F32") == 0)
+static void *read_dtype(const char *path, zg__json_cursor *c, entry *e) {
+    zg__json_type t = zg__jc_peek(c);
+    if (t != ZG_JSON_STRING) return RFAIL("tensor '%s': dtype is %s, not a string", e->name, zg__json_type_name(t));
+    char *s;
+    size_t len;
+    if (zg__jc_string(c, &s, &len)) return cursor_fail(path, c);
+    void *ok = e;
+    if (strcmp(s, "F32") == 0)
         e->dtype = ZG_FLOAT32;
-    else if (strcmp(dtype->str, "I64") == 0)
+    else if (strcmp(s, "I64") == 0)
         e->dtype = ZG_INT64;
-    else if (known_dtype(dtype->str))
-        return RFAIL("tensor '%s': dtype %s is not supported (zgrad reads F32 and I64)", name, dtype->str);
+    else if (known_dtype(s))
+        ok = RFAIL("tensor '%s': dtype %s is not supported (zgrad reads F32 and I64)", e->name, s);
     else
-        return RFAIL("tensor '%s': unknown dtype '%s' (zgrad reads F32 and I64)", name, dtype->str);
+        ok = RFAIL("tensor '%s': unknown dtype '%s' (zgrad reads F32 and I64)", e->name, s);
+    free(s);
+    return ok;
+}
 
-    if (shape->type != ZG_JSON_ARRAY)
-        return RFAIL("tensor '%s': shape is %s, not an array", name, zg__json_type_name(shape->type));
-    if (shape->n > ZG_MAX_DIMS)
-        return RFAIL("tensor '%s': shape has %d dimensions (at most %d supported)", name, shape->n, ZG_MAX_DIMS);
-    e->ndim = shape->n;
+/* The shape, refused at its first dimension too many: reading a shape
+ * costs its ZG_MAX_DIMS numbers at most, however long the array. */
+static void *read_shape(const char *path, zg__json_cursor *c, entry *e) {
+    zg__json_type t = zg__jc_peek(c);
+    if (t != ZG_JSON_ARRAY) return RFAIL("tensor '%s': shape is %s, not an array", e->name, zg__json_type_name(t));
+    if (zg__jc_enter(c)) return cursor_fail(path, c);
+    for (e->ndim = 0;; e->ndim++) {
+        bool more;
+        if (zg__jc_more(c, &more)) return cursor_fail(path, c);
+        if (!more) return e;
+        if (e->ndim == ZG_MAX_DIMS)
+            return RFAIL("tensor '%s': shape has at least %d dimensions (at most %d supported)", e->name,
+                         ZG_MAX_DIMS + 1, ZG_MAX_DIMS);
+        uint64_t d;
+        if (!read_uint(path, e->name, "shape", e->ndim, c, &d)) return NULL;
+        e->shape[e->ndim] = (int64_t)d;
+    }
+}
+
+static void *read_offsets(const char *path, zg__json_cursor *c, entry *e) {
+    const char *two = "data_offsets must be an array of two integers [begin, end]";
+    if (zg__jc_peek(c) != ZG_JSON_ARRAY) return RFAIL("tensor '%s': %s", e->name, two);
+    if (zg__jc_enter(c)) return cursor_fail(path, c);
+    uint64_t v[2];
+    for (int i = 0;; i++) {
+        bool more;
+        if (zg__jc_more(c, &more)) return cursor_fail(path, c);
+        if (!more && i == 2) break;
+        if (!more || i == 2) return RFAIL("tensor '%s': %s", e->name, two);
+        if (!read_uint(path, e->name, "data_offsets", i, c, &v[i])) return NULL;
+    }
+    e->begin = v[0];
+    e->end = v[1];
+    return e;
+}
+
+/* The data_offsets hold exactly the bytes of the dtype and shape, inside
+ * the data section. */
+static void *check_extent(const char *path, const entry *e, uint64_t data_len) {
     uint64_t numel = 1;
     bool huge = false;
-    for (int i = 0; i < shape->n; i++) {
-        uint64_t d;
-        if (!json_uint(&shape->items[i], &d))
-            return RFAIL("tensor '%s': shape entry %d is %s, not a non-negative integer", name, i,
-                         json_desc(&shape->items[i], b, sizeof b));
-        e->shape[i] = (int64_t)d;
+    for (int i = 0; i < e->ndim; i++) {
+        uint64_t d = (uint64_t)e->shape[i];
         /* Saturate instead of overflowing: the byte-length check below
          * rejects any product larger than the file. */
         if (d && numel > UINT64_MAX / 8 / d) huge = true;
         else numel *= d;
     }
-
-    if (offs->type != ZG_JSON_ARRAY || offs->n != 2)
-        return RFAIL("tensor '%s': data_offsets must be an array of two integers [begin, end]", name);
-    for (int i = 0; i < 2; i++)
-        if (!json_uint(&offs->items[i], i ? &e->end : &e->begin))
-            return RFAIL("tensor '%s': data_offsets entry %d is %s, not a non-negative integer", name, i,
-                         json_desc(&offs->items[i], b, sizeof b));
     if (e->end < e->begin)
-        return RFAIL("tensor '%s': data_offsets [%llu, %llu] are not ascending", name,
+        return RFAIL("tensor '%s': data_offsets [%llu, %llu] are not ascending", e->name,
                      (unsigned long long)e->begin, (unsigned long long)e->end);
     uint64_t want = huge ? UINT64_MAX : numel * zg__dtype_size(e->dtype);
     if (e->end - e->begin != want) {
         char s[ZG_SHAPE_BUF];
         zg_tensor tmp = {.ndim = e->ndim};
         memcpy(tmp.shape, e->shape, sizeof e->shape);
-        return RFAIL("tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but %s %s needs %s%llu", name,
+        return RFAIL("tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but %s %s needs %s%llu", e->name,
                      (unsigned long long)e->begin, (unsigned long long)e->end,
-                     (unsigned long long)(e->end - e->begin), dtype->str, zg__shape_str(&tmp, s, sizeof s),
-                     huge ? "more than " : "", (unsigned long long)(huge ? data_len : want));
+                     (unsigned long long)(e->end - e->begin), e->dtype == ZG_FLOAT32 ? "F32" : "I64",
+                     zg__shape_str(&tmp, s, sizeof s), huge ? "more than " : "",
+                     (unsigned long long)(huge ? data_len : want));
     }
     if (e->end > data_len)
-        return RFAIL("tensor '%s': data_offsets [%llu, %llu] lie outside the %llu-byte data section", name,
+        return RFAIL("tensor '%s': data_offsets [%llu, %llu] lie outside the %llu-byte data section", e->name,
                      (unsigned long long)e->begin, (unsigned long long)e->end, (unsigned long long)data_len);
     return (void *)e;
+}
+
+/* A tensor's entry: an object of exactly dtype, shape and data_offsets. */
+static void *read_entry(const char *path, zg__json_cursor *c, entry *e, uint64_t data_len) {
+    static const char *const fields[3] = {"dtype", "shape", "data_offsets"};
+    zg__json_type t = zg__jc_peek(c);
+    if (t != ZG_JSON_OBJECT) return RFAIL("tensor '%s': entry is %s, not an object", e->name, zg__json_type_name(t));
+    if (zg__jc_enter(c)) return cursor_fail(path, c);
+    bool seen[3] = {false, false, false};
+    for (;;) {
+        bool more;
+        char *k;
+        size_t klen;
+        if (zg__jc_more(c, &more)) return cursor_fail(path, c);
+        if (!more) break;
+        if (zg__jc_key(c, &k, &klen)) return cursor_fail(path, c);
+        int f = 0;
+        while (f < 3 && !(strlen(fields[f]) == klen && strcmp(k, fields[f]) == 0)) f++;
+        if (f == 3 || seen[f]) {
+            if (f == 3) RFAIL("tensor '%s': unexpected field '%s' (expected dtype, shape, data_offsets)", e->name, k);
+            else RFAIL("tensor '%s': field '%s' appears twice", e->name, k);
+            free(k);
+            return NULL;
+        }
+        free(k);
+        seen[f] = true;
+        void *ok = f == 0 ? read_dtype(path, c, e) : f == 1 ? read_shape(path, c, e) : read_offsets(path, c, e);
+        if (!ok) return NULL;
+    }
+    for (int f = 0; f < 3; f++)
+        if (!seen[f]) return RFAIL("tensor '%s': missing field '%s'", e->name, fields[f]);
+    return check_extent(path, e, data_len);
+}
+
+/* "__metadata__": an object of strings, each key once. */
+static void *read_metadata(const char *path, zg__json_cursor *c, header *h) {
+    zg__json_type t = zg__jc_peek(c);
+    if (t != ZG_JSON_OBJECT) return RFAIL("__metadata__ is %s, not an object of strings", zg__json_type_name(t));
+    if (zg__jc_enter(c)) return cursor_fail(path, c);
+    for (;;) {
+        bool more;
+        if (zg__jc_more(c, &more)) return cursor_fail(path, c);
+        if (!more) break;
+        if (!reserve((void **)&h->meta_keys, sizeof *h->meta_keys, h->n_meta, &h->cap_keys) ||
+            !reserve((void **)&h->meta_values, sizeof *h->meta_values, h->n_meta, &h->cap_values))
+            return RFAIL_MEM("out of memory reading the header");
+        char **k = &h->meta_keys[h->n_meta], **v = &h->meta_values[h->n_meta];
+        size_t klen, vlen;
+        *v = NULL;
+        if (zg__jc_key(c, k, &klen)) return cursor_fail(path, c);
+        h->n_meta++;
+        t = zg__jc_peek(c);
+        if (t != ZG_JSON_STRING)
+            return RFAIL("__metadata__ value of '%s' is %s, not a string", *k, zg__json_type_name(t));
+        if (zg__jc_string(c, v, &vlen)) return cursor_fail(path, c);
+        if (strlen(*k) != klen || strlen(*v) != vlen)
+            return RFAIL("__metadata__ entry '%s' contains a NUL character", *k);
+    }
+    bool oom;
+    const char *dup = find_duplicate((const char *const *)h->meta_keys, h->n_meta, &oom);
+    if (oom) return RFAIL_MEM("out of memory reading the header");
+    if (dup) return RFAIL("__metadata__ key '%s' appears twice", dup);
+    return h;
+}
+
+/* The header text: checked as JSON first (so that a syntax error is
+ * reported as such, wherever it is), then read entry by entry. */
+static void *read_header(const char *path, const char *text, size_t len, uint64_t data_len, header *h) {
+    char jerr[256];
+    if (zg__json_validate(text, len, jerr, sizeof jerr)) return RFAIL("header JSON error at %s", jerr);
+    zg__json_cursor c;
+    zg__jc_init(&c, text, len, jerr, sizeof jerr);
+    bool have_meta = false;
+    if (zg__jc_enter(&c)) return cursor_fail(path, &c);
+    for (;;) {
+        bool more;
+        char *key;
+        size_t klen;
+        if (zg__jc_more(&c, &more)) return cursor_fail(path, &c);
+        if (!more) return h;
+        if (zg__jc_key(&c, &key, &klen)) return cursor_fail(path, &c);
+        void *ok = h;
+        if (strlen(key) != klen) {
+            ok = RFAIL("tensor name '%s...' contains a NUL character", key);
+        } else if (strcmp(key, "__metadata__") == 0) {
+            ok = have_meta ? RFAIL("__metadata__ appears twice") : read_metadata(path, &c, h);
+            have_meta = true;
+        } else if (!reserve((void **)&h->e, sizeof *h->e, h->n, &h->cap)) {
+            ok = RFAIL_MEM("out of memory reading the header");
+        } else {
+            entry *e = &h->e[h->n++];
+            memset(e, 0, sizeof *e);
+            e->name = key;
+            key = NULL;
+            ok = read_entry(path, &c, e, data_len);
+        }
+        free(key);
+        if (!ok) return NULL;
+    }
 }
 
 static void st_free_partial(zg_safetensors *st) {
@@ -203,28 +390,6 @@ static void st_free_partial(zg_safetensors *st) {
     free(st->meta_values);
     free(st->path);
     free(st);
-}
-
-static void *parse_metadata(const char *path, const zg__json *m, zg_safetensors *st) {
-    if (m->type != ZG_JSON_OBJECT)
-        return RFAIL("__metadata__ is %s, not an object of strings", zg__json_type_name(m->type));
-    st->meta_keys = calloc((size_t)m->n + 1, sizeof(char *));
-    st->meta_values = calloc((size_t)m->n + 1, sizeof(char *));
-    if (!st->meta_keys || !st->meta_values) return RFAIL_MEM("out of memory");
-    for (int i = 0; i < m->n; i++) {
-        const zg__json *v = &m->items[i];
-        if (v->type != ZG_JSON_STRING)
-            return RFAIL("__metadata__ value of '%s' is %s, not a string", m->keys[i], zg__json_type_name(v->type));
-        if (strlen(m->keys[i]) != m->key_lens[i] || strlen(v->str) != v->len)
-            return RFAIL("__metadata__ entry '%s' contains a NUL character", m->keys[i]);
-        for (int j = 0; j < i; j++)
-            if (strcmp(m->keys[j], m->keys[i]) == 0) return RFAIL("__metadata__ key '%s' appears twice", m->keys[i]);
-        st->meta_keys[i] = dup_str(m->keys[i]);
-        st->meta_values[i] = dup_str(v->str);
-        st->n_meta = i + 1;
-        if (!st->meta_keys[i] || !st->meta_values[i]) return RFAIL_MEM("out of memory");
-    }
-    return st;
 }
 
 /* Checks that the entries, sorted by offset, tile [0, data_len) exactly. */
@@ -248,7 +413,29 @@ static void *check_layout(const char *path, entry **sorted, int n, uint64_t data
     return sorted;
 }
 
-static zg_safetensors *read_file(const char *path, FILE *f) {
+/* Each name once: the lookup order (st->by_name) from the names sorted
+ * through pointers into an array of them, so that each sorted pointer
+ * also gives the name's index. */
+static void *index_names(const char *path, const header *h, zg_safetensors *st) {
+    int n = h->n;
+    const char **nm = malloc(((size_t)n + 1) * sizeof *nm);
+    const char ***ptrs = malloc(((size_t)n + 1) * sizeof *ptrs);
+    void *ok = nm && ptrs ? st : RFAIL_MEM("out of memory");
+    for (int i = 0; ok && i < n; i++) {
+        nm[i] = h->e[i].name;
+        ptrs[i] = &nm[i];
+    }
+    if (ok) qsort(ptrs, (size_t)n, sizeof *ptrs, cmp_str_ptr);
+    for (int i = 1; ok && i < n; i++)
+        if (strcmp(*ptrs[i - 1], *ptrs[i]) == 0) ok = RFAIL("tensor '%s' appears twice", *ptrs[i]);
+    for (int i = 0; ok && i < n; i++) st->by_name[i] = (int)(ptrs[i] - nm);
+    free(nm);
+    free(ptrs);
+    return ok;
+}
+
+/* The 8-byte length and the header text (malloc'd, *hlen bytes). */
+static char *read_framing(const char *path, FILE *f, uint64_t *hlen, uint64_t *data_len) {
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0) return RFAIL_IO("cannot stat: %s", strerror(errno));
     if (!S_ISREG(sb.st_mode)) return RFAIL_IO("not a regular file");
@@ -257,101 +444,76 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
         return RFAIL("file is %llu bytes, too short for the 8-byte header length", (unsigned long long)size);
     unsigned char lenb[8];
     if (fread(lenb, 1, 8, f) != 8) return RFAIL_IO("cannot read the header length: %s", strerror(errno));
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | lenb[i];
-    if (hlen > ZG_ST_MAX_HEADER)
-        return RFAIL("header length %llu is absurd (limit %llu bytes): not a safetensors file?",
-                     (unsigned long long)hlen, (unsigned long long)ZG_ST_MAX_HEADER);
-    if (hlen > size - 8)
-        return RFAIL("header length %llu exceeds the %llu bytes that follow it", (unsigned long long)hlen,
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | lenb[i];
+    if (n > ZG_ST_MAX_HEADER)
+        return RFAIL("header length %llu is absurd: zgrad reads headers of at most %llu bytes (32 MiB)",
+                     (unsigned long long)n, (unsigned long long)ZG_ST_MAX_HEADER);
+    if (n > size - 8)
+        return RFAIL("header length %llu exceeds the %llu bytes that follow it", (unsigned long long)n,
                      (unsigned long long)(size - 8));
-    uint64_t data_len = size - 8 - hlen;
-
-    char *text = malloc(hlen ? hlen : 1);
-    if (!text) return RFAIL_MEM("out of memory (%llu-byte header)", (unsigned long long)hlen);
-    if (fread(text, 1, hlen, f) != hlen) {
+    char *text = malloc(n ? n : 1);
+    if (!text) return RFAIL_MEM("out of memory (%llu-byte header)", (unsigned long long)n);
+    if (fread(text, 1, n, f) != n) {
         free(text);
-        return RFAIL_IO("cannot read the %llu-byte header: %s", (unsigned long long)hlen, strerror(errno));
+        return RFAIL_IO("cannot read the %llu-byte header: %s", (unsigned long long)n, strerror(errno));
     }
-    if (hlen == 0 || text[0] != '{') {
+    if (n == 0 || text[0] != '{') {
         free(text);
         return RFAIL("header does not start with '{' (not a JSON object)");
     }
-    zg__json *root = NULL;
-    char jerr[256];
-    if (zg__json_parse(text, hlen, &root, jerr, sizeof jerr)) {
-        free(text);
-        return RFAIL("header JSON error at %s", jerr);
-    }
+    *hlen = n;
+    *data_len = size - 8 - n;
+    return text;
+}
 
-    zg_safetensors *st = calloc(1, sizeof *st);
-    entry *entries = calloc((size_t)root->n + 1, sizeof *entries);
-    entry **sorted = calloc((size_t)root->n + 1, sizeof *sorted);
-    void *ok = st && entries && sorted ? st : RFAIL_MEM("out of memory");
-    int n = 0;
-    bool have_meta = false;
-    for (int i = 0; ok && i < root->n; i++) {
-        const char *key = root->keys[i];
-        if (strlen(key) != root->key_lens[i]) {
-            ok = RFAIL("tensor name '%s...' contains a NUL character", key);
-        } else if (strcmp(key, "__metadata__") == 0) {
-            ok = have_meta ? RFAIL("__metadata__ appears twice") : parse_metadata(path, &root->items[i], st);
-            have_meta = true;
-        } else {
-            ok = parse_entry(path, key, &root->items[i], data_len, &entries[n]);
-            sorted[n] = &entries[n];
-            n++;
-        }
-    }
-    if (ok) {
-        st->path = dup_str(path);
-        st->names = calloc((size_t)n + 1, sizeof *st->names);
-        st->tensors = calloc((size_t)n + 1, sizeof *st->tensors);
-        st->by_name = malloc(((size_t)n + 1) * sizeof *st->by_name);
-        if (!st->path || !st->names || !st->tensors || !st->by_name) ok = RFAIL_MEM("out of memory");
-    }
-    if (ok) {
-        /* Duplicate names: sort pointers into an array of the names, so
-         * that each sorted pointer also gives the name's index. */
-        const char **nm = malloc(((size_t)n + 1) * sizeof *nm);
-        const char ***ptrs = malloc(((size_t)n + 1) * sizeof *ptrs);
-        if (!nm || !ptrs) ok = RFAIL_MEM("out of memory");
-        for (int i = 0; ok && i < n; i++) {
-            nm[i] = entries[i].name;
-            ptrs[i] = &nm[i];
-        }
-        if (ok) qsort(ptrs, (size_t)n, sizeof *ptrs, cmp_str_ptr);
-        for (int i = 1; ok && i < n; i++)
-            if (strcmp(*ptrs[i - 1], *ptrs[i]) == 0) ok = RFAIL("tensor '%s' appears twice", *ptrs[i]);
-        for (int i = 0; ok && i < n; i++) st->by_name[i] = (int)(ptrs[i] - nm);
-        free(nm);
-        free(ptrs);
-    }
-    if (ok) ok = check_layout(path, sorted, n, data_len);
-    /* Everything is valid: allocate the tensors and read their bytes. */
-    for (int i = 0; ok && i < n; i++) {
-        st->names[i] = dup_str(entries[i].name);
-        st->tensors[i] = zg_tensor_new(entries[i].dtype, entries[i].shape, entries[i].ndim);
-        st->n = i + 1;
-        if (!st->names[i] || !st->tensors[i]) {
-            ok = RFAIL_MEM("out of memory for tensor '%s'", entries[i].name);
-            break;
-        }
-        zg_tensor_set_name(st->tensors[i], st->names[i]);
-    }
-    for (int i = 0; ok && i < n; i++) {
+/* Everything checked: the handle takes the names and metadata, then the
+ * tensors are allocated and their bytes read, in file order. */
+static void *fill(const char *path, FILE *f, uint64_t hlen, header *h, entry **sorted, zg_safetensors *st) {
+    int n = h->n;
+    st->names = calloc((size_t)n + 1, sizeof *st->names);
+    st->tensors = calloc((size_t)n + 1, sizeof *st->tensors);
+    if (!st->names || !st->tensors) return RFAIL_MEM("out of memory");
+    for (int i = 0; i < n; i++) st->names[i] = h->e[i].name;
+    st->n = n;
+    st->meta_keys = h->meta_keys;
+    st->meta_values = h->meta_values;
+    st->n_meta = h->n_meta;
+    *h = (header){.e = h->e, .n = 0};
+    for (int i = 0; i < n; i++) {
         const entry *e = sorted[i];
-        int k = (int)(e - entries);
+        int k = (int)(e - h->e);
+        if (!(st->tensors[k] = zg_tensor_new(e->dtype, e->shape, e->ndim)))
+            return RFAIL_MEM("out of memory for tensor '%s'", e->name);
+        zg_tensor_set_name(st->tensors[k], st->names[k]);
         size_t nb = (size_t)(e->end - e->begin);
-        if (nb == 0) continue;
-        if (fseeko(f, (off_t)(8 + hlen + e->begin), SEEK_SET) != 0 ||
-            fread(st->tensors[k]->storage->data, 1, nb, f) != nb)
-            ok = RFAIL_IO("cannot read the data of tensor '%s' (file changed while reading?)", e->name);
+        if (nb && (fseeko(f, (off_t)(8 + hlen + e->begin), SEEK_SET) != 0 ||
+                   fread(st->tensors[k]->storage->data, 1, nb, f) != nb))
+            return RFAIL_IO("cannot read the data of tensor '%s' (file changed while reading?)", e->name);
     }
-    zg__json_free(root);
+    return st;
+}
+
+static zg_safetensors *read_file(const char *path, FILE *f) {
+    uint64_t hlen = 0, data_len = 0;
+    char *text = read_framing(path, f, &hlen, &data_len);
+    if (!text) return NULL;
+    header h = {0};
+    void *ok = read_header(path, text, hlen, data_len, &h);
     free(text);
-    free(entries);
+    zg_safetensors *st = ok ? calloc(1, sizeof *st) : NULL;
+    entry **sorted = ok ? malloc(((size_t)h.n + 1) * sizeof *sorted) : NULL;
+    if (ok && st) {
+        st->path = dup_str(path);
+        st->by_name = malloc(((size_t)h.n + 1) * sizeof *st->by_name);
+    }
+    if (ok && (!st || !sorted || !st->path || !st->by_name)) ok = RFAIL_MEM("out of memory");
+    for (int i = 0; ok && i < h.n; i++) sorted[i] = &h.e[i];
+    if (ok) ok = index_names(path, &h, st);
+    if (ok) ok = check_layout(path, sorted, h.n, data_len);
+    if (ok) ok = fill(path, f, hlen, &h, sorted, st);
     free(sorted);
+    header_free(&h);
     if (!ok) {
         st_free_partial(st);
         return NULL;
@@ -408,32 +570,15 @@ const char *zg_safetensors_metadata(const zg_safetensors *st, const char *key) {
     return NULL;
 }
 
+int zg__safetensors_meta_count(const zg_safetensors *st) { return st->n_meta; }
+
+const char *zg__safetensors_meta_key(const zg_safetensors *st, int i) {
+    return i >= 0 && i < st->n_meta ? st->meta_keys[i] : NULL;
+}
+
 void zg_safetensors_free(zg_safetensors *st) { st_free_partial(st); }
 
 /* ---- writing ---------------------------------------------------------- */
-
-static int cmp_cstr(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Names (or keys) must be unique: sort a copy of the pointers, compare
- * neighbours. Returns the duplicate or NULL; *oom on allocation failure. */
-static const char *find_duplicate(const char *const *s, int n, bool *oom) {
-    *oom = false;
-    if (n < 2) return NULL;
-    const char **c = malloc((size_t)n * sizeof *c);
-    if (!c) {
-        *oom = true;
-        return NULL;
-    }
-    memcpy(c, s, (size_t)n * sizeof *c);
-    qsort(c, (size_t)n, sizeof *c, cmp_cstr);
-    const char *dup = NULL;
-    for (int i = 1; i < n && !dup; i++)
-        if (strcmp(c[i - 1], c[i]) == 0) dup = c[i];
-    free(c);
-    return dup;
-}
 
 static int validate_write(const char *path, zg_tensor *const *tensors, const char *const *names, int n,
                           const char *const *mk, const char *const *mv, int n_meta) {

@@ -144,9 +144,11 @@ int zg_optim_save(const zg_optim *opt, const char *path) {
     return rc;
 }
 
-/* Parses a whole string as a non-negative int (digits only). */
+/* Parses a whole string as a non-negative int in its one spelling: digits
+ * only, no leading zero ("00" and "0" would both be 0: a file holding
+ * both would load whichever comes last). */
 static bool parse_index(const char *s, size_t len, int *out) {
-    if (len == 0 || len > 9) return false;
+    if (len == 0 || len > 9 || (len > 1 && s[0] == '0')) return false;
     int v = 0;
     for (size_t i = 0; i < len; i++) {
         if (!isdigit((unsigned char)s[i])) return false;
@@ -275,14 +277,19 @@ static int load_entry(const zg_optim *opt, const load_ctx *c, int t) {
     const char *dot = strncmp(name, "state.", 6) == 0 ? strchr(s, '.') : NULL;
     int id;
     if (!dot || !parse_index(s, (size_t)(dot - s), &id))
-        return load_fail(ZG_ERR_FORMAT, "'%s': unexpected entry '%s'", path, name);
+        return load_fail(ZG_ERR_FORMAT,
+                         "'%s': unexpected entry '%s' (expected state.<index>.<name>, the index without leading zeros)",
+                         path, name);
     if (id >= opt->n_params || c->pos[id] < 0)
         return load_fail(ZG_ERR_FORMAT, "'%s': entry '%s' names parameter %d, which is in no group", path, name, id);
     const char *what = dot + 1;
     loaded_state *l = &c->ls[c->pos[id]];
     if (strcmp(what, "step") == 0) {
-        if (x->dtype != ZG_INT64 || x->numel != 1 || zg__i64(x)[0] < 0)
-            return load_fail(ZG_ERR_FORMAT, "'%s': entry '%s' must be one non-negative int64 step count", path, name);
+        /* The count goes on from here: bounded, so that it cannot overflow. */
+        if (x->dtype != ZG_INT64 || x->numel != 1 || zg__i64(x)[0] < 0 || zg__i64(x)[0] > ZG__MAX_COUNT)
+            return load_fail(ZG_ERR_FORMAT, "'%s': entry '%s' must be one non-negative int64 step count, at most 2^53",
+                             path, name);
+        if (l->step) return load_fail(ZG_ERR_FORMAT, "'%s': entry '%s' appears twice", path, name);
         l->step = x;
         return ZG_OK;
     }
@@ -290,6 +297,7 @@ static int load_entry(const zg_optim *opt, const load_ctx *c, int t) {
     if (b < 0 || !(c->ki->buf_mask & BUF_BIT(b)))
         return load_fail(ZG_ERR_FORMAT, "'%s': unexpected entry '%s' (%s has no state '%s')", path, name, c->ki->name,
                          what);
+    if (l->buf[b]) return load_fail(ZG_ERR_FORMAT, "'%s': entry '%s' appears twice", path, name);
     const zg_tensor *p = opt->params[c->pos[id]];
     if (x->dtype != ZG_FLOAT32 || !zg__same_shape(x, p)) {
         char a[ZG_SHAPE_BUF], d[ZG_SHAPE_BUF];
@@ -298,6 +306,34 @@ static int load_entry(const zg_optim *opt, const load_ctx *c, int t) {
                          zg__shape_str(p, d, sizeof d));
     }
     l->buf[b] = x;
+    return ZG_OK;
+}
+
+/* Whether name is a hyperparameter of the kind. */
+static bool hp_key(const zg__optim_kind_info *ki, const char *name) {
+    for (int k = 0; k < ZG_HP_COUNT; k++)
+        if (zg__hp_valid_for(ki, k) && strcmp(name, zg__hp_names[k]) == 0) return true;
+    return false;
+}
+
+/* Every metadata key is one that load reads: a misspelt or non-canonical
+ * key ("param_groups.00.lr" beside "param_groups.0.lr") would otherwise
+ * be ignored without a word. */
+static int load_check_keys(const zg_optim *opt, const load_ctx *c) {
+    for (int i = 0; i < zg__safetensors_meta_count(c->st); i++) {
+        const char *k = zg__safetensors_meta_key(c->st, i);
+        if (!strcmp(k, "format") || !strcmp(k, "kind") || !strcmp(k, "num_groups")) continue;
+        const char *g = strncmp(k, "param_groups.", 13) == 0 ? k + 13 : NULL;
+        const char *dot = g ? strchr(g, '.') : NULL;
+        int id;
+        if (dot && parse_index(g, (size_t)(dot - g), &id) && id < opt->n_groups &&
+            (!strcmp(dot + 1, "params") || hp_key(c->ki, dot + 1)))
+            continue;
+        return load_fail(ZG_ERR_FORMAT,
+                         "'%s': unexpected metadata '%s' (expected format, kind, num_groups and "
+                         "param_groups.<group>.<params or a hyperparameter of %s>, groups 0..%d without leading zeros)",
+                         c->path, k, c->ki->name, opt->n_groups - 1);
+    }
     return ZG_OK;
 }
 
@@ -357,6 +393,7 @@ int zg_optim_load(zg_optim *opt, const char *path) {
     }
     const int n = opt->n_params;
     rc = load_header(opt, &c);
+    if (!rc) rc = load_check_keys(opt, &c);
     if (!rc) {
         c.pos = malloc(((size_t)n + 1) * sizeof *c.pos);
         c.hps = malloc(((size_t)opt->n_groups + 1) * ZG_HP_COUNT * sizeof *c.hps);

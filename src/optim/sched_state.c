@@ -125,6 +125,15 @@ static void freeparsed(zg_sched *t) { zg_sched_free(t); }
 /* Parses j against the live scheduler `like` (same kind, groups and, for a
  * sequential, children). NULL with msg on a problem. */
 static zg_sched *parse_state(const zg__json *j, const zg_sched *like, const char *where, char *msg, size_t n) {
+    const char *dup = NULL;
+    if (j->type == ZG_JSON_OBJECT && zg__json_duplicate_key(j, &dup) != 0) {
+        snprintf(msg, n, "out of memory");
+        return NULL;
+    }
+    if (dup) {
+        snprintf(msg, n, "%s: key '%s' appears twice", where, dup);
+        return NULL;
+    }
     const zg__json *kv = jget(j, "kind");
     if (!kv || kv->type != ZG_JSON_STRING) {
         snprintf(msg, n, "%s: 'kind' is missing", where);
@@ -146,9 +155,12 @@ static zg_sched *parse_state(const zg__json *j, const zg_sched *like, const char
         return NULL;
     }
     const char *badkey = NULL;
-    if (!jint(jget(j, "last_epoch"), &t->last_epoch) || t->last_epoch < -1) badkey = "last_epoch";
+    /* The counters stay below 2^53 (zg_sched_step counts on from them). */
+    if (!jint(jget(j, "last_epoch"), &t->last_epoch) || t->last_epoch < -1 || t->last_epoch > ZG__MAX_COUNT)
+        badkey = "last_epoch";
     else if (!jarray(jget(j, "last_lrs"), t->n_groups, t->last_lrs, sizeof(double))) badkey = "last_lrs";
-    else if (t->kind != K_SEQUENTIAL && (!jint(jget(j, "step_count"), &t->step_count) || t->step_count < 0))
+    else if (t->kind != K_SEQUENTIAL && (!jint(jget(j, "step_count"), &t->step_count) || t->step_count < 0 ||
+                                         t->step_count > ZG__MAX_COUNT))
         badkey = "step_count";
     else if (t->kind != K_SEQUENTIAL && !jarray(jget(j, "base_lrs"), t->n_groups, t->base_lrs, sizeof(double)))
         badkey = "base_lrs";
@@ -283,12 +295,21 @@ static void commit(zg_sched *s, zg_sched *t) {
     }
 }
 
+/* The JSON values a state of s may hold: the keys and numbers of each
+ * scheduler (fewer than 32), its per-group arrays (7 at most), and its
+ * children's. Parsing builds no larger tree than that. */
+static size_t state_nodes(const zg_sched *s) {
+    size_t n = 32 + 7 * ((size_t)s->n_groups + 1) + (size_t)s->n_children;
+    for (int i = 0; i < s->n_children; i++) n += state_nodes(s->children[i]);
+    return n;
+}
+
 int zg_sched_load_state_json(zg_sched *s, const char *json) {
     const char *fn = "zg_sched_load_state_json";
     if (!s || !json) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
     zg__json *root;
     char err[256];
-    if (zg__json_parse(json, strlen(json), &root, err, sizeof err) != 0)
+    if (zg__json_parse(json, strlen(json), state_nodes(s), &root, err, sizeof err) != 0)
         return zg__fail(ZG_ERR_FORMAT, "%s: not valid JSON: %s", fn, err);
     const zg__json *f = jget(root, "format");
     if (!f || f->type != ZG_JSON_STRING || strcmp(f->str, SCHED_FORMAT) != 0) {

@@ -128,25 +128,27 @@ void zg_sched_free(zg_sched *s) {
 
 static bool finite_nonneg(double v) { return isfinite(v) && v >= 0; }
 
+/* A length in steps: > 0, and a counter (at most 2^53: the formulas add
+ * and double it, and compute with it as a double). */
+static bool check_steps(const char *what, int64_t v, char *msg, size_t n) {
+    if (v > 0 && v <= ZG__MAX_COUNT) return true;
+    snprintf(msg, n, "%s must be > 0 and at most 2^53 (got %lld)", what, (long long)v);
+    return false;
+}
+
 /* Checks the hyperparameters of s (for construction and loading); writes
  * the problem to msg. */
 bool zg__sched_check_hyper(const zg_sched *s, char *msg, size_t n) {
     switch (s->kind) {
     case K_STEP:
-        if (s->step_size <= 0) {
-            snprintf(msg, n, "step_size must be > 0 (got %lld)", (long long)s->step_size);
-            return false;
-        }
+        if (!check_steps("step_size", s->step_size, msg, n)) return false;
         if (!finite_nonneg(s->gamma)) {
             snprintf(msg, n, "gamma must be finite and >= 0 (got %g)", s->gamma);
             return false;
         }
         return true;
     case K_COSINE:
-        if (s->t_max <= 0) {
-            snprintf(msg, n, "T_max must be > 0 (got %lld)", (long long)s->t_max);
-            return false;
-        }
+        if (!check_steps("T_max", s->t_max, msg, n)) return false;
         if (!finite_nonneg(s->eta_min)) {
             snprintf(msg, n, "eta_min must be finite and >= 0 (got %g)", s->eta_min);
             return false;
@@ -163,16 +165,10 @@ bool zg__sched_check_hyper(const zg_sched *s, char *msg, size_t n) {
             snprintf(msg, n, "end_factor must be in [0, 1] (got %g)", s->end_factor);
             return false;
         }
-        if (s->total_iters <= 0) {
-            snprintf(msg, n, "total_iters must be > 0 (got %lld)", (long long)s->total_iters);
-            return false;
-        }
+        if (!check_steps("total_iters", s->total_iters, msg, n)) return false;
         return true;
     case K_ONECYCLE:
-        if (s->total_steps <= 0) {
-            snprintf(msg, n, "total_steps must be > 0 (got %lld)", (long long)s->total_steps);
-            return false;
-        }
+        if (!check_steps("total_steps", s->total_steps, msg, n)) return false;
         if (!(s->pct_start >= 0 && s->pct_start <= 1)) {
             snprintf(msg, n, "pct_start must be in [0, 1] (got %g)", s->pct_start);
             return false;
@@ -322,6 +318,14 @@ static int compute(const zg_sched *s, int64_t le, int64_t step_count, bool close
     return ZG_OK;
 }
 
+/* The counters stay below 2^53, so that the next step cannot overflow
+ * them (they start at most there: loading refuses more). */
+static int check_count(const zg_sched *s) {
+    if (s->last_epoch < ZG__MAX_COUNT && s->step_count < ZG__MAX_COUNT) return ZG_OK;
+    return zg__fail(ZG_ERR_STATE, "zg_sched_step: %s has stepped 2^53 times; it counts no further",
+                    zg__sched_kind_names[s->kind]);
+}
+
 static int check_groups(const zg_sched *s) {
     int n = zg_optim_num_groups(s->opt);
     if (n != s->n_groups)
@@ -360,6 +364,7 @@ static int apply(zg_sched *s, const double *lrs, const double *moms, double *old
  * the groups; nothing changes on an error. */
 int zg__sched_base_step(zg_sched *s, bool has_epoch, int64_t epoch) {
     int rc = check_groups(s);
+    if (!rc) rc = check_count(s);
     if (rc) return rc;
     int64_t le = has_epoch ? epoch : s->last_epoch + 1;
     int64_t sc = s->step_count + 1;
@@ -396,6 +401,7 @@ int zg_sched_step(zg_sched *s) {
         return ZG_ERR_STATE; /* a listener refuses (before the optimizer's first step) */
     if (s->kind != K_SEQUENTIAL) return zg__sched_base_step(s, false, 0);
     int rc = check_groups(s);
+    if (!rc) rc = check_count(s);
     if (rc) return rc;
     int64_t le = s->last_epoch + 1;
     int nm = s->n_children - 1;

@@ -359,7 +359,7 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
     get_f64(st, "lr", path, &s->lr, &rc);
     get_f64(st, "momentum", path, &s->momentum, &rc);
     get_f64(st, "weight_decay", path, &s->weight_decay, &rc);
-    get_i64(st, "batch_size", path, 1, INT64_MAX, &s->batch_size, &rc);
+    get_i64(st, "batch_size", path, 1, ZG_TRAIN_MAX_BATCH, &s->batch_size, &rc);
     const char *seed = get_meta(st, "seed", path, &rc);
     if (seed && !rc) {
         char *end;
@@ -371,21 +371,22 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
     }
     get_i64(st, "limit_train", path, 0, INT64_MAX, &s->limit_train, &rc);
     get_i64(st, "limit_test", path, 0, INT64_MAX, &s->limit_test, &rc);
-    get_i64(st, "eval_batch_size", path, 1, INT64_MAX, &s->eval_batch_size, &rc);
+    get_i64(st, "eval_batch_size", path, 1, ZG_TRAIN_MAX_BATCH, &s->eval_batch_size, &rc);
     get_f64(st, "mean", path, &mean, &rc);
     get_f64(st, "std", path, &std, &rc);
     s->mean = (float)mean;
     s->std = (float)std;
-    get_i64(st, "epochs", path, 1, INT32_MAX, &epochs, &rc);
+    get_i64(st, "epochs", path, 1, ZG_TRAIN_MAX_EPOCHS, &epochs, &rc);
     get_i64(st, "checkpoint_every_steps", path, 0, INT64_MAX, &s->checkpoint_every_steps, &rc);
     s->epochs = (int)epochs;
-    get_i64(st, "epoch", path, 0, INT32_MAX, &s->epoch, &rc);
-    get_i64(st, "next_batch", path, 0, INT64_MAX, &s->next_batch, &rc);
-    get_i64(st, "global_step", path, 0, INT64_MAX, &s->global_step, &rc);
+    /* Counters are bounded so that counting on from them cannot overflow. */
+    get_i64(st, "epoch", path, 0, ZG_TRAIN_MAX_EPOCHS, &s->epoch, &rc);
+    get_i64(st, "next_batch", path, 0, ZG__MAX_COUNT, &s->next_batch, &rc);
+    get_i64(st, "global_step", path, 0, ZG__MAX_COUNT, &s->global_step, &rc);
     get_f64(st, "epoch_loss_sum", path, &s->epoch_loss_sum, &rc);
     get_f64(st, "epoch_seconds", path, &s->epoch_seconds, &rc);
-    get_i64(st, "epoch_samples", path, 0, INT64_MAX, &s->epoch_samples, &rc);
-    get_i64(st, "epoch_steps", path, 0, INT64_MAX, &s->epoch_steps, &rc);
+    get_i64(st, "epoch_samples", path, 0, ZG__MAX_COUNT, &s->epoch_samples, &rc);
+    get_i64(st, "epoch_steps", path, 0, ZG__MAX_COUNT, &s->epoch_steps, &rc);
     int64_t model_bytes = 0, optim_bytes = 0;
     const char *model_crc = get_meta(st, "model_crc32", path, &rc);
     const char *optim_crc = get_meta(st, "optim_crc32", path, &rc);
@@ -417,9 +418,9 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
             else
                 memcpy(s->schedule, sched, strlen(sched) + 1);
         }
-        get_i64(st, "bad_batches", path, 0, INT64_MAX, &s->bad_batches, &rc);
-        get_i64(st, "bad_losses", path, 0, INT64_MAX, &s->bad_losses, &rc);
-        get_i64(st, "bad_in_row", path, 0, INT64_MAX, &s->bad_in_row, &rc);
+        get_i64(st, "bad_batches", path, 0, ZG__MAX_COUNT, &s->bad_batches, &rc);
+        get_i64(st, "bad_losses", path, 0, ZG__MAX_COUNT, &s->bad_losses, &rc);
+        get_i64(st, "bad_in_row", path, 0, ZG__MAX_COUNT, &s->bad_in_row, &rc);
         const char *sj = zg_safetensors_metadata(st, "scheduler");
         if (!rc && s->schedule[0] && !sj)
             rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s' has a schedule but no scheduler state", path);
@@ -444,7 +445,7 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
         else
             memcpy(s->rng, zg__i64(t), sizeof s->rng);
     }
-    if (!rc) rc = zg__metrics_parse(fn, hist, &s->metrics, &s->n_metrics);
+    if (!rc) rc = zg__metrics_parse(fn, hist, (int)s->epoch, &s->metrics, &s->n_metrics);
     if (!rc && s->n_metrics != s->epoch)
         rc = zg__fail(ZG_ERR_FORMAT, "%s: '%s': %d epochs of metrics for a position in epoch %lld", fn, path,
                       s->n_metrics, (long long)s->epoch + 1);

@@ -51,11 +51,14 @@ int zg_train_config_validate(const zg_train_config *c) {
     if (c->momentum >= 0 && !zg__train_has_momentum(c->optimizer))
         return zg__fail(ZG_ERR_ARG, "%s: momentum applies to sgd and rmsprop, not %s", fn,
                         zg_train_optim_name(c->optimizer));
-    if (c->epochs < 1) return zg__fail(ZG_ERR_ARG, "%s: epochs must be >= 1 (got %d)", fn, c->epochs);
-    if (c->batch_size < 1)
-        return zg__fail(ZG_ERR_ARG, "%s: batch_size must be >= 1 (got %lld)", fn, (long long)c->batch_size);
-    if (c->eval_batch_size < 1)
-        return zg__fail(ZG_ERR_ARG, "%s: eval_batch_size must be >= 1 (got %lld)", fn, (long long)c->eval_batch_size);
+    if (c->epochs < 1 || c->epochs > ZG_TRAIN_MAX_EPOCHS)
+        return zg__fail(ZG_ERR_ARG, "%s: epochs must be in [1, %d] (got %d)", fn, ZG_TRAIN_MAX_EPOCHS, c->epochs);
+    if (c->batch_size < 1 || c->batch_size > ZG_TRAIN_MAX_BATCH)
+        return zg__fail(ZG_ERR_ARG, "%s: batch_size must be in [1, %d] (got %lld)", fn, ZG_TRAIN_MAX_BATCH,
+                        (long long)c->batch_size);
+    if (c->eval_batch_size < 1 || c->eval_batch_size > ZG_TRAIN_MAX_BATCH)
+        return zg__fail(ZG_ERR_ARG, "%s: eval_batch_size must be in [1, %d] (got %lld)", fn, ZG_TRAIN_MAX_BATCH,
+                        (long long)c->eval_batch_size);
     if (c->threads < 0) return zg__fail(ZG_ERR_ARG, "%s: threads must be >= 0 (got %d)", fn, c->threads);
     if (c->limit_train < 0 || c->limit_test < 0)
         return zg__fail(ZG_ERR_ARG, "%s: limits must be >= 0 (0: every sample)", fn);
@@ -78,8 +81,11 @@ int zg_train_config_validate(const zg_train_config *c) {
     if (c->amp != ZG_AUTOCAST_OFF && c->amp != ZG_AUTOCAST_BF16 && c->amp != ZG_AUTOCAST_FP16)
         return zg__fail(ZG_ERR_ARG, "%s: unknown amp type %d", fn, c->amp);
     if (c->max_bad_steps < 1) return zg__fail(ZG_ERR_ARG, "%s: max_bad_steps must be >= 1 (got %d)", fn, c->max_bad_steps);
-    if (c->inject_bad_batch < 0 || c->inject_bad_backward < 0 || c->inject_nan_loss < 0 || c->inject_nan_count < 1)
-        return zg__fail(ZG_ERR_ARG, "%s: injection steps must be >= 0 (count >= 1)", fn);
+    /* Batch numbers are counters: bounded, so that N + COUNT cannot overflow. */
+    if (c->inject_bad_batch < 0 || c->inject_bad_backward < 0 || c->inject_nan_loss < 0 || c->inject_nan_count < 1 ||
+        c->inject_bad_batch > ZG__MAX_COUNT || c->inject_bad_backward > ZG__MAX_COUNT ||
+        c->inject_nan_loss > ZG__MAX_COUNT || c->inject_nan_count > ZG__MAX_COUNT)
+        return zg__fail(ZG_ERR_ARG, "%s: injection steps must be in [0, 2^53] (count in [1, 2^53])", fn);
     if (c->schedule[0]) {
         /* The spec is checked by building it on a throwaway optimizer of
          * the configured kind (the run's length is not known yet). */

@@ -78,6 +78,54 @@ int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_re
     return ZG_OK;
 }
 
+/* What `zgrad train` trains on: 28x28 images of 10 classes. */
+#define IMAGE_PIXELS 784
+#define NUM_CLASSES 10
+/* The widest Linear layer a bare weights file may describe (the built-in
+ * models' widest has 256 outputs). */
+#define MAX_WIDTH 65536
+
+/* The widths of the MLP whose Linear weights "1.weight", "3.weight", ...
+ * (after its Flatten) a weights file holds, checked before the model is
+ * built from them: 784 inputs, each layer's input the previous layer's
+ * output, 10 outputs at the end, every width in [1, MAX_WIDTH]. The model
+ * then allocates no weight larger than a tensor of the file (a Linear of
+ * [268435456, 0] in the file would otherwise become one of 268435456
+ * floats per input). */
+static int mlp_widths(const char *fn, const char *path, const zg_safetensors *st, int64_t *sizes, int *n) {
+    char key[32], shp[ZG_SHAPE_BUF], need[96];
+    *n = 0;
+    sizes[(*n)++] = IMAGE_PIXELS;
+    const zg_tensor *w = NULL;
+    int last = 1;
+    for (int i = 1; *n < 64; i += 2) {
+        snprintf(key, sizeof key, "%d.weight", i);
+        const zg_tensor *next = zg_safetensors_get(st, key);
+        if (!next) break;
+        w = next;
+        last = i;
+        int64_t in = sizes[*n - 1];
+        need[0] = '\0';
+        if (zg_tensor_ndim(w) != 2)
+            snprintf(need, sizeof need, "a Linear weight is [out, in], here [out, %lld]", (long long)in);
+        else if (zg_tensor_size(w, 1) != in)
+            snprintf(need, sizeof need, "its input size must be %lld (%s)", (long long)in,
+                     i == 1 ? "the pixels of an image" : "the previous layer's output");
+        else if (zg_tensor_size(w, 0) < 1 || zg_tensor_size(w, 0) > MAX_WIDTH)
+            snprintf(need, sizeof need, "a layer's output size must be in [1, %d]", MAX_WIDTH);
+        if (need[0])
+            return zg__fail(ZG_ERR_FORMAT, "%s: '%s': '%s' has shape %s: %s", fn, path, key,
+                            zg__shape_str(w, shp, sizeof shp), need);
+        sizes[(*n)++] = zg_tensor_size(w, 0);
+    }
+    snprintf(key, sizeof key, "%d.weight", last);
+    if (sizes[*n - 1] != NUM_CLASSES)
+        return zg__fail(ZG_ERR_FORMAT,
+                        "%s: '%s': the last Linear weight '%s' has shape %s: it must have %d outputs (the classes)", fn,
+                        path, key, zg__shape_str(w, shp, sizeof shp), NUM_CLASSES);
+    return ZG_OK;
+}
+
 /* The architecture of a bare model.safetensors, from its names and shapes:
  * the default CNN starts with a 4-D "0.weight"; an MLP has Linear weights
  * "1.weight", "3.weight", ... (after its Flatten). */
@@ -91,22 +139,13 @@ static zg_module *model_from_weights(const char *path, int *num_classes) {
     }
     zg_module *m = NULL;
     zg_tensor *w0 = zg_safetensors_get(st, "0.weight"), *w1 = zg_safetensors_get(st, "1.weight");
+    *num_classes = NUM_CLASSES;
     if (w0 && zg_tensor_ndim(w0) == 4) {
         m = zg_model_default_cnn();
-        *num_classes = 10;
     } else if (w1 && zg_tensor_ndim(w1) == 2) {
         int64_t sizes[64];
-        int n = 0;
-        sizes[n++] = zg_tensor_size(w1, 1);
-        char key[32];
-        for (int i = 1; n < 64; i += 2) {
-            snprintf(key, sizeof key, "%d.weight", i);
-            zg_tensor *w = zg_safetensors_get(st, key);
-            if (!w || zg_tensor_ndim(w) != 2) break;
-            sizes[n++] = zg_tensor_size(w, 0);
-        }
-        m = zg_model_mlp(sizes, n);
-        *num_classes = (int)sizes[n - 1];
+        int n;
+        if (!mlp_widths(fn, path, st, sizes, &n)) m = zg_model_mlp(sizes, n);
     } else {
         zg__fail(ZG_ERR_FORMAT, "%s: '%s' is not a model written by zgrad train (no conv '0.weight' or linear '1.weight')",
                  fn, path);

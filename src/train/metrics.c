@@ -58,12 +58,17 @@ static bool get_int(const zg__json *o, const char *key, int64_t lo, int64_t hi, 
     return true;
 }
 
-int zg__metrics_parse(const char *fn, const char *text, zg__epoch_metrics **out, int *n) {
+/* An entry is an object of 7 numbers: 8 JSON values. The tree of a
+ * history is allowed twice that per entry, and no more. */
+#define NODES_PER_ENTRY 16
+
+int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epoch_metrics **out, int *n) {
     *out = NULL;
     *n = 0;
     zg__json *root = NULL;
     char err[160];
-    if (zg__json_parse(text, strlen(text), &root, err, sizeof err) != 0)
+    size_t budget = (size_t)max_entries * NODES_PER_ENTRY;
+    if (zg__json_parse(text, strlen(text), budget, &root, err, sizeof err) != 0)
         return zg__fail(ZG_ERR_FORMAT, "%s: metrics history is not valid JSON (%s)", fn, err);
     if (root->type != ZG_JSON_ARRAY) {
         zg__json_free(root);
@@ -77,8 +82,9 @@ int zg__metrics_parse(const char *fn, const char *text, zg__epoch_metrics **out,
     for (int i = 0; i < root->n; i++) {
         const zg__json *o = &root->items[i];
         int64_t epoch, steps;
-        bool ok = o->type == ZG_JSON_OBJECT && get_int(o, "epoch", i + 1, i + 1, &epoch) &&
-                  get_int(o, "steps", 0, INT64_MAX, &steps) && get_num(o, "train_loss", &m[i].train_loss) &&
+        const char *dup = NULL;
+        bool ok = o->type == ZG_JSON_OBJECT && zg__json_duplicate_key(o, &dup) == 0 && !dup &&
+                  get_int(o, "epoch", i + 1, i + 1, &epoch) && get_int(o, "steps", 0, ZG__MAX_COUNT, &steps) && get_num(o, "train_loss", &m[i].train_loss) &&
                   get_num(o, "test_loss", &m[i].test_loss) && get_num(o, "test_acc", &m[i].test_acc) &&
                   get_num(o, "seconds", &m[i].seconds) && get_num(o, "lr", &m[i].lr);
         if (!ok) {

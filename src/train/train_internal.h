@@ -19,6 +19,14 @@
 
 #define ZG_TRAIN_DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
+/* The most epochs a run may have: its checkpoint keeps every epoch's
+ * metrics (~250 bytes each) in a safetensors header of at most 32 MiB. */
+#define ZG_TRAIN_MAX_EPOCHS 100000
+/* The largest batch (training and evaluation): far above the 60000
+ * samples of Fashion-MNIST's training set, and far from where sums and
+ * products with a batch size could overflow. */
+#define ZG_TRAIN_MAX_BATCH 1000000
+
 /* Longest directory path the driver accepts (room for the file names). */
 #define ZG_TRAIN_MAX_DIR 3500
 
@@ -46,7 +54,7 @@ typedef struct {
 void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m);
 /* Parses a JSON array of such objects (as zg__metrics_json writes them
  * between "[" "," "]"); malloc'd array in *out. */
-int zg__metrics_parse(const char *fn, const char *text, zg__epoch_metrics **out, int *n);
+int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epoch_metrics **out, int *n);
 int zg__write_metrics_jsonl(const char *dir, const zg__epoch_metrics *m, int n);
 int zg__write_curves_svg(const char *dir, const zg__epoch_metrics *m, int n);
 

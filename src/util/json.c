@@ -1,6 +1,7 @@
 /* Strict recursive-descent JSON reader (see json.h). Every error names the
  * byte offset where parsing stopped, so a corrupt file header can be found
- * with a hex dump. */
+ * with a hex dump. The same functions build a tree (a node to fill), only
+ * check the syntax (no node: nothing is allocated) and serve the cursor. */
 #include "json.h"
 
 #include <stdarg.h>
@@ -8,12 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const char *s;
-    size_t n, pos;
-    char *err;
-    size_t err_len;
-} parser;
+typedef zg__json_cursor parser;
 
 static int fail(parser *p, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -128,7 +124,39 @@ static size_t put_utf8(char *o, unsigned cp) {
     return 4;
 }
 
-/* A string starting at the opening quote; the decoded text is malloc'd. */
+/* The escape \e's character, or -1 for \u and invalid escapes. */
+static int simple_escape(char e) {
+    switch (e) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '/': return '/';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return -1;
+    }
+}
+
+/* A \u escape (with its low surrogate) at pos: the code point in *cp. */
+static int unicode_escape(parser *p, size_t end, unsigned *cp) {
+    if (hex4(p, p->pos + 2, cp)) return fail(p, "invalid \\u escape (needs 4 hex digits)");
+    if (*cp >= 0xdc00 && *cp <= 0xdfff) return fail(p, "unpaired low surrogate \\u%04x", *cp);
+    if (*cp >= 0xd800 && *cp <= 0xdbff) {
+        unsigned lo;
+        if (p->pos + 12 > end || p->s[p->pos + 6] != '\\' || p->s[p->pos + 7] != 'u' ||
+            hex4(p, p->pos + 8, &lo) || lo < 0xdc00 || lo > 0xdfff)
+            return fail(p, "high surrogate \\u%04x not followed by a low surrogate", *cp);
+        *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
+        p->pos += 6;
+    }
+    p->pos += 4;
+    return 0;
+}
+
+/* A string starting at the opening quote; the decoded text is malloc'd
+ * into *out, or only checked (nothing allocated) when out is NULL. */
 static int parse_string(parser *p, char **out, size_t *out_len) {
     size_t start = ++p->pos; /* after the quote */
     size_t end = start;
@@ -137,8 +165,8 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
     if (!zg__utf8_valid(p->s + start, end - start)) return fail(p, "string is not valid UTF-8");
     /* Decoding never makes the text longer: an escape of k bytes gives at
      * most k bytes of UTF-8. */
-    char *o = malloc(end - start + 1);
-    if (!o) return fail(p, "out of memory");
+    char *o = NULL, u[4];
+    if (out && !(o = malloc(end - start + 1))) return fail(p, "out of memory");
     size_t k = 0;
     while (p->pos < end) {
         unsigned char c = (unsigned char)p->s[p->pos];
@@ -147,56 +175,37 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
             return fail(p, "control character 0x%02x in a string (must be escaped)", c);
         }
         if (c != '\\') {
-            o[k++] = (char)c;
+            if (o) o[k] = (char)c;
+            k++;
             p->pos++;
             continue;
         }
-        char e = p->s[p->pos + 1];
-        unsigned cp;
-        switch (e) {
-        case '"': o[k++] = '"'; break;
-        case '\\': o[k++] = '\\'; break;
-        case '/': o[k++] = '/'; break;
-        case 'b': o[k++] = '\b'; break;
-        case 'f': o[k++] = '\f'; break;
-        case 'n': o[k++] = '\n'; break;
-        case 'r': o[k++] = '\r'; break;
-        case 't': o[k++] = '\t'; break;
-        case 'u':
-            if (hex4(p, p->pos + 2, &cp)) {
+        int e = simple_escape(p->s[p->pos + 1]);
+        unsigned cp = 0;
+        if (e >= 0) {
+            if (o) o[k] = (char)e;
+            k++;
+            p->pos += 2;
+        } else if (p->s[p->pos + 1] == 'u') {
+            if (unicode_escape(p, end, &cp)) {
                 free(o);
-                return fail(p, "invalid \\u escape (needs 4 hex digits)");
+                return -1;
             }
-            if (cp >= 0xdc00 && cp <= 0xdfff) {
-                free(o);
-                return fail(p, "unpaired low surrogate \\u%04x", cp);
-            }
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                unsigned lo;
-                if (p->pos + 12 > end || p->s[p->pos + 6] != '\\' || p->s[p->pos + 7] != 'u' ||
-                    hex4(p, p->pos + 8, &lo) || lo < 0xdc00 || lo > 0xdfff) {
-                    free(o);
-                    return fail(p, "high surrogate \\u%04x not followed by a low surrogate", cp);
-                }
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                p->pos += 6;
-            }
-            k += put_utf8(o + k, cp);
-            p->pos += 4;
-            break;
-        default: {
+            k += put_utf8(o ? o + k : u, cp);
+            p->pos += 2;
+        } else {
             free(o);
             p->pos++;
             char b[16];
             return fail(p, "invalid escape \\%s", char_desc(p, b, sizeof b));
         }
-        }
-        p->pos += 2;
     }
-    o[k] = '\0';
     p->pos = end + 1;
-    *out = o;
-    *out_len = k;
+    if (o) {
+        o[k] = '\0';
+        *out = o;
+        *out_len = k;
+    }
     return 0;
 }
 
@@ -258,15 +267,21 @@ static int parse_literal(parser *p, const char *word, zg__json *v, zg__json_type
     size_t n = strlen(word);
     if (p->n - p->pos < n || memcmp(p->s + p->pos, word, n) != 0) return unexpected(p, "a JSON value");
     p->pos += n;
-    v->type = t;
-    v->boolean = b;
+    if (v) {
+        v->type = t;
+        v->boolean = b;
+    }
     return 0;
 }
 
 static int parse_value(parser *p, zg__json *v, int depth);
 
-/* Appends a zeroed item to an array/object, growing it geometrically. */
-static zg__json *push_item(zg__json *v, int *cap) {
+/* Appends a zeroed item to an array/object, growing it geometrically;
+ * NULL when out of memory or over the budget of nodes (*over). */
+static zg__json *push_item(parser *p, zg__json *v, int *cap, bool *over) {
+    *over = p->nodes_left == 0;
+    if (*over) return NULL;
+    p->nodes_left--;
     if (v->n == *cap) {
         int nc = *cap ? *cap * 2 : 4;
         zg__json *items = realloc(v->items, (size_t)nc * sizeof *items);
@@ -291,8 +306,20 @@ static zg__json *push_item(zg__json *v, int *cap) {
     return it;
 }
 
+/* The next item of a container: a new node of v, or (checking only, v
+ * NULL) none. -1 when it cannot be had. */
+static int next_item(parser *p, zg__json *v, int *cap, zg__json **it) {
+    *it = NULL;
+    if (!v) return 0;
+    bool over;
+    *it = push_item(p, v, cap, &over);
+    if (over) return fail(p, "more than %zu JSON values (the limit for this text)", p->max_nodes);
+    return *it ? 0 : fail(p, "out of memory");
+}
+
+/* An array (into v, or only checked when v is NULL). */
 static int parse_array(parser *p, zg__json *v, int depth) {
-    v->type = ZG_JSON_ARRAY;
+    if (v) v->type = ZG_JSON_ARRAY;
     int cap = 0;
     p->pos++; /* '[' */
     skip_ws(p);
@@ -301,9 +328,8 @@ static int parse_array(parser *p, zg__json *v, int depth) {
         return 0;
     }
     for (;;) {
-        zg__json *it = push_item(v, &cap);
-        if (!it) return fail(p, "out of memory");
-        if (parse_value(p, it, depth + 1)) return -1;
+        zg__json *it;
+        if (next_item(p, v, &cap, &it) || parse_value(p, it, depth + 1)) return -1;
         skip_ws(p);
         if (p->pos < p->n && p->s[p->pos] == ',') {
             p->pos++;
@@ -317,8 +343,9 @@ static int parse_array(parser *p, zg__json *v, int depth) {
     }
 }
 
+/* An object (into v, or only checked when v is NULL). */
 static int parse_object(parser *p, zg__json *v, int depth) {
-    v->type = ZG_JSON_OBJECT;
+    if (v) v->type = ZG_JSON_OBJECT;
     int cap = 0;
     p->pos++; /* '{' */
     skip_ws(p);
@@ -329,9 +356,9 @@ static int parse_object(parser *p, zg__json *v, int depth) {
     for (;;) {
         skip_ws(p);
         if (p->pos >= p->n || p->s[p->pos] != '"') return unexpected(p, "a string key in an object");
-        zg__json *it = push_item(v, &cap);
-        if (!it) return fail(p, "out of memory");
-        if (parse_string(p, &v->keys[v->n - 1], &v->key_lens[v->n - 1])) return -1;
+        zg__json *it;
+        if (next_item(p, v, &cap, &it)) return -1;
+        if (parse_string(p, v ? &v->keys[v->n - 1] : NULL, v ? &v->key_lens[v->n - 1] : NULL)) return -1;
         skip_ws(p);
         if (p->pos >= p->n || p->s[p->pos] != ':') return unexpected(p, "':' after an object key");
         p->pos++;
@@ -349,6 +376,7 @@ static int parse_object(parser *p, zg__json *v, int depth) {
     }
 }
 
+/* A value into v, or only checked (nothing allocated) when v is NULL. */
 static int parse_value(parser *p, zg__json *v, int depth) {
     if (depth > ZG_JSON_MAX_DEPTH) return fail(p, "nesting deeper than %d levels", ZG_JSON_MAX_DEPTH);
     skip_ws(p);
@@ -358,13 +386,17 @@ static int parse_value(parser *p, zg__json *v, int depth) {
     case '{': return parse_object(p, v, depth);
     case '[': return parse_array(p, v, depth);
     case '"':
+        if (!v) return parse_string(p, NULL, NULL);
         v->type = ZG_JSON_STRING;
         return parse_string(p, &v->str, &v->len);
     case 't': return parse_literal(p, "true", v, ZG_JSON_BOOL, true);
     case 'f': return parse_literal(p, "false", v, ZG_JSON_BOOL, false);
     case 'n': return parse_literal(p, "null", v, ZG_JSON_NULL, false);
     default:
-        if (c == '-' || is_digit(c)) return parse_number(p, v);
+        if (c == '-' || is_digit(c)) {
+            zg__json num;
+            return parse_number(p, v ? v : &num);
+        }
         return unexpected(p, "a JSON value");
     }
 }
@@ -388,21 +420,132 @@ void zg__json_free(zg__json *v) {
     free(v);
 }
 
-int zg__json_parse(const char *text, size_t len, zg__json **out, char *err, size_t err_len) {
+/* Only whitespace may follow the document. */
+static int parse_end(parser *p) {
+    skip_ws(p);
+    return p->pos < p->n ? unexpected(p, "the end of the JSON text") : 0;
+}
+
+int zg__json_parse(const char *text, size_t len, size_t max_nodes, zg__json **out, char *err, size_t err_len) {
     *out = NULL;
-    parser p = {text, len, 0, err, err_len};
+    parser p = {.s = text, .n = len, .err = err, .err_len = err_len, .max_nodes = max_nodes, .nodes_left = max_nodes};
     zg__json *v = calloc(1, sizeof *v);
     if (!v) return fail(&p, "out of memory");
-    if (parse_value(&p, v, 0)) {
+    if (parse_value(&p, v, 0) || parse_end(&p)) {
         zg__json_free(v);
         return -1;
     }
-    skip_ws(&p);
-    if (p.pos < p.n) {
-        zg__json_free(v);
-        return unexpected(&p, "the end of the JSON text");
-    }
     *out = v;
+    return 0;
+}
+
+int zg__json_validate(const char *text, size_t len, char *err, size_t err_len) {
+    parser p = {.s = text, .n = len, .err = err, .err_len = err_len};
+    return parse_value(&p, NULL, 0) || parse_end(&p) ? -1 : 0;
+}
+
+/* ---- the cursor ------------------------------------------------------------ */
+
+void zg__jc_init(zg__json_cursor *c, const char *text, size_t len, char *err, size_t err_len) {
+    *c = (zg__json_cursor){.s = text, .n = len, .err = err, .err_len = err_len};
+}
+
+zg__json_type zg__jc_peek(zg__json_cursor *c) {
+    skip_ws(c);
+    switch (c->pos < c->n ? c->s[c->pos] : '\0') {
+    case '{': return ZG_JSON_OBJECT;
+    case '[': return ZG_JSON_ARRAY;
+    case '"': return ZG_JSON_STRING;
+    case 't':
+    case 'f': return ZG_JSON_BOOL;
+    case 'n': return ZG_JSON_NULL;
+    default: return ZG_JSON_NUMBER;
+    }
+}
+
+int zg__jc_enter(zg__json_cursor *c) {
+    skip_ws(c);
+    if (c->pos >= c->n || (c->s[c->pos] != '{' && c->s[c->pos] != '[')) return unexpected(c, "'{' or '['");
+    c->pos++;
+    c->first = true;
+    return 0;
+}
+
+int zg__jc_more(zg__json_cursor *c, bool *more) {
+    skip_ws(c);
+    char ch = c->pos < c->n ? c->s[c->pos] : '\0';
+    bool first = c->first;
+    c->first = false;
+    *more = false;
+    if (ch == '}' || ch == ']') {
+        c->pos++;
+        return 0;
+    }
+    if (first) {
+        *more = true;
+        return 0;
+    }
+    if (ch != ',') return unexpected(c, "',' or the end of the object or array");
+    c->pos++;
+    *more = true;
+    return 0;
+}
+
+int zg__jc_key(zg__json_cursor *c, char **key, size_t *len) {
+    *key = NULL;
+    skip_ws(c);
+    if (c->pos >= c->n || c->s[c->pos] != '"') return unexpected(c, "a string key in an object");
+    if (parse_string(c, key, len)) return -1;
+    skip_ws(c);
+    if (c->pos >= c->n || c->s[c->pos] != ':') {
+        free(*key);
+        *key = NULL;
+        return unexpected(c, "':' after an object key");
+    }
+    c->pos++;
+    return 0;
+}
+
+int zg__jc_string(zg__json_cursor *c, char **s, size_t *len) {
+    *s = NULL;
+    skip_ws(c);
+    if (c->pos >= c->n || c->s[c->pos] != '"') return unexpected(c, "a string");
+    return parse_string(c, s, len);
+}
+
+int zg__jc_number(zg__json_cursor *c, zg__json *num) {
+    memset(num, 0, sizeof *num);
+    skip_ws(c);
+    return parse_number(c, num);
+}
+
+int zg__jc_skip(zg__json_cursor *c) { return parse_value(c, NULL, 0); }
+
+/* ---- duplicate keys -------------------------------------------------------- */
+
+/* Keys compared as byte strings of their decoded lengths (a key may hold
+ * a NUL). */
+typedef struct {
+    const char *s;
+    size_t n;
+} key_ref;
+
+static int cmp_key(const void *a, const void *b) {
+    const key_ref *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+int zg__json_duplicate_key(const zg__json *obj, const char **dup) {
+    *dup = NULL;
+    if (obj->type != ZG_JSON_OBJECT || obj->n < 2) return 0;
+    key_ref *k = malloc((size_t)obj->n * sizeof *k);
+    if (!k) return -1;
+    for (int i = 0; i < obj->n; i++) k[i] = (key_ref){obj->keys[i], obj->key_lens[i]};
+    qsort(k, (size_t)obj->n, sizeof *k, cmp_key);
+    for (int i = 1; i < obj->n && !*dup; i++)
+        if (cmp_key(&k[i - 1], &k[i]) == 0) *dup = k[i].s;
+    free(k);
     return 0;
 }
 

@@ -18,6 +18,12 @@
 #define ZG__PRINTF(fmt_index, first_arg)
 #endif
 
+/* The largest step, epoch or sample counter zgrad accepts from a file or
+ * a caller: 2^53, exact in a double (the schedules compute with counters
+ * as doubles) and so far below INT64_MAX that counting on from it, or
+ * adding two of them, cannot overflow. */
+#define ZG__MAX_COUNT ((int64_t)1 << 53)
+
 /* ---- errors (error.c) ------------------------------------------------- */
 
 /* Sets the error text and returns `code` (for `return zg__fail(...)`). */
