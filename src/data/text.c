@@ -31,25 +31,6 @@ struct zg_text {
     int64_t vocab;
 };
 
-/* ---- UTF-8 ----------------------------------------------------------- */
-
-/* The code point at s[*i] (advancing *i), or -1 for an invalid sequence
- * (overlong forms, surrogates and values above U+10FFFF included). */
-static int64_t utf8_next(const unsigned char *s, int64_t n, int64_t *i) {
-    const unsigned char c = s[*i];
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (!len || *i + len > n) return -1;
-    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-    for (int k = 1; k < len; k++) {
-        if ((s[*i + k] & 0xC0) != 0x80) return -1;
-        cp = (cp << 6) | (s[*i + k] & 0x3F);
-    }
-    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
-    *i += len;
-    return cp;
-}
-
 static int cmp_u32(const void *a, const void *b) {
     const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x > y) - (x < y);
@@ -70,8 +51,9 @@ static int tokenize_chars(const char *fn, zg_text *t, const unsigned char *s, in
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory for %lld bytes of text", fn, (long long)n);
     }
     int64_t count = 0;
-    for (int64_t i = 0; i < n;) {
-        const int64_t at = i, cp = utf8_next(s, n, &i);
+    for (size_t i = 0; i < (size_t)n;) {
+        const size_t at = i;
+        const int64_t cp = zg__utf8_next(s, (size_t)n, &i);
         if (cp < 0) {
             free(cps);
             return zg__fail(ZG_ERR_FORMAT, "%s: invalid UTF-8 at byte %lld (use the byte vocabulary for binary data)",
@@ -195,12 +177,13 @@ int64_t zg_text_encode(const zg_text *t, const char *s, int64_t *out, int64_t ma
     const unsigned char *u = (const unsigned char *)s;
     const int64_t n = (int64_t)strlen(s);
     int64_t k = 0;
-    for (int64_t i = 0; i < n; k++) {
+    for (size_t i = 0; i < (size_t)n; k++) {
         int64_t id;
         if (t->kind == ZG_TEXT_BYTE) {
             id = u[i++];
         } else {
-            const int64_t at = i, cp = utf8_next(u, n, &i);
+            const size_t at = i;
+            const int64_t cp = zg__utf8_next(u, (size_t)n, &i);
             if (cp < 0) return zg__fail(ZG_ERR_FORMAT, "%s: invalid UTF-8 at byte %lld", fn, (long long)at);
             if ((id = char_id(t, (uint32_t)cp)) < 0)
                 return zg__fail(ZG_ERR_ARG, "%s: character U+%04llX at byte %lld is not in the vocabulary", fn,
@@ -209,30 +192,6 @@ int64_t zg_text_encode(const zg_text *t, const char *s, int64_t *out, int64_t ma
         if (k < max && out) out[k] = id;
     }
     return k;
-}
-
-/* Appends code point cp to out as UTF-8; the bytes written. */
-static int utf8_put(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 int64_t zg_text_decode(const zg_text *t, const int64_t *ids, int64_t n, char *out, int64_t cap) {
@@ -244,8 +203,8 @@ int64_t zg_text_decode(const zg_text *t, const int64_t *ids, int64_t n, char *ou
         if (ids[i] < 0 || ids[i] >= t->vocab)
             return zg__fail(ZG_ERR_ARG, "%s: id %lld at %lld is outside the vocabulary of %lld", fn,
                             (long long)ids[i], (long long)i, (long long)t->vocab);
-        const int w = t->kind == ZG_TEXT_BYTE ? (tmp[0] = (char)ids[i], 1) : utf8_put(t->chars[ids[i]], tmp);
-        for (int k = 0; k < w; k++, len++)
+        const size_t w = t->kind == ZG_TEXT_BYTE ? (tmp[0] = (char)ids[i], 1) : zg__utf8_put(tmp, t->chars[ids[i]]);
+        for (size_t k = 0; k < w; k++, len++)
             if (out && len < cap - 1) out[len] = tmp[k];
     }
     if (out && cap > 0) out[len < cap - 1 ? len : cap - 1] = 0;

@@ -3,6 +3,7 @@
  * with a hex dump. The same functions build a tree (a node to fill), only
  * check the syntax (no node: nothing is allocated) and serve the cursor. */
 #include "json.h"
+#include "util_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,37 +52,6 @@ static void skip_ws(parser *p) {
     }
 }
 
-bool zg__utf8_valid(const char *str, size_t n) {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        int extra;
-        unsigned cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            extra = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            extra = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            extra = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i <= (size_t)extra) return false;
-        for (int k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-        i += (size_t)extra + 1;
-    }
-    return true;
-}
-
 static int hex4(parser *p, size_t at, unsigned *out) {
     if (p->n - at < 4) return -1;
     unsigned v = 0;
@@ -99,29 +69,6 @@ static int hex4(parser *p, size_t at, unsigned *out) {
     }
     *out = v;
     return 0;
-}
-
-static size_t put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* The escape \e's character, or -1 for \u and invalid escapes. */
@@ -191,7 +138,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
                 free(o);
                 return -1;
             }
-            k += put_utf8(o ? o + k : u, cp);
+            k += zg__utf8_put(o ? o + k : u, cp);
             p->pos += 2;
         } else {
             free(o);

@@ -94,7 +94,5 @@ int zg__jc_skip(zg__json_cursor *c);
 void zg__json_free(zg__json *v);
 /* "object", "string", ... for messages. */
 const char *zg__json_type_name(zg__json_type t);
-/* Whether s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-bool zg__utf8_valid(const char *s, size_t n);
 
 #endif

@@ -72,6 +72,16 @@ void *zg__fail_null(const char *fmt, ...) ZG__PRINTF(1, 2);
 /* omp_get_max_threads(), without making every file include omp.h. */
 int zg__max_threads(void);
 
+/* ---- UTF-8 (utf8.c) ------------------------------------------------------ */
+
+/* The code point at s[*i] (s holds n bytes), advancing *i past it; -1 for
+ * an invalid sequence (overlong forms, surrogates, above U+10FFFF). */
+int64_t zg__utf8_next(const unsigned char *s, size_t n, size_t *i);
+/* Whether s[0..n) is valid UTF-8. */
+bool zg__utf8_valid(const char *s, size_t n);
+/* Writes cp (<= U+10FFFF) as UTF-8 to o (room for 4); the bytes written. */
+size_t zg__utf8_put(char *o, uint32_t cp);
+
 /* ---- growable string buffer (strbuf.c) -------------------------------- */
 
 /* Text (or bytes) built up piece by piece. A failed append (out of memory)
