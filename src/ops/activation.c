@@ -2,6 +2,7 @@
  * its derivative is written in (PyTorch saves the same ones): relu, tanh,
  * sigmoid the output; leaky_relu, gelu the input. */
 #include "pointwise.h"
+#include "vmath.h"
 
 #include <math.h>
 
@@ -59,12 +60,13 @@ zg_tensor *zg_leaky_relu(zg_tensor *a, float negative_slope) {
  * Tanh form: y = x (1 + tanh(u)) / 2, u = sqrt(2/pi) (x + 0.044715 x^3),
  * dy/dx = (1 + t) / 2 + x (1 - t^2) / 2 * sqrt(2/pi) (1 + 3 * 0.044715 x^2),
  * t = tanh(u). */
-#define GELU_SQRT1_2 0.70710678118654752440f   /* 1 / sqrt 2 */
 #define GELU_INV_SQRT_2PI 0.39894228040143267794f /* 1 / sqrt(2 pi) */
 #define GELU_SQRT_2_PI 0.79788456080286535588f    /* sqrt(2 / pi) */
 #define GELU_KAPPA 0.044715f
 
-static inline float gelu_erf(float x) { return x * 0.5f * (1.0f + erff(x * GELU_SQRT1_2)); }
+/* Phi from erfc (vmath.h): vectorised, and exact in the negative tail
+ * where 1 + erf(x / sqrt 2) would cancel to 0 (PyTorch gives 0 there). */
+static inline float gelu_erf(float x) { return x * zg__vnormal_cdf(x); }
 
 static inline float gelu_tanh(float x) {
     float u = GELU_SQRT_2_PI * (x + GELU_KAPPA * x * x * x);
@@ -72,9 +74,7 @@ static inline float gelu_tanh(float x) {
 }
 
 static inline float gelu_erf_grad(float x) {
-    float cdf = 0.5f * (1.0f + erff(x * GELU_SQRT1_2));
-    float pdf = expf(-0.5f * x * x) * GELU_INV_SQRT_2PI;
-    return cdf + x * pdf;
+    return zg__vnormal_cdf(x) + x * (zg__vexp_neg_sq(fabsf(x), 0.5f) * GELU_INV_SQRT_2PI);
 }
 
 static inline float gelu_tanh_grad(float x) {
@@ -82,6 +82,17 @@ static inline float gelu_tanh_grad(float x) {
     float t = tanhf(GELU_SQRT_2_PI * (x + GELU_KAPPA * x2 * x));
     float du = GELU_SQRT_2_PI * (1.0f + 3.0f * GELU_KAPPA * x2);
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+}
+
+/* The exact form's loops, compiled per instruction set: vmath.h's exp and
+ * erfc are long straight-line bodies that gain most from wide vectors. */
+ZG_SIMD_CLONES static void gelu_erf_rows(int64_t lo, int64_t hi, const float *restrict x, float *restrict y) {
+    ZG_SIMD for (int64_t i = lo; i < hi; i++) y[i] = gelu_erf(x[i]);
+}
+
+ZG_SIMD_CLONES static void gelu_erf_grad_rows(int64_t lo, int64_t hi, const float *restrict g, const float *restrict x,
+                                              float *restrict d) {
+    ZG_SIMD for (int64_t i = lo; i < hi; i++) d[i] = g[i] * gelu_erf_grad(x[i]);
 }
 
 typedef struct {
@@ -93,7 +104,8 @@ static int gelu_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     if (ZG_NODE_ARGS(n, gelu_args)->approximate_tanh)
         ZG_MAP2_LIBM(gin[0], g, n->saved[0], g * gelu_tanh_grad(x));
     else
-        ZG_MAP2_LIBM(gin[0], g, n->saved[0], g * gelu_erf_grad(x));
+        ZG_PARALLEL_CHUNKS(lo, hi, g->numel, ZG_MAP_PAR_MIN,
+                           { gelu_erf_grad_rows(lo, hi, zg__f32(g), zg__f32(n->saved[0]), zg__f32(gin[0])); });
     return ZG_OK;
 }
 
@@ -103,7 +115,7 @@ zg_tensor *zg_gelu(zg_tensor *a, bool approximate_tanh) {
     if (approximate_tanh)
         ZG_MAP1_LIBM(out, a, gelu_tanh(x));
     else
-        ZG_MAP1_LIBM(out, a, gelu_erf(x));
+        ZG_PARALLEL_CHUNKS(lo, hi, a->numel, ZG_MAP_PAR_MIN, { gelu_erf_rows(lo, hi, zg__f32(a), zg__f32(out)); });
     zg__node *n = ZG_RECORD(gelu_args, "gelu", gelu_backward, out, &a, 1);
     if (n) {
         ZG_NODE_ARGS(n, gelu_args)->approximate_tanh = approximate_tanh;
