@@ -21,21 +21,9 @@
 #ifndef ZG_OPS_VMATH_H
 #define ZG_OPS_VMATH_H
 
+#include "../kernels/kernels_internal.h"
+
 #include <math.h>
-#include <stdint.h>
-#include <string.h>
-
-static inline float zg__f_from_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint32_t zg__bits_of_f(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
 
 static inline float zg__vexpf(float x) {
     const float lo = -87.33654f, hi = 88.72283f;
@@ -51,13 +39,13 @@ static inline float zg__vexpf(float x) {
     p = p * r + 1.0f;
     p = p * r + 1.0f;
     const int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
-    const float y = p * zg__f_from_bits((uint32_t)(n1 + 127) << 23) * zg__f_from_bits((uint32_t)(n2 + 127) << 23);
+    const float y = p * zg__bits_f32((uint32_t)(n1 + 127) << 23) * zg__bits_f32((uint32_t)(n2 + 127) << 23);
     return x != x ? x : x < lo ? 0.0f : x > hi ? INFINITY : y;
 }
 
 /* e^(-s z^2) for z >= 0 and s 1 or 0.5 (exact scalings of h^2). */
 static inline float zg__vexp_neg_sq(float z, float s) {
-    const float h = zg__f_from_bits(zg__bits_of_f(z) & 0xfffff000u);
+    const float h = zg__bits_f32(zg__f32_bits(z) & 0xfffff000u);
     return zg__vexpf(-s * (h * h)) * zg__vexpf(-s * ((z - h) * (z + h)));
 }
 
