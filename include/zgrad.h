@@ -656,6 +656,9 @@ typedef struct {
     int threads;                    /* 0: leave OpenMP / OpenBLAS as they are */
     const char *data_dir;           /* "/usr/share/datasets/fashion-mnist" */
     const char *out_dir;            /* NULL: runs/<timestamp>, or resume_dir */
+    bool force;                     /* false: a new run refuses an out_dir that is
+                                     * neither empty nor a run; true: writes into it
+                                     * (a run is refused either way) */
     const char *resume_dir;         /* NULL: a new run; else the run to continue */
     int64_t limit_train, limit_test; /* 0: every sample; N: the first N */
     int64_t checkpoint_every_steps; /* 0: a checkpoint after each epoch only */

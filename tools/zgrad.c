@@ -124,6 +124,11 @@ static int set_u64(const option *o, const char *v, void *dst) {
     *FIELD(uint64_t, dst, o) = x;
     return 0;
 }
+static int set_flag(const option *o, const char *v, void *dst) {
+    (void)v;
+    *FIELD(bool, dst, o) = true;
+    return 0;
+}
 static int set_path(const option *o, const char *v, void *dst) {
     if (!*v) return bad_usage("%s: empty path", o->name);
     *FIELD(const char *, dst, o) = v;
@@ -208,7 +213,7 @@ static void print_options(FILE *f, const option *tab, int n) {
 
 /* "--name value" or "--name=value": the row of argv[*i] (advancing *i past
  * a separate value) and its value in *v; NULL when no row matches. *missing
- * when the value is absent. */
+ * when the value is absent. A row without `arg` is a flag: "--name" alone. */
 static const option *match(const option *tab, int n, int argc, char **argv, int *i, const char **v, bool *missing) {
     const char *a = argv[*i];
     *missing = false;
@@ -217,6 +222,11 @@ static const option *match(const option *tab, int n, int argc, char **argv, int 
         if (!o->name || !o->set) continue;
         size_t len = strlen(o->name);
         if (strncmp(a, o->name, len) != 0) continue;
+        if (!o->arg) { /* a flag: no value */
+            if (a[len] != '\0') continue;
+            *v = NULL;
+            return o;
+        }
         if (a[len] == '=') {
             *v = a + len + 1;
             return o;
@@ -303,7 +313,10 @@ static const option train_options[] = {
     T_OPT("--data", "DIR",
           "MNIST-format data set (default\n/usr/share/datasets/fashion-mnist; scripts/setup installs it)", set_path,
           data_dir, 0, 0, 0),
-    T_OPT("--out", "DIR", "run directory (default runs/<timestamp>)", set_path, out_dir, 0, 0, 0),
+    T_OPT("--out", "DIR", "run directory (default runs/<timestamp>); a new run needs\nit new or empty",
+          set_path, out_dir, 0, 0, 0),
+    T_OPT("--force", NULL, "write a new run into an --out that holds other files\n(files of the same names are "
+          "replaced; a run never is)", set_flag, force, 0, 0, 0),
     T_OPT("--resume", "DIR",
           "continue the run in DIR from its last checkpoint, exactly\nas if it had not stopped; its options are kept "
           "(a\ndifferent value is refused, --epochs may grow)",
@@ -390,6 +403,7 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     c->threads = o->c.threads;
     c->data_dir = o->c.data_dir;
     c->out_dir = o->c.out_dir;
+    c->force = o->c.force;
     c->resume_dir = o->c.resume_dir;
     c->progress = o->c.progress;
     c->max_bad_steps = o->c.max_bad_steps;

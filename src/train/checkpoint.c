@@ -12,18 +12,19 @@
  * moment leaves the pointer naming a complete checkpoint: the old one until
  * the rename, the new one after. trainer.safetensors, written last, holds
  * the size and CRC-32 of the two other files, so a damaged file is refused
- * rather than loaded. */
+ * rather than loaded. A directory is made and removed only as rundir.c
+ * allows (the run's list of them, a marker inside, no symlink followed). */
 #include "train_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define TRAINER_FORMAT "zgrad.train.v1"
-#define NAME_MAX_LEN 63
+#define NAME_MAX_LEN ZG_CKPT_NAME_MAX
 
 void zg__ckpt_state_free(zg__ckpt_state *s) {
     free(s->metrics);
@@ -40,23 +41,19 @@ static bool valid_name(const char *s, size_t n) {
     return true;
 }
 
-/* Reads the pointer file of run_dir into name (NAME_MAX_LEN + 1 bytes).
- * Returns 1 with a name, 0 when there is no pointer file, < 0 on error. */
-static int read_pointer(const char *fn, const char *run_dir, char *name) {
-    char path[4200];
-    zg__path_join(path, sizeof path, run_dir, ZG_CKPT_POINTER);
-    if (!zg__path_exists(path)) return 0;
+/* Bounded, never through a symlink, never blocking on a FIFO: the pointer
+ * is one name and a newline. */
+int zg__ckpt_read_pointer(const char *fn, const char *run_dir, char *name) {
+    char path[4200], text[256];
     size_t len;
-    char *text = zg__read_file(fn, path, &len);
-    if (!text) return ZG_ERR_IO;
+    zg__path_join(path, sizeof path, run_dir, ZG_CKPT_POINTER);
+    int rc = zg__read_small(fn, AT_FDCWD, path, path, text, sizeof text, &len);
+    if (rc <= 0) return rc;
     if (len > 0 && text[len - 1] == '\n') len--;
-    if (!valid_name(text, len) || memchr(text, '\0', len)) {
-        free(text);
+    if (!valid_name(text, len) || memchr(text, '\0', len))
         return zg__fail(ZG_ERR_FORMAT, "%s: '%s' is damaged (it should name a checkpoint directory)", fn, path);
-    }
     memcpy(name, text, len);
     name[len] = '\0';
-    free(text);
     return 1;
 }
 
@@ -65,7 +62,7 @@ int zg__ckpt_locate(const char *fn, const char *path, char *ckpt_dir, size_t ckp
     if (!zg__is_dir(path))
         return zg__fail(ZG_ERR_IO, "%s: '%s' is not a directory (expected a run or checkpoint directory)", fn, path);
     char name[NAME_MAX_LEN + 1], p[4200];
-    int rc = read_pointer(fn, path, name);
+    int rc = zg__ckpt_read_pointer(fn, path, name);
     if (rc < 0) return rc;
     if (rc == 1) {
         zg__path_join(ckpt_dir, ckpt_len, path, name);
@@ -219,28 +216,23 @@ static int save_files(const char *fn, const char *dir, zg_module *model, zg_opti
 int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg__ckpt_state *s, char *name_out) {
     const char *fn = "zg_train_run: saving a checkpoint";
     char old[NAME_MAX_LEN + 1] = "", name[NAME_MAX_LEN + 1], dir[4200], ptr[4200];
-    int have_old = read_pointer(fn, run_dir, old);
+    int have_old = zg__ckpt_read_pointer(fn, run_dir, old);
     if (have_old < 0) {
         /* A damaged pointer is replaced below; the directory it named (if
          * any) is left to the cleanup. */
         have_old = 0;
         old[0] = '\0';
     }
-    snprintf(name, sizeof name, "ckpt-e%04lld-s%010lld", (long long)s->epoch, (long long)s->global_step);
+    zg__ckpt_name(name, s->epoch, s->global_step);
     if (have_old && !strcmp(old, name)) {
         /* The same position is already saved (nothing ran since). */
         snprintf(name_out, NAME_MAX_LEN + 1, "%s", name);
         return ZG_OK;
     }
     zg__path_join(dir, sizeof dir, run_dir, name);
-    /* A directory of that name can only be left over from a killed run
-     * (the pointer does not name it). */
-    if (zg__path_exists(dir)) {
-        int rc = zg__remove_dir(fn, dir);
-        if (rc) return rc;
-    }
-    if (mkdir(dir, 0755) != 0) return zg__fail(ZG_ERR_IO, "%s: cannot create '%s': %s", fn, dir, strerror(errno));
-    int rc = save_files(fn, dir, model, opt, s);
+    int rc = zg__ckpt_begin(fn, run_dir, have_old ? old : NULL, name);
+    if (rc) return rc;
+    rc = save_files(fn, dir, model, opt, s);
     if (!rc) rc = zg__fsync_dir(fn, dir);
     if (!rc) rc = zg__fsync_dir(fn, run_dir);
     char line[NAME_MAX_LEN + 2];
@@ -251,34 +243,12 @@ int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg
         /* The pointer still names the previous checkpoint. */
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", zg_last_error());
-        zg__remove_dir(fn, dir);
+        zg__ckpt_remove(fn, run_dir, name);
         return zg__fail(rc, "%s", msg);
     }
-    if (have_old) {
-        zg__path_join(dir, sizeof dir, run_dir, old);
-        if (zg__is_dir(dir)) zg__remove_dir(fn, dir);
-    }
+    if (have_old) zg__ckpt_remove(fn, run_dir, old);
     snprintf(name_out, NAME_MAX_LEN + 1, "%s", name);
     return ZG_OK;
-}
-
-void zg__ckpt_cleanup(const char *run_dir, const char *current) {
-    const char *fn = "zg_train_run: cleanup";
-    DIR *d = opendir(run_dir);
-    if (!d) return;
-    char p[4400];
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        zg__path_join(p, sizeof p, run_dir, e->d_name);
-        if (!strncmp(e->d_name, "ckpt-", 5) && strcmp(e->d_name, current) != 0 &&
-            valid_name(e->d_name, strlen(e->d_name)) && zg__is_dir(p)) {
-            zg__remove_dir(fn, p);
-        } else if (strstr(e->d_name, ".tmp.") && !zg__is_dir(p)) {
-            unlink(p);
-        }
-    }
-    closedir(d);
-    zg_clear_error();
 }
 
 /* ---- reading ---------------------------------------------------------------- */

@@ -31,6 +31,7 @@ typedef struct {
     char run_dir[4096];
     char ckpt_name[64];
     char resumed_from[4200]; /* the checkpoint directory resumed, or "" */
+    int lock_fd;             /* the run directory's lock (-1: not held) */
     zg__ckpt_state st; /* position, running sums and history */
     zg__progress prog;
     zg_grad_scaler *scaler; /* fp16 only */
@@ -54,6 +55,7 @@ static void trainer_free(trainer *t) {
     zg_module_free(t->model);
     free(t->params);
     zg__ckpt_state_free(&t->st);
+    zg__run_unlock(&t->lock_fd);
 }
 
 /* Error text of a failed call, with a prefix saying what the driver was
@@ -159,21 +161,6 @@ static int load_split(const zg_train_config *c, bool train, zg_dataset **full, z
     int64_t limit = train ? c->limit_train : c->limit_test;
     *ds = limit > 0 && limit < zg_dataset_size(*full) ? zg_dataset_head(*full, limit) : *full;
     return *ds ? ZG_OK : ZG_ERR_NOMEM;
-}
-
-/* A directory that already holds a run is only continued with --resume. */
-static int check_fresh(const char *dir) {
-    char p[4200];
-    const char *files[] = {ZG_CKPT_POINTER, "metrics.jsonl"};
-    for (int i = 0; i < 2; i++) {
-        zg__path_join(p, sizeof p, dir, files[i]);
-        if (zg__path_exists(p))
-            return zg__fail(ZG_ERR_STATE,
-                            "zg_train_run: '%s' already holds a run (%s); continue it with --resume %s or choose "
-                            "another --out",
-                            dir, files[i], dir);
-    }
-    return ZG_OK;
 }
 
 /* runs/<timestamp>, with a suffix if that exists already. */
@@ -514,22 +501,37 @@ static int train_epoch(trainer *t) {
     return finish_epoch(t, mean_loss, t0, before);
 }
 
+/* The run directory's lock, taken once the directory exists; a run that
+ * does not continue in place also needs it fresh, which is checked under
+ * the lock, so two processes cannot both find it so. */
+static int claim_run_dir(trainer *t, bool in_place) {
+    if (t->lock_fd >= 0) return ZG_OK;
+    int rc = zg__run_lock("zg_train_run", t->run_dir, &t->lock_fd);
+    return rc || in_place ? rc : zg__run_check_fresh("zg_train_run", t->run_dir, t->cfg.force);
+}
+
+/* The checkpoint to continue: its state, checked against this run. */
+static int read_resume(trainer *t, const char *ckpt, zg__ckpt_state *rs) {
+    const zg_train_config *c = &t->cfg;
+    int rc = zg__ckpt_read_state("zg_train_run", ckpt, rs);
+    if (!rc) rc = check_match(t, rs, ckpt);
+    if (!rc && rs->epoch > c->epochs)
+        rc = zg__fail(ZG_ERR_ARG, "zg_train_run: the run in '%s' has done %lld epochs already; ask for >= %lld",
+                      c->resume_dir, (long long)rs->epoch, (long long)rs->epoch);
+    if (!rc) snprintf(t->resumed_from, sizeof t->resumed_from, "%s", ckpt);
+    return rc;
+}
+
 /* Where the run goes and, with --resume, what it continues: everything is
- * checked before anything is written (rs: the checkpoint's state, ckpt
- * its directory, run its run directory or ""; *in_place: the run continues
- * in its own directory). */
+ * checked before anything but the lock is written (rs: the checkpoint's
+ * state, ckpt its directory, run its run directory or ""; *in_place: the
+ * run continues in its own directory). */
 static int prepare_run(trainer *t, char *ckpt, char *run, size_t len, zg__ckpt_state *rs, bool *in_place) {
     const zg_train_config *c = &t->cfg;
     const bool resume = c->resume_dir != NULL;
     if (resume) {
         int rc = zg__ckpt_locate("zg_train_run", c->resume_dir, ckpt, len, run, len);
-        if (!rc) rc = zg__ckpt_read_state("zg_train_run", ckpt, rs);
-        if (!rc) rc = check_match(t, rs, ckpt);
-        if (!rc && rs->epoch > c->epochs)
-            rc = zg__fail(ZG_ERR_ARG, "zg_train_run: the run in '%s' has done %lld epochs already; ask for >= %lld",
-                          c->resume_dir, (long long)rs->epoch, (long long)rs->epoch);
         if (rc) return rc;
-        snprintf(t->resumed_from, sizeof t->resumed_from, "%s", ckpt);
     }
     if (c->out_dir) {
         snprintf(t->run_dir, sizeof t->run_dir, "%s", c->out_dir);
@@ -541,8 +543,11 @@ static int prepare_run(trainer *t, char *ckpt, char *run, size_t len, zg__ckpt_s
         default_run_dir(t->run_dir, sizeof t->run_dir);
     }
     *in_place = resume && run[0] && zg__is_dir(t->run_dir) && same_dir(t->run_dir, run);
-    if (!*in_place && zg__is_dir(t->run_dir)) return check_fresh(t->run_dir);
-    return ZG_OK;
+    int rc = zg__is_dir(t->run_dir) ? claim_run_dir(t, *in_place) : ZG_OK;
+    /* Under the lock the pointer names the checkpoint no other process
+     * will replace. */
+    if (!rc && *in_place) rc = zg__ckpt_locate("zg_train_run", c->resume_dir, ckpt, len, run, len);
+    return !rc && resume ? read_resume(t, ckpt, rs) : rc;
 }
 
 /* The data, the model (weights from the seed), the optimizer, the
@@ -589,10 +594,11 @@ static int restore(trainer *t, const char *ckpt, const zg__ckpt_state *rs) {
     return rc;
 }
 
-/* The run directory, cleaned of what a killed run left when the run
- * continues in place, and the files of a resumed run rewritten. */
+/* The run directory, made and locked, cleaned of what a killed run left,
+ * and the files of a resumed run rewritten. */
 static int open_run_dir(trainer *t, const char *ckpt, bool in_place) {
     int rc = zg__mkdirs("zg_train_run", t->run_dir);
+    if (!rc) rc = claim_run_dir(t, in_place);
     if (rc) return rc;
     if (in_place) {
         const char *slash = strrchr(ckpt, '/');
@@ -600,8 +606,9 @@ static int open_run_dir(trainer *t, const char *ckpt, bool in_place) {
         if (strlen(name) >= sizeof t->ckpt_name)
             return zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint name too long: '%s'", name);
         memcpy(t->ckpt_name, name, strlen(name) + 1);
-        zg__ckpt_cleanup(t->run_dir, t->ckpt_name);
     }
+    /* A new run cleans up after one that wrote no checkpoint ("" keeps none). */
+    zg__ckpt_cleanup(t->run_dir, t->ckpt_name);
     return t->cfg.resume_dir ? write_outputs(t, false) : ZG_OK;
 }
 
@@ -643,6 +650,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
     if (cfg->threads > 0) zg_set_num_threads(cfg->threads);
     trainer t;
     memset(&t, 0, sizeof t);
+    t.lock_fd = -1;
     struct sigaction old_int, old_term;
     g_stop_signal = 0;
     if (cfg->handle_signals) {

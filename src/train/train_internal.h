@@ -6,6 +6,8 @@
  *   progress.c    the live bar / plain progress lines
  *   checkpoint.c  checkpoint directories behind an atomically replaced
  *                 pointer file, and reading them back
+ *   rundir.c      the run directory's lock, and removing only what the run
+ *                 wrote
  *   eval.c        evaluation and `zgrad eval`
  *   train.c       the loop itself (zg_train_run)
  */
@@ -124,7 +126,8 @@ typedef struct {
 
 void zg__ckpt_state_free(zg__ckpt_state *s);
 /* Writes a new checkpoint directory in run_dir, then points run_dir's
- * pointer file at it and removes the previous one. name_out (>= 64 bytes)
+ * pointer file at it and removes the previous one if this run made it
+ * (zg__ckpt_remove). name_out (>= 64 bytes)
  * receives the new directory's name. */
 int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg__ckpt_state *s, char *name_out);
 /* path: a run directory (holding the pointer file) or a checkpoint
@@ -137,8 +140,42 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
 /* Loads the weights and the optimizer state (each checked before it is
  * written). */
 int zg__ckpt_load(const char *fn, const char *ckpt_dir, zg_module *model, zg_optim *opt);
-/* Removes stale checkpoint directories (not the current one) and
- * temporary files a killed run left in run_dir. */
+/* Reads run_dir's pointer file (a regular file of one line, never followed
+ * through a symlink) into name (>= 64 bytes): 1, 0 when there is none, or
+ * < 0 when it is damaged or not a regular file. */
+int zg__ckpt_read_pointer(const char *fn, const char *run_dir, char *name);
+
+/* ---- the run directory (rundir.c) ------------------------------------------ */
+
+#define ZG_CKPT_NAME_MAX 63 /* longest checkpoint directory name */
+#define ZG_RUN_LOCK ".zgrad.lock"
+#define ZG_CKPT_RECORD ".zgrad-ckpts"
+#define ZG_CKPT_MARKER ".zgrad-checkpoint"
+
+/* The name of the checkpoint at (epoch, global step) into out (>= 64 bytes). */
+void zg__ckpt_name(char *out, int64_t epoch, int64_t step);
+/* Whether name is exactly a name zg__ckpt_name writes. */
+bool zg__ckpt_name_exact(const char *name);
+/* Before a checkpoint `name` is written in run_dir (old: the current one,
+ * or NULL): records it in the run's list, then creates its directory with
+ * the marker inside. A directory of that name already there is removed
+ * when this run left it, else the save is refused. */
+int zg__ckpt_begin(const char *fn, const char *run_dir, const char *old, const char *name);
+/* Removes checkpoint `name` of run_dir if the run can prove it wrote it
+ * (see rundir.c); anything else is left as it is. */
+void zg__ckpt_remove(const char *fn, const char *run_dir, const char *name);
+/* Removes what a killed run left in run_dir: its checkpoint directories
+ * other than `current` and its temporary files (only those it can prove
+ * it wrote). */
 void zg__ckpt_cleanup(const char *run_dir, const char *current);
+/* Takes the exclusive lock of run_dir for this process (*fd, released by
+ * zg__run_unlock or when the process ends); ZG_ERR_STATE naming the
+ * holder's pid when another process has it. */
+int zg__run_lock(const char *fn, const char *run_dir, int *fd);
+void zg__run_unlock(int *fd);
+/* A new run may start in dir when it is empty (but for what a run that
+ * never wrote a checkpoint left), or holds anything but a run with
+ * `force`; a run is refused either way. */
+int zg__run_check_fresh(const char *fn, const char *dir, bool force);
 
 #endif

@@ -126,49 +126,66 @@ int zg__mkdirs(const char *fn, const char *path) {
     return ZG_OK;
 }
 
-int zg__remove_dir(const char *fn, const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return zg__fail(ZG_ERR_IO, "%s: cannot open directory '%s': %s", fn, dir, strerror(errno));
+int zg__remove_dir_at(const char *fn, int parent_fd, const char *name, int dfd, const char *shown) {
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int err = errno;
+        close(dfd);
+        return zg__fail(ZG_ERR_IO, "%s: cannot read directory '%s': %s", fn, shown, strerror(err));
+    }
     struct dirent *e;
-    char p[4400];
     int rc = ZG_OK;
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        zg__path_join(p, sizeof p, dir, e->d_name);
-        if (unlink(p) != 0 && rc == ZG_OK)
-            rc = zg__fail(ZG_ERR_IO, "%s: cannot remove '%s': %s", fn, p, strerror(errno));
+        /* flags 0: a symlink goes itself, a subdirectory is refused
+         * (EISDIR), so nothing outside the directory is reached. */
+        if (unlinkat(dfd, e->d_name, 0) != 0 && rc == ZG_OK)
+            rc = zg__fail(ZG_ERR_IO, "%s: cannot remove '%s/%s': %s", fn, shown, e->d_name, strerror(errno));
     }
     closedir(d);
     if (rc) return rc;
-    if (rmdir(dir) != 0) return zg__fail(ZG_ERR_IO, "%s: cannot remove '%s': %s", fn, dir, strerror(errno));
+    if (unlinkat(parent_fd, name, AT_REMOVEDIR) != 0)
+        return zg__fail(ZG_ERR_IO, "%s: cannot remove '%s': %s", fn, shown, strerror(errno));
     return ZG_OK;
 }
 
-char *zg__read_file(const char *fn, const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return zg__fail_null("%s: cannot open '%s': %s", fn, path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) break;
-            buf = nb;
-            cap *= 2;
+static const char *file_kind(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "a device";
+}
+
+int zg__read_small(const char *fn, int at_fd, const char *name, const char *shown, char *buf, size_t cap,
+                   size_t *len) {
+    int fd = openat(at_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return 0;
+    if (fd < 0 && errno == ELOOP)
+        return zg__fail(ZG_ERR_FORMAT, "%s: '%s' is a symbolic link (zgrad reads only the regular file it writes there)",
+                        fn, shown);
+    if (fd < 0) return zg__fail(ZG_ERR_IO, "%s: cannot open '%s': %s", fn, shown, strerror(errno));
+    struct stat st;
+    int rc = ZG_OK;
+    size_t n = 0;
+    if (fstat(fd, &st) != 0) {
+        rc = zg__fail(ZG_ERR_IO, "%s: cannot stat '%s': %s", fn, shown, strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = zg__fail(ZG_ERR_FORMAT, "%s: '%s' is %s, not a regular file", fn, shown, file_kind(st.st_mode));
+    } else {
+        while (n < cap) {
+            ssize_t k = read(fd, buf + n, cap - n);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) {
+                if (k < 0) rc = zg__fail(ZG_ERR_IO, "%s: cannot read '%s': %s", fn, shown, strerror(errno));
+                break;
+            }
+            n += (size_t)k;
         }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0) break;
+        if (!rc && n >= cap)
+            rc = zg__fail(ZG_ERR_FORMAT, "%s: '%s' is larger than %zu bytes, not a file zgrad wrote", fn, shown, cap - 1);
     }
-    bool err = ferror(f) != 0;
-    fclose(f);
-    if (!buf || err || n + 1 > cap) {
-        free(buf);
-        return zg__fail_null("%s: cannot read '%s'", fn, path);
-    }
+    close(fd);
+    if (rc) return rc;
     buf[n] = '\0';
-    if (len) *len = n;
-    return buf;
+    *len = n;
+    return 1;
 }
 
 int zg__file_crc(const char *fn, const char *path, uint32_t *crc, int64_t *size) {

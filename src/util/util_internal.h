@@ -125,11 +125,18 @@ int zg__write_atomic(const char *fn, const char *path, const void *data, size_t 
 int zg__fsync_dir(const char *fn, const char *dir);
 /* mkdir -p. */
 int zg__mkdirs(const char *fn, const char *path);
-/* Removes a directory that holds only plain files. */
-int zg__remove_dir(const char *fn, const char *dir);
-/* Whole file into a malloc'd, NUL-terminated buffer (*len excludes the
- * NUL); NULL and an error (ZG_ERR_IO) if it cannot be read. */
-char *zg__read_file(const char *fn, const char *path, size_t *len);
+/* Removes the directory `name` of parent_fd, open as dfd (which this
+ * call closes; open it with O_NOFOLLOW): each entry with unlinkat, which
+ * removes a symlink itself, never what it points to, and refuses a
+ * subdirectory (then the call fails); then the directory (rmdir: only when
+ * empty). shown: its path in messages. */
+int zg__remove_dir_at(const char *fn, int parent_fd, const char *name, int dfd, const char *shown);
+/* Reads the file `name` of at_fd (AT_FDCWD: a path) into buf (at most
+ * cap - 1 bytes, NUL-terminated; *len excludes the NUL) without following
+ * a symlink or blocking on a FIFO: 1 read, 0 absent, < 0 an error naming
+ * `shown` (a symlink, not a regular file, cap bytes or more: ZG_ERR_FORMAT). */
+int zg__read_small(const char *fn, int at_fd, const char *name, const char *shown, char *buf, size_t cap,
+                   size_t *len);
 bool zg__is_dir(const char *path);
 bool zg__path_exists(const char *path);
 /* dir/name into out; false if it does not fit. */
