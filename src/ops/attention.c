@@ -27,6 +27,10 @@
 #define BR 64
 #define BC 64
 #define GEMM_FLAGS (ZG__LP_SERIAL | ZG__GEMM_WHOLE)
+/* Multiply-adds (N T S (E + Ev)) from which heads run on several threads:
+ * below it a parallel region costs more than it saves. */
+#define PAR_MIN_WORK (INT64_C(1) << 20)
+
 
 typedef struct {
     int64_t N, T, S, E, Ev;
@@ -40,6 +44,10 @@ typedef struct {
     attn_shape sh;
     const float *lse; /* [N, T], in the arena */
 } attn_args;
+
+static int64_t par_min(const attn_shape *sh) {
+    return sh->N * sh->T * sh->S * (sh->E + sh->Ev) >= PAR_MIN_WORK ? 2 : INT64_MAX;
+}
 
 /* Scratch floats per thread: two BR x BC blocks, the BR x max(E, Ev)
  * accumulator and two BR vectors. */
@@ -164,7 +172,7 @@ static int attn_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     float *scratch = attn_scratch(&a->sh);
     if (!scratch) return ZG_ERR_NOMEM;
     const int64_t sf = attn_scratch_floats(&a->sh);
-    ZG_PARALLEL_FOR(h, a->sh.N, 2, {
+    ZG_PARALLEL_FOR(h, a->sh.N, par_min(&a->sh), {
         float *scr = scratch + (int64_t)omp_get_thread_num() * sf;
         attn_backward_head(a, h, Q, K, V, O, G, dq, dk, dv, scr);
     });
@@ -227,7 +235,7 @@ zg_tensor *zg_scaled_dot_product_attention(zg_tensor *q, zg_tensor *k, zg_tensor
     if (!o || !lse || !scratch) return NULL;
     const float *Q = zg__f32(q), *K = zg__f32(k), *V = zg__f32(v);
     float *O = zg__f32(o);
-    ZG_PARALLEL_FOR(h, sh.N, 2, {
+    ZG_PARALLEL_FOR(h, sh.N, par_min(&sh), {
         float *scr = scratch + (int64_t)omp_get_thread_num() * sf;
         attn_forward_head(&sh, h, Q, K, V, O, lse, scr);
     });
