@@ -480,3 +480,32 @@ TEST(rundir_pointer_is_a_small_regular_file) {
     zgt_cli_run(&r, (const char *[]){"eval", "--checkpoint", d, "--limit-test", "64", NULL});
     CHECK(r.status == 0);
 }
+
+/* The atomic writer's temporary file: a symlink planted at its name (the
+ * path plus ".tmp.<pid>") is replaced, never written through. */
+TEST(atomic_write_never_follows_a_planted_symlink) {
+    char *dir = zgt_temp_dir();
+    if (!dir) return;
+    char victim[512], path[512], tmp[600];
+    snprintf(victim, sizeof victim, "%s/victim.txt", dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(victim, "w");
+    CHECK_PTR(f);
+    if (f) {
+        fputs("keep me", f);
+        fclose(f);
+    }
+    CHECK(symlink(victim, tmp) == 0);
+    zg_module *m = zg_nn_linear(2, 2, true);
+    CHECK_OK(zg_module_save(m, path));
+    char buf[32] = {0};
+    f = fopen(victim, "r");
+    CHECK(f && fread(buf, 1, sizeof buf - 1, f) == 7 && !strcmp(buf, "keep me"));
+    if (f) fclose(f);
+    struct stat st;
+    CHECK(lstat(tmp, &st) != 0 && errno == ENOENT); /* the link went with the rename */
+    CHECK_OK(zg_module_load(m, path));
+    zg_module_free(m);
+    zgt_remove_dir(dir);
+}

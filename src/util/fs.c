@@ -67,7 +67,13 @@ int zg__atomic_open(zg__atomic_file *af, const char *fn, const char *path) {
     af->tmp = malloc(n);
     if (!af->tmp) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    af->f = fopen(af->tmp, "wb");
+    /* A fresh file of our own: a leftover of that name (a crashed process
+     * with our pid) goes first, and a symlink planted there is unlinked,
+     * never followed; O_EXCL refuses anything that appears in between. */
+    unlink(af->tmp);
+    int fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    af->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!af->f && fd >= 0) close(fd);
     if (!af->f) {
         int rc = zg__fail(ZG_ERR_IO, "%s: cannot create '%s': %s", fn, af->tmp, strerror(errno));
         free(af->tmp);
