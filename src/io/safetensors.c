@@ -79,7 +79,7 @@ static int cmp_str_ptr(const void *a, const void *b) {
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
-    char *c = malloc(n);
+    char *c = zg__malloc(n);
     if (c) memcpy(c, s, n);
     return c;
 }
@@ -208,8 +208,8 @@ static void st_free_partial(zg_safetensors *st) {
 static void *parse_metadata(const char *path, const zg__json *m, zg_safetensors *st) {
     if (m->type != ZG_JSON_OBJECT)
         return RFAIL("__metadata__ is %s, not an object of strings", zg__json_type_name(m->type));
-    st->meta_keys = calloc((size_t)m->n + 1, sizeof(char *));
-    st->meta_values = calloc((size_t)m->n + 1, sizeof(char *));
+    st->meta_keys = zg__calloc((size_t)m->n + 1, sizeof(char *));
+    st->meta_values = zg__calloc((size_t)m->n + 1, sizeof(char *));
     if (!st->meta_keys || !st->meta_values) return RFAIL_MEM("out of memory");
     for (int i = 0; i < m->n; i++) {
         const zg__json *v = &m->items[i];
@@ -267,7 +267,7 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
                      (unsigned long long)(size - 8));
     uint64_t data_len = size - 8 - hlen;
 
-    char *text = malloc(hlen ? hlen : 1);
+    char *text = zg__malloc(hlen ? hlen : 1);
     if (!text) return RFAIL_MEM("out of memory (%llu-byte header)", (unsigned long long)hlen);
     if (fread(text, 1, hlen, f) != hlen) {
         free(text);
@@ -284,9 +284,9 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
         return RFAIL("header JSON error at %s", jerr);
     }
 
-    zg_safetensors *st = calloc(1, sizeof *st);
-    entry *entries = calloc((size_t)root->n + 1, sizeof *entries);
-    entry **sorted = calloc((size_t)root->n + 1, sizeof *sorted);
+    zg_safetensors *st = zg__calloc(1, sizeof *st);
+    entry *entries = zg__calloc((size_t)root->n + 1, sizeof *entries);
+    entry **sorted = zg__calloc((size_t)root->n + 1, sizeof *sorted);
     void *ok = st && entries && sorted ? st : RFAIL_MEM("out of memory");
     int n = 0;
     bool have_meta = false;
@@ -305,16 +305,16 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
     }
     if (ok) {
         st->path = dup_str(path);
-        st->names = calloc((size_t)n + 1, sizeof *st->names);
-        st->tensors = calloc((size_t)n + 1, sizeof *st->tensors);
-        st->by_name = malloc(((size_t)n + 1) * sizeof *st->by_name);
+        st->names = zg__calloc((size_t)n + 1, sizeof *st->names);
+        st->tensors = zg__calloc((size_t)n + 1, sizeof *st->tensors);
+        st->by_name = zg__malloc(((size_t)n + 1) * sizeof *st->by_name);
         if (!st->path || !st->names || !st->tensors || !st->by_name) ok = RFAIL_MEM("out of memory");
     }
     if (ok) {
         /* Duplicate names: sort pointers into an array of the names, so
          * that each sorted pointer also gives the name's index. */
-        const char **nm = malloc(((size_t)n + 1) * sizeof *nm);
-        const char ***ptrs = malloc(((size_t)n + 1) * sizeof *ptrs);
+        const char **nm = zg__malloc(((size_t)n + 1) * sizeof *nm);
+        const char ***ptrs = zg__malloc(((size_t)n + 1) * sizeof *ptrs);
         if (!nm || !ptrs) ok = RFAIL_MEM("out of memory");
         for (int i = 0; ok && i < n; i++) {
             nm[i] = entries[i].name;
@@ -421,7 +421,7 @@ static int cmp_cstr(const void *a, const void *b) {
 static const char *find_duplicate(const char *const *s, int n, bool *oom) {
     *oom = false;
     if (n < 2) return NULL;
-    const char **c = malloc((size_t)n * sizeof *c);
+    const char **c = zg__malloc((size_t)n * sizeof *c);
     if (!c) {
         *oom = true;
         return NULL;

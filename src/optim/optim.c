@@ -227,7 +227,7 @@ static int check_duplicates(const char *fn, const zg_optim *opt, const zg_param_
     size_t n = opt ? (size_t)opt->n_params : 0;
     for (int g = 0; g < n_groups; g++) n += (size_t)groups[g].n_params;
     if (n < 2) return ZG_OK;
-    param_ref *refs = malloc(n * sizeof *refs);
+    param_ref *refs = zg__malloc(n * sizeof *refs);
     if (!refs) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     size_t k = 0;
     if (opt)
@@ -258,17 +258,17 @@ static int check_duplicates(const char *fn, const zg_optim *opt, const zg_param_
 static int reserve(zg_optim *opt, int add_groups, int add_params) {
     if (opt->n_groups + add_groups > opt->cap_groups) {
         int cap = opt->n_groups + add_groups + 4;
-        zg__group *g = realloc(opt->groups, (size_t)cap * sizeof *g);
+        zg__group *g = zg__realloc(opt->groups, (size_t)cap * sizeof *g);
         if (!g) return ZG_ERR_NOMEM;
         opt->groups = g;
         opt->cap_groups = cap;
     }
     if (opt->n_params + add_params > opt->cap_params) {
         int cap = opt->n_params + add_params + 8;
-        zg_tensor **p = realloc(opt->params, (size_t)cap * sizeof *p);
+        zg_tensor **p = zg__realloc(opt->params, (size_t)cap * sizeof *p);
         if (!p) return ZG_ERR_NOMEM;
         opt->params = p;
-        zg__param_state *s = realloc(opt->state, (size_t)cap * sizeof *s);
+        zg__param_state *s = zg__realloc(opt->state, (size_t)cap * sizeof *s);
         if (!s) return ZG_ERR_NOMEM;
         opt->state = s;
         opt->cap_params = cap;
@@ -304,7 +304,7 @@ static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group
     char msg[256];
     if (!zg__optim_check_hparams(ki, defaults, msg, sizeof msg)) return zg__fail_null("%s: default %s", fn, msg);
 
-    double *hps = malloc((size_t)n_groups * ZG_HP_COUNT * sizeof *hps);
+    double *hps = zg__malloc((size_t)n_groups * ZG_HP_COUNT * sizeof *hps);
     if (!hps) return zg__fail_null("%s: out of memory", fn);
     for (int g = 0; g < n_groups; g++) {
         if (prepare_group(fn, ki, defaults, &groups[g], g, hps + (size_t)g * ZG_HP_COUNT)) {
@@ -316,7 +316,7 @@ static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group
         free(hps);
         return NULL;
     }
-    zg_optim *opt = calloc(1, sizeof *opt);
+    zg_optim *opt = zg__calloc(1, sizeof *opt);
     if (!opt || reserve(opt, n_groups, (int)total)) {
         free(hps);
         zg_optim_free(opt);

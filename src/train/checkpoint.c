@@ -107,13 +107,13 @@ static void meta_add(meta *m, const char *key, const char *fmt, ...) {
     char small[1];
     int k = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    char *v = k >= 0 ? malloc((size_t)k + 1) : NULL;
+    char *v = k >= 0 ? zg__malloc((size_t)k + 1) : NULL;
     if (v) {
         va_start(ap, fmt);
         vsnprintf(v, (size_t)k + 1, fmt, ap);
         va_end(ap);
     }
-    char *kd = strdup(key);
+    char *kd = zg__strdup(key);
     if (!v || !kd) m->failed = true;
     m->keys[m->n] = kd;
     m->vals[m->n] = v;
@@ -423,7 +423,7 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
         const char *sj = zg_safetensors_metadata(st, "scheduler");
         if (!rc && s->schedule[0] && !sj)
             rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s' has a schedule but no scheduler state", path);
-        if (!rc && sj && !(s->sched_json = strdup(sj))) rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+        if (!rc && sj && !(s->sched_json = zg__strdup(sj))) rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
         if (!rc && zg_safetensors_metadata(st, "scaler_scale")) {
             double scale = 0;
             s->has_scaler = true;

@@ -15,7 +15,7 @@ int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_re
     memset(out, 0, sizeof *out);
     if (num_classes < 1 || num_classes > 100000)
         return zg__fail(ZG_ERR_ARG, "%s: num_classes must be in [1, 100000] (got %d)", fn, num_classes);
-    out->confusion = calloc((size_t)num_classes * (size_t)num_classes, sizeof *out->confusion);
+    out->confusion = zg__calloc((size_t)num_classes * (size_t)num_classes, sizeof *out->confusion);
     if (!out->confusion) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     out->num_classes = num_classes;
 

@@ -243,7 +243,7 @@ static int write_outputs(trainer *t, bool weights) {
 }
 
 static int push_metrics(trainer *t, const zg__epoch_metrics *m) {
-    zg__epoch_metrics *nm = realloc(t->st.metrics, ((size_t)t->st.n_metrics + 1) * sizeof *nm);
+    zg__epoch_metrics *nm = zg__realloc(t->st.metrics, ((size_t)t->st.n_metrics + 1) * sizeof *nm);
     if (!nm) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     t->st.metrics = nm;
     nm[t->st.n_metrics++] = *m;
@@ -556,7 +556,7 @@ static int build_training(trainer *t) {
     t->model = zg__train_build_model(c->model);
     if (!t->model) return fail_with(ZG_ERR_STATE, "zg_train_run: building the model");
     t->n_params = zg_module_num_params(t->model);
-    t->params = malloc(((size_t)t->n_params + 1) * sizeof *t->params);
+    t->params = zg__malloc(((size_t)t->n_params + 1) * sizeof *t->params);
     if (!t->params) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     zg_module_params(t->model, t->params, t->n_params);
     t->opt = zg_optim_new(c->optimizer, t->params, t->n_params, &t->ocfg);

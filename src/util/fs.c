@@ -64,7 +64,7 @@ static void dir_of(const char *path, char *out, size_t n) {
 int zg__atomic_open(zg__atomic_file *af, const char *fn, const char *path) {
     *af = (zg__atomic_file){.fn = fn, .path = path};
     size_t n = strlen(path) + 32;
-    af->tmp = malloc(n);
+    af->tmp = zg__malloc(n);
     if (!af->tmp) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
@@ -148,10 +148,10 @@ char *zg__read_file(const char *fn, const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return zg__fail_null("%s: cannot open '%s': %s", fn, path, strerror(errno));
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = zg__malloc(cap);
     while (buf) {
         if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
+            char *nb = zg__realloc(buf, cap * 2);
             if (!nb) break;
             buf = nb;
             cap *= 2;

@@ -2,6 +2,7 @@
  * byte offset where parsing stopped, so a corrupt file header can be found
  * with a hex dump. */
 #include "json.h"
+#include "util_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -137,7 +138,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
     if (!zg__utf8_valid(p->s + start, end - start)) return fail(p, "string is not valid UTF-8");
     /* Decoding never makes the text longer: an escape of k bytes gives at
      * most k bytes of UTF-8. */
-    char *o = malloc(end - start + 1);
+    char *o = zg__malloc(end - start + 1);
     if (!o) return fail(p, "out of memory");
     size_t k = 0;
     while (p->pos < end) {
@@ -269,13 +270,13 @@ static int parse_value(parser *p, zg__json *v, int depth);
 static zg__json *push_item(zg__json *v, int *cap) {
     if (v->n == *cap) {
         int nc = *cap ? *cap * 2 : 4;
-        zg__json *items = realloc(v->items, (size_t)nc * sizeof *items);
+        zg__json *items = zg__realloc(v->items, (size_t)nc * sizeof *items);
         if (!items) return NULL;
         v->items = items;
         if (v->type == ZG_JSON_OBJECT) {
-            char **keys = realloc(v->keys, (size_t)nc * sizeof *keys);
+            char **keys = zg__realloc(v->keys, (size_t)nc * sizeof *keys);
             if (keys) v->keys = keys;
-            size_t *lens = keys ? realloc(v->key_lens, (size_t)nc * sizeof *lens) : NULL;
+            size_t *lens = keys ? zg__realloc(v->key_lens, (size_t)nc * sizeof *lens) : NULL;
             if (lens) v->key_lens = lens;
             if (!keys || !lens) return NULL;
         }
@@ -391,7 +392,7 @@ void zg__json_free(zg__json *v) {
 int zg__json_parse(const char *text, size_t len, zg__json **out, char *err, size_t err_len) {
     *out = NULL;
     parser p = {text, len, 0, err, err_len};
-    zg__json *v = calloc(1, sizeof *v);
+    zg__json *v = zg__calloc(1, sizeof *v);
     if (!v) return fail(&p, "out of memory");
     if (parse_value(&p, v, 0)) {
         zg__json_free(v);
