@@ -333,11 +333,10 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
         st->names[i] = dup_str(entries[i].name);
         st->tensors[i] = zg_tensor_new(entries[i].dtype, entries[i].shape, entries[i].ndim);
         st->n = i + 1;
-        if (!st->names[i] || !st->tensors[i]) {
+        if (!st->names[i] || !st->tensors[i] || zg_tensor_set_name(st->tensors[i], st->names[i])) {
             ok = RFAIL_MEM("out of memory for tensor '%s'", entries[i].name);
             break;
         }
-        zg_tensor_set_name(st->tensors[i], st->names[i]);
     }
     for (int i = 0; ok && i < n; i++) {
         const entry *e = sorted[i];
@@ -502,7 +501,7 @@ static int build_header(zg__strbuf *h, zg_tensor *const *tensors, const char *co
         at += nb;
     }
     zg__sb_puts(h, "}");
-    while (h->n % 8) zg__sb_puts(h, " ");
+    while (!h->failed && h->n % 8) zg__sb_puts(h, " ");
     if (h->failed) return zg__fail(ZG_ERR_NOMEM, "zg_safetensors_write: out of memory building the header");
     if (h->n > ZG_ST_MAX_HEADER)
         return zg__fail(ZG_ERR_ARG, "zg_safetensors_write: header of %zu bytes exceeds the %llu-byte limit", h->n,

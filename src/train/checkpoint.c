@@ -181,8 +181,9 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
         meta_add(&m, "scaler_growth_interval", "%lld", (long long)s->scaler.growth_interval);
         meta_add(&m, "scaler_growth_tracker", "%lld", (long long)s->scaler.growth_tracker);
     }
+    const bool failed = m.failed || hist.failed; /* read before the free clears it */
     zg__sb_free(&hist);
-    if (m.failed || hist.failed) {
+    if (failed) {
         meta_free(&m);
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     }
@@ -220,6 +221,7 @@ int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg
     const char *fn = "zg_train_run: saving a checkpoint";
     char old[NAME_MAX_LEN + 1] = "", name[NAME_MAX_LEN + 1], dir[4200], ptr[4200];
     int have_old = read_pointer(fn, run_dir, old);
+    if (have_old < 0 && have_old != ZG_ERR_FORMAT) return have_old; /* unreadable now (memory, I/O) */
     if (have_old < 0) {
         /* A damaged pointer is replaced below; the directory it named (if
          * any) is left to the cleanup. */

@@ -149,10 +149,11 @@ char *zg__read_file(const char *fn, const char *path, size_t *len) {
     if (!f) return zg__fail_null("%s: cannot open '%s': %s", fn, path, strerror(errno));
     size_t cap = 4096, n = 0;
     char *buf = zg__malloc(cap);
+    bool oom = !buf;
     while (buf) {
         if (n + 1 >= cap) {
             char *nb = zg__realloc(buf, cap * 2);
-            if (!nb) break;
+            if ((oom = !nb)) break;
             buf = nb;
             cap *= 2;
         }
@@ -162,9 +163,9 @@ char *zg__read_file(const char *fn, const char *path, size_t *len) {
     }
     bool err = ferror(f) != 0;
     fclose(f);
-    if (!buf || err || n + 1 > cap) {
+    if (oom || err) {
         free(buf);
-        return zg__fail_null("%s: cannot read '%s'", fn, path);
+        return zg__fail_null("%s: cannot read '%s'%s", fn, path, oom ? ": out of memory" : "");
     }
     buf[n] = '\0';
     if (len) *len = n;
