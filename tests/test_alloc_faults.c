@@ -7,7 +7,9 @@
  * byte; retried without the fault, the operation must give the result of
  * a run that never failed. Under the sanitizer build a crash or a leak on
  * any of these paths fails the binary (LeakSanitizer reports at exit).
- * ZGT_ALLOC_VERBOSE=1 prints the number of failure points per operation. */
+ * ZGT_ALLOC_VERBOSE=1 prints the number of failure points per operation;
+ * the whole training run, with a thousand of them, tests every 8th unless
+ * ZGT_ALLOC_FULL=1. */
 #include "harness.h"
 
 #include "train/train_internal.h"
@@ -26,10 +28,11 @@ typedef struct {
     int (*op)(void *ctx);       /* the operation: 0, or a negative status */
     void (*intact)(void *ctx);  /* after a failed op: the state is as before, a retry works */
     void (*teardown)(void *ctx);
+    int stride; /* test every stride-th allocation (0: each; ZGT_ALLOC_FULL=1 forces each) */
 } fault_case;
 
-static bool verbose(void) {
-    const char *v = getenv("ZGT_ALLOC_VERBOSE");
+static bool env_on(const char *name) {
+    const char *v = getenv(name);
     return v && *v && strcmp(v, "0") != 0;
 }
 
@@ -38,7 +41,8 @@ static bool verbose(void) {
  * check failed: later points would repeat the report). */
 static int sweep_mode(const fault_case *c, void *ctx, bool persistent) {
     const int failures_before = zgt_case_failures();
-    for (int64_t n = 1; n <= 100000; n++) {
+    const int stride = c->stride > 1 && !env_on("ZGT_ALLOC_FULL") ? c->stride : 1;
+    for (int64_t n = 1; n <= 100000; n += stride) {
         c->setup(ctx);
         zg_clear_error();
         zg__alloc_fail_after(n, persistent);
@@ -76,7 +80,7 @@ static void sweep(const fault_case *c, void *ctx) {
     int persistent = alone < 0 ? -1 : sweep_mode(c, ctx, true);
     CHECK(alone > 0);
     CHECK(persistent == alone);
-    if (verbose()) printf("  %-28s %d failure points\n", c->name, alone);
+    if (env_on("ZGT_ALLOC_VERBOSE")) printf("  %-28s %d failure points\n", c->name, alone);
 }
 
 /* ---- parameters, bit for bit ----------------------------------------------- */
@@ -191,7 +195,7 @@ static void sweep_step(bool cnn, zg_optim_kind kind, const char *name) {
     snap_params(c.model, &c.after2);
     CHECK(!same_snap(&c.after2, &c.before));
     step_teardown(&c);
-    const fault_case fc = {name, step_setup, step_op, step_intact, step_teardown};
+    const fault_case fc = {name, step_setup, step_op, step_intact, step_teardown, 0};
     sweep(&fc, &c);
 }
 
@@ -276,7 +280,7 @@ TEST(alloc_faults_backward_with_hooks) {
     for (int i = 0; i < 3; i++) CHECK_NEAR(c.grad[i], 2 * w[i] * x[i] * x[i], 1e-6);
     memcpy(c.ref, c.grad, sizeof c.ref);
     hook_teardown(&c);
-    const fault_case fc = {"backward with hooks", hook_setup, hook_op, hook_intact, hook_teardown};
+    const fault_case fc = {"backward with hooks", hook_setup, hook_op, hook_intact, hook_teardown, 0};
     sweep(&fc, &c);
 }
 
@@ -408,7 +412,7 @@ static void nothing_kept(void *p) { (void)p; }
 
 TEST(alloc_faults_read_file) {
     read_ctx c;
-    const fault_case fc = {"whole-file read", read_setup, read_op, nothing_kept, read_teardown};
+    const fault_case fc = {"whole-file read", read_setup, read_op, nothing_kept, read_teardown, 0};
     sweep(&fc, &c);
 }
 
@@ -532,19 +536,19 @@ static void save_teardown(void *p) {
 
 TEST(alloc_faults_module_save) {
     save_ctx c;
-    const fault_case fc = {"zg_module_save", save_setup, save_weights_op, save_intact, save_teardown};
+    const fault_case fc = {"zg_module_save", save_setup, save_weights_op, save_intact, save_teardown, 0};
     sweep(&fc, &c);
 }
 
 TEST(alloc_faults_optim_save) {
     save_ctx c;
-    const fault_case fc = {"zg_optim_save", save_setup, save_optim_op, save_intact, save_teardown};
+    const fault_case fc = {"zg_optim_save", save_setup, save_optim_op, save_intact, save_teardown, 0};
     sweep(&fc, &c);
 }
 
 TEST(alloc_faults_checkpoint_save) {
     save_ctx c;
-    const fault_case fc = {"checkpoint save", save_setup, save_ckpt_op, save_intact, save_teardown};
+    const fault_case fc = {"checkpoint save", save_setup, save_ckpt_op, save_intact, save_teardown, 0};
     sweep(&fc, &c);
 }
 
@@ -627,19 +631,19 @@ static void load_teardown(void *p) {
 
 TEST(alloc_faults_module_load) {
     load_ctx c;
-    const fault_case fc = {"zg_module_load", load_setup, load_weights_op, load_weights_intact, load_teardown};
+    const fault_case fc = {"zg_module_load", load_setup, load_weights_op, load_weights_intact, load_teardown, 0};
     sweep(&fc, &c);
 }
 
 TEST(alloc_faults_optim_load) {
     load_ctx c;
-    const fault_case fc = {"zg_optim_load", load_setup, load_optim_op, load_intact, load_teardown};
+    const fault_case fc = {"zg_optim_load", load_setup, load_optim_op, load_intact, load_teardown, 0};
     sweep(&fc, &c);
 }
 
 TEST(alloc_faults_checkpoint_load) {
     load_ctx c;
-    const fault_case fc = {"checkpoint load", load_setup, load_ckpt_op, load_intact, load_teardown};
+    const fault_case fc = {"checkpoint load", load_setup, load_ckpt_op, load_intact, load_teardown, 0};
     sweep(&fc, &c);
 }
 
@@ -674,25 +678,34 @@ static void write_file(const char *path, const void *b, size_t n, bool gz) {
     }
 }
 
+/* n rows x cols images of pseudo-random bytes at img, their labels
+ * (i % classes) at lab, as IDX files. */
+static void write_idx(const char *img_path, const char *lab_path, int n, int rows, int cols, int classes, bool gz) {
+    size_t isz = 16 + (size_t)n * (size_t)(rows * cols), lsz = 8 + (size_t)n;
+    unsigned char *img = calloc(isz, 1), *lab = calloc(lsz, 1);
+    const unsigned char magic_img[4] = {0, 0, 8, 3}, magic_lab[4] = {0, 0, 8, 1};
+    memcpy(img, magic_img, 4);
+    put_be32(img + 4, (uint32_t)n);
+    put_be32(img + 8, (uint32_t)rows);
+    put_be32(img + 12, (uint32_t)cols);
+    memcpy(lab, magic_lab, 4);
+    put_be32(lab + 4, (uint32_t)n);
+    for (size_t i = 16; i < isz; i++) img[i] = (unsigned char)(i * 2654435761u >> 24);
+    for (int i = 0; i < n; i++) lab[8 + i] = (unsigned char)(i % classes);
+    write_file(img_path, img, isz, gz);
+    write_file(lab_path, lab, lsz, gz);
+    free(img);
+    free(lab);
+}
+
 /* Five 3x4 images and their labels, as IDX files and as one CSV. */
 static void data_setup(void *p) {
     data_ctx *c = p;
     scratch_dir(c->dir, sizeof c->dir);
-    unsigned char img[16 + N_SAMPLES * 12], lab[8 + N_SAMPLES];
-    const unsigned char magic_img[4] = {0, 0, 8, 3}, magic_lab[4] = {0, 0, 8, 1};
-    memcpy(img, magic_img, 4);
-    put_be32(img + 4, N_SAMPLES);
-    put_be32(img + 8, 3);
-    put_be32(img + 12, 4);
-    memcpy(lab, magic_lab, 4);
-    put_be32(lab + 4, N_SAMPLES);
-    for (int i = 0; i < N_SAMPLES * 12; i++) img[16 + i] = (unsigned char)(i * 37 % 256);
-    for (int i = 0; i < N_SAMPLES; i++) lab[8 + i] = (unsigned char)(i % 3);
-    char path[512];
+    char path[512], lab[512];
     snprintf(path, sizeof path, "%s/img", c->dir);
-    write_file(path, img, sizeof img, c->gz);
-    snprintf(path, sizeof path, "%s/lab", c->dir);
-    write_file(path, lab, sizeof lab, c->gz);
+    snprintf(lab, sizeof lab, "%s/lab", c->dir);
+    write_idx(path, lab, N_SAMPLES, 3, 4, 3, c->gz);
     char csv[1024];
     int k = snprintf(csv, sizeof csv, "a,b,c,label\n");
     for (int i = 0; i < N_SAMPLES; i++)
@@ -747,10 +760,134 @@ static void sweep_data(bool gz, bool csv, const char *name) {
     CHECK_OK(data_op(&c));
     memcpy(c.ref, c.first, sizeof c.ref);
     data_teardown(&c);
-    const fault_case fc = {name, data_setup, data_op, data_intact, data_teardown};
+    const fault_case fc = {name, data_setup, data_op, data_intact, data_teardown, 0};
     sweep(&fc, &c);
 }
 
 TEST(alloc_faults_idx_load) { sweep_data(false, false, "IDX load + loader"); }
 TEST(alloc_faults_idx_gz_load) { sweep_data(true, false, "IDX.gz load + loader"); }
 TEST(alloc_faults_csv_load) { sweep_data(false, true, "CSV load + loader"); }
+
+/* ---- a whole training run: zgrad train --resume ------------------------------------ */
+
+/* A tiny MNIST-format data set (28x28, 10 classes), a run stopped after
+ * epoch 1 of 2 (mlp, accum 2, clipping, a schedule, fp16 with a
+ * GradScaler), and that run resumed without faults: the sweep
+ * resumes a fresh copy each time, and a failed resume must leave a
+ * checkpoint that resumes to the same weights. */
+typedef struct {
+    char root[256], data[300], tmpl[300], run[300];
+    char *ref_model;
+    size_t ref_len;
+} run_ctx;
+
+static void write_mnist_split(const char *dir, const char *split, int n) {
+    char img[512], lab[512];
+    snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte", dir, split);
+    snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte", dir, split);
+    write_idx(img, lab, n, 28, 28, 10, false);
+}
+
+static zg_train_config run_config(const run_ctx *c, const char *out, const char *resume, int epochs) {
+    zg_train_config cfg = zg_train_config_defaults();
+    cfg.model = ZG_MODEL_MLP;
+    cfg.epochs = epochs;
+    cfg.batch_size = 16;
+    cfg.eval_batch_size = 16;
+    cfg.accum = 2;
+    cfg.clip_norm = 1.0;
+    snprintf(cfg.schedule, sizeof cfg.schedule, "cosine");
+    cfg.amp = ZG_AUTOCAST_FP16;
+    cfg.data_dir = c->data;
+    cfg.out_dir = out;
+    cfg.resume_dir = resume;
+    cfg.progress = ZG_PROGRESS_OFF;
+    cfg.log = NULL;
+    return cfg;
+}
+
+static void copy_tree(const char *from, const char *to) {
+    mkdir(to, 0755);
+    DIR *d = opendir(from);
+    if (!d) return;
+    struct dirent *e;
+    char a[1024], b[1024];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+        if (zg__is_dir(a)) {
+            copy_tree(a, b);
+        } else {
+            size_t n = 0;
+            char *bytes = slurp(a, &n);
+            write_file(b, bytes, n, false);
+            free(bytes);
+        }
+    }
+    closedir(d);
+}
+
+static void run_setup(void *p) {
+    run_ctx *c = p;
+    remove_tree(c->run);
+    copy_tree(c->tmpl, c->run);
+}
+
+static int run_op(void *p) {
+    run_ctx *c = p;
+    zg_train_config cfg = run_config(c, NULL, c->run, 2);
+    return zg_train_run(&cfg, NULL);
+}
+
+static void check_model_is_ref(const run_ctx *c) {
+    char path[512];
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/model.safetensors", c->run);
+    char *bytes = slurp(path, &n);
+    CHECK(bytes && n == c->ref_len && memcmp(bytes, c->ref_model, n) == 0);
+    free(bytes);
+}
+
+static void run_intact(void *p) {
+    run_ctx *c = p;
+    zg_train_config cfg = zg_train_config_defaults();
+    CHECK_OK(zg_train_checkpoint_config(c->run, &cfg));
+    CHECK_OK(run_op(c));
+    check_model_is_ref(c);
+}
+
+static void run_teardown(void *p) {
+    run_ctx *c = p;
+    remove_tree(c->run);
+    zg_arena_reset();
+}
+
+TEST(alloc_faults_training_run_resume) {
+    run_ctx c;
+    scratch_dir(c.root, sizeof c.root);
+    snprintf(c.data, sizeof c.data, "%s/data", c.root);
+    snprintf(c.tmpl, sizeof c.tmpl, "%s/template", c.root);
+    snprintf(c.run, sizeof c.run, "%s/run", c.root);
+    mkdir(c.data, 0755);
+    write_mnist_split(c.data, "train", 64);
+    write_mnist_split(c.data, "t10k", 32);
+    /* The template stops in epoch 2 (its first batch fails to load, and
+     * one bad batch is the limit), so that the schedule spans the 2
+     * epochs the resume trains. */
+    zg_train_config cfg = run_config(&c, c.tmpl, NULL, 2);
+    cfg.inject_bad_batch = 5;
+    cfg.max_bad_steps = 1;
+    CHECK(zg_train_run(&cfg, NULL) == ZG_ERR_STATE);
+    run_setup(&c);
+    CHECK_OK(run_op(&c));
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.safetensors", c.run);
+    c.ref_model = slurp(path, &c.ref_len);
+    CHECK(c.ref_model != NULL);
+    run_teardown(&c);
+    const fault_case fc = {"training run (resume)", run_setup, run_op, run_intact, run_teardown, 8};
+    sweep(&fc, &c);
+    free(c.ref_model);
+    remove_tree(c.root);
+}
