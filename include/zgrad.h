@@ -46,6 +46,7 @@ typedef enum {
     ZG_ERR_IO = -4,      /* file could not be read or written */
     ZG_ERR_FORMAT = -5,  /* file content is invalid */
     ZG_ERR_NOMEM = -6,
+    ZG_ERR_NONFINITE = -7, /* a result is NaN or infinite (the training diverged) */
 } zg_status;
 
 typedef enum { ZG_FLOAT32 = 0, ZG_INT64 = 1 } zg_dtype;
@@ -678,9 +679,11 @@ typedef struct {
                                      * (zg_eval_checkpoint stays float32) */
     /* Fault tolerance: a batch that fails to load or a non-finite loss is
      * skipped (its gradient dropped); after max_bad_steps (5) skipped batches
-     * in a row the run stops. With handle_signals (the CLI), SIGINT/SIGTERM
-     * finish the current step (window), write a checkpoint and return
-     * ZG_ERR_STATE with result->signal set. */
+     * in a row the run stops. With handle_signals (the CLI), SIGINT, SIGTERM,
+     * SIGHUP and SIGPIPE (a write to a closed pipe, which then fails with
+     * EPIPE) finish the current step (window), write a checkpoint and
+     * return ZG_ERR_STATE with result->signal set. A non-finite test loss
+     * stops the run with ZG_ERR_NONFINITE; that epoch is not saved. */
     int max_bad_steps;
     bool handle_signals;            /* false */
     /* Testing only: 1-based batch number of the run (epoch * batches +
@@ -738,7 +741,8 @@ typedef struct {
 ZG_API int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_result *out);
 /* `zgrad eval`: path is a run directory, a checkpoint directory, or a
  * model.safetensors written by zgrad train (the architecture is recognised
- * from the shapes); data_dir NULL means the default; limit 0: all. */
+ * from the shapes); data_dir NULL means the default; limit 0: all.
+ * ZG_ERR_NONFINITE when a weight or the test loss is NaN or infinite. */
 ZG_API int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
 ZG_API void zg_eval_result_free(zg_eval_result *r);
 

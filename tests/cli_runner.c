@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char bin[4096];
@@ -47,12 +48,18 @@ void zgt_read_text(const char *path, char *buf, size_t n) {
     fclose(f);
 }
 
-pid_t zgt_cli_spawn(const char *const *args, const char *out, const char *err) {
+/* In the child: zgrad with args, never returning. */
+static void exec_zgrad(const char *const *args) {
     const char *argv[64];
     int n = 0;
     argv[n++] = bin;
     for (int i = 0; args[i] && n < 62; i++) argv[n++] = args[i];
     argv[n] = NULL;
+    execv(bin, (char *const *)argv);
+    _exit(127);
+}
+
+pid_t zgt_cli_spawn(const char *const *args, const char *out, const char *err) {
     /* Unflushed test output would be written twice, once by the child. */
     fflush(stdout);
     fflush(stderr);
@@ -65,10 +72,39 @@ pid_t zgt_cli_spawn(const char *const *args, const char *out, const char *err) {
         dup2(fe, 2);
         close(fo);
         close(fe);
-        execv(bin, (char *const *)argv);
-        _exit(127);
+        exec_zgrad(args);
     }
     return pid;
+}
+
+pid_t zgt_cli_spawn_pipe(const char *const *args, int *read_fd, const char *err) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fe = open(err ? err : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fe < 0 || dup2(fds[1], 1) < 0 || dup2(fe, 2) < 0) _exit(126);
+        /* Else the child itself would hold a reader of its own output. */
+        close(fds[0]);
+        close(fds[1]);
+        close(fe);
+        exec_zgrad(args);
+    }
+    close(fds[1]);
+    if (pid < 0) close(fds[0]);
+    *read_fd = pid < 0 ? -1 : fds[0];
+    return pid;
+}
+
+void zgt_wait_for_text(const char *path, const char *text) {
+    char buf[16384];
+    for (int i = 0; i < 4000; i++) {
+        zgt_read_text(path, buf, sizeof buf);
+        if (strstr(buf, text)) return;
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
 }
 
 int zgt_cli_wait(pid_t pid) {

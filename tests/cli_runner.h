@@ -28,6 +28,11 @@ const char *zgt_cli_err_file(void);
 /* Starts zgrad with args (NULL-terminated, without argv[0]) in the
  * background; stdout and stderr go to the given files (NULL: /dev/null). */
 pid_t zgt_cli_spawn(const char *const *args, const char *out_file, const char *err_file);
+/* The same with stdout the write end of a new pipe, whose read end is
+ * returned in *read_fd (the caller closes it). */
+pid_t zgt_cli_spawn_pipe(const char *const *args, int *read_fd, const char *err_file);
+/* Waits (up to 20 s) until the file at path contains text. */
+void zgt_wait_for_text(const char *path, const char *text);
 /* Waits for pid: its exit code, 128 + signal, or -1. */
 int zgt_cli_wait(pid_t pid);
 /* Runs zgrad to completion and captures its output. */

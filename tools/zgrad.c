@@ -3,10 +3,12 @@
  *
  * Exit status: 0 success, 1 an error from the library (one line
  * "zgrad: <message>"), 2 a usage error (one line naming the option, then the
- * short usage), 130 / 143 stopped by SIGINT / SIGTERM after writing a
- * checkpoint. */
+ * short usage), 3 the model diverged (a NaN or infinite test loss or
+ * weights; one line), 129 / 130 / 141 / 143 stopped by SIGHUP / SIGINT /
+ * SIGPIPE / SIGTERM after writing a checkpoint. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdbool.h>
@@ -28,8 +30,15 @@ static void usage(FILE *f) {
             "\n"
             "options:\n"
             "  --version   print the version and exit\n"
-            "  --help      print this help and exit\n");
+            "  --help      print this help and exit\n"
+            "\n"
+            "exit status: 0 done, 1 error, 2 usage error, 3 the model diverged (NaN or\n"
+            "infinite test loss or weights), 129 / 130 / 141 / 143 stopped by SIGHUP /\n"
+            "SIGINT / SIGPIPE (output closed) / SIGTERM after writing a checkpoint\n");
 }
+
+/* The exit status of a failed library call (see the top of this file). */
+static int failure_status(int rc) { return rc == ZG_ERR_NONFINITE ? 3 : 1; }
 
 /* ---- usage errors and number parsing ----------------------------------------- */
 
@@ -341,8 +350,9 @@ static const option train_options[] = {
           "stop after K skipped batches in a row (a batch that fails\nto load or gives a NaN/inf loss is skipped; "
           "default 5)",
           set_int, max_bad_steps, 1, MILLION, 0),
-    {NULL, NULL, "\nSIGINT / SIGTERM finish the current step, write a checkpoint and exit with\n130 / 143; --resume "
-                 "continues exactly.",
+    {NULL, NULL, "\nSIGINT / SIGTERM / SIGHUP finish the current step, write a checkpoint and\nexit with 130 / 143 / "
+                 "129; so does a closed output pipe (SIGPIPE, e.g.\nzgrad train | head -1): 141. --resume continues "
+                 "exactly. A NaN or\ninfinite test loss stops the run with exit 3 (that epoch is not saved).",
      NULL, 0, 0, 0, 0},
     {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
     {NULL, NULL, "\ntesting and long runs:", NULL, 0, 0, 0, 0},
@@ -432,10 +442,10 @@ static int cmd_train(int argc, char **argv) {
     zg_train_config c;
     if (rc || (rc = train_config(&o, &c))) return rc;
     zg_train_result r;
-    if (zg_train_run(&c, &r)) {
+    if ((rc = zg_train_run(&c, &r))) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
         /* Stopped by a signal (checkpoint written): the shell's 128 + N. */
-        return r.signal ? 128 + r.signal : 1;
+        return r.signal ? 128 + r.signal : failure_status(rc);
     }
     printf("final: test accuracy %.2f%%, test loss %.4f after %d epochs; %.1fs\n", 100 * r.test_acc, r.test_loss,
            r.epochs_done, r.seconds);
@@ -508,9 +518,9 @@ static int cmd_eval(int argc, char **argv) {
     if (!o.checkpoint) return bad_usage("--checkpoint PATH is required");
     if (o.threads > 0) zg_set_num_threads(o.threads);
     zg_eval_result r;
-    if (zg_eval_checkpoint(o.checkpoint, o.data, o.limit_test, &r)) {
+    if ((rc = zg_eval_checkpoint(o.checkpoint, o.data, o.limit_test, &r))) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
-        return 1;
+        return failure_status(rc);
     }
     print_eval(&r, o.data);
     zg_eval_result_free(&r);
@@ -518,6 +528,9 @@ static int cmd_eval(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* A write to a closed pipe fails with EPIPE instead of killing us
+     * silently; zgrad train stops on it with a checkpoint (exit 141). */
+    signal(SIGPIPE, SIG_IGN);
     /* The gradient-lifecycle sanitizer warns by default in the CLI;
      * ZG_SANITIZE=off|warn|error|trace overrides it. */
     const char *san = getenv("ZG_SANITIZE");

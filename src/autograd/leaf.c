@@ -75,7 +75,7 @@ zg_tensor *zg_detach(zg_tensor *t) {
 }
 
 static int add_hook(zg_tensor *t, zg__hook **list, zg__hook *h) {
-    zg__hook *nh = t->persistent ? malloc(sizeof *nh) : zg__arena_alloc(sizeof *nh);
+    zg__hook *nh = t->persistent ? zg__malloc(sizeof *nh) : zg__arena_alloc(sizeof *nh);
     if (!nh) return zg__fail(ZG_ERR_NOMEM, "zg_tensor_register_hook: out of memory");
     *nh = *h;
     nh->next = NULL;

@@ -32,7 +32,7 @@ static void put(zg__san_entry *t, size_t c, const zg__san_entry *e) {
 
 static bool grow(void) {
     size_t nc = cap ? cap * 2 : 256;
-    zg__san_entry *nt = calloc(nc, sizeof *nt);
+    zg__san_entry *nt = zg__calloc(nc, sizeof *nt);
     if (!nt) return false;
     for (size_t i = 0; i < cap; i++)
         if (tab[i].key) put(nt, nc, &tab[i]);
@@ -73,7 +73,7 @@ void zg__san_erase(const void *k) {
 
 void zg__san_clear(bool (*keep)(zg__san_entry *e)) {
     if (!tab) return;
-    zg__san_entry *nt = calloc(cap, sizeof *nt);
+    zg__san_entry *nt = zg__calloc(cap, sizeof *nt);
     used = 0;
     for (size_t i = 0; i < cap; i++)
         if (nt && tab[i].key && keep(&tab[i])) {

@@ -192,7 +192,7 @@ static void on_backward(const zg_tensor *root) {
 static void add_orphan(zg__san_entry *e, const zg_tensor *t) {
     if (g_n_orphans == g_cap_orphans) {
         int c = g_cap_orphans ? 2 * g_cap_orphans : 8;
-        const zg_tensor **o = realloc(g_orphans, (size_t)c * sizeof *o);
+        const zg_tensor **o = zg__realloc(g_orphans, (size_t)c * sizeof *o);
         if (!o) return;
         g_orphans = o;
         g_cap_orphans = c;
@@ -781,7 +781,7 @@ int zg_sanitize_watch_module(zg_module *m) {
         if (g_watched[i] == m) return ZG_OK;
     if (g_n_watched == g_cap_watched) {
         int cap = g_cap_watched ? 2 * g_cap_watched : 4;
-        zg_module **w = realloc(g_watched, (size_t)cap * sizeof *w);
+        zg_module **w = zg__realloc(g_watched, (size_t)cap * sizeof *w);
         if (!w) return zg__fail(ZG_ERR_NOMEM, "zg_sanitize_watch_module: out of memory");
         g_watched = w;
         g_cap_watched = cap;

@@ -240,8 +240,8 @@ zg_dataset *zg__csv_parse(const char *fn, const char *name, const char *buf, siz
         return zg__fail_null("%s: '%s': label column %d out of range for %lld columns", fn, name, label_column,
                              (long long)cols);
     /* rows * (cols - 1) < the number of fields <= 2 * len + rows: no overflow. */
-    float *x = malloc((size_t)(rows * (cols - 1)) * sizeof *x);
-    int64_t *y = malloc((size_t)rows * sizeof *y);
+    float *x = zg__malloc((size_t)(rows * (cols - 1)) * sizeof *x);
+    int64_t *y = zg__malloc((size_t)rows * sizeof *y);
     if (!x || !y) {
         free(x);
         free(y);
@@ -271,12 +271,12 @@ zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header)
     if (!f) return zg__fail_null("%s: '%s': cannot open: %s", fn, path, strerror(errno));
     zg__data_src s;
     size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
+    char *buf = zg__malloc(cap);
     bool nomem = !buf;
     int64_t r = zg__src_file(&s, f);
     while (buf && r == 0) {
         if (len == cap) {
-            char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+            char *nb = cap <= SIZE_MAX / 2 ? zg__realloc(buf, cap * 2) : NULL;
             if (!nb) {
                 nomem = true;
                 break;

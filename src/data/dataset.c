@@ -5,8 +5,8 @@
 
 zg_dataset *zg__dataset_new(const char *fn, bool u8, void *samples, int64_t *labels, int64_t n,
                             const int64_t *shape, int ndim) {
-    zg__data_buf *buf = malloc(sizeof *buf);
-    zg_dataset *ds = calloc(1, sizeof *ds);
+    zg__data_buf *buf = zg__malloc(sizeof *buf);
+    zg_dataset *ds = zg__calloc(1, sizeof *ds);
     if (!buf || !ds || ndim < 1 || ndim > ZG_MAX_DIMS - 1 || n < 1) {
         free(buf);
         free(ds);
@@ -55,7 +55,7 @@ zg_dataset *zg_dataset_head(const zg_dataset *ds, int64_t n) {
     if (!ds) return zg__fail_null("zg_dataset_head: data set is NULL");
     if (n < 1 || n > ds->n)
         return zg__fail_null("zg_dataset_head: n = %lld out of range 1..%lld", (long long)n, (long long)ds->n);
-    zg_dataset *v = malloc(sizeof *v);
+    zg_dataset *v = zg__malloc(sizeof *v);
     if (!v) return zg__fail_null("zg_dataset_head: out of memory");
     *v = *ds;
     v->n = n;

@@ -89,12 +89,12 @@ int zg__idx_read(zg__data_src *s, const char *fn, const char *name, int want_ndi
 
     size_t cap = total < IDX_FIRST_CHUNK ? (size_t)total : IDX_FIRST_CHUNK, got = 0;
     if (!s->gz && s->len - s->pos < cap) cap = s->len - s->pos > 0 ? s->len - s->pos : 1;
-    uint8_t *data = malloc(cap);
+    uint8_t *data = zg__malloc(cap);
     if (!data) return zg__fail(ZG_ERR_NOMEM, "%s: '%s': out of memory", fn, name);
     while (got < total) {
         if (got == cap) {
             size_t ncap = cap > (size_t)total / 2 ? (size_t)total : cap * 2;
-            uint8_t *nd = realloc(data, ncap);
+            uint8_t *nd = zg__realloc(data, ncap);
             if (!nd) {
                 free(data);
                 return zg__fail(ZG_ERR_NOMEM, "%s: '%s': out of memory (%zu bytes)", fn, name, ncap);
@@ -148,7 +148,7 @@ zg_dataset *zg__idx_dataset(const char *fn, zg__idx_array *images, const char *i
         return zg__fail_null("%s: '%s' holds %lld images but '%s' holds %lld labels", fn, images_name,
                              (long long)n, labels_name, (long long)labels->dims[0]);
     }
-    int64_t *y = malloc((size_t)n * sizeof *y);
+    int64_t *y = zg__malloc((size_t)n * sizeof *y);
     if (!y) {
         free(img);
         free(lab);

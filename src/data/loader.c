@@ -174,7 +174,7 @@ zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts) {
         return zg__fail_null("%s: mean %g, std %g: uint8 samples become (v/255 - mean)/std, which needs a finite "
                              "mean and std > 0 (mean 0, std 1 for plain v/255)",
                              fn, opts->mean, opts->std);
-    zg_loader *ld = calloc(1, sizeof *ld);
+    zg_loader *ld = zg__calloc(1, sizeof *ld);
     if (!ld) return zg__fail_null("%s: out of memory", fn);
     ld->ds = ds;
     ld->o = *opts;
@@ -186,7 +186,7 @@ zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts) {
     ld->in_use = -1;
     /* Exactly torchvision's ToTensor then Normalize in float32. */
     for (int v = 0; v < 256; v++) ld->lut[v] = ((float)v / 255.0f - opts->mean) / opts->std;
-    ld->order = malloc((size_t)ld->n * sizeof *ld->order);
+    ld->order = zg__malloc((size_t)ld->n * sizeof *ld->order);
     int64_t shape[ZG_MAX_DIMS];
     shape[0] = B;
     for (int i = 0; i < ds->ndim; i++) shape[i + 1] = ds->shape[i];

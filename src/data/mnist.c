@@ -38,7 +38,7 @@ zg_dataset *zg_dataset_load_mnist_dir(const char *dir, bool train) {
         return zg__fail_null("%s: no Fashion-MNIST files in '%s' (%s; expected %s[.gz] and %s[.gz]): " HOW_TO_GET,
                              fn, dir, st_err ? strerror(st_err) : "not a directory", img_base, lab_base);
     size_t n = strlen(dir) + 64;
-    char *img = malloc(n), *lab = malloc(n);
+    char *img = zg__malloc(n), *lab = zg__malloc(n);
     if (!img || !lab) {
         free(img);
         free(lab);

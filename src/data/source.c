@@ -46,7 +46,7 @@ static bool refill(zg__data_src *s) {
 int zg__src_file(zg__data_src *s, FILE *f) {
     memset(s, 0, sizeof *s);
     s->f = f;
-    s->in = malloc(SRC_CHUNK);
+    s->in = zg__malloc(SRC_CHUNK);
     if (!s->in) {
         snprintf(s->err, sizeof s->err, "out of memory");
         return -1;

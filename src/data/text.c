@@ -44,8 +44,8 @@ static int64_t char_id(const zg_text *t, uint32_t cp) {
 
 /* Tokens of the code points of s: the vocabulary from them, then ids. */
 static int tokenize_chars(const char *fn, zg_text *t, const unsigned char *s, int64_t n) {
-    uint32_t *cps = malloc((size_t)(n ? n : 1) * sizeof *cps);
-    t->tokens = malloc((size_t)(n ? n : 1) * sizeof *t->tokens);
+    uint32_t *cps = zg__malloc((size_t)(n ? n : 1) * sizeof *cps);
+    t->tokens = zg__malloc((size_t)(n ? n : 1) * sizeof *t->tokens);
     if (!cps || !t->tokens) {
         free(cps);
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory for %lld bytes of text", fn, (long long)n);
@@ -63,7 +63,7 @@ static int tokenize_chars(const char *fn, zg_text *t, const unsigned char *s, in
     }
     t->n = count;
     /* the vocabulary: sorted distinct code points */
-    uint32_t *sorted = malloc((size_t)(count ? count : 1) * sizeof *sorted);
+    uint32_t *sorted = zg__malloc((size_t)(count ? count : 1) * sizeof *sorted);
     if (!sorted) {
         free(cps);
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
@@ -90,7 +90,7 @@ zg_text *zg_text_from_memory(const char *data, int64_t n, zg_text_vocab kind, do
     if (kind != ZG_TEXT_CHAR && kind != ZG_TEXT_BYTE) return zg__fail_null("%s: unknown vocabulary %d", fn, kind);
     if (!(val_fraction >= 0.0 && val_fraction < 1.0))
         return zg__fail_null("%s: val_fraction %g must lie in [0, 1)", fn, val_fraction);
-    zg_text *t = calloc(1, sizeof *t);
+    zg_text *t = zg__calloc(1, sizeof *t);
     if (!t) return zg__fail_null("%s: out of memory", fn);
     t->kind = kind;
     const unsigned char *s = (const unsigned char *)data;
@@ -100,7 +100,7 @@ zg_text *zg_text_from_memory(const char *data, int64_t n, zg_text_vocab kind, do
     } else {
         t->vocab = 256;
         t->n = n;
-        if (!(t->tokens = malloc((size_t)(n ? n : 1) * sizeof *t->tokens)))
+        if (!(t->tokens = zg__malloc((size_t)(n ? n : 1) * sizeof *t->tokens)))
             rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
         for (int64_t i = 0; !rc && i < n; i++) t->tokens[i] = s[i];
     }
@@ -127,7 +127,7 @@ zg_text *zg_text_load(const char *path, zg_text_vocab kind, double val_fraction)
                 return zg__fail_null("%s: '%s' holds more than %lld bytes", fn, path, (long long)TEXT_MAX_BYTES);
             }
             cap = cap ? 2 * cap : 1 << 16;
-            char *nb = realloc(buf, (size_t)cap);
+            char *nb = zg__realloc(buf, (size_t)cap);
             if (!nb) {
                 fclose(f);
                 free(buf);

@@ -95,7 +95,7 @@ static void header_free(header *h) {
 static bool reserve(void **a, size_t elem, int n, int *cap) {
     if (n < *cap) return true;
     int nc = *cap ? 2 * *cap : 16;
-    void *g = realloc(*a, (size_t)nc * elem);
+    void *g = zg__realloc(*a, (size_t)nc * elem);
     if (!g) return false;
     *a = g;
     *cap = nc;
@@ -122,7 +122,7 @@ static int cmp_cstr(const void *a, const void *b) {
 static const char *find_duplicate(const char *const *s, int n, bool *oom) {
     *oom = false;
     if (n < 2) return NULL;
-    const char **c = malloc((size_t)n * sizeof *c);
+    const char **c = zg__malloc((size_t)n * sizeof *c);
     if (!c) {
         *oom = true;
         return NULL;
@@ -138,7 +138,7 @@ static const char *find_duplicate(const char *const *s, int n, bool *oom) {
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
-    char *c = malloc(n);
+    char *c = zg__malloc(n);
     if (c) memcpy(c, s, n);
     return c;
 }
@@ -418,8 +418,8 @@ static void *check_layout(const char *path, entry **sorted, int n, uint64_t data
  * also gives the name's index. */
 static void *index_names(const char *path, const header *h, zg_safetensors *st) {
     int n = h->n;
-    const char **nm = malloc(((size_t)n + 1) * sizeof *nm);
-    const char ***ptrs = malloc(((size_t)n + 1) * sizeof *ptrs);
+    const char **nm = zg__malloc(((size_t)n + 1) * sizeof *nm);
+    const char ***ptrs = zg__malloc(((size_t)n + 1) * sizeof *ptrs);
     void *ok = nm && ptrs ? st : RFAIL_MEM("out of memory");
     for (int i = 0; ok && i < n; i++) {
         nm[i] = h->e[i].name;
@@ -452,7 +452,7 @@ static char *read_framing(const char *path, FILE *f, uint64_t *hlen, uint64_t *d
     if (n > size - 8)
         return RFAIL("header length %llu exceeds the %llu bytes that follow it", (unsigned long long)n,
                      (unsigned long long)(size - 8));
-    char *text = malloc(n ? n : 1);
+    char *text = zg__malloc(n ? n : 1);
     if (!text) return RFAIL_MEM("out of memory (%llu-byte header)", (unsigned long long)n);
     if (fread(text, 1, n, f) != n) {
         free(text);
@@ -471,8 +471,8 @@ static char *read_framing(const char *path, FILE *f, uint64_t *hlen, uint64_t *d
  * tensors are allocated and their bytes read, in file order. */
 static void *fill(const char *path, FILE *f, uint64_t hlen, header *h, entry **sorted, zg_safetensors *st) {
     int n = h->n;
-    st->names = calloc((size_t)n + 1, sizeof *st->names);
-    st->tensors = calloc((size_t)n + 1, sizeof *st->tensors);
+    st->names = zg__calloc((size_t)n + 1, sizeof *st->names);
+    st->tensors = zg__calloc((size_t)n + 1, sizeof *st->tensors);
     if (!st->names || !st->tensors) return RFAIL_MEM("out of memory");
     for (int i = 0; i < n; i++) st->names[i] = h->e[i].name;
     st->n = n;
@@ -483,9 +483,9 @@ static void *fill(const char *path, FILE *f, uint64_t hlen, header *h, entry **s
     for (int i = 0; i < n; i++) {
         const entry *e = sorted[i];
         int k = (int)(e - h->e);
-        if (!(st->tensors[k] = zg_tensor_new(e->dtype, e->shape, e->ndim)))
+        if (!(st->tensors[k] = zg_tensor_new(e->dtype, e->shape, e->ndim)) ||
+            zg_tensor_set_name(st->tensors[k], st->names[k]))
             return RFAIL_MEM("out of memory for tensor '%s'", e->name);
-        zg_tensor_set_name(st->tensors[k], st->names[k]);
         size_t nb = (size_t)(e->end - e->begin);
         if (nb && (fseeko(f, (off_t)(8 + hlen + e->begin), SEEK_SET) != 0 ||
                    fread(st->tensors[k]->storage->data, 1, nb, f) != nb))
@@ -501,11 +501,11 @@ static zg_safetensors *read_file(const char *path, FILE *f) {
     header h = {0};
     void *ok = read_header(path, text, hlen, data_len, &h);
     free(text);
-    zg_safetensors *st = ok ? calloc(1, sizeof *st) : NULL;
-    entry **sorted = ok ? malloc(((size_t)h.n + 1) * sizeof *sorted) : NULL;
+    zg_safetensors *st = ok ? zg__calloc(1, sizeof *st) : NULL;
+    entry **sorted = ok ? zg__malloc(((size_t)h.n + 1) * sizeof *sorted) : NULL;
     if (ok && st) {
         st->path = dup_str(path);
-        st->by_name = malloc(((size_t)h.n + 1) * sizeof *st->by_name);
+        st->by_name = zg__malloc(((size_t)h.n + 1) * sizeof *st->by_name);
     }
     if (ok && (!st || !sorted || !st->path || !st->by_name)) ok = RFAIL_MEM("out of memory");
     for (int i = 0; ok && i < h.n; i++) sorted[i] = &h.e[i];
@@ -647,7 +647,7 @@ static int build_header(zg__strbuf *h, zg_tensor *const *tensors, const char *co
         at += nb;
     }
     zg__sb_puts(h, "}");
-    while (h->n % 8) zg__sb_puts(h, " ");
+    while (!h->failed && h->n % 8) zg__sb_puts(h, " ");
     if (h->failed) return zg__fail(ZG_ERR_NOMEM, "zg_safetensors_write: out of memory building the header");
     if (h->n > ZG_ST_MAX_HEADER)
         return zg__fail(ZG_ERR_ARG, "zg_safetensors_write: header of %zu bytes exceeds the %llu-byte limit", h->n,

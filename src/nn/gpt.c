@@ -297,7 +297,7 @@ int zg_gpt_generate(zg_module *gpt, const int64_t *prompt, int64_t n_prompt, int
         if (prompt[i] < 0 || prompt[i] >= V)
             return zg__fail(ZG_ERR_ARG, "%s: prompt token %lld at %lld is outside the vocabulary of %lld", fn,
                             (long long)prompt[i], (long long)i, (long long)V);
-    double *p = malloc((size_t)V * sizeof *p);
+    double *p = zg__malloc((size_t)V * sizeof *p);
     if (!p) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
     const bool was_training = gpt->training;

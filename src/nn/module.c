@@ -8,13 +8,13 @@
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
-    char *c = malloc(n);
+    char *c = zg__malloc(n);
     if (c) memcpy(c, s, n);
     return c;
 }
 
 zg_module *zg__module_new(const char *type, zg__module_forward_fn forward, zg__module_describe_fn describe) {
-    zg_module *m = calloc(1, sizeof *m);
+    zg_module *m = zg__calloc(1, sizeof *m);
     char *path = dup_str("");
     if (!m || !path) {
         free(m);
@@ -33,7 +33,7 @@ zg_module *zg__module_new(const char *type, zg__module_forward_fn forward, zg__m
 static int grow(void **arr, int n, int *cap, size_t sz) {
     if (n < *cap) return 0;
     int nc = *cap ? *cap * 2 : 4;
-    void *p = realloc(*arr, (size_t)nc * sz);
+    void *p = zg__realloc(*arr, (size_t)nc * sz);
     if (!p) return -1;
     *arr = p;
     *cap = nc;
@@ -43,7 +43,7 @@ static int grow(void **arr, int n, int *cap, size_t sz) {
 /* "prefix.rest", or the one that is non-empty. */
 static char *join(const char *prefix, const char *rest) {
     size_t a = strlen(prefix), b = strlen(rest);
-    char *s = malloc(a + b + 2);
+    char *s = zg__malloc(a + b + 2);
     if (!s) return NULL;
     memcpy(s, prefix, a);
     size_t k = a;
@@ -365,7 +365,7 @@ void zg_module_free(zg_module *m) {
 static zg_tensor **state_list(const zg_module *m, int *n) {
     walk_ctx w = {0};
     visit_state(m, count_fn, &w);
-    zg_tensor **ts = malloc(((size_t)w.count + 1) * sizeof *ts);
+    zg_tensor **ts = zg__malloc(((size_t)w.count + 1) * sizeof *ts);
     if (!ts) return NULL;
     walk_ctx f = {.out = ts, .max = w.count};
     visit_state(m, count_fn, &f);
@@ -377,7 +377,7 @@ int zg_module_save(const zg_module *m, const char *path) {
     if (!m || !path) return zg__fail(ZG_ERR_ARG, "zg_module_save: NULL argument");
     int n = 0;
     zg_tensor **ts = state_list(m, &n);
-    const char **names = malloc(((size_t)n + 1) * sizeof *names);
+    const char **names = zg__malloc(((size_t)n + 1) * sizeof *names);
     if (!ts || !names) {
         free(ts);
         free(names);

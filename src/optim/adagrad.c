@@ -34,6 +34,7 @@ ZG_SIMD_CLONES static void adagrad_kernel(int64_t lo, int64_t hi, float *restric
 int zg__adagrad_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp) {
     zg_tensor *sumt = zg__optim_buffer(st, ZG__BUF_SUM, p, (float)hp[ZG_HP_INITIAL_ACCUMULATOR_VALUE], NULL);
     if (!sumt) return ZG_ERR_NOMEM;
+    if (!g) return ZG_OK; /* the reservation pass */
 
     const double t = (double)st->step;
     const float neg_clr = (float)-(hp[ZG_HP_LR] / (1.0 + (t - 1.0) * hp[ZG_HP_LR_DECAY]));

@@ -77,6 +77,7 @@ static int adam_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
     zg_tensor *vt = zg__optim_buffer(st, ZG__BUF_EXP_AVG_SQ, p, 0.0f, NULL);
     zg_tensor *vmt = amsgrad ? zg__optim_buffer(st, ZG__BUF_MAX_EXP_AVG_SQ, p, 0.0f, NULL) : NULL;
     if (!mt || !vt || (amsgrad && !vmt)) return ZG_ERR_NOMEM;
+    if (!g) return ZG_OK; /* the reservation pass */
 
     const double t = (double)st->step;
     const double bias_correction1 = 1.0 - pow(beta1, t);

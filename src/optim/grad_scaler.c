@@ -49,7 +49,7 @@ zg_grad_scaler *zg_grad_scaler_new(const zg_grad_scaler_opts *opts) {
     zg_grad_scaler_opts o = opts ? *opts : ZG_GRAD_SCALER_DEFAULTS;
     if (check_config("zg_grad_scaler_new", o.init_scale, o.growth_factor, o.backoff_factor, o.growth_interval))
         return NULL;
-    zg_grad_scaler *s = calloc(1, sizeof *s);
+    zg_grad_scaler *s = zg__calloc(1, sizeof *s);
     if (!s) return zg__fail_null("zg_grad_scaler_new: out of memory");
     s->enabled = o.enabled;
     s->init_scale = s->scale = o.init_scale;
@@ -93,7 +93,7 @@ static opt_record *record_of(zg_grad_scaler *s, const zg_optim *opt) {
         if (s->rec[i].opt == opt) return &s->rec[i];
     if (s->n_rec == s->cap_rec) {
         int cap = s->cap_rec ? 2 * s->cap_rec : 4;
-        opt_record *r = realloc(s->rec, (size_t)cap * sizeof *r);
+        opt_record *r = zg__realloc(s->rec, (size_t)cap * sizeof *r);
         if (!r) return NULL;
         s->rec = r;
         s->cap_rec = cap;

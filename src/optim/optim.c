@@ -227,7 +227,7 @@ static int check_duplicates(const char *fn, const zg_optim *opt, const zg_param_
     size_t n = opt ? (size_t)opt->n_params : 0;
     for (int g = 0; g < n_groups; g++) n += (size_t)groups[g].n_params;
     if (n < 2) return ZG_OK;
-    param_ref *refs = malloc(n * sizeof *refs);
+    param_ref *refs = zg__malloc(n * sizeof *refs);
     if (!refs) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     size_t k = 0;
     if (opt)
@@ -258,17 +258,17 @@ static int check_duplicates(const char *fn, const zg_optim *opt, const zg_param_
 static int reserve(zg_optim *opt, int add_groups, int add_params) {
     if (opt->n_groups + add_groups > opt->cap_groups) {
         int cap = opt->n_groups + add_groups + 4;
-        zg__group *g = realloc(opt->groups, (size_t)cap * sizeof *g);
+        zg__group *g = zg__realloc(opt->groups, (size_t)cap * sizeof *g);
         if (!g) return ZG_ERR_NOMEM;
         opt->groups = g;
         opt->cap_groups = cap;
     }
     if (opt->n_params + add_params > opt->cap_params) {
         int cap = opt->n_params + add_params + 8;
-        zg_tensor **p = realloc(opt->params, (size_t)cap * sizeof *p);
+        zg_tensor **p = zg__realloc(opt->params, (size_t)cap * sizeof *p);
         if (!p) return ZG_ERR_NOMEM;
         opt->params = p;
-        zg__param_state *s = realloc(opt->state, (size_t)cap * sizeof *s);
+        zg__param_state *s = zg__realloc(opt->state, (size_t)cap * sizeof *s);
         if (!s) return ZG_ERR_NOMEM;
         opt->state = s;
         opt->cap_params = cap;
@@ -304,7 +304,7 @@ static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group
     char msg[256];
     if (!zg__optim_check_hparams(ki, defaults, msg, sizeof msg)) return zg__fail_null("%s: default %s", fn, msg);
 
-    double *hps = malloc((size_t)n_groups * ZG_HP_COUNT * sizeof *hps);
+    double *hps = zg__malloc((size_t)n_groups * ZG_HP_COUNT * sizeof *hps);
     if (!hps) return zg__fail_null("%s: out of memory", fn);
     for (int g = 0; g < n_groups; g++) {
         if (prepare_group(fn, ki, defaults, &groups[g], g, hps + (size_t)g * ZG_HP_COUNT)) {
@@ -316,7 +316,7 @@ static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group
         free(hps);
         return NULL;
     }
-    zg_optim *opt = calloc(1, sizeof *opt);
+    zg_optim *opt = zg__calloc(1, sizeof *opt);
     if (!opt || reserve(opt, n_groups, (int)total)) {
         free(hps);
         zg_optim_free(opt);
@@ -379,7 +379,7 @@ void zg_optim_zero_grad(zg_optim *opt, bool set_to_none) {
 }
 
 zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor *p, float init, bool *fresh) {
-    if (fresh) *fresh = false;
+    if (fresh) *fresh = (st->fresh & BUF_BIT(id)) != 0;
     if (st->buf[id]) return st->buf[id];
     zg_tensor *b = zg_tensor_new(ZG_FLOAT32, p->shape, p->ndim);
     if (!b) return zg__fail_null("zg_optim_step: out of memory for the state buffer '%s'", zg__buf_names[id]);
@@ -388,14 +388,39 @@ zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor 
         for (int64_t i = 0; i < b->numel; i++) d[i] = init;
     }
     st->buf[id] = b;
+    st->fresh |= BUF_BIT(id);
     if (fresh) *fresh = true;
     return b;
+}
+
+/* The reservation pass of a step: every state buffer the step needs, made
+ * before any parameter moves. When one cannot be made, those made here are
+ * freed again, so a failed step leaves the state as it was. */
+static int reserve_state(zg_optim *opt, zg__update_fn update) {
+    int rc = ZG_OK;
+    for (int g = 0; g < opt->n_groups && !rc; g++) {
+        const zg__group *grp = &opt->groups[g];
+        for (int i = grp->first; i < grp->first + grp->n && !rc; i++)
+            if (opt->params[i]->grad_defined) rc = update(opt->params[i], NULL, &opt->state[i], grp->hp);
+    }
+    for (int i = 0; rc && i < opt->n_params; i++) {
+        zg__param_state *st = &opt->state[i];
+        for (int b = 0; b < ZG__BUF_COUNT; b++)
+            if (st->fresh & BUF_BIT(b)) {
+                zg_tensor_free(st->buf[b]);
+                st->buf[b] = NULL;
+            }
+        st->fresh = 0;
+    }
+    return rc;
 }
 
 int zg_optim_step(zg_optim *opt) {
     if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_step: optimizer is NULL");
     if (zg__emit_step(opt, opt->params, opt->n_params)) return ZG_ERR_STATE; /* a listener refuses (stale grads) */
     zg__update_fn update = zg__optim_kind_of(opt->kind)->update;
+    int rc = reserve_state(opt, update);
+    if (rc) return rc;
     for (int g = 0; g < opt->n_groups; g++) {
         const zg__group *grp = &opt->groups[g];
         for (int i = grp->first; i < grp->first + grp->n; i++) {
@@ -406,7 +431,8 @@ int zg_optim_step(zg_optim *opt) {
             zg__param_state before = *st;
             st->active = true;
             st->step++;
-            int rc = update(p, p->grad, st, grp->hp);
+            rc = update(p, p->grad, st, grp->hp);
+            st->fresh = 0;
             if (rc) {
                 st->active = before.active;
                 st->step = before.step;

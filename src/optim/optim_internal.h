@@ -24,6 +24,7 @@ typedef struct {
     bool active;  /* the parameter has taken at least one step */
     int64_t step; /* number of updates applied to this parameter */
     zg_tensor *buf[ZG__BUF_COUNT]; /* persistent, NULL until needed */
+    unsigned fresh; /* BUF_BITs of buffers made for the step under way, not yet used */
 } zg__param_state;
 
 /* A parameter group: a contiguous range of opt->params plus its
@@ -47,7 +48,10 @@ struct zg_optim {
 /* Applies one update of the kind's rule to parameter p with gradient g.
  * The core has already advanced st->step (so it counts this update) and
  * skips parameters whose grad is None. hp holds the group's current
- * hyperparameters. Returns ZG_OK or a negative status (out of memory). */
+ * hyperparameters. Returns ZG_OK or a negative status (out of memory).
+ * With g == NULL it only makes the state buffers the update will need and
+ * returns: the core does that for every parameter first, so that running
+ * out of memory fails a step before any parameter has moved. */
 typedef int (*zg__update_fn)(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp);
 
 int zg__sgd_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp);
@@ -57,8 +61,9 @@ int zg__rmsprop_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
 int zg__adagrad_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const double *hp);
 
 /* The state buffer `id` of st, allocated with p's shape and filled with
- * `init` if missing (then *fresh is set true, else false; fresh may be
- * NULL). NULL only when out of memory (error set). */
+ * `init` if missing. *fresh (fresh may be NULL) says whether it was made
+ * for this step (here or in the step's reservation pass). NULL only when
+ * out of memory (error set). */
 zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor *p, float init, bool *fresh);
 
 /* What the core knows of each kind (optim.c's table): its class name,

@@ -16,7 +16,7 @@
 
 static char *str_dup(const char *s) {
     size_t n = strlen(s) + 1;
-    char *c = malloc(n);
+    char *c = zg__malloc(n);
     if (c) memcpy(c, s, n);
     return c;
 }
@@ -32,7 +32,7 @@ static char *str_printf(const char *fmt, ...) {
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     if (n < 0) return NULL;
-    char *s = malloc((size_t)n + 1);
+    char *s = zg__malloc((size_t)n + 1);
     if (!s) return NULL;
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
@@ -43,7 +43,7 @@ static char *str_printf(const char *fmt, ...) {
 /* "first,first+1,...,first+n-1" */
 static char *index_list(int first, int n) {
     size_t cap = (size_t)n * 12 + 1;
-    char *s = malloc(cap);
+    char *s = zg__malloc(cap);
     if (!s) return NULL;
     size_t used = 0;
     s[0] = '\0';
@@ -111,11 +111,11 @@ int zg_optim_save(const zg_optim *opt, const char *path) {
     }
     for (int k = 0; k < ZG_HP_COUNT; k++) n_hp += zg__hp_valid_for(ki, k);
     const int n_m = 3 + opt->n_groups * (1 + n_hp);
-    zg_tensor **tensors = calloc((size_t)n_t + 1, sizeof *tensors);
-    char **names = calloc((size_t)n_t + 1, sizeof *names);
-    bool *owned = calloc((size_t)n_t + 1, sizeof *owned);
-    char **keys = calloc((size_t)n_m, sizeof *keys);
-    char **vals = calloc((size_t)n_m, sizeof *vals);
+    zg_tensor **tensors = zg__calloc((size_t)n_t + 1, sizeof *tensors);
+    char **names = zg__calloc((size_t)n_t + 1, sizeof *names);
+    bool *owned = zg__calloc((size_t)n_t + 1, sizeof *owned);
+    char **keys = zg__calloc((size_t)n_m, sizeof *keys);
+    char **vals = zg__calloc((size_t)n_m, sizeof *vals);
     int t = 0, m = 0;
     int rc = tensors && names && owned && keys && vals ? ZG_OK : ZG_ERR_NOMEM;
     if (!rc) rc = save_tensors(opt, tensors, names, owned, &t);
@@ -358,7 +358,7 @@ static int load_check_complete(const zg_optim *opt, const load_ctx *c) {
  * groups' hyperparameters. */
 static int load_apply(zg_optim *opt, const load_ctx *c) {
     const int n = opt->n_params;
-    zg__param_state *ns = calloc((size_t)n + 1, sizeof *ns);
+    zg__param_state *ns = zg__calloc((size_t)n + 1, sizeof *ns);
     if (!ns) return load_fail(ZG_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {
         if (!c->ls[i].step) continue;
@@ -395,9 +395,9 @@ int zg_optim_load(zg_optim *opt, const char *path) {
     rc = load_header(opt, &c);
     if (!rc) rc = load_check_keys(opt, &c);
     if (!rc) {
-        c.pos = malloc(((size_t)n + 1) * sizeof *c.pos);
-        c.hps = malloc(((size_t)opt->n_groups + 1) * ZG_HP_COUNT * sizeof *c.hps);
-        c.ls = calloc((size_t)n + 1, sizeof *c.ls);
+        c.pos = zg__malloc(((size_t)n + 1) * sizeof *c.pos);
+        c.hps = zg__malloc(((size_t)opt->n_groups + 1) * ZG_HP_COUNT * sizeof *c.hps);
+        c.ls = zg__calloc((size_t)n + 1, sizeof *c.ls);
         if (!c.pos || !c.hps || !c.ls) rc = load_fail(ZG_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; !rc && i < n; i++) c.pos[i] = -1;

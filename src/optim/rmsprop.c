@@ -74,6 +74,7 @@ int zg__rmsprop_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, co
     zg_tensor *gat = centered ? zg__optim_buffer(st, ZG__BUF_GRAD_AVG, p, 0.0f, NULL) : NULL;
     zg_tensor *bt = use_momentum ? zg__optim_buffer(st, ZG__BUF_MOMENTUM, p, 0.0f, NULL) : NULL;
     if (!sqt || (centered && !gat) || (use_momentum && !bt)) return ZG_ERR_NOMEM;
+    if (!g) return ZG_OK; /* the reservation pass */
 
     const rmsprop_consts c = {
         .a = (float)alpha,

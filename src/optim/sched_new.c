@@ -97,7 +97,7 @@ zg_onecycle_opts zg_onecycle_defaults(int64_t total_steps) {
 /* OneCycleLR's bounds for each group, each checked (NULL and the error
  * set if one is invalid or memory runs out). */
 static zg__sched_extra *onecycle_bounds(const char *fn, const zg_sched *s, double max_lr, const zg_onecycle_opts *opts) {
-    zg__sched_extra *ex = calloc((size_t)s->n_groups + 1, sizeof *ex);
+    zg__sched_extra *ex = zg__calloc((size_t)s->n_groups + 1, sizeof *ex);
     if (!ex) return zg__fail_null("%s: out of memory", fn);
     for (int g = 0; g < s->n_groups; g++) {
         char msg[256];
@@ -120,8 +120,8 @@ static zg__sched_extra *onecycle_bounds(const char *fn, const zg_sched *s, doubl
  * then the record, then takes the initial step; if anything fails, the
  * old record and momenta come back (PyTorch would leave them changed). */
 static int onecycle_apply(zg_sched *s, const zg__sched_extra *ex, const zg_onecycle_opts *opts) {
-    zg__sched_extra *old = malloc(((size_t)s->n_groups + 1) * sizeof *old);
-    double *old_m = malloc(((size_t)s->n_groups + 1) * sizeof *old_m);
+    zg__sched_extra *old = zg__malloc(((size_t)s->n_groups + 1) * sizeof *old);
+    double *old_m = zg__malloc(((size_t)s->n_groups + 1) * sizeof *old_m);
     if (!old || !old_m) {
         free(old);
         free(old_m);
@@ -233,8 +233,8 @@ zg_sched *zg_sched_sequential(zg_optim *opt, zg_sched *const *scheds, int n, con
     if (!*msg) {
         s = zg__sched_alloc(K_SEQUENTIAL, opt, zg_optim_num_groups(opt));
         if (s) {
-            s->children = calloc((size_t)n, sizeof *s->children);
-            s->milestones = calloc((size_t)n, sizeof *s->milestones);
+            s->children = zg__calloc((size_t)n, sizeof *s->children);
+            s->milestones = zg__calloc((size_t)n, sizeof *s->milestones);
         }
         if (!s || !s->children || !s->milestones) snprintf(msg, sizeof msg, "out of memory");
     }

@@ -180,7 +180,7 @@ static zg_sched *parse_state(const zg__json *j, const zg_sched *like, const char
             break;
         case K_ONECYCLE: {
             const zg__json *an = jget(j, "anneal_strategy");
-            t->loaded_extra = calloc((size_t)t->n_groups + 1, sizeof *t->loaded_extra);
+            t->loaded_extra = zg__calloc((size_t)t->n_groups + 1, sizeof *t->loaded_extra);
             zg__sched_extra *e = t->loaded_extra;
             if (!e) badkey = "(out of memory)";
             else if (!jint(jget(j, "total_steps"), &t->total_steps)) badkey = "total_steps";
@@ -212,8 +212,8 @@ static zg_sched *parse_state(const zg__json *j, const zg_sched *like, const char
         case K_SEQUENTIAL: {
             const zg__json *ms = jget(j, "milestones"), *cs = jget(j, "schedulers");
             t->n_children = like->n_children;
-            t->children = calloc((size_t)like->n_children, sizeof *t->children);
-            t->milestones = calloc((size_t)like->n_children, sizeof *t->milestones);
+            t->children = zg__calloc((size_t)like->n_children, sizeof *t->children);
+            t->milestones = zg__calloc((size_t)like->n_children, sizeof *t->milestones);
             if (!t->children || !t->milestones) {
                 badkey = "(out of memory)";
                 break;

@@ -40,12 +40,12 @@ zg__sched_record *zg__sched_record_acquire(const zg_optim *opt, int n) {
     while (r && r->opt != opt) r = r->next;
     bool fresh = r == NULL;
     if (fresh) {
-        r = calloc(1, sizeof *r);
+        r = zg__calloc(1, sizeof *r);
         if (!r) goto fail;
         r->opt = opt;
     }
     if (r->n < n) {
-        zg__sched_extra *g = realloc(r->g, (size_t)n * sizeof *g);
+        zg__sched_extra *g = zg__realloc(r->g, (size_t)n * sizeof *g);
         if (!g) {
             if (fresh) free(r);
             goto fail;
@@ -94,14 +94,14 @@ const char *const zg__sched_kind_names[] = {
 
 
 zg_sched *zg__sched_alloc(zg__sched_kind kind, zg_optim *opt, int n_groups) {
-    zg_sched *s = calloc(1, sizeof *s);
+    zg_sched *s = zg__calloc(1, sizeof *s);
     if (!s) return NULL;
     s->kind = kind;
     s->opt = opt;
     s->n_groups = n_groups;
     s->last_epoch = -1;
-    s->base_lrs = calloc((size_t)n_groups + 1, sizeof *s->base_lrs);
-    s->last_lrs = calloc((size_t)n_groups + 1, sizeof *s->last_lrs);
+    s->base_lrs = zg__calloc((size_t)n_groups + 1, sizeof *s->base_lrs);
+    s->last_lrs = zg__calloc((size_t)n_groups + 1, sizeof *s->last_lrs);
     if (!s->base_lrs || !s->last_lrs) {
         free(s->base_lrs);
         free(s->last_lrs);
@@ -370,7 +370,7 @@ int zg__sched_base_step(zg_sched *s, bool has_epoch, int64_t epoch) {
     int64_t sc = s->step_count + 1;
     double stack[4 * 8];
     double *buf = stack;
-    if (s->n_groups > 8 && !(buf = malloc(4 * (size_t)s->n_groups * sizeof *buf)))
+    if (s->n_groups > 8 && !(buf = zg__malloc(4 * (size_t)s->n_groups * sizeof *buf)))
         return zg__fail(ZG_ERR_NOMEM, "zg_sched_step: out of memory");
     int n = s->n_groups;
     double *lrs = buf, *moms = buf + n, *old_lr = buf + 2 * n, *old_m = buf + 3 * n;

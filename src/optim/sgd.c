@@ -49,6 +49,8 @@ int zg__sgd_update(zg_tensor *p, const zg_tensor *g, zg__param_state *st, const 
     const bool nesterov = hp[ZG_HP_NESTEROV] != 0;
     const bool maximize = hp[ZG_HP_MAXIMIZE] != 0;
     const bool decay = hp[ZG_HP_WEIGHT_DECAY] != 0;
+    if (!g) /* the reservation pass */
+        return momentum == 0 || zg__optim_buffer(st, ZG__BUF_MOMENTUM, p, 0.0f, NULL) ? ZG_OK : ZG_ERR_NOMEM;
 
     float *pd = zg__f32(p);
     const float *gd = zg__f32(g);

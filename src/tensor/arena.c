@@ -25,9 +25,9 @@ static size_t align_up(size_t n) { return (n + ZG_ARENA_ALIGN - 1) & ~(size_t)(Z
 
 static block *new_block(size_t need) {
     size_t cap = need > ZG_ARENA_MIN_BLOCK ? align_up(need) : ZG_ARENA_MIN_BLOCK;
-    block *b = malloc(sizeof *b);
+    block *b = zg__malloc(sizeof *b);
     if (!b) return NULL;
-    b->mem = aligned_alloc(ZG_ARENA_ALIGN, cap);
+    b->mem = zg__aligned_alloc(ZG_ARENA_ALIGN, cap);
     if (!b->mem) {
         free(b);
         return NULL;

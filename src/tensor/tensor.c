@@ -96,9 +96,9 @@ static zg_tensor *persistent(const char *fn, zg_dtype dtype, const int64_t *shap
     if (dtype != ZG_FLOAT32 && dtype != ZG_INT64) return zg__fail_null("%s: unknown dtype %d", fn, (int)dtype);
     int64_t n = zg__check_shape(fn, shape, ndim);
     if (n < 0) return NULL;
-    zg_tensor *t = calloc(1, sizeof *t);
+    zg_tensor *t = zg__calloc(1, sizeof *t);
     size_t bytes = (size_t)n * zg__dtype_size(dtype);
-    void *data = calloc(bytes ? bytes : 1, 1);
+    void *data = zg__calloc(bytes ? bytes : 1, 1);
     if (!t || !data) {
         free(t);
         free(data);
@@ -230,7 +230,7 @@ float zg_tensor_get(const zg_tensor *t, int64_t i) {
 int zg_tensor_set_name(zg_tensor *t, const char *name) {
     if (!t || !name) return zg__fail(ZG_ERR_ARG, "zg_tensor_set_name: NULL argument");
     size_t n = strlen(name) + 1;
-    char *c = t->persistent ? malloc(n) : zg__arena_alloc(n);
+    char *c = t->persistent ? zg__malloc(n) : zg__arena_alloc(n);
     if (!c) return zg__fail(ZG_ERR_NOMEM, "zg_tensor_set_name: out of memory");
     memcpy(c, name, n);
     if (t->persistent) free(t->name);

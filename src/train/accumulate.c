@@ -20,7 +20,7 @@ struct zg_accum {
 zg_accum *zg_accum_new(zg_optim *opt, zg_grad_scaler *scaler, int n) {
     if (!opt) return zg__fail_null("zg_accum_new: NULL optimizer");
     if (n < 1) return zg__fail_null("zg_accum_new: window size must be >= 1 (got %d)", n);
-    zg_accum *a = calloc(1, sizeof *a);
+    zg_accum *a = zg__calloc(1, sizeof *a);
     if (!a) return zg__fail_null("zg_accum_new: out of memory");
     a->opt = opt;
     a->scaler = scaler;

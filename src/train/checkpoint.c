@@ -104,13 +104,13 @@ static void meta_add(meta *m, const char *key, const char *fmt, ...) {
     char small[1];
     int k = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    char *v = k >= 0 ? malloc((size_t)k + 1) : NULL;
+    char *v = k >= 0 ? zg__malloc((size_t)k + 1) : NULL;
     if (v) {
         va_start(ap, fmt);
         vsnprintf(v, (size_t)k + 1, fmt, ap);
         va_end(ap);
     }
-    char *kd = strdup(key);
+    char *kd = zg__strdup(key);
     if (!v || !kd) m->failed = true;
     m->keys[m->n] = kd;
     m->vals[m->n] = v;
@@ -178,8 +178,9 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
         meta_add(&m, "scaler_growth_interval", "%lld", (long long)s->scaler.growth_interval);
         meta_add(&m, "scaler_growth_tracker", "%lld", (long long)s->scaler.growth_tracker);
     }
+    const bool failed = m.failed || hist.failed; /* read before the free clears it */
     zg__sb_free(&hist);
-    if (m.failed || hist.failed) {
+    if (failed) {
         meta_free(&m);
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     }
@@ -217,6 +218,7 @@ int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg
     const char *fn = "zg_train_run: saving a checkpoint";
     char old[NAME_MAX_LEN + 1] = "", name[NAME_MAX_LEN + 1], dir[4200], ptr[4200];
     int have_old = zg__ckpt_read_pointer(fn, run_dir, old);
+    if (have_old < 0 && have_old != ZG_ERR_FORMAT) return have_old; /* unreadable now (memory, I/O) */
     if (have_old < 0) {
         /* A damaged pointer is replaced below; the directory it named (if
          * any) is left to the cleanup. */
@@ -243,10 +245,10 @@ int zg__ckpt_save(const char *run_dir, zg_module *model, zg_optim *opt, const zg
         /* The pointer still names the previous checkpoint. */
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", zg_last_error());
-        zg__ckpt_remove(fn, run_dir, name);
+        zg__ckpt_remove(fn, run_dir, name, true);
         return zg__fail(rc, "%s", msg);
     }
-    if (have_old) zg__ckpt_remove(fn, run_dir, old);
+    if (have_old) zg__ckpt_remove(fn, run_dir, old, false);
     snprintf(name_out, NAME_MAX_LEN + 1, "%s", name);
     return ZG_OK;
 }
@@ -394,7 +396,7 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
         const char *sj = zg_safetensors_metadata(st, "scheduler");
         if (!rc && s->schedule[0] && !sj)
             rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s' has a schedule but no scheduler state", path);
-        if (!rc && sj && !(s->sched_json = strdup(sj))) rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+        if (!rc && sj && !(s->sched_json = zg__strdup(sj))) rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
         if (!rc && zg_safetensors_metadata(st, "scaler_scale")) {
             double scale = 0;
             s->has_scaler = true;

@@ -2,6 +2,7 @@
  * a loader, and `zgrad eval` on a saved run. */
 #include "train_internal.h"
 
+#include <math.h>
 
 void zg_eval_result_free(zg_eval_result *r) {
     if (!r) return;
@@ -15,7 +16,7 @@ int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_re
     memset(out, 0, sizeof *out);
     if (num_classes < 1 || num_classes > 100000)
         return zg__fail(ZG_ERR_ARG, "%s: num_classes must be in [1, 100000] (got %d)", fn, num_classes);
-    out->confusion = calloc((size_t)num_classes * (size_t)num_classes, sizeof *out->confusion);
+    out->confusion = zg__calloc((size_t)num_classes * (size_t)num_classes, sizeof *out->confusion);
     if (!out->confusion) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     out->num_classes = num_classes;
 
@@ -154,6 +155,26 @@ static zg_module *model_from_weights(const char *path, int *num_classes) {
     return m;
 }
 
+/* A model with NaN or infinite weights (its training diverged) is refused:
+ * its loss and predictions would mean nothing. */
+static int check_finite(const char *fn, const zg_module *m, const char *path) {
+    int64_t bad = 0;
+    const char *first = NULL;
+    for (int i = 0; i < zg_module_num_params(m); i++) {
+        zg_tensor *p = zg_module_param(m, i);
+        const float *d = zg_tensor_data(p);
+        int64_t k = 0;
+        for (int64_t j = 0; j < zg_tensor_numel(p); j++) k += !isfinite(d[j]);
+        if (k && !first) first = zg_module_param_name(m, i);
+        bad += k;
+    }
+    if (!bad) return ZG_OK;
+    return zg__fail(ZG_ERR_NONFINITE,
+                    "%s: the model in '%s' has %lld NaN or infinite weights (the first in '%s'): the training that "
+                    "wrote it diverged",
+                    fn, path, (long long)bad, first);
+}
+
 int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out) {
     const char *fn = "zg_eval_checkpoint";
     if (!path || !out) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
@@ -202,6 +223,7 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
         }
     }
     zg_rng_set_state(rng);
+    if (!rc) rc = check_finite(fn, model, path);
 
     zg_dataset *full = NULL, *ds = NULL;
     zg_loader *ld = NULL;
@@ -220,6 +242,11 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
         if (!ld) rc = ZG_ERR_ARG;
     }
     if (!rc) rc = zg_evaluate(model, ld, num_classes, out);
+    if (!rc && !isfinite(out->loss)) {
+        rc = zg__fail(ZG_ERR_NONFINITE, "%s: the test loss of the model in '%s' is %s (its outputs overflow)", fn, path,
+                      isnan(out->loss) ? "nan" : "inf");
+        zg_eval_result_free(out);
+    }
     zg_loader_free(ld);
     if (ds != full) zg_dataset_free(ds);
     zg_dataset_free(full);

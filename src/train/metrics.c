@@ -74,7 +74,7 @@ int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epo
         zg__json_free(root);
         return zg__fail(ZG_ERR_FORMAT, "%s: metrics history is not a JSON array", fn);
     }
-    zg__epoch_metrics *m = calloc((size_t)root->n + 1, sizeof *m);
+    zg__epoch_metrics *m = zg__calloc((size_t)root->n + 1, sizeof *m);
     if (!m) {
         zg__json_free(root);
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);

@@ -167,12 +167,18 @@ int zg__ckpt_begin(const char *fn, const char *run_dir, const char *old, const c
     return rc;
 }
 
-void zg__ckpt_remove(const char *fn, const char *run_dir, const char *name) {
+void zg__ckpt_remove(const char *fn, const char *run_dir, const char *name, bool forget) {
     int run_fd = open_run(fn, run_dir);
     if (run_fd < 0) return;
-    record r;
+    record r, rest = {.n = 0};
     read_record(run_fd, run_dir, &r);
-    remove_ours(fn, run_fd, run_dir, name, &r);
+    /* forget (a failed save): the list no longer names it either, as
+     * before the save began. */
+    if (remove_ours(fn, run_fd, run_dir, name, &r) == 0 && forget && recorded(&r, name)) {
+        for (int i = 0; i < r.n; i++)
+            if (strcmp(r.names[i], name)) record_add(&rest, r.names[i]);
+        if (write_record(fn, run_dir, &rest)) zg_clear_error();
+    }
     close(run_fd);
 }
 

@@ -230,7 +230,7 @@ static int write_outputs(trainer *t, bool weights) {
 }
 
 static int push_metrics(trainer *t, const zg__epoch_metrics *m) {
-    zg__epoch_metrics *nm = realloc(t->st.metrics, ((size_t)t->st.n_metrics + 1) * sizeof *nm);
+    zg__epoch_metrics *nm = zg__realloc(t->st.metrics, ((size_t)t->st.n_metrics + 1) * sizeof *nm);
     if (!nm) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     t->st.metrics = nm;
     nm[t->st.n_metrics++] = *m;
@@ -244,6 +244,17 @@ static int push_metrics(trainer *t, const zg__epoch_metrics *m) {
 static volatile sig_atomic_t g_stop_signal;
 
 static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+/* The signals that stop a run with a checkpoint (handle_signals): ^C, kill,
+ * a closed terminal, and a closed output pipe (zgrad train | head -1: the
+ * write that finds no reader fails with EPIPE instead of killing us). */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+#define N_STOP_SIGNALS ((int)(sizeof stop_signals / sizeof stop_signals[0]))
+
+static const char *stop_signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP (the terminal closed)"
+         : sig == SIGPIPE ? "SIGPIPE (the output was closed)" : "a signal";
+}
 
 
 /* The batch number the injection options count in: 1-based over the run. */
@@ -349,7 +360,7 @@ static int stop_for_signal(trainer *t) {
     return zg__fail(ZG_ERR_STATE,
                     "zg_train_run: stopped by %s after %lld optimizer steps; checkpoint %s/%s written; continue with "
                     "--resume %s",
-                    sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal", (long long)t->st.global_step,
+                    stop_signal_name(sig), (long long)t->st.global_step,
                     t->run_dir, t->ckpt_name, t->run_dir);
 }
 
@@ -413,6 +424,17 @@ static int between_windows(trainer *t, int64_t nb, double t0, double before) {
     return ZG_OK;
 }
 
+/* A NaN or infinite test loss: the weights diverged. The epoch is not
+ * saved, so the run directory keeps the last checkpoint before it. */
+static int diverged(const trainer *t, double loss) {
+    char kept[200] = "nothing was saved";
+    if (t->ckpt_name[0]) snprintf(kept, sizeof kept, "the run directory keeps its last checkpoint, %s", t->ckpt_name);
+    return zg__fail(ZG_ERR_NONFINITE,
+                    "zg_train_run: the test loss is %s after epoch %lld: the training diverged (try a lower --lr or "
+                    "--clip-norm); this epoch was not saved, %s",
+                    isnan(loss) ? "nan" : "inf", (long long)t->st.epoch + 1, kept);
+}
+
 /* After the epoch's batches: evaluation, the epoch's metrics, the
  * checkpoint and the other files, the log line. */
 static int finish_epoch(trainer *t, double mean_loss, double t0, double before) {
@@ -428,6 +450,7 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
     }
     if (rc) return fail_with(rc, "zg_train_run: evaluation");
     zg_eval_result_free(&ev);
+    if (!isfinite(ev.loss)) return diverged(t, ev.loss);
     zg__epoch_metrics m = {
         .epoch = (int)s->epoch + 1,
         .train_loss = mean_loss,
@@ -561,7 +584,7 @@ static int build_training(trainer *t) {
     t->model = zg__train_build_model(c->model);
     if (!t->model) return fail_with(ZG_ERR_STATE, "zg_train_run: building the model");
     t->n_params = zg_module_num_params(t->model);
-    t->params = malloc(((size_t)t->n_params + 1) * sizeof *t->params);
+    t->params = zg__malloc(((size_t)t->n_params + 1) * sizeof *t->params);
     if (!t->params) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     zg_module_params(t->model, t->params, t->n_params);
     t->opt = zg_optim_new(c->optimizer, t->params, t->n_params, &t->ocfg);
@@ -651,7 +674,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
     trainer t;
     memset(&t, 0, sizeof t);
     t.lock_fd = -1;
-    struct sigaction old_int, old_term;
+    struct sigaction old_sa[N_STOP_SIGNALS];
     g_stop_signal = 0;
     if (cfg->handle_signals) {
         struct sigaction sa;
@@ -659,8 +682,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
         sa.sa_handler = on_stop_signal;
         sa.sa_flags = SA_RESTART; /* the checkpoint's writes and fsyncs carry on */
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
+        for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
     }
     t.cfg = *cfg;
     t.ocfg = zg__train_optim_config(cfg);
@@ -712,10 +734,8 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
                 (long long)t.st.bad_batches, (long long)t.st.bad_losses);
         fflush(log);
     }
-    if (cfg->handle_signals) {
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-    }
+    if (cfg->handle_signals)
+        for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &old_sa[i], NULL);
     if (result) {
         result->seconds = zg__now() - t_start;
         result->signal = t.stopped_by;

@@ -162,8 +162,9 @@ bool zg__ckpt_name_exact(const char *name);
  * when this run left it, else the save is refused. */
 int zg__ckpt_begin(const char *fn, const char *run_dir, const char *old, const char *name);
 /* Removes checkpoint `name` of run_dir if the run can prove it wrote it
- * (see rundir.c); anything else is left as it is. */
-void zg__ckpt_remove(const char *fn, const char *run_dir, const char *name);
+ * (see rundir.c); anything else is left as it is. forget (a save that
+ * failed): the run's list drops the name too, as it was before the save. */
+void zg__ckpt_remove(const char *fn, const char *run_dir, const char *name, bool forget);
 /* Removes what a killed run left in run_dir: its checkpoint directories
  * other than `current` and its temporary files (only those it can prove
  * it wrote). */

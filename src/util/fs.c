@@ -63,10 +63,8 @@ static void dir_of(const char *path, char *out, size_t n) {
 
 int zg__atomic_open(zg__atomic_file *af, const char *fn, const char *path) {
     *af = (zg__atomic_file){.fn = fn, .path = path};
-    size_t n = strlen(path) + 32;
-    af->tmp = malloc(n);
-    if (!af->tmp) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
-    snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    if (snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof af->tmp)
+        return zg__fail(ZG_ERR_ARG, "%s: path too long: '%s'", fn, path);
     /* A fresh file of our own: a leftover of that name (a crashed process
      * with our pid) goes first, and a symlink planted there is unlinked,
      * never followed; O_EXCL refuses anything that appears in between. */
@@ -75,10 +73,7 @@ int zg__atomic_open(zg__atomic_file *af, const char *fn, const char *path) {
     af->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!af->f && fd >= 0) close(fd);
     if (!af->f) {
-        int rc = zg__fail(ZG_ERR_IO, "%s: cannot create '%s': %s", fn, af->tmp, strerror(errno));
-        free(af->tmp);
-        af->tmp = NULL;
-        return rc;
+        return zg__fail(ZG_ERR_IO, "%s: cannot create '%s': %s", fn, af->tmp, strerror(errno));
     }
     return ZG_OK;
 }
@@ -99,8 +94,6 @@ int zg__atomic_commit(zg__atomic_file *af, bool ok) {
         rc = zg__fail(ZG_ERR_IO, "%s: cannot rename '%s' to '%s': %s", af->fn, af->tmp, af->path, strerror(errno));
     }
     if (!ok) unlink(af->tmp);
-    free(af->tmp);
-    af->tmp = NULL;
     af->f = NULL;
     if (rc) return rc;
     char dir[4096];

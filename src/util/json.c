@@ -113,7 +113,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
     /* Decoding never makes the text longer: an escape of k bytes gives at
      * most k bytes of UTF-8. */
     char *o = NULL, u[4];
-    if (out && !(o = malloc(end - start + 1))) return fail(p, "out of memory");
+    if (out && !(o = zg__malloc(end - start + 1))) return fail(p, "out of memory");
     size_t k = 0;
     while (p->pos < end) {
         unsigned char c = (unsigned char)p->s[p->pos];
@@ -231,13 +231,13 @@ static zg__json *push_item(parser *p, zg__json *v, int *cap, bool *over) {
     p->nodes_left--;
     if (v->n == *cap) {
         int nc = *cap ? *cap * 2 : 4;
-        zg__json *items = realloc(v->items, (size_t)nc * sizeof *items);
+        zg__json *items = zg__realloc(v->items, (size_t)nc * sizeof *items);
         if (!items) return NULL;
         v->items = items;
         if (v->type == ZG_JSON_OBJECT) {
-            char **keys = realloc(v->keys, (size_t)nc * sizeof *keys);
+            char **keys = zg__realloc(v->keys, (size_t)nc * sizeof *keys);
             if (keys) v->keys = keys;
-            size_t *lens = keys ? realloc(v->key_lens, (size_t)nc * sizeof *lens) : NULL;
+            size_t *lens = keys ? zg__realloc(v->key_lens, (size_t)nc * sizeof *lens) : NULL;
             if (lens) v->key_lens = lens;
             if (!keys || !lens) return NULL;
         }
@@ -376,7 +376,7 @@ static int parse_end(parser *p) {
 int zg__json_parse(const char *text, size_t len, size_t max_nodes, zg__json **out, char *err, size_t err_len) {
     *out = NULL;
     parser p = {.s = text, .n = len, .err = err, .err_len = err_len, .max_nodes = max_nodes, .nodes_left = max_nodes};
-    zg__json *v = calloc(1, sizeof *v);
+    zg__json *v = zg__calloc(1, sizeof *v);
     if (!v) return fail(&p, "out of memory");
     if (parse_value(&p, v, 0) || parse_end(&p)) {
         zg__json_free(v);
@@ -486,7 +486,7 @@ static int cmp_key(const void *a, const void *b) {
 int zg__json_duplicate_key(const zg__json *obj, const char **dup) {
     *dup = NULL;
     if (obj->type != ZG_JSON_OBJECT || obj->n < 2) return 0;
-    key_ref *k = malloc((size_t)obj->n * sizeof *k);
+    key_ref *k = zg__malloc((size_t)obj->n * sizeof *k);
     if (!k) return -1;
     for (int i = 0; i < obj->n; i++) k[i] = (key_ref){obj->keys[i], obj->key_lens[i]};
     qsort(k, (size_t)obj->n, sizeof *k, cmp_key);

@@ -9,7 +9,7 @@ static bool reserve(zg__strbuf *b, size_t more) {
     if (b->s && b->n + more < b->cap) return true;
     size_t cap = b->cap ? b->cap : 256;
     while (cap <= b->n + more) cap *= 2;
-    char *ns = realloc(b->s, cap);
+    char *ns = zg__realloc(b->s, cap);
     if (!ns) {
         b->failed = true;
         return false;

@@ -31,6 +31,25 @@ int zg__fail(int code, const char *fmt, ...) ZG__PRINTF(2, 3);
 /* Same, for functions that return a pointer: returns NULL. */
 void *zg__fail_null(const char *fmt, ...) ZG__PRINTF(1, 2);
 
+/* ---- heap allocations (alloc.c) --------------------------------------- */
+
+/* Every malloc/calloc/realloc/aligned_alloc/strdup of the library goes
+ * through these (memory from them is released with free), so tests can
+ * make any one of them fail. */
+void *zg__malloc(size_t n);
+void *zg__calloc(size_t n, size_t size);
+void *zg__realloc(void *p, size_t n);
+void *zg__aligned_alloc(size_t align, size_t n);
+char *zg__strdup(const char *s);
+/* Testing: from now on, the n-th allocation (n >= 1) returns NULL, and with
+ * persistent every later one too; n < 0 only counts, n = 0 disarms. Resets
+ * both counters. */
+void zg__alloc_fail_after(int64_t n, bool persistent);
+/* Allocations attempted, and failures injected, since the last
+ * zg__alloc_fail_after (counted only while armed). */
+int64_t zg__alloc_count(void);
+int64_t zg__alloc_failed(void);
+
 /* ---- parallel loops (threads.c) --------------------------------------- */
 
 /* for (int64_t i = 0; i < n; i++) body, split across the OpenMP threads
@@ -108,8 +127,9 @@ void zg__sb_free(zg__strbuf *b);
  * or the new content, never a mix, whenever the process dies. fn names the
  * public caller in error messages. */
 typedef struct {
-    FILE *f;      /* write the content here */
-    char *tmp;    /* the temporary file's path (malloc'd) */
+    FILE *f;         /* write the content here */
+    char tmp[4200];  /* the temporary file's path: no allocation, so a save
+                      * that failed for memory can still restore files */
     const char *fn, *path;
 } zg__atomic_file;
 /* Creates the temporary file. */
