@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "ops/ops_internal.h"
 
 #define SHAPE(...) ((int64_t[]){__VA_ARGS__}), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
@@ -593,4 +594,38 @@ TEST(matmul_broadcast_gradcheck) {
         zg_tensor_free(in[1]);
         zg_arena_reset();
     }
+}
+
+/* The GPT's packed attention reads the heads from qkv [B, T, 3C] in place:
+ * the same bits as split, transposes, the fused op and the transpose back,
+ * in the output and in d(qkv). */
+TEST(attention_packed_same_bits_as_split_heads) {
+    zg_manual_seed(24);
+    const int64_t B = 2, T = 70, C = 24, nh = 3, hs = C / nh;
+    zg_tensor *qkv = zgt_param(zg_randn(SHAPE(B, T, 3 * C))), *gy = zg_randn(SHAPE(B, T, C));
+    zg_tensor *y[2], *g[2];
+    for (int path = 0; path < 2; path++) {
+        zg_tensor_zero_grad(qkv, true);
+        zg_tensor *out;
+        if (path == 0) {
+            out = zg__attention_packed(qkv, nh);
+        } else {
+            zg_tensor *part[3];
+            CHECK(zg_split(qkv, C, 2, part, 3) == 3);
+            for (int i = 0; i < 3; i++) part[i] = zg_transpose(zg_reshape(part[i], SHAPE(B, T, nh, hs)), 1, 2);
+            out = zg_reshape(zg_transpose(zg_scaled_dot_product_attention(part[0], part[1], part[2], NULL, true, 0), 1, 2),
+                             SHAPE(B, T, C));
+        }
+        CHECK_PTR(out);
+        CHECK_OK(zg_backward(out, &(zg_backward_opts){.grad = gy}));
+        y[path] = zg_tensor_clone(out);
+        g[path] = zg_tensor_clone(zg_tensor_grad(qkv));
+        zg_arena_reset();
+    }
+    CHECK(same_bits(y[0], y[1]));
+    CHECK(same_bits(g[0], g[1]));
+    CHECK_NULL_ERR(zg__attention_packed(gy, 5), "must be [B, T, 3 C] with C a multiple of the 5 heads");
+    zg_tensor *tfs[] = {qkv, gy, y[0], y[1], g[0], g[1]};
+    for (int i = 0; i < 6; i++) zg_tensor_free(tfs[i]);
+    zg_arena_reset();
 }

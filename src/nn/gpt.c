@@ -8,6 +8,8 @@
  *   each block: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))
  *     attn: q, k, v = split(c_attn(x), C) -> [B, nh, T, hs] each,
  *           y = causal attention, [B, T, C] again, resid_drop(c_proj(y))
+ *           (one op reading the heads from c_attn's output in place,
+ *           zg__attention_packed; with dropout in training, the ops)
  *     mlp:  dropout(c_proj(gelu(c_fc(x)))), c_fc C -> 4C
  *   logits = ln_f(x) wte^T                                       [B, T, V]
  * Parameter names follow nanoGPT's state_dict: transformer.wte.weight,
@@ -57,13 +59,18 @@ static zg_tensor *attention_with_dropout(zg_tensor *q, zg_tensor *k, zg_tensor *
 static zg_tensor *attn_forward(zg_module *m, zg_tensor *x) {
     if (x->ndim != 3) return zg__fail_null("expected x [B, T, C]");
     const int64_t B = x->shape[0], T = x->shape[1], C = x->shape[2], nh = m->iv[0], hs = C / nh;
-    zg_tensor *qkv = call(m->children[ATTN_C_ATTN], x), *part[3];
-    if (!qkv || zg_split(qkv, C, 2, part, 3) != 3) return NULL;
-    for (int i = 0; i < 3; i++) part[i] = zg_transpose(zg_reshape(part[i], (int64_t[]){B, T, nh, hs}, 4), 1, 2);
-    zg_tensor *y = m->training && m->sc[0] > 0.0f
-                       ? attention_with_dropout(part[0], part[1], part[2], m->sc[0])
-                       : zg_scaled_dot_product_attention(part[0], part[1], part[2], NULL, true, 0.0f);
-    y = zg_reshape(zg_transpose(y, 1, 2), (int64_t[]){B, T, C}, 3);
+    zg_tensor *qkv = call(m->children[ATTN_C_ATTN], x), *y;
+    if (!qkv) return NULL;
+    if (m->training && m->sc[0] > 0.0f) {
+        zg_tensor *part[3];
+        if (zg_split(qkv, C, 2, part, 3) != 3) return NULL;
+        for (int i = 0; i < 3; i++) part[i] = zg_transpose(zg_reshape(part[i], (int64_t[]){B, T, nh, hs}, 4), 1, 2);
+        y = attention_with_dropout(part[0], part[1], part[2], m->sc[0]);
+        y = zg_reshape(zg_transpose(y, 1, 2), (int64_t[]){B, T, C}, 3);
+    } else {
+        /* the heads read straight from c_attn's output: no split, no transposes */
+        y = zg__attention_packed(qkv, nh);
+    }
     if (!y) return NULL;
     return call(m->children[ATTN_RESID_DROP], call(m->children[ATTN_C_PROJ], y));
 }

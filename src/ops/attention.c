@@ -31,9 +31,21 @@
  * below it a parallel region costs more than it saves. */
 #define PAR_MIN_WORK (INT64_C(1) << 20)
 
+/* Where head h's rows start in its tensor: (h / nh) * batch + (h % nh) *
+ * head + off floats in, rows ld floats apart. Separate q, k, v, o tensors
+ * hold their heads one after another (nh 1); a packed qkv [B, T, 3C] holds
+ * head j of batch b at columns j hs.. of q, then C and 2C further on. */
+typedef struct {
+    int64_t nh, batch, head, ld, off;
+} attn_layout;
+
+static inline int64_t head_at(const attn_layout *l, int64_t h) {
+    return (h / l->nh) * l->batch + (h % l->nh) * l->head + l->off;
+}
 
 typedef struct {
     int64_t N, T, S, E, Ev;
+    attn_layout q, k, v, o;
     float scale;
     bool causal;
     const float *mask;      /* NULL, or [T, S] per head at mask + head * mask_stride */
@@ -65,7 +77,8 @@ static float *attn_scratch(const attn_shape *sh) {
  * masked entries -inf. */
 static void block_scores(const attn_shape *sh, int64_t head, const float *Q, const float *K, int64_t i0, int64_t nr,
                          int64_t j0, int64_t nc, float *s) {
-    zg__sgemm(GEMM_FLAGS, false, true, nr, nc, sh->E, Q + i0 * sh->E, sh->E, K + j0 * sh->E, sh->E, 0.0f, s, BC);
+    const int64_t lq = sh->q.ld, lk = sh->k.ld;
+    zg__sgemm(GEMM_FLAGS, false, true, nr, nc, sh->E, Q + i0 * lq, lq, K + j0 * lk, lk, 0.0f, s, BC);
     const float *mk = sh->mask ? sh->mask + head * sh->mask_stride : NULL;
     for (int64_t r = 0; r < nr; r++) {
         float *row = s + r * BC;
@@ -86,9 +99,9 @@ static int64_t key_end(const attn_shape *sh, int64_t i0, int64_t nr) {
 /* One head's output o and lse. */
 static void attn_forward_head(const attn_shape *sh, int64_t h, const float *q, const float *k, const float *v,
                               float *o, float *lse, float *scr) {
-    const int64_t T = sh->T, S = sh->S, E = sh->E, Ev = sh->Ev;
-    const float *Q = q + h * T * E, *K = k + h * S * E, *V = v + h * S * Ev;
-    float *O = o + h * T * Ev, *L = lse + h * T;
+    const int64_t T = sh->T, E = sh->E, Ev = sh->Ev, lv = sh->v.ld, lo = sh->o.ld;
+    const float *Q = q + head_at(&sh->q, h), *K = k + head_at(&sh->k, h), *V = v + head_at(&sh->v, h);
+    float *O = o + head_at(&sh->o, h), *L = lse + h * T;
     float *s = scr, *acc = scr + 2 * BR * BC, *m = acc + BR * (Ev > E ? Ev : E), *l = m + BR;
     for (int64_t i0 = 0; i0 < T; i0 += BR) {
         const int64_t nr = T - i0 < BR ? T - i0 : BR, jend = key_end(sh, i0, nr);
@@ -114,11 +127,11 @@ static void attn_forward_head(const attn_shape *sh, int64_t h, const float *q, c
                 float *a = acc + r * Ev;
                 for (int64_t c = 0; c < Ev; c++) a[c] *= corr;
             }
-            zg__sgemm(GEMM_FLAGS, false, false, nr, Ev, nc, s, BC, V + j0 * Ev, Ev, 1.0f, acc, Ev);
+            zg__sgemm(GEMM_FLAGS, false, false, nr, Ev, nc, s, BC, V + j0 * lv, lv, 1.0f, acc, Ev);
         }
         for (int64_t r = 0; r < nr; r++) {
             const float inv = 1.0f / l[r]; /* l = 0 (every key masked): NaN below, as softmax gives */
-            float *orow = O + (i0 + r) * Ev;
+            float *orow = O + (i0 + r) * lo;
             for (int64_t c = 0; c < Ev; c++) orow[c] = l[r] > 0.0f ? acc[r * Ev + c] * inv : NAN;
             L[i0 + r] = m[r] + logf(l[r]);
         }
@@ -130,18 +143,20 @@ static void attn_backward_head(const attn_args *a, int64_t h, const float *q, co
                                const float *o, const float *go, float *dq, float *dk, float *dv, float *scr) {
     const attn_shape *sh = &a->sh;
     const int64_t T = sh->T, S = sh->S, E = sh->E, Ev = sh->Ev;
-    const float *Q = q + h * T * E, *K = k + h * S * E, *V = v + h * S * Ev, *O = o + h * T * Ev;
-    const float *dO = go + h * T * Ev, *L = a->lse + h * T;
-    float *dQ = dq ? dq + h * T * E : NULL, *dK = dk ? dk + h * S * E : NULL, *dV = dv ? dv + h * S * Ev : NULL;
+    const int64_t lq = sh->q.ld, lk = sh->k.ld, lv = sh->v.ld, lo = sh->o.ld;
+    const int64_t oq = head_at(&sh->q, h), ok = head_at(&sh->k, h), ov = head_at(&sh->v, h), oo = head_at(&sh->o, h);
+    const float *Q = q + oq, *K = k + ok, *V = v + ov, *O = o + oo, *dO = go + oo, *L = a->lse + h * T;
+    float *dQ = dq ? dq + oq : NULL, *dK = dk ? dk + ok : NULL, *dV = dv ? dv + ov : NULL;
     float *p = scr, *ds = scr + BR * BC, *D = ds + BR * BC;
-    if (dQ) memset(dQ, 0, (size_t)(T * E) * sizeof(float));
-    if (dK) memset(dK, 0, (size_t)(S * E) * sizeof(float));
-    if (dV) memset(dV, 0, (size_t)(S * Ev) * sizeof(float));
+    /* this head's rows only: heads of a packed tensor share its rows */
+    for (int64_t r = 0; r < T && dQ; r++) memset(dQ + r * lq, 0, (size_t)E * sizeof(float));
+    for (int64_t r = 0; r < S && dK; r++) memset(dK + r * lk, 0, (size_t)E * sizeof(float));
+    for (int64_t r = 0; r < S && dV; r++) memset(dV + r * lv, 0, (size_t)Ev * sizeof(float));
     for (int64_t i0 = 0; i0 < T; i0 += BR) {
         const int64_t nr = T - i0 < BR ? T - i0 : BR, jend = key_end(sh, i0, nr);
         for (int64_t r = 0; r < nr; r++) {
             double d = 0.0;
-            for (int64_t c = 0; c < Ev; c++) d += (double)dO[(i0 + r) * Ev + c] * O[(i0 + r) * Ev + c];
+            for (int64_t c = 0; c < Ev; c++) d += (double)dO[(i0 + r) * lo + c] * O[(i0 + r) * lo + c];
             D[r] = (float)d;
         }
         for (int64_t j0 = 0; j0 < jend; j0 += BC) {
@@ -149,14 +164,14 @@ static void attn_backward_head(const attn_args *a, int64_t h, const float *q, co
             block_scores(sh, h, Q, K, i0, nr, j0, nc, p);
             for (int64_t r = 0; r < nr; r++)
                 for (int64_t c = 0; c < nc; c++) p[r * BC + c] = expf(p[r * BC + c] - L[i0 + r]);
-            if (dV) zg__sgemm(GEMM_FLAGS, true, false, nc, Ev, nr, p, BC, dO + i0 * Ev, Ev, 1.0f, dV + j0 * Ev, Ev);
+            if (dV) zg__sgemm(GEMM_FLAGS, true, false, nc, Ev, nr, p, BC, dO + i0 * lo, lo, 1.0f, dV + j0 * lv, lv);
             /* ds = p (do v^T - D), scaled once here for both dq and dk */
-            zg__sgemm(GEMM_FLAGS, false, true, nr, nc, Ev, dO + i0 * Ev, Ev, V + j0 * Ev, Ev, 0.0f, ds, BC);
+            zg__sgemm(GEMM_FLAGS, false, true, nr, nc, Ev, dO + i0 * lo, lo, V + j0 * lv, lv, 0.0f, ds, BC);
             for (int64_t r = 0; r < nr; r++)
                 for (int64_t c = 0; c < nc; c++)
                     ds[r * BC + c] = p[r * BC + c] * (ds[r * BC + c] - D[r]) * sh->scale;
-            if (dQ) zg__sgemm(GEMM_FLAGS, false, false, nr, E, nc, ds, BC, K + j0 * E, E, 1.0f, dQ + i0 * E, E);
-            if (dK) zg__sgemm(GEMM_FLAGS, true, false, nc, E, nr, ds, BC, Q + i0 * E, E, 1.0f, dK + j0 * E, E);
+            if (dQ) zg__sgemm(GEMM_FLAGS, false, false, nr, E, nc, ds, BC, K + j0 * lk, lk, 1.0f, dQ + i0 * lq, lq);
+            if (dK) zg__sgemm(GEMM_FLAGS, true, false, nc, E, nr, ds, BC, Q + i0 * lq, lq, 1.0f, dK + j0 * lk, lk);
         }
     }
 }
@@ -197,6 +212,10 @@ static int attn_check(const char *fn, const zg_tensor *q, const zg_tensor *k, co
     if (!sh->T || !sh->S || !sh->E || !sh->Ev)
         return zg__fail(ZG_ERR_SHAPE, "%s: q %s, k %s, v %s: T, S, E and Ev must be positive", fn, sq, sk, svv);
     sh->N = q->numel / (sh->T * sh->E);
+    sh->q = (attn_layout){.nh = 1, .batch = sh->T * sh->E, .ld = sh->E};
+    sh->k = (attn_layout){.nh = 1, .batch = sh->S * sh->E, .ld = sh->E};
+    sh->v = (attn_layout){.nh = 1, .batch = sh->S * sh->Ev, .ld = sh->Ev};
+    sh->o = (attn_layout){.nh = 1, .batch = sh->T * sh->Ev, .ld = sh->Ev};
     sh->causal = causal;
     if (!mask) return ZG_OK;
     if (causal)
@@ -245,6 +264,64 @@ zg_tensor *zg_scaled_dot_product_attention(zg_tensor *q, zg_tensor *k, zg_tensor
         zg__save(n, q);
         zg__save(n, k);
         zg__save(n, v);
+        zg__save(n, o);
+        *ZG_NODE_ARGS(n, attn_args) = (attn_args){.sh = sh, .lse = lse};
+    }
+    return o;
+}
+
+/* ---- packed q, k, v: the GPT's layout ----------------------------------------- */
+
+/* d(qkv) of every head into one [B, T, 3C] gradient: each head fills its
+ * own columns of q, k and v. */
+static int attn_packed_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const attn_args *a = ZG_NODE_ARGS(n, attn_args);
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    const zg_tensor *qkv = n->saved[0], *o = n->saved[1];
+    if (!(gin[0] = zg__empty_like(qkv))) return ZG_ERR_NOMEM;
+    float *scratch = attn_scratch(&a->sh);
+    if (!scratch) return ZG_ERR_NOMEM;
+    const int64_t sf = attn_scratch_floats(&a->sh);
+    const float *X = zg__f32(qkv), *O = zg__f32(o), *G = zg__f32(gout);
+    float *dX = zg__f32(gin[0]);
+    ZG_PARALLEL_FOR(h, a->sh.N, par_min(&a->sh), {
+        float *scr = scratch + (int64_t)omp_get_thread_num() * sf;
+        attn_backward_head(a, h, X, X, X, O, G, dX, dX, dX, scr);
+    });
+    return ZG_OK;
+}
+
+zg_tensor *zg__attention_packed(zg_tensor *qkv, int64_t n_head) {
+    const char *fn = "zg__attention_packed";
+    if (zg__check_f32(fn, qkv, "qkv")) return NULL;
+    char sq[ZG_SHAPE_BUF];
+    zg__shape_str(qkv, sq, sizeof sq);
+    if (qkv->ndim != 3 || n_head < 1 || qkv->shape[2] % (3 * n_head) || qkv->shape[1] < 1 || qkv->shape[2] < 3)
+        return zg__fail_null("%s: qkv %s must be [B, T, 3 C] with C a multiple of the %lld heads", fn, sq,
+                             (long long)n_head);
+    const int64_t B = qkv->shape[0], T = qkv->shape[1], C3 = qkv->shape[2], C = C3 / 3, hs = C / n_head;
+    attn_shape sh = {.N = B * n_head, .T = T, .S = T, .E = hs, .Ev = hs, .causal = true};
+    sh.q = (attn_layout){.nh = n_head, .batch = T * C3, .head = hs, .ld = C3, .off = 0};
+    sh.k = sh.q;
+    sh.k.off = C;
+    sh.v = sh.q;
+    sh.v.off = 2 * C;
+    sh.o = (attn_layout){.nh = n_head, .batch = T * C, .head = hs, .ld = C};
+    sh.scale = (float)(1.0 / sqrt((double)hs));
+    zg_tensor *o = zg__empty(ZG_FLOAT32, (int64_t[]){B, T, C}, 3);
+    float *lse = zg__arena_alloc((size_t)(sh.N ? sh.N * T : 1) * sizeof(float));
+    float *scratch = attn_scratch(&sh);
+    if (!o || !lse || !scratch) return NULL;
+    const int64_t sf = attn_scratch_floats(&sh);
+    const float *X = zg__f32(qkv);
+    float *O = zg__f32(o);
+    ZG_PARALLEL_FOR(h, sh.N, par_min(&sh), {
+        float *scr = scratch + (int64_t)omp_get_thread_num() * sf;
+        attn_forward_head(&sh, h, X, X, X, O, lse, scr);
+    });
+    zg__node *n = ZG_RECORD(attn_args, "scaled_dot_product_attention", attn_packed_backward, o, &qkv, 1);
+    if (n) {
+        zg__save(n, qkv);
         zg__save(n, o);
         *ZG_NODE_ARGS(n, attn_args) = (attn_args){.sh = sh, .lse = lse};
     }

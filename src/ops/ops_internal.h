@@ -20,4 +20,12 @@ zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim);
 zg_tensor *zg__conv2d_pool2(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
                             const int dilation[2], int groups, bool relu);
 
+/* Causal attention over a packed projection (the GPT's c_attn output):
+ * qkv [B, T, 3C] holds q, k, v side by side, each C = n_head x hs columns;
+ * returns y [B, T, C] with the heads side by side again, scale 1/sqrt(hs).
+ * The same values as splitting, transposing to [B, n_head, T, hs], the
+ * fused attention and transposing back, without those copies (and their
+ * zero-filled gradients in backward). */
+zg_tensor *zg__attention_packed(zg_tensor *qkv, int64_t n_head);
+
 #endif
