@@ -219,8 +219,7 @@ static int attn_check(const char *fn, const zg_tensor *q, const zg_tensor *k, co
     sh->causal = causal;
     if (!mask) return ZG_OK;
     if (causal)
-        return zg__fail(ZG_ERR_ARG, "%s: pass attn_mask or is_causal, not both (as PyTorch: the causal mask is built in)",
-                        fn);
+        return zg__fail(ZG_ERR_ARG, "%s: pass attn_mask or is_causal, not both (as PyTorch)", fn);
     if (zg__check_f32(fn, mask, "attn_mask")) return ZG_ERR_ARG;
     if (mask->requires_grad) return zg__fail(ZG_ERR_ARG, "%s: an attn_mask that requires grad is not supported", fn);
     char sm[ZG_SHAPE_BUF];

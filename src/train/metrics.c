@@ -84,8 +84,9 @@ int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epo
         int64_t epoch, steps;
         const char *dup = NULL;
         bool ok = o->type == ZG_JSON_OBJECT && zg__json_duplicate_key(o, &dup) == 0 && !dup &&
-                  get_int(o, "epoch", i + 1, i + 1, &epoch) && get_int(o, "steps", 0, ZG__MAX_COUNT, &steps) && get_num(o, "train_loss", &m[i].train_loss) &&
-                  get_num(o, "test_loss", &m[i].test_loss) && get_num(o, "test_acc", &m[i].test_acc) &&
+                  get_int(o, "epoch", i + 1, i + 1, &epoch) && get_int(o, "steps", 0, ZG__MAX_COUNT, &steps) &&
+                  get_num(o, "train_loss", &m[i].train_loss) && get_num(o, "test_loss", &m[i].test_loss) &&
+                  get_num(o, "test_acc", &m[i].test_acc) &&
                   get_num(o, "seconds", &m[i].seconds) && get_num(o, "lr", &m[i].lr);
         if (!ok) {
             free(m);

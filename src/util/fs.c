@@ -178,7 +178,8 @@ int zg__read_small(const char *fn, int at_fd, const char *name, const char *show
             n += (size_t)k;
         }
         if (!rc && n >= cap)
-            rc = zg__fail(ZG_ERR_FORMAT, "%s: '%s' is larger than %zu bytes, not a file zgrad wrote", fn, shown, cap - 1);
+            rc = zg__fail(ZG_ERR_FORMAT, "%s: '%s' is larger than %zu bytes, not a file zgrad wrote", fn, shown,
+                          cap - 1);
     }
     close(fd);
     if (rc) return rc;
