@@ -17,7 +17,6 @@
 #define BATCH 12
 #define BLOCK 64
 #define EVAL_ITERS 200
-#define MAXP 64
 
 static double lr_at(int it, int iters) {
     if (it < 100) return 1e-3 * (it + 1) / 101.0;
@@ -69,18 +68,10 @@ int main(int argc, char **argv) {
     zg_manual_seed((uint64_t)seed);
     zg_module *m = zg_nn_gpt(&c);
     if (!m) return die("the model");
-    zg_tensor *p[MAXP], *decay[MAXP], *rest[MAXP];
-    int n = zg_module_params(m, p, MAXP), nd = 0, nr = 0;
-    for (int i = 0; i < n; i++) {
-        if (zg_tensor_ndim(p[i]) >= 2) decay[nd++] = p[i];
-        else rest[nr++] = p[i];
-    }
     zg_optim_config oc = zg_optim_defaults(ZG_ADAMW);
     oc.lr = 1e-3;
     oc.beta2 = 0.99;
-    const zg_hp wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.1}}, no_wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.0}};
-    const zg_param_group g[2] = {{decay, nd, wd, 1}, {rest, nr, no_wd, 1}};
-    zg_optim *o = zg_optim_new_groups(ZG_ADAMW, g, 2, &oc);
+    zg_optim *o = zg_optim_new_decay_split(ZG_ADAMW, m, 0.1, &oc);
     if (!o) return die("the optimizer");
     for (int it = 0; it < iters; it++) {
         for (int k = 0; k < 2; k++) zg_optim_set_hparam(o, k, ZG_HP_LR, lr_at(it, iters));

@@ -95,19 +95,11 @@ static zg_module *build_gpt(int kind, int64_t vocab) {
 }
 
 /* nanoGPT's AdamW: weight decay 0.1 on tensors of dim >= 2, betas (0.9, 0.99). */
-static zg_optim *gpt_optim(zg_tensor *const *params, int n, double lr) {
-    zg_tensor *decay[96], *rest[96];
-    int nd = 0, nr = 0;
-    for (int i = 0; i < n; i++) {
-        if (zg_tensor_ndim(params[i]) >= 2) decay[nd++] = params[i];
-        else rest[nr++] = params[i];
-    }
+static zg_optim *gpt_optim(const zg_module *m, double lr) {
     zg_optim_config c = zg_optim_defaults(ZG_ADAMW);
     c.lr = lr;
     c.beta2 = 0.99;
-    const zg_hp wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.1}}, no_wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.0}};
-    const zg_param_group g[2] = {{decay, nd, wd, 1}, {rest, nr, no_wd, 1}};
-    return zg_optim_new_groups(ZG_ADAMW, g, 2, &c);
+    return zg_optim_new_decay_split(ZG_ADAMW, m, 0.1, &c);
 }
 
 static void die(const char *what) {
@@ -201,7 +193,7 @@ static int gpt_run(const workload *w, int threads, int steps, int warmup, const 
     if (!model) die("model");
     zg_tensor *params[96];
     const int n_params = zg_module_params(model, params, 96);
-    zg_optim *opt = gpt_optim(params, n_params, w->lr);
+    zg_optim *opt = gpt_optim(model, w->lr);
     if (!opt) die("optimizer");
     const int64_t block = zg_module_param_by_name(model, "transformer.wpe.weight")
                               ? zg_tensor_size(zg_module_param_by_name(model, "transformer.wpe.weight"), 0)

@@ -27,7 +27,6 @@
 #define BATCH 8
 #define BLOCK 32
 #define SEED 7
-#define MAXP 64
 
 /* A small language: a few sentences that repeat with variations. */
 static char *builtin_text(int64_t *n) {
@@ -48,22 +47,6 @@ typedef struct {
     zg_optim *opt;
 } run;
 
-/* nanoGPT's groups: weight decay 0.1 on tensors of dim >= 2 only. */
-static zg_optim *gpt_adamw(zg_module *m) {
-    zg_tensor *p[MAXP], *decay[MAXP], *rest[MAXP];
-    int n = zg_module_params(m, p, MAXP), nd = 0, nr = 0;
-    for (int i = 0; i < n; i++) {
-        if (zg_tensor_ndim(p[i]) >= 2) decay[nd++] = p[i];
-        else rest[nr++] = p[i];
-    }
-    zg_optim_config c = zg_optim_defaults(ZG_ADAMW);
-    c.lr = 3e-3;
-    c.beta2 = 0.99;
-    const zg_hp wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.1}}, no_wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.0}};
-    const zg_param_group g[2] = {{decay, nd, wd, 1}, {rest, nr, no_wd, 1}};
-    return zg_optim_new_groups(ZG_ADAMW, g, 2, &c);
-}
-
 static int make_run(run *r, int64_t vocab) {
     zg_gpt_config c = zg_gpt_config_default();
     c.vocab_size = vocab;
@@ -73,7 +56,11 @@ static int make_run(run *r, int64_t vocab) {
     c.n_embd = 32;
     zg_manual_seed(SEED);
     r->model = zg_nn_gpt(&c);
-    r->opt = r->model ? gpt_adamw(r->model) : NULL;
+    zg_optim_config oc = zg_optim_defaults(ZG_ADAMW);
+    oc.lr = 3e-3;
+    oc.beta2 = 0.99;
+    /* nanoGPT's groups: weight decay 0.1 on tensors of dim >= 2 only */
+    r->opt = r->model ? zg_optim_new_decay_split(ZG_ADAMW, r->model, 0.1, &oc) : NULL;
     return r->opt ? 0 : -1;
 }
 

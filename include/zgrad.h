@@ -285,6 +285,9 @@ ZG_API zg_tensor *zg_narrow(zg_tensor *a, int dim, int64_t start, int64_t length
  * (torch.split with an int): the number of pieces, or an error if they
  * are more than max_out. */
 ZG_API int zg_split(zg_tensor *a, int64_t split_size, int dim, zg_tensor **out, int max_out);
+/* torch.chunk: pieces of ceil(size / chunks) along dim (so possibly fewer
+ * than chunks); the number of pieces, as zg_split. */
+ZG_API int zg_chunk(zg_tensor *a, int64_t chunks, int dim, zg_tensor **out, int max_out);
 
 /* Transformer ops. */
 /* weight [V, D], indices int64 [*] -> [*, D]: rows of weight. padding_idx
@@ -489,6 +492,11 @@ ZG_API zg_optim *zg_optim_new(zg_optim_kind kind, zg_tensor *const *params, int 
 ZG_API zg_optim *zg_optim_new_groups(zg_optim_kind kind, const zg_param_group *groups, int n_groups,
                                      const zg_optim_config *config);
 ZG_API int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group);
+/* nanoGPT's configure_optimizers for module m: group 0 the tensors of
+ * dim >= 2 (weights, embeddings) with weight_decay, group 1 the rest
+ * (biases, norm weights) with none (a group is left out when empty). */
+ZG_API zg_optim *zg_optim_new_decay_split(zg_optim_kind kind, const zg_module *m, double weight_decay,
+                                          const zg_optim_config *config);
 ZG_API void zg_optim_free(zg_optim *opt);
 
 /* Clears the grads of this optimizer's parameters only. */

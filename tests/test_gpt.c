@@ -183,22 +183,16 @@ TEST(parity_gpt_adamw_training) {
         return;
     }
     const int np = zg_module_num_params(m);
-    zg_tensor *decay[64], *no_decay[64];
-    int nd = 0, nn = 0;
     for (int i = 0; i < np; i++) {
         zg_tensor *p = zg_module_param(m, i);
         const zg_tensor *init = zgt_ref_get(st, "init.%s", zg_module_param_name(m, i));
         if (init) memcpy(zg_tensor_data(p), zg_tensor_data((zg_tensor *)init), (size_t)zg_tensor_numel(p) * sizeof(float));
-        if (zg_tensor_ndim(p) >= 2) decay[nd++] = p;
-        else no_decay[nn++] = p;
     }
     zg_optim_config oc = zg_optim_defaults(ZG_ADAMW);
     oc.lr = 1e-3;
     oc.beta2 = 0.99;
     oc.eps = 1e-8;
-    const zg_hp wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.1}}, no_wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.0}};
-    const zg_param_group groups[2] = {{decay, nd, wd, 1}, {no_decay, nn, no_wd, 1}};
-    zg_optim *opt = zg_optim_new_groups(ZG_ADAMW, groups, 2, &oc);
+    zg_optim *opt = zg_optim_new_decay_split(ZG_ADAMW, m, 0.1, &oc);
     CHECK_PTR(opt);
     const zg_tensor *ref_loss = zgt_ref_get(st, "loss");
     double worst = 0;
@@ -289,4 +283,30 @@ TEST(gpt_generate_greedy_seeded_and_top_k) {
     zg_module_free(m);
     zg_tensor_free(zeros);
     zg_arena_reset();
+}
+
+/* nanoGPT's configure_optimizers: decay on the matrices only. */
+TEST(optim_decay_split_groups_as_nanogpt) {
+    zg_gpt_config c = tiny();
+    zg_module *m = zg_nn_gpt(&c);
+    CHECK_PTR(m);
+    if (!m) return;
+    zg_optim *o = zg_optim_new_decay_split(ZG_ADAMW, m, 0.1, NULL);
+    CHECK_PTR(o);
+    if (!o) return;
+    CHECK(zg_optim_num_groups(o) == 2);
+    CHECK(zg_optim_get_hparam(o, 0, ZG_HP_WEIGHT_DECAY) == 0.1 && zg_optim_get_hparam(o, 1, ZG_HP_WEIGHT_DECAY) == 0.0);
+    /* wte, wpe, and per layer c_attn, c_proj, c_fc, c_proj weights: 2 + 4 * 2 */
+    CHECK(zg_optim_group_size(o, 0) == 10 && zg_optim_group_size(o, 1) == zg_module_num_params(m) - 10);
+    CHECK(zg_optim_group_param(o, 0, 0) == zg_module_param_by_name(m, "transformer.wte.weight"));
+    CHECK(zg_optim_group_param(o, 1, 0) == zg_module_param_by_name(m, "transformer.h.0.ln_1.weight"));
+    for (int i = 0; i < zg_optim_group_size(o, 1); i++) CHECK(zg_tensor_ndim(zg_optim_group_param(o, 1, i)) == 1);
+    zg_optim_free(o);
+    zg_module *ln = zg_nn_layer_norm(4, 1e-5f, true, true); /* no matrix: one group, no decay */
+    o = zg_optim_new_decay_split(ZG_ADAMW, ln, 0.1, NULL);
+    CHECK(o && zg_optim_num_groups(o) == 1 && zg_optim_get_hparam(o, 0, ZG_HP_WEIGHT_DECAY) == 0.0);
+    zg_optim_free(o);
+    CHECK_NULL_ERR(zg_optim_new_decay_split(ZG_ADAMW, NULL, 0.1, NULL), "module is NULL");
+    zg_module_free(ln);
+    zg_module_free(m);
 }

@@ -479,6 +479,11 @@ TEST(narrow_and_split_take_ranges) {
     CHECK_VALUES(zg_tensor_grad(a), ((float[]){1, 101, 101, 10, 1, 101, 101, 10, 1, 101, 101, 10, 1, 101, 101, 10, 1,
                                                101, 101, 10, 1, 101, 101, 10}),
                  24, 0);
+    /* torch.chunk(a, 3, dim=1) of a size-3 dim: three pieces of 1; chunk(a, 3, -1) of 4: 2 + 2 */
+    CHECK(zg_chunk(a, 3, 1, p, 4) == 3 && zg_tensor_size(p[2], 1) == 1);
+    CHECK(zg_chunk(a, 3, -1, p, 4) == 2 && zg_tensor_size(p[0], 2) == 2 && zg_tensor_size(p[1], 2) == 2);
+    CHECK_VALUES(p[1], ((float[]){2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23}), 12, 0);
+    CHECK_ERR(zg_chunk(a, 0, 1, p, 4), "chunks 0 must be positive");
     CHECK_NULL_ERR(zg_narrow(a, 2, 3, 2), "start 3, length 2 out of range for dim 2 of size 4");
     CHECK_ERR(zg_split(a, 1, 2, p, 3), "4 pieces of dim 2");
     zg_tensor_free(a);

@@ -75,3 +75,14 @@ int zg_split(zg_tensor *a, int64_t split_size, int dim, zg_tensor **out, int max
     }
     return (int)pieces;
 }
+
+int zg_chunk(zg_tensor *a, int64_t chunks, int dim, zg_tensor **out, int max_out) {
+    const char *fn = "zg_chunk";
+    if (zg__check_f32(fn, a, "input")) return ZG_ERR_ARG;
+    int d = zg__wrap_dim(fn, dim, a->ndim);
+    if (d < 0) return ZG_ERR_ARG;
+    if (chunks <= 0) return zg__fail(ZG_ERR_ARG, "%s: chunks %lld must be positive", fn, (long long)chunks);
+    /* torch.chunk: pieces of ceil(size / chunks), so there may be fewer */
+    const int64_t size = a->shape[d], piece = size ? (size + chunks - 1) / chunks : 1;
+    return zg_split(a, piece, d, out, max_out);
+}

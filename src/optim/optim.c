@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* ---- tables ----------------------------------------------------------- */
 
@@ -339,6 +340,32 @@ zg_optim *zg_optim_new(zg_optim_kind kind, zg_tensor *const *params, int n_param
 zg_optim *zg_optim_new_groups(zg_optim_kind kind, const zg_param_group *groups, int n_groups,
                               const zg_optim_config *config) {
     return create("zg_optim_new_groups", kind, groups, n_groups, config);
+}
+
+/* nanoGPT's configure_optimizers: weight decay only on the matrices
+ * (tensors of dim >= 2: Linear weights, embeddings), none on biases and
+ * norm weights. Group 0 holds the decayed tensors, group 1 the rest, each
+ * in the module's parameter order. */
+zg_optim *zg_optim_new_decay_split(zg_optim_kind kind, const zg_module *m, double weight_decay,
+                                   const zg_optim_config *config) {
+    const char *fn = "zg_optim_new_decay_split";
+    if (!m) return zg__fail_null("%s: module is NULL", fn);
+    const int n = zg_module_num_params(m);
+    zg_tensor **all = zg__calloc((size_t)(2 * n + 2), sizeof *all);
+    if (!all) return zg__fail_null("%s: out of memory", fn);
+    zg_tensor **decay = all, **rest = all + n + 1;
+    int nd = 0, nr = 0;
+    for (int i = 0; i < n; i++) {
+        zg_tensor *p = zg_module_param(m, i);
+        if (p->ndim >= 2) decay[nd++] = p;
+        else rest[nr++] = p;
+    }
+    const zg_hp wd[1] = {{ZG_HP_WEIGHT_DECAY, weight_decay}}, no_wd[1] = {{ZG_HP_WEIGHT_DECAY, 0.0}};
+    const zg_param_group g[2] = {{decay, nd, wd, 1}, {rest, nr, no_wd, 1}};
+    /* a module with no matrices (or nothing else) gets the one group it has */
+    zg_optim *opt = create(fn, kind, nd ? g : g + 1, (nd > 0) + (nr > 0), config);
+    free(all);
+    return opt;
 }
 
 int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group) {
