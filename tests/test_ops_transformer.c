@@ -422,6 +422,33 @@ TEST(attention_fused_matches_the_plain_path) {
     }
 }
 
+/* The mask is the caller's: changed or freed after the forward, the
+ * backward still uses the values the forward saw. */
+TEST(attention_backward_keeps_its_own_mask) {
+    zg_manual_seed(25);
+    zg_tensor *q = zgt_param(zg_randn(SHAPE(2, 5, 4))), *k = zgt_param(zg_randn(SHAPE(2, 6, 4)));
+    zg_tensor *v = zgt_param(zg_randn(SHAPE(2, 6, 3))), *gy = zg_randn(SHAPE(2, 5, 3));
+    zg_tensor *mask0 = zg_randn(SHAPE(5, 6)), *g[2] = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        zg_tensor *mask = zg_tensor_clone(mask0);
+        zg_tensor_zero_grad(q, true);
+        zg_tensor *y = zg_scaled_dot_product_attention(q, k, v, mask, false, 0);
+        CHECK_PTR(y);
+        if (pass == 1) { /* the caller reuses its mask, then frees it */
+            for (int i = 0; i < 30; i++) zg_tensor_data(mask)[i] = 100.0f * (float)i;
+            zg_tensor_free(mask);
+            mask = NULL;
+        }
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = gy}));
+        g[pass] = zg_tensor_clone(zg_tensor_grad(q));
+        zg_tensor_free(mask);
+        zg_arena_reset();
+    }
+    CHECK(same_bits(g[0], g[1]));
+    zg_tensor *tfs[] = {q, k, v, gy, mask0, g[0], g[1]};
+    for (int i = 0; i < 7; i++) zg_tensor_free(tfs[i]);
+}
+
 TEST(attention_errors) {
     zg_tensor *q = zg_randn(SHAPE(2, 4, 3)), *k = zg_randn(SHAPE(2, 5, 3)), *v = zg_randn(SHAPE(2, 5, 2));
     zg_tensor *k4 = zg_randn(SHAPE(2, 5, 4)), *m = zg_zeros(SHAPE(4, 4)), *ok = zg_zeros(SHAPE(4, 5));

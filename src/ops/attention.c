@@ -264,6 +264,14 @@ zg_tensor *zg_scaled_dot_product_attention(zg_tensor *q, zg_tensor *k, zg_tensor
         zg__save(n, k);
         zg__save(n, v);
         zg__save(n, o);
+        if (attn_mask) {
+            /* backward reads the mask again: a copy, as the caller may
+             * change or free theirs before it runs */
+            float *copy = zg__arena_alloc((size_t)attn_mask->numel * sizeof(float));
+            if (!copy) return NULL;
+            memcpy(copy, sh.mask, (size_t)attn_mask->numel * sizeof(float));
+            sh.mask = copy;
+        }
         *ZG_NODE_ARGS(n, attn_args) = (attn_args){.sh = sh, .lse = lse};
     }
     return o;
