@@ -43,7 +43,7 @@ static int embedding_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     memset(dW, 0, (size_t)gw->numel * sizeof(float));
     /* Two column halves when the work is large enough to share. */
     const int64_t halves = a->n * D >= PAR_MIN_ELEMS && D >= 32 ? 2 : 1;
-    ZG_PARALLEL_FOR(h, halves, 1, {
+    ZG_PARALLEL_FOR(h, halves, 2, {
         const int64_t c0 = D * h / halves, c1 = D * (h + 1) / halves;
         embedding_backward_cols(a, G, dW, D, c0, c1);
     });
