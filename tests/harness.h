@@ -132,8 +132,9 @@ bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn 
  * runs `/usr/bin/python3 sources[0] DIR` once. On failure it fails the
  * running case with what to do (run scripts/setup): never a silent pass. */
 /* A new empty directory under /tmp (one of 16 rotating names; the test
- * fails and NULL comes back when it cannot be made), and its removal with
- * its files and empty subdirectories (tests/tmpdir.c). */
+ * fails and NULL comes back when it cannot be made), and the removal of a
+ * directory with everything under it; symlinks are removed, never followed
+ * (tests/tmpdir.c). */
 char *zgt_temp_dir(void);
 void zgt_remove_dir(const char *dir);
 

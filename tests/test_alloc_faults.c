@@ -293,21 +293,6 @@ static void scratch_dir(char *out, size_t n) {
     if (!mkdtemp(out)) zgt_fail(__FILE__, __LINE__, "mkdtemp %s failed", out);
 }
 
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (zg__is_dir(p)) remove_tree(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -411,7 +396,7 @@ static void read_teardown(void *p) {
         CHECK(zg_text_num_tokens(c->text, false) + zg_text_num_tokens(c->text, true) == LONG_FILE &&
               zg_text_vocab_size(c->text) == 26);
     zg_text_free(c->text);
-    remove_tree(c->dir);
+    zgt_remove_dir(c->dir);
 }
 
 static void nothing_kept(void *p) { (void)p; }
@@ -536,7 +521,7 @@ static void save_teardown(void *p) {
     zg_optim_free(c->opt);
     zg_module_free(c->model);
     tree_free(&c->before);
-    remove_tree(c->dir);
+    zgt_remove_dir(c->dir);
     zg_arena_reset();
 }
 
@@ -746,7 +731,7 @@ static void data_teardown(void *p) {
     data_ctx *c = p;
     zg_loader_free(c->ld);
     zg_dataset_free(c->ds);
-    remove_tree(c->dir);
+    zgt_remove_dir(c->dir);
     zg_arena_reset();
 }
 
@@ -836,7 +821,7 @@ static void copy_tree(const char *from, const char *to) {
 
 static void run_setup(void *p) {
     run_ctx *c = p;
-    remove_tree(c->run);
+    zgt_remove_dir(c->run);
     copy_tree(c->tmpl, c->run);
 }
 
@@ -865,7 +850,7 @@ static void run_intact(void *p) {
 
 static void run_teardown(void *p) {
     run_ctx *c = p;
-    remove_tree(c->run);
+    zgt_remove_dir(c->run);
     zg_arena_reset();
 }
 
@@ -895,5 +880,5 @@ TEST(alloc_faults_training_run_resume) {
     const fault_case fc = {"training run (resume)", run_setup, run_op, run_intact, run_teardown, 8};
     sweep(&fc, &c);
     free(c.ref_model);
-    remove_tree(c.root);
+    zgt_remove_dir(c.root);
 }

@@ -28,10 +28,7 @@ static bool setup(void) {
 }
 
 __attribute__((destructor)) static void remove_tmp(void) {
-    if (strncmp(tmp_root, "/tmp/zgrad-exit-", 16) != 0) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
-    if (system(cmd) != 0) fprintf(stderr, "test_cli_exit: could not remove %s\n", tmp_root);
+    if (!strncmp(tmp_root, "/tmp/zgrad-exit-", 16)) zgt_remove_dir(tmp_root);
 }
 
 #define REQUIRE_SETUP()                                                                                  \

@@ -26,10 +26,7 @@
 static char *root;
 
 __attribute__((destructor)) static void remove_root(void) {
-    if (!root || strncmp(root, "/tmp/zgt_", 9) != 0) return;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    if (system(cmd) != 0) fprintf(stderr, "test_rundir: could not remove %s\n", root);
+    if (root) zgt_remove_dir(root);
 }
 
 static bool ready(void) {

@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char *zgt_temp_dir(void) {
@@ -22,11 +24,14 @@ void zgt_remove_dir(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
-    char p[512];
+    char p[1024];
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (remove(p) != 0) rmdir(p);
+        /* lstat: a symlink goes itself, never what it points to */
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) zgt_remove_dir(p);
+        else unlink(p);
     }
     closedir(d);
     rmdir(dir);
