@@ -637,8 +637,10 @@ ZG_API zg_module *zg_model_default_cnn(void);
  * (n >= 2); {784, 256, 128, 10} is `zgrad train --model mlp`. */
 ZG_API zg_module *zg_model_mlp(const int64_t *sizes, int n);
 
-typedef enum { ZG_MODEL_CNN = 0, ZG_MODEL_MLP = 1 } zg_model_kind;
-/* "cnn" / "mlp" -> kind, and "sgd", "adam", "adamw", "rmsprop", "adagrad"
+/* cnn and mlp train on an MNIST-format data set; gpt is a character-level
+ * (or byte-level) GPT trained on a text (zg_nn_gpt, zg_text). */
+typedef enum { ZG_MODEL_CNN = 0, ZG_MODEL_MLP = 1, ZG_MODEL_GPT = 2 } zg_model_kind;
+/* "cnn" / "mlp" / "gpt" -> kind, and "sgd", "adam", "adamw", "rmsprop", "adagrad"
  * -> zg_optim_kind; -1 for an unknown name. The reverse gives the name. */
 ZG_API int zg_train_model_kind(const char *name);
 ZG_API const char *zg_train_model_name(zg_model_kind kind);
@@ -699,9 +701,34 @@ typedef struct {
      * its backward wrote gradients (inject_bad_backward), or gives a NaN
      * loss (inject_nan_loss, inject_nan_count batches in a row). */
     int64_t inject_bad_batch, inject_bad_backward, inject_nan_loss, inject_nan_count;
+    /* Adam and AdamW: < 0 keeps the optimizer's (0.9, 0.999). */
+    double beta1, beta2;
+    /* --model gpt: a language model on a text (the data and image options
+     * above do not apply; limits must be 0). Its "epochs" are evaluation
+     * intervals: epochs = ceil(iters / eval_interval) (derived, the field is
+     * ignored), each ending with the validation loss over eval_iters
+     * batches, metrics and a checkpoint. test_loss / test_acc are then the
+     * validation split's loss and next-token accuracy. */
+    char text_path[4096];           /* "": the corpus named below */
+    char corpus[64];                /* "shakespeare": NAME.txt in $ZGRAD_CORPUS_DIR, else
+                                     * ${XDG_CACHE_HOME:-~/.cache}/zgrad/corpus
+                                     * (scripts/setup-corpus installs it) */
+    zg_text_vocab text_vocab;       /* CHAR */
+    double val_fraction;            /* 0.1: the last 10% of the tokens validate */
+    zg_gpt_config gpt;              /* zg_gpt_config_default(); vocab_size from the text */
+    int64_t iters;                  /* 2000 optimizer steps */
+    int64_t eval_interval;          /* 250 steps between evaluations */
+    int64_t eval_iters;             /* 20 validation batches per evaluation */
 } zg_train_config;
 
+/* The defaults of `zgrad train` (the CNN's). */
 ZG_API zg_train_config zg_train_config_defaults(void);
+/* The defaults for a model: cnn and mlp as above; gpt: nanoGPT's CPU recipe
+ * for shakespeare_char: 4 layers, 4 heads, 128 embd, block 64, dropout 0,
+ * batch 12, AdamW lr 1e-3 betas (0.9, 0.99) weight decay 0.1 on tensors of
+ * dim >= 2 (zg_optim_new_decay_split), 100 warm-up steps then cosine to
+ * 1e-4 at the last step, clip norm 1.0, 2000 steps. */
+ZG_API zg_train_config zg_train_config_for_model(zg_model_kind model);
 /* Threads for OpenMP loops and OpenBLAS (n >= 1). */
 ZG_API int zg_set_num_threads(int n);
 /* Checks ranges and combinations (e.g. momentum with adam); ZG_ERR_ARG and
@@ -733,6 +760,14 @@ ZG_API int zg_train_run(const zg_train_config *cfg, zg_train_result *result);
  * and display options are left as they are. A base for --resume with some
  * options overridden. */
 ZG_API int zg_train_checkpoint_config(const char *path, zg_train_config *cfg);
+/* Text from the GPT a `zgrad train --model gpt` run saved (path: a run or
+ * checkpoint directory; its vocabulary is in the checkpoint, the text is
+ * not needed): prompt ("": one newline, as nanoGPT's sample.py) continued
+ * by n_tokens tokens with zg_gpt_generate (no KV cache: each token runs the
+ * model over the last block_size tokens). *out: the prompt and the new
+ * text, malloc'd, NUL-terminated (free() it). */
+ZG_API int zg_train_sample(const char *path, const char *prompt, int64_t n_tokens, float temperature, int64_t top_k,
+                           uint64_t seed, char **out);
 
 typedef struct {
     int64_t n;              /* samples evaluated */

@@ -1,5 +1,6 @@
 /* zgrad command-line tool: `zgrad train` (the training driver of
- * src/train on Fashion-MNIST) and `zgrad eval`.
+ * src/train: Fashion-MNIST, or a GPT on a text), `zgrad eval` and
+ * `zgrad sample`.
  *
  * Exit status: 0 success, 1 an error from the library (one line
  * "zgrad: <message>"), 2 a usage error (one line naming the option, then the
@@ -25,8 +26,10 @@ static void usage(FILE *f) {
             "zgrad trains neural networks in C with PyTorch's training semantics.\n"
             "\n"
             "commands:\n"
-            "  train       train a model on Fashion-MNIST (zgrad train --help)\n"
+            "  train       train a model on Fashion-MNIST, or a GPT on a text\n"
+            "              (zgrad train --help)\n"
             "  eval        evaluate a saved run on the test set (zgrad eval --help)\n"
+            "  sample      generate text with a trained GPT (zgrad sample --help)\n"
             "\n"
             "options:\n"
             "  --version   print the version and exit\n"
@@ -145,7 +148,7 @@ static int set_path(const option *o, const char *v, void *dst) {
 }
 static int set_model(const option *o, const char *v, void *dst) {
     int k = zg_train_model_kind(v);
-    if (k < 0) return bad_usage("%s: expected cnn or mlp, got '%s'", o->name, v);
+    if (k < 0) return bad_usage("%s: expected cnn, mlp or gpt, got '%s'", o->name, v);
     *FIELD(zg_model_kind, dst, o) = (zg_model_kind)k;
     return 0;
 }
@@ -179,8 +182,42 @@ static int set_schedule(const option *o, const char *v, void *dst) {
     char *s = FIELD(char, dst, o);
     const size_t cap = sizeof ((zg_train_config *)0)->schedule;
     if (!*v) return bad_usage("%s: empty schedule", o->name);
+    if (!strcmp(v, "constant")) v = ""; /* turns off a recipe's schedule */
     if (strlen(v) >= cap) return bad_usage("%s: at most %d characters", o->name, (int)cap - 1);
     memcpy(s, v, strlen(v) + 1);
+    return 0;
+}
+/* A string into the char array at o->off, of o->hi bytes. */
+static int set_chars(const option *o, const char *v, void *dst) {
+    if (!*v) return bad_usage("%s: empty value", o->name);
+    if (strlen(v) >= (size_t)o->hi) return bad_usage("%s: at most %d characters", o->name, (int)o->hi - 1);
+    memcpy(FIELD(char, dst, o), v, strlen(v) + 1);
+    return 0;
+}
+static int set_vocab(const option *o, const char *v, void *dst) {
+    if (strcmp(v, "char") && strcmp(v, "byte")) return bad_usage("%s: expected char or byte, got '%s'", o->name, v);
+    *FIELD(zg_text_vocab, dst, o) = strcmp(v, "byte") ? ZG_TEXT_CHAR : ZG_TEXT_BYTE;
+    return 0;
+}
+/* A probability in [0, 1) into a float. */
+static int set_dropout(const option *o, const char *v, void *dst) {
+    double x = 0;
+    if (parse_f64(o->name, v, &x)) return 2;
+    if (x >= 1) return bad_usage("%s: expected a number in [0, 1), got '%s'", o->name, v);
+    *FIELD(float, dst, o) = (float)x;
+    return 0;
+}
+/* B1,B2 into beta1 and the beta2 after it. */
+static int set_betas(const option *o, const char *v, void *dst) {
+    char head[64];
+    const char *comma = strchr(v, ',');
+    size_t len = comma ? (size_t)(comma - v) : 0;
+    if (!comma || len >= sizeof head) return bad_usage("%s: expected B1,B2, got '%s'", o->name, v);
+    memcpy(head, v, len);
+    head[len] = '\0';
+    double *b = FIELD(double, dst, o);
+    if (parse_f64(o->name, head, &b[0]) || parse_f64(o->name, comma + 1, &b[1])) return 2;
+    if (b[0] >= 1 || b[1] >= 1) return bad_usage("%s: betas must be in [0, 1), got '%s'", o->name, v);
     return 0;
 }
 /* N[:COUNT] into inject_nan_loss and the inject_nan_count after it. */
@@ -293,7 +330,25 @@ enum {
     G_CLIP = 1 << 12,
     G_SCHEDULE = 1 << 13,
     G_AMP = 1 << 14,
+    G_BETAS = 1 << 15,
+    G_TEXT = 1 << 16,
+    G_CORPUS = 1 << 17,
+    G_VOCAB = 1 << 18,
+    G_N_LAYER = 1 << 19,
+    G_N_HEAD = 1 << 20,
+    G_N_EMBD = 1 << 21,
+    G_BLOCK = 1 << 22,
+    G_DROPOUT = 1 << 23,
+    G_BIAS = 1 << 24,
+    G_ITERS = 1 << 25,
+    G_EVAL_INTERVAL = 1 << 26,
+    G_EVAL_ITERS = 1 << 27,
+    G_DATA = 1 << 28,
 };
+/* The options of one kind of model: given with another, they are refused. */
+#define G_GPT_ONLY (G_TEXT | G_CORPUS | G_VOCAB | G_N_LAYER | G_N_HEAD | G_N_EMBD | G_BLOCK | G_DROPOUT | G_BIAS | \
+                    G_ITERS | G_EVAL_INTERVAL | G_EVAL_ITERS)
+#define G_IMAGE_ONLY (G_EPOCHS | G_DATA | G_LIMIT_TRAIN | G_LIMIT_TEST)
 
 #define T_OPT(name, arg, help, set, field, lo, hi, given) \
     {name, arg, help, set, offsetof(train_opts, c.field), lo, hi, given}
@@ -307,7 +362,9 @@ enum {
 #define MAX_STEPS ((int64_t)1 << 53)
 
 static const option train_options[] = {
-    T_OPT("--model", "cnn|mlp", "cnn: Conv32-Pool-Conv64-Pool-Linear128-Linear10 (default);\nmlp: 784-256-128-10 with ReLU",
+    T_OPT("--model", "cnn|mlp|gpt",
+          "cnn: Conv32-Pool-Conv64-Pool-Linear128-Linear10 (default);\nmlp: 784-256-128-10 with ReLU; gpt: a "
+          "character-level\nGPT on a text (its options below)",
           set_model, model, 0, 0, G_MODEL),
     T_OPT("--epochs", "N", "total epochs, also when resuming (default 3)", set_int, epochs, 1, MAX_EPOCHS, G_EPOCHS),
     T_OPT("--batch-size", "N", "(default 64)", set_i64, batch_size, 1, MILLION, G_BATCH),
@@ -321,7 +378,7 @@ static const option train_options[] = {
     T_OPT("--threads", "N", "OpenMP and OpenBLAS threads (default: all cores)", set_int, threads, 1, 1024, 0),
     T_OPT("--data", "DIR",
           "MNIST-format data set (default\n/usr/share/datasets/fashion-mnist; scripts/setup installs it)", set_path,
-          data_dir, 0, 0, 0),
+          data_dir, 0, 0, G_DATA),
     T_OPT("--out", "DIR", "run directory (default runs/<timestamp>); a new run needs\nit new or empty",
           set_path, out_dir, 0, 0, 0),
     T_OPT("--force", NULL, "write a new run into an --out that holds other files\n(files of the same names are "
@@ -339,10 +396,11 @@ static const option train_options[] = {
     T_OPT("--clip-norm", "X", "clip the total L2 norm of the grads to X before each step", set_f64_positive,
           clip_norm, 0, 0, G_CLIP),
     T_OPT("--schedule", "SPEC",
-          "learning-rate schedule over the run's optimizer steps:\nstep:SIZE[,gamma=G], cosine[:T_MAX][,eta_min=E],\n"
+          "learning-rate schedule over the run's optimizer steps:\nconstant, step:SIZE[,gamma=G], cosine[:T_MAX][,eta_min=E],\n"
           "linear[:ITERS][,start_factor=S,end_factor=E],\nonecycle:MAX_LR[,...], "
           "warmup-cosine:W[,start_factor=S,eta_min=E]",
           set_schedule, schedule, 0, 0, G_SCHEDULE),
+    T_OPT("--betas", "B1,B2", "adam and adamw (default 0.9,0.999; gpt 0.9,0.99)", set_betas, beta1, 0, 0, G_BETAS),
     T_OPT("--amp", "bf16|fp16|off",
           "mixed precision: autocast around the forward; fp16 also\nscales the loss with a GradScaler (default off)",
           set_amp, amp, 0, 0, G_AMP),
@@ -355,6 +413,30 @@ static const option train_options[] = {
                  "exactly. A NaN or\ninfinite test loss stops the run with exit 3 (that epoch is not saved).",
      NULL, 0, 0, 0, 0},
     {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
+    {NULL, NULL,
+     "\n--model gpt (nanoGPT's CPU recipe by default: AdamW lr 1e-3 betas 0.9,0.99,\nweight decay 0.1 on weights "
+     "and embeddings, batch 12, clip norm 1, 100\nwarm-up steps (a tenth of --iters up to 100) then cosine to 1e-4; "
+     "each\n\"epoch\" is one evaluation interval):",
+     NULL, 0, 0, 0, 0},
+    T_OPT("--text", "FILE", "train on this UTF-8 text (the last 10% validates)", set_chars, text_path, 0, 4096,
+          G_TEXT),
+    T_OPT("--corpus", "NAME", "or on an installed corpus (default shakespeare;\nscripts/setup-corpus installs it)",
+          set_chars, corpus, 0, 64, G_CORPUS),
+    T_OPT("--vocab", "char|byte", "characters of the text (default) or the 256 bytes", set_vocab, text_vocab, 0, 0,
+          G_VOCAB),
+    T_OPT("--n-layer", "N", "transformer blocks (default 4)", set_i64, gpt.n_layer, 1, 1000, G_N_LAYER),
+    T_OPT("--n-head", "N", "attention heads (default 4)", set_i64, gpt.n_head, 1, 65536, G_N_HEAD),
+    T_OPT("--n-embd", "N", "embedding width, a multiple of --n-head (default 128)", set_i64, gpt.n_embd, 1, 65536,
+          G_N_EMBD),
+    T_OPT("--block-size", "N", "context length in tokens (default 64)", set_i64, gpt.block_size, 1, 65536, G_BLOCK),
+    T_OPT("--dropout", "P", "dropout probability (default 0)", set_dropout, gpt.dropout, 0, 0, G_DROPOUT),
+    T_OPT("--bias", NULL, "biases in the Linear and LayerNorm layers (default none)", set_flag, gpt.bias, 0, 0,
+          G_BIAS),
+    T_OPT("--iters", "N", "optimizer steps, also when resuming (default 2000)", set_i64, iters, 1, MAX_STEPS, G_ITERS),
+    T_OPT("--eval-interval", "N", "steps between validation losses and checkpoints\n(default 250)", set_i64,
+          eval_interval, 1, MAX_STEPS, G_EVAL_INTERVAL),
+    T_OPT("--eval-iters", "N", "validation batches per evaluation (default 20)", set_i64, eval_iters, 1, MILLION,
+          G_EVAL_ITERS),
     {NULL, NULL, "\ntesting and long runs:", NULL, 0, 0, 0, 0},
     T_OPT("--limit-train", "N", "train on the first N samples only", set_i64, limit_train, 1, INT64_MAX, G_LIMIT_TRAIN),
     T_OPT("--limit-test", "N", "evaluate on the first N test samples only", set_i64, limit_test, 1, INT64_MAX,
@@ -373,10 +455,12 @@ static const option train_options[] = {
 static void train_usage(FILE *f) {
     fprintf(f, "usage: zgrad train [options]\n"
                "\n"
-               "Trains a model on Fashion-MNIST with the canonical loop (zero_grad, forward,\n"
-               "loss, backward, step), evaluates it after every epoch and writes into the run\n"
-               "directory: metrics.jsonl, curves.svg, model.safetensors and a checkpoint.\n"
+               "Trains a model on Fashion-MNIST (or a GPT on a text) with the canonical loop\n"
+               "(zero_grad, forward, loss, backward, step), evaluates it after every epoch\n"
+               "and writes into the run directory: metrics.jsonl, curves.svg,\n"
+               "model.safetensors and a checkpoint.\n"
                "With no options: the default CNN, Adam lr 1e-3, batch 64, 3 epochs, seed 0.\n"
+               "zgrad train --model gpt: nanoGPT's shakespeare_char CPU recipe, 2000 steps.\n"
                "\n"
                "options:\n");
     print_options(f, train_options, N_TRAIN_OPTIONS);
@@ -387,13 +471,16 @@ static void train_usage(FILE *f) {
  * that conflict); without, the defaults. 0, or an exit status. */
 static int train_config(const train_opts *o, zg_train_config *c) {
     const unsigned g = o->head.given;
-    *c = zg_train_config_defaults();
+    /* A new run starts from its model's recipe. */
+    *c = zg_train_config_for_model((g & G_MODEL) ? o->c.model : ZG_MODEL_CNN);
     if (o->c.resume_dir && zg_train_checkpoint_config(o->c.resume_dir, c)) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
         return 1;
     }
-    /* Another optimizer does not inherit the checkpoint's settings. */
-    if ((g & G_OPTIM) && c->optimizer != o->c.optimizer) c->lr = c->momentum = c->weight_decay = -1;
+    /* Another optimizer does not inherit the recipe's or the checkpoint's
+     * settings. */
+    if ((g & G_OPTIM) && c->optimizer != o->c.optimizer)
+        c->lr = c->momentum = c->weight_decay = c->beta1 = c->beta2 = -1;
     if (g & G_MODEL) c->model = o->c.model;
     if (g & G_OPTIM) c->optimizer = o->c.optimizer;
     if (g & G_EPOCHS) c->epochs = o->c.epochs;
@@ -409,6 +496,38 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     if (g & G_CLIP) c->clip_norm = o->c.clip_norm;
     if (g & G_SCHEDULE) memcpy(c->schedule, o->c.schedule, sizeof c->schedule);
     if (g & G_AMP) c->amp = o->c.amp;
+    if (g & G_BETAS) {
+        c->beta1 = o->c.beta1;
+        c->beta2 = o->c.beta2;
+    }
+    if (g & G_TEXT) memcpy(c->text_path, o->c.text_path, sizeof c->text_path);
+    if (g & G_CORPUS) {
+        memcpy(c->corpus, o->c.corpus, sizeof c->corpus);
+        c->text_path[0] = '\0';
+    }
+    if (g & G_VOCAB) c->text_vocab = o->c.text_vocab;
+    if (g & G_N_LAYER) c->gpt.n_layer = o->c.gpt.n_layer;
+    if (g & G_N_HEAD) c->gpt.n_head = o->c.gpt.n_head;
+    if (g & G_N_EMBD) c->gpt.n_embd = o->c.gpt.n_embd;
+    if (g & G_BLOCK) c->gpt.block_size = o->c.gpt.block_size;
+    if (g & G_DROPOUT) c->gpt.dropout = o->c.gpt.dropout;
+    if (g & G_BIAS) c->gpt.bias = o->c.gpt.bias;
+    if (g & G_ITERS) c->iters = o->c.iters;
+    if (g & G_EVAL_INTERVAL) c->eval_interval = o->c.eval_interval;
+    if (g & G_EVAL_ITERS) c->eval_iters = o->c.eval_iters;
+    /* The recipe's 100 warm-up steps need a run longer than that: a
+     * shorter one warms up for a tenth of its steps (none below 2). */
+    if (c->model == ZG_MODEL_GPT && !o->c.resume_dir && !(g & G_SCHEDULE) && c->iters <= 100) {
+        if (c->iters < 2) c->schedule[0] = '\0';
+        else snprintf(c->schedule, sizeof c->schedule, "warmup-cosine:%lld,start_factor=%.17g,eta_min=1e-4",
+                      (long long)(c->iters / 10 > 0 ? c->iters / 10 : 1), 1.0 / (double)(c->iters / 10 + 1));
+    }
+    if (c->model == ZG_MODEL_GPT && (g & G_IMAGE_ONLY))
+        return bad_usage("--epochs, --data, --limit-train and --limit-test apply to cnn and mlp (gpt: --iters, "
+                         "--text)");
+    if (c->model != ZG_MODEL_GPT && (g & G_GPT_ONLY))
+        return bad_usage("--text, --corpus, --vocab, --n-layer, --n-head, --n-embd, --block-size, --dropout, --bias, "
+                         "--iters and --eval-* apply to --model gpt");
     /* These belong to this invocation, never to the checkpoint. */
     c->threads = o->c.threads;
     c->data_dir = o->c.data_dir;
@@ -447,8 +566,12 @@ static int cmd_train(int argc, char **argv) {
         /* Stopped by a signal (checkpoint written): the shell's 128 + N. */
         return r.signal ? 128 + r.signal : failure_status(rc);
     }
-    printf("final: test accuracy %.2f%%, test loss %.4f after %d epochs; %.1fs\n", 100 * r.test_acc, r.test_loss,
-           r.epochs_done, r.seconds);
+    if (c.model == ZG_MODEL_GPT)
+        printf("final: val loss %.4f, next-token accuracy %.2f%% after %lld steps; %.1fs\n", r.test_loss,
+               100 * r.test_acc, (long long)c.iters, r.seconds);
+    else
+        printf("final: test accuracy %.2f%%, test loss %.4f after %d epochs; %.1fs\n", 100 * r.test_acc, r.test_loss,
+               r.epochs_done, r.seconds);
     return 0;
 }
 
@@ -527,6 +650,66 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+/* ---- sample ------------------------------------------------------------------ */
+
+typedef struct {
+    opts_head head;
+    const char *checkpoint, *prompt;
+    int64_t tokens, top_k;
+    double temperature;
+    uint64_t seed;
+    int threads;
+} sample_opts;
+
+#define S_OPT(name, arg, help, set, field, lo, hi) {name, arg, help, set, offsetof(sample_opts, field), lo, hi, 0}
+
+static const option sample_options[] = {
+    S_OPT("--checkpoint", "RUN", "a --model gpt run or checkpoint directory (required)", set_path, checkpoint, 0, 0),
+    S_OPT("--prompt", "TEXT", "the text to continue (default: a newline)", set_path, prompt, 0, 0),
+    S_OPT("--tokens", "N", "new tokens to generate (default 500)", set_i64, tokens, 0, 10000000),
+    S_OPT("--temperature", "T", "softmax temperature; 0 takes the most likely token\n(default 0.8)", set_f64,
+          temperature, 0, 0),
+    S_OPT("--top-k", "K", "draw from the K most likely tokens only; 0: all\n(default 200)", set_i64, top_k, 0,
+          INT64_MAX),
+    S_OPT("--seed", "N", "the draws depend on it alone (default 1337)", set_u64, seed, 0, 0),
+    S_OPT("--threads", "N", "OpenMP and OpenBLAS threads", set_int, threads, 1, 1024),
+    {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
+};
+#define N_SAMPLE_OPTIONS ((int)(sizeof sample_options / sizeof sample_options[0]))
+
+static void sample_usage(FILE *f) {
+    fprintf(f, "usage: zgrad sample --checkpoint RUN [options]\n"
+               "\n"
+               "Prints the prompt continued by the GPT of a `zgrad train --model gpt` run\n"
+               "(eval mode, no_grad). No KV cache: each new token runs the model over the\n"
+               "last block_size tokens again, as nanoGPT's generate.\n"
+               "\n"
+               "options:\n");
+    print_options(f, sample_options, N_SAMPLE_OPTIONS);
+}
+
+static int cmd_sample(int argc, char **argv) {
+    cmd_name = "sample";
+    sample_opts o = {.prompt = "", .tokens = 500, .top_k = 200, .temperature = 0.8, .seed = 1337};
+    int rc = parse_options(sample_options, N_SAMPLE_OPTIONS, argc, argv, &o);
+    if (rc == HELP) {
+        sample_usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    if (!o.checkpoint) return bad_usage("--checkpoint RUN is required");
+    if (o.threads > 0) zg_set_num_threads(o.threads);
+    char *text = NULL;
+    if ((rc = zg_train_sample(o.checkpoint, o.prompt, o.tokens, (float)o.temperature, o.top_k, o.seed, &text))) {
+        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        return failure_status(rc);
+    }
+    fputs(text, stdout);
+    fputc('\n', stdout);
+    free(text);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     /* A write to a closed pipe fails with EPIPE instead of killing us
      * silently; zgrad train stops on it with a checkpoint (exit 141). */
@@ -549,6 +732,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
+    if (!strcmp(argv[1], "sample")) return cmd_sample(argc, argv);
     fprintf(stderr, "zgrad: unknown command or option '%s' (see zgrad --help)\n", argv[1]);
     return 2;
 }

@@ -87,4 +87,8 @@ zg_dataset *zg__idx_dataset(const char *fn, zg__idx_array *images, const char *i
 zg_dataset *zg__csv_parse(const char *fn, const char *name, const char *buf, size_t len, int label_column,
                           bool header);
 
+/* zg_text_batch into existing int64 x, y [batch, block] (no allocation:
+ * the training driver reuses one pair for every step). */
+int zg__text_fill_batch(const zg_text *t, bool val, uint64_t seed, int64_t step, zg_tensor *x, zg_tensor *y);
+
 #endif

@@ -229,30 +229,21 @@ static int64_t window_at(uint64_t seed, bool val, int64_t step, int64_t row, int
     return (int64_t)(((unsigned __int128)h * (uint64_t)range) >> 64);
 }
 
-int zg_text_batch(const zg_text *t, bool val, int64_t batch, int64_t block, uint64_t seed, int64_t step,
-                  zg_tensor **x, zg_tensor **y) {
+int zg__text_fill_batch(const zg_text *t, bool val, uint64_t seed, int64_t step, zg_tensor *x, zg_tensor *y) {
     const char *fn = "zg_text_batch";
     if (!t || !x || !y) return zg__fail(ZG_ERR_ARG, "%s: text, x or y is NULL", fn);
-    *x = *y = NULL;
-    if (batch < 1 || block < 1 || step < 0)
-        return zg__fail(ZG_ERR_ARG, "%s: batch %lld and block %lld must be positive, step %lld >= 0", fn,
-                        (long long)batch, (long long)block, (long long)step);
+    if (zg_tensor_dtype(x) != ZG_INT64 || zg_tensor_dtype(y) != ZG_INT64 || zg_tensor_ndim(x) != 2 ||
+        zg_tensor_ndim(y) != 2 || zg_tensor_size(x, 0) != zg_tensor_size(y, 0) ||
+        zg_tensor_size(x, 1) != zg_tensor_size(y, 1))
+        return zg__fail(ZG_ERR_ARG, "%s: x and y must be int64 [batch, block] alike", fn);
+    const int64_t batch = zg_tensor_size(x, 0), block = zg_tensor_size(x, 1);
+    if (step < 0) return zg__fail(ZG_ERR_ARG, "%s: step %lld must be >= 0", fn, (long long)step);
     const int32_t *tok = t->tokens + (val ? t->n_train : 0);
     const int64_t n = val ? t->n - t->n_train : t->n_train;
     if (n < block + 1)
         return zg__fail(ZG_ERR_ARG, "%s: the %s split has %lld tokens; a window of block %lld needs %lld", fn,
                         val ? "validation" : "training", (long long)n, (long long)block, (long long)block + 1);
-    if (batch > INT64_MAX / block) return zg__fail(ZG_ERR_ARG, "%s: batch x block overflows", fn);
-    const int64_t shape[2] = {batch, block};
-    *x = zg_tensor_new(ZG_INT64, shape, 2);
-    *y = zg_tensor_new(ZG_INT64, shape, 2);
-    if (!*x || !*y) {
-        zg_tensor_free(*x);
-        zg_tensor_free(*y);
-        *x = *y = NULL;
-        return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
-    }
-    int64_t *X = zg__i64(*x), *Y = zg__i64(*y);
+    int64_t *X = zg__i64(x), *Y = zg__i64(y);
     for (int64_t r = 0; r < batch; r++) {
         const int64_t at = window_at(seed, val, step, r, n - block);
         for (int64_t j = 0; j < block; j++) {
@@ -261,4 +252,26 @@ int zg_text_batch(const zg_text *t, bool val, int64_t batch, int64_t block, uint
         }
     }
     return ZG_OK;
+}
+
+int zg_text_batch(const zg_text *t, bool val, int64_t batch, int64_t block, uint64_t seed, int64_t step,
+                  zg_tensor **x, zg_tensor **y) {
+    const char *fn = "zg_text_batch";
+    if (!t || !x || !y) return zg__fail(ZG_ERR_ARG, "%s: text, x or y is NULL", fn);
+    *x = *y = NULL;
+    if (batch < 1 || block < 1 || step < 0)
+        return zg__fail(ZG_ERR_ARG, "%s: batch %lld and block %lld must be positive, step %lld >= 0", fn,
+                        (long long)batch, (long long)block, (long long)step);
+    if (batch > INT64_MAX / block) return zg__fail(ZG_ERR_ARG, "%s: batch x block overflows", fn);
+    const int64_t shape[2] = {batch, block};
+    *x = zg_tensor_new(ZG_INT64, shape, 2);
+    *y = zg_tensor_new(ZG_INT64, shape, 2);
+    int rc = *x && *y ? zg__text_fill_batch(t, val, seed, step, *x, *y)
+                      : zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    if (rc) {
+        zg_tensor_free(*x);
+        zg_tensor_free(*y);
+        *x = *y = NULL;
+    }
+    return rc;
 }

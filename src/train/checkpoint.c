@@ -32,6 +32,8 @@ void zg__ckpt_state_free(zg__ckpt_state *s) {
     s->n_metrics = 0;
     free(s->sched_json);
     s->sched_json = NULL;
+    free(s->vocab_hex);
+    s->vocab_hex = NULL;
 }
 
 static bool valid_name(const char *s, size_t n) {
@@ -84,7 +86,7 @@ int zg__ckpt_locate(const char *fn, const char *path, char *ckpt_dir, size_t ckp
 /* ---- saving ---------------------------------------------------------------- */
 
 typedef struct {
-    char *keys[64], *vals[64];
+    char *keys[96], *vals[96];
     int n;
     bool failed;
 } meta;
@@ -95,14 +97,13 @@ static void meta_add(meta *m, const char *key, const char *fmt, ...)
 #endif
     ;
 static void meta_add(meta *m, const char *key, const char *fmt, ...) {
-    if (m->n >= 64) {
+    if (m->n >= 96) {
         m->failed = true;
         return;
     }
     va_list ap;
     va_start(ap, fmt);
-    char small[1];
-    int k = vsnprintf(small, sizeof small, fmt, ap);
+    int k = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     char *v = k >= 0 ? zg__malloc((size_t)k + 1) : NULL;
     if (v) {
@@ -123,6 +124,28 @@ static void meta_free(meta *m) {
         free(m->vals[i]);
     }
     m->n = 0;
+}
+
+static void add_gpt_meta(meta *m, const zg__ckpt_state *s) {
+    const zg_gpt_config *g = &s->gpt;
+    meta_add(m, "gpt_vocab_size", "%lld", (long long)g->vocab_size);
+    meta_add(m, "gpt_block_size", "%lld", (long long)g->block_size);
+    meta_add(m, "gpt_n_layer", "%lld", (long long)g->n_layer);
+    meta_add(m, "gpt_n_head", "%lld", (long long)g->n_head);
+    meta_add(m, "gpt_n_embd", "%lld", (long long)g->n_embd);
+    meta_add(m, "gpt_dropout", "%.9g", (double)g->dropout);
+    meta_add(m, "gpt_bias", "%d", g->bias ? 1 : 0);
+    meta_add(m, "iters", "%lld", (long long)s->iters);
+    meta_add(m, "eval_interval", "%lld", (long long)s->eval_interval);
+    meta_add(m, "eval_iters", "%lld", (long long)s->eval_iters);
+    meta_add(m, "lm_batches", "%lld", (long long)s->lm_batches);
+    meta_add(m, "text_path", "%s", s->text_path);
+    meta_add(m, "corpus", "%s", s->corpus);
+    meta_add(m, "text_vocab", "%s", s->text_vocab == ZG_TEXT_BYTE ? "byte" : "char");
+    meta_add(m, "val_fraction", "%.17g", s->val_fraction);
+    meta_add(m, "text_bytes", "%lld", (long long)s->text_bytes);
+    meta_add(m, "text_crc32", "%08" PRIx32, s->text_crc);
+    meta_add(m, "text_vocab_utf8_hex", "%s", s->vocab_hex ? s->vocab_hex : "");
 }
 
 static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *s, uint32_t model_crc,
@@ -171,6 +194,9 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
     meta_add(&m, "bad_losses", "%lld", (long long)s->bad_losses);
     meta_add(&m, "bad_in_row", "%lld", (long long)s->bad_in_row);
     if (s->sched_json) meta_add(&m, "scheduler", "%s", s->sched_json);
+    meta_add(&m, "beta1", "%.17g", s->beta1);
+    meta_add(&m, "beta2", "%.17g", s->beta2);
+    if (s->model == ZG_MODEL_GPT) add_gpt_meta(&m, s);
     if (s->has_scaler) {
         meta_add(&m, "scaler_scale", "%.9g", (double)s->scaler.scale);
         meta_add(&m, "scaler_growth_factor", "%.17g", s->scaler.growth_factor);
@@ -282,6 +308,56 @@ static void get_f64(const zg_safetensors *st, const char *key, const char *path,
     if (*rc == ZG_OK && (end == v || *end || !isfinite(x)))
         *rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s': '%s' is invalid ('%s')", path, key, v);
     *out = x;
+}
+
+/* A string key into a fixed buffer: present and short enough. */
+static void get_str(const zg_safetensors *st, const char *key, const char *path, char *out, size_t cap, int *rc) {
+    const char *v = get_meta(st, key, path, rc);
+    if (!v || *rc) return;
+    if (strlen(v) >= cap) *rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s': '%s' is too long", path, key);
+    else memcpy(out, v, strlen(v) + 1);
+}
+
+static int read_gpt_meta(const char *fn, const zg_safetensors *st, const char *path, zg__ckpt_state *s) {
+    int rc = ZG_OK;
+    zg_gpt_config *g = &s->gpt;
+    int64_t bias = 0;
+    double dropout = 0;
+    get_i64(st, "gpt_vocab_size", path, 1, INT32_MAX, &g->vocab_size, &rc);
+    get_i64(st, "gpt_block_size", path, 1, 65536, &g->block_size, &rc);
+    get_i64(st, "gpt_n_layer", path, 1, 1000, &g->n_layer, &rc);
+    get_i64(st, "gpt_n_head", path, 1, 65536, &g->n_head, &rc);
+    get_i64(st, "gpt_n_embd", path, 1, 65536, &g->n_embd, &rc);
+    get_f64(st, "gpt_dropout", path, &dropout, &rc);
+    get_i64(st, "gpt_bias", path, 0, 1, &bias, &rc);
+    g->dropout = (float)dropout;
+    g->bias = bias != 0;
+    get_i64(st, "iters", path, 1, ZG__MAX_COUNT, &s->iters, &rc);
+    get_i64(st, "eval_interval", path, 1, ZG__MAX_COUNT, &s->eval_interval, &rc);
+    get_i64(st, "eval_iters", path, 1, 1000000, &s->eval_iters, &rc);
+    get_i64(st, "lm_batches", path, 0, ZG__MAX_COUNT, &s->lm_batches, &rc);
+    get_str(st, "text_path", path, s->text_path, sizeof s->text_path, &rc);
+    get_str(st, "corpus", path, s->corpus, sizeof s->corpus, &rc);
+    char vocab[8] = "";
+    get_str(st, "text_vocab", path, vocab, sizeof vocab, &rc);
+    get_f64(st, "val_fraction", path, &s->val_fraction, &rc);
+    get_i64(st, "text_bytes", path, 0, INT64_MAX, &s->text_bytes, &rc);
+    char crc[16] = "";
+    get_str(st, "text_crc32", path, crc, sizeof crc, &rc);
+    const char *hex = get_meta(st, "text_vocab_utf8_hex", path, &rc);
+    if (rc) return rc;
+    s->text_vocab = !strcmp(vocab, "byte") ? ZG_TEXT_BYTE : ZG_TEXT_CHAR;
+    char *end;
+    s->text_crc = (uint32_t)strtoul(crc, &end, 16);
+    size_t n = strlen(hex);
+    bool hex_ok = n % 2 == 0 && strspn(hex, "0123456789abcdef") == n;
+    if ((strcmp(vocab, "byte") && strcmp(vocab, "char")) || strlen(crc) != 8 || *end || !hex_ok ||
+        (s->text_vocab == ZG_TEXT_CHAR && n == 0) || !(s->val_fraction > 0 && s->val_fraction < 1) ||
+        g->n_embd % g->n_head)
+        return zg__fail(ZG_ERR_FORMAT, "%s: '%s': the GPT's settings are invalid (text_vocab, text_crc32, "
+                        "text_vocab_utf8_hex, val_fraction or n_embd / n_head)", fn, path);
+    if (!(s->vocab_hex = zg__strdup(hex))) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    return ZG_OK;
 }
 
 static int check_file(const char *fn, const char *dir, const char *file, const char *crc_hex, int64_t bytes) {
@@ -410,6 +486,13 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
         if (!rc && s->amp == ZG_AUTOCAST_FP16 && !s->has_scaler)
             rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s' uses fp16 but holds no GradScaler state", path);
     }
+    s->beta1 = 0.9; /* before betas were options: Adam's defaults */
+    s->beta2 = 0.999;
+    if (zg_safetensors_metadata(st, "beta1")) {
+        get_f64(st, "beta1", path, &s->beta1, &rc);
+        get_f64(st, "beta2", path, &s->beta2, &rc);
+    }
+    if (!rc && s->model == ZG_MODEL_GPT) rc = read_gpt_meta(fn, st, path, s);
     if (!rc) {
         const zg_tensor *t = zg_safetensors_get(st, "rng_state");
         if (!t || zg_tensor_dtype(t) != ZG_INT64 || zg_tensor_ndim(t) != 1 || zg_tensor_size(t, 0) != 4)

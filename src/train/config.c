@@ -34,7 +34,79 @@ zg_train_config zg_train_config_defaults(void) {
         .max_bad_steps = 5,
         .handle_signals = false,
         .inject_nan_count = 1,
+        .beta1 = -1,
+        .beta2 = -1,
+        .corpus = "shakespeare",
+        .text_vocab = ZG_TEXT_CHAR,
+        .val_fraction = 0.1,
+        .gpt = zg_gpt_config_default(),
+        .iters = 2000,
+        .eval_interval = 250,
+        .eval_iters = 20,
     };
+}
+
+/* nanoGPT's warm-up: lr (it + 1) / 101 for it < 100, i.e. LinearLR from
+ * 1/101; then cosine down to min_lr 1e-4 at the last step. */
+#define GPT_SCHEDULE "warmup-cosine:100,start_factor=0.0099009900990099011,eta_min=1e-4"
+
+zg_train_config zg_train_config_for_model(zg_model_kind model) {
+    zg_train_config c = zg_train_config_defaults();
+    c.model = model;
+    if (model != ZG_MODEL_GPT) return c;
+    c.optimizer = ZG_ADAMW;
+    c.lr = 1e-3;
+    c.weight_decay = 0.1;
+    c.beta2 = 0.99;
+    c.batch_size = 12;
+    c.clip_norm = 1.0;
+    snprintf(c.schedule, sizeof c.schedule, "%s", GPT_SCHEDULE);
+    return c;
+}
+
+int64_t zg__train_gpt_epochs(const zg_train_config *c) {
+    return c->eval_interval > 0 ? (c->iters + c->eval_interval - 1) / c->eval_interval : 0;
+}
+
+/* The options of --model gpt alone, and those it does not take. */
+static int validate_gpt(const char *fn, const zg_train_config *c) {
+    const bool gpt = c->model == ZG_MODEL_GPT;
+    if (!memchr(c->text_path, '\0', sizeof c->text_path) || !memchr(c->corpus, '\0', sizeof c->corpus))
+        return zg__fail(ZG_ERR_ARG, "%s: text_path or corpus is not terminated", fn);
+    if (!gpt) {
+        if (c->text_path[0]) return zg__fail(ZG_ERR_ARG, "%s: a text applies to --model gpt only", fn);
+        return ZG_OK;
+    }
+    if (c->limit_train || c->limit_test)
+        return zg__fail(ZG_ERR_ARG, "%s: sample limits apply to cnn and mlp, not gpt (the text is used whole)", fn);
+    if (!c->text_path[0] && !c->corpus[0]) return zg__fail(ZG_ERR_ARG, "%s: gpt needs a text or a corpus name", fn);
+    for (const char *p = c->corpus; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+            return zg__fail(ZG_ERR_ARG, "%s: corpus name '%s': letters a-z, digits, '-' and '_' only", fn, c->corpus);
+    if (c->text_vocab != ZG_TEXT_CHAR && c->text_vocab != ZG_TEXT_BYTE)
+        return zg__fail(ZG_ERR_ARG, "%s: unknown text vocabulary %d", fn, (int)c->text_vocab);
+    if (!(c->val_fraction > 0 && c->val_fraction < 1))
+        return zg__fail(ZG_ERR_ARG, "%s: val_fraction must lie in (0, 1) (got %g)", fn, c->val_fraction);
+    const zg_gpt_config *g = &c->gpt;
+    if (g->n_layer < 1 || g->n_layer > 1000 || g->n_head < 1 || g->n_embd < 1 || g->n_embd > 65536 ||
+        g->block_size < 1 || g->block_size > 65536)
+        return zg__fail(ZG_ERR_ARG, "%s: gpt sizes out of range (n_layer in [1, 1000], n_head >= 1, n_embd and "
+                        "block_size in [1, 65536])", fn);
+    if (g->n_embd % g->n_head)
+        return zg__fail(ZG_ERR_ARG, "%s: n_embd %lld is not a multiple of n_head %lld", fn, (long long)g->n_embd,
+                        (long long)g->n_head);
+    if (!(g->dropout >= 0 && g->dropout < 1))
+        return zg__fail(ZG_ERR_ARG, "%s: dropout must lie in [0, 1) (got %g)", fn, (double)g->dropout);
+    if (c->iters < 1 || c->iters > ZG__MAX_COUNT || c->eval_interval < 1 || c->eval_interval > ZG__MAX_COUNT)
+        return zg__fail(ZG_ERR_ARG, "%s: iters and eval_interval must be in [1, 2^53]", fn);
+    if (zg__train_gpt_epochs(c) > ZG_TRAIN_MAX_EPOCHS)
+        return zg__fail(ZG_ERR_ARG, "%s: iters / eval_interval gives more than %d evaluations", fn,
+                        ZG_TRAIN_MAX_EPOCHS);
+    if (c->eval_iters < 1 || c->eval_iters > 1000000)
+        return zg__fail(ZG_ERR_ARG, "%s: eval_iters must be in [1, 1000000] (got %lld)", fn, (long long)c->eval_iters);
+    if (c->batch_size > ZG_TRAIN_MAX_BATCH / g->block_size)
+        return zg__fail(ZG_ERR_ARG, "%s: batch_size x block_size must be at most %d tokens", fn, ZG_TRAIN_MAX_BATCH);
+    return ZG_OK;
 }
 
 bool zg__train_has_momentum(zg_optim_kind kind) { return kind == ZG_SGD || kind == ZG_RMSPROP; }
@@ -86,6 +158,12 @@ int zg_train_config_validate(const zg_train_config *c) {
         c->inject_bad_batch > ZG__MAX_COUNT || c->inject_bad_backward > ZG__MAX_COUNT ||
         c->inject_nan_loss > ZG__MAX_COUNT || c->inject_nan_count > ZG__MAX_COUNT)
         return zg__fail(ZG_ERR_ARG, "%s: injection steps must be in [0, 2^53] (count in [1, 2^53])", fn);
+    int rc = validate_gpt(fn, c);
+    if (rc) return rc;
+    if (!isfinite(c->beta1) || !isfinite(c->beta2) || c->beta1 >= 1 || c->beta2 >= 1)
+        return zg__fail(ZG_ERR_ARG, "%s: betas must be in [0, 1) (or < 0: the optimizer's)", fn);
+    if ((c->beta1 >= 0 || c->beta2 >= 0) && c->optimizer != ZG_ADAM && c->optimizer != ZG_ADAMW)
+        return zg__fail(ZG_ERR_ARG, "%s: betas apply to adam and adamw, not %s", fn, zg_train_optim_name(c->optimizer));
     if (c->schedule[0]) {
         /* The spec is checked by building it on a throwaway optimizer of
          * the configured kind (the run's length is not known yet). */
@@ -103,8 +181,8 @@ int zg_train_config_validate(const zg_train_config *c) {
         zg_tensor_free(p);
         if (!sc) return zg__fail(ZG_ERR_ARG, "%s: schedule '%s': %s", fn, c->schedule, inner);
     }
-    const char *paths[] = {c->data_dir, c->out_dir, c->resume_dir};
-    for (int i = 0; i < 3; i++)
+    const char *paths[] = {c->data_dir, c->out_dir, c->resume_dir, c->text_path};
+    for (int i = 0; i < 4; i++)
         if (paths[i] && strlen(paths[i]) > ZG_TRAIN_MAX_DIR)
             return zg__fail(ZG_ERR_ARG, "%s: path longer than %d characters", fn, ZG_TRAIN_MAX_DIR);
     return ZG_OK;
@@ -115,5 +193,7 @@ zg_optim_config zg__train_optim_config(const zg_train_config *c) {
     if (c->lr >= 0) o.lr = c->lr;
     if (c->weight_decay >= 0) o.weight_decay = c->weight_decay;
     if (c->momentum >= 0 && zg__train_has_momentum(c->optimizer)) o.momentum = c->momentum;
+    if (c->beta1 >= 0) o.beta1 = c->beta1;
+    if (c->beta2 >= 0) o.beta2 = c->beta2;
     return o;
 }

@@ -201,6 +201,11 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
         zg__ckpt_state s;
         rc = zg__ckpt_locate(fn, path, ckpt, sizeof ckpt, run, sizeof run);
         if (!rc) rc = zg__ckpt_read_state(fn, ckpt, &s);
+        if (!rc && s.model == ZG_MODEL_GPT) {
+            rc = zg__fail(ZG_ERR_ARG, "%s: '%s' is a GPT run: its validation losses are in metrics.jsonl; "
+                          "`zgrad sample` generates text from it", fn, path);
+            zg__ckpt_state_free(&s);
+        }
         if (!rc) {
             mean = s.mean;
             std = s.std;

@@ -64,11 +64,13 @@ zg_module *zg__train_build_model(zg_model_kind kind) {
         return zg_model_default_cnn();
     case ZG_MODEL_MLP:
         return zg_model_mlp(mlp, 4);
+    case ZG_MODEL_GPT:
+        break; /* its size comes from the run's config and text: zg__lm_build */
     }
     return zg__fail_null("zg_train_run: unknown model kind %d", (int)kind);
 }
 
-static const char *const model_names[] = {[ZG_MODEL_CNN] = "cnn", [ZG_MODEL_MLP] = "mlp"};
+static const char *const model_names[] = {[ZG_MODEL_CNN] = "cnn", [ZG_MODEL_MLP] = "mlp", [ZG_MODEL_GPT] = "gpt"};
 static const char *const optim_names[] = {
     [ZG_SGD] = "sgd", [ZG_ADAM] = "adam", [ZG_ADAMW] = "adamw", [ZG_RMSPROP] = "rmsprop", [ZG_ADAGRAD] = "adagrad",
 };

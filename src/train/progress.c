@@ -27,10 +27,10 @@ static void fmt_time(char *buf, size_t n, double s) {
 }
 
 void zg__progress_begin(zg__progress *p, zg_progress_mode mode, double interval, int epoch, int epochs,
-                        int64_t total, int64_t first_step) {
+                        int64_t total, int64_t first_step, const char *unit) {
     if (mode == ZG_PROGRESS_AUTO) mode = isatty(STDERR_FILENO) ? ZG_PROGRESS_BAR : ZG_PROGRESS_LINES;
     *p = (zg__progress){.mode = mode, .interval = interval, .epoch = epoch, .epochs = epochs, .total = total,
-                        .first_step = first_step};
+                        .first_step = first_step, .unit = unit};
     p->t_begin = p->t_last = zg__now();
 }
 
@@ -51,8 +51,8 @@ static void draw_bar(zg__progress *p, int64_t step, double loss, double now, boo
     snprintf(head, sizeof head, "Epoch %d/%d ", p->epoch, p->epochs);
     /* Fixed-width fields keep the bar's length steady as numbers grow. */
     int digits = snprintf(NULL, 0, "%lld", (long long)p->total);
-    snprintf(tail, sizeof tail, " %*lld/%lld  loss %.4f  %5.0f samples/s  %s %-5s", digits, (long long)step,
-             (long long)p->total, loss, sps, final ? "in" : "ETA", t);
+    snprintf(tail, sizeof tail, " %*lld/%lld  loss %.4f  %5.0f %s/s  %s %-5s", digits, (long long)step,
+             (long long)p->total, loss, sps, p->unit, final ? "in" : "ETA", t);
     int width = term_width() - 1;
     int bar = width - (int)strlen(head) - (int)strlen(tail) - 2;
     if (bar > 30) bar = 30;
@@ -79,8 +79,8 @@ static void print_line(zg__progress *p, int64_t step, double loss, double now, b
     rates(p, step, now, &sps, &eta);
     char t[32];
     fmt_time(t, sizeof t, final ? now - p->t_begin : eta);
-    fprintf(stderr, "epoch %d/%d  step %lld/%lld  loss %.4f  %.0f samples/s  %s %s\n", p->epoch, p->epochs,
-            (long long)step, (long long)p->total, loss, sps, final ? "time" : "eta", t);
+    fprintf(stderr, "epoch %d/%d  step %lld/%lld  loss %.4f  %.0f %s/s  %s %s\n", p->epoch, p->epochs,
+            (long long)step, (long long)p->total, loss, sps, p->unit, final ? "time" : "eta", t);
     fflush(stderr);
 }
 

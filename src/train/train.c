@@ -8,6 +8,7 @@
  * live in one zg__ckpt_state, which is exactly what a checkpoint saves, so
  * resuming restores the loop to the very step it stopped at. */
 #include "train_internal.h"
+#include "../data/data_internal.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -28,6 +29,9 @@ typedef struct {
     int n_params;
     zg_dataset *train_full, *train_ds, *test_full, *test_ds;
     zg_loader *train_ld, *test_ld;
+    zg_text *text;          /* --model gpt: the text, */
+    zg__text_id text_id;    /* what names it, */
+    zg_tensor *xb, *yb;     /* and the one pair of [B, T] batch tensors */
     char run_dir[4096];
     char ckpt_name[64];
     char resumed_from[4200]; /* the checkpoint directory resumed, or "" */
@@ -48,6 +52,10 @@ static void trainer_free(trainer *t) {
     if (t->test_ds != t->test_full) zg_dataset_free(t->test_ds);
     zg_dataset_free(t->train_full);
     zg_dataset_free(t->test_full);
+    zg_text_free(t->text);
+    free(t->text_id.vocab_hex);
+    zg_tensor_free(t->xb);
+    zg_tensor_free(t->yb);
     zg_accum_free(t->acc);
     zg_sched_free(t->sched);
     zg_grad_scaler_free(t->scaler);
@@ -115,8 +123,32 @@ static int check_match(const trainer *t, const zg__ckpt_state *s, const char *ck
     if (strcmp(s->schedule, c->schedule) != 0)
         MISMATCH("schedule is '%s' in the checkpoint, '%s' here", s->schedule, c->schedule);
     if (s->amp != c->amp) MISMATCH("amp is %s in the checkpoint, %s here", amp_name(s->amp), amp_name(c->amp));
+    if (s->optimizer == c->optimizer && (c->optimizer == ZG_ADAM || c->optimizer == ZG_ADAMW) &&
+        (s->beta1 != t->ocfg.beta1 || s->beta2 != t->ocfg.beta2))
+        MISMATCH("betas are (%g, %g) in the checkpoint, (%g, %g) here", s->beta1, s->beta2, t->ocfg.beta1,
+                 t->ocfg.beta2);
+    if (s->model == ZG_MODEL_GPT && c->model == ZG_MODEL_GPT) {
+        const zg_gpt_config *a = &s->gpt, *b = &c->gpt;
+        if (a->n_layer != b->n_layer || a->n_head != b->n_head || a->n_embd != b->n_embd ||
+            a->block_size != b->block_size || a->dropout != b->dropout || a->bias != b->bias)
+            MISMATCH("the GPT is %lld layers, %lld heads, %lld embd, block %lld, dropout %g, bias %d in the "
+                     "checkpoint, %lld, %lld, %lld, %lld, %g, %d here", (long long)a->n_layer, (long long)a->n_head,
+                     (long long)a->n_embd, (long long)a->block_size, (double)a->dropout, a->bias,
+                     (long long)b->n_layer, (long long)b->n_head, (long long)b->n_embd, (long long)b->block_size,
+                     (double)b->dropout, b->bias);
+        if (s->eval_interval != c->eval_interval || s->eval_iters != c->eval_iters)
+            MISMATCH("evaluation every %lld steps on %lld batches in the checkpoint, %lld on %lld here",
+                     (long long)s->eval_interval, (long long)s->eval_iters, (long long)c->eval_interval,
+                     (long long)c->eval_iters);
+        if (s->text_vocab != (int)c->text_vocab || s->val_fraction != c->val_fraction)
+            MISMATCH("the text's vocabulary or validation fraction differs (%s, %g in the checkpoint)",
+                     s->text_vocab == ZG_TEXT_BYTE ? "byte" : "char", s->val_fraction);
+        if (c->schedule[0] && s->iters != c->iters)
+            MISMATCH("the schedule spans %lld steps in the checkpoint, %lld here", (long long)s->iters,
+                     (long long)c->iters);
+    }
     /* The schedule's length was derived from the planned epochs. */
-    if (c->schedule[0] && !strcmp(s->schedule, c->schedule) && s->epochs != c->epochs)
+    if (c->model != ZG_MODEL_GPT && c->schedule[0] && !strcmp(s->schedule, c->schedule) && s->epochs != c->epochs)
         MISMATCH("the schedule spans %d epochs in the checkpoint, %d here", s->epochs, c->epochs);
 #undef MISMATCH
     if (n) return zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint '%s' does not match this run: %s", ckpt, msg);
@@ -149,6 +181,19 @@ int zg_train_checkpoint_config(const char *path, zg_train_config *cfg) {
     cfg->clip_norm = s.clip_norm;
     memcpy(cfg->schedule, s.schedule, sizeof cfg->schedule);
     cfg->amp = s.amp;
+    const bool adam = s.optimizer == ZG_ADAM || s.optimizer == ZG_ADAMW;
+    cfg->beta1 = adam ? s.beta1 : -1;
+    cfg->beta2 = adam ? s.beta2 : -1;
+    if (s.model == ZG_MODEL_GPT) {
+        cfg->gpt = s.gpt;
+        cfg->iters = s.iters;
+        cfg->eval_interval = s.eval_interval;
+        cfg->eval_iters = s.eval_iters;
+        memcpy(cfg->text_path, s.text_path, sizeof cfg->text_path);
+        memcpy(cfg->corpus, s.corpus, sizeof cfg->corpus);
+        cfg->text_vocab = (zg_text_vocab)s.text_vocab;
+        cfg->val_fraction = s.val_fraction;
+    }
     zg__ckpt_state_free(&s);
     return ZG_OK;
 }
@@ -182,7 +227,7 @@ static bool same_dir(const char *a, const char *b) {
 
 /* ---- outputs ------------------------------------------------------------------- */
 
-static void fill_state_options(trainer *t) {
+static int fill_state_options(trainer *t) {
     zg__ckpt_state *s = &t->st;
     s->model = t->cfg.model;
     s->optimizer = t->cfg.optimizer;
@@ -202,6 +247,23 @@ static void fill_state_options(trainer *t) {
     s->clip_norm = t->cfg.clip_norm > 0 ? t->cfg.clip_norm : -1;
     memcpy(s->schedule, t->cfg.schedule, sizeof s->schedule);
     s->amp = t->cfg.amp;
+    s->beta1 = t->ocfg.beta1;
+    s->beta2 = t->ocfg.beta2;
+    if (t->cfg.model != ZG_MODEL_GPT) return ZG_OK;
+    s->gpt = t->cfg.gpt;
+    s->gpt.vocab_size = zg_text_vocab_size(t->text);
+    s->iters = t->cfg.iters;
+    s->eval_interval = t->cfg.eval_interval;
+    s->eval_iters = t->cfg.eval_iters;
+    memcpy(s->text_path, t->cfg.text_path, sizeof s->text_path);
+    memcpy(s->corpus, t->cfg.corpus, sizeof s->corpus);
+    s->text_vocab = (int)t->cfg.text_vocab;
+    s->val_fraction = t->cfg.val_fraction;
+    s->text_bytes = t->text_id.bytes;
+    s->text_crc = t->text_id.crc;
+    free(s->vocab_hex);
+    s->vocab_hex = zg__strdup(t->text_id.vocab_hex);
+    return s->vocab_hex ? ZG_OK : zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
 }
 
 static int save_checkpoint(trainer *t) {
@@ -257,8 +319,53 @@ static const char *stop_signal_name(int sig) {
 }
 
 
-/* The batch number the injection options count in: 1-based over the run. */
-static int64_t run_batch(const trainer *t, int64_t nb) { return t->st.epoch * nb + t->st.next_batch + 1; }
+static bool is_lm(const trainer *t) { return t->cfg.model == ZG_MODEL_GPT; }
+
+/* Batches in a full epoch: the loader's, or for a language model the
+ * eval_interval steps' micro-batches. */
+static int64_t full_epoch_batches(const trainer *t) {
+    return is_lm(t) ? t->cfg.eval_interval * t->cfg.accum : zg_loader_num_batches(t->train_ld);
+}
+
+/* A language model's steps left after the current epoch's start. */
+static int64_t lm_steps_left(const trainer *t) { return t->cfg.iters - (t->st.global_step - t->st.epoch_steps); }
+
+/* Batches in the current epoch: a language model's interval is cut short
+ * by the end of the run (iters not a multiple of eval_interval, or a run
+ * resumed with more --iters after a short last interval). */
+static int64_t epoch_batches(const trainer *t) {
+    if (!is_lm(t)) return full_epoch_batches(t);
+    const int64_t left = lm_steps_left(t);
+    return (left < t->cfg.eval_interval ? left : t->cfg.eval_interval) * t->cfg.accum;
+}
+
+static bool more_to_train(const trainer *t) {
+    return is_lm(t) ? t->st.global_step < t->cfg.iters : t->st.epoch < t->cfg.epochs;
+}
+
+/* The batch number the injection options count in: 1-based over the run.
+ * A language model's batch k is the text's windows for key k - 1, counted
+ * over the run's batches whatever its intervals were, so a resumed run
+ * draws exactly the windows the uninterrupted one did. */
+static int64_t run_batch(const trainer *t) {
+    return (is_lm(t) ? t->st.lm_batches : t->st.epoch * full_epoch_batches(t)) + t->st.next_batch + 1;
+}
+
+/* The next batch: 1 with x, y set, 0 at the end of the loader's epoch, or
+ * < 0 when it failed to load. */
+static int next_batch(trainer *t, zg_tensor **x, zg_tensor **y) {
+    if (!is_lm(t)) return zg_loader_next(t->train_ld, x, y);
+    int rc = zg__text_fill_batch(t->text, false, t->cfg.seed, run_batch(t) - 1, t->xb, t->yb);
+    *x = t->xb;
+    *y = t->yb;
+    return rc ? rc : 1;
+}
+
+/* What a batch counts in the running loss and the progress rate: samples,
+ * or a language model's tokens. */
+static int64_t batch_units(const trainer *t, const zg_tensor *y) {
+    return is_lm(t) ? zg_tensor_numel(y) : zg_tensor_size(y, 0);
+}
 
 static void warn(trainer *t, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -304,8 +411,13 @@ static int micro_step(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, double
     *outcome = 0;
     int rc = t->cfg.amp ? zg_autocast_enter((zg_autocast_type)t->cfg.amp) : ZG_OK;
     if (rc) return rc;
-    zg_tensor *logits = zg_module_forward(t->model, x);                  /* forward */
-    zg_tensor *loss = logits ? zg_cross_entropy(logits, y, NULL) : NULL; /* loss */
+    zg_tensor *loss;
+    if (is_lm(t)) {
+        loss = zg__lm_loss(t->model, x, y, NULL); /* forward, loss */
+    } else {
+        zg_tensor *logits = zg_module_forward(t->model, x);      /* forward */
+        loss = logits ? zg_cross_entropy(logits, y, NULL) : NULL; /* loss */
+    }
     if (t->cfg.amp) zg_autocast_exit();
     if (!loss) {
         zg_arena_reset();
@@ -372,7 +484,7 @@ static int skip_unloaded(trainer *t, int got, int64_t nb) {
     snprintf(why, sizeof why, "the batch failed to load (%s)", got < 0 ? zg_last_error() : "injected by --inject-bad-batch");
     zg_arena_reset();
     int rc = skip_batch(t, false, why);
-    if (!rc && got < 0 && s->next_batch < nb) rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
+    if (!rc && got < 0 && s->next_batch < nb && !is_lm(t)) rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
     return rc;
 }
 
@@ -437,31 +549,59 @@ static int diverged(const trainer *t, double loss) {
 
 /* After the epoch's batches: evaluation, the epoch's metrics, the
  * checkpoint and the other files, the log line. */
+/* The test set's (or a language model's validation) loss and accuracy.
+ * With --amp the evaluation forward runs under the training's autocast
+ * type too, as a PyTorch loop evaluating inside its autocast context:
+ * faster, and the metrics are those of the model as trained. */
+static int evaluate(trainer *t, double *loss, double *acc) {
+    int rc = t->cfg.amp ? zg_autocast_enter((zg_autocast_type)t->cfg.amp) : ZG_OK;
+    if (rc) return fail_with(rc, "zg_train_run: evaluation");
+    if (is_lm(t)) {
+        rc = zg__lm_evaluate(t->model, t->text, &t->cfg, t->xb, t->yb, loss, acc);
+    } else {
+        zg_eval_result ev;
+        rc = zg_evaluate(t->model, t->test_ld, NUM_CLASSES, &ev);
+        if (!rc) {
+            *loss = ev.loss;
+            *acc = ev.accuracy;
+            zg_eval_result_free(&ev);
+        }
+    }
+    if (t->cfg.amp) zg_autocast_exit();
+    return rc ? fail_with(rc, "zg_train_run: evaluation") : ZG_OK;
+}
+
+static void log_epoch(const trainer *t, const zg__epoch_metrics *m, int64_t units) {
+    if (!t->cfg.log) return;
+    if (is_lm(t))
+        fprintf(t->cfg.log, "step %lld/%lld - train loss %.4f - val loss %.4f - val acc %.2f%% - %.1fs - %.0f tokens/s\n",
+                (long long)t->st.global_step, (long long)t->cfg.iters, m->train_loss, m->test_loss, 100 * m->test_acc,
+                m->seconds, m->seconds > 0 ? (double)units / m->seconds : 0.0);
+    else
+        fprintf(t->cfg.log, "epoch %d/%d - train loss %.4f - test loss %.4f - test acc %.2f%% - %.1fs\n", m->epoch,
+                t->cfg.epochs, m->train_loss, m->test_loss, 100 * m->test_acc, m->seconds);
+    fflush(t->cfg.log);
+}
+
 static int finish_epoch(trainer *t, double mean_loss, double t0, double before) {
     zg__ckpt_state *s = &t->st;
-    /* With --amp the evaluation forward runs under the training's autocast
-     * type too, as a PyTorch loop evaluating inside its autocast context:
-     * faster, and the test metrics are those of the model as trained. */
-    zg_eval_result ev;
-    int rc = t->cfg.amp ? zg_autocast_enter((zg_autocast_type)t->cfg.amp) : ZG_OK;
-    if (!rc) {
-        rc = zg_evaluate(t->model, t->test_ld, NUM_CLASSES, &ev);
-        if (t->cfg.amp) zg_autocast_exit();
-    }
-    if (rc) return fail_with(rc, "zg_train_run: evaluation");
-    zg_eval_result_free(&ev);
-    if (!isfinite(ev.loss)) return diverged(t, ev.loss);
+    double test_loss = NAN, test_acc = NAN;
+    int rc = evaluate(t, &test_loss, &test_acc);
+    if (rc) return rc;
+    if (!isfinite(test_loss)) return diverged(t, test_loss);
+    const int64_t units = s->epoch_samples;
     zg__epoch_metrics m = {
         .epoch = (int)s->epoch + 1,
         .train_loss = mean_loss,
-        .test_loss = ev.loss,
-        .test_acc = ev.accuracy,
+        .test_loss = test_loss,
+        .test_acc = test_acc,
         .seconds = before + (zg__now() - t0),
         .steps = s->epoch_steps,
         .lr = zg_optim_get_hparam(t->opt, 0, ZG_HP_LR),
     };
     rc = push_metrics(t, &m);
     if (rc) return rc;
+    if (is_lm(t)) s->lm_batches += s->next_batch;
     s->epoch++;
     s->next_batch = 0;
     s->epoch_loss_sum = 0;
@@ -473,36 +613,34 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
     rc = save_checkpoint(t);
     if (!rc) rc = write_outputs(t, true);
     if (rc) return rc;
-    if (t->cfg.log) {
-        fprintf(t->cfg.log, "epoch %d/%d - train loss %.4f - test loss %.4f - test acc %.2f%% - %.1fs\n", m.epoch,
-                t->cfg.epochs, m.train_loss, m.test_loss, 100 * m.test_acc, m.seconds);
-        fflush(t->cfg.log);
-    }
+    log_epoch(t, &m, units);
     /* A stop asked for during the epoch's last window: its checkpoint is
      * the one just written. */
-    if (g_stop_signal && s->epoch < t->cfg.epochs) return stop_for_signal(t);
+    if (g_stop_signal && more_to_train(t)) return stop_for_signal(t);
     return ZG_OK;
 }
 
 /* Trains from the current position to the end of the epoch. */
 static int train_epoch(trainer *t) {
     zg__ckpt_state *s = &t->st;
-    int64_t nb = zg_loader_num_batches(t->train_ld);
+    int64_t nb = epoch_batches(t);
+    if (is_lm(t)) /* the intervals left, for the progress display */
+        t->cfg.epochs = (int)(s->epoch + (lm_steps_left(t) + t->cfg.eval_interval - 1) / t->cfg.eval_interval);
     if (s->next_batch > nb)
         return zg__fail(ZG_ERR_FORMAT, "zg_train_run: the checkpoint's position (batch %lld) is past the epoch's %lld batches",
                         (long long)s->next_batch, (long long)nb);
-    int rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
+    int rc = is_lm(t) ? ZG_OK : zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
     if (rc) return fail_with(rc, "zg_train_run: starting the epoch");
     double t0 = zg__now(), before = s->epoch_seconds;
     zg__progress_begin(&t->prog, t->cfg.progress, t->cfg.progress_interval, (int)s->epoch + 1, t->cfg.epochs, nb,
-                       s->next_batch);
+                       s->next_batch, is_lm(t) ? "tokens" : "samples");
     zg_module_train(t->model, true);
     zg_tensor *x, *y;
     int got;
-    while (s->next_batch < nb && (got = zg_loader_next(t->train_ld, &x, &y)) != 0) {
-        int64_t rb = run_batch(t, nb);
+    while (s->next_batch < nb && (got = next_batch(t, &x, &y)) != 0) {
+        int64_t rb = run_batch(t);
         const bool unloaded = got < 0 || rb == t->cfg.inject_bad_batch;
-        const int64_t b = unloaded ? 0 : zg_tensor_size(y, 0);
+        const int64_t b = unloaded ? 0 : batch_units(t, y);
         rc = unloaded ? skip_unloaded(t, got, nb) : step_batch(t, x, y, rb, b);
         if (rc) {
             zg__progress_clear(&t->prog);
@@ -538,7 +676,10 @@ static int read_resume(trainer *t, const char *ckpt, zg__ckpt_state *rs) {
     const zg_train_config *c = &t->cfg;
     int rc = zg__ckpt_read_state("zg_train_run", ckpt, rs);
     if (!rc) rc = check_match(t, rs, ckpt);
-    if (!rc && rs->epoch > c->epochs)
+    if (!rc && c->model == ZG_MODEL_GPT && rs->global_step > c->iters)
+        rc = zg__fail(ZG_ERR_ARG, "zg_train_run: the run in '%s' has done %lld steps already; ask for --iters >= %lld",
+                      c->resume_dir, (long long)rs->global_step, (long long)rs->global_step);
+    else if (!rc && c->model != ZG_MODEL_GPT && rs->epoch > c->epochs)
         rc = zg__fail(ZG_ERR_ARG, "zg_train_run: the run in '%s' has done %lld epochs already; ask for >= %lld",
                       c->resume_dir, (long long)rs->epoch, (long long)rs->epoch);
     if (!rc) snprintf(t->resumed_from, sizeof t->resumed_from, "%s", ckpt);
@@ -577,24 +718,35 @@ static int prepare_run(trainer *t, char *ckpt, char *run, size_t len, zg__ckpt_s
  * schedule, the GradScaler and the accumulation window. */
 static int build_training(trainer *t) {
     const zg_train_config *c = &t->cfg;
-    int rc = load_split(c, true, &t->train_full, &t->train_ds);
-    if (!rc) rc = load_split(c, false, &t->test_full, &t->test_ds);
+    int rc;
+    if (is_lm(t)) {
+        rc = zg__lm_load_text(c, &t->text_id, &t->text);
+    } else {
+        rc = load_split(c, true, &t->train_full, &t->train_ds);
+        if (!rc) rc = load_split(c, false, &t->test_full, &t->test_ds);
+    }
     if (rc) return rc;
     zg_manual_seed(c->seed);
-    t->model = zg__train_build_model(c->model);
+    t->model = is_lm(t) ? zg__lm_build(c, zg_text_vocab_size(t->text)) : zg__train_build_model(c->model);
     if (!t->model) return fail_with(ZG_ERR_STATE, "zg_train_run: building the model");
     t->n_params = zg_module_num_params(t->model);
     t->params = zg__malloc(((size_t)t->n_params + 1) * sizeof *t->params);
     if (!t->params) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     zg_module_params(t->model, t->params, t->n_params);
-    t->opt = zg_optim_new(c->optimizer, t->params, t->n_params, &t->ocfg);
+    /* A language model decays its weights and embeddings only, as nanoGPT's
+     * configure_optimizers (biases and LayerNorm weights are not decayed). */
+    t->opt = is_lm(t) ? zg_optim_new_decay_split(c->optimizer, t->model, t->ocfg.weight_decay, &t->ocfg)
+                      : zg_optim_new(c->optimizer, t->params, t->n_params, &t->ocfg);
     if (!t->opt) return fail_with(ZG_ERR_ARG, "zg_train_run: building the optimizer");
     /* The scheduler is made before the optimizer's state is loaded: its
      * construction writes the first lrs into the groups, which the loaded
      * state then replaces. Its length: the run's optimizer steps. */
     if (c->schedule[0]) {
-        int64_t n = zg_dataset_size(t->train_ds), nb = (n + c->batch_size - 1) / c->batch_size;
-        int64_t total = (int64_t)c->epochs * ((nb + c->accum - 1) / c->accum);
+        int64_t total = c->iters;
+        if (!is_lm(t)) {
+            int64_t n = zg_dataset_size(t->train_ds), nb = (n + c->batch_size - 1) / c->batch_size;
+            total = (int64_t)c->epochs * ((nb + c->accum - 1) / c->accum);
+        }
         t->sched = zg_sched_from_spec(t->opt, c->schedule, total > 0 ? total : 1);
         if (!t->sched) return fail_with(ZG_ERR_ARG, "zg_train_run: building the schedule");
     }
@@ -637,6 +789,12 @@ static int open_run_dir(trainer *t, const char *ckpt, bool in_place) {
 
 static int make_loaders(trainer *t) {
     const zg_train_config *c = &t->cfg;
+    if (is_lm(t)) {
+        const int64_t shape[2] = {c->batch_size, c->gpt.block_size};
+        t->xb = zg_tensor_new(ZG_INT64, shape, 2);
+        t->yb = zg_tensor_new(ZG_INT64, shape, 2);
+        return t->xb && t->yb ? ZG_OK : zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
+    }
     zg_loader_opts lo = {.batch_size = c->batch_size, .shuffle = true, .drop_last = false, .seed = c->seed,
                          .mean = c->mean, .std = c->std, .prefetch = true};
     t->train_ld = zg_loader_new(t->train_ds, &lo);
@@ -654,15 +812,48 @@ static int setup(trainer *t) {
     bool in_place = false;
     int rc = prepare_run(t, ckpt, run, sizeof ckpt, &rs, &in_place);
     if (!rc) rc = build_training(t);
+    if (!rc && t->cfg.resume_dir && is_lm(t) &&
+        (rs.text_bytes != t->text_id.bytes || rs.text_crc != t->text_id.crc))
+        rc = zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint '%s' was trained on another text (%lld bytes, CRC-32 "
+                      "%08x; this one: %lld bytes, %08x)", ckpt, (long long)rs.text_bytes, (unsigned)rs.text_crc,
+                      (long long)t->text_id.bytes, (unsigned)t->text_id.crc);
     if (!rc && t->cfg.resume_dir) rc = restore(t, ckpt, &rs);
     if (rc) {
         zg__ckpt_state_free(&rs);
         return rc;
     }
     if (t->cfg.resume_dir) t->st = rs;
-    fill_state_options(t);
+    rc = fill_state_options(t);
+    if (rc) return rc;
     rc = open_run_dir(t, ckpt, in_place);
     return rc ? rc : make_loaders(t);
+}
+
+/* The run's first line: the model, the optimizer and the data. */
+static void log_start(const trainer *t, FILE *log) {
+    const zg_train_config *c = &t->cfg;
+    char lr[32];
+    snprintf(lr, sizeof lr, "%g", t->ocfg.lr);
+    const long long params = (long long)zg_module_num_elements(t->model);
+    if (is_lm(t)) {
+        char path[4200];
+        if (zg__lm_text_path(c, path, sizeof path)) path[0] = '\0';
+        fprintf(log,
+                "zgrad train: gpt (%lld parameters; %lld layers, %lld heads, %lld embd, block %lld), %s lr %s, batch "
+                "%lld, %lld steps, val loss every %lld on %lld batches; %s: %lld train / %lld val tokens, vocab %lld "
+                "-> %s\n",
+                params, (long long)c->gpt.n_layer, (long long)c->gpt.n_head, (long long)c->gpt.n_embd,
+                (long long)c->gpt.block_size, zg_train_optim_name(c->optimizer), lr, (long long)c->batch_size,
+                (long long)c->iters, (long long)c->eval_interval, (long long)c->eval_iters, path,
+                (long long)zg_text_num_tokens(t->text, false), (long long)zg_text_num_tokens(t->text, true),
+                (long long)zg_text_vocab_size(t->text), t->run_dir);
+        return;
+    }
+    fprintf(log,
+            "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld test samples -> "
+            "%s\n",
+            zg_train_model_name(c->model), params, zg_train_optim_name(c->optimizer), lr, (long long)c->batch_size,
+            c->epochs, (long long)zg_dataset_size(t->train_ds), (long long)zg_dataset_size(t->test_ds), t->run_dir);
 }
 
 int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
@@ -685,6 +876,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
         for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, &old_sa[i]);
     }
     t.cfg = *cfg;
+    if (cfg->model == ZG_MODEL_GPT) t.cfg.epochs = (int)zg__train_gpt_epochs(cfg);
     t.ocfg = zg__train_optim_config(cfg);
     rc = setup(&t);
     FILE *log = cfg->log;
@@ -692,14 +884,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
         if (t.resumed_from[0])
             fprintf(log, "zgrad train: resuming from %s (epoch %lld, batch %lld, step %lld)\n", t.resumed_from,
                     (long long)t.st.epoch + 1, (long long)t.st.next_batch, (long long)t.st.global_step);
-        char lr[32];
-        snprintf(lr, sizeof lr, "%g", t.ocfg.lr);
-        fprintf(log,
-                "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld test "
-                "samples -> %s\n",
-                zg_train_model_name(cfg->model), (long long)zg_module_num_elements(t.model),
-                zg_train_optim_name(cfg->optimizer), lr, (long long)cfg->batch_size, cfg->epochs,
-                (long long)zg_dataset_size(t.train_ds), (long long)zg_dataset_size(t.test_ds), t.run_dir);
+        log_start(&t, log);
         if (cfg->accum > 1 || cfg->clip_norm > 0 || cfg->schedule[0] || cfg->amp)
         {
             char clip[32] = "off";
@@ -709,7 +894,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
         }
         fflush(log);
     }
-    while (!rc && t.st.epoch < cfg->epochs) rc = train_epoch(&t);
+    while (!rc && more_to_train(&t)) rc = train_epoch(&t);
     /* Nothing left to train (a finished run resumed): the outputs are
      * refreshed all the same. */
     if (!rc && !t.ckpt_name[0]) rc = save_checkpoint(&t);

@@ -9,6 +9,7 @@
  *   rundir.c      the run directory's lock, and removing only what the run
  *                 wrote
  *   eval.c        evaluation and `zgrad eval`
+ *   lm.c          --model gpt: the text, its loss and validation, sampling
  *   train.c       the loop itself (zg_train_run)
  */
 #ifndef ZG_TRAIN_INTERNAL_H
@@ -40,6 +41,8 @@ bool zg__train_has_momentum(zg_optim_kind kind);
 zg_optim_config zg__train_optim_config(const zg_train_config *cfg);
 /* Builds the configured model (weights drawn from the default generator). */
 zg_module *zg__train_build_model(zg_model_kind kind);
+/* --model gpt: evaluation intervals in the run, ceil(iters / eval_interval). */
+int64_t zg__train_gpt_epochs(const zg_train_config *c);
 
 /* ---- metrics ------------------------------------------------------------- */
 
@@ -70,11 +73,12 @@ typedef struct {
     int64_t first_step;    /* the step the epoch (re)started at */
     double t_begin, t_last;
     int64_t samples;       /* seen since t_begin */
+    const char *unit;      /* what the rate counts: "samples", "tokens" */
     int drawn_width;
 } zg__progress;
 
 void zg__progress_begin(zg__progress *p, zg_progress_mode mode, double interval, int epoch, int epochs,
-                        int64_t total, int64_t first_step);
+                        int64_t total, int64_t first_step, const char *unit);
 /* After a step: step = steps done in the epoch, loss = running mean. */
 void zg__progress_update(zg__progress *p, int64_t step, double loss, int64_t batch_samples);
 /* Final draw of the epoch's bar (or its last line). */
@@ -122,6 +126,19 @@ typedef struct {
     char *sched_json;
     bool has_scaler;
     zg_grad_scaler_state scaler;
+    double beta1, beta2; /* resolved (the optimizer's values) */
+    /* --model gpt: the architecture (vocab_size included), the run's
+     * length, the text (as given, and its size and CRC-32, which a resume
+     * must match) and its vocabulary (malloc'd; lm.c). */
+    zg_gpt_config gpt;
+    int64_t iters, eval_interval, eval_iters;
+    int64_t lm_batches; /* micro-batches drawn in the finished intervals */
+    char text_path[4096], corpus[64];
+    int text_vocab;
+    double val_fraction;
+    int64_t text_bytes;
+    uint32_t text_crc;
+    char *vocab_hex;
 } zg__ckpt_state;
 
 void zg__ckpt_state_free(zg__ckpt_state *s);
@@ -144,6 +161,29 @@ int zg__ckpt_load(const char *fn, const char *ckpt_dir, zg_module *model, zg_opt
  * through a symlink) into name (>= 64 bytes): 1, 0 when there is none, or
  * < 0 when it is damaged or not a regular file. */
 int zg__ckpt_read_pointer(const char *fn, const char *run_dir, char *name);
+
+/* ---- language models (lm.c) ------------------------------------------------ */
+
+/* The text's path: text_path, or the installed corpus of that name. */
+int zg__lm_text_path(const zg_train_config *c, char *out, size_t n);
+/* What names a run's text: its size and CRC-32 (a resume must find the
+ * same), and its vocabulary as hex of the characters' UTF-8 (malloc'd). */
+typedef struct {
+    int64_t bytes;
+    uint32_t crc;
+    char *vocab_hex;
+} zg__text_id;
+/* Loads the run's text and fills *id. */
+int zg__lm_load_text(const zg_train_config *c, zg__text_id *id, zg_text **out);
+/* The configured GPT for a vocabulary of `vocab` tokens. */
+zg_module *zg__lm_build(const zg_train_config *c, int64_t vocab);
+/* Cross-entropy of m(x) [B, T, V] against y [B, T], over all B*T
+ * positions; *logits_out (may be NULL) receives the logits. */
+zg_tensor *zg__lm_loss(zg_module *m, zg_tensor *x, zg_tensor *y, zg_tensor **logits_out);
+/* Mean loss and next-token accuracy over c->eval_iters validation batches
+ * drawn into x, y (no_grad, eval mode; under the caller's autocast). */
+int zg__lm_evaluate(zg_module *m, const zg_text *text, const zg_train_config *c, zg_tensor *x, zg_tensor *y,
+                    double *loss, double *acc);
 
 /* ---- the run directory (rundir.c) ------------------------------------------ */
 
