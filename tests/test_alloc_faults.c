@@ -770,6 +770,7 @@ typedef struct {
     char root[256], data[300], tmpl[300], run[300];
     char *ref_model;
     size_t ref_len;
+    bool gpt; /* --model gpt on a text (data: the text file) */
 } run_ctx;
 
 static void write_mnist_split(const char *dir, const char *split, int n) {
@@ -781,6 +782,28 @@ static void write_mnist_split(const char *dir, const char *split, int n) {
 
 static zg_train_config run_config(const run_ctx *c, const char *out, const char *resume, int epochs) {
     zg_train_config cfg = zg_train_config_defaults();
+    if (c->gpt) {
+        /* A GPT of one block on a text: 4 steps in intervals of 2, the
+         * recipe's AdamW, clipping and a schedule, bf16 autocast. */
+        cfg = zg_train_config_for_model(ZG_MODEL_GPT);
+        snprintf(cfg.text_path, sizeof cfg.text_path, "%s", c->data);
+        cfg.gpt.n_layer = 1;
+        cfg.gpt.n_head = 2;
+        cfg.gpt.n_embd = 8;
+        cfg.gpt.block_size = 8;
+        cfg.batch_size = 2;
+        cfg.iters = 4;
+        cfg.eval_interval = 2;
+        cfg.eval_iters = 1;
+        snprintf(cfg.schedule, sizeof cfg.schedule, "cosine");
+        cfg.amp = ZG_AUTOCAST_BF16;
+        cfg.out_dir = out;
+        cfg.resume_dir = resume;
+        cfg.progress = ZG_PROGRESS_OFF;
+        cfg.log = NULL;
+        (void)epochs;
+        return cfg;
+    }
     cfg.model = ZG_MODEL_MLP;
     cfg.epochs = epochs;
     cfg.batch_size = 16;
@@ -854,20 +877,28 @@ static void run_teardown(void *p) {
     zg_arena_reset();
 }
 
-TEST(alloc_faults_training_run_resume) {
-    run_ctx c;
+static void sweep_run(bool gpt) {
+    run_ctx c = {.gpt = gpt};
     scratch_dir(c.root, sizeof c.root);
     snprintf(c.data, sizeof c.data, "%s/data", c.root);
     snprintf(c.tmpl, sizeof c.tmpl, "%s/template", c.root);
     snprintf(c.run, sizeof c.run, "%s/run", c.root);
-    mkdir(c.data, 0755);
-    write_mnist_split(c.data, "train", 64);
-    write_mnist_split(c.data, "t10k", 32);
+    if (gpt) {
+        static const char text[] = "to be, or not to be, that is the question:\n";
+        char *buf = malloc(sizeof text * 20);
+        for (int i = 0; buf && i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
+        if (buf) write_file(c.data, buf, 20 * (sizeof text - 1), false);
+        free(buf);
+    } else {
+        mkdir(c.data, 0755);
+        write_mnist_split(c.data, "train", 64);
+        write_mnist_split(c.data, "t10k", 32);
+    }
     /* The template stops in epoch 2 (its first batch fails to load, and
      * one bad batch is the limit), so that the schedule spans the 2
      * epochs the resume trains. */
     zg_train_config cfg = run_config(&c, c.tmpl, NULL, 2);
-    cfg.inject_bad_batch = 5;
+    cfg.inject_bad_batch = gpt ? 3 : 5;
     cfg.max_bad_steps = 1;
     CHECK(zg_train_run(&cfg, NULL) == ZG_ERR_STATE);
     run_setup(&c);
@@ -877,8 +908,52 @@ TEST(alloc_faults_training_run_resume) {
     c.ref_model = slurp(path, &c.ref_len);
     CHECK(c.ref_model != NULL);
     run_teardown(&c);
-    const fault_case fc = {"training run (resume)", run_setup, run_op, run_intact, run_teardown, 8};
+    const fault_case fc = {gpt ? "gpt training run (resume)" : "training run (resume)", run_setup, run_op, run_intact,
+                           run_teardown, 8};
     sweep(&fc, &c);
     free(c.ref_model);
     zgt_remove_dir(c.root);
 }
+
+/* zgrad sample: reads the run, builds the GPT, generates; a failure frees
+ * everything and a retry gives the same text. */
+typedef struct {
+    const char *run;
+    char ref[64];
+} sample_ctx;
+
+static void sample_nothing(void *p) { (void)p; }
+
+static int sample_op(void *p) {
+    sample_ctx *c = p;
+    char *out = NULL;
+    int rc = zg_train_sample(c->run, "to", 12, 0.8f, 5, 3, &out);
+    if (!rc && !c->ref[0]) snprintf(c->ref, sizeof c->ref, "%s", out);
+    if (!rc) CHECK(!strcmp(out, c->ref));
+    CHECK(rc == 0 || out == NULL);
+    free(out);
+    return rc;
+}
+
+static void sample_intact(void *p) { CHECK_OK(sample_op(p)); }
+
+TEST(alloc_faults_gpt_sample) {
+    run_ctx c = {.gpt = true};
+    scratch_dir(c.root, sizeof c.root);
+    snprintf(c.data, sizeof c.data, "%s/text", c.root);
+    snprintf(c.run, sizeof c.run, "%s/run", c.root);
+    static const char text[] = "to be, or not to be, that is the question:\n";
+    char buf[20 * sizeof text];
+    for (int i = 0; i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
+    write_file(c.data, buf, 20 * (sizeof text - 1), false);
+    zg_train_config cfg = run_config(&c, c.run, NULL, 2);
+    CHECK_OK(zg_train_run(&cfg, NULL));
+    sample_ctx s = {.run = c.run};
+    CHECK_OK(sample_op(&s));
+    const fault_case fc = {"gpt sample", sample_nothing, sample_op, sample_intact, sample_nothing, 0};
+    sweep(&fc, &s);
+    zgt_remove_dir(c.root);
+}
+
+TEST(alloc_faults_training_run_resume) { sweep_run(false); }
+TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true); }
