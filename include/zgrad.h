@@ -386,6 +386,18 @@ typedef struct {
     float dropout;
     bool bias; /* biases in the Linear and LayerNorm layers */
 } zg_gpt_config;
+/* The GPT's parts, for transformers of one's own; x [B, T, C] -> [B, T, C]
+ * with C = n_embd (a multiple of n_head), dropout in [0, 1), bias in the
+ * Linear (and LayerNorm) layers; PyTorch's default init (zg_nn_gpt
+ * re-initialises them as nanoGPT):
+ *   CausalSelfAttention: c_attn C -> 3C, causal attention over n_head heads
+ *     (fused; with dropout in training the plain path, dropout on the
+ *     probabilities), c_proj C -> C, resid_dropout;
+ *   MLP: c_fc C -> 4C, exact GELU, c_proj 4C -> C, dropout;
+ *   Block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) (pre-norm). */
+ZG_API zg_module *zg_nn_causal_self_attention(int64_t n_embd, int64_t n_head, float dropout, bool bias);
+ZG_API zg_module *zg_nn_transformer_mlp(int64_t n_embd, float dropout, bool bias);
+ZG_API zg_module *zg_nn_transformer_block(int64_t n_embd, int64_t n_head, float dropout, bool bias);
 /* nanoGPT's CPU recipe: vocab 65, block 64, 4 layers, 4 heads, 128 embd,
  * dropout 0, no bias. */
 ZG_API zg_gpt_config zg_gpt_config_default(void);

@@ -144,6 +144,55 @@ TEST(gpt_gradcheck) {
     zg_arena_reset();
 }
 
+/* ---- the parts on their own ---------------------------------------------- */
+
+typedef struct {
+    zg_module *m;
+} part_ctx;
+
+static zg_tensor *op_part(zg_tensor *const *in, void *ctx) { return zg_module_forward(((part_ctx *)ctx)->m, in[0]); }
+
+/* A Block is x + attn(ln_1(x)), then x + mlp(ln_2(x)), with its children
+ * (the same bits), and a finite-difference check through it with respect
+ * to its input; the attention's and the MLP's names are the GPT's. */
+TEST(gpt_parts_block_attention_mlp) {
+    zg_manual_seed(4);
+    zg_module *b = zg_nn_transformer_block(8, 2, 0.0f, true);
+    CHECK_PTR(b);
+    if (!b) return;
+    CHECK(zg_module_num_params(b) == 12);
+    CHECK(!strcmp(zg_module_param_name(b, 2), "attn.c_attn.weight"));
+    CHECK(!strcmp(zg_module_param_name(b, 11), "mlp.c_proj.bias"));
+    zg_tensor *x = zg_randn((int64_t[]){2, 5, 8}, 3);
+    zg_tensor_set_requires_grad(x, true);
+    zg_tensor *y = zg_module_forward(b, x);
+    zg_module *attn = zg_nn_causal_self_attention(8, 2, 0.0f, true), *mlp = zg_nn_transformer_mlp(8, 0.0f, true);
+    zg_module *ln1 = zg_nn_layer_norm(8, 1e-5f, true, true), *ln2 = zg_nn_layer_norm(8, 1e-5f, true, true);
+    CHECK(attn && mlp && ln1 && ln2);
+    /* the same weights, through the parts */
+    zg_module *parts[4] = {ln1, attn, ln2, mlp};
+    int k = 0;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; parts[i] && j < zg_module_num_params(parts[i]); j++, k++)
+            memcpy(zg_tensor_data(zg_module_param(parts[i], j)), zg_tensor_data(zg_module_param(b, k)),
+                   (size_t)zg_tensor_numel(zg_module_param(b, k)) * sizeof(float));
+    zg_tensor *h = zg_add(x, zg_module_forward(attn, zg_module_forward(ln1, x)));
+    zg_tensor *want = zg_add(h, zg_module_forward(mlp, zg_module_forward(ln2, h)));
+    CHECK(y && want && memcmp(zg_tensor_data(y), zg_tensor_data(want), 80 * sizeof(float)) == 0);
+    part_ctx c = {b};
+    zg_tensor *in[1] = {x};
+    GRADCHECK("transformer block", op_part, in, 1, &c, NULL);
+    CHECK_NULL_ERR(zg_nn_causal_self_attention(10, 4, 0.0f, false), "multiple of n_head");
+    CHECK_NULL_ERR(zg_nn_transformer_mlp(8, 1.0f, false), "dropout");
+    zg_tensor *flat = zg_randn((int64_t[]){2, 8}, 2);
+    CHECK_NULL_ERR(zg_module_forward(attn, flat), "expected x [B, T, C]");
+    zg_tensor_free(flat);
+    for (int i = 0; i < 4; i++) zg_module_free(parts[i]);
+    zg_module_free(b);
+    zg_tensor_free(x);
+    zg_arena_reset();
+}
+
 /* ---- PyTorch parity ------------------------------------------------------ */
 
 static const char *const ref_files[] = {"gpt"};

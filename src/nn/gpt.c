@@ -146,21 +146,43 @@ static zg_module *node(const char *type, zg__module_forward_fn fwd, const char *
     return m;
 }
 
-static zg_module *block_new(const zg_gpt_config *c) {
-    const int64_t C = c->n_embd;
-    zg_module *ak[4] = {zg_nn_linear(C, 3 * C, c->bias), zg_nn_linear(C, C, c->bias), zg_nn_dropout(c->dropout),
-                        zg_nn_dropout(c->dropout)};
+/* n_embd a positive multiple of n_head, dropout in [0, 1). */
+static int check_sizes(const char *fn, int64_t n_embd, int64_t n_head, float dropout) {
+    if (n_embd < 1 || n_head < 1 || n_embd % n_head)
+        return zg__fail(ZG_ERR_ARG, "%s: n_embd %lld must be a positive multiple of n_head %lld", fn, (long long)n_embd,
+                        (long long)n_head);
+    if (!(dropout >= 0.0f && dropout < 1.0f))
+        return zg__fail(ZG_ERR_ARG, "%s: dropout %g must lie in [0, 1)", fn, (double)dropout);
+    return ZG_OK;
+}
+
+zg_module *zg_nn_causal_self_attention(int64_t n_embd, int64_t n_head, float dropout, bool bias) {
+    if (check_sizes("zg_nn_causal_self_attention", n_embd, n_head, dropout)) return NULL;
+    const int64_t C = n_embd;
+    zg_module *ak[4] = {zg_nn_linear(C, 3 * C, bias), zg_nn_linear(C, C, bias), zg_nn_dropout(dropout),
+                        zg_nn_dropout(dropout)};
     zg_module *attn = node("CausalSelfAttention", attn_forward,
                            (const char *const[]){"c_attn", "c_proj", "attn_dropout", "resid_dropout"}, ak, 4);
     if (attn) {
-        attn->iv[0] = c->n_head;
-        attn->sc[0] = c->dropout;
+        attn->iv[0] = n_head;
+        attn->sc[0] = dropout;
     }
-    zg_module *mk[4] = {zg_nn_linear(C, 4 * C, c->bias), zg_nn_gelu(false), zg_nn_linear(4 * C, C, c->bias),
-                        zg_nn_dropout(c->dropout)};
-    zg_module *mlp = node("MLP", mlp_forward, (const char *const[]){"c_fc", "gelu", "c_proj", "dropout"}, mk, 4);
-    zg_module *bk[4] = {zg_nn_layer_norm(C, 1e-5f, true, c->bias), attn, zg_nn_layer_norm(C, 1e-5f, true, c->bias),
-                        mlp};
+    return attn;
+}
+
+zg_module *zg_nn_transformer_mlp(int64_t n_embd, float dropout, bool bias) {
+    if (check_sizes("zg_nn_transformer_mlp", n_embd, 1, dropout)) return NULL;
+    const int64_t C = n_embd;
+    zg_module *mk[4] = {zg_nn_linear(C, 4 * C, bias), zg_nn_gelu(false), zg_nn_linear(4 * C, C, bias),
+                        zg_nn_dropout(dropout)};
+    return node("MLP", mlp_forward, (const char *const[]){"c_fc", "gelu", "c_proj", "dropout"}, mk, 4);
+}
+
+zg_module *zg_nn_transformer_block(int64_t n_embd, int64_t n_head, float dropout, bool bias) {
+    if (check_sizes("zg_nn_transformer_block", n_embd, n_head, dropout)) return NULL;
+    const int64_t C = n_embd;
+    zg_module *bk[4] = {zg_nn_layer_norm(C, 1e-5f, true, bias), zg_nn_causal_self_attention(C, n_head, dropout, bias),
+                        zg_nn_layer_norm(C, 1e-5f, true, bias), zg_nn_transformer_mlp(C, dropout, bias)};
     return node("Block", block_forward, (const char *const[]){"ln_1", "attn", "ln_2", "mlp"}, bk, 4);
 }
 
@@ -219,7 +241,7 @@ zg_module *zg_nn_gpt(const zg_gpt_config *c) {
     for (int64_t i = 0; i < L && h; i++) {
         char name[24];
         snprintf(name, sizeof name, "%lld", (long long)i);
-        zg_module *b = block_new(c);
+        zg_module *b = zg_nn_transformer_block(c->n_embd, c->n_head, c->dropout, c->bias);
         if (!b || zg__module_add_child(h, name, b)) {
             zg_module_free(h);
             h = NULL;
