@@ -17,7 +17,7 @@ SAN ?=
 # ZG_API (scripts/check-exports checks it); internal zg__ functions stay
 # linkable from the static archive, which the tests use.
 CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp -fvisibility=hidden -ffp-contract=off -fno-math-errno -fno-trapping-math -D_DEFAULT_SOURCE $(SAN)
-CPPFLAGS_BASE = -Iinclude -Isrc
+CPPFLAGS_BASE = -Iinclude -Isrc -I$(BUILD)/gen
 # OpenBLAS built for OpenMP shares our OpenMP thread pool; the pthread build
 # keeps its own workers spinning after each call, which then fight our OpenMP
 # threads for the cores (a CNN step 19 ms steady vs 19-33 ms on 2 cores).
@@ -57,6 +57,14 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The built-in models of zgrad train are the model files in models/,
+# compiled in as strings.
+BUILTIN_MODELS := models/cnn.json models/mlp.json
+$(BUILD)/gen/builtin_models.h: $(BUILTIN_MODELS) scripts/embed-json
+	@mkdir -p $(dir $@)
+	scripts/embed-json $(BUILTIN_MODELS) > $@
+$(BUILD)/obj/src/train/models.o: $(BUILD)/gen/builtin_models.h
+
 # The archive holds the library as one relocatable object, so a program
 # that links it gets all of it, as with the shared library: the sanitizer
 # (src/check) is called by no other layer, yet must read ZG_SANITIZE when
@@ -79,7 +87,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 
 tests: $(TESTS)
 # The CLI tests run the zgrad binary of their own build directory.
-$(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds: $(BUILD)/zgrad
+$(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_train_gpt $(BUILD)/tests/test_model_file: $(BUILD)/zgrad
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)

@@ -414,6 +414,35 @@ ZG_API int zg_gpt_generate(zg_module *gpt, const int64_t *prompt, int64_t n_prom
  * "0", "1", ... so parameters read "0.weight". */
 ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);
 
+/* A model file: JSON that reads like PyTorch's nn.Sequential (src/nn/model_file.c):
+ *   {"input": [1, 28, 28],
+ *    "layers": [{"type": "Conv2d", "in_channels": 1, "out_channels": 32,
+ *                "kernel_size": 3, "padding": 1}, {"type": "ReLU"}, ...,
+ *               {"type": "Linear", "args": [128, 10]}]}
+ * "input" is one sample's shape (no batch dimension). Layers: Linear,
+ * Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU,
+ * GELU, Tanh, Sigmoid, Dropout, Flatten, with PyTorch's argument names,
+ * order ("args") and defaults. Parsing follows the shapes through every
+ * layer: a mismatch is an error naming the layer and the shapes. The model
+ * is a Sequential, its parameters named as PyTorch's state_dict
+ * ("0.weight", ...). */
+typedef struct zg_model_spec zg_model_spec;
+ZG_API zg_model_spec *zg_model_spec_load(const char *path);
+/* name: shown in messages (NULL: "(text)"). */
+ZG_API zg_model_spec *zg_model_spec_parse(const char *json, size_t len, const char *name);
+ZG_API void zg_model_spec_free(zg_model_spec *s);
+/* The model, PyTorch's default init from the default generator. */
+ZG_API zg_module *zg_model_spec_build(const zg_model_spec *s);
+/* One sample's input (output false) or output shape into shape[0..max);
+ * returns its number of dimensions. */
+ZG_API int zg_model_spec_shape(const zg_model_spec *s, bool output, int64_t *shape, int max);
+/* The spec as canonical JSON (every argument written out); owned by s. */
+ZG_API const char *zg_model_spec_json(const zg_model_spec *s);
+/* A table as torchinfo prints: per layer its output shape, parameters and
+ * forward FLOPs per sample (a multiply-add counts 2), then the totals;
+ * malloc'd (free() it). */
+ZG_API char *zg_model_spec_summary(const zg_model_spec *s);
+
 ZG_API zg_tensor *zg_module_forward(zg_module *m, zg_tensor *x);
 /* Parameters in registration order, depth first, with dotted names. */
 ZG_API int zg_module_num_params(const zg_module *m);
@@ -649,10 +678,12 @@ ZG_API zg_module *zg_model_default_cnn(void);
  * (n >= 2); {784, 256, 128, 10} is `zgrad train --model mlp`. */
 ZG_API zg_module *zg_model_mlp(const int64_t *sizes, int n);
 
-/* cnn and mlp train on an MNIST-format data set; gpt is a character-level
- * (or byte-level) GPT trained on a text (zg_nn_gpt, zg_text). */
-typedef enum { ZG_MODEL_CNN = 0, ZG_MODEL_MLP = 1, ZG_MODEL_GPT = 2 } zg_model_kind;
-/* "cnn" / "mlp" / "gpt" -> kind, and "sgd", "adam", "adamw", "rmsprop", "adagrad"
+/* cnn and mlp (models/cnn.json and models/mlp.json, built in) and a model
+ * file (file: zg_train_config.model_file) train on an MNIST-format data
+ * set; gpt is a character-level (or byte-level) GPT trained on a text
+ * (zg_nn_gpt, zg_text). */
+typedef enum { ZG_MODEL_CNN = 0, ZG_MODEL_MLP = 1, ZG_MODEL_GPT = 2, ZG_MODEL_FILE = 3 } zg_model_kind;
+/* "cnn" / "mlp" / "gpt" / "file" -> kind, and "sgd", "adam", "adamw", "rmsprop", "adagrad"
  * -> zg_optim_kind; -1 for an unknown name. The reverse gives the name. */
 ZG_API int zg_train_model_kind(const char *name);
 ZG_API const char *zg_train_model_name(zg_model_kind kind);
@@ -683,6 +714,8 @@ typedef struct {
                                      * neither empty nor a run; true: writes into it
                                      * (a run is refused either way) */
     const char *resume_dir;         /* NULL: a new run; else the run to continue */
+    char model_file[4096];          /* model file: its path (zg_model_spec); on a
+                                     * resume "" takes the checkpoint's copy */
     int64_t limit_train, limit_test; /* 0: every sample; N: the first N */
     int64_t checkpoint_every_steps; /* 0: a checkpoint after each epoch only */
     int64_t eval_batch_size;        /* 1000 */
@@ -772,6 +805,11 @@ ZG_API int zg_train_run(const zg_train_config *cfg, zg_train_result *result);
  * and display options are left as they are. A base for --resume with some
  * options overridden. */
 ZG_API int zg_train_checkpoint_config(const char *path, zg_train_config *cfg);
+/* The model file of a run (a run or checkpoint directory: its --model-file
+ * as the checkpoint keeps it, or the built-in cnn's or mlp's), and of a
+ * built-in model; ZG_ERR_ARG for gpt, which has none. */
+ZG_API zg_model_spec *zg_train_model_spec(const char *path);
+ZG_API zg_model_spec *zg_train_builtin_spec(zg_model_kind kind);
 /* Text from the GPT a `zgrad train --model gpt` run saved (path: a run or
  * checkpoint directory; its vocabulary is in the checkpoint, the text is
  * not needed): prompt ("": one newline, as nanoGPT's sample.py) continued

@@ -30,6 +30,8 @@ static void usage(FILE *f) {
             "              (zgrad train --help)\n"
             "  eval        evaluate a saved run on the test set (zgrad eval --help)\n"
             "  sample      generate text with a trained GPT (zgrad sample --help)\n"
+            "  summary     a model's layers, shapes, parameters and FLOPs\n"
+            "              (zgrad summary --help)\n"
             "\n"
             "options:\n"
             "  --version   print the version and exit\n"
@@ -344,6 +346,7 @@ enum {
     G_EVAL_INTERVAL = 1 << 26,
     G_EVAL_ITERS = 1 << 27,
     G_DATA = 1 << 28,
+    G_MODEL_FILE = 1 << 29,
 };
 /* The options of one kind of model: given with another, they are refused. */
 #define G_GPT_ONLY (G_TEXT | G_CORPUS | G_VOCAB | G_N_LAYER | G_N_HEAD | G_N_EMBD | G_BLOCK | G_DROPOUT | G_BIAS | \
@@ -366,6 +369,10 @@ static const option train_options[] = {
           "cnn: Conv32-Pool-Conv64-Pool-Linear128-Linear10 (default);\nmlp: 784-256-128-10 with ReLU; gpt: a "
           "character-level\nGPT on a text (its options below)",
           set_model, model, 0, 0, G_MODEL),
+    T_OPT("--model-file", "FILE",
+          "a model as JSON layers in the manner of nn.Sequential\n(models/cnn.json and models/mlp.json are the built-in "
+          "ones;\nzgrad summary --model-file FILE checks and shows it)",
+          set_chars, model_file, 0, 4096, G_MODEL_FILE),
     T_OPT("--epochs", "N", "total epochs, also when resuming (default 3)", set_int, epochs, 1, MAX_EPOCHS, G_EPOCHS),
     T_OPT("--batch-size", "N", "(default 64)", set_i64, batch_size, 1, MILLION, G_BATCH),
     T_OPT("--optimizer", "NAME", "sgd, adam, adamw, rmsprop or adagrad (default adam)", set_optimizer, optimizer, 0,
@@ -482,6 +489,12 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     if ((g & G_OPTIM) && c->optimizer != o->c.optimizer)
         c->lr = c->momentum = c->weight_decay = c->beta1 = c->beta2 = -1;
     if (g & G_MODEL) c->model = o->c.model;
+    if (g & G_MODEL_FILE) {
+        if ((g & G_MODEL) && o->c.model != ZG_MODEL_FILE)
+            return bad_usage("--model-file and --model %s: one model at a time", zg_train_model_name(o->c.model));
+        c->model = ZG_MODEL_FILE;
+        memcpy(c->model_file, o->c.model_file, sizeof c->model_file);
+    }
     if (g & G_OPTIM) c->optimizer = o->c.optimizer;
     if (g & G_EPOCHS) c->epochs = o->c.epochs;
     if (g & G_BATCH) c->batch_size = o->c.batch_size;
@@ -650,6 +663,72 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+/* ---- summary ----------------------------------------------------------------- */
+
+typedef struct {
+    opts_head head;
+    const char *model_file;
+    zg_model_kind model;
+    bool model_given;
+} summary_opts;
+
+static int set_summary_model(const option *o, const char *v, void *dst) {
+    if (set_model(o, v, dst)) return 2;
+    ((summary_opts *)dst)->model_given = true;
+    return 0;
+}
+
+#define M_OPT(name, arg, help, set, field) {name, arg, help, set, offsetof(summary_opts, field), 0, 0, 0}
+
+static const option summary_options[] = {
+    M_OPT("--model-file", "FILE", "the model file to check and show", set_path, model_file),
+    M_OPT("--model", "cnn|mlp", "a built-in model", set_summary_model, model),
+    {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
+};
+#define N_SUMMARY_OPTIONS ((int)(sizeof summary_options / sizeof summary_options[0]))
+
+static void summary_usage(FILE *f) {
+    fprintf(f, "usage: zgrad summary (--model-file FILE | --model cnn|mlp | RUN)\n"
+               "\n"
+               "Checks a model's shapes from its input through every layer and prints, per\n"
+               "layer, the output shape, the parameters and the forward FLOPs per sample\n"
+               "(a multiply-add counts 2), then the totals. RUN: a run of zgrad train.\n"
+               "\n"
+               "options:\n");
+    print_options(f, summary_options, N_SUMMARY_OPTIONS);
+}
+
+static int cmd_summary(int argc, char **argv) {
+    cmd_name = "summary";
+    /* One positional argument: the run. */
+    const char *run = NULL;
+    if (argc >= 3 && argv[argc - 1][0] != '-' && (argc == 3 || argv[argc - 2][0] != '-' || !strcmp(argv[argc - 2], "--help"))) {
+        run = argv[argc - 1];
+        argc--;
+    }
+    summary_opts o = {0};
+    int rc = parse_options(summary_options, N_SUMMARY_OPTIONS, argc, argv, &o);
+    if (rc == HELP) {
+        summary_usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    if ((run != NULL) + (o.model_file != NULL) + o.model_given != 1)
+        return bad_usage("give one of --model-file FILE, --model cnn|mlp or a run directory");
+    zg_model_spec *s = o.model_file ? zg_model_spec_load(o.model_file)
+                       : run        ? zg_train_model_spec(run)
+                                    : zg_train_builtin_spec(o.model);
+    char *text = s ? zg_model_spec_summary(s) : NULL;
+    zg_model_spec_free(s);
+    if (!text) {
+        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        return 1;
+    }
+    fputs(text, stdout);
+    free(text);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /* ---- sample ------------------------------------------------------------------ */
 
 typedef struct {
@@ -733,6 +812,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc, argv);
+    if (!strcmp(argv[1], "summary")) return cmd_summary(argc, argv);
     fprintf(stderr, "zgrad: unknown command or option '%s' (see zgrad --help)\n", argv[1]);
     return 2;
 }

@@ -160,6 +160,12 @@ int zg_train_config_validate(const zg_train_config *c) {
         return zg__fail(ZG_ERR_ARG, "%s: injection steps must be in [0, 2^53] (count in [1, 2^53])", fn);
     int rc = validate_gpt(fn, c);
     if (rc) return rc;
+    if (!memchr(c->model_file, '\0', sizeof c->model_file))
+        return zg__fail(ZG_ERR_ARG, "%s: model_file is not terminated", fn);
+    if (c->model == ZG_MODEL_FILE && !c->model_file[0] && !c->resume_dir)
+        return zg__fail(ZG_ERR_ARG, "%s: model 'file' needs a model file (--model-file)", fn);
+    if (c->model != ZG_MODEL_FILE && c->model_file[0])
+        return zg__fail(ZG_ERR_ARG, "%s: a model file goes with model 'file' (--model-file sets both)", fn);
     if (!isfinite(c->beta1) || !isfinite(c->beta2) || c->beta1 >= 1 || c->beta2 >= 1)
         return zg__fail(ZG_ERR_ARG, "%s: betas must be in [0, 1) (or < 0: the optimizer's)", fn);
     if ((c->beta1 >= 0 || c->beta2 >= 0) && c->optimizer != ZG_ADAM && c->optimizer != ZG_ADAMW)

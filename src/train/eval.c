@@ -210,7 +210,13 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
             mean = s.mean;
             std = s.std;
             batch = s.eval_batch_size;
-            model = zg__train_build_model(s.model);
+            if (s.model == ZG_MODEL_FILE) {
+                zg_model_spec *spec = zg_model_spec_parse(s.model_spec, strlen(s.model_spec), "the checkpoint's model");
+                model = spec ? zg_model_spec_build(spec) : NULL;
+                zg_model_spec_free(spec);
+            } else {
+                model = zg__train_build_model(s.model);
+            }
             zg__ckpt_state_free(&s);
             if (!model) rc = ZG_ERR_NOMEM;
         }

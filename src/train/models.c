@@ -2,36 +2,50 @@
  * on the command line and in checkpoints. */
 #include "train_internal.h"
 
+#include "builtin_models.h" /* models/cnn.json and mlp.json, by scripts/embed-json */
+
+/* A built-in model from its model file. */
+static zg_module *build_builtin(const char *fn, const char *json) {
+    zg_model_spec *spec = zg_model_spec_parse(json, strlen(json), fn);
+    zg_module *m = spec ? zg_model_spec_build(spec) : NULL;
+    zg_model_spec_free(spec);
+    return m;
+}
+
+zg_model_spec *zg_train_model_spec(const char *path) {
+    const char *fn = "zg_train_model_spec";
+    if (!path) return zg__fail_null("%s: path is NULL", fn);
+    char ckpt[4200], run[4200];
+    zg__ckpt_state s;
+    if (zg__ckpt_locate(fn, path, ckpt, sizeof ckpt, run, sizeof run) || zg__ckpt_read_state(fn, ckpt, &s)) return NULL;
+    const char *text = s.model == ZG_MODEL_FILE ? s.model_spec : zg__train_builtin_json(s.model);
+    zg_model_spec *spec = NULL;
+    if (text) spec = zg_model_spec_parse(text, strlen(text), s.model == ZG_MODEL_FILE ? "the run's model" : fn);
+    else zg__fail(ZG_ERR_ARG, "%s: '%s' is a %s run, which has no model file", fn, path, zg_train_model_name(s.model));
+    zg__ckpt_state_free(&s);
+    return spec;
+}
+
+/* The spec of a built-in model (its name given as text, for the CLI). */
+zg_model_spec *zg_train_builtin_spec(zg_model_kind kind) {
+    const char *text = zg__train_builtin_json(kind);
+    if (!text) return zg__fail_null("zg_train_builtin_spec: '%s' has no model file", zg_train_model_name(kind));
+    return zg_model_spec_parse(text, strlen(text), zg_train_model_name(kind));
+}
+
+const char *zg__train_builtin_json(zg_model_kind kind) {
+    return kind == ZG_MODEL_CNN ? builtin_cnn_json : kind == ZG_MODEL_MLP ? builtin_mlp_json : NULL;
+}
+
 zg_module *zg_model_default_cnn(void) {
-    /* 28x28 -> conv pad 1 keeps 28 -> pool 14 -> conv 14 -> pool 7:
-     * 64 * 7 * 7 = 3136 features. Each ReLU runs after its pooling:
+    /* models/cnn.json. 28x28 -> conv pad 1 keeps 28 -> pool 14 -> conv 14 ->
+     * pool 7: 64 * 7 * 7 = 3136 features. Each ReLU runs after its pooling:
      * max and ReLU commute, values and gradients alike (the window's
      * maximum is the maximum after ReLU, and both orders send a window's
      * gradient to its first maximum or nowhere), and the ReLU then touches
      * a quarter of the elements. The parameter names are PyTorch's for
      * Conv-ReLU-MaxPool. */
-    zg_module *layers[] = {
-        zg_nn_conv2d(1, 32, 3, 1, 1, 1, 1, true),
-        zg_nn_max_pool2d(2, 2, 0),
-        zg_nn_relu(),
-        zg_nn_conv2d(32, 64, 3, 1, 1, 1, 1, true),
-        zg_nn_max_pool2d(2, 2, 0),
-        zg_nn_relu(),
-        zg_nn_flatten(),
-        zg_nn_linear(3136, 128, true),
-        zg_nn_relu(),
-        zg_nn_linear(128, 10, true),
-    };
-    int n = (int)(sizeof layers / sizeof layers[0]);
-    for (int i = 0; i < n; i++) {
-        if (!layers[i]) {
-            char inner[512];
-            snprintf(inner, sizeof inner, "%s", zg_last_error());
-            for (int j = 0; j < n; j++) zg_module_free(layers[j]);
-            return zg__fail_null("zg_model_default_cnn: layer %d: %s", i, inner);
-        }
-    }
-    return zg_nn_sequential(layers, n);
+    return build_builtin("zg_model_default_cnn", builtin_cnn_json);
 }
 
 zg_module *zg_model_mlp(const int64_t *sizes, int n) {
@@ -58,19 +72,20 @@ zg_module *zg_model_mlp(const int64_t *sizes, int n) {
 }
 
 zg_module *zg__train_build_model(zg_model_kind kind) {
-    static const int64_t mlp[] = {784, 256, 128, 10};
     switch (kind) {
     case ZG_MODEL_CNN:
         return zg_model_default_cnn();
     case ZG_MODEL_MLP:
-        return zg_model_mlp(mlp, 4);
-    case ZG_MODEL_GPT:
-        break; /* its size comes from the run's config and text: zg__lm_build */
+        return build_builtin("zg_train_run", builtin_mlp_json); /* models/mlp.json */
+    case ZG_MODEL_GPT:  /* its size comes from the run's config and text: zg__lm_build */
+    case ZG_MODEL_FILE: /* from the run's model file or checkpoint: train.c */
+        break;
     }
     return zg__fail_null("zg_train_run: unknown model kind %d", (int)kind);
 }
 
-static const char *const model_names[] = {[ZG_MODEL_CNN] = "cnn", [ZG_MODEL_MLP] = "mlp", [ZG_MODEL_GPT] = "gpt"};
+static const char *const model_names[] = {[ZG_MODEL_CNN] = "cnn", [ZG_MODEL_MLP] = "mlp", [ZG_MODEL_GPT] = "gpt",
+                                          [ZG_MODEL_FILE] = "file"};
 static const char *const optim_names[] = {
     [ZG_SGD] = "sgd", [ZG_ADAM] = "adam", [ZG_ADAMW] = "adamw", [ZG_RMSPROP] = "rmsprop", [ZG_ADAGRAD] = "adagrad",
 };

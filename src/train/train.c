@@ -32,6 +32,7 @@ typedef struct {
     zg_text *text;          /* --model gpt: the text, */
     zg__text_id text_id;    /* what names it, */
     zg_tensor *xb, *yb;     /* and the one pair of [B, T] batch tensors */
+    char *spec_json;        /* --model-file: the model's canonical JSON */
     char run_dir[4096];
     char ckpt_name[64];
     char resumed_from[4200]; /* the checkpoint directory resumed, or "" */
@@ -56,6 +57,7 @@ static void trainer_free(trainer *t) {
     free(t->text_id.vocab_hex);
     zg_tensor_free(t->xb);
     zg_tensor_free(t->yb);
+    free(t->spec_json);
     zg_accum_free(t->acc);
     zg_sched_free(t->sched);
     zg_grad_scaler_free(t->scaler);
@@ -249,6 +251,11 @@ static int fill_state_options(trainer *t) {
     s->amp = t->cfg.amp;
     s->beta1 = t->ocfg.beta1;
     s->beta2 = t->ocfg.beta2;
+    if (t->cfg.model == ZG_MODEL_FILE) {
+        free(s->model_spec);
+        s->model_spec = zg__strdup(t->spec_json);
+        return s->model_spec ? ZG_OK : zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
+    }
     if (t->cfg.model != ZG_MODEL_GPT) return ZG_OK;
     s->gpt = t->cfg.gpt;
     s->gpt.vocab_size = zg_text_vocab_size(t->text);
@@ -714,9 +721,59 @@ static int prepare_run(trainer *t, char *ckpt, char *run, size_t len, zg__ckpt_s
     return !rc && resume ? read_resume(t, ckpt, rs) : rc;
 }
 
+static void dims_str(char *out, size_t n, const int64_t *d, int nd) {
+    size_t k = (size_t)snprintf(out, n, "[");
+    for (int i = 0; i < nd && k < n; i++) k += (size_t)snprintf(out + k, n - k, "%s%lld", i ? ", " : "", (long long)d[i]);
+    if (k < n) snprintf(out + k, n - k, "]");
+}
+
+/* --model-file: the model the file describes, or on a resume the one the
+ * checkpoint keeps (a file given as well must describe the same); its
+ * input must be the data's samples and its output the classes. */
+static zg_module *build_file_model(trainer *t, const zg__ckpt_state *rs) {
+    const char *fn = "zg_train_run";
+    const char *saved = rs ? rs->model_spec : NULL;
+    zg_model_spec *spec = t->cfg.model_file[0] ? zg_model_spec_load(t->cfg.model_file)
+                          : saved                ? zg_model_spec_parse(saved, strlen(saved), "the checkpoint's model")
+                                                 : NULL;
+    if (!spec) {
+        if (!t->cfg.model_file[0] && !saved) zg__fail(ZG_ERR_FORMAT, "%s: the checkpoint holds no model file", fn);
+        return NULL;
+    }
+    int64_t in[ZG_MAX_DIMS], out[ZG_MAX_DIMS], data[ZG_MAX_DIMS];
+    const int nin = zg_model_spec_shape(spec, false, in, ZG_MAX_DIMS);
+    const int nout = zg_model_spec_shape(spec, true, out, ZG_MAX_DIMS);
+    const int nd = zg_dataset_sample_shape(t->train_ds, data);
+    char a[96], b[96];
+    dims_str(a, sizeof a, in, nin);
+    dims_str(b, sizeof b, data, nd);
+    zg_module *m = NULL;
+    if (saved && strcmp(zg_model_spec_json(spec), saved))
+        zg__fail(ZG_ERR_FORMAT, "%s: '%s' describes another model than the checkpoint's (leave --model-file out to "
+                 "resume the checkpoint's)", fn, t->cfg.model_file);
+    else if (nin != nd || memcmp(in, data, (size_t)nd * sizeof *in))
+        zg__fail(ZG_ERR_ARG, "%s: the model file's input is %s per sample, the data's samples are %s", fn, a, b);
+    else if (nout != 1 || out[0] != NUM_CLASSES)
+        zg__fail(ZG_ERR_ARG, "%s: the model file's output must be [%d] per sample (one logit per class)", fn,
+                 NUM_CLASSES);
+    else if (!(t->spec_json = zg__strdup(zg_model_spec_json(spec))))
+        zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    else
+        m = zg_model_spec_build(spec);
+    zg_model_spec_free(spec);
+    return m;
+}
+
+static zg_module *build_model(trainer *t, const zg__ckpt_state *rs) {
+    if (is_lm(t)) return zg__lm_build(&t->cfg, zg_text_vocab_size(t->text));
+    if (t->cfg.model == ZG_MODEL_FILE) return build_file_model(t, rs);
+    return zg__train_build_model(t->cfg.model);
+}
+
 /* The data, the model (weights from the seed), the optimizer, the
- * schedule, the GradScaler and the accumulation window. */
-static int build_training(trainer *t) {
+ * schedule, the GradScaler and the accumulation window. rs: the
+ * checkpoint's state on a resume, else NULL. */
+static int build_training(trainer *t, const zg__ckpt_state *rs) {
     const zg_train_config *c = &t->cfg;
     int rc;
     if (is_lm(t)) {
@@ -727,7 +784,7 @@ static int build_training(trainer *t) {
     }
     if (rc) return rc;
     zg_manual_seed(c->seed);
-    t->model = is_lm(t) ? zg__lm_build(c, zg_text_vocab_size(t->text)) : zg__train_build_model(c->model);
+    t->model = build_model(t, rs);
     if (!t->model) return fail_with(ZG_ERR_STATE, "zg_train_run: building the model");
     t->n_params = zg_module_num_params(t->model);
     t->params = zg__malloc(((size_t)t->n_params + 1) * sizeof *t->params);
@@ -811,7 +868,7 @@ static int setup(trainer *t) {
     zg__ckpt_state rs = {0};
     bool in_place = false;
     int rc = prepare_run(t, ckpt, run, sizeof ckpt, &rs, &in_place);
-    if (!rc) rc = build_training(t);
+    if (!rc) rc = build_training(t, t->cfg.resume_dir ? &rs : NULL);
     if (!rc && t->cfg.resume_dir && is_lm(t) &&
         (rs.text_bytes != t->text_id.bytes || rs.text_crc != t->text_id.crc))
         rc = zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint '%s' was trained on another text (%lld bytes, CRC-32 "
@@ -849,10 +906,14 @@ static void log_start(const trainer *t, FILE *log) {
                 (long long)zg_text_vocab_size(t->text), t->run_dir);
         return;
     }
+    const char *slash = strrchr(c->model_file, '/');
+    const char *name = c->model != ZG_MODEL_FILE ? zg_train_model_name(c->model)
+                       : c->model_file[0]        ? (slash ? slash + 1 : c->model_file)
+                                                 : "the checkpoint's model";
     fprintf(log,
             "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld test samples -> "
             "%s\n",
-            zg_train_model_name(c->model), params, zg_train_optim_name(c->optimizer), lr, (long long)c->batch_size,
+            name, params, zg_train_optim_name(c->optimizer), lr, (long long)c->batch_size,
             c->epochs, (long long)zg_dataset_size(t->train_ds), (long long)zg_dataset_size(t->test_ds), t->run_dir);
 }
 

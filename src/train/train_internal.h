@@ -41,6 +41,8 @@ bool zg__train_has_momentum(zg_optim_kind kind);
 zg_optim_config zg__train_optim_config(const zg_train_config *cfg);
 /* Builds the configured model (weights drawn from the default generator). */
 zg_module *zg__train_build_model(zg_model_kind kind);
+/* The model file (JSON) of a built-in model (cnn, mlp), else NULL. */
+const char *zg__train_builtin_json(zg_model_kind kind);
 /* --model gpt: evaluation intervals in the run, ceil(iters / eval_interval). */
 int64_t zg__train_gpt_epochs(const zg_train_config *c);
 
@@ -139,6 +141,9 @@ typedef struct {
     int64_t text_bytes;
     uint32_t text_crc;
     char *vocab_hex;
+    /* --model-file: the spec as canonical JSON (malloc'd), so that a
+     * resume, zgrad eval and zgrad summary need only the run. */
+    char *model_spec;
 } zg__ckpt_state;
 
 void zg__ckpt_state_free(zg__ckpt_state *s);

@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""PyTorch reference for the model files of tests/test_model_file.c.
+
+Usage: /usr/bin/python3 tests/parity/model_file_reference.py OUTDIR
+
+Each case is a model file (models/cnn.json, models/mlp.json, and one that
+uses every other layer type, some arguments positional) built as PyTorch
+builds it: nn.Sequential(*[getattr(nn, type)(*args, **kwargs)]). Writes
+OUTDIR/model_file.safetensors with, per case <c> (listed in the metadata
+key "cases"; the metadata key "spec.<c>" holds the file's text):
+    <c>.sd.<name>   the state_dict (parameters and buffers, BatchNorm's
+                    running statistics set to random values)
+    <c>.x, <c>.y    an input batch of 3 and the eval-mode output
+"""
+import json
+import os
+import sys
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_reference import read_safetensors, write_safetensors  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+EVERY_LAYER = {
+    "input": [3, 8, 8],
+    "layers": [
+        {"type": "Conv2d", "args": [3, 4, [3, 3]], "padding": 1, "bias": False},
+        {"type": "BatchNorm2d", "num_features": 4, "momentum": 0.2},
+        {"type": "LeakyReLU", "args": [0.2]},
+        {"type": "AvgPool2d", "kernel_size": 2},
+        {"type": "Conv2d", "in_channels": 4, "out_channels": 6, "kernel_size": 3, "stride": 2, "groups": 2},
+        {"type": "MaxPool2d", "kernel_size": 1},
+        {"type": "Flatten"},
+        {"type": "Linear", "args": [6, 16]},
+        {"type": "BatchNorm1d", "args": [16]},
+        {"type": "GELU", "approximate": "tanh"},
+        {"type": "Dropout", "p": 0.3},
+        {"type": "Linear", "in_features": 16, "out_features": 8, "bias": True},
+        {"type": "GELU"},
+        {"type": "Tanh"},
+        {"type": "Linear", "args": [8, 5]},
+        {"type": "Sigmoid"},
+        {"type": "ReLU", "inplace": True},
+    ],
+}
+
+
+def build(spec):
+    layers = []
+    for layer in spec["layers"]:
+        kwargs = {k: v for k, v in layer.items() if k not in ("type", "args")}
+        args = [tuple(a) if isinstance(a, list) else a for a in layer.get("args", [])]
+        layers.append(getattr(nn, layer["type"])(*args, **kwargs))
+    return nn.Sequential(*layers)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: model_file_reference.py OUTDIR")
+    outdir = sys.argv[1]
+    os.makedirs(outdir, exist_ok=True)
+    cases = []
+    for name in ("cnn", "mlp"):
+        with open(os.path.join(ROOT, "models", name + ".json")) as f:
+            cases.append((name, f.read()))
+    cases.append(("every", json.dumps(EVERY_LAYER)))
+    out, meta = {}, {}
+    torch.manual_seed(0)
+    for name, text in cases:
+        spec = json.loads(text)
+        model = build(spec)
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.5, 0.5)
+        model.eval()
+        x = torch.randn([3] + spec["input"])
+        with torch.no_grad():
+            y = model(x)
+        for k, v in model.state_dict().items():
+            out["%s.sd.%s" % (name, k)] = v.detach().clone()
+        out[name + ".x"] = x
+        out[name + ".y"] = y
+        meta["spec." + name] = text
+    meta["cases"] = ",".join(c[0] for c in cases)
+    path = os.path.join(outdir, "model_file.safetensors")
+    write_safetensors(path, out, meta)
+    read_safetensors(path)
+
+
+if __name__ == "__main__":
+    main()
