@@ -549,13 +549,11 @@ static int diverged(const trainer *t, double loss) {
     char kept[200] = "nothing was saved";
     if (t->ckpt_name[0]) snprintf(kept, sizeof kept, "the run directory keeps its last checkpoint, %s", t->ckpt_name);
     return zg__fail(ZG_ERR_NONFINITE,
-                    "zg_train_run: the test loss is %s after epoch %lld: the training diverged (try a lower --lr or "
+                    "zg_train_run: the %s loss is %s after epoch %lld: the training diverged (try a lower --lr or "
                     "--clip-norm); this epoch was not saved, %s",
-                    isnan(loss) ? "nan" : "inf", (long long)t->st.epoch + 1, kept);
+                    is_lm(t) ? "validation" : "test", isnan(loss) ? "nan" : "inf", (long long)t->st.epoch + 1, kept);
 }
 
-/* After the epoch's batches: evaluation, the epoch's metrics, the
- * checkpoint and the other files, the log line. */
 /* The test set's (or a language model's validation) loss and accuracy.
  * With --amp the evaluation forward runs under the training's autocast
  * type too, as a PyTorch loop evaluating inside its autocast context:
@@ -590,6 +588,8 @@ static void log_epoch(const trainer *t, const zg__epoch_metrics *m, int64_t unit
     fflush(t->cfg.log);
 }
 
+/* After the epoch's batches: evaluation, the epoch's metrics, the
+ * checkpoint and the other files, the log line. */
 static int finish_epoch(trainer *t, double mean_loss, double t0, double before) {
     zg__ckpt_state *s = &t->st;
     double test_loss = NAN, test_acc = NAN;
