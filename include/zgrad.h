@@ -367,6 +367,16 @@ ZG_API zg_tensor *zg_adaptive_avg_pool1d(zg_tensor *x, int64_t output_size);
  * eval: use the running statistics. weight/bias [C] may be NULL. */
 ZG_API zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
                                 zg_tensor *bias, bool training, float momentum, float eps);
+/* PyTorch's momentum=None: the running statistics become the cumulative
+ * average of the batch statistics (momentum 1/num_batches_tracked). */
+#define ZG_BN_MOMENTUM_NONE (-1.0f)
+/* zg_batch_norm as nn.BatchNorm runs it: a training call with running
+ * statistics first adds 1 to num_batches_tracked (int64 0-dim; NULL: not
+ * counted), then updates them with momentum, or with ZG_BN_MOMENTUM_NONE
+ * with 1/num_batches_tracked (which then must be given). */
+ZG_API zg_tensor *zg_batch_norm_tracked(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var,
+                                        zg_tensor *num_batches_tracked, zg_tensor *weight, zg_tensor *bias,
+                                        bool training, float momentum, float eps);
 
 /* ------------------------------------------------------------------ */
 /* nn: modules                                                          */
@@ -396,7 +406,9 @@ ZG_API zg_module *zg_nn_avg_pool2d_ex(int kernel, int stride, int padding, const
 ZG_API zg_module *zg_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
 ZG_API zg_module *zg_nn_adaptive_avg_pool1d(int64_t out_len);
 /* BatchNorm with affine weight (ones) and bias (zeros) and the buffers
- * running_mean (zeros), running_var (ones), num_batches_tracked. */
+ * running_mean (zeros), running_var (ones), num_batches_tracked (counts
+ * training batches). momentum in [0, 1], or ZG_BN_MOMENTUM_NONE for the
+ * cumulative average. */
 ZG_API zg_module *zg_nn_batch_norm1d(int64_t num_features, float eps, float momentum);
 ZG_API zg_module *zg_nn_batch_norm2d(int64_t num_features, float eps, float momentum);
 /* Embedding(V, D, padding_idx): weight [V, D] from N(0, 1), the padding
