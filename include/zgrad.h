@@ -320,9 +320,12 @@ typedef struct {
 } zg_loss_opts;
 /* ZG_LOSS_DEFAULTS: mean, ignore_index -100, no smoothing, no weights. */
 #define ZG_LOSS_DEFAULTS ((zg_loss_opts){ZG_REDUCTION_MEAN, -100, 0.0f, NULL})
-/* logits [N,C] (or [C]), target int64 [N] of class indices; opts may be NULL. */
+/* logits [N,C] (or [C]), target int64 [N] of class indices; or logits
+ * [N,C,d1,...] with target [N,d1,...] (per-pixel classes along dim 1;
+ * reduction none gives [N,d1,...]); opts may be NULL. */
 ZG_API zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg_loss_opts *opts);
-/* log-probabilities [N,C], target int64 [N]. label_smoothing is ignored. */
+/* log-probabilities [N,C] (or [C], or [N,C,d1,...]), target int64 [N] (0-dim,
+ * [N,d1,...]). label_smoothing is ignored. */
 ZG_API zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_opts *opts);
 ZG_API zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reduction);
 /* Stable for any logit; pos_weight [C] or NULL. */
