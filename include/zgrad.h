@@ -465,9 +465,9 @@ ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);
  *                "kernel_size": 3, "padding": 1}, {"type": "ReLU"}, ...,
  *               {"type": "Linear", "args": [128, 10]}]}
  * "input" is one sample's shape (no batch dimension). Layers: Linear,
- * Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU,
- * GELU, Tanh, Sigmoid, Dropout, Flatten, with PyTorch's argument names,
- * order ("args") and defaults. Parsing follows the shapes through every
+ * Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d,
+ * BatchNorm2d, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Dropout, Flatten, with
+ * PyTorch's argument names, order ("args") and defaults (null for None). Parsing follows the shapes through every
  * layer: a mismatch is an error naming the layer and the shapes. The model
  * is a Sequential, its parameters named as PyTorch's state_dict
  * ("0.weight", ...). */
