@@ -3,6 +3,7 @@
  *   models.c      the model builders, names of models and optimizers
  *   config.c      defaults, validation, resolving the optimizer's settings
  *   metrics.c     metrics.jsonl and curves.svg
+ *   tensorboard.c the same metrics as a TensorBoard event file
  *   progress.c    the live bar / plain progress lines
  *   checkpoint.c  checkpoint directories behind an atomically replaced
  *                 pointer file, and reading them back
@@ -53,6 +54,9 @@ typedef struct {
     double seconds;     /* wall time of the epoch (training + evaluation) */
     int64_t steps;      /* optimizer steps in the epoch */
     double lr;          /* learning rate of the first group at the end */
+    int64_t samples;    /* trained on in the epoch (gpt: tokens); -1 unknown */
+    double grad_norm;   /* total grad norm of the last step (before
+                         * clipping); NaN without --clip-norm */
 } zg__epoch_metrics;
 
 /* One JSON object, no newline, every number round-trips exactly. */
@@ -62,6 +66,13 @@ void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m);
 int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epoch_metrics **out, int *n);
 int zg__write_metrics_jsonl(const char *dir, const zg__epoch_metrics *m, int n);
 int zg__write_curves_svg(const char *dir, const zg__epoch_metrics *m, int n);
+
+/* ---- TensorBoard (tensorboard.c) --------------------------------------------- */
+
+/* The run's event file, rewritten from the history as metrics.jsonl is. */
+int zg__write_tfevents(const char *dir, const zg__epoch_metrics *m, int n);
+/* Whether name is an event file name zg__write_tfevents gives. */
+bool zg__tfevents_name(const char *name, size_t len);
 
 /* ---- progress ------------------------------------------------------------ */
 
