@@ -134,7 +134,7 @@ void zg__onnx_initializer(zg__onnx *g, const char *name, zg_dtype type, const in
     void *raw = alloc(g, n);
     if (!t || !d || !raw) return;
     *t = (ZgOnnx__TensorProto)ZG_ONNX__TENSOR_PROTO__INIT;
-    memcpy(d, dims, (size_t)ndim * sizeof *d);
+    if (ndim) memcpy(d, dims, (size_t)ndim * sizeof *d); /* a scalar has no dims */
     memcpy(raw, data, n);
     t->n_dims = (size_t)ndim;
     t->dims = d;
@@ -193,7 +193,7 @@ static ZgOnnx__AttributeProto *attribute(zg__onnx *g, const zg__onnx_attr *a) {
     if (a->kind == ZG__ONNX_INTS) {
         p->type = ZG_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
         p->ints = alloc(g, (size_t)a->n * sizeof *p->ints);
-        if (p->ints) memcpy(p->ints, a->ints, (size_t)a->n * sizeof *p->ints);
+        if (p->ints && a->n) memcpy(p->ints, a->ints, (size_t)a->n * sizeof *p->ints);
         p->n_ints = (size_t)a->n;
     } else if (a->kind == ZG__ONNX_FLOAT) {
         p->type = ZG_ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
