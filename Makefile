@@ -92,6 +92,8 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 tests: $(TESTS)
 # The CLI tests run the zgrad binary of their own build directory.
 $(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_onnx: $(BUILD)/zgrad
+# It installs the build (scripts/install) and builds a CMake project on it.
+$(BUILD)/tests/test_ecosystem: $(BUILD)/zgrad $(BUILD)/libzgrad.so
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
@@ -146,14 +148,11 @@ FUZZ_SECONDS ?= 20
 fuzz:
 	scripts/fuzz $(FUZZ_SECONDS)
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/zgrad.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/libzgrad.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libzgrad.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/zgrad $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/#define ZG_VERSION "\(.*\)"/\1/p' include/zgrad.h)|' \
-		zgrad.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/zgrad.pc
+# Under $(DESTDIR)$(PREFIX): the header, both libraries, the CLI, zgrad.pc,
+# the CMake package (find_package(zgrad)), the man page and the bash
+# completion (scripts/install lists them).
+install: lib $(BUILD)/zgrad
+	scripts/install $(BUILD) "$(DESTDIR)$(PREFIX)" "$(PREFIX)"
 
 clean:
 	rm -rf build
