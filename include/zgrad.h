@@ -515,6 +515,16 @@ ZG_API void zg_module_free(zg_module *m);
  * shape before it writes anything. */
 ZG_API int zg_module_save(const zg_module *m, const char *path);
 ZG_API int zg_module_load(zg_module *m, const char *path);
+/* Writes m as it computes in eval mode as an ONNX model (opset 17) to
+ * path: Sequential, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d
+ * (running statistics), LayerNorm, ReLU, LeakyReLU, GELU, Tanh, Sigmoid,
+ * Flatten, Dropout (nothing) and zg_nn_gpt's GPT; the weights are
+ * initializers under their parameter names. Input "input" float [N,
+ * sample_shape...] (ndim dims, checked by one forward of zgrad's), output
+ * "output"; a GPT takes "idx" int64 [N, T] (T <= block_size; sample_shape
+ * is ignored) and gives "logits" [N, T, vocab]. ZG_ERR_ARG names a module
+ * it cannot write. */
+ZG_API int zg_onnx_export(zg_module *m, const int64_t *sample_shape, int ndim, const char *path);
 
 /* ------------------------------------------------------------------ */
 /* Optimizers                                                           */
@@ -863,6 +873,11 @@ ZG_API zg_model_spec *zg_train_builtin_spec(zg_model_kind kind);
  * text, malloc'd, NUL-terminated (free() it). */
 ZG_API int zg_train_sample(const char *path, const char *prompt, int64_t n_tokens, float temperature, int64_t top_k,
                            uint64_t seed, char **out);
+/* The model of a `zgrad train` run (a run or checkpoint directory) as an
+ * ONNX file (zg_onnx_export): cnn and mlp take "input" [N, 1, 28, 28], the
+ * pixels / 255, and normalise them with the run's mean and std first; a
+ * GPT takes token indices of the run's vocabulary. */
+ZG_API int zg_train_export_onnx(const char *run, const char *path);
 
 typedef struct {
     int64_t n;              /* samples evaluated */

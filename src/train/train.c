@@ -285,11 +285,13 @@ static int save_checkpoint(trainer *t) {
     return zg__ckpt_save(t->run_dir, t->model, t->opt, &t->st, t->ckpt_name);
 }
 
-/* metrics.jsonl, curves.svg and model.safetensors: derived from the
- * checkpoint, each replaced atomically. */
+/* metrics.jsonl, curves.svg, the TensorBoard event file and
+ * model.safetensors: derived from the checkpoint, each replaced
+ * atomically. */
 static int write_outputs(trainer *t, bool weights) {
     int rc = zg__write_metrics_jsonl(t->run_dir, t->st.metrics, t->st.n_metrics);
     if (!rc) rc = zg__write_curves_svg(t->run_dir, t->st.metrics, t->st.n_metrics);
+    if (!rc) rc = zg__write_tfevents(t->run_dir, t->st.metrics, t->st.n_metrics);
     if (!rc && weights) {
         char p[4200];
         snprintf(p, sizeof p, "%s/model.safetensors", t->run_dir);
@@ -605,6 +607,8 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
         .seconds = before + (zg__now() - t0),
         .steps = s->epoch_steps,
         .lr = zg_optim_get_hparam(t->opt, 0, ZG_HP_LR),
+        .samples = units,
+        .grad_norm = zg_accum_last_norm(t->acc),
     };
     rc = push_metrics(t, &m);
     if (rc) return rc;
