@@ -201,7 +201,13 @@ ZG_API int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *g
  * for a non-leaf, before it flows on). It returns NULL to keep the
  * gradient, or a replacement of the same shape. On an error it sets one
  * with zg_set_error and returns ZG_HOOK_FAIL. Hooks run in registration
- * order. */
+ * order. As in PyTorch 2.x, a tensor's hooks run before anything else
+ * sees its gradient: a non-leaf's retained .grad (zg_tensor_retain_grad)
+ * is the hooked gradient whichever was asked for first, and
+ * zg_autograd_grad returns the hooked gradient of each input, leaf or
+ * not. (PyTorch 1.13 differs: retain_grad() was itself a hook, so hooks
+ * registered after it did not reach .grad, and autograd.grad returned
+ * inputs' gradients before their hooks.) */
 typedef zg_tensor *(*zg_tensor_hook_fn)(zg_tensor *grad, void *user);
 #define ZG_HOOK_FAIL ((zg_tensor *)(uintptr_t)1)
 ZG_API int zg_tensor_register_hook(zg_tensor *t, zg_tensor_hook_fn fn, void *user);
