@@ -1013,3 +1013,123 @@ TEST(alloc_faults_gpt_sample) {
 
 TEST(alloc_faults_training_run_resume) { sweep_run(false); }
 TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true); }
+
+/* ---- schedulers ------------------------------------------------------------------ */
+
+/* A scheduler built from a spec, stepped (with more than 8 groups its
+ * buffers are on the heap; a ReduceLROnPlateau grows with a new group), or
+ * loading a state: a failure leaves the groups' lrs and momenta (and the
+ * scheduler's state) as they were; a retry gives the lrs of a run that
+ * never failed. */
+typedef enum { SCHED_BUILD, SCHED_STEP, SCHED_LOAD } sched_op_kind;
+
+#define SCHED_GROUPS 10
+
+typedef struct {
+    const char *spec;
+    sched_op_kind kind;
+    int n_groups;
+    bool add_group; /* one more group after the scheduler is made */
+    zg_tensor *p[SCHED_GROUPS + 1];
+    zg_optim *opt;
+    zg_sched *s;
+    char *before; /* the scheduler's state before the op */
+    double lr_before[SCHED_GROUPS + 1], mom_before[SCHED_GROUPS + 1], lr_done[SCHED_GROUPS + 1];
+} sched_ctx;
+
+static int sched_advance(zg_sched *s) { return zg_sched_needs_metric(s) ? zg_sched_step_metric(s, 1.0) : zg_sched_step(s); }
+
+static void sched_lrs(const sched_ctx *c, double *lr, double *mom) {
+    for (int g = 0; g < zg_optim_num_groups(c->opt); g++) {
+        lr[g] = zg_optim_get_hparam(c->opt, g, ZG_HP_LR);
+        if (mom) mom[g] = zg_optim_get_hparam(c->opt, g, ZG_HP_MOMENTUM);
+    }
+}
+
+static void sched_setup(void *p) {
+    sched_ctx *c = p;
+    zg_param_group groups[SCHED_GROUPS + 1];
+    zg_hp hp[SCHED_GROUPS + 1];
+    for (int g = 0; g <= c->n_groups; g++) {
+        c->p[g] = zg_zeros((const int64_t[]){2}, 1);
+        zg_tensor_set_requires_grad(c->p[g], true);
+        hp[g] = (zg_hp){ZG_HP_LR, 0.01 * (g + 1)};
+        if (g < c->n_groups) groups[g] = (zg_param_group){&c->p[g], 1, &hp[g], 1};
+    }
+    zg_optim_config oc = zg_optim_defaults(ZG_SGD);
+    oc.momentum = 0.9;
+    c->opt = zg_optim_new_groups(ZG_SGD, groups, c->n_groups, &oc);
+    c->s = NULL;
+    c->before = NULL;
+    if (c->kind != SCHED_BUILD) {
+        c->s = zg_sched_from_spec(c->opt, c->spec, 50);
+        CHECK_OK(sched_advance(c->s));
+        CHECK_OK(sched_advance(c->s));
+        zg_param_group more = {&c->p[c->n_groups], 1, &hp[c->n_groups], 1};
+        if (c->add_group) CHECK_OK(zg_optim_add_param_group(c->opt, &more));
+        c->before = zg_sched_state_json(c->s);
+        CHECK(c->before != NULL);
+    }
+    sched_lrs(c, c->lr_before, c->mom_before);
+}
+
+static int sched_op(void *p) {
+    sched_ctx *c = p;
+    if (c->kind == SCHED_BUILD) {
+        c->s = zg_sched_from_spec(c->opt, c->spec, 50);
+        return c->s ? ZG_OK : ZG_ERR_NOMEM;
+    }
+    return c->kind == SCHED_STEP ? sched_advance(c->s) : zg_sched_load_state_json(c->s, c->before);
+}
+
+static void sched_intact(void *p) {
+    sched_ctx *c = p;
+    double lr[SCHED_GROUPS + 1], mom[SCHED_GROUPS + 1];
+    sched_lrs(c, lr, mom);
+    const int n = zg_optim_num_groups(c->opt);
+    CHECK(!memcmp(lr, c->lr_before, (size_t)n * sizeof *lr) && !memcmp(mom, c->mom_before, (size_t)n * sizeof *mom));
+    if (c->before) {
+        char *now = zg_sched_state_json(c->s);
+        CHECK(now && !strcmp(now, c->before));
+        free(now);
+    }
+    CHECK_OK(sched_op(c));
+    sched_lrs(c, lr, NULL);
+    CHECK(!memcmp(lr, c->lr_done, (size_t)n * sizeof *lr));
+}
+
+static void sched_teardown(void *p) {
+    sched_ctx *c = p;
+    zg_sched_free(c->s);
+    zg_optim_free(c->opt);
+    for (int g = 0; g <= c->n_groups; g++) zg_tensor_free(c->p[g]);
+    free(c->before);
+}
+
+static void sweep_sched(const char *spec, sched_op_kind kind, int n_groups, bool add_group) {
+    sched_ctx c = {.spec = spec, .kind = kind, .n_groups = n_groups, .add_group = add_group};
+    sched_setup(&c);
+    CHECK_OK(sched_op(&c));
+    sched_lrs(&c, c.lr_done, NULL);
+    sched_teardown(&c);
+    char name[160];
+    snprintf(name, sizeof name, "%s %s", kind == SCHED_BUILD ? "build" : kind == SCHED_STEP ? "step" : "load", spec);
+    const fault_case fc = {name, sched_setup, sched_op, sched_intact, sched_teardown, 0};
+    sweep(&fc, &c);
+}
+
+TEST(alloc_faults_scheduler_build) {
+    sweep_sched("chained:constant:2,factor=0.5|exponential:0.9|onecycle:0.5", SCHED_BUILD, 3, false);
+    sweep_sched("warmup-cosine:3", SCHED_BUILD, 2, false);
+    sweep_sched("multistep:3,5,gamma=0.5", SCHED_BUILD, 1, false);
+    sweep_sched("cosine-restarts:3,t_mult=2", SCHED_BUILD, 1, false);
+    sweep_sched("plateau:2,mode=max", SCHED_BUILD, 2, false);
+}
+
+TEST(alloc_faults_scheduler_step_and_load) {
+    sweep_sched("chained:linear:4|cosine-restarts:3|onecycle:0.5", SCHED_STEP, SCHED_GROUPS, false);
+    sweep_sched("plateau:0,factor=0.5", SCHED_STEP, 3, true);
+    sweep_sched("chained:linear:4|cosine-restarts:3|onecycle:0.5", SCHED_LOAD, 3, false);
+    sweep_sched("plateau:0,factor=0.5", SCHED_LOAD, 3, false);
+    sweep_sched("multistep:1,3,3", SCHED_LOAD, 1, false);
+}
