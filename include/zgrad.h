@@ -185,6 +185,11 @@ typedef struct {
     /* If n_inputs > 0, accumulate only into these tensors. */
     zg_tensor *const *inputs;
     int n_inputs;
+    /* Not supported by zg_backward (ZG_ERR_ARG): PyTorch would store a
+     * .grad that carries a graph, but zgrad's .grad buffers are persistent
+     * and the graph dies at zg_arena_reset. Take gradients to
+     * differentiate from zg_autograd_grad_opts with create_graph. */
+    bool create_graph;
 } zg_backward_opts;
 
 /* Backward from root; opts may be NULL. Adds into each leaf's .grad. */
@@ -196,6 +201,34 @@ ZG_API int zg_backward(zg_tensor *root, const zg_backward_opts *opts);
 ZG_API int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *grad_outputs, int n_outputs,
                             zg_tensor *const *inputs, int n_inputs, zg_tensor **grads, bool retain_graph,
                             bool allow_unused);
+
+/* torch.autograd.grad's options ({0}: the defaults). */
+typedef struct {
+    /* One per output, of its numel; NULL: 1 for one-element outputs. */
+    const zg_tensor *const *grad_outputs;
+    /* Keep the graph's saved tensors for another backward. */
+    bool retain_graph;
+    /* Higher-order gradients: the pass runs in grad mode through each
+     * op's differentiable backward, so grads[i] carries a graph (a
+     * grad_fn) back to the inputs, the graph's parameters and the
+     * grad_outputs that require grad, and can be differentiated again
+     * (zg_backward of a loss made from it, as a WGAN-GP gradient penalty
+     * does). grads[i] is the gradient tensor itself, not a copy; a given
+     * grad_output is used as it is. The graph is kept (retain_graph is
+     * implied, PyTorch's default with create_graph). Supported: linear,
+     * matmul (float32; a node recorded under autocast refuses), the
+     * element-wise ops but zg_pow, the activations relu, leaky_relu, gelu,
+     * tanh, sigmoid, sum / mean (all or one dim), reshape, flatten,
+     * transpose, permute. A graph through any other op fails before the
+     * pass runs anything, naming the op. */
+    bool create_graph;
+    /* NULL in grads[i] for an input the outputs do not depend on, instead
+     * of an error. */
+    bool allow_unused;
+} zg_grad_opts;
+/* zg_autograd_grad with options; opts may be NULL (the defaults). */
+ZG_API int zg_autograd_grad_opts(zg_tensor *const *outputs, int n_outputs, zg_tensor *const *inputs, int n_inputs,
+                                 zg_tensor **grads, const zg_grad_opts *opts);
 
 /* A tensor hook sees the incoming gradient before it is accumulated (or,
  * for a non-leaf, before it flows on). It returns NULL to keep the

@@ -113,13 +113,15 @@ static bool same_snap(const snapshot *a, const snapshot *b) {
 /* ---- a training step --------------------------------------------------------- */
 
 typedef struct {
-    bool cnn;
+    bool cnn, penalty;
     zg_optim_kind kind;
     zg_module *model;
     zg_optim *opt;
     zg_tensor *x, *y;
     snapshot before, after2, now;
 } step_ctx;
+
+#define PENALTY_ROWS 16384
 
 static zg_module *small_model(bool cnn) {
     if (!cnn) {
@@ -144,9 +146,13 @@ static void step_setup(void *p) {
         oc.dampening = 0.5; /* the first step copies the grad into the buffer: a fresh buffer must be known */
     }
     c->opt = zg_optim_new(c->kind, params, n, &oc);
-    int64_t xs_mlp[2] = {4, 6}, xs_cnn[4] = {4, 1, 6, 6}, ys[1] = {4};
+    /* The penalty's batch is large enough that the create_graph pass needs
+     * arena blocks of its own (allocations that can fail inside it). */
+    const int64_t rows = c->penalty ? PENALTY_ROWS : 4;
+    int64_t xs_mlp[2] = {rows, 6}, xs_cnn[4] = {4, 1, 6, 6}, ys[1] = {rows};
     c->x = c->cnn ? zg_randn(xs_cnn, 4) : zg_randn(xs_mlp, 2);
-    const int64_t labels[4] = {0, 2, 1, 2};
+    int64_t labels[PENALTY_ROWS];
+    for (int64_t i = 0; i < rows; i++) labels[i] = (int64_t[]){0, 2, 1, 2}[i % 4];
     c->y = zg_tensor_from_data(ZG_INT64, labels, ys, 1);
     CHECK(c->model && c->opt && c->x && c->y);
     snap_params(c->model, &c->before);
@@ -154,12 +160,27 @@ static void step_setup(void *p) {
     zg_arena_free_all();
 }
 
-/* zero_grad, forward, loss, backward, step. */
+/* mean((|d sum(logits)/dx|_2 - 1)^2) per row of x, the gradient from a
+ * create_graph pass (a WGAN-GP penalty); NULL on failure. */
+static zg_tensor *input_gradient_penalty(step_ctx *c) {
+    zg_tensor *x = zg_mul_scalar(c->x, 1.0f), *g = NULL; /* an arena leaf that requires grad */
+    if (!x || zg_tensor_set_requires_grad(x, true)) return NULL;
+    zg_tensor *s = zg_sum(zg_module_forward(c->model, x));
+    if (!s || zg_autograd_grad_opts(&s, 1, &x, 1, &g, &(zg_grad_opts){.create_graph = true})) return NULL;
+    zg_tensor *norm = zg_sqrt(zg_sum_dim(zg_mul(g, g), 1, false));
+    return zg_mean(zg_pow_scalar(zg_sub_scalar(norm, 1.0f), 2.0f));
+}
+
+/* zero_grad, forward, loss (+ the penalty), backward, step. */
 static int step_op(void *p) {
     step_ctx *c = p;
     zg_optim_zero_grad(c->opt, true);
     zg_tensor *logits = zg_module_forward(c->model, c->x);
     zg_tensor *loss = logits ? zg_cross_entropy(logits, c->y, NULL) : NULL;
+    if (loss && c->penalty) {
+        zg_tensor *gp = input_gradient_penalty(c);
+        loss = gp ? zg_add(loss, gp) : NULL;
+    }
     int rc = loss ? zg_backward(loss, NULL) : ZG_ERR_NOMEM;
     if (!rc) rc = zg_optim_step(c->opt);
     zg_arena_reset();
@@ -187,8 +208,8 @@ static void step_teardown(void *p) {
     zg_arena_reset();
 }
 
-static void sweep_step(bool cnn, zg_optim_kind kind, const char *name) {
-    step_ctx c = {.cnn = cnn, .kind = kind};
+static void sweep_step(bool cnn, bool penalty, zg_optim_kind kind, const char *name) {
+    step_ctx c = {.cnn = cnn, .penalty = penalty, .kind = kind};
     step_setup(&c);
     CHECK_OK(step_op(&c));
     CHECK_OK(step_op(&c));
@@ -199,9 +220,11 @@ static void sweep_step(bool cnn, zg_optim_kind kind, const char *name) {
     sweep(&fc, &c);
 }
 
-TEST(alloc_faults_training_step_mlp_adam) { sweep_step(false, ZG_ADAM, "step mlp adam"); }
-TEST(alloc_faults_training_step_mlp_sgd_momentum) { sweep_step(false, ZG_SGD, "step mlp sgd momentum"); }
-TEST(alloc_faults_training_step_cnn_adam) { sweep_step(true, ZG_ADAM, "step cnn adam"); }
+TEST(alloc_faults_training_step_mlp_adam) { sweep_step(false, false, ZG_ADAM, "step mlp adam"); }
+TEST(alloc_faults_training_step_mlp_sgd_momentum) { sweep_step(false, false, ZG_SGD, "step mlp sgd momentum"); }
+TEST(alloc_faults_training_step_cnn_adam) { sweep_step(true, false, ZG_ADAM, "step cnn adam"); }
+/* The penalty's create_graph pass records while it runs: its failures. */
+TEST(alloc_faults_training_step_gradient_penalty) { sweep_step(false, true, ZG_ADAM, "step gradient penalty"); }
 
 /* ---- a backward with hooks ----------------------------------------------------- */
 
