@@ -839,6 +839,23 @@ typedef struct {
     int64_t iters;                  /* 2000 optimizer steps */
     int64_t eval_interval;          /* 250 steps between evaluations */
     int64_t eval_iters;             /* 20 validation batches per evaluation */
+    /* Your data (src/train/data_source.c), instead of data_dir: a CSV file
+     * with a header row or an image folder in ImageFolder's layout, with
+     * a validation set: val_path, else the seeded val_split. The features
+     * (each standardised) or the channels (ToTensor, then normalised) use
+     * the mean and std of the training part, which the run keeps. Without
+     * a model file (model FILE, model_file "") the model is an MLP sized
+     * from the data: inputs -> 64 -> 64 -> classes (or 1 value). A
+     * regression target trains with MSE; test_loss is then the
+     * validation MSE and test_acc its R^2 (metrics.jsonl: "test_r2"). */
+    char csv_path[4096];            /* "": none */
+    char target[256];               /* the CSV's target column: a header name, or a 0-based index */
+    zg_task task;                   /* AUTO: classify when every target is an integer, else regress */
+    char images_dir[4096];          /* "": none */
+    int64_t image_size[2];          /* 0, 0: the first training image's height, width (no resizing) */
+    int image_channels;             /* 0: 3 when any training image has colour, else 1 */
+    char val_path[4096];            /* the validation CSV file or image folder; "": val_split */
+    double val_split;               /* 0: 0.2 without val_path; the fraction drawn by seed that validates */
 } zg_train_config;
 
 /* The defaults of `zgrad train` (the CNN's). */
@@ -862,6 +879,7 @@ typedef struct {
     char out_dir[4096];
     int signal;                     /* the signal that stopped the run (0: none) */
     int64_t bad_batches, bad_losses; /* batches skipped (load failures, NaN/inf loss) */
+    bool r2;                        /* a regression: test_loss is the MSE, test_acc the R^2 */
 } zg_train_result;
 
 /* Trains as configured and writes into the run directory: metrics.jsonl,
@@ -913,6 +931,17 @@ ZG_API int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_
  * ZG_ERR_NONFINITE when a weight or the test loss is NaN or infinite. */
 ZG_API int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
 ZG_API void zg_eval_result_free(zg_eval_result *r);
+
+/* `zgrad predict`: the model of a run (path: a run or checkpoint
+ * directory) on new data with the run's preprocessing: a CSV file for a
+ * --csv run (its feature columns by name, standardised as in training;
+ * other columns are not read), an image file or a folder of them (every
+ * PNG and JPEG under it) for an --images run, an IDX images file for a
+ * run on MNIST-format data. Writes CSV with a header to output (NULL:
+ * stdout; a file is replaced atomically): per sample its row (0-based),
+ * file or index, the predicted class (an image run's class name) and the
+ * softmax probability of each class, or the predicted value. */
+ZG_API int zg_predict(const char *path, const char *input, const char *output);
 
 /* ------------------------------------------------------------------ */
 /* Mixed precision: autocast regions and a gradient scaler              */
