@@ -87,7 +87,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 
 tests: $(TESTS)
 # The CLI tests run the zgrad binary of their own build directory.
-$(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_train_gpt $(BUILD)/tests/test_model_file: $(BUILD)/zgrad
+$(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_train_gpt $(BUILD)/tests/test_model_file $(BUILD)/tests/test_your_data: $(BUILD)/zgrad
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h tests/image_writer.h $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
