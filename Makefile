@@ -136,7 +136,7 @@ sanitize-build:
 test-sanitize: sanitize-build
 	scripts/run-tests build/san
 
-# libFuzzer + ASan/UBSan on the IDX and CSV parsers (clang's libFuzzer);
+# libFuzzer + ASan/UBSan on the IDX and CSV parsers and the PNG/JPEG decoding (clang's libFuzzer);
 # `make test` runs each target briefly, `make fuzz FUZZ_SECONDS=600` longer.
 FUZZ_SECONDS ?= 20
 fuzz:
