@@ -25,7 +25,7 @@ CPPFLAGS_BASE = -Iinclude -Isrc -I$(BUILD)/gen
 OPENBLAS_OMP_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_OMP_FLAGS = -L$(OPENBLAS_OMP_DIR) -Wl,-rpath,$(OPENBLAS_OMP_DIR)
 BLAS_LIBS := $(if $(wildcard $(OPENBLAS_OMP_DIR)/libopenblas.so),$(BLAS_OMP_FLAGS)) -lopenblas
-LDLIBS_BASE = $(BLAS_LIBS) -lpng -ljpeg -lz -lm -lpthread
+LDLIBS_BASE = $(BLAS_LIBS) -lprotobuf-c -lpng -ljpeg -lz -lm -lpthread
 # `omp simd` is a vectorisation hint; clang warns when it cannot honour it
 # (at -O1 under the sanitizers), which is no defect of the code.
 CLANG_FLAGS := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo -Wno-pass-failed)
@@ -34,7 +34,10 @@ override CPPFLAGS := $(CPPFLAGS_BASE) $(CPPFLAGS)
 LDFLAGS_ALL = -fopenmp $(SAN) $(LDFLAGS)
 
 SRC := $(sort $(wildcard src/*/*.c))
-OBJ := $(SRC:%.c=$(BUILD)/obj/%.o)
+# The ONNX writer's messages: C that protoc-c (Debian's protobuf-c-compiler)
+# generates from the schema src/io/onnx.proto.
+GEN_OBJ := $(BUILD)/obj/gen/onnx.pb-c.o
+OBJ := $(SRC:%.c=$(BUILD)/obj/%.o) $(GEN_OBJ)
 DEP := $(OBJ:.o=.d)
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -64,6 +67,14 @@ $(BUILD)/gen/builtin_models.h: $(BUILTIN_MODELS) scripts/embed-json
 	@mkdir -p $(dir $@)
 	scripts/embed-json $(BUILTIN_MODELS) > $@
 $(BUILD)/obj/src/train/models.o: $(BUILD)/gen/builtin_models.h
+$(BUILD)/gen/onnx.pb-c.c: src/io/onnx.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=$(BUILD)/gen --proto_path=src/io $<
+$(BUILD)/gen/onnx.pb-c.h: $(BUILD)/gen/onnx.pb-c.c ;
+$(GEN_OBJ): $(BUILD)/gen/onnx.pb-c.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/obj/src/io/onnx_graph.o: $(BUILD)/gen/onnx.pb-c.h
 
 # The archive holds the library as one relocatable object, so a program
 # that links it gets all of it, as with the shared library: the sanitizer
@@ -87,7 +98,10 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 
 tests: $(TESTS)
 # The CLI tests run the zgrad binary of their own build directory.
-$(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_train_gpt $(BUILD)/tests/test_model_file $(BUILD)/tests/test_your_data: $(BUILD)/zgrad
+$(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_onnx $(BUILD)/tests/test_train_gpt \
+	$(BUILD)/tests/test_model_file $(BUILD)/tests/test_your_data: $(BUILD)/zgrad
+# It installs the build (scripts/install) and builds a CMake project on it.
+$(BUILD)/tests/test_ecosystem: $(BUILD)/zgrad $(BUILD)/libzgrad.so
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h tests/image_writer.h $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
@@ -142,14 +156,11 @@ FUZZ_SECONDS ?= 20
 fuzz:
 	scripts/fuzz $(FUZZ_SECONDS)
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
-	install -m 644 include/zgrad.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/libzgrad.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/libzgrad.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(BUILD)/zgrad $(DESTDIR)$(PREFIX)/bin/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/#define ZG_VERSION "\(.*\)"/\1/p' include/zgrad.h)|' \
-		zgrad.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/zgrad.pc
+# Under $(DESTDIR)$(PREFIX): the header, both libraries, the CLI, zgrad.pc,
+# the CMake package (find_package(zgrad)), the man page and the bash
+# completion (scripts/install lists them).
+install: lib $(BUILD)/zgrad
+	scripts/install $(BUILD) "$(DESTDIR)$(PREFIX)" "$(PREFIX)"
 
 clean:
 	rm -rf build

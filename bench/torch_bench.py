@@ -2,6 +2,7 @@
 
     torch_bench.py WORKLOAD THREADS STEPS WARMUP [DATA_DIR]
     torch_bench.py epoch THREADS [DATA_DIR]      one training epoch of the CNN
+    torch_bench.py gpt_run THREADS STEPS [CORPUS]  a whole GPT training run
     torch_bench.py startup THREADS [DATA_DIR]    what `zgrad train --limit-train
                                                  64 --limit-test 64` does
 
@@ -105,10 +106,12 @@ def train_step(model, opt, xb, yb, bf16):
     return loss.item()
 
 
-def gpt_step_workload(name, threads, steps, warmup, corpus):
+def gpt_step_workload(name, threads, steps, warmup, corpus, whole_run=False):
     """nanoGPT's loop on random windows of the corpus: AdamW (weight decay
     0.1 on tensors of dim >= 2, betas 0.9, 0.99), clip_grad_norm 1.0; SDPA
-    where this torch has it."""
+    where this torch has it. whole_run: the run's wall time from the first
+    batch drawn to the last step, data included (tokens per second), as
+    `zgrad train --model gpt` reports it."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
     import gpt_reference
     kind, batch, _, lr, bf16 = WORKLOADS[name]
@@ -128,6 +131,7 @@ def gpt_step_workload(name, threads, steps, warmup, corpus):
                             betas=(0.9, 0.99))
     t, v = cfg["block_size"], cfg["vocab_size"]
     ms, loss = [], 0.0
+    run0 = time.perf_counter()
     for i in range(warmup + steps):
         ix = torch.randint(len(data) - t, (batch,))
         xb = torch.stack([data[j:j + t] for j in ix])
@@ -144,6 +148,10 @@ def gpt_step_workload(name, threads, steps, warmup, corpus):
         t1 = time.perf_counter()
         if i >= warmup:
             ms.append((t1 - t0) * 1e3)
+    if whole_run:
+        secs = time.perf_counter() - run0
+        return {"side": "torch", "workload": "gpt_run", "threads": threads, "train_seconds": secs, "steps": steps,
+                "tokens_per_s": steps * batch * t / secs, "train_loss": loss, "rss_mb": rss_mb()}
     return step_result(name, threads, batch, ms, loss)
 
 
@@ -220,7 +228,9 @@ def main(argv):
         return 2
     name, threads = argv[1], int(argv[2])
     torch.set_num_threads(threads)
-    if name == "epoch":
+    if name == "gpt_run":
+        out = gpt_step_workload("gpt_small", threads, int(argv[3]), 0, argv[4] if len(argv) > 4 else CORPUS, True)
+    elif name == "epoch":
         out = epoch_workload(threads, argv[3] if len(argv) > 3 else DATA_DIR)
     elif name == "startup":
         out = epoch_workload(threads, argv[3] if len(argv) > 3 else DATA_DIR, 64, 64, save=True)

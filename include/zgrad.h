@@ -320,9 +320,12 @@ typedef struct {
 } zg_loss_opts;
 /* ZG_LOSS_DEFAULTS: mean, ignore_index -100, no smoothing, no weights. */
 #define ZG_LOSS_DEFAULTS ((zg_loss_opts){ZG_REDUCTION_MEAN, -100, 0.0f, NULL})
-/* logits [N,C] (or [C]), target int64 [N] of class indices; opts may be NULL. */
+/* logits [N,C] (or [C]), target int64 [N] of class indices; or logits
+ * [N,C,d1,...] with target [N,d1,...] (per-pixel classes along dim 1;
+ * reduction none gives [N,d1,...]); opts may be NULL. */
 ZG_API zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg_loss_opts *opts);
-/* log-probabilities [N,C], target int64 [N]. label_smoothing is ignored. */
+/* log-probabilities [N,C] (or [C], or [N,C,d1,...]), target int64 [N] (0-dim,
+ * [N,d1,...]). label_smoothing is ignored. */
 ZG_API zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_opts *opts);
 ZG_API zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reduction);
 /* Stable for any logit; pos_weight [C] or NULL. */
@@ -335,15 +338,48 @@ ZG_API zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_re
 ZG_API zg_tensor *zg_conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
                             const int dilation[2], int groups);
 /* Max over kernel windows (padding counts as -inf); avg includes the
- * padding in the divisor (PyTorch's count_include_pad=True). */
+ * padding in the divisor (PyTorch's count_include_pad=True). NULL stride
+ * is the kernel; padding at most half the kernel. */
 ZG_API zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
 ZG_API zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]);
+/* Pooling options; zeroed (or a NULL pointer) they are PyTorch's defaults. */
+typedef struct {
+    /* Round the output size up instead of down; a last window that would
+     * start past the input and its left padding is dropped. Windows that
+     * hang past the right padding count only their part inside it. */
+    bool ceil_mode;
+    /* avg only: divide by the input elements of the window, padding left
+     * out (PyTorch's count_include_pad=False). */
+    bool exclude_pad;
+    /* avg only: non-zero divides every window by this instead. */
+    int divisor_override;
+} zg_pool_opts;
+ZG_API zg_tensor *zg_max_pool2d_ex(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2],
+                                   const zg_pool_opts *opts);
+ZG_API zg_tensor *zg_avg_pool2d_ex(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2],
+                                   const zg_pool_opts *opts);
+/* x [N,C,H,W] (or [C,H,W]) -> [N,C,OH,OW]: output (i, j) is the mean of
+ * rows floor(i H / OH) .. ceil((i + 1) H / OH) - 1 and the same columns
+ * for W, OW (PyTorch's adaptive_avg_pool2d); output_size {OH, OW} >= 1. */
+ZG_API zg_tensor *zg_adaptive_avg_pool2d(zg_tensor *x, const int64_t output_size[2]);
+/* x [N,C,L] (or [C,L]) -> [N,C,OL], the same rule along L. */
+ZG_API zg_tensor *zg_adaptive_avg_pool1d(zg_tensor *x, int64_t output_size);
 /* x [N,C] or [N,C,L] (1d) or [N,C,H,W] (2d). Training: normalise with the
  * batch statistics and update running_mean/running_var in place
  * (running = (1-momentum)*running + momentum*batch, unbiased variance);
  * eval: use the running statistics. weight/bias [C] may be NULL. */
 ZG_API zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
                                 zg_tensor *bias, bool training, float momentum, float eps);
+/* PyTorch's momentum=None: the running statistics become the cumulative
+ * average of the batch statistics (momentum 1/num_batches_tracked). */
+#define ZG_BN_MOMENTUM_NONE (-1.0f)
+/* zg_batch_norm as nn.BatchNorm runs it: a training call with running
+ * statistics first adds 1 to num_batches_tracked (int64 0-dim; NULL: not
+ * counted), then updates them with momentum, or with ZG_BN_MOMENTUM_NONE
+ * with 1/num_batches_tracked (which then must be given). */
+ZG_API zg_tensor *zg_batch_norm_tracked(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var,
+                                        zg_tensor *num_batches_tracked, zg_tensor *weight, zg_tensor *bias,
+                                        bool training, float momentum, float eps);
 
 /* ------------------------------------------------------------------ */
 /* nn: modules                                                          */
@@ -363,10 +399,19 @@ ZG_API zg_module *zg_nn_flatten(void);
  * weight and bias init as PyTorch's (fan_in = in/groups * k * k). */
 ZG_API zg_module *zg_nn_conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, int padding,
                                int dilation, int groups, bool bias);
+/* MaxPool2d / AvgPool2d with square kernel, stride (0: the kernel) and
+ * padding; the _ex forms take zg_pool_opts (NULL: the defaults). */
 ZG_API zg_module *zg_nn_max_pool2d(int kernel, int stride, int padding);
 ZG_API zg_module *zg_nn_avg_pool2d(int kernel, int stride, int padding);
+ZG_API zg_module *zg_nn_max_pool2d_ex(int kernel, int stride, int padding, const zg_pool_opts *opts);
+ZG_API zg_module *zg_nn_avg_pool2d_ex(int kernel, int stride, int padding, const zg_pool_opts *opts);
+/* AdaptiveAvgPool2d((out_h, out_w)) and AdaptiveAvgPool1d(out_len). */
+ZG_API zg_module *zg_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
+ZG_API zg_module *zg_nn_adaptive_avg_pool1d(int64_t out_len);
 /* BatchNorm with affine weight (ones) and bias (zeros) and the buffers
- * running_mean (zeros), running_var (ones), num_batches_tracked. */
+ * running_mean (zeros), running_var (ones), num_batches_tracked (counts
+ * training batches). momentum in [0, 1], or ZG_BN_MOMENTUM_NONE for the
+ * cumulative average. */
 ZG_API zg_module *zg_nn_batch_norm1d(int64_t num_features, float eps, float momentum);
 ZG_API zg_module *zg_nn_batch_norm2d(int64_t num_features, float eps, float momentum);
 /* Embedding(V, D, padding_idx): weight [V, D] from N(0, 1), the padding
@@ -420,9 +465,9 @@ ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);
  *                "kernel_size": 3, "padding": 1}, {"type": "ReLU"}, ...,
  *               {"type": "Linear", "args": [128, 10]}]}
  * "input" is one sample's shape (no batch dimension). Layers: Linear,
- * Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU,
- * GELU, Tanh, Sigmoid, Dropout, Flatten, with PyTorch's argument names,
- * order ("args") and defaults. Parsing follows the shapes through every
+ * Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d,
+ * BatchNorm2d, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Dropout, Flatten, with
+ * PyTorch's argument names, order ("args") and defaults (null for None). Parsing follows the shapes through every
  * layer: a mismatch is an error naming the layer and the shapes. The model
  * is a Sequential, its parameters named as PyTorch's state_dict
  * ("0.weight", ...). */
@@ -470,6 +515,16 @@ ZG_API void zg_module_free(zg_module *m);
  * shape before it writes anything. */
 ZG_API int zg_module_save(const zg_module *m, const char *path);
 ZG_API int zg_module_load(zg_module *m, const char *path);
+/* Writes m as it computes in eval mode as an ONNX model (opset 17) to
+ * path: Sequential, Linear, Conv2d, MaxPool2d, AvgPool2d, BatchNorm1d/2d
+ * (running statistics), LayerNorm, ReLU, LeakyReLU, GELU, Tanh, Sigmoid,
+ * Flatten, Dropout (nothing) and zg_nn_gpt's GPT; the weights are
+ * initializers under their parameter names. Input "input" float [N,
+ * sample_shape...] (ndim dims, checked by one forward of zgrad's), output
+ * "output"; a GPT takes "idx" int64 [N, T] (T <= block_size; sample_shape
+ * is ignored) and gives "logits" [N, T, vocab]. ZG_ERR_ARG names a module
+ * it cannot write. */
+ZG_API int zg_onnx_export(zg_module *m, const int64_t *sample_shape, int ndim, const char *path);
 
 /* ------------------------------------------------------------------ */
 /* Optimizers                                                           */
@@ -911,6 +966,11 @@ ZG_API zg_model_spec *zg_train_builtin_spec(zg_model_kind kind);
  * text, malloc'd, NUL-terminated (free() it). */
 ZG_API int zg_train_sample(const char *path, const char *prompt, int64_t n_tokens, float temperature, int64_t top_k,
                            uint64_t seed, char **out);
+/* The model of a `zgrad train` run (a run or checkpoint directory) as an
+ * ONNX file (zg_onnx_export): cnn and mlp take "input" [N, 1, 28, 28], the
+ * pixels / 255, and normalise them with the run's mean and std first; a
+ * GPT takes token indices of the run's vocabulary. */
+ZG_API int zg_train_export_onnx(const char *run, const char *path);
 
 typedef struct {
     int64_t n;              /* samples evaluated */

@@ -125,6 +125,14 @@ bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn 
                         int n_inputs, void *ctx, const zgt_gradcheck_opts *opts);
 #define GRADCHECK(name, f, inputs, n, ctx, opts) zgt_gradcheck_impl(__FILE__, __LINE__, name, f, inputs, n, ctx, opts)
 
+/* The python of scripts/setup-pytools' environment (TensorBoard, ONNX,
+ * onnxruntime), or NULL after failing the running case with what to run
+ * (tests/pytools.c). zgt_pytools_run runs `python script args...` (args
+ * NULL-terminated) from the repository root with its stdout and stderr
+ * in out: the exit status, or -1 when it could not run. */
+const char *zgt_pytools_python(void);
+int zgt_pytools_run(const char *script, const char *const *args, char *out, size_t n);
+
 /* Live PyTorch references (tests/reference.c). The directory is
  * $ZG_PARITY_DIR or build/parity-ref. zgt_reference_ready makes sure every
  * file in `files` (relative to it, each followed by `suffix`) exists and is newer than each of
@@ -137,6 +145,9 @@ bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn 
  * (tests/tmpdir.c). */
 char *zgt_temp_dir(void);
 void zgt_remove_dir(const char *dir);
+/* A whole file, malloc'd and NUL-terminated, its length in *len (may be
+ * NULL); NULL when it cannot be read. */
+char *zgt_slurp(const char *path, size_t *len);
 
 const char *zgt_reference_dir(void);
 bool zgt_reference_ready(const char *const *sources, int n_sources, const char *const *files, int n_files,

@@ -543,6 +543,62 @@ TEST(alloc_faults_checkpoint_save) {
     sweep(&fc, &c);
 }
 
+/* ---- an ONNX export ---------------------------------------------------------------- */
+
+/* A model exported once (its file is what a failed export must keep),
+ * then moved on: a small CNN on [1, 6, 6], or a GPT. */
+typedef struct {
+    save_ctx s;
+    bool gpt;
+} export_ctx;
+
+static int export_op(void *p) {
+    export_ctx *c = p;
+    char path[512];
+    snprintf(path, sizeof path, "%s/model.onnx", c->s.dir);
+    return zg_onnx_export(c->s.model, (const int64_t[]){1, 6, 6}, 3, path);
+}
+
+static void export_setup(void *p) {
+    export_ctx *c = p;
+    scratch_dir(c->s.dir, sizeof c->s.dir);
+    zg_manual_seed(5);
+    zg_gpt_config g = zg_gpt_config_default();
+    g.vocab_size = 7;
+    g.block_size = 4;
+    g.n_layer = 1;
+    g.n_head = 2;
+    g.n_embd = 8;
+    c->s.model = c->gpt ? zg_nn_gpt(&g) : small_model(true);
+    c->s.opt = NULL;
+    CHECK_OK(export_op(c));
+    nudge(&c->s);
+    snap_params(c->s.model, &c->s.saved);
+    c->s.before.n = 0;
+    tree_read(c->s.dir, "", &c->s.before);
+}
+
+/* The earlier file byte for byte, the weights untouched. */
+static void export_intact(void *p) {
+    export_ctx *c = p;
+    tree now = {.n = 0};
+    tree_read(c->s.dir, "", &now);
+    check_files_kept(&c->s.before, &now);
+    tree_free(&now);
+    snapshot w;
+    snap_params(c->s.model, &w);
+    CHECK(same_snap(&w, &c->s.saved));
+}
+
+TEST(alloc_faults_onnx_export) {
+    export_ctx c = {.gpt = false};
+    const fault_case fc = {"zg_onnx_export (cnn)", export_setup, export_op, export_intact, save_teardown, 0};
+    sweep(&fc, &c);
+    c.gpt = true;
+    const fault_case fg = {"zg_onnx_export (gpt)", export_setup, export_op, export_intact, save_teardown, 0};
+    sweep(&fg, &c);
+}
+
 /* ---- loading ------------------------------------------------------------------------ */
 
 /* The files of save_setup, loaded into a fresh model and optimizer whose

@@ -244,6 +244,58 @@ TEST(batch_norm_running_stats_over_training_steps) {
     zg_module_free(bn);
 }
 
+TEST(batch_norm_module_momentum_none) {
+    /* BatchNorm2d(C, momentum=None): after k training batches the running
+     * statistics are the mean of the k batches' means and unbiased
+     * variances; the counter is saved, and a module loaded from the file
+     * carries on with the same average. */
+    const int64_t C = 2, N = 3, HW = 4;
+    zg_module *bn = zg_nn_batch_norm2d(C, 1e-5f, ZG_BN_MOMENTUM_NONE), *b2 = NULL;
+    char *dir = zgt_temp_dir();
+    CHECK(bn && dir);
+    if (!bn || !dir) return;
+    CHECK_NULL_ERR(zg_module_forward(bn, NULL), "BatchNorm2d(2, eps=1e-05, momentum=None): input is NULL");
+    double sum_m[2] = {0, 0}, sum_v[2] = {0, 0};
+    char path[256];
+    snprintf(path, sizeof path, "%s/bn.safetensors", dir);
+    for (int step = 0; step < 4; step++) {
+        int64_t shape[4] = {N, C, 2, 2};
+        zg_tensor *x = zg_normal(shape, 4, (float)step, 1.0f + (float)step);
+        CHECK_PTR(zg_module_forward(bn, x));
+        if (b2) CHECK_PTR(zg_module_forward(b2, x));
+        for (int64_t c = 0; c < C; c++) {
+            double s = 0, q = 0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t j = 0; j < HW; j++) s += zg_tensor_get(x, (n * C + c) * HW + j);
+            const double mu = s / (N * HW);
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t j = 0; j < HW; j++) q += pow(zg_tensor_get(x, (n * C + c) * HW + j) - mu, 2);
+            sum_m[c] += mu;
+            sum_v[c] += q / (N * HW - 1);
+            CHECK_NEAR(zg_tensor_get(zg_module_buffer(bn, 0), c), sum_m[c] / (step + 1), 1e-5);
+            CHECK_NEAR(zg_tensor_get(zg_module_buffer(bn, 1), c), sum_v[c] / (step + 1), 1e-4);
+        }
+        CHECK(zg_tensor_data_i64(zg_module_buffer(bn, 2))[0] == step + 1);
+        if (step == 1) {
+            CHECK_OK(zg_module_save(bn, path));
+            b2 = zg_nn_batch_norm2d(C, 1e-5f, ZG_BN_MOMENTUM_NONE);
+            CHECK(b2 && zg_module_load(b2, path) == 0 && zg_tensor_data_i64(zg_module_buffer(b2, 2))[0] == 2);
+        }
+        zg_tensor_free(x);
+        zg_arena_reset();
+    }
+    for (int i = 0; b2 && i < 2; i++) CHECK(same_values(zg_module_buffer(bn, i), zg_module_buffer(b2, i)));
+    CHECK(b2 && zg_tensor_data_i64(zg_module_buffer(b2, 2))[0] == 4);
+    CHECK_NULL_ERR(zg_nn_batch_norm1d(3, 1e-5f, -0.5f), "zg_nn_batch_norm1d: momentum -0.5 must lie in [0, 1] (or be "
+                                                       "ZG_BN_MOMENTUM_NONE)");
+    zg_module *b1 = zg_nn_batch_norm1d(3, 1e-3f, ZG_BN_MOMENTUM_NONE);
+    CHECK_NULL_ERR(zg_module_forward(b1, NULL), "BatchNorm1d(3, eps=0.001, momentum=None)");
+    zg_module_free(b1);
+    zgt_remove_dir(dir);
+    zg_module_free(bn);
+    zg_module_free(b2);
+}
+
 TEST(batch_norm_in_a_trained_network) {
     /* A few SGD steps through Conv - BN2d - ReLU - Linear - BN1d: the
      * loss falls, the counters count, the affine parameters move. */
@@ -685,6 +737,95 @@ TEST(parity_conv_pool_batch_norm_ops) {
     /* Every family and option the script covers. */
     CHECK(n >= 18);
     printf("parity conv ops: %d cases, worst relative error %.3g\n", n, worst_err);
+    zg_safetensors_free(st);
+}
+
+/* BatchNorm with momentum None (tests/parity/options_reference.py): the
+ * module over several training steps, then eval; the same steps through
+ * zg_batch_norm_tracked with tensors of its own. */
+static const char *const bn_ref_files[] = {"options_bn"};
+static const char *const bn_ref_sources[] = {"tests/parity/options_reference.py", WRITER};
+static zgt_refset bn_refs = {bn_ref_sources, 2, bn_ref_files, 1, NULL, 0};
+
+/* One step of case c: x, gy from the reference; y, the gradients and the
+ * buffers compared. */
+static void bn_parity_step(const zg_safetensors *st, const char *c, int s, zg_module *m, zg_tensor *const op[5],
+                           float mom, float eps) {
+    zg_tensor *x = leaf(zgt_ref_get(st, "%s.x.%d", c, s), true), *xo = leaf(zgt_ref_get(st, "%s.x.%d", c, s), true);
+    zg_module_zero_grad(m, true);
+    zg_tensor_zero_grad(op[3], true);
+    zg_tensor_zero_grad(op[4], true);
+    zg_tensor *y = zg_module_forward(m, x);
+    zg_tensor *yo = zg_batch_norm_tracked(xo, op[0], op[1], op[2], op[3], op[4], true, mom, eps);
+    const zg_tensor *gy = zgt_ref_get(st, "%s.gy.%d", c, s);
+    if (y && yo) {
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = gy}));
+        CHECK_OK(zg_backward(yo, &(zg_backward_opts){.grad = gy}));
+    }
+    const char *names[] = {"y", "gx", "gw", "gb", "rm", "rv"};
+    const zg_tensor *ours[2][6] = {
+        {y, zg_tensor_grad(x), zg_tensor_grad(zg_module_param(m, 0)), zg_tensor_grad(zg_module_param(m, 1)),
+         zg_module_buffer(m, 0), zg_module_buffer(m, 1)},
+        {yo, zg_tensor_grad(xo), zg_tensor_grad(op[3]), zg_tensor_grad(op[4]), op[0], op[1]}};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 6; i++) {
+            char what[128];
+            snprintf(what, sizeof what, "%s step %d %s (%s)", c, s, names[i], k ? "op" : "module");
+            compare(what, ours[k][i], zgt_ref_get(st, "%s.%s.%d", c, names[i], s));
+        }
+    const zg_tensor *nbt = zgt_ref_get(st, "%s.nbt.%d", c, s);
+    CHECK(nbt && zg_tensor_data_i64((zg_tensor *)nbt)[0] == zg_tensor_data_i64(zg_module_buffer(m, 2))[0]);
+    CHECK(nbt && zg_tensor_data_i64((zg_tensor *)nbt)[0] == zg_tensor_data_i64(op[2])[0]);
+    zg_tensor_free(x);
+    zg_tensor_free(xo);
+    zg_arena_reset();
+}
+
+static void run_bn_case(const zg_safetensors *st, const char *c) {
+    const char *spec = zg_safetensors_metadata(st, c);
+    int variant = 0, steps = 0;
+    long long nbt0 = 0;
+    char mom_s[32] = "";
+    float eps = 0;
+    if (!spec || sscanf(spec, "bn %d %31s %f %d %lld", &variant, mom_s, &eps, &steps, &nbt0) != 5) {
+        zgt_fail(__FILE__, __LINE__, "%s: cannot parse spec \"%s\"", c, spec ? spec : "");
+        return;
+    }
+    const float mom = strcmp(mom_s, "None") ? strtof(mom_s, NULL) : ZG_BN_MOMENTUM_NONE;
+    const zg_tensor *w = zgt_ref_get(st, "%s.w", c);
+    const int64_t C = w ? zg_tensor_size(w, 0) : 1;
+    zg_module *m = variant == 2 ? zg_nn_batch_norm2d(C, eps, mom) : zg_nn_batch_norm1d(C, eps, mom);
+    zg_tensor *op[5] = {leaf(zgt_ref_get(st, "%s.rm0", c), false), leaf(zgt_ref_get(st, "%s.rv0", c), false),
+                        zg_tensor_new(ZG_INT64, NULL, 0), leaf(w, true), leaf(zgt_ref_get(st, "%s.b", c), true)};
+    CHECK(m && op[0] && op[1] && op[2] && op[3] && op[4]);
+    if (m && op[0] && op[1] && op[2] && op[3] && op[4]) {
+        zg_no_grad_enter();
+        CHECK_OK(zg_tensor_copy_(zg_module_param(m, 0), op[3]));
+        CHECK_OK(zg_tensor_copy_(zg_module_param(m, 1), op[4]));
+        CHECK_OK(zg_tensor_copy_(zg_module_buffer(m, 0), op[0]));
+        CHECK_OK(zg_tensor_copy_(zg_module_buffer(m, 1), op[1]));
+        zg_no_grad_exit();
+        zg_tensor_data_i64(zg_module_buffer(m, 2))[0] = nbt0;
+        zg_tensor_data_i64(op[2])[0] = nbt0;
+        for (int s = 0; s < steps; s++) bn_parity_step(st, c, s, m, op, mom, eps);
+        zg_module_train(m, false);
+        char what[128];
+        snprintf(what, sizeof what, "%s eval y", c);
+        compare(what, zg_module_forward(m, zgt_ref_get(st, "%s.xe", c)), zgt_ref_get(st, "%s.ye", c));
+    }
+    for (int i = 0; i < 5; i++) zg_tensor_free(op[i]);
+    zg_module_free(m);
+    zg_arena_reset();
+}
+
+TEST(parity_batch_norm_momentum_none) {
+    zg_safetensors *st = zgt_refs_open(&bn_refs, "options_bn");
+    if (!st) return;
+    worst_err = 0;
+    int n = zgt_ref_cases(st, run_bn_case);
+    CHECK(n >= 5);
+    printf("parity batch norm momentum None (torch %s): %d cases, worst relative error %.3g\n",
+           zg_safetensors_metadata(st, "torch"), n, worst_err);
     zg_safetensors_free(st);
 }
 

@@ -697,6 +697,7 @@ TEST(pool_errors) {
 typedef struct {
     zg_tensor *rm, *rv;
     bool training, affine;
+    zg_tensor *nbt; /* num_batches_tracked (momentum None) */
 } bn_args;
 
 static zg_tensor *bn_fn(zg_tensor *const *in, void *ctx) {
@@ -758,7 +759,7 @@ TEST(batch_norm_gradchecks) {
         zg_tensor *x = zgt_param(zg_normal(cases[i].shape, cases[i].ndim, 0.5f, 2.0f));
         zg_tensor *w = zgt_param(zg_uniform(&C, 1, 0.5f, 1.5f)), *b = zgt_param(zg_randn(&C, 1));
         zg_tensor *rm = zg_randn(&C, 1), *rv = zg_uniform(&C, 1, 0.5f, 2.0f);
-        bn_args a = {rm, rv, cases[i].training, cases[i].affine};
+        bn_args a = {rm, rv, cases[i].training, cases[i].affine, NULL};
         zg_tensor *in[3] = {x, w, b};
         CHECK(GRADCHECK(cases[i].name, bn_fn, in, cases[i].affine ? 3 : 1, &a, NULL));
         zg_tensor *ts[] = {x, w, b, rm, rv};
@@ -795,6 +796,99 @@ TEST(batch_norm_training_gradient_properties) {
     }
     zg_tensor *ts[] = {x, w, b, v};
     for (size_t k = 0; k < 4; k++) zg_tensor_free(ts[k]);
+}
+
+/* momentum None: the running statistics are the plain average of the
+ * batches' statistics, each counted in num_batches_tracked first. */
+TEST(batch_norm_momentum_none_cumulative_average) {
+    /* One channel. Batches {1, 3} (mean 2, unbiased variance 2), {0, 4, 8}
+     * (4, 16), {-1, 1} (0, 2): the averages are 2, 3, 2 and 2, 9, 20/3;
+     * PyTorch's factors 1, 1/2, 1/3 from running_mean 0, running_var 1. */
+    int64_t c = 1, s2[2] = {2, 1}, s3[2] = {3, 1};
+    zg_tensor *xs[3] = {zg_tensor_from_data(ZG_FLOAT32, (float[]){1, 3}, s2, 2),
+                        zg_tensor_from_data(ZG_FLOAT32, (float[]){0, 4, 8}, s3, 2),
+                        zg_tensor_from_data(ZG_FLOAT32, (float[]){-1, 1}, s2, 2)};
+    zg_tensor *rm = zg_zeros(&c, 1), *rv = zg_ones(&c, 1), *nbt = zg_tensor_new(ZG_INT64, NULL, 0);
+    const double want_m[3] = {2, 3, 2}, want_v[3] = {2, 9, 20.0 / 3};
+    for (int b = 0; b < 3; b++) {
+        uint64_t v = zg_tensor_version(nbt);
+        CHECK_PTR(zg_batch_norm_tracked(xs[b], rm, rv, nbt, NULL, NULL, true, ZG_BN_MOMENTUM_NONE, 1e-5f));
+        CHECK(zg_tensor_data_i64(nbt)[0] == b + 1 && zg_tensor_version(nbt) > v);
+        CHECK_NEAR(zg_tensor_get(rm, 0), want_m[b], 1e-6);
+        CHECK_NEAR(zg_tensor_get(rv, 0), want_v[b], 1e-6);
+    }
+    /* Eval neither counts nor moves the statistics. */
+    CHECK_PTR(zg_batch_norm_tracked(xs[1], rm, rv, nbt, NULL, NULL, false, ZG_BN_MOMENTUM_NONE, 1e-5f));
+    CHECK(zg_tensor_data_i64(nbt)[0] == 3);
+    CHECK_NEAR(zg_tensor_get(rm, 0), 2, 1e-6);
+    /* A counter after a resume: the 11th batch weighs 1/11. */
+    zg_tensor_data_i64(nbt)[0] = 10;
+    CHECK_PTR(zg_batch_norm_tracked(xs[1], rm, rv, nbt, NULL, NULL, true, ZG_BN_MOMENTUM_NONE, 1e-5f));
+    CHECK_NEAR(zg_tensor_get(rm, 0), 2 + (4 - 2) / 11.0, 1e-6);
+    CHECK_NEAR(zg_tensor_get(rv, 0), 20.0 / 3 + (16 - 20.0 / 3) / 11.0, 1e-5);
+    /* A numeric momentum counts the batch too and moves by momentum. */
+    CHECK_PTR(zg_batch_norm_tracked(xs[0], rm, rv, nbt, NULL, NULL, true, 0.5f, 1e-5f));
+    CHECK(zg_tensor_data_i64(nbt)[0] == 12);
+    CHECK_NEAR(zg_tensor_get(rm, 0), 0.5 * (2 + 2 / 11.0) + 0.5 * 2, 1e-6);
+    /* Without running statistics there is nothing to count. */
+    CHECK_PTR(zg_batch_norm_tracked(xs[0], NULL, NULL, nbt, NULL, NULL, true, ZG_BN_MOMENTUM_NONE, 1e-5f));
+    CHECK(zg_tensor_data_i64(nbt)[0] == 12);
+    zg_tensor *ts[] = {xs[0], xs[1], xs[2], rm, rv, nbt};
+    for (size_t k = 0; k < 6; k++) zg_tensor_free(ts[k]);
+}
+
+static zg_tensor *bn_none_fn(zg_tensor *const *in, void *ctx) {
+    bn_args *a = ctx;
+    return zg_batch_norm_tracked(in[0], a->rm, a->rv, a->nbt, in[1], in[2], a->training, ZG_BN_MOMENTUM_NONE, 1e-5f);
+}
+
+TEST(batch_norm_momentum_none_gradchecks) {
+    /* Each evaluation counts a batch and moves the running statistics;
+     * the training output reads neither, eval reads them unchanged. */
+    for (int t = 0; t < 2; t++) {
+        int64_t s[4] = {3, 2, 2, 3}, C = 2;
+        zg_tensor *x = zgt_param(zg_normal(s, 4, 0.5f, 2.0f));
+        zg_tensor *w = zgt_param(zg_uniform(&C, 1, 0.5f, 1.5f)), *b = zgt_param(zg_randn(&C, 1));
+        zg_tensor *rm = zg_randn(&C, 1), *rv = zg_uniform(&C, 1, 0.5f, 2.0f), *nbt = zg_tensor_new(ZG_INT64, NULL, 0);
+        bn_args a = {rm, rv, t == 0, true, nbt};
+        zg_tensor *in[3] = {x, w, b};
+        CHECK(GRADCHECK(t == 0 ? "bn2d momentum None train" : "bn2d momentum None eval", bn_none_fn, in, 3, &a, NULL));
+        CHECK(t == 1 ? zg_tensor_data_i64(nbt)[0] == 0 : zg_tensor_data_i64(nbt)[0] > 2);
+        zg_tensor *ts[] = {x, w, b, rm, rv, nbt};
+        for (size_t k = 0; k < 6; k++) zg_tensor_free(ts[k]);
+    }
+}
+
+TEST(batch_norm_tracked_errors) {
+    int64_t s[4] = {2, 3, 2, 2}, c3 = 3, one[1] = {1}, xo4[4] = {1, 3, 1, 1};
+    zg_tensor *x = zg_randn(s, 4), *rm = zg_zeros(&c3, 1), *rv = zg_ones(&c3, 1);
+    zg_tensor *nbt = zg_tensor_new(ZG_INT64, NULL, 0), *nbt1 = zg_tensor_new(ZG_INT64, one, 1);
+    zg_tensor *nbtf = zg_zeros(NULL, 0), *xo = zg_randn(xo4, 4);
+    const float none = ZG_BN_MOMENTUM_NONE;
+    CHECK_NULL_ERR(zg_batch_norm(x, rm, rv, NULL, NULL, true, none, 1e-5f),
+                   "zg_batch_norm: momentum None (ZG_BN_MOMENTUM_NONE) averages over the batches counted in "
+                   "num_batches_tracked: pass it (zg_batch_norm_tracked)");
+    CHECK_NULL_ERR(zg_batch_norm_tracked(x, rm, rv, NULL, NULL, NULL, true, none, 1e-5f),
+                   "zg_batch_norm_tracked: momentum None");
+    CHECK_NULL_ERR(zg_batch_norm_tracked(x, rm, rv, nbt1, NULL, NULL, true, none, 1e-5f),
+                   "zg_batch_norm_tracked: num_batches_tracked must be an int64 0-dim tensor, got int64 of shape [1]");
+    CHECK_NULL_ERR(zg_batch_norm_tracked(x, rm, rv, nbtf, NULL, NULL, true, 0.1f, 1e-5f),
+                   "num_batches_tracked must be an int64 0-dim tensor, got float32 of shape []");
+    CHECK_NULL_ERR(zg_batch_norm_tracked(x, rm, rv, nbt, NULL, NULL, true, -0.5f, 1e-5f),
+                   "momentum -0.5 must lie in [0, 1] (or be ZG_BN_MOMENTUM_NONE)");
+    zg_tensor_data_i64(nbt)[0] = -1;
+    CHECK_NULL_ERR(zg_batch_norm_tracked(x, rm, rv, nbt, NULL, NULL, true, none, 1e-5f),
+                   "zg_batch_norm_tracked: num_batches_tracked -1 cannot count another batch");
+    zg_tensor_data_i64(nbt)[0] = 4;
+    /* A failed training call counts nothing and moves nothing. */
+    CHECK_NULL_ERR(zg_batch_norm_tracked(xo, rm, rv, nbt, NULL, NULL, true, none, 1e-5f),
+                   "Expected more than 1 value per channel when training");
+    CHECK(zg_tensor_data_i64(nbt)[0] == 4 && zg_tensor_version(nbt) == 0 && zg_tensor_version(rm) == 0);
+    /* Without running statistics, or in eval, momentum None needs no counter. */
+    CHECK_PTR(zg_batch_norm(x, NULL, NULL, NULL, NULL, true, none, 1e-5f));
+    CHECK_PTR(zg_batch_norm(x, rm, rv, NULL, NULL, false, none, 1e-5f));
+    zg_tensor *ts[] = {x, rm, rv, nbt, nbt1, nbtf, xo};
+    for (size_t k = 0; k < 7; k++) zg_tensor_free(ts[k]);
 }
 
 TEST(batch_norm_errors) {

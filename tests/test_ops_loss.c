@@ -282,6 +282,179 @@ TEST(nll_loss_matches_pytorch_and_gradcheck) {
     for (int i = 0; i < 6; i++) zg_tensor_free(fl[i]);
 }
 
+/* ---- cross_entropy / nll: [N, C, d1, ...] inputs -------------------------- */
+
+/* X as logits [2, 5, 2] (classes along dim 1), targets [2, 2]. */
+TEST(cross_entropy_spatial_matches_pytorch) {
+    zg_tensor *x = zgt_param_from(X, SHAPE(2, 5, 2));
+    zg_tensor *t = zg_tensor_from_data(ZG_INT64, (int64_t[]){1, 4, -100, 2}, SHAPE(2, 2));
+    zg_tensor *w = zg_tensor_from_data(ZG_FLOAT32, CW, SHAPE(5));
+    /* F.cross_entropy(x, t, weight=w, label_smoothing=0.1, reduction=r). */
+    zg_loss_opts o = opts_of(ZG_REDUCTION_MEAN, -100, 0.1f, w);
+    zg_tensor *m = zg_cross_entropy(x, t, &o);
+    CHECK_NEAR(zg_tensor_item(m), 2.208248615f, 2e-6);
+    o.reduction = ZG_REDUCTION_SUM;
+    CHECK_NEAR(zg_tensor_item(zg_cross_entropy(x, t, &o)), 7.176808357f, 5e-6);
+    o.reduction = ZG_REDUCTION_NONE;
+    zg_tensor *none = zg_cross_entropy(x, t, &o);
+    CHECK(none && zg_tensor_ndim(none) == 2 && zg_tensor_size(none, 0) == 2 && zg_tensor_size(none, 1) == 2);
+    CHECK_VALUES(none, ((float[]){0.949085593f, 1.192021608f, 0.0f, 5.035701275f}), 4, 2e-6);
+    CHECK_OK(zg_backward(m, NULL));
+    const float g[20] = {0.0152268670f, 0.0166571103f,  -0.151708275f, 0.0244255997f, 0.0234614071f,
+                         0.0250681937f, 0.103578985f,   0.00355929951f, 0.00944099296f, -0.0697101951f,
+                         0.0f,          0.117226407f,   0.0f,           0.0161701310f,  0.0f,
+                         -0.524475753f, 0.0f,           0.0219865423f,  0.0f,           0.369092703f};
+    CHECK_VALUES(zg_tensor_grad(x), g, 20, 2e-6);
+    /* F.nll_loss(x, t, weight=w) and reduction none (x read as log-probabilities). */
+    o = opts_of(ZG_REDUCTION_MEAN, -100, 0, w);
+    CHECK_NEAR(zg_tensor_item(zg_nll_loss(x, t, &o)), 0.365939558f, 1e-6);
+    o = opts_of(ZG_REDUCTION_NONE, -100, 0, NULL);
+    CHECK_VALUES(zg_nll_loss(x, t, &o), ((float[]){-1.970899463f, 1.636554241f, 0.0f, 1.375532269f}), 4, 1e-6);
+    zg_tensor *fl[] = {x, t, w};
+    for (int i = 0; i < 3; i++) zg_tensor_free(fl[i]);
+}
+
+/* [N, C, d1, d2] equals [N d1 d2, C] with the classes moved last, for every
+ * option: the spatial path against the 2-D one. */
+TEST(cross_entropy_spatial_equals_rows) {
+    const int64_t N = 2, C = 4, D = 6;
+    zg_tensor *x = zg_randn(SHAPE(N, C, 2, 3)), *rows = zg_zeros(SHAPE(N * D, C));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t d = 0; d < D; d++)
+                zg_tensor_data(rows)[(n * D + d) * C + c] = zg_tensor_get(x, (n * C + c) * D + d);
+    /* Targets with -100 (ignored by default) and with 2 for ignore_index 2. */
+    const int64_t tv[2][12] = {{0, 3, -100, 2, 1, 1, 3, 0, 2, -100, 2, 1}, {0, 3, 2, 2, 1, 1, 3, 0, 2, 1, 2, 1}};
+    zg_tensor *t = zg_tensor_new(ZG_INT64, SHAPE(N, 2, 3)), *tr = zg_tensor_new(ZG_INT64, SHAPE(12));
+    zg_tensor *w = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.3f, 1.7f, 1.0f, 2.5f}, SHAPE(4));
+    const zg_reduction reds[3] = {ZG_REDUCTION_MEAN, ZG_REDUCTION_SUM, ZG_REDUCTION_NONE};
+    for (int r = 0; r < 3; r++)
+        for (int k = 0; k < 4; k++) {
+            memcpy(zg_tensor_data_i64(t), tv[k == 3], sizeof tv[0]);
+            memcpy(zg_tensor_data_i64(tr), tv[k == 3], sizeof tv[0]);
+            zg_loss_opts o = opts_of(reds[r], k == 3 ? 2 : -100, k >= 1 ? 0.2f : 0.0f, k >= 2 ? w : NULL);
+            zg_tensor *a = zg_cross_entropy(x, t, &o), *b = zg_cross_entropy(rows, tr, &o);
+            zg_tensor *na = zg_nll_loss(x, t, &o), *nb = zg_nll_loss(rows, tr, &o);
+            CHECK(a && b && na && nb && zg_tensor_numel(a) == zg_tensor_numel(b));
+            if (!a || !b || !na || !nb) continue;
+            CHECK(reds[r] != ZG_REDUCTION_NONE || (zg_tensor_ndim(a) == 3 && zg_tensor_size(a, 2) == 3));
+            CHECK_VALUES(a, zg_tensor_data(b), (int)zg_tensor_numel(b), 1e-6);
+            CHECK_VALUES(na, zg_tensor_data(nb), (int)zg_tensor_numel(nb), 1e-6);
+        }
+    zg_tensor *fl[] = {x, rows, t, tr, w};
+    for (int i = 0; i < 5; i++) zg_tensor_free(fl[i]);
+}
+
+TEST(cross_entropy_spatial_gradchecks) {
+    zg_tensor *x = zgt_param(zg_randn(SHAPE(2, 4, 3, 2)));
+    zg_tensor *t = zg_tensor_from_data(ZG_INT64, (int64_t[]){3, 0, 1, 3, 2, 2, 0, -100, 1, 3, -100, 0}, SHAPE(2, 3, 2));
+    zg_tensor *t1 = zg_tensor_from_data(ZG_INT64, (int64_t[]){3, 0, 1, 3, 2, 2, 0, 3, 1, 3, 1, 0}, SHAPE(2, 3, 2));
+    zg_tensor *w = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.3f, 1.7f, 1.0f, 2.5f}, SHAPE(4));
+    const zg_reduction reds[3] = {ZG_REDUCTION_MEAN, ZG_REDUCTION_SUM, ZG_REDUCTION_NONE};
+    const char *rn[3] = {"mean", "sum", "none"};
+    for (int r = 0; r < 3; r++) {
+        const struct {
+            const char *what;
+            const zg_tensor *t;
+            int64_t ignore;
+            float eps;
+            const zg_tensor *w;
+        } cases[] = {{"ignore -100", t, -100, 0, NULL},    {"ignore_index 3", t1, 3, 0, NULL},
+                     {"smoothing", t, -100, 0.15f, NULL}, {"weights", t, -100, 0, w},
+                     {"all", t1, 1, 0.3f, w}};
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            class_case c = {cases[k].t, opts_of(reds[r], cases[k].ignore, cases[k].eps, cases[k].w)};
+            char name[96];
+            snprintf(name, sizeof name, "cross_entropy [2,4,3,2] %s %s", rn[r], cases[k].what);
+            CHECK(GRADCHECK(name, op_ce, &x, 1, &c, NULL));
+            snprintf(name, sizeof name, "nll_loss [2,4,3,2] %s %s", rn[r], cases[k].what);
+            CHECK(GRADCHECK(name, op_nll, &x, 1, &c, NULL));
+        }
+    }
+    /* [N, C, d] (3-D). */
+    zg_tensor *x3 = zgt_param(zg_randn(SHAPE(3, 5, 4)));
+    zg_tensor *t3 = zg_tensor_from_data(ZG_INT64, (int64_t[]){0, 4, 2, 1, 3, 3, -100, 0, 4, 1, 2, 2}, SHAPE(3, 4));
+    class_case c3 = {t3, opts_of(ZG_REDUCTION_MEAN, -100, 0.1f, NULL)};
+    CHECK(GRADCHECK("cross_entropy [3,5,4]", op_ce, &x3, 1, &c3, NULL));
+    zg_tensor *fl[] = {x, t, t1, w, x3, t3};
+    for (int i = 0; i < 6; i++) zg_tensor_free(fl[i]);
+}
+
+TEST(cross_entropy_spatial_errors) {
+    zg_tensor *x = zg_zeros(SHAPE(2, 3, 4, 5));
+    zg_tensor *t = zg_tensor_new(ZG_INT64, SHAPE(2, 4, 5));
+    zg_tensor_data_i64(t)[13] = 3;
+    CHECK_NULL_ERR(zg_cross_entropy(x, t, NULL),
+                   "zg_cross_entropy: target 3 out of range [0,3) at element 13 of the target");
+    CHECK_NULL_ERR(zg_nll_loss(x, t, NULL), "zg_nll_loss: target 3 out of range [0,3) at element 13 of the target");
+    zg_tensor *tb = zg_tensor_new(ZG_INT64, SHAPE(2, 5, 4));
+    CHECK_NULL_ERR(zg_cross_entropy(x, tb, NULL),
+                   "zg_cross_entropy: target of shape [2,5,4] does not match logits of shape [2,3,4,5] (expected "
+                   "[2,4,5])");
+    zg_tensor *tn = zg_tensor_new(ZG_INT64, SHAPE(2, 4));
+    CHECK_NULL_ERR(zg_nll_loss(x, tn, NULL),
+                   "zg_nll_loss: target of shape [2,4] does not match input of shape [2,3,4,5] (expected [2,4,5])");
+    zg_tensor *x0 = zg_zeros(NULL, 0);
+    CHECK_NULL_ERR(zg_cross_entropy(x0, tn, NULL), "zg_cross_entropy: logits of shape [] must be [C], [N,C] or "
+                                                   "[N,C,d1,...]");
+    zg_tensor *fl[] = {x, t, tb, tn, x0};
+    for (int i = 0; i < 5; i++) zg_tensor_free(fl[i]);
+}
+
+/* Live PyTorch parity (tests/parity/options_reference.py): segmentation-
+ * shaped inputs with every reduction, ignore_index, weights and label
+ * smoothing, values and gradients. */
+static const char *const loss_ref_files[] = {"options_loss"};
+static const char *const loss_ref_sources[] = {"tests/parity/options_reference.py", "tests/parity/torch_reference.py"};
+static zgt_refset loss_refs = {loss_ref_sources, 2, loss_ref_files, 1, NULL, 0};
+static double loss_worst;
+
+static void run_loss_case(const zg_safetensors *st, const char *c) {
+    const char *spec = zg_safetensors_metadata(st, c);
+    char op[32] = "", red[16] = "";
+    long long ignore = 0;
+    float eps = 0;
+    int weighted = 0;
+    bool ce = spec && !strncmp(spec, "cross_entropy", 13);
+    int got = !spec ? 0
+              : ce  ? sscanf(spec, "%31s %15s %lld %f %d", op, red, &ignore, &eps, &weighted)
+                    : sscanf(spec, "%31s %15s %lld %d", op, red, &ignore, &weighted) + 1;
+    zg_tensor *x = zg_tensor_clone(zgt_ref_get(st, "%s.x", c));
+    if (got != 5 || !x) {
+        zgt_fail(__FILE__, __LINE__, "%s: cannot parse spec \"%s\"", c, spec ? spec : "");
+        zg_tensor_free(x);
+        return;
+    }
+    zg_tensor_set_requires_grad(x, true);
+    zg_loss_opts o = opts_of(!strcmp(red, "mean")  ? ZG_REDUCTION_MEAN
+                             : !strcmp(red, "sum") ? ZG_REDUCTION_SUM
+                                                   : ZG_REDUCTION_NONE,
+                             ignore, eps, weighted ? zgt_ref_get(st, "%s.w", c) : NULL);
+    const zg_tensor *t = zgt_ref_get(st, "%s.t", c);
+    zg_tensor *y = ce ? zg_cross_entropy(x, t, &o) : zg_nll_loss(x, t, &o);
+    char what[128];
+    snprintf(what, sizeof what, "%s y", c);
+    CHECK_REF(what, y, zgt_ref_get(st, "%s.y", c), 1e-6, &loss_worst);
+    if (y) {
+        CHECK_OK(zg_backward(y, &(zg_backward_opts){.grad = zgt_ref_get(st, "%s.gy", c)}));
+        snprintf(what, sizeof what, "%s gx", c);
+        CHECK_REF(what, zg_tensor_grad(x), zgt_ref_get(st, "%s.gx", c), 1e-6, &loss_worst);
+    }
+    zg_tensor_free(x);
+    zg_arena_reset();
+}
+
+TEST(parity_cross_entropy_nll_spatial) {
+    zg_safetensors *st = zgt_refs_open(&loss_refs, "options_loss");
+    if (!st) return;
+    loss_worst = 0;
+    int n = zgt_ref_cases(st, run_loss_case);
+    CHECK(n >= 15);
+    printf("parity spatial cross_entropy / nll_loss (torch %s): %d cases, worst relative error %.3g\n",
+           zg_safetensors_metadata(st, "torch"), n, loss_worst);
+    zg_safetensors_free(st);
+}
+
 /* ---- cross_entropy / nll: errors ---------------------------------------- */
 
 TEST(cross_entropy_errors) {
@@ -304,7 +477,8 @@ TEST(cross_entropy_errors) {
     zg_tensor *x1 = zg_zeros(SHAPE(5));
     CHECK_NULL_ERR(zg_cross_entropy(x1, t, NULL), "zg_cross_entropy: target of shape [4] does not match logits");
     zg_tensor *x3 = zg_zeros(SHAPE(2, 2, 5));
-    CHECK_NULL_ERR(zg_cross_entropy(x3, t, NULL), "zg_cross_entropy: logits of shape [2,2,5] must be [N,C] or [C]");
+    CHECK_NULL_ERR(zg_cross_entropy(x3, t, NULL),
+                   "zg_cross_entropy: target of shape [4] does not match logits of shape [2,2,5] (expected [2,5])");
     zg_tensor *li = zg_tensor_from_data(ZG_INT64, (int64_t[]){1, 2}, SHAPE(1, 2));
     CHECK_NULL_ERR(zg_cross_entropy(li, t, NULL), "zg_cross_entropy: logits must be float32");
     zg_tensor *w4 = zg_ones(SHAPE(4));

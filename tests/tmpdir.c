@@ -1,4 +1,4 @@
-/* Scratch directories for tests that write files. */
+/* Scratch directories for tests that write files, and files read whole. */
 #include "harness.h"
 
 #include <dirent.h>
@@ -35,4 +35,20 @@ void zgt_remove_dir(const char *dir) {
     }
     closedir(d);
     rmdir(dir);
+}
+
+char *zgt_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *s = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (s = malloc((size_t)n + 1)) != NULL &&
+        fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
+    if (s) s[n] = '\0';
+    if (s && len) *len = (size_t)n;
+    fclose(f);
+    return s;
 }

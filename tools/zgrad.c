@@ -1,6 +1,7 @@
 /* zgrad command-line tool: `zgrad train` (the training driver of
  * src/train: Fashion-MNIST, your CSV file or image folder, or a GPT on a
- * text), `zgrad eval`, `zgrad predict`, `zgrad sample` and `zgrad summary`.
+ * text), `zgrad eval`, `zgrad predict`, `zgrad sample`, `zgrad summary`
+ * and `zgrad export`.
  *
  * Exit status: 0 success, 1 an error from the library (one line
  * "zgrad: <message>"), 2 a usage error (one line naming the option, then the
@@ -33,6 +34,7 @@ static void usage(FILE *f) {
             "  sample      generate text with a trained GPT (zgrad sample --help)\n"
             "  summary     a model's layers, shapes, parameters and FLOPs\n"
             "              (zgrad summary --help)\n"
+            "  export      write a run's model as an ONNX file (zgrad export --help)\n"
             "\n"
             "options:\n"
             "  --version   print the version and exit\n"
@@ -944,6 +946,60 @@ static int cmd_sample(int argc, char **argv) {
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* ---- export ------------------------------------------------------------------ */
+
+typedef struct {
+    opts_head head;
+    const char *onnx, *run;
+} export_opts;
+
+static const option export_options[] = {
+    {"--onnx", "FILE", "the ONNX file to write (required)", set_path, offsetof(export_opts, onnx), 0, 0, 0},
+    {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
+};
+#define N_EXPORT_OPTIONS ((int)(sizeof export_options / sizeof export_options[0]))
+
+static void export_usage(FILE *f) {
+    fprintf(f, "usage: zgrad export --onnx FILE RUN\n"
+               "\n"
+               "Writes the model of a zgrad train run (RUN: its directory or a checkpoint\n"
+               "directory) as an ONNX model (opset 17) as it computes in eval mode: cnn and\n"
+               "mlp take \"input\" [N, 1, 28, 28], the pixels / 255 (the run's normalisation\n"
+               "is part of the graph), and give \"output\" [N, 10], the logits; a GPT takes\n"
+               "\"idx\" [N, T] token indices and gives \"logits\" [N, T, vocab].\n"
+               "\n"
+               "options:\n");
+    print_options(f, export_options, N_EXPORT_OPTIONS);
+}
+
+static int cmd_export(int argc, char **argv) {
+    cmd_name = "export";
+    export_opts o = {0};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        bool missing;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            export_usage(stdout);
+            return 0;
+        }
+        const option *opt = match(export_options, N_EXPORT_OPTIONS, argc, argv, &i, &v, &missing);
+        if (!opt && a[0] == '-') return bad_usage("unknown option '%s'", a);
+        if (!opt && o.run) return bad_usage("one RUN only (got '%s' and '%s')", o.run, a);
+        if (!opt) o.run = a;
+        else if (missing) return bad_usage("%s needs a value", opt->name);
+        else if (opt->set(opt, v, &o)) return 2;
+    }
+    if (!o.onnx) return bad_usage("--onnx FILE is required");
+    if (!o.run) return bad_usage("RUN (a run directory) is required");
+    int rc = zg_train_export_onnx(o.run, o.onnx);
+    if (rc) {
+        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        return failure_status(rc);
+    }
+    printf("zgrad export: wrote %s\n", o.onnx);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     /* A write to a closed pipe fails with EPIPE instead of killing us
      * silently; zgrad train stops on it with a checkpoint (exit 141). */
@@ -969,6 +1025,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc, argv);
     if (!strcmp(argv[1], "predict")) return cmd_predict(argc, argv);
     if (!strcmp(argv[1], "summary")) return cmd_summary(argc, argv);
+    if (!strcmp(argv[1], "export")) return cmd_export(argc, argv);
     fprintf(stderr, "zgrad: unknown command or option '%s' (see zgrad --help)\n", argv[1]);
     return 2;
 }

@@ -62,20 +62,33 @@ static int tokenize_chars(const char *fn, zg_text *t, const unsigned char *s, in
         cps[count++] = (uint32_t)cp;
     }
     t->n = count;
-    /* the vocabulary: sorted distinct code points */
-    uint32_t *sorted = zg__malloc((size_t)(count ? count : 1) * sizeof *sorted);
-    if (!sorted) {
+    /* The vocabulary, the sorted distinct code points, from a table of the
+     * ids of code points 0..max (O(n), where sorting n code points took
+     * a second for a 5 MB corpus). */
+    uint32_t max = 0;
+    for (int64_t i = 0; i < count; i++) max = cps[i] > max ? cps[i] : max;
+    int32_t *id = zg__calloc((size_t)max + 1, sizeof *id);
+    if (!id) {
         free(cps);
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     }
-    memcpy(sorted, cps, (size_t)count * sizeof *sorted);
-    qsort(sorted, (size_t)count, sizeof *sorted, cmp_u32);
+    for (int64_t i = 0; i < count; i++) id[cps[i]] = 1;
     int64_t v = 0;
-    for (int64_t i = 0; i < count; i++)
-        if (!v || sorted[i] != sorted[v - 1]) sorted[v++] = sorted[i];
-    t->chars = sorted;
-    t->vocab = v;
-    for (int64_t i = 0; i < count; i++) t->tokens[i] = (int32_t)char_id(t, cps[i]);
+    for (uint32_t c = 0; c <= max; c++) v += id[c];
+    t->chars = zg__malloc((size_t)(v ? v : 1) * sizeof *t->chars);
+    if (!t->chars) {
+        free(id);
+        free(cps);
+        return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    t->vocab = 0;
+    for (uint32_t c = 0; c <= max; c++)
+        if (id[c]) {
+            id[c] = (int32_t)t->vocab;
+            t->chars[t->vocab++] = c;
+        }
+    for (int64_t i = 0; i < count; i++) t->tokens[i] = id[cps[i]];
+    free(id);
     free(cps);
     return ZG_OK;
 }

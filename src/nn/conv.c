@@ -25,7 +25,7 @@ static zg_tensor *conv2d_forward(zg_module *m, zg_tensor *x) {
 int zg__nn_conv2d_pool_forward(zg_module *const *mods, int n, zg_tensor **x) {
     if (n < 2 || strcmp(mods[0]->type, "Conv2d") || strcmp(mods[1]->type, "MaxPool2d")) return 0;
     const zg_module *c = mods[0], *p = mods[1];
-    if (p->iv[0] != 2 || p->iv[1] != 2 || p->iv[2] != 0) return 0;
+    if (p->iv[0] != 2 || p->iv[1] != 2 || p->iv[2] != 0 || p->iv[3]) return 0; /* iv[3]: ceil_mode */
     const bool relu = n >= 3 && !strcmp(mods[2]->type, "ReLU");
     const int s = (int)c->iv[3], pd = (int)c->iv[4], d = (int)c->iv[5];
     zg_tensor *y = zg__conv2d_pool2(*x, c->params[0], c->flag ? c->params[1] : NULL, (int[]){s, s}, (int[]){pd, pd},

@@ -24,7 +24,9 @@
 #define MAX_DIMS 4
 #define MAX_FILE (1 << 20)
 
-typedef enum { A_INT, A_NUM, A_BOOL, A_GELU } arg_type;
+/* A_OPT_INT: an integer or null (PyTorch's None, stored as -1); A_OPT_NUM:
+ * a number or null (stored as NaN). */
+typedef enum { A_INT, A_NUM, A_BOOL, A_GELU, A_OPT_INT, A_OPT_NUM } arg_type;
 
 typedef struct {
     const char *name;
@@ -34,7 +36,7 @@ typedef struct {
 
 typedef enum {
     K_LINEAR, K_CONV2D, K_MAXPOOL2D, K_AVGPOOL2D, K_BATCHNORM1D, K_BATCHNORM2D, K_RELU, K_LEAKYRELU, K_GELU,
-    K_TANH, K_SIGMOID, K_DROPOUT, K_FLATTEN, N_KINDS
+    K_TANH, K_SIGMOID, K_DROPOUT, K_FLATTEN, K_ADAPTIVEAVGPOOL2D, N_KINDS
 } kind;
 
 typedef struct {
@@ -52,12 +54,18 @@ static const kind_def kinds[N_KINDS] = {
                    {"stride", A_INT, 1}, {"padding", A_INT, 0}, {"dilation", A_INT, 1}, {"groups", A_INT, 1},
                    {"bias", A_BOOL, 1}},
                   8},
-    [K_MAXPOOL2D] = {"MaxPool2d", {{"kernel_size", A_INT, NAN}, {"stride", A_INT, -1}, {"padding", A_INT, 0}}, 3},
-    [K_AVGPOOL2D] = {"AvgPool2d", {{"kernel_size", A_INT, NAN}, {"stride", A_INT, -1}, {"padding", A_INT, 0}}, 3},
-    [K_BATCHNORM1D] = {"BatchNorm1d", {{"num_features", A_INT, NAN}, {"eps", A_NUM, 1e-5}, {"momentum", A_NUM, 0.1}},
-                       3},
-    [K_BATCHNORM2D] = {"BatchNorm2d", {{"num_features", A_INT, NAN}, {"eps", A_NUM, 1e-5}, {"momentum", A_NUM, 0.1}},
-                       3},
+    [K_MAXPOOL2D] = {"MaxPool2d",
+                     {{"kernel_size", A_INT, NAN}, {"stride", A_OPT_INT, -1}, {"padding", A_INT, 0},
+                      {"dilation", A_INT, 1}, {"return_indices", A_BOOL, 0}, {"ceil_mode", A_BOOL, 0}},
+                     6},
+    [K_AVGPOOL2D] = {"AvgPool2d",
+                     {{"kernel_size", A_INT, NAN}, {"stride", A_OPT_INT, -1}, {"padding", A_INT, 0},
+                      {"ceil_mode", A_BOOL, 0}, {"count_include_pad", A_BOOL, 1}, {"divisor_override", A_OPT_INT, -1}},
+                     6},
+    [K_BATCHNORM1D] = {"BatchNorm1d",
+                       {{"num_features", A_INT, NAN}, {"eps", A_NUM, 1e-5}, {"momentum", A_OPT_NUM, 0.1}}, 3},
+    [K_BATCHNORM2D] = {"BatchNorm2d",
+                       {{"num_features", A_INT, NAN}, {"eps", A_NUM, 1e-5}, {"momentum", A_OPT_NUM, 0.1}}, 3},
     [K_RELU] = {"ReLU", {{"inplace", A_BOOL, 0}}, 1},
     [K_LEAKYRELU] = {"LeakyReLU", {{"negative_slope", A_NUM, 0.01}, {"inplace", A_BOOL, 0}}, 2},
     [K_GELU] = {"GELU", {{"approximate", A_GELU, 0}}, 1},
@@ -65,6 +73,7 @@ static const kind_def kinds[N_KINDS] = {
     [K_SIGMOID] = {"Sigmoid", {{0}}, 0},
     [K_DROPOUT] = {"Dropout", {{"p", A_NUM, 0.5}, {"inplace", A_BOOL, 0}}, 2},
     [K_FLATTEN] = {"Flatten", {{"start_dim", A_INT, 1}, {"end_dim", A_INT, -1}}, 2},
+    [K_ADAPTIVEAVGPOOL2D] = {"AdaptiveAvgPool2d", {{"output_size", A_INT, NAN}}, 1},
 };
 
 typedef struct {
@@ -101,6 +110,13 @@ static void shape_str(char *out, size_t n, const int64_t *d, int nd) {
 
 /* A number node as an argument of type t into *v; false if it is not one. */
 static bool arg_value(const zg__json *j, arg_type t, double *v) {
+    if (t == A_OPT_INT || t == A_OPT_NUM) {
+        if (j->type == ZG_JSON_NULL) {
+            *v = t == A_OPT_INT ? -1 : NAN;
+            return true;
+        }
+        t = t == A_OPT_INT ? A_INT : A_NUM;
+    }
     if (t == A_BOOL) {
         if (j->type != ZG_JSON_BOOL) return false;
         *v = j->boolean;
@@ -132,7 +148,12 @@ static bool arg_value(const zg__json *j, arg_type t, double *v) {
 }
 
 static const char *type_desc(arg_type t) {
-    return t == A_INT ? "an integer" : t == A_NUM ? "a number" : t == A_BOOL ? "true or false" : "\"none\" or \"tanh\"";
+    return t == A_INT       ? "an integer"
+           : t == A_NUM     ? "a number"
+           : t == A_BOOL    ? "true or false"
+           : t == A_OPT_INT ? "an integer or null"
+           : t == A_OPT_NUM ? "a number or null"
+                            : "\"none\" or \"tanh\"";
 }
 
 static int parse_layer(const char *fn, int i, const zg__json *j, layer *l) {
@@ -145,7 +166,8 @@ static int parse_layer(const char *fn, int i, const zg__json *j, layer *l) {
     while (k < N_KINDS && strcmp(kinds[k].type, type)) k++;
     if (k == N_KINDS)
         return zg__fail(ZG_ERR_FORMAT, "%s: layer %d: unknown type '%s' (known: Linear, Conv2d, MaxPool2d, AvgPool2d, "
-                        "BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Dropout, Flatten)", fn, i, type);
+                        "AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Dropout, "
+                        "Flatten)", fn, i, type);
     const kind_def *d = &kinds[k];
     l->k = (kind)k;
     bool set[8] = {false};
@@ -196,10 +218,15 @@ static int64_t numel(const int64_t *d, int nd) {
     return n;
 }
 
-/* PyTorch's output size of a window op: floor((n + 2p - dil (k - 1) - 1) / s) + 1. */
-static int64_t window_out(int64_t n, int64_t k, int64_t s, int64_t p, int64_t dil) {
+/* PyTorch's output size of a window op: floor((n + 2p - dil (k - 1) - 1) / s)
+ * + 1, or with ceil_mode rounded up, less a last window that would start
+ * past the input and its left padding. */
+static int64_t window_out(int64_t n, int64_t k, int64_t s, int64_t p, int64_t dil, bool ceil_mode) {
     const int64_t span = n + 2 * p - dil * (k - 1) - 1;
-    return span < 0 ? 0 : span / s + 1;
+    if (span < 0) return 0;
+    int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+    if (ceil_mode && (out - 1) * s >= n + p) out--;
+    return out;
 }
 
 /* l's output shape for input in[0..nd), its parameters and its forward
@@ -236,7 +263,7 @@ static int walk_layer(const char *fn, int i, layer *l, const int64_t *in, int nd
         if (nd != 3 || in[0] != ci)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (Conv2d): expects [%lld, H, W] per sample, gets %s", fn, i,
                             (long long)ci, got);
-        const int64_t ho = window_out(in[1], k, s, p, dil), wo = window_out(in[2], k, s, p, dil);
+        const int64_t ho = window_out(in[1], k, s, p, dil, false), wo = window_out(in[2], k, s, p, dil, false);
         if (ho < 1 || wo < 1)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (Conv2d): the kernel does not fit in the input %s", fn, i, got);
         l->out[0] = co;
@@ -249,12 +276,17 @@ static int walk_layer(const char *fn, int i, layer *l, const int64_t *in, int nd
     case K_MAXPOOL2D:
     case K_AVGPOOL2D: {
         const int64_t k = (int64_t)v[0], s = v[1] < 0 ? k : (int64_t)v[1], p = (int64_t)v[2];
+        const bool max = l->k == K_MAXPOOL2D, ceil_mode = max ? v[5] != 0 : v[3] != 0;
         if (k < 1 || k > 1024 || s < 1 || s > 1024 || p < 0 || 2 * p > k)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (%s): kernel_size and stride must be positive, padding at most "
                             "half the kernel", fn, i, type);
+        if (max && (v[3] != 1 || v[4] != 0))
+            return zg__fail(ZG_ERR_ARG, "%s: layer %d (MaxPool2d): only dilation=1 and return_indices=false", fn, i);
+        if (!max && (v[5] == 0 || v[5] < -1 || v[5] > 1e9))
+            return zg__fail(ZG_ERR_ARG, "%s: layer %d (AvgPool2d): divisor_override must be positive or null", fn, i);
         if (nd != 3)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (%s): expects [C, H, W] per sample, gets %s", fn, i, type, got);
-        const int64_t ho = window_out(in[1], k, s, p, 1), wo = window_out(in[2], k, s, p, 1);
+        const int64_t ho = window_out(in[1], k, s, p, 1, ceil_mode), wo = window_out(in[2], k, s, p, 1, ceil_mode);
         if (ho < 1 || wo < 1)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (%s): the window does not fit in the input %s", fn, i, type, got);
         l->out[1] = ho;
@@ -266,9 +298,9 @@ static int walk_layer(const char *fn, int i, layer *l, const int64_t *in, int nd
     case K_BATCHNORM2D: {
         const int64_t f = (int64_t)v[0];
         const bool two = l->k == K_BATCHNORM2D;
-        if (f < 1 || !(v[1] > 0) || !(v[2] >= 0 && v[2] <= 1))
-            return zg__fail(ZG_ERR_ARG, "%s: layer %d (%s): num_features > 0, eps > 0, momentum in [0, 1]", fn, i,
-                            type);
+        if (f < 1 || !(v[1] > 0) || !(isnan(v[2]) || (v[2] >= 0 && v[2] <= 1)))
+            return zg__fail(ZG_ERR_ARG, "%s: layer %d (%s): num_features > 0, eps > 0, momentum in [0, 1] or null", fn,
+                            i, type);
         if ((two && nd != 3) || (!two && nd != 1 && nd != 2) || in[0] != f)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (%s): expects [%lld%s] per sample, gets %s", fn, i, type,
                             (long long)f, two ? ", H, W" : "] or [num_features, L", got);
@@ -280,6 +312,17 @@ static int walk_layer(const char *fn, int i, layer *l, const int64_t *in, int nd
         if (!(v[0] >= 0 && v[0] < 1))
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (Dropout): p must lie in [0, 1)", fn, i);
         return ZG_OK; /* nothing at evaluation */
+    case K_ADAPTIVEAVGPOOL2D: {
+        const int64_t o = (int64_t)v[0];
+        if (o < 1 || o > (INT64_C(1) << 24))
+            return zg__fail(ZG_ERR_ARG, "%s: layer %d (AdaptiveAvgPool2d): output_size must be positive", fn, i);
+        if (nd != 3)
+            return zg__fail(ZG_ERR_ARG, "%s: layer %d (AdaptiveAvgPool2d): expects [C, H, W] per sample, gets %s", fn,
+                            i, got);
+        l->out[1] = l->out[2] = o;
+        l->flops = n;
+        return ZG_OK;
+    }
     case K_FLATTEN:
         if (v[0] != 1 || v[1] != -1)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (Flatten): only start_dim=1, end_dim=-1 (everything but the "
@@ -307,7 +350,10 @@ static int canonical_json(zg_model_spec *s) {
             const double v = s->layers[i].v[p];
             if (d->args[p].type == A_BOOL) zg__sb_printf(&b, ", \"%s\": %s", d->args[p].name, v ? "true" : "false");
             else if (d->args[p].type == A_GELU) zg__sb_printf(&b, ", \"%s\": \"%s\"", d->args[p].name, v ? "tanh" : "none");
-            else if (d->args[p].type == A_INT) zg__sb_printf(&b, ", \"%s\": %lld", d->args[p].name, (long long)v);
+            else if ((d->args[p].type == A_OPT_INT && v < 0) || (d->args[p].type == A_OPT_NUM && isnan(v)))
+                zg__sb_printf(&b, ", \"%s\": null", d->args[p].name);
+            else if (d->args[p].type == A_INT || d->args[p].type == A_OPT_INT)
+                zg__sb_printf(&b, ", \"%s\": %lld", d->args[p].name, (long long)v);
             else zg__sb_printf(&b, ", \"%s\": %.17g", d->args[p].name, v);
         }
         zg__sb_printf(&b, "}");
@@ -433,10 +479,20 @@ static zg_module *build_layer(const layer *l) {
     case K_CONV2D:
         return zg_nn_conv2d((int64_t)v[0], (int64_t)v[1], (int)v[2], (int)v[3], (int)v[4], (int)v[5], (int)v[6],
                             v[7] != 0);
-    case K_MAXPOOL2D: return zg_nn_max_pool2d((int)v[0], v[1] < 0 ? (int)v[0] : (int)v[1], (int)v[2]);
-    case K_AVGPOOL2D: return zg_nn_avg_pool2d((int)v[0], v[1] < 0 ? (int)v[0] : (int)v[1], (int)v[2]);
-    case K_BATCHNORM1D: return zg_nn_batch_norm1d((int64_t)v[0], (float)v[1], (float)v[2]);
-    case K_BATCHNORM2D: return zg_nn_batch_norm2d((int64_t)v[0], (float)v[1], (float)v[2]);
+    case K_MAXPOOL2D: {
+        const zg_pool_opts o = {.ceil_mode = v[5] != 0};
+        return zg_nn_max_pool2d_ex((int)v[0], v[1] < 0 ? (int)v[0] : (int)v[1], (int)v[2], &o);
+    }
+    case K_AVGPOOL2D: {
+        const zg_pool_opts o = {.ceil_mode = v[3] != 0, .exclude_pad = v[4] == 0,
+                                .divisor_override = v[5] < 0 ? 0 : (int)v[5]};
+        return zg_nn_avg_pool2d_ex((int)v[0], v[1] < 0 ? (int)v[0] : (int)v[1], (int)v[2], &o);
+    }
+    case K_BATCHNORM1D:
+        return zg_nn_batch_norm1d((int64_t)v[0], (float)v[1], isnan(v[2]) ? ZG_BN_MOMENTUM_NONE : (float)v[2]);
+    case K_BATCHNORM2D:
+        return zg_nn_batch_norm2d((int64_t)v[0], (float)v[1], isnan(v[2]) ? ZG_BN_MOMENTUM_NONE : (float)v[2]);
+    case K_ADAPTIVEAVGPOOL2D: return zg_nn_adaptive_avg_pool2d((int64_t)v[0], (int64_t)v[0]);
     case K_RELU: return zg_nn_relu();
     case K_LEAKYRELU: return zg_nn_leaky_relu((float)v[0]);
     case K_GELU: return zg_nn_gelu(v[0] != 0);

@@ -3,9 +3,10 @@
  * PyTorch's with affine=True and track_running_stats=True: parameters
  * weight (ones) and bias (zeros); buffers running_mean (zeros), running_var
  * (ones) and num_batches_tracked (an int64 0-dim counter). In training mode
- * each forward normalises with the batch statistics, moves the running
- * statistics by `momentum` and counts the batch; in eval mode it uses the
- * running statistics. */
+ * each forward normalises with the batch statistics, counts the batch and
+ * moves the running statistics by `momentum`, or with momentum None
+ * (ZG_BN_MOMENTUM_NONE) to the average of all the batches counted; in eval
+ * mode it uses the running statistics. */
 #include "nn_internal.h"
 
 #include <math.h>
@@ -18,26 +19,23 @@ static zg_tensor *batch_norm_forward(zg_module *m, zg_tensor *x) {
         return zg__fail_null("expected %s input, got x of shape %s", m->iv[1] == 1 ? "2-D or 3-D" : "4-D",
                              zg__shape_str(x, b, sizeof b));
     }
-    zg_tensor *y = zg_batch_norm(x, m->buffers[0], m->buffers[1], m->params[0], m->params[1], m->training, m->sc[1],
-                                 m->sc[0]);
-    if (y && m->training) {
-        zg__i64(m->buffers[2])[0] += 1;
-        zg__bump_version(m->buffers[2]);
-    }
-    return y;
+    return zg_batch_norm_tracked(x, m->buffers[0], m->buffers[1], m->buffers[2], m->params[0], m->params[1],
+                                 m->training, m->sc[1], m->sc[0]);
 }
 
 static void batch_norm_describe(const zg_module *m, char *buf, size_t n) {
-    snprintf(buf, n, "BatchNorm%lldd(%lld, eps=%g, momentum=%g)", (long long)m->iv[1], (long long)m->iv[0],
-             (double)m->sc[0], (double)m->sc[1]);
+    char mom[32] = "None";
+    if (m->sc[1] != ZG_BN_MOMENTUM_NONE) snprintf(mom, sizeof mom, "%g", (double)m->sc[1]);
+    snprintf(buf, n, "BatchNorm%lldd(%lld, eps=%g, momentum=%s)", (long long)m->iv[1], (long long)m->iv[0],
+             (double)m->sc[0], mom);
 }
 
 static zg_module *batch_norm_new(const char *fn, const char *type, int variant, int64_t num_features, float eps,
                                  float momentum) {
     if (num_features <= 0) return zg__fail_null("%s: num_features %lld must be positive", fn, (long long)num_features);
     if (!(eps >= 0.0f) || !isfinite(eps)) return zg__fail_null("%s: eps %g must be a finite value >= 0", fn, eps);
-    if (!(momentum >= 0.0f && momentum <= 1.0f))
-        return zg__fail_null("%s: momentum %g must lie in [0, 1]", fn, momentum);
+    if (momentum != ZG_BN_MOMENTUM_NONE && !(momentum >= 0.0f && momentum <= 1.0f))
+        return zg__fail_null("%s: momentum %g must lie in [0, 1] (or be ZG_BN_MOMENTUM_NONE)", fn, momentum);
     zg_module *m = zg__module_new(type, batch_norm_forward, batch_norm_describe);
     if (!m) return NULL;
     m->iv[0] = num_features;

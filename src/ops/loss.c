@@ -7,7 +7,9 @@
  *   smooth_i = -sum_c w_c logp_c
  *   loss_i   = (1 - eps) nll_i + (eps / C) smooth_i      (0 for ignored rows)
  * mean divides the sum by the total weight of the non-ignored targets
- * (their count without weights). With p = softmax(x), the gradient is
+ * (their count without weights). Inputs [N, C, d1, ...] with targets
+ * [N, d1, ...] (segmentation) take the classes along dim 1: each position
+ * (n, d1, ...) is one row, with the same formulas and reductions. With p = softmax(x), the gradient is
  *   dloss_i/dx_c = (1 - eps) w_t (p_c - [c == t]) + (eps / C) (W p_c - w_c)
  * where W = sum_c w_c.
  *
@@ -55,9 +57,12 @@ static inline double elem_scale(const float *g, int64_t i, zg_reduction r, doubl
 
 /* ---- class-index losses: shared checks --------------------------------- */
 
+/* The input seen as [N, C, S] (S the product of d1, ...; 1 for [N, C] and
+ * [C]): row i = n S + s, the target's i-th element, has its class c at
+ * offset (n C + c) S + s, i.e. row_base(i) + c S. */
 typedef struct {
-    int64_t N, C;
-    int64_t *target;     /* copy of the targets (arena) */
+    int64_t N, C, S;
+    int64_t *target;     /* copy of the targets (arena), N S of them */
     float *weight;       /* copy of the class weights, or NULL */
     int64_t ignore;
     float eps;           /* label smoothing */
@@ -65,53 +70,89 @@ typedef struct {
     double denom;        /* mean's denominator */
 } class_ctx;
 
-/* Validates input [N,C] / [C], target [N] / 0-dim (int64, in range or
- * ignore_index) and opts; fills ctx (arena copies of target and weights). */
-static int check_class_loss(const char *fn, const char *what, const zg_tensor *x, const zg_tensor *target,
-                            const zg_loss_opts *o, class_ctx *ctx) {
-    if (zg__check_f32(fn, x, what)) return ZG_ERR_ARG;
-    char sx[ZG_SHAPE_BUF], st[ZG_SHAPE_BUF];
-    zg__shape_str(x, sx, sizeof sx);
-    if (x->ndim != 1 && x->ndim != 2)
-        return zg__fail(ZG_ERR_SHAPE, "%s: %s of shape %s must be [N,C] or [C]", fn, what, sx);
-    if (!target) return zg__fail(ZG_ERR_ARG, "%s: target is NULL", fn);
-    if (target->dtype != ZG_INT64)
-        return zg__fail(ZG_ERR_SHAPE, "%s: target must be int64 class indices, got float32", fn);
-    zg__shape_str(target, st, sizeof st);
-    bool ok = x->ndim == 2 ? target->ndim == 1 && target->shape[0] == x->shape[0] : target->ndim == 0;
-    if (!ok)
-        return zg__fail(ZG_ERR_SHAPE, "%s: target of shape %s does not match %s of shape %s (expected %s)", fn, st,
-                        what, sx, x->ndim == 2 ? "[N]" : "a 0-dim target");
-    if (check_reduction(fn, o->reduction)) return ZG_ERR_ARG;
-    ctx->N = x->ndim == 2 ? x->shape[0] : 1;
-    ctx->C = x->shape[x->ndim - 1];
-    ctx->ignore = o->ignore_index;
-    ctx->red = o->reduction;
-    ctx->weight = NULL;
-    if (o->weight) {
-        const zg_tensor *w = o->weight;
-        if (w->dtype != ZG_FLOAT32) return zg__fail(ZG_ERR_SHAPE, "%s: weight must be float32", fn);
-        if (w->ndim != 1 || w->shape[0] != ctx->C)
-            return zg__fail(ZG_ERR_SHAPE, "%s: weight of shape %s does not match %lld classes of %s of shape %s", fn,
-                            zg__shape_str(w, st, sizeof st), (long long)ctx->C, what, sx);
-        ctx->weight = zg__arena_alloc((size_t)(ctx->C ? ctx->C : 1) * sizeof(float));
-        if (!ctx->weight) return ZG_ERR_NOMEM;
-        memcpy(ctx->weight, zg__f32(w), (size_t)ctx->C * sizeof(float));
-    }
-    const int64_t *t = zg__i64(target);
-    for (int64_t i = 0; i < ctx->N; i++)
-        if (t[i] != ctx->ignore && (t[i] < 0 || t[i] >= ctx->C))
-            return zg__fail(ZG_ERR_ARG, "%s: target %lld out of range [0,%lld) in row %lld", fn, (long long)t[i],
-                            (long long)ctx->C, (long long)i);
-    ctx->target = zg__arena_alloc((size_t)(ctx->N ? ctx->N : 1) * sizeof(int64_t));
+static inline int64_t row_base(const class_ctx *c, int64_t i) { return (i / c->S) * c->C * c->S + i % c->S; }
+
+/* Whether target has x's shape without dim 1 ([C]: a 0-dim target). */
+static bool target_fits(const zg_tensor *x, const zg_tensor *target) {
+    if (target->ndim != (x->ndim == 1 ? 0 : x->ndim - 1)) return false;
+    for (int d = 0; d < target->ndim; d++)
+        if (target->shape[d] != x->shape[d == 0 ? 0 : d + 1]) return false;
+    return true;
+}
+
+/* The shape target must have, for the error message. */
+static const char *expected_target(const zg_tensor *x, char *buf, size_t n) {
+    if (x->ndim == 1) return "a 0-dim target";
+    if (x->ndim == 2) return "[N]";
+    int k = snprintf(buf, n, "[%lld", (long long)x->shape[0]);
+    for (int d = 2; d < x->ndim && k >= 0 && (size_t)k < n; d++)
+        k += snprintf(buf + k, n - (size_t)k, ",%lld", (long long)x->shape[d]);
+    if (k >= 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, "]");
+    return buf;
+}
+
+/* Copies the class weights (checked against C) into the arena. */
+static int copy_class_weight(const char *fn, const char *what, const zg_tensor *x, const zg_tensor *w,
+                             class_ctx *ctx) {
+    char sx[ZG_SHAPE_BUF], sw[ZG_SHAPE_BUF];
+    if (w->dtype != ZG_FLOAT32) return zg__fail(ZG_ERR_SHAPE, "%s: weight must be float32", fn);
+    if (w->ndim != 1 || w->shape[0] != ctx->C)
+        return zg__fail(ZG_ERR_SHAPE, "%s: weight of shape %s does not match %lld classes of %s of shape %s", fn,
+                        zg__shape_str(w, sw, sizeof sw), (long long)ctx->C, what, zg__shape_str(x, sx, sizeof sx));
+    ctx->weight = zg__arena_alloc((size_t)(ctx->C ? ctx->C : 1) * sizeof(float));
+    if (!ctx->weight) return ZG_ERR_NOMEM;
+    memcpy(ctx->weight, zg__f32(w), (size_t)ctx->C * sizeof(float));
+    return ZG_OK;
+}
+
+/* Checks the targets' range, copies them into the arena and sums the
+ * mean's denominator: the total weight of the counted rows. */
+static int copy_targets(const char *fn, const zg_tensor *target, class_ctx *ctx) {
+    const int64_t *t = zg__i64(target), rows = ctx->N * ctx->S;
+    for (int64_t i = 0; i < rows; i++)
+        if (t[i] != ctx->ignore && (t[i] < 0 || t[i] >= ctx->C)) {
+            if (target->ndim <= 1)
+                return zg__fail(ZG_ERR_ARG, "%s: target %lld out of range [0,%lld) in row %lld", fn, (long long)t[i],
+                                (long long)ctx->C, (long long)i);
+            return zg__fail(ZG_ERR_ARG, "%s: target %lld out of range [0,%lld) at element %lld of the target", fn,
+                            (long long)t[i], (long long)ctx->C, (long long)i);
+        }
+    ctx->target = zg__arena_alloc((size_t)(rows ? rows : 1) * sizeof(int64_t));
     if (!ctx->target) return ZG_ERR_NOMEM;
-    memcpy(ctx->target, t, (size_t)ctx->N * sizeof(int64_t));
-    /* Mean's denominator: total weight of the counted rows. */
+    memcpy(ctx->target, t, (size_t)rows * sizeof(int64_t));
     double den = 0;
-    for (int64_t i = 0; i < ctx->N; i++)
+    for (int64_t i = 0; i < rows; i++)
         if (t[i] != ctx->ignore) den += ctx->weight ? ctx->weight[t[i]] : 1.0;
     ctx->denom = den;
     return ZG_OK;
+}
+
+/* Validates input [N,C,d1,...] / [N,C] / [C], target [N,d1,...] / [N] /
+ * 0-dim (int64, in range or ignore_index) and opts; fills ctx (arena
+ * copies of target and weights). */
+static int check_class_loss(const char *fn, const char *what, const zg_tensor *x, const zg_tensor *target,
+                            const zg_loss_opts *o, class_ctx *ctx) {
+    if (zg__check_f32(fn, x, what)) return ZG_ERR_ARG;
+    char sx[ZG_SHAPE_BUF], st[ZG_SHAPE_BUF], se[ZG_SHAPE_BUF];
+    zg__shape_str(x, sx, sizeof sx);
+    if (x->ndim < 1)
+        return zg__fail(ZG_ERR_SHAPE, "%s: %s of shape %s must be [C], [N,C] or [N,C,d1,...]", fn, what, sx);
+    if (!target) return zg__fail(ZG_ERR_ARG, "%s: target is NULL", fn);
+    if (target->dtype != ZG_INT64)
+        return zg__fail(ZG_ERR_SHAPE, "%s: target must be int64 class indices, got float32", fn);
+    if (!target_fits(x, target))
+        return zg__fail(ZG_ERR_SHAPE, "%s: target of shape %s does not match %s of shape %s (expected %s)", fn,
+                        zg__shape_str(target, st, sizeof st), what, sx, expected_target(x, se, sizeof se));
+    if (check_reduction(fn, o->reduction)) return ZG_ERR_ARG;
+    ctx->N = x->ndim >= 2 ? x->shape[0] : 1;
+    ctx->C = x->shape[x->ndim == 1 ? 0 : 1];
+    ctx->S = 1;
+    for (int d = 2; d < x->ndim; d++) ctx->S *= x->shape[d];
+    ctx->ignore = o->ignore_index;
+    ctx->red = o->reduction;
+    ctx->weight = NULL;
+    int rc = o->weight ? copy_class_weight(fn, what, x, o->weight, ctx) : ZG_OK;
+    return rc ? rc : copy_targets(fn, target, ctx);
 }
 
 /* cross_entropy and nll_loss: the targets, weights and reduction. */
@@ -133,22 +174,23 @@ static int cross_entropy_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin)
     double W = 0;
     for (int64_t k = 0; k < C; k++) W += c->weight ? c->weight[k] : 1.0;
     double e = c->eps, es = C ? e / (double)C : 0.0;
-    for (int64_t i = 0; i < c->N; i++) {
-        const float *lp = logp + i * C;
-        float *d = dx + i * C;
+    const int64_t S = c->S;
+    for (int64_t i = 0; i < c->N * S; i++) {
+        const float *lp = logp + row_base(c, i);
+        float *d = dx + row_base(c, i);
         int64_t t = c->target[i];
         if (t == c->ignore) {
-            memset(d, 0, (size_t)C * sizeof(float));
+            for (int64_t k = 0; k < C; k++) d[k * S] = 0.0f;
             continue;
         }
         double s = elem_scale(g, i, c->red, c->denom);
         double wt = c->weight ? c->weight[t] : 1.0;
         for (int64_t k = 0; k < C; k++) {
-            double p = exp((double)lp[k]);
+            double p = exp((double)lp[k * S]);
             double wk = c->weight ? c->weight[k] : 1.0;
             double v = (1.0 - e) * wt * (p - (k == t ? 1.0 : 0.0));
             if (e != 0.0) v += es * (W * p - wk);
-            d[k] = (float)(s * v);
+            d[k * S] = (float)(s * v);
         }
     }
     gin[0] = gx;
@@ -164,24 +206,24 @@ zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg
         return zg__fail_null("%s: label_smoothing must be in [0, 1], got %g", fn, (double)o->label_smoothing);
     c.eps = o->label_smoothing;
 
-    int64_t N = c.N, C = c.C;
+    const int64_t C = c.C, S = c.S, rows = c.N * S;
     zg_tensor *logp = zg__empty_like(logits);
-    double *vals = zg__arena_alloc((size_t)(N ? N : 1) * sizeof *vals);
+    double *vals = zg__arena_alloc((size_t)(rows ? rows : 1) * sizeof *vals);
     if (!logp || !vals) return NULL;
-    zg__softmax_kernel(zg__f32(logits), zg__f32(logp), N, C, 1, true);
+    zg__softmax_kernel(zg__f32(logits), zg__f32(logp), c.N, C, S, true);
     const float *lp = zg__f32(logp);
     double e = c.eps, es = C ? e / (double)C : 0.0;
-    for (int64_t i = 0; i < N; i++) {
+    for (int64_t i = 0; i < rows; i++) {
         int64_t t = c.target[i];
         if (t == c.ignore) {
             vals[i] = 0.0;
             continue;
         }
-        const float *row = lp + i * C;
-        double nll = -(c.weight ? c.weight[t] : 1.0) * row[t];
+        const float *row = lp + row_base(&c, i);
+        double nll = -(c.weight ? c.weight[t] : 1.0) * row[t * S];
         double smooth = 0;
         if (e != 0.0)
-            for (int64_t k = 0; k < C; k++) smooth -= (c.weight ? c.weight[k] : 1.0) * row[k];
+            for (int64_t k = 0; k < C; k++) smooth -= (c.weight ? c.weight[k] : 1.0) * row[k * S];
         vals[i] = (1.0 - e) * nll + es * smooth;
     }
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
@@ -203,10 +245,10 @@ static int nll_loss_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!gx) return ZG_ERR_NOMEM;
     const float *g = zg__f32(gout);
     float *dx = zg__f32(gx);
-    for (int64_t i = 0; i < c->N; i++) {
+    for (int64_t i = 0; i < c->N * c->S; i++) {
         int64_t t = c->target[i];
         if (t == c->ignore) continue;
-        dx[i * c->C + t] = (float)(-(c->weight ? c->weight[t] : 1.0) * elem_scale(g, i, c->red, c->denom));
+        dx[row_base(c, i) + t * c->S] = (float)(-(c->weight ? c->weight[t] : 1.0) * elem_scale(g, i, c->red, c->denom));
     }
     gin[0] = gx;
     return ZG_OK;
@@ -218,12 +260,13 @@ zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_o
     class_ctx c;
     if (check_class_loss(fn, "input", logp, target, o, &c)) return NULL;
     c.eps = 0.0f;
-    double *vals = zg__arena_alloc((size_t)(c.N ? c.N : 1) * sizeof *vals);
+    const int64_t rows = c.N * c.S;
+    double *vals = zg__arena_alloc((size_t)(rows ? rows : 1) * sizeof *vals);
     if (!vals) return zg__fail_null("%s: out of memory", fn);
     const float *x = zg__f32(logp);
-    for (int64_t i = 0; i < c.N; i++) {
+    for (int64_t i = 0; i < rows; i++) {
         int64_t t = c.target[i];
-        vals[i] = t == c.ignore ? 0.0 : -(c.weight ? c.weight[t] : 1.0) * x[i * c.C + t];
+        vals[i] = t == c.ignore ? 0.0 : -(c.weight ? c.weight[t] : 1.0) * x[row_base(&c, i) + t * c.S];
     }
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
     if (!out) return NULL;

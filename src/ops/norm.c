@@ -6,7 +6,11 @@
  * and the running statistics move towards the batch's in place:
  *     running_mean = (1 - momentum) running_mean + momentum mean
  *     running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)
- * (the unbiased variance). Backward through the batch statistics, with
+ * (the unbiased variance). With momentum None (ZG_BN_MOMENTUM_NONE) the
+ * factor is 1 / num_batches_tracked after the batch is counted, so the
+ * running statistics are the plain average of all batches' statistics
+ * (PyTorch's cumulative moving average); num_batches_tracked counts every
+ * training batch, whatever the momentum. Backward through the batch statistics, with
  * g = dy * weight:
  *     dx = invstd * (g - mean(g) - xhat * mean(g * xhat))
  *     dweight = sum(dy * xhat),  dbias = sum(dy).
@@ -86,7 +90,7 @@ static int bn_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
 
 /* Statistics, running-statistics update and output of channel c. */
 static void bn_forward_channel(bn_state *st, const float *X, const float *Wd, const float *Bd, float *RM, float *RV,
-                               float momentum, float eps, float *Y, int64_t c) {
+                               double momentum, float eps, float *Y, int64_t c) {
     const int64_t N = st->N, C = st->C, S = st->S, M = N * S;
     double mu, var;
     if (st->training) {
@@ -106,8 +110,8 @@ static void bn_forward_channel(bn_state *st, const float *X, const float *Wd, co
         }
         var = q / (double)M;
         if (RM) {
-            RM[c] = (float)((1.0 - momentum) * RM[c] + (double)momentum * mu);
-            RV[c] = (float)((1.0 - momentum) * RV[c] + (double)momentum * (q / (double)(M - 1)));
+            RM[c] = (float)((1.0 - momentum) * RM[c] + momentum * mu);
+            RV[c] = (float)((1.0 - momentum) * RV[c] + momentum * (q / (double)(M - 1)));
         }
     } else {
         mu = RM[c];
@@ -139,26 +143,57 @@ static int check_vec(const char *fn, const zg_tensor *t, const char *what, int64
     return ZG_OK;
 }
 
-zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
-                         zg_tensor *bias, bool training, float momentum, float eps) {
-    const char *fn = "zg_batch_norm";
+/* The counter: an int64 0-dim tensor or NULL. With momentum None, training
+ * with running statistics needs it. */
+static int check_counter(const char *fn, const zg_tensor *nbt, bool needed) {
+    if (!nbt) {
+        if (needed)
+            return zg__fail(ZG_ERR_ARG, "%s: momentum None (ZG_BN_MOMENTUM_NONE) averages over the batches counted in "
+                            "num_batches_tracked: pass it (zg_batch_norm_tracked)", fn);
+        return ZG_OK;
+    }
+    if (nbt->dtype != ZG_INT64 || nbt->ndim != 0) {
+        char b[ZG_SHAPE_BUF];
+        return zg__fail(ZG_ERR_SHAPE, "%s: num_batches_tracked must be an int64 0-dim tensor, got %s of shape %s", fn,
+                        nbt->dtype == ZG_INT64 ? "int64" : "float32", zg__shape_str(nbt, b, sizeof b));
+    }
+    if (zg__i64(nbt)[0] < 0 || zg__i64(nbt)[0] == INT64_MAX)
+        return zg__fail(ZG_ERR_ARG, "%s: num_batches_tracked %lld cannot count another batch", fn,
+                        (long long)zg__i64(nbt)[0]);
+    return ZG_OK;
+}
+
+/* Every argument but x (checked by the caller, its shape in sx). */
+static int check_bn_args(const char *fn, const zg_tensor *x, const char *sx, const zg_tensor *running_mean,
+                         const zg_tensor *running_var, const zg_tensor *nbt, const zg_tensor *weight,
+                         const zg_tensor *bias, bool training, float momentum, float eps) {
+    const int64_t C = x->shape[1];
+    if (check_vec(fn, running_mean, "running_mean", C, sx) || check_vec(fn, running_var, "running_var", C, sx) ||
+        check_vec(fn, weight, "weight", C, sx) || check_vec(fn, bias, "bias", C, sx))
+        return ZG_ERR_SHAPE;
+    if (!running_mean != !running_var)
+        return zg__fail(ZG_ERR_ARG, "%s: pass both running_mean and running_var, or neither", fn);
+    if (!training && !running_mean) return zg__fail(ZG_ERR_ARG, "%s: eval mode needs running_mean and running_var", fn);
+    if ((running_mean && running_mean->requires_grad) || (running_var && running_var->requires_grad))
+        return zg__fail(ZG_ERR_ARG, "%s: running_mean and running_var must not require grad", fn);
+    if (!(eps >= 0.0f) || !isfinite(eps)) return zg__fail(ZG_ERR_ARG, "%s: eps %g must be a finite value >= 0", fn, eps);
+    const bool none = momentum == ZG_BN_MOMENTUM_NONE;
+    if (!none && !(momentum >= 0.0f && momentum <= 1.0f))
+        return zg__fail(ZG_ERR_ARG, "%s: momentum %g must lie in [0, 1] (or be ZG_BN_MOMENTUM_NONE)", fn, momentum);
+    return check_counter(fn, nbt, none && training && running_mean);
+}
+
+static zg_tensor *batch_norm(const char *fn, zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var,
+                             zg_tensor *num_batches_tracked, zg_tensor *weight, zg_tensor *bias, bool training,
+                             float momentum, float eps) {
     if (zg__check_f32(fn, x, "x")) return NULL;
     char sx[ZG_SHAPE_BUF];
     zg__shape_str(x, sx, sizeof sx);
     if (x->ndim < 2) return zg__fail_null("%s: x of shape %s must have at least 2 dims [N,C,...]", fn, sx);
-    const int64_t N = x->shape[0], C = x->shape[1], S = N > 0 && C > 0 ? x->numel / (N * C) : 0;
-    if (check_vec(fn, running_mean, "running_mean", C, sx) || check_vec(fn, running_var, "running_var", C, sx) ||
-        check_vec(fn, weight, "weight", C, sx) || check_vec(fn, bias, "bias", C, sx))
+    if (check_bn_args(fn, x, sx, running_mean, running_var, num_batches_tracked, weight, bias, training, momentum,
+                      eps))
         return NULL;
-    if (!running_mean != !running_var)
-        return zg__fail_null("%s: pass both running_mean and running_var, or neither", fn);
-    if (!training && !running_mean)
-        return zg__fail_null("%s: eval mode needs running_mean and running_var", fn);
-    if ((running_mean && running_mean->requires_grad) || (running_var && running_var->requires_grad))
-        return zg__fail_null("%s: running_mean and running_var must not require grad", fn);
-    if (!(eps >= 0.0f) || !isfinite(eps)) return zg__fail_null("%s: eps %g must be a finite value >= 0", fn, eps);
-    if (!(momentum >= 0.0f && momentum <= 1.0f))
-        return zg__fail_null("%s: momentum %g must lie in [0, 1]", fn, momentum);
+    const int64_t N = x->shape[0], C = x->shape[1], S = N > 0 && C > 0 ? x->numel / (N * C) : 0;
     const int64_t M = N * S;
     if (training && M <= 1)
         return zg__fail_null("%s: Expected more than 1 value per channel when training, got input size %s", fn, sx);
@@ -171,10 +206,19 @@ zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *runni
     const float *X = zg__f32(x), *Wd = weight ? zg__f32(weight) : NULL, *Bd = bias ? zg__f32(bias) : NULL;
     float *Y = zg__f32(y);
     float *RM = running_mean ? zg__f32(running_mean) : NULL, *RV = running_var ? zg__f32(running_var) : NULL;
-    ZG_PARALLEL_FOR(c, C, par_min(C, M), { bn_forward_channel(st, X, Wd, Bd, RM, RV, momentum, eps, Y, c); });
+    /* This batch is counted before its factor is taken, as in PyTorch. */
+    const bool count = training && running_mean && num_batches_tracked;
+    const int64_t batches = count ? zg__i64(num_batches_tracked)[0] + 1 : 0;
+    const double factor =
+        momentum != ZG_BN_MOMENTUM_NONE ? (double)momentum : batches > 0 ? 1.0 / (double)batches : 0.0;
+    ZG_PARALLEL_FOR(c, C, par_min(C, M), { bn_forward_channel(st, X, Wd, Bd, RM, RV, factor, eps, Y, c); });
     if (training && running_mean) {
         zg__bump_version(running_mean);
         zg__bump_version(running_var);
+    }
+    if (count) {
+        zg__i64(num_batches_tracked)[0] = batches;
+        zg__bump_version(num_batches_tracked);
     }
 
     zg__node *n = ZG_RECORD(bn_args, "batch_norm", bn_backward, y, (zg_tensor *[]){x, weight, bias}, 3);
@@ -184,4 +228,16 @@ zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *runni
         ZG_NODE_ARGS(n, bn_args)->st = st;
     }
     return y;
+}
+
+zg_tensor *zg_batch_norm(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var, zg_tensor *weight,
+                         zg_tensor *bias, bool training, float momentum, float eps) {
+    return batch_norm("zg_batch_norm", x, running_mean, running_var, NULL, weight, bias, training, momentum, eps);
+}
+
+zg_tensor *zg_batch_norm_tracked(zg_tensor *x, zg_tensor *running_mean, zg_tensor *running_var,
+                                 zg_tensor *num_batches_tracked, zg_tensor *weight, zg_tensor *bias, bool training,
+                                 float momentum, float eps) {
+    return batch_norm("zg_batch_norm_tracked", x, running_mean, running_var, num_batches_tracked, weight, bias,
+                      training, momentum, eps);
 }

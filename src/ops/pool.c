@@ -1,12 +1,17 @@
-/* 2-D max and average pooling over NCHW tensors (no dilation, ceil_mode
- * false), with PyTorch's rules:
- *  - output size (H + 2 pad - k) / stride + 1, and pad <= k / 2;
+/* 2-D max and average pooling over NCHW tensors (no dilation), with
+ * PyTorch's rules:
+ *  - output size (H + 2 pad - k) / stride + 1, floored, or with ceil_mode
+ *    rounded up, then one less if the last window would start past the
+ *    input and its left padding (so every window holds an input element);
+ *    pad <= k / 2;
  *  - max: padding never wins (it counts as -inf); a value replaces the
  *    running maximum when it is greater or NaN, so ties go to the first
  *    maximum in scan order and NaN propagates (the last NaN is the argmax);
  *    the gradient flows to the argmax only;
- *  - avg: count_include_pad = True, so every window divides by kH*kW (with
- *    ceil_mode false no window reaches past the padding).
+ *  - avg: a window's divisor is divisor_override when given, else its
+ *    size within the padded input (count_include_pad = True: kH*kW unless
+ *    a ceil_mode window hangs past the right padding), else the number of
+ *    input elements it covers (count_include_pad = False).
  * Planes (n, c) are independent and run in parallel. */
 #include "ops_internal.h"
 #include "pool_internal.h"
@@ -18,6 +23,9 @@
 typedef struct {
     int64_t N, C, H, W, OH, OW;
     int64_t kh, kw, sh, sw, ph, pw;
+    bool overhang;     /* ceil_mode: a last window reaches past the padding */
+    bool exclude_pad;  /* avg: count_include_pad = False */
+    int divisor;       /* avg: divisor_override, 0 for none */
     int32_t *argmax; /* max pool: flat index in the input plane per output */
     uint8_t *win;    /* max pool 2x2 stride 2 instead: the argmax's place in
                       * its window, 0 1 / 2 3 (a quarter of the memory) */
@@ -25,10 +33,21 @@ typedef struct {
 
 static int64_t par_min(int64_t units, int64_t work) { return units * work >= PAR_MIN_ELEMS ? 2 : INT64_MAX; }
 
+/* One dim's output size (PyTorch's pooling_output_shape, dilation 1); 0
+ * or less when no window fits. */
+static int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
+    const int64_t e = in + 2 * p - k + (ceil_mode ? s - 1 : 0);
+    if (e < 0) return 0;
+    int64_t o = e / s + 1;
+    /* The last window starts inside the input or its left padding. */
+    if (ceil_mode && (o - 1) * s >= in + p) o--;
+    return o;
+}
+
 /* Validates the arguments and fills the geometry; NULL stride means the
  * kernel size (PyTorch's stride=None). */
 static int pool_setup(const char *fn, const zg_tensor *x, const int kernel[2], const int stride[2],
-                      const int padding[2], pool_geom *g) {
+                      const int padding[2], const zg_pool_opts *o, pool_geom *g) {
     if (zg__check_f32(fn, x, "x")) return ZG_ERR_ARG;
     if (!kernel) return zg__fail(ZG_ERR_ARG, "%s: kernel is NULL", fn);
     const int k[2] = {kernel[0], kernel[1]};
@@ -44,16 +63,17 @@ static int pool_setup(const char *fn, const zg_tensor *x, const int kernel[2], c
         return zg__fail(ZG_ERR_ARG, "%s: padding {%d,%d} should be at most half of kernel size {%d,%d}", fn, p[0], p[1],
                         k[0], k[1]);
     *g = (pool_geom){.N = x->shape[0], .C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
-                     .kh = k[0], .kw = k[1], .sh = s[0], .sw = s[1], .ph = p[0], .pw = p[1]};
-    int64_t eh = g->H + 2 * g->ph - g->kh, ew = g->W + 2 * g->pw - g->kw;
-    g->OH = eh >= 0 ? eh / g->sh + 1 : 0;
-    g->OW = ew >= 0 ? ew / g->sw + 1 : 0;
+                     .kh = k[0], .kw = k[1], .sh = s[0], .sw = s[1], .ph = p[0], .pw = p[1],
+                     .exclude_pad = o->exclude_pad, .divisor = o->divisor_override};
+    g->OH = pool_out_size(g->H, g->kh, g->sh, g->ph, o->ceil_mode);
+    g->OW = pool_out_size(g->W, g->kw, g->sw, g->pw, o->ceil_mode);
     if (g->OH <= 0 || g->OW <= 0)
         return zg__fail(ZG_ERR_SHAPE,
                         "%s: x of shape %s with kernel {%d,%d} and padding {%d,%d}: output size %lldx%lld is too small",
                         fn, sx, k[0], k[1], p[0], p[1], (long long)g->OH, (long long)g->OW);
     if (g->H * g->W > INT32_MAX)
         return zg__fail(ZG_ERR_SHAPE, "%s: x of shape %s has planes too large", fn, sx);
+    g->overhang = (g->OH - 1) * g->sh + g->kh > g->H + 2 * g->ph || (g->OW - 1) * g->sw + g->kw > g->W + 2 * g->pw;
     return ZG_OK;
 }
 
@@ -350,7 +370,7 @@ static int max_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
     float *dX = zg__f32(gx);
     const float *G = zg__f32(gout);
-    const bool tiled = g->sh == g->kh && g->sw == g->kw && g->ph == 0 && g->pw == 0;
+    const bool tiled = g->sh == g->kh && g->sw == g->kw && g->ph == 0 && g->pw == 0 && !g->overhang;
     ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), {
         float *d = dX + u * HW;
         const float *s = G + u * OHW;
@@ -368,14 +388,20 @@ static int max_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
-zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]) {
+static const zg_pool_opts default_opts = {0};
+
+static zg_tensor *max_pool2d(const char *fn, zg_tensor *x, const int kernel[2], const int stride[2],
+                             const int padding[2], const zg_pool_opts *opts) {
+    const zg_pool_opts *o = opts ? opts : &default_opts;
+    if (o->exclude_pad || o->divisor_override)
+        return zg__fail_null("%s: exclude_pad and divisor_override apply to average pooling only", fn);
     pool_geom g;
-    if (pool_setup("zg_max_pool2d", x, kernel, stride, padding, &g)) return NULL;
+    if (pool_setup(fn, x, kernel, stride, padding, o, &g)) return NULL;
     zg_tensor *y = pool_out(&g);
     if (!y) return NULL;
     const bool track = zg_grad_enabled() && x->requires_grad;
-    const bool k2s2 =
-        g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && zg__max_pool_2x2_fits(g.W);
+    const bool k2s2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && !g.overhang &&
+                      zg__max_pool_2x2_fits(g.W);
     pool_geom *sg = NULL;
     if (track) {
         sg = zg__arena_alloc(sizeof *sg);
@@ -406,64 +432,88 @@ zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
 
 /* ---- average ------------------------------------------------------------ */
 
+/* The input rows (or columns) [*lo, *hi) of a window of k starting at s
+ * (before clipping to the n of the input). */
+static inline void clip_window(int64_t s, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
+    *lo = s < 0 ? 0 : s;
+    *hi = s + k < n ? s + k : n;
+}
+
+/* The divisor of the window whose unclipped rows are [h0, h0 + kh) and
+ * columns [w0, w0 + kw). */
+static float avg_divisor(const pool_geom *g, int64_t h0, int64_t w0) {
+    if (g->divisor) return (float)g->divisor;
+    int64_t h1 = h0 + g->kh, w1 = w0 + g->kw;
+    if (h1 > g->H + g->ph) h1 = g->H + g->ph;
+    if (w1 > g->W + g->pw) w1 = g->W + g->pw;
+    if (g->exclude_pad) {
+        if (h0 < 0) h0 = 0;
+        if (w0 < 0) w0 = 0;
+        if (h1 > g->H) h1 = g->H;
+        if (w1 > g->W) w1 = g->W;
+    }
+    return (float)((h1 - h0) * (w1 - w0));
+}
+
+/* One plane's gradient: each output's gradient over its divisor, added to
+ * the input elements of its window. */
+static void avg_plane_backward(const pool_geom *g, const float *restrict s, float *restrict d) {
+    memset(d, 0, (size_t)(g->H * g->W) * sizeof(float));
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        const int64_t hs = oh * g->sh - g->ph;
+        int64_t h0, h1, w0, w1;
+        clip_window(hs, g->kh, g->H, &h0, &h1);
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+            const int64_t ws = ow * g->sw - g->pw;
+            clip_window(ws, g->kw, g->W, &w0, &w1);
+            const float v = s[oh * g->OW + ow] * (1.0f / avg_divisor(g, hs, ws));
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++) d[h * g->W + w] += v;
+        }
+    }
+}
+
 static int avg_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     const pool_geom *g = ZG_NODE_ARGS(n, pool_args)->geom;
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
     const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    const float inv = 1.0f / (float)(g->kh * g->kw);
     float *dX = zg__f32(gx);
     const float *G = zg__f32(gout);
-    ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), {
-        float *d = dX + u * HW;
-        const float *s = G + u * OHW;
-        memset(d, 0, (size_t)HW * sizeof(float));
-        for (int64_t oh = 0; oh < g->OH; oh++) {
-            int64_t h0 = oh * g->sh - g->ph, h1 = h0 + g->kh;
-            if (h0 < 0) h0 = 0;
-            if (h1 > g->H) h1 = g->H;
-            for (int64_t ow = 0; ow < g->OW; ow++) {
-                int64_t w0 = ow * g->sw - g->pw, w1 = w0 + g->kw;
-                if (w0 < 0) w0 = 0;
-                if (w1 > g->W) w1 = g->W;
-                const float v = s[oh * g->OW + ow] * inv;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t w = w0; w < w1; w++) d[h * g->W + w] += v;
-            }
-        }
-    });
+    ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), { avg_plane_backward(g, G + u * OHW, dX + u * HW); });
     gin[0] = gx;
     return ZG_OK;
 }
 
-zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]) {
+/* One plane: each output the sum of its window's input elements over the
+ * window's divisor. */
+static void avg_plane(const pool_geom *g, const float *restrict xs, float *restrict ys) {
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+        const int64_t hs = oh * g->sh - g->ph;
+        int64_t h0, h1, w0, w1;
+        clip_window(hs, g->kh, g->H, &h0, &h1);
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+            const int64_t ws = ow * g->sw - g->pw;
+            clip_window(ws, g->kw, g->W, &w0, &w1);
+            float sum = 0.0f;
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t w = w0; w < w1; w++) sum += xs[h * g->W + w];
+            ys[oh * g->OW + ow] = sum / avg_divisor(g, hs, ws);
+        }
+    }
+}
+
+static zg_tensor *avg_pool2d(const char *fn, zg_tensor *x, const int kernel[2], const int stride[2],
+                             const int padding[2], const zg_pool_opts *opts) {
+    const zg_pool_opts *o = opts ? opts : &default_opts;
     pool_geom g;
-    if (pool_setup("zg_avg_pool2d", x, kernel, stride, padding, &g)) return NULL;
+    if (pool_setup(fn, x, kernel, stride, padding, o, &g)) return NULL;
     zg_tensor *y = pool_out(&g);
     if (!y) return NULL;
     const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
     const float *X = zg__f32(x);
     float *Y = zg__f32(y);
-    /* The divisor is the full window, padding included. */
-    const float div = (float)(g.kh * g.kw);
-    ZG_PARALLEL_FOR(u, g.N * g.C, par_min(g.N * g.C, HW), {
-        const float *xs = X + u * HW;
-        float *ys = Y + u * OHW;
-        for (int64_t oh = 0; oh < g.OH; oh++) {
-            int64_t h0 = oh * g.sh - g.ph, h1 = h0 + g.kh;
-            if (h0 < 0) h0 = 0;
-            if (h1 > g.H) h1 = g.H;
-            for (int64_t ow = 0; ow < g.OW; ow++) {
-                int64_t w0 = ow * g.sw - g.pw, w1 = w0 + g.kw;
-                if (w0 < 0) w0 = 0;
-                if (w1 > g.W) w1 = g.W;
-                float sum = 0.0f;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t w = w0; w < w1; w++) sum += xs[h * g.W + w];
-                ys[oh * g.OW + ow] = sum / div;
-            }
-        }
-    });
+    ZG_PARALLEL_FOR(u, g.N * g.C, par_min(g.N * g.C, HW), { avg_plane(&g, X + u * HW, Y + u * OHW); });
     zg__node *n = ZG_RECORD(pool_args, "avg_pool2d", avg_pool2d_backward, y, (zg_tensor *[]){x}, 1);
     if (n) {
         pool_geom *sg = zg__arena_alloc(sizeof *sg);
@@ -472,4 +522,22 @@ zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2],
         ZG_NODE_ARGS(n, pool_args)->geom = sg;
     }
     return y;
+}
+
+zg_tensor *zg_max_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]) {
+    return max_pool2d("zg_max_pool2d", x, kernel, stride, padding, NULL);
+}
+
+zg_tensor *zg_max_pool2d_ex(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2],
+                            const zg_pool_opts *opts) {
+    return max_pool2d("zg_max_pool2d_ex", x, kernel, stride, padding, opts);
+}
+
+zg_tensor *zg_avg_pool2d(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2]) {
+    return avg_pool2d("zg_avg_pool2d", x, kernel, stride, padding, NULL);
+}
+
+zg_tensor *zg_avg_pool2d_ex(zg_tensor *x, const int kernel[2], const int stride[2], const int padding[2],
+                            const zg_pool_opts *opts) {
+    return avg_pool2d("zg_avg_pool2d_ex", x, kernel, stride, padding, opts);
 }

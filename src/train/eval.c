@@ -214,15 +214,11 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
             mean = s.mean;
             std = s.std;
             batch = s.eval_batch_size;
-            if (s.model == ZG_MODEL_FILE) {
-                zg_model_spec *spec = zg_model_spec_parse(s.model_spec, strlen(s.model_spec), "the checkpoint's model");
-                model = spec ? zg_model_spec_build(spec) : NULL;
-                zg_model_spec_free(spec);
-            } else {
-                model = zg__train_build_model(s.model);
-            }
+            int64_t shape[ZG_MAX_DIMS];
+            int nd = 0;
+            model = zg__ckpt_model(fn, &s, shape, &nd);
             zg__ckpt_state_free(&s);
-            if (!model) rc = ZG_ERR_NOMEM;
+            if (!model) rc = ZG_ERR_FORMAT;
         }
         if (!rc) rc = zg__ckpt_load(fn, ckpt, model, NULL);
     } else {

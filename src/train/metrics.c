@@ -26,6 +26,8 @@ void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m) {
     json_num(b, "seconds", m->seconds);
     zg__sb_printf(b, ", \"steps\": %lld, ", (long long)m->steps);
     json_num(b, "lr", m->lr);
+    zg__sb_printf(b, ", \"samples\": %lld, ", (long long)m->samples);
+    json_num(b, "grad_norm", m->grad_norm);
     zg__sb_printf(b, "}");
 }
 
@@ -58,8 +60,8 @@ static bool get_int(const zg__json *o, const char *key, int64_t lo, int64_t hi, 
     return true;
 }
 
-/* An entry is an object of 7 numbers: 8 JSON values. The tree of a
- * history is allowed twice that per entry, and no more. */
+/* An entry is an object of 9 numbers: 10 JSON values. The tree of a
+ * history is allowed 16 per entry, and no more. */
 #define NODES_PER_ENTRY 16
 
 int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epoch_metrics **out, int *n) {
@@ -88,6 +90,12 @@ int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epo
                   get_num(o, "train_loss", &m[i].train_loss) && get_num(o, "test_loss", &m[i].test_loss) &&
                   (get_num(o, "test_acc", &m[i].test_acc) || (m[i].r2 = get_num(o, "test_r2", &m[i].test_acc))) &&
                   get_num(o, "seconds", &m[i].seconds) && get_num(o, "lr", &m[i].lr);
+        /* samples and grad_norm came later: a history without them is
+         * read as not knowing them. */
+        m[i].samples = -1;
+        m[i].grad_norm = NAN;
+        if (ok && member(o, "samples")) ok = get_int(o, "samples", -1, ZG__MAX_COUNT, &m[i].samples);
+        if (ok && member(o, "grad_norm")) ok = get_num(o, "grad_norm", &m[i].grad_norm);
         if (!ok) {
             free(m);
             zg__json_free(root);

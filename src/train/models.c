@@ -26,6 +26,33 @@ zg_model_spec *zg_train_model_spec(const char *path) {
     return spec;
 }
 
+zg_module *zg__ckpt_model(const char *fn, const zg__ckpt_state *s, int64_t *shape, int *ndim) {
+    uint64_t rng[4];
+    zg_rng_get_state(rng);
+    zg_model_spec *spec = NULL;
+    zg_module *m = NULL;
+    *ndim = 0;
+    if (s->model == ZG_MODEL_GPT) {
+        m = zg_nn_gpt(&s->gpt);
+    } else {
+        const char *text = s->model == ZG_MODEL_FILE ? s->model_spec : zg__train_builtin_json(s->model);
+        spec = text ? zg_model_spec_parse(text, strlen(text), "the checkpoint's model") : NULL;
+        if (!text) zg__fail(ZG_ERR_FORMAT, "%s: the checkpoint holds no model", fn);
+        if (spec) {
+            *ndim = zg_model_spec_shape(spec, false, shape, ZG_MAX_DIMS);
+            m = zg_model_spec_build(spec);
+        }
+    }
+    zg_model_spec_free(spec);
+    zg_rng_set_state(rng);
+    if (!m) {
+        char inner[1024];
+        snprintf(inner, sizeof inner, "%s", zg_last_error());
+        zg__fail(ZG_ERR_FORMAT, "%s: the checkpoint's model: %s", fn, inner);
+    }
+    return m;
+}
+
 /* The spec of a built-in model (its name given as text, for the CLI). */
 zg_model_spec *zg_train_builtin_spec(zg_model_kind kind) {
     const char *text = zg__train_builtin_json(kind);

@@ -183,17 +183,17 @@ void zg__ckpt_remove(const char *fn, const char *run_dir, const char *name, bool
 }
 
 /* "<file>.tmp.<pid>" (zg__atomic_open's name) for a file zgrad replaces
- * atomically in the run directory. */
+ * atomically in the run directory (the TensorBoard event file too). */
 static bool our_temp(const char *name) {
     static const char *const files[] = {ZG_CKPT_POINTER, ZG_CKPT_RECORD, ZG_CKPT_MODEL, "metrics.jsonl", "curves.svg"};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        size_t k = strlen(files[i]);
-        int64_t pid;
-        if (!strncmp(name, files[i], k) && !strncmp(name + k, ".tmp.", 5) && name[k + 5] != '0' &&
-            parse_digits(name + k + 5, strlen(name + k + 5), &pid))
-            return true;
-    }
-    return false;
+    const char *tmp = NULL;
+    for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp.")) tmp = p;
+    int64_t pid;
+    if (!tmp || tmp[5] == '0' || !parse_digits(tmp + 5, strlen(tmp + 5), &pid)) return false;
+    const size_t k = (size_t)(tmp - name);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (strlen(files[i]) == k && !strncmp(name, files[i], k)) return true;
+    return zg__tfevents_name(name, k);
 }
 
 void zg__ckpt_cleanup(const char *run_dir, const char *current) {

@@ -291,11 +291,13 @@ static int save_checkpoint(trainer *t) {
     return zg__ckpt_save(t->run_dir, t->model, t->opt, &t->st, t->ckpt_name);
 }
 
-/* metrics.jsonl, curves.svg and model.safetensors: derived from the
- * checkpoint, each replaced atomically. */
+/* metrics.jsonl, curves.svg, the TensorBoard event file and
+ * model.safetensors: derived from the checkpoint, each replaced
+ * atomically. */
 static int write_outputs(trainer *t, bool weights) {
     int rc = zg__write_metrics_jsonl(t->run_dir, t->st.metrics, t->st.n_metrics);
     if (!rc) rc = zg__write_curves_svg(t->run_dir, t->st.metrics, t->st.n_metrics);
+    if (!rc) rc = zg__write_tfevents(t->run_dir, t->st.metrics, t->st.n_metrics);
     if (!rc && weights) {
         char p[4200];
         snprintf(p, sizeof p, "%s/model.safetensors", t->run_dir);
@@ -555,13 +557,11 @@ static int diverged(const trainer *t, double loss) {
     char kept[200] = "nothing was saved";
     if (t->ckpt_name[0]) snprintf(kept, sizeof kept, "the run directory keeps its last checkpoint, %s", t->ckpt_name);
     return zg__fail(ZG_ERR_NONFINITE,
-                    "zg_train_run: the test loss is %s after epoch %lld: the training diverged (try a lower --lr or "
+                    "zg_train_run: the %s loss is %s after epoch %lld: the training diverged (try a lower --lr or "
                     "--clip-norm); this epoch was not saved, %s",
-                    isnan(loss) ? "nan" : "inf", (long long)t->st.epoch + 1, kept);
+                    is_lm(t) ? "validation" : "test", isnan(loss) ? "nan" : "inf", (long long)t->st.epoch + 1, kept);
 }
 
-/* After the epoch's batches: evaluation, the epoch's metrics, the
- * checkpoint and the other files, the log line. */
 /* The test set's (or a language model's validation) loss and accuracy.
  * With --amp the evaluation forward runs under the training's autocast
  * type too, as a PyTorch loop evaluating inside its autocast context:
@@ -594,6 +594,8 @@ static void log_epoch(const trainer *t, const zg__epoch_metrics *m, int64_t unit
     fflush(t->cfg.log);
 }
 
+/* After the epoch's batches: evaluation, the epoch's metrics, the
+ * checkpoint and the other files, the log line. */
 static int finish_epoch(trainer *t, double mean_loss, double t0, double before) {
     zg__ckpt_state *s = &t->st;
     double test_loss = NAN, test_acc = NAN;
@@ -609,6 +611,8 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
         .seconds = before + (zg__now() - t0),
         .steps = s->epoch_steps,
         .lr = zg_optim_get_hparam(t->opt, 0, ZG_HP_LR),
+        .samples = units,
+        .grad_norm = zg_accum_last_norm(t->acc),
         .r2 = t->src.d.task == ZG_TASK_REGRESS,
     };
     rc = push_metrics(t, &m);

@@ -3,6 +3,7 @@
  *   models.c      the model builders, names of models and optimizers
  *   config.c      defaults, validation, resolving the optimizer's settings
  *   metrics.c     metrics.jsonl and curves.svg
+ *   tensorboard.c the same metrics as a TensorBoard event file
  *   progress.c    the live bar / plain progress lines
  *   checkpoint.c  checkpoint directories behind an atomically replaced
  *                 pointer file, and reading them back
@@ -58,6 +59,9 @@ typedef struct {
     double seconds;     /* wall time of the epoch (training + evaluation) */
     int64_t steps;      /* optimizer steps in the epoch */
     double lr;          /* learning rate of the first group at the end */
+    int64_t samples;    /* trained on in the epoch (gpt: tokens); -1 unknown */
+    double grad_norm;   /* total grad norm of the last step (before
+                         * clipping); NaN without --clip-norm */
     bool r2;            /* a regression: test_acc holds R^2 ("test_r2") */
 } zg__epoch_metrics;
 
@@ -68,6 +72,13 @@ void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m);
 int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epoch_metrics **out, int *n);
 int zg__write_metrics_jsonl(const char *dir, const zg__epoch_metrics *m, int n);
 int zg__write_curves_svg(const char *dir, const zg__epoch_metrics *m, int n);
+
+/* ---- TensorBoard (tensorboard.c) --------------------------------------------- */
+
+/* The run's event file, rewritten from the history as metrics.jsonl is. */
+int zg__write_tfevents(const char *dir, const zg__epoch_metrics *m, int n);
+/* Whether name is an event file name zg__write_tfevents gives. */
+bool zg__tfevents_name(const char *name, size_t len);
 
 /* ---- progress ------------------------------------------------------------ */
 
@@ -154,6 +165,10 @@ typedef struct {
 } zg__ckpt_state;
 
 void zg__ckpt_state_free(zg__ckpt_state *s);
+/* The untrained model a checkpoint's state describes (built-in, model
+ * file or GPT; the caller's generator state is kept) and one sample's
+ * input shape (*ndim 0 for a GPT), or NULL and an error. */
+zg_module *zg__ckpt_model(const char *fn, const zg__ckpt_state *s, int64_t *shape, int *ndim);
 /* Writes a new checkpoint directory in run_dir, then points run_dir's
  * pointer file at it and removes the previous one if this run made it
  * (zg__ckpt_remove). name_out (>= 64 bytes)
