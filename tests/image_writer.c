@@ -57,7 +57,7 @@ bool zgt_write_png(const char *path, const uint8_t *hwc, int w, int h, int k, bo
 
 bool zgt_write_jpeg(const char *path, const uint8_t *hwc, int w, int h, int k, int quality) {
     FILE *f = fopen(path, "wb");
-    if (!f || (k != 1 && k != 3)) {
+    if (!f || (k != 1 && k != 3 && k != 4)) {
         if (f) fclose(f);
         zgt_fail(__FILE__, __LINE__, "cannot write the JPEG %s", path);
         return false;
@@ -70,7 +70,7 @@ bool zgt_write_jpeg(const char *path, const uint8_t *hwc, int w, int h, int k, i
     c.image_width = (JDIMENSION)w;
     c.image_height = (JDIMENSION)h;
     c.input_components = k;
-    c.in_color_space = k == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    c.in_color_space = k == 1 ? JCS_GRAYSCALE : k == 3 ? JCS_RGB : JCS_CMYK;
     jpeg_set_defaults(&c);
     jpeg_set_quality(&c, quality, TRUE);
     c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1; /* no chroma subsampling */

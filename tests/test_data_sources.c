@@ -466,6 +466,10 @@ TEST(image_folder_rejects_bad_files) {
                        "the image is 4x5 (height x width), the data set's images are 16x20", "k/a.png", __LINE__);
     unlink(at(d, "k/a.png"));
     expect_image_error(d, &o, "JPEG: ", "k/c.jpg", __LINE__);
+    uint8_t cmyk[W * H * 4];
+    zgt_pattern(cmyk, W, H, 4, 2);
+    zgt_write_jpeg(at(d, "k/c.jpg"), cmyk, W, H, 4, 90);
+    expect_image_error(d, &o, "JPEG with 4 colour components (CMYK?)", "k/c.jpg", __LINE__);
     zgt_remove_dir(d);
     /* Another size, an unsupported format, an empty class, no classes. */
     d = fresh();

@@ -930,11 +930,12 @@ static void log_start(const trainer *t, FILE *log) {
                        : c->model_file[0]        ? (slash ? slash + 1 : c->model_file)
                                                  : "the checkpoint's model";
     fprintf(log,
-            "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld test samples -> "
+            "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld %s samples -> "
             "%s\n",
             t->src.json && !c->model_file[0] && c->model == ZG_MODEL_FILE ? "the default MLP" : name, params,
             zg_train_optim_name(c->optimizer), lr, (long long)c->batch_size, c->epochs,
-            (long long)zg_dataset_size(t->train_ds), (long long)zg_dataset_size(t->test_ds), t->run_dir);
+            (long long)zg_dataset_size(t->train_ds), (long long)zg_dataset_size(t->test_ds),
+            t->src.json ? "validation" : "test", t->run_dir);
     if (t->src.json) {
         char what[600];
         zg__data_describe(&t->src, what, sizeof what);
