@@ -185,6 +185,11 @@ typedef struct {
     /* If n_inputs > 0, accumulate only into these tensors. */
     zg_tensor *const *inputs;
     int n_inputs;
+    /* Not supported by zg_backward (ZG_ERR_ARG): PyTorch would store a
+     * .grad that carries a graph, but zgrad's .grad buffers are persistent
+     * and the graph dies at zg_arena_reset. Take gradients to
+     * differentiate from zg_autograd_grad_opts with create_graph. */
+    bool create_graph;
 } zg_backward_opts;
 
 /* Backward from root; opts may be NULL. Adds into each leaf's .grad. */
@@ -197,11 +202,45 @@ ZG_API int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *g
                             zg_tensor *const *inputs, int n_inputs, zg_tensor **grads, bool retain_graph,
                             bool allow_unused);
 
+/* torch.autograd.grad's options ({0}: the defaults). */
+typedef struct {
+    /* One per output, of its numel; NULL: 1 for one-element outputs. */
+    const zg_tensor *const *grad_outputs;
+    /* Keep the graph's saved tensors for another backward. */
+    bool retain_graph;
+    /* Higher-order gradients: the pass runs in grad mode through each
+     * op's differentiable backward, so grads[i] carries a graph (a
+     * grad_fn) back to the inputs, the graph's parameters and the
+     * grad_outputs that require grad, and can be differentiated again
+     * (zg_backward of a loss made from it, as a WGAN-GP gradient penalty
+     * does). grads[i] is the gradient tensor itself, not a copy; a given
+     * grad_output is used as it is. The graph is kept (retain_graph is
+     * implied, PyTorch's default with create_graph). Supported: linear,
+     * matmul (float32; a node recorded under autocast refuses), the
+     * element-wise ops but zg_pow, the activations relu, leaky_relu, gelu,
+     * tanh, sigmoid, sum / mean (all or one dim), reshape, flatten,
+     * transpose, permute. A graph through any other op fails before the
+     * pass runs anything, naming the op. */
+    bool create_graph;
+    /* NULL in grads[i] for an input the outputs do not depend on, instead
+     * of an error. */
+    bool allow_unused;
+} zg_grad_opts;
+/* zg_autograd_grad with options; opts may be NULL (the defaults). */
+ZG_API int zg_autograd_grad_opts(zg_tensor *const *outputs, int n_outputs, zg_tensor *const *inputs, int n_inputs,
+                                 zg_tensor **grads, const zg_grad_opts *opts);
+
 /* A tensor hook sees the incoming gradient before it is accumulated (or,
  * for a non-leaf, before it flows on). It returns NULL to keep the
  * gradient, or a replacement of the same shape. On an error it sets one
  * with zg_set_error and returns ZG_HOOK_FAIL. Hooks run in registration
- * order. */
+ * order. As in PyTorch 2.x, a tensor's hooks run before anything else
+ * sees its gradient: a non-leaf's retained .grad (zg_tensor_retain_grad)
+ * is the hooked gradient whichever was asked for first, and
+ * zg_autograd_grad returns the hooked gradient of each input, leaf or
+ * not. (PyTorch 1.13 differs: retain_grad() was itself a hook, so hooks
+ * registered after it did not reach .grad, and autograd.grad returned
+ * inputs' gradients before their hooks.) */
 typedef zg_tensor *(*zg_tensor_hook_fn)(zg_tensor *grad, void *user);
 #define ZG_HOOK_FAIL ((zg_tensor *)(uintptr_t)1)
 ZG_API int zg_tensor_register_hook(zg_tensor *t, zg_tensor_hook_fn fn, void *user);
@@ -580,9 +619,19 @@ typedef struct {
     int n_overrides;
 } zg_param_group;
 
-/* config may be NULL (PyTorch's defaults). Errors: no parameters, a
- * parameter listed twice, invalid hyperparameters (negative lr, nesterov
- * without momentum or with dampening, betas outside [0,1), ...). */
+/* config may be NULL (PyTorch's defaults). Parameters are persistent
+ * float32 leaves; as in PyTorch they need not require grad: a frozen one
+ * has no grad, so steps skip it, and once unfrozen (requires_grad true, a
+ * backward) it trains, its state starting at that step. A group may list
+ * a parameter twice, as PyTorch 2.x allows with a warning (zgrad writes
+ * it to stderr): every listing is updated at each step in order, sharing
+ * the parameter's one state (Adam's step count advances twice; SGD's
+ * momentum starts from each listing's gradient on the first step), and
+ * anything that walks the optimizer's parameters (the GradScaler's
+ * unscale_, zg_optim_clip_grad_*) sees it twice, as PyTorch's walk over
+ * param_groups does. Errors: no parameters, a parameter in two groups,
+ * invalid hyperparameters (negative lr, nesterov without momentum or with
+ * dampening, betas outside [0,1), ...). */
 ZG_API zg_optim *zg_optim_new(zg_optim_kind kind, zg_tensor *const *params, int n_params,
                               const zg_optim_config *config);
 ZG_API zg_optim *zg_optim_new_groups(zg_optim_kind kind, const zg_param_group *groups, int n_groups,
@@ -616,7 +665,9 @@ ZG_API int64_t zg_optim_state_step(const zg_optim *opt, int param_index);
 ZG_API zg_tensor *zg_optim_state_buffer(const zg_optim *opt, int param_index, const char *name);
 
 /* state_dict as a safetensors file: buffers "state.<i>.<name>", and in
- * the metadata the kind, the groups' hyperparameters and index lists.
+ * the metadata the kind, the groups' hyperparameters, initial_lr (once a
+ * scheduler set it; a file without it loads, leaving the groups' own) and
+ * index lists.
  * Loading checks the kind, the group count and sizes and every buffer's
  * shape before anything changes. */
 ZG_API int zg_optim_save(const zg_optim *opt, const char *path);
@@ -1148,28 +1199,58 @@ ZG_API int zg_module_clip_grad_norm(zg_module *m, double max_norm, double norm_t
                                     double *total_norm);
 ZG_API int zg_module_clip_grad_value(zg_module *m, double clip_value);
 
-/* Learning-rate schedulers, as torch.optim.lr_scheduler (1.13), same
+/* Learning-rate schedulers, as torch.optim.lr_scheduler (2.x), same
  * formulas (the recursive "chainable" forms where PyTorch uses them), so
  * the sequences agree to rounding. A scheduler writes each group's lr
  * (OneCycleLR also momentum, or beta1 for Adam/AdamW) into the optimizer.
  * Construction performs PyTorch's initial step (last_epoch 0): the base
- * lrs are the groups' lr when the first scheduler of this optimizer was
- * made (PyTorch's group['initial_lr'], kept while any scheduler of the
- * optimizer is alive; OneCycleLR sets it to max_lr / div_factor), and e.g.
- * LinearLR multiplies the lr by start_factor right away. Call
- * zg_sched_step() once after each zg_optim_step(). Free schedulers before
- * their optimizer. */
+ * lrs are the groups' initial_lr, which the first scheduler made on the
+ * optimizer sets to the groups' lr then (OneCycleLR to max_lr /
+ * div_factor); as PyTorch's param_group['initial_lr'] it stays with the
+ * group for the optimizer's lifetime, also after that scheduler is freed,
+ * and is saved with the optimizer's state (zg_optim_save), so a scheduler
+ * made later, or after a resume from the optimizer's state alone, starts
+ * from it (e.g. StepLR for 4 steps, then a new CosineAnnealingLR anneals
+ * from the initial lr). LinearLR multiplies the lr by start_factor right
+ * away. Call zg_sched_step() once after each zg_optim_step() (except
+ * ReduceLROnPlateau: zg_sched_step_metric once per evaluation). A
+ * scheduler must not be used after its optimizer is freed. */
 typedef struct zg_sched zg_sched;
 
 /* lr *= gamma every step_size steps. step_size > 0, gamma >= 0. */
 ZG_API zg_sched *zg_sched_step_lr(zg_optim *opt, int64_t step_size, double gamma);
+/* lr *= gamma at each milestone (any order; one listed k times multiplies
+ * by gamma^k; a milestone 0 applies at construction). Milestones >= 0,
+ * gamma >= 0; n may be 0. */
+ZG_API zg_sched *zg_sched_multistep(zg_optim *opt, const int64_t *milestones, int n, double gamma);
+/* lr *= gamma every step. gamma >= 0. */
+ZG_API zg_sched *zg_sched_exponential(zg_optim *opt, double gamma);
+/* lr * factor for the first total_iters steps, then lr. 0 < factor <= 1,
+ * total_iters > 0. */
+ZG_API zg_sched *zg_sched_constant(zg_optim *opt, double factor, int64_t total_iters);
+/* base * (1 - t / total_iters)^power up to total_iters, then unchanged
+ * (recursive form). total_iters > 0, power >= 0. */
+ZG_API zg_sched *zg_sched_polynomial(zg_optim *opt, int64_t total_iters, double power);
 /* eta_min + (base - eta_min) * (1 + cos(pi * t / t_max)) / 2 (recursive
  * form). t_max > 0, eta_min >= 0. */
 ZG_API zg_sched *zg_sched_cosine(zg_optim *opt, int64_t t_max, double eta_min);
+/* The cosine over cycles: T_i = t_0 steps, then t_mult times longer each
+ * restart; t_cur counts from 0 in each. t_0 > 0, t_mult >= 1,
+ * eta_min >= 0. */
+ZG_API zg_sched *zg_sched_cosine_warm_restarts(zg_optim *opt, int64_t t_0, int64_t t_mult, double eta_min);
 /* Factor going linearly from start_factor to end_factor over total_iters
  * steps (warm-up). 0 < start_factor <= 1, 0 <= end_factor <= 1,
  * total_iters > 0. */
 ZG_API zg_sched *zg_sched_linear(zg_optim *opt, double start_factor, double end_factor, int64_t total_iters);
+
+/* LambdaLR / MultiplicativeLR's function of the epoch (PyTorch's
+ * lr_lambda; group says which group's, for a per-group list). A NaN or a
+ * negative lr it leads to fails the step. */
+typedef double (*zg_lr_lambda)(int64_t epoch, int group, void *user);
+/* LambdaLR: lr = base * fn(epoch). */
+ZG_API zg_sched *zg_sched_lambda(zg_optim *opt, zg_lr_lambda fn, void *user);
+/* MultiplicativeLR: lr *= fn(epoch) at each step (not at construction). */
+ZG_API zg_sched *zg_sched_multiplicative(zg_optim *opt, zg_lr_lambda fn, void *user);
 
 typedef struct {
     int64_t total_steps;     /* > 0; stepping past it is an error */
@@ -1188,16 +1269,45 @@ ZG_API zg_onecycle_opts zg_onecycle_defaults(int64_t total_steps);
 ZG_API zg_sched *zg_sched_onecycle(zg_optim *opt, double max_lr, const zg_onecycle_opts *opts);
 
 /* SequentialLR: scheds[0] until milestones[0], then scheds[1] (started
- * with its closed form at epoch 0), ... n_milestones == n - 1, milestones
- * increasing and > 0, all on opt. Takes ownership of scheds (also on
- * failure); do not step or free them yourself. */
+ * at epoch 0 as PyTorch 2.x's _update_lr(0): its closed form where it has
+ * one), ... The lrs first go back to the groups' initial_lr.
+ * n_milestones == n - 1, milestones increasing and > 0, all on opt, none
+ * a SequentialLR, ChainedScheduler or ReduceLROnPlateau. Takes ownership
+ * of scheds (also on failure); do not step or free them yourself. */
 ZG_API zg_sched *zg_sched_sequential(zg_optim *opt, zg_sched *const *scheds, int n, const int64_t *milestones,
                                      int n_milestones);
+/* ChainedScheduler: each step steps every one of scheds in order, each
+ * from the lrs the one before wrote (e.g. ConstantLR warm-up times
+ * ExponentialLR decay). No step at construction. The same rules of
+ * ownership and kinds as zg_sched_sequential. */
+ZG_API zg_sched *zg_sched_chained(zg_optim *opt, zg_sched *const *scheds, int n);
 /* Sequential(LinearLR(start_factor, 1, warmup), CosineAnnealingLR(
  * total_steps - warmup, eta_min)) with milestone warmup; 0 < warmup <
  * total_steps. */
 ZG_API zg_sched *zg_sched_warmup_cosine(zg_optim *opt, int64_t warmup, double start_factor, int64_t total_steps,
                                         double eta_min);
+
+/* ReduceLROnPlateau (PyTorch's defaults from zg_plateau_defaults()). */
+typedef struct {
+    bool mode_max;        /* false: "min" (a loss); true: "max" (an accuracy) */
+    double factor;        /* 0.1, in [0, 1): lr = max(lr * factor, min_lr) */
+    int64_t patience;     /* 10: epochs without improvement tolerated */
+    double threshold;     /* 1e-4, >= 0: the least improvement that counts */
+    bool threshold_abs;   /* false: "rel" (best * (1 -+ threshold)); true: "abs" (best -+ threshold) */
+    int64_t cooldown;     /* 0: epochs after a reduction before bad epochs count again */
+    double min_lr;        /* 0: for every group (also groups added later) */
+    const double *min_lrs; /* per group (n_groups values), or NULL: min_lr */
+    double eps;           /* 1e-8: a reduction smaller than this is skipped */
+} zg_plateau_opts;
+ZG_API zg_plateau_opts zg_plateau_defaults(void);
+/* Makes no step and leaves the lrs. Fed with zg_sched_step_metric. */
+ZG_API zg_sched *zg_sched_plateau(zg_optim *opt, const zg_plateau_opts *opts);
+/* One ReduceLROnPlateau step on the metric (e.g. the epoch's validation
+ * loss; NaN never counts as an improvement). Errors: s is not a
+ * ReduceLROnPlateau; the optimizer gained groups and min_lrs was a list. */
+ZG_API int zg_sched_step_metric(zg_sched *s, double metric);
+/* Whether s steps on a metric (ReduceLROnPlateau) instead of zg_sched_step. */
+ZG_API bool zg_sched_needs_metric(const zg_sched *s);
 
 /* A schedule from a CLI-style spec, counted in optimizer steps
  * (total_steps: the run's length, the default for t_max / total_steps):
@@ -1209,33 +1319,53 @@ ZG_API zg_sched *zg_sched_warmup_cosine(zg_optim *opt, int64_t warmup, double st
  *     base_momentum=B,max_momentum=M,total_steps=N]   OneCycleLR
  *   warmup-cosine:W[,start_factor=S,eta_min=E]   zg_sched_warmup_cosine
  *                                  (start_factor 1/3, eta_min 0)
+ *   exponential:GAMMA              ExponentialLR
+ *   multistep:M1[,M2,...][,gamma=G]   MultiStepLR (gamma 0.1)
+ *   constant[:ITERS][,factor=F]    ConstantLR (5, 1/3)
+ *   polynomial[:ITERS][,power=P]   PolynomialLR (total_steps, 1)
+ *   cosine-restarts:T_0[,t_mult=M,eta_min=E]   CosineAnnealingWarmRestarts
+ *                                  (1, 0)
+ *   plateau[:PATIENCE][,mode=min|max,factor=F,threshold=T,
+ *     threshold_mode=rel|abs,cooldown=C,min_lr=M,eps=E]
+ *                                  ReduceLROnPlateau (10, min, 0.1, 1e-4,
+ *                                  rel, 0, 0, 1e-8): fed a metric
+ *   chained:SPEC|SPEC|...          ChainedScheduler of those schedules
  * Each positional value may also be given by name (step_size=, t_max=,
- * total_iters=, max_lr=, warmup=). */
+ * total_iters=, max_lr=, warmup=, gamma=, milestones= (one), t_0=,
+ * patience=). (zgrad train's --schedule constant means no schedule;
+ * constant:ITERS is ConstantLR.) A spec that fails leaves the groups as
+ * they were. */
 ZG_API zg_sched *zg_sched_from_spec(zg_optim *opt, const char *spec, int64_t total_steps);
 
 /* One step (after the optimizer's): last_epoch += 1 and new lrs. Errors
  * (nothing changes): OneCycleLR stepped more than total_steps times; a
- * computed lr < 0, which PyTorch would write (OneCycleLR's linear anneal
- * one step past total_steps) and zgrad's optimizers refuse; the optimizer
- * gained groups since the scheduler was made; a SequentialLR's child. */
+ * computed lr < 0 or NaN, which PyTorch would write (OneCycleLR's linear
+ * anneal one step past total_steps) and zgrad's optimizers refuse; the
+ * optimizer gained groups since the scheduler was made; a child of a
+ * SequentialLR or ChainedScheduler; a ReduceLROnPlateau. */
 ZG_API int zg_sched_step(zg_sched *s);
 /* The lr the scheduler last wrote into `group` (NAN and an error if out of
  * range). */
 ZG_API double zg_sched_get_last_lr(const zg_sched *s, int group);
 ZG_API int64_t zg_sched_last_epoch(const zg_sched *s);
 /* PyTorch's class name: "StepLR", "CosineAnnealingLR", "LinearLR",
- * "OneCycleLR", "SequentialLR". */
+ * "OneCycleLR", "SequentialLR", "ExponentialLR", "MultiStepLR",
+ * "ConstantLR", "PolynomialLR", "LambdaLR", "MultiplicativeLR",
+ * "CosineAnnealingWarmRestarts", "ChainedScheduler", "ReduceLROnPlateau". */
 ZG_API const char *zg_sched_name(const zg_sched *s);
 ZG_API zg_optim *zg_sched_optimizer(const zg_sched *s);
-/* Frees s (and a sequential's schedulers); NULL is a no-op. */
+/* Frees s (and a composite's schedulers); NULL is a no-op. */
 ZG_API void zg_sched_free(zg_sched *s);
 
 /* The scheduler's state_dict as JSON text (malloc'd; free()): the kind,
- * its hyperparameters, last_epoch, step count, base and last lrs (and a
- * sequential's schedulers). Loading checks the kind and group count (and
- * every value) before it changes anything, then adopts the saved state
- * and hyperparameters as PyTorch does; with the optimizer's state loaded
- * too (its lrs), stepping continues the same sequence. */
+ * its hyperparameters, last_epoch, step count, base and last lrs (a
+ * composite's schedulers; ReduceLROnPlateau's best, bad epochs and
+ * cooldown). LambdaLR's and MultiplicativeLR's function is not part of
+ * it: the scheduler loading it has its own. Loading checks the kind and
+ * group count (and every value) before it changes anything, then adopts
+ * the saved state and hyperparameters as PyTorch does; with the
+ * optimizer's state loaded too (its lrs), stepping continues the same
+ * sequence. */
 ZG_API char *zg_sched_state_json(const zg_sched *s);
 ZG_API int zg_sched_load_state_json(zg_sched *s, const char *json);
 /* The same as a safetensors file (metadata only), written atomically. */

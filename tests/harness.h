@@ -120,6 +120,10 @@ typedef struct {
     double eps;  /* default 1e-3 */
     double atol; /* default 1e-3 */
     double rtol; /* default 1e-2 */
+    /* An input that gets no gradient (the output does not depend on it
+     * through the graph: the first derivative of a linear op, with respect
+     * to its operands) is checked as a zero gradient instead of failing. */
+    bool allow_unused;
 } zgt_gradcheck_opts;
 bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn f, zg_tensor *const *inputs,
                         int n_inputs, void *ctx, const zgt_gradcheck_opts *opts);

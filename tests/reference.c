@@ -8,6 +8,24 @@
 #include <unistd.h>
 
 #define PYTHON "/usr/bin/python3"
+#define TORCH2_SUFFIX "_torch2.py"
+
+/* The python a script runs under: PyTorch 2.x's (scripts/setup-torch2)
+ * for the scripts named *_torch2.py, which check what 2.x does
+ * differently from Debian's 1.13; "" when it is missing. */
+static const char *python_for(const char *script) {
+    static char torch2[1024];
+    static bool looked;
+    size_t n = strlen(script), k = strlen(TORCH2_SUFFIX);
+    if (n < k || strcmp(script + n - k, TORCH2_SUFFIX) != 0) return PYTHON;
+    if (!looked) {
+        looked = true;
+        FILE *p = popen("scripts/setup-torch2 --check 2>/dev/null", "r");
+        if (p && fgets(torch2, sizeof torch2, p)) torch2[strcspn(torch2, "\n")] = '\0';
+        if (p && pclose(p) != 0) torch2[0] = '\0';
+    }
+    return torch2;
+}
 
 const char *zgt_reference_dir(void) {
     const char *d = getenv("ZG_PARITY_DIR");
@@ -42,15 +60,21 @@ bool zgt_reference_ready(const char *const *sources, int n_sources, const char *
         zgt_fail(__FILE__, __LINE__, "ZG_PARITY_DIR must not contain a quote: %s", dir);
         return false;
     }
-    if (access(PYTHON, X_OK) != 0 || system(PYTHON " -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
-        zgt_fail(__FILE__, __LINE__,
-                 "the parity tests need Python 3 with PyTorch and NumPy (%s, python3-torch, python3-numpy): "
-                 "run scripts/setup",
-                 PYTHON);
+    const char *python = python_for(script);
+    if (!*python) {
+        zgt_fail(__FILE__, __LINE__, "%s needs PyTorch 2.x: run scripts/setup-torch2 (scripts/setup runs it)", script);
         return false;
     }
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s %s '%s'", PYTHON, script, dir);
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", python);
+    if (access(python, X_OK) != 0 || strchr(python, '\'') || system(cmd) != 0) {
+        zgt_fail(__FILE__, __LINE__,
+                 "the parity tests need Python 3 with PyTorch and NumPy (%s, python3-torch, python3-numpy): "
+                 "run scripts/setup",
+                 python);
+        return false;
+    }
+    snprintf(cmd, sizeof cmd, "'%s' %s '%s'", python, script, dir);
     printf("parity: making the PyTorch reference: %s\n", cmd);
     fflush(stdout);
     if (system(cmd) != 0) {

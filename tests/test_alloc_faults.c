@@ -114,13 +114,15 @@ static bool same_snap(const snapshot *a, const snapshot *b) {
 /* ---- a training step --------------------------------------------------------- */
 
 typedef struct {
-    bool cnn;
+    bool cnn, penalty;
     zg_optim_kind kind;
     zg_module *model;
     zg_optim *opt;
     zg_tensor *x, *y;
     snapshot before, after2, now;
 } step_ctx;
+
+#define PENALTY_ROWS 16384
 
 static zg_module *small_model(bool cnn) {
     if (!cnn) {
@@ -145,9 +147,13 @@ static void step_setup(void *p) {
         oc.dampening = 0.5; /* the first step copies the grad into the buffer: a fresh buffer must be known */
     }
     c->opt = zg_optim_new(c->kind, params, n, &oc);
-    int64_t xs_mlp[2] = {4, 6}, xs_cnn[4] = {4, 1, 6, 6}, ys[1] = {4};
+    /* The penalty's batch is large enough that the create_graph pass needs
+     * arena blocks of its own (allocations that can fail inside it). */
+    const int64_t rows = c->penalty ? PENALTY_ROWS : 4;
+    int64_t xs_mlp[2] = {rows, 6}, xs_cnn[4] = {4, 1, 6, 6}, ys[1] = {rows};
     c->x = c->cnn ? zg_randn(xs_cnn, 4) : zg_randn(xs_mlp, 2);
-    const int64_t labels[4] = {0, 2, 1, 2};
+    int64_t labels[PENALTY_ROWS];
+    for (int64_t i = 0; i < rows; i++) labels[i] = (int64_t[]){0, 2, 1, 2}[i % 4];
     c->y = zg_tensor_from_data(ZG_INT64, labels, ys, 1);
     CHECK(c->model && c->opt && c->x && c->y);
     snap_params(c->model, &c->before);
@@ -155,12 +161,27 @@ static void step_setup(void *p) {
     zg_arena_free_all();
 }
 
-/* zero_grad, forward, loss, backward, step. */
+/* mean((|d sum(logits)/dx|_2 - 1)^2) per row of x, the gradient from a
+ * create_graph pass (a WGAN-GP penalty); NULL on failure. */
+static zg_tensor *input_gradient_penalty(step_ctx *c) {
+    zg_tensor *x = zg_mul_scalar(c->x, 1.0f), *g = NULL; /* an arena leaf that requires grad */
+    if (!x || zg_tensor_set_requires_grad(x, true)) return NULL;
+    zg_tensor *s = zg_sum(zg_module_forward(c->model, x));
+    if (!s || zg_autograd_grad_opts(&s, 1, &x, 1, &g, &(zg_grad_opts){.create_graph = true})) return NULL;
+    zg_tensor *norm = zg_sqrt(zg_sum_dim(zg_mul(g, g), 1, false));
+    return zg_mean(zg_pow_scalar(zg_sub_scalar(norm, 1.0f), 2.0f));
+}
+
+/* zero_grad, forward, loss (+ the penalty), backward, step. */
 static int step_op(void *p) {
     step_ctx *c = p;
     zg_optim_zero_grad(c->opt, true);
     zg_tensor *logits = zg_module_forward(c->model, c->x);
     zg_tensor *loss = logits ? zg_cross_entropy(logits, c->y, NULL) : NULL;
+    if (loss && c->penalty) {
+        zg_tensor *gp = input_gradient_penalty(c);
+        loss = gp ? zg_add(loss, gp) : NULL;
+    }
     int rc = loss ? zg_backward(loss, NULL) : ZG_ERR_NOMEM;
     if (!rc) rc = zg_optim_step(c->opt);
     zg_arena_reset();
@@ -188,8 +209,8 @@ static void step_teardown(void *p) {
     zg_arena_reset();
 }
 
-static void sweep_step(bool cnn, zg_optim_kind kind, const char *name) {
-    step_ctx c = {.cnn = cnn, .kind = kind};
+static void sweep_step(bool cnn, bool penalty, zg_optim_kind kind, const char *name) {
+    step_ctx c = {.cnn = cnn, .penalty = penalty, .kind = kind};
     step_setup(&c);
     CHECK_OK(step_op(&c));
     CHECK_OK(step_op(&c));
@@ -200,9 +221,11 @@ static void sweep_step(bool cnn, zg_optim_kind kind, const char *name) {
     sweep(&fc, &c);
 }
 
-TEST(alloc_faults_training_step_mlp_adam) { sweep_step(false, ZG_ADAM, "step mlp adam"); }
-TEST(alloc_faults_training_step_mlp_sgd_momentum) { sweep_step(false, ZG_SGD, "step mlp sgd momentum"); }
-TEST(alloc_faults_training_step_cnn_adam) { sweep_step(true, ZG_ADAM, "step cnn adam"); }
+TEST(alloc_faults_training_step_mlp_adam) { sweep_step(false, false, ZG_ADAM, "step mlp adam"); }
+TEST(alloc_faults_training_step_mlp_sgd_momentum) { sweep_step(false, false, ZG_SGD, "step mlp sgd momentum"); }
+TEST(alloc_faults_training_step_cnn_adam) { sweep_step(true, false, ZG_ADAM, "step cnn adam"); }
+/* The penalty's create_graph pass records while it runs: its failures. */
+TEST(alloc_faults_training_step_gradient_penalty) { sweep_step(false, true, ZG_ADAM, "step gradient penalty"); }
 
 /* ---- a backward with hooks ----------------------------------------------------- */
 
@@ -1066,3 +1089,123 @@ TEST(alloc_faults_gpt_sample) {
 TEST(alloc_faults_training_run_resume) { sweep_run(false, false); }
 TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true, false); }
 TEST(alloc_faults_csv_training_run_resume) { sweep_run(false, true); }
+
+/* ---- schedulers ------------------------------------------------------------------ */
+
+/* A scheduler built from a spec, stepped (with more than 8 groups its
+ * buffers are on the heap; a ReduceLROnPlateau grows with a new group), or
+ * loading a state: a failure leaves the groups' lrs and momenta (and the
+ * scheduler's state) as they were; a retry gives the lrs of a run that
+ * never failed. */
+typedef enum { SCHED_BUILD, SCHED_STEP, SCHED_LOAD } sched_op_kind;
+
+#define SCHED_GROUPS 10
+
+typedef struct {
+    const char *spec;
+    sched_op_kind kind;
+    int n_groups;
+    bool add_group; /* one more group after the scheduler is made */
+    zg_tensor *p[SCHED_GROUPS + 1];
+    zg_optim *opt;
+    zg_sched *s;
+    char *before; /* the scheduler's state before the op */
+    double lr_before[SCHED_GROUPS + 1], mom_before[SCHED_GROUPS + 1], lr_done[SCHED_GROUPS + 1];
+} sched_ctx;
+
+static int sched_advance(zg_sched *s) { return zg_sched_needs_metric(s) ? zg_sched_step_metric(s, 1.0) : zg_sched_step(s); }
+
+static void sched_lrs(const sched_ctx *c, double *lr, double *mom) {
+    for (int g = 0; g < zg_optim_num_groups(c->opt); g++) {
+        lr[g] = zg_optim_get_hparam(c->opt, g, ZG_HP_LR);
+        if (mom) mom[g] = zg_optim_get_hparam(c->opt, g, ZG_HP_MOMENTUM);
+    }
+}
+
+static void sched_setup(void *p) {
+    sched_ctx *c = p;
+    zg_param_group groups[SCHED_GROUPS + 1];
+    zg_hp hp[SCHED_GROUPS + 1];
+    for (int g = 0; g <= c->n_groups; g++) {
+        c->p[g] = zg_zeros((const int64_t[]){2}, 1);
+        zg_tensor_set_requires_grad(c->p[g], true);
+        hp[g] = (zg_hp){ZG_HP_LR, 0.01 * (g + 1)};
+        if (g < c->n_groups) groups[g] = (zg_param_group){&c->p[g], 1, &hp[g], 1};
+    }
+    zg_optim_config oc = zg_optim_defaults(ZG_SGD);
+    oc.momentum = 0.9;
+    c->opt = zg_optim_new_groups(ZG_SGD, groups, c->n_groups, &oc);
+    c->s = NULL;
+    c->before = NULL;
+    if (c->kind != SCHED_BUILD) {
+        c->s = zg_sched_from_spec(c->opt, c->spec, 50);
+        CHECK_OK(sched_advance(c->s));
+        CHECK_OK(sched_advance(c->s));
+        zg_param_group more = {&c->p[c->n_groups], 1, &hp[c->n_groups], 1};
+        if (c->add_group) CHECK_OK(zg_optim_add_param_group(c->opt, &more));
+        c->before = zg_sched_state_json(c->s);
+        CHECK(c->before != NULL);
+    }
+    sched_lrs(c, c->lr_before, c->mom_before);
+}
+
+static int sched_op(void *p) {
+    sched_ctx *c = p;
+    if (c->kind == SCHED_BUILD) {
+        c->s = zg_sched_from_spec(c->opt, c->spec, 50);
+        return c->s ? ZG_OK : ZG_ERR_NOMEM;
+    }
+    return c->kind == SCHED_STEP ? sched_advance(c->s) : zg_sched_load_state_json(c->s, c->before);
+}
+
+static void sched_intact(void *p) {
+    sched_ctx *c = p;
+    double lr[SCHED_GROUPS + 1], mom[SCHED_GROUPS + 1];
+    sched_lrs(c, lr, mom);
+    const int n = zg_optim_num_groups(c->opt);
+    CHECK(!memcmp(lr, c->lr_before, (size_t)n * sizeof *lr) && !memcmp(mom, c->mom_before, (size_t)n * sizeof *mom));
+    if (c->before) {
+        char *now = zg_sched_state_json(c->s);
+        CHECK(now && !strcmp(now, c->before));
+        free(now);
+    }
+    CHECK_OK(sched_op(c));
+    sched_lrs(c, lr, NULL);
+    CHECK(!memcmp(lr, c->lr_done, (size_t)n * sizeof *lr));
+}
+
+static void sched_teardown(void *p) {
+    sched_ctx *c = p;
+    zg_sched_free(c->s);
+    zg_optim_free(c->opt);
+    for (int g = 0; g <= c->n_groups; g++) zg_tensor_free(c->p[g]);
+    free(c->before);
+}
+
+static void sweep_sched(const char *spec, sched_op_kind kind, int n_groups, bool add_group) {
+    sched_ctx c = {.spec = spec, .kind = kind, .n_groups = n_groups, .add_group = add_group};
+    sched_setup(&c);
+    CHECK_OK(sched_op(&c));
+    sched_lrs(&c, c.lr_done, NULL);
+    sched_teardown(&c);
+    char name[160];
+    snprintf(name, sizeof name, "%s %s", kind == SCHED_BUILD ? "build" : kind == SCHED_STEP ? "step" : "load", spec);
+    const fault_case fc = {name, sched_setup, sched_op, sched_intact, sched_teardown, 0};
+    sweep(&fc, &c);
+}
+
+TEST(alloc_faults_scheduler_build) {
+    sweep_sched("chained:constant:2,factor=0.5|exponential:0.9|onecycle:0.5", SCHED_BUILD, 3, false);
+    sweep_sched("warmup-cosine:3", SCHED_BUILD, 2, false);
+    sweep_sched("multistep:3,5,gamma=0.5", SCHED_BUILD, 1, false);
+    sweep_sched("cosine-restarts:3,t_mult=2", SCHED_BUILD, 1, false);
+    sweep_sched("plateau:2,mode=max", SCHED_BUILD, 2, false);
+}
+
+TEST(alloc_faults_scheduler_step_and_load) {
+    sweep_sched("chained:linear:4|cosine-restarts:3|onecycle:0.5", SCHED_STEP, SCHED_GROUPS, false);
+    sweep_sched("plateau:0,factor=0.5", SCHED_STEP, 3, true);
+    sweep_sched("chained:linear:4|cosine-restarts:3|onecycle:0.5", SCHED_LOAD, 3, false);
+    sweep_sched("plateau:0,factor=0.5", SCHED_LOAD, 3, false);
+    sweep_sched("multistep:1,3,3", SCHED_LOAD, 1, false);
+}

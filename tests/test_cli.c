@@ -456,6 +456,48 @@ static void resume_equal(const char *model, const char *limit) {
 TEST(cli_resume_equal_mlp) { resume_equal("mlp", "640"); }
 TEST(cli_resume_equal_cnn) { resume_equal("cnn", "192"); }
 
+/* --schedule plateau: ReduceLROnPlateau fed each epoch's test loss. In
+ * mode max with an absolute threshold no loss beats, the first epoch sets
+ * the best and every later one is bad: with patience 0 the lr halves after
+ * each epoch from the second on (metrics.jsonl's lr: the one the epoch
+ * trained with). A resume may add epochs (the schedule has no length) and
+ * continues it exactly. */
+TEST(cli_schedule_plateau) {
+    REQUIRE_DATA();
+    const char *spec = "plateau:0,mode=max,threshold=100,threshold_mode=abs,factor=0.5";
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s/plateau-straight", tmp_root);
+    snprintf(b, sizeof b, "%s/plateau-resumed", tmp_root);
+    const char *args[] = {"train", "--model", "mlp", "--limit-train", "256", "--limit-test", "64", "--optimizer",
+                          "sgd", "--lr", "0.04", "--schedule", spec, "--progress", "off", "--epochs", "4", "--out",
+                          a, NULL};
+    const int n_args = (int)(sizeof args / sizeof args[0]);
+    result r;
+    run(&r, args);
+    if (r.status != 0) zgt_fail(__FILE__, __LINE__, "exit %d: %s", r.status, r.err);
+    args[n_args - 4] = "2";
+    args[n_args - 2] = b;
+    run(&r, args);
+    CHECK(r.status == 0);
+    run(&r, (const char *[]){"train", "--resume", b, "--epochs", "4", "--progress", "off", NULL});
+    if (r.status != 0) zgt_fail(__FILE__, __LINE__, "resume: exit %d: %s", r.status, r.err);
+    metrics ma = read_metrics(a), mb = read_metrics(b);
+    CHECK(ma.n == 4 && metrics_equal(&ma, &mb));
+    char path[300];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a);
+    char *text = slurp(path, NULL), *save = NULL;
+    const double want[4] = {0.04, 0.04, 0.02, 0.01};
+    int i = 0;
+    for (char *l = text ? strtok_r(text, "\n", &save) : NULL; l && i < 4; l = strtok_r(NULL, "\n", &save), i++) {
+        char lr[40];
+        CHECK(field(l, "lr", lr, sizeof lr) && atof(lr) == want[i]);
+    }
+    CHECK(i == 4);
+    free(text);
+    run(&r, (const char *[]){"train", "--schedule", "plateau:mode=up", "--progress", "off", NULL});
+    CHECK(r.status == 2 && strstr(r.err, "invalid value 'up' for 'mode'") != NULL);
+}
+
 /* ---- damaged and mismatched checkpoints ----------------------------------------------------- */
 
 /* A copy of a finished run to damage. */

@@ -309,7 +309,7 @@ TEST(clip_optimizer_and_module) {
 /* The PyTorch reference file                                           */
 /* ------------------------------------------------------------------ */
 
-#define MAX_REF 32
+#define MAX_REF 64
 #define MAX_CLIP_PARAMS 8
 
 typedef struct {
@@ -524,6 +524,8 @@ typedef struct {
     zg_optim *opt;
     zg_sched *s[3];
     int ns;
+    const double *metrics; /* ReduceLROnPlateau's, one per step */
+    int t;                 /* steps taken */
 } rig;
 
 static void rig_free(rig *r) {
@@ -665,29 +667,161 @@ static bool b_spec_onecycle_rms(rig *r) {
            rig_add(r, zg_sched_from_spec(r->opt, "onecycle:max_lr=0.05,three_phase=1,total_steps=25", 1000));
 }
 
+/* The schedulers added after those above (the same scenarios of
+ * tests/parity/sched_reference.py). */
+static double lambda_two(int64_t e, int group, void *user) {
+    (void)user;
+    return group == 0 ? pow(0.95, (double)e) : 1.0 / (1.0 + (double)e);
+}
+static double lambda_mult(int64_t e, int group, void *user) {
+    (void)group;
+    (void)user;
+    return e % 3 == 0 ? 0.9 : 0.99;
+}
+static const double plateau_min_metrics[] = {1.0, 0.9, 0.95, 0.95, 0.899, 0.9, 0.9,  0.9,  0.7, 0.71, 0.72, 0.73,
+                                             0.74, 0.75, 0.69, 0.7, 0.7, 0.7, 0.7, 0.7, NAN, 0.7,  0.7,  0.7};
+static const double plateau_max_metrics[] = {0.1, 0.2, 0.22, 0.3, 0.3, 0.3, 0.36, 0.4,
+                                             0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41};
+static const double plateau_flat_metrics[25] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+static bool b_exponential(rig *r) {
+    return rig_opt(r, ZG_SGD, 2, (const double[]){0.1, 0.05}, 0) && rig_add(r, zg_sched_exponential(r->opt, 0.9));
+}
+static bool b_multistep(rig *r) {
+    return rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0) &&
+           rig_add(r, zg_sched_multistep(r->opt, (const int64_t[]){7, 3, 12, 7}, 4, 0.5));
+}
+static bool b_multistep_zero(rig *r) {
+    return rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0) &&
+           rig_add(r, zg_sched_multistep(r->opt, (const int64_t[]){0, 4}, 2, 0.1));
+}
+static bool b_constant(rig *r) {
+    return rig_opt(r, ZG_SGD, 2, (const double[]){0.1, 0.02}, 0) && rig_add(r, zg_sched_constant(r->opt, 0.25, 4));
+}
+static bool b_polynomial(rig *r) {
+    return rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0) && rig_add(r, zg_sched_polynomial(r->opt, 8, 2.0));
+}
+static bool b_polynomial_09(rig *r) {
+    return rig_opt(r, ZG_ADAM, 1, (const double[]){0.01}, 0) && rig_add(r, zg_sched_polynomial(r->opt, 10, 0.9));
+}
+static bool b_lambda(rig *r) {
+    return rig_opt(r, ZG_SGD, 2, (const double[]){0.1, 0.05}, 0) &&
+           rig_add(r, zg_sched_lambda(r->opt, lambda_two, NULL));
+}
+static bool b_multiplicative(rig *r) {
+    return rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0) &&
+           rig_add(r, zg_sched_multiplicative(r->opt, lambda_mult, NULL));
+}
+static bool b_warm_restarts(rig *r) {
+    return rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0) &&
+           rig_add(r, zg_sched_cosine_warm_restarts(r->opt, 3, 2, 0.001));
+}
+static bool b_warm_restarts_one(rig *r) {
+    return rig_opt(r, ZG_SGD, 2, (const double[]){0.1, 0.05}, 0) &&
+           rig_add(r, zg_sched_cosine_warm_restarts(r->opt, 4, 1, 0.0));
+}
+static bool b_chained_new(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){1.0}, 0)) return false;
+    zg_sched *a = zg_sched_constant(r->opt, 0.1, 2), *b = zg_sched_exponential(r->opt, 0.9);
+    return rig_add(r, zg_sched_chained(r->opt, (zg_sched *const[]){a, b}, 2));
+}
+static bool b_chained_three(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0.9)) return false;
+    zg_onecycle_opts o = zg_onecycle_defaults(14);
+    zg_sched *a = zg_sched_linear(r->opt, 0.5, 1.0, 4), *b = zg_sched_cosine_warm_restarts(r->opt, 5, 1, 0.0);
+    zg_sched *c = zg_sched_multistep(r->opt, (const int64_t[]){6}, 1, 0.5), *d = zg_sched_onecycle(r->opt, 0.3, &o);
+    return rig_add(r, zg_sched_chained(r->opt, (zg_sched *const[]){a, b, c, d}, 4));
+}
+static bool b_seq_new(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0)) return false;
+    zg_sched *a = zg_sched_constant(r->opt, 0.1, 3), *b = zg_sched_exponential(r->opt, 0.9);
+    return rig_add(r, zg_sched_sequential(r->opt, (zg_sched *const[]){a, b}, 2, (const int64_t[]){3}, 1));
+}
+static bool b_seq_poly_restarts(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0)) return false;
+    zg_sched *a = zg_sched_polynomial(r->opt, 4, 1.0), *b = zg_sched_cosine_warm_restarts(r->opt, 3, 2, 0.0);
+    return rig_add(r, zg_sched_sequential(r->opt, (zg_sched *const[]){a, b}, 2, (const int64_t[]){4}, 1));
+}
+static bool b_plateau_min(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 2, (const double[]){0.1, 0.05}, 0)) return false;
+    zg_plateau_opts o = zg_plateau_defaults();
+    o.factor = 0.5;
+    o.patience = 2;
+    o.threshold = 0.01;
+    o.cooldown = 1;
+    o.min_lrs = (const double[]){0.01, 0.02};
+    r->metrics = plateau_min_metrics;
+    return rig_add(r, zg_sched_plateau(r->opt, &o));
+}
+static bool b_plateau_max_abs(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0)) return false;
+    zg_plateau_opts o = zg_plateau_defaults();
+    o.mode_max = true;
+    o.factor = 0.3;
+    o.patience = 1;
+    o.threshold = 0.05;
+    o.threshold_abs = true;
+    o.min_lr = 0.001;
+    o.eps = 1e-3;
+    r->metrics = plateau_max_metrics;
+    return rig_add(r, zg_sched_plateau(r->opt, &o));
+}
+static bool b_plateau_defaults(rig *r) {
+    zg_plateau_opts o = zg_plateau_defaults();
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0)) return false;
+    r->metrics = plateau_flat_metrics;
+    return rig_add(r, zg_sched_plateau(r->opt, &o));
+}
+/* The same from specs. */
+#define SPEC_RIG(fn, lrs, n, spec)                                                                                     \
+    static bool fn(rig *r) {                                                                                           \
+        return rig_opt(r, ZG_SGD, n, (const double[])lrs, 0) && rig_add(r, zg_sched_from_spec(r->opt, spec, 100));     \
+    }
+#define LRS(...) {__VA_ARGS__}
+SPEC_RIG(b_spec_exponential, LRS(0.1, 0.05), 2, "exponential:0.9")
+SPEC_RIG(b_spec_multistep, LRS(0.1), 1, "multistep:7,3,12,7,gamma=0.5")
+SPEC_RIG(b_spec_constant, LRS(0.1, 0.02), 2, "constant:4,factor=0.25")
+SPEC_RIG(b_spec_polynomial, LRS(0.1), 1, "polynomial:8,power=2")
+SPEC_RIG(b_spec_restarts, LRS(0.1), 1, "cosine-restarts:3,t_mult=2,eta_min=0.001")
+SPEC_RIG(b_spec_chained, LRS(1.0), 1, "chained:constant:2,factor=0.1|exponential:gamma=0.9")
+static bool b_spec_plateau(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0)) return false;
+    r->metrics = plateau_max_metrics;
+    return rig_add(r, zg_sched_from_spec(r->opt,
+                                         "plateau:1,mode=max,factor=0.3,threshold=0.05,threshold_mode=abs,"
+                                         "min_lr=0.001,eps=0.001",
+                                         100));
+}
+static bool b_spec_plateau_defaults(rig *r) {
+    if (!rig_opt(r, ZG_SGD, 1, (const double[]){0.1}, 0)) return false;
+    r->metrics = plateau_flat_metrics;
+    return rig_add(r, zg_sched_from_spec(r->opt, "plateau", 100));
+}
+
 static double worst_sched;
 
-/* Row `row` of ref against the optimizer's groups and the scheduler's
- * get_last_lr (which must agree with the groups exactly). */
-static bool check_row(const sched_ref *ref, int row, const rig *r) {
+/* Row `row` of ref against the optimizer's groups and, unless last is
+ * NULL, the scheduler's get_last_lr (which must agree with the groups
+ * exactly). */
+static bool check_lrs(const sched_ref *ref, int row, const zg_optim *opt, const zg_sched *last) {
     const double *want = ref->v + (size_t)row * (size_t)ref->cols;
-    const zg_sched *last = r->s[r->ns - 1];
     bool ok = true;
     for (int g = 0; g < ref->groups; g++) {
-        double lr = zg_optim_get_hparam(r->opt, g, ZG_HP_LR);
+        double lr = zg_optim_get_hparam(opt, g, ZG_HP_LR);
         double err = want[g] == 0 ? fabs(lr) : fabs(lr - want[g]) / fabs(want[g]);
         worst_sched = fmax(worst_sched, err);
         if (!(err <= SCHED_RTOL)) {
             zgt_fail(__FILE__, __LINE__, "%s: step %d group %d: lr %.17g, torch %.17g", ref->name, row, g, lr, want[g]);
             ok = false;
         }
-        if (zg_sched_get_last_lr(last, g) != lr) {
+        if (last && zg_sched_get_last_lr(last, g) != lr) {
             zgt_fail(__FILE__, __LINE__, "%s: step %d group %d: get_last_lr %.17g != the group's lr %.17g", ref->name,
                      row, g, zg_sched_get_last_lr(last, g), lr);
             ok = false;
         }
         if (ref->mom) {
-            double m = zg_optim_get_hparam(r->opt, g, ref->mom == 2 ? ZG_HP_BETA1 : ZG_HP_MOMENTUM);
+            double m = zg_optim_get_hparam(opt, g, ref->mom == 2 ? ZG_HP_BETA1 : ZG_HP_MOMENTUM);
             double w = want[ref->groups + g];
             double e = fabs(m - w) / fabs(w);
             worst_sched = fmax(worst_sched, e);
@@ -701,13 +835,18 @@ static bool check_row(const sched_ref *ref, int row, const rig *r) {
     return ok;
 }
 
+static bool check_row(const sched_ref *ref, int row, const rig *r) {
+    return check_lrs(ref, row, r->opt, r->s[r->ns - 1]);
+}
+
 static bool rig_step(rig *r) {
     if (zg_optim_step(r->opt) != ZG_OK) return false;
     for (int i = 0; i < r->ns; i++) {
-        int rc = zg_sched_step(r->s[i]);
+        int rc = r->metrics ? zg_sched_step_metric(r->s[i], r->metrics[r->t]) : zg_sched_step(r->s[i]);
         CHECK_OK(rc);
         if (rc) return false;
     }
+    r->t++;
     return true;
 }
 
@@ -891,6 +1030,7 @@ static void run_resume(const char *name, const char *desc, rig_build build, int 
         for (int i = 0; i < 3; i++) free(json[i]);
         return;
     }
+    b.t = k;
     CHECK_OK(zg_optim_load(b.opt, opt_path));
     for (int i = 0; i < b.ns; i++) {
         if (via_file) {
@@ -1148,7 +1288,7 @@ TEST(sched_spec_errors) {
         return;
     }
     zg_optim *o = r.opt;
-    CHECK_NULL_ERR(zg_sched_from_spec(o, "exponential:0.9", 10), "unknown schedule");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "exponentiel:0.9", 10), "unknown schedule (step, cosine");
     CHECK_NULL_ERR(zg_sched_from_spec(o, "step", 10), "step needs a step size");
     CHECK_NULL_ERR(zg_sched_from_spec(o, "step:abc", 10), "invalid value 'abc' for 'step_size'");
     CHECK_NULL_ERR(zg_sched_from_spec(o, "step:5,gama=0.5", 10), "unknown key 'gama'");
@@ -1171,5 +1311,400 @@ TEST(sched_spec_errors) {
     s = zg_sched_from_spec(o, "onecycle:0.5,cycle_momentum=0,anneal=linear", 10);
     CHECK_PTR(s);
     zg_sched_free(s);
+    /* The kinds added with ReduceLROnPlateau. A failed spec leaves the
+     * lrs, also after building a part of a chain. */
+    const double lr = zg_optim_get_hparam(o, 0, ZG_HP_LR);
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "exponential", 10), "exponential needs gamma");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "exponential:-0.5", 10), "gamma must be finite and >= 0");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "multistep", 10), "multistep needs milestones");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "multistep:3,x", 10), "invalid value '3,x' for 'milestones'");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "multistep:3,gamma=0.5,6", 10), "'6' needs a key");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "multistep:-3", 10), "a milestone must be >= 0");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "constant:0", 10), "total_iters must be > 0");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "constant:factor=0", 10), "factor must be in (0, 1]");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "polynomial:power=-1", 10), "power must be finite and >= 0");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "cosine-restarts", 10), "needs the first cycle's length");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "cosine-restarts:4,t_mult=0", 10), "T_mult must be > 0");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "plateau:2,mode=up", 10), "invalid value 'up' for 'mode'");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "plateau:threshold_mode=pct", 10), "'threshold_mode'");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "plateau:factor=1", 10), "factor must be in [0, 1)");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "chained:step:0|cosine", 10), "'chained:step:0|cosine': zg_sched_from_spec: 'step:0'");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "chained:cosine|plateau", 10), "does not support ReduceLROnPlateau");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "chained:cosine||step:3", 10), "SPEC|SPEC");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "chained:warmup-cosine:2|step:3", 10), "is a SequentialLR (no nesting)");
+    CHECK_NULL_ERR(zg_sched_from_spec(o, "chained:linear|step:0", 10), "step_size must be > 0");
+    CHECK(zg_optim_get_hparam(o, 0, ZG_HP_LR) == lr);
+    s = zg_sched_from_spec(o, "polynomial", 10); /* total_iters: the run's steps */
+    CHECK_PTR(s);
+    for (int i = 0; s && i < 10; i++) CHECK_OK(zg_sched_step(s));
+    if (s) CHECK(zg_sched_get_last_lr(s, 0) == 0.0);
+    zg_sched_free(s);
     rig_free(&r);
+}
+
+/* ------------------------------------------------------------------ */
+/* initial_lr lives in the optimizer's groups                          */
+/* ------------------------------------------------------------------ */
+
+#define D_AFTER_FREE "SGD lr 0.1; StepLR(2, 0.5) 4 steps, freed; CosineAnnealingLR(T_max=6, eta_min=0.001) 8 steps"
+#define D_SEQ_AFTER_FREE                                                                                   \
+    "SGD lrs 0.1 0.05; StepLR(2, 0.5) 4 steps, freed; SequentialLR([LinearLR(0.5, 1, 3), "                \
+    "CosineAnnealingLR(T_max=8)], milestones=[3]) 12 steps"
+#define D_RESUME_OPT                                                                                       \
+    "SGD lrs 0.1 0.05; StepLR(2, 0.5) 4 steps; a new SGD loads the optimizer's state_dict; "               \
+    "CosineAnnealingLR(T_max=6, eta_min=0.001) 8 steps"
+#define D_ONECYCLE_THEN                                                                                    \
+    "SGD lr 0.1 momentum 0.9; OneCycleLR(max_lr=0.5, total_steps=10) 5 steps, freed; "                    \
+    "CosineAnnealingLR(T_max=6) 8 steps"
+
+/* Row *row + 1 after construction, then n steps of opt and s, each
+ * compared; *row ends at the last row compared. */
+static bool lr_rows(const sched_ref *ref, int *row, zg_optim *opt, zg_sched *s, int n) {
+    CHECK_PTR(s);
+    bool ok = s && check_lrs(ref, ++*row, opt, s);
+    for (int i = 0; ok && i < n; i++)
+        ok = zg_optim_step(opt) == ZG_OK && zg_sched_step(s) == ZG_OK && check_lrs(ref, ++*row, opt, s);
+    zg_sched_free(s);
+    return ok;
+}
+
+/* A scheduler made after another was freed starts from the groups'
+ * initial_lr (PyTorch keeps it in param_groups), also a new SequentialLR
+ * (which resets the lrs to it) and one after OneCycleLR (which set it to
+ * max_lr / div_factor). */
+TEST(sched_initial_lr_outlives_its_scheduler) {
+    const sched_ref *ref = find_sched("after_free", D_AFTER_FREE);
+    rig r;
+    int row = -1;
+    if (ref && rig_opt(&r, ZG_SGD, 1, (const double[]){0.1}, 0)) {
+        bool ok = lr_rows(ref, &row, r.opt, zg_sched_step_lr(r.opt, 2, 0.5), 4) &&
+                  lr_rows(ref, &row, r.opt, zg_sched_cosine(r.opt, 6, 0.001), 8);
+        CHECK(ok && row == ref->steps);
+        rig_free(&r);
+    }
+    ref = find_sched("seq_after_free", D_SEQ_AFTER_FREE);
+    row = -1;
+    if (ref && rig_opt(&r, ZG_SGD, 2, (const double[]){0.1, 0.05}, 0)) {
+        bool ok = lr_rows(ref, &row, r.opt, zg_sched_step_lr(r.opt, 2, 0.5), 4);
+        zg_sched *w = zg_sched_linear(r.opt, 0.5, 1.0, 3), *c = zg_sched_cosine(r.opt, 8, 0.0);
+        zg_sched *q = zg_sched_sequential(r.opt, (zg_sched *const[]){w, c}, 2, (const int64_t[]){3}, 1);
+        ok = ok && lr_rows(ref, &row, r.opt, q, 12);
+        CHECK(ok && row == ref->steps);
+        rig_free(&r);
+    }
+    ref = find_sched("onecycle_then_cosine", D_ONECYCLE_THEN);
+    row = -1;
+    if (ref && rig_opt(&r, ZG_SGD, 1, (const double[]){0.1}, 0.9)) {
+        zg_onecycle_opts o = zg_onecycle_defaults(10);
+        bool ok = lr_rows(ref, &row, r.opt, zg_sched_onecycle(r.opt, 0.5, &o), 5) &&
+                  lr_rows(ref, &row, r.opt, zg_sched_cosine(r.opt, 6, 0.0), 8);
+        CHECK(ok && row == ref->steps);
+        rig_free(&r);
+    }
+}
+
+/* The optimizer's state holds initial_lr: a scheduler made after loading
+ * it into a new optimizer starts from it, as after PyTorch's
+ * load_state_dict. */
+TEST(sched_initial_lr_resumes_with_the_optimizer) {
+    const sched_ref *ref = find_sched("resume_opt_state", D_RESUME_OPT);
+    rig a, b;
+    int row = -1;
+    if (!ref || !rig_opt(&a, ZG_SGD, 2, (const double[]){0.1, 0.05}, 0)) return;
+    char path[256];
+    tmp_path(path, sizeof path, "initial_lr");
+    bool ok = lr_rows(ref, &row, a.opt, zg_sched_step_lr(a.opt, 2, 0.5), 4);
+    CHECK_OK(zg_optim_save(a.opt, path));
+    rig_free(&a);
+    if (rig_opt(&b, ZG_SGD, 2, (const double[]){0.1, 0.05}, 0)) {
+        CHECK_OK(zg_optim_load(b.opt, path));
+        ok = ok && lr_rows(ref, &row, b.opt, zg_sched_cosine(b.opt, 6, 0.001), 8);
+        CHECK(ok && row == ref->steps);
+    }
+    rig_free(&b);
+    unlink(path);
+}
+
+/* ------------------------------------------------------------------ */
+/* The other schedulers                                                 */
+/* ------------------------------------------------------------------ */
+
+#define D_EXPONENTIAL "SGD lrs 0.1 0.05; ExponentialLR(gamma=0.9)"
+#define D_MULTISTEP "SGD lr 0.1; MultiStepLR(milestones=[7, 3, 12, 7], gamma=0.5)"
+#define D_MULTISTEP_ZERO "SGD lr 0.1; MultiStepLR(milestones=[0, 4], gamma=0.1)"
+#define D_CONSTANT "SGD lrs 0.1 0.02; ConstantLR(factor=0.25, total_iters=4)"
+#define D_POLY "SGD lr 0.1; PolynomialLR(total_iters=8, power=2)"
+#define D_POLY09 "Adam lr 0.01; PolynomialLR(total_iters=10, power=0.9)"
+#define D_LAMBDA "SGD lrs 0.1 0.05; LambdaLR([0.95 ** e, 1 / (1 + e)])"
+#define D_MULT "SGD lr 0.1; MultiplicativeLR(0.9 if e % 3 == 0 else 0.99)"
+#define D_RESTARTS "SGD lr 0.1; CosineAnnealingWarmRestarts(T_0=3, T_mult=2, eta_min=0.001)"
+#define D_RESTARTS_ONE "SGD lrs 0.1 0.05; CosineAnnealingWarmRestarts(T_0=4)"
+#define D_CHAINED_NEW                                                                                      \
+    "SGD lr 1.0; ChainedScheduler([ConstantLR(factor=0.1, total_iters=2), ExponentialLR(gamma=0.9)])"
+#define D_CHAINED_THREE                                                                                    \
+    "SGD lr 0.1 momentum 0.9; ChainedScheduler([LinearLR(0.5, 1, 4), CosineAnnealingWarmRestarts(T_0=5), " \
+    "MultiStepLR([6], 0.5), OneCycleLR(max_lr=0.3, total_steps=14)])"
+#define D_SEQ_NEW "SGD lr 0.1; SequentialLR([ConstantLR(0.1, 3), ExponentialLR(0.9)], milestones=[3])"
+#define D_SEQ_POLY                                                                                         \
+    "SGD lr 0.1; SequentialLR([PolynomialLR(4, 1), CosineAnnealingWarmRestarts(T_0=3, T_mult=2)], "        \
+    "milestones=[4])"
+#define D_PLATEAU_MIN                                                                                      \
+    "SGD lrs 0.1 0.05; ReduceLROnPlateau(mode=min, factor=0.5, patience=2, threshold=0.01, "               \
+    "threshold_mode=rel, cooldown=1, min_lr=[0.01, 0.02]) fed 1.0 0.9 0.95 0.95 0.899 0.9 0.9 0.9 0.7 "     \
+    "0.71 0.72 0.73 0.74 0.75 0.69 0.7 0.7 0.7 0.7 0.7 nan 0.7 0.7 0.7"
+#define D_PLATEAU_MAX                                                                                      \
+    "SGD lr 0.1; ReduceLROnPlateau(mode=max, factor=0.3, patience=1, threshold=0.05, threshold_mode=abs, "  \
+    "min_lr=0.001, eps=0.001) fed 0.1 0.2 0.22 0.3 0.3 0.3 0.36 0.4 0.41 0.41 0.41 0.41 0.41 0.41 0.41 "    \
+    "0.41"
+#define D_PLATEAU_DEF "SGD lr 0.1; ReduceLROnPlateau() fed 1.0 25 times"
+
+TEST(sched_parity_exponential_multistep_constant) {
+    run_parity("exponential", D_EXPONENTIAL, b_exponential);
+    run_parity("multistep", D_MULTISTEP, b_multistep);
+    run_parity("multistep_zero", D_MULTISTEP_ZERO, b_multistep_zero);
+    run_parity("constant", D_CONSTANT, b_constant);
+}
+TEST(sched_parity_polynomial) {
+    run_parity("polynomial", D_POLY, b_polynomial);
+    run_parity("polynomial_09", D_POLY09, b_polynomial_09);
+}
+TEST(sched_parity_lambda_multiplicative) {
+    run_parity("lambda", D_LAMBDA, b_lambda);
+    run_parity("multiplicative", D_MULT, b_multiplicative);
+}
+TEST(sched_parity_warm_restarts) {
+    run_parity("warm_restarts", D_RESTARTS, b_warm_restarts);
+    run_parity("warm_restarts_one", D_RESTARTS_ONE, b_warm_restarts_one);
+}
+TEST(sched_parity_chained_scheduler) {
+    run_parity("chained_new", D_CHAINED_NEW, b_chained_new);
+    run_parity("chained_three", D_CHAINED_THREE, b_chained_three);
+}
+TEST(sched_parity_sequential_new_kinds) {
+    run_parity("seq_new", D_SEQ_NEW, b_seq_new);
+    run_parity("seq_poly_restarts", D_SEQ_POLY, b_seq_poly_restarts);
+}
+TEST(sched_parity_plateau) {
+    run_parity("plateau_min", D_PLATEAU_MIN, b_plateau_min);
+    run_parity("plateau_max_abs", D_PLATEAU_MAX, b_plateau_max_abs);
+    run_parity("plateau_defaults", D_PLATEAU_DEF, b_plateau_defaults);
+}
+TEST(sched_parity_new_from_spec) {
+    run_parity("exponential", D_EXPONENTIAL, b_spec_exponential);
+    run_parity("multistep", D_MULTISTEP, b_spec_multistep);
+    run_parity("constant", D_CONSTANT, b_spec_constant);
+    run_parity("polynomial", D_POLY, b_spec_polynomial);
+    run_parity("warm_restarts", D_RESTARTS, b_spec_restarts);
+    run_parity("chained_new", D_CHAINED_NEW, b_spec_chained);
+    run_parity("plateau_max_abs", D_PLATEAU_MAX, b_spec_plateau);
+    run_parity("plateau_defaults", D_PLATEAU_DEF, b_spec_plateau_defaults);
+    printf("scheduler parity (all so far): worst relative error %.3g\n", worst_sched);
+}
+
+/* Saved mid-sequence (JSON or file), loaded into a new scheduler with the
+ * optimizer's state: the rest of the sequence is PyTorch's. */
+TEST(sched_resume_new_kinds) {
+    run_resume("exponential", D_EXPONENTIAL, b_exponential, 7, true);
+    run_resume("multistep", D_MULTISTEP, b_multistep, 5, false);
+    run_resume("constant", D_CONSTANT, b_constant, 2, true);
+    run_resume("polynomial", D_POLY, b_polynomial, 5, false);
+    run_resume("lambda", D_LAMBDA, b_lambda, 6, true);
+    run_resume("multiplicative", D_MULT, b_multiplicative, 4, false);
+    run_resume("warm_restarts", D_RESTARTS, b_warm_restarts, 10, true);
+    run_resume("warm_restarts", D_RESTARTS, b_warm_restarts, 2, false);
+    run_resume("chained_new", D_CHAINED_NEW, b_chained_new, 1, false);
+    run_resume("chained_three", D_CHAINED_THREE, b_chained_three, 7, true);
+    run_resume("seq_poly_restarts", D_SEQ_POLY, b_seq_poly_restarts, 6, true);
+    run_resume("plateau_min", D_PLATEAU_MIN, b_plateau_min, 9, true);
+    run_resume("plateau_min", D_PLATEAU_MIN, b_plateau_min, 21, false);
+    run_resume("plateau_max_abs", D_PLATEAU_MAX, b_plateau_max_abs, 3, false);
+}
+
+static double lambda_nan_at_3(int64_t e, int group, void *user) {
+    (void)group;
+    (void)user;
+    return e == 3 ? NAN : 0.5;
+}
+
+TEST(sched_new_kinds_invalid_arguments) {
+    rig r;
+    if (!rig_opt(&r, ZG_SGD, 1, (const double[]){0.1}, 0.9)) {
+        rig_free(&r);
+        return;
+    }
+    zg_optim *o = r.opt;
+    CHECK_NULL_ERR(zg_sched_exponential(o, NAN), "zg_sched_exponential: gamma must be finite");
+    CHECK_NULL_ERR(zg_sched_exponential(NULL, 0.5), "optimizer is NULL");
+    CHECK_NULL_ERR(zg_sched_multistep(o, NULL, 2, 0.5), "milestones is NULL");
+    CHECK_NULL_ERR(zg_sched_multistep(o, (const int64_t[]){3, -1}, 2, 0.5), "a milestone must be >= 0");
+    CHECK_NULL_ERR(zg_sched_multistep(o, (const int64_t[]){3}, 1, -0.5), "gamma");
+    CHECK_NULL_ERR(zg_sched_constant(o, 0, 3), "factor must be in (0, 1]");
+    CHECK_NULL_ERR(zg_sched_constant(o, 1.5, 3), "factor must be in (0, 1]");
+    CHECK_NULL_ERR(zg_sched_constant(o, 0.5, 0), "total_iters must be > 0");
+    CHECK_NULL_ERR(zg_sched_polynomial(o, 0, 1), "total_iters must be > 0");
+    CHECK_NULL_ERR(zg_sched_polynomial(o, 5, INFINITY), "power must be finite");
+    CHECK_NULL_ERR(zg_sched_cosine_warm_restarts(o, 0, 1, 0), "T_0 must be > 0");
+    CHECK_NULL_ERR(zg_sched_cosine_warm_restarts(o, 3, 0, 0), "T_mult must be > 0");
+    CHECK_NULL_ERR(zg_sched_cosine_warm_restarts(o, 3, 1, -1), "eta_min must be finite and >= 0");
+    CHECK_NULL_ERR(zg_sched_lambda(o, NULL, NULL), "zg_sched_lambda: the lr function is NULL");
+    CHECK_NULL_ERR(zg_sched_multiplicative(o, NULL, NULL), "zg_sched_multiplicative: the lr function is NULL");
+    zg_plateau_opts p = zg_plateau_defaults();
+    CHECK_NULL_ERR(zg_sched_plateau(o, NULL), "opts is NULL");
+    p.factor = 1.0;
+    CHECK_NULL_ERR(zg_sched_plateau(o, &p), "factor must be in [0, 1)");
+    p = zg_plateau_defaults();
+    p.patience = -1;
+    CHECK_NULL_ERR(zg_sched_plateau(o, &p), "patience must be >= 0");
+    p = zg_plateau_defaults();
+    p.min_lrs = (const double[]){-0.1};
+    CHECK_NULL_ERR(zg_sched_plateau(o, &p), "min_lr must be finite and >= 0");
+    p = zg_plateau_defaults();
+    p.threshold = NAN;
+    CHECK_NULL_ERR(zg_sched_plateau(o, &p), "threshold");
+    /* Nothing above changed the group. */
+    CHECK(zg_optim_get_hparam(o, 0, ZG_HP_LR) == 0.1);
+
+    /* A lambda that gives NaN fails the step, which changes nothing. */
+    zg_sched *l = zg_sched_multiplicative(o, lambda_nan_at_3, NULL);
+    CHECK_PTR(l);
+    if (l) {
+        CHECK_OK(zg_sched_step(l));
+        CHECK_OK(zg_sched_step(l));
+        double lr = zg_optim_get_hparam(o, 0, ZG_HP_LR);
+        CHECK(lr == 0.025);
+        CHECK_ERR(zg_sched_step(l), "MultiplicativeLR computed an invalid lr nan for group 0 at epoch 3");
+        CHECK(zg_sched_last_epoch(l) == 2 && zg_optim_get_hparam(o, 0, ZG_HP_LR) == lr);
+        CHECK(!strcmp(zg_sched_name(l), "MultiplicativeLR"));
+    }
+    zg_sched_free(l);
+    rig_free(&r);
+}
+
+/* A ChainedScheduler steps all of its schedulers or none; its children
+ * are stepped through it only; ReduceLROnPlateau steps on a metric
+ * only, and is refused by the composites. */
+TEST(sched_chained_and_plateau_rules) {
+    rig r;
+    if (!rig_opt(&r, ZG_SGD, 1, (const double[]){0.1}, 0.9)) {
+        rig_free(&r);
+        return;
+    }
+    zg_optim *o = r.opt;
+    zg_onecycle_opts oc = zg_onecycle_defaults(2);
+    zg_sched *e = zg_sched_exponential(o, 0.5), *c1 = zg_sched_onecycle(o, 0.4, &oc);
+    zg_sched *ch = zg_sched_chained(o, (zg_sched *const[]){e, c1}, 2);
+    CHECK_PTR(ch);
+    if (ch) {
+        CHECK(!strcmp(zg_sched_name(ch), "ChainedScheduler"));
+        CHECK_ERR(zg_sched_step(e), "this ExponentialLR belongs to a ChainedScheduler; step that one");
+        CHECK_OK(zg_sched_step(ch));
+        CHECK_OK(zg_sched_step(ch));
+        double lr = zg_optim_get_hparam(o, 0, ZG_HP_LR), m = zg_optim_get_hparam(o, 0, ZG_HP_MOMENTUM);
+        char *before = zg_sched_state_json(ch);
+        /* OneCycleLR past its total steps: the ExponentialLR before it
+         * does not move either. */
+        CHECK_ERR(zg_sched_step(ch), "OneCycleLR: tried to step 4 times");
+        char *after = zg_sched_state_json(ch);
+        CHECK(before && after && !strcmp(before, after));
+        CHECK(zg_optim_get_hparam(o, 0, ZG_HP_LR) == lr && zg_optim_get_hparam(o, 0, ZG_HP_MOMENTUM) == m);
+        CHECK(zg_sched_last_epoch(ch) == 2 && zg_sched_get_last_lr(ch, 0) == lr);
+        free(before);
+        free(after);
+    }
+    zg_sched_free(ch);
+
+    zg_plateau_opts po = zg_plateau_defaults();
+    zg_sched *pl = zg_sched_plateau(o, &po);
+    CHECK_PTR(pl);
+    if (pl) {
+        CHECK(zg_sched_needs_metric(pl) && !zg_sched_needs_metric(NULL));
+        CHECK_ERR(zg_sched_step(pl), "ReduceLROnPlateau steps on a metric: call zg_sched_step_metric");
+        CHECK_NULL_ERR(zg_sched_chained(o, (zg_sched *const[]){pl}, 1),
+                       "ChainedScheduler does not support ReduceLROnPlateau (scheduler 0)");
+    }
+    pl = zg_sched_plateau(o, &po);
+    zg_sched *w = zg_sched_linear(o, 0.5, 1, 2);
+    CHECK_NULL_ERR(zg_sched_sequential(o, (zg_sched *const[]){w, pl}, 2, (const int64_t[]){2}, 1),
+                   "SequentialLR does not support ReduceLROnPlateau (scheduler 1)");
+    zg_sched *x = zg_sched_exponential(o, 0.9);
+    CHECK(!zg_sched_needs_metric(x));
+    CHECK_ERR(zg_sched_step_metric(x, 1.0), "a ExponentialLR does not step on a metric; call zg_sched_step");
+    CHECK_ERR(zg_sched_step_metric(NULL, 1.0), "NULL");
+    zg_sched *y = zg_sched_exponential(o, 0.9);
+    zg_sched *inner = zg_sched_chained(o, (zg_sched *const[]){y}, 1);
+    CHECK_NULL_ERR(zg_sched_chained(o, (zg_sched *const[]){x, inner}, 2), "is a ChainedScheduler (no nesting)");
+    CHECK_NULL_ERR(zg_sched_chained(o, NULL, 0), "no schedulers");
+    rig_free(&r);
+}
+
+/* ReduceLROnPlateau on an optimizer that gains a group: one min_lr for
+ * all covers the new group (PyTorch 2.x); a list does not. */
+TEST(sched_plateau_new_groups) {
+    rig r;
+    if (!rig_opt(&r, ZG_SGD, 1, (const double[]){0.1}, 0)) {
+        rig_free(&r);
+        return;
+    }
+    zg_plateau_opts po = zg_plateau_defaults();
+    po.patience = 0;
+    po.min_lr = 0.02;
+    zg_sched *a = zg_sched_plateau(r.opt, &po);
+    po.min_lrs = (const double[]){0.0};
+    zg_sched *b = zg_sched_plateau(r.opt, &po);
+    zg_tensor *extra = zg_zeros((const int64_t[]){1}, 1);
+    zg_param_group g = {&extra, 1, (const zg_hp[]){{ZG_HP_LR, 0.5}}, 1};
+    CHECK_OK(zg_optim_add_param_group(r.opt, &g));
+    CHECK_OK(zg_sched_step_metric(a, 1.0)); /* the first metric is an improvement */
+    CHECK_OK(zg_sched_step_metric(a, 1.0));
+    CHECK(zg_optim_get_hparam(r.opt, 0, ZG_HP_LR) == 0.02); /* max(0.1 * 0.1, min_lr) */
+    CHECK_REL(zg_optim_get_hparam(r.opt, 1, ZG_HP_LR), 0.05, 1e-15);
+    CHECK_OK(zg_sched_step_metric(a, 1.0));
+    CHECK(zg_optim_get_hparam(r.opt, 1, ZG_HP_LR) == 0.02 && zg_sched_get_last_lr(a, 1) == 0.02);
+    CHECK_ERR(zg_sched_step_metric(b, 1.0), "the number of param groups in the optimizer (2) differs");
+    zg_sched_free(a);
+    zg_sched_free(b);
+    rig_free(&r);
+    zg_tensor_free(extra);
+}
+
+/* ------------------------------------------------------------------ */
+/* Where PyTorch 2.x differs from 1.13                                  */
+/* ------------------------------------------------------------------ */
+
+static const char *const torch2_sources[] = {"tests/parity/optim_reference_torch2.py", "tests/parity/torch_reference.py"};
+static const char *const torch2_files[] = {"optim_torch2"};
+static zgt_refset torch2_refs = {torch2_sources, 2, torch2_files, 1, NULL, 0};
+
+static double lambda_alternate(int64_t e, int group, void *user) {
+    (void)group;
+    (void)user;
+    return e % 2 ? 0.9 : 0.8;
+}
+
+/* At a SequentialLR's milestone 2.x calls _update_lr(0): a
+ * MultiplicativeLR (no closed form) multiplies by lambda(0) there (1.13's
+ * step(0) left the lr). */
+TEST(sched_sequential_milestone_is_torch2s) {
+    zg_safetensors *st = zgt_refs_open(&torch2_refs, "optim_torch2");
+    if (!st) return;
+    const char *want = zg_safetensors_metadata(st, "seq_mult");
+    rig r = {0};
+    if (want && rig_opt(&r, ZG_SGD, 1, (const double[]){0.1}, 0)) {
+        zg_sched *a = zg_sched_constant(r.opt, 0.5, 3), *b = zg_sched_multiplicative(r.opt, lambda_alternate, NULL);
+        zg_sched *q = zg_sched_sequential(r.opt, (zg_sched *const[]){a, b}, 2, (const int64_t[]){3}, 1);
+        CHECK_PTR(q);
+        const char *p = want;
+        for (int i = 0; q && i <= 8; i++) {
+            char *end;
+            double w = strtod(p, &end);
+            CHECK(end != p);
+            p = end;
+            CHECK_REL(zg_optim_get_hparam(r.opt, 0, ZG_HP_LR), w, SCHED_RTOL);
+            if (i < 8) CHECK_OK(zg_sched_step(q));
+        }
+        zg_sched_free(q);
+    }
+    CHECK(want != NULL);
+    rig_free(&r);
+    zg_safetensors_free(st);
 }

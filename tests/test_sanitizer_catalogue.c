@@ -2110,6 +2110,75 @@ out:
     return rc;
 }
 
+/* LAMBDA mean((|grad_x D(x_hat)|_2 - 1)^2) at x_hat = 0.3 real + 0.7 fake
+ * (fake detached), the gradient from a create_graph pass (WGAN-GP). */
+static zg_tensor *gradient_penalty(kit *k, zg_tensor *fake) {
+    zg_tensor *x_hat = zg_add(zg_mul_scalar(k->t[0], 0.3f), zg_mul_scalar(zg_detach(fake), 0.7f)), *g = NULL;
+    if (!x_hat || zg_tensor_set_requires_grad(x_hat, true)) return NULL;
+    zg_tensor *d = zg_module_forward(k->m[1], x_hat);
+    const zg_tensor *ones = k->t[3];
+    const zg_grad_opts o = {.grad_outputs = &ones, .create_graph = true};
+    if (!d || zg_autograd_grad_opts(&d, 1, &x_hat, 1, &g, &o)) return NULL;
+    zg_tensor *norm = zg_sqrt(zg_sum_dim(zg_mul(g, g), 1, false));
+    return zg_mul_scalar(zg_mean(zg_pow_scalar(zg_sub_scalar(norm, 1.0f), 2.0f)), 10.0f);
+}
+
+/* WGAN-GP: each critic step zeroes D, adds the gradient penalty (a
+ * gradient of a gradient) to the critic's loss, one backward, a step. */
+static int ok_wgan_gp(void) {
+    kit k = {0};
+    int rc = 0;
+    TRY(gan_setup(&k));
+    for (int i = 0; i < 3; i++) {
+        for (int c = 0; c < 2; c++) {
+            zg_optim_zero_grad(k.o[1], true);
+            zg_tensor *fake = zg_detach(gen(&k)), *gp = gradient_penalty(&k, fake);
+            NEED(gp);
+            TRY(backward(zg_add(zg_sub(zg_mean(zg_module_forward(k.m[1], fake)),
+                                       zg_mean(zg_module_forward(k.m[1], k.t[0]))),
+                                gp)));
+            TRY(zg_optim_step(k.o[1]));
+        }
+        zg_optim_zero_grad(k.o[0], true);
+        TRY(backward(zg_neg(zg_mean(zg_module_forward(k.m[1], gen(&k))))));
+        TRY(zg_optim_step(k.o[0]));
+        zg_arena_reset();
+    }
+out:
+    kit_free(&k);
+    return rc;
+}
+
+/* WGAN-GP as the paper's code ported to PyTorch: netD.zero_grad(), then
+ * D_real.backward(mone), D_fake.backward(one), gradient_penalty.backward()
+ * into one step; D frozen (requires_grad False) for G's update. */
+static int ok_wgan_gp_three_backwards(void) {
+    kit k = {0};
+    int rc = 0;
+    TRY(gan_setup(&k));
+    for (int i = 0; i < 3; i++) {
+        TRY(set_trainable(k.m[1], true));
+        for (int c = 0; c < 2; c++) {
+            zg_module_zero_grad(k.m[1], true);
+            TRY(backward(zg_neg(zg_mean(zg_module_forward(k.m[1], k.t[0])))));
+            zg_tensor *fake = zg_detach(gen(&k));
+            TRY(backward(zg_mean(zg_module_forward(k.m[1], fake))));
+            zg_tensor *gp = gradient_penalty(&k, fake);
+            NEED(gp);
+            TRY(backward(gp));
+            TRY(zg_optim_step(k.o[1]));
+        }
+        TRY(set_trainable(k.m[1], false));
+        zg_module_zero_grad(k.m[0], true);
+        TRY(backward(zg_neg(zg_mean(zg_module_forward(k.m[1], gen(&k))))));
+        TRY(zg_optim_step(k.o[0]));
+        zg_arena_reset();
+    }
+out:
+    kit_free(&k);
+    return rc;
+}
+
 /* DCGAN with AMP, one GradScaler for both optimizers and one update() per iteration (the AMP docs). */
 static int ok_dcgan_amp_one_scaler(void) {
     kit k = {0};
@@ -3284,6 +3353,8 @@ static const loop_entry catalogue[] = {
     LOOP(ok_gan_optimizer_zero, CORRECT, "GAN with optimizer.zero_grad() and a summed D loss"),
     LOOP(ok_gan_requires_grad_toggle, CORRECT, "pix2pix set_requires_grad(netD, False) for the G step"),
     LOOP(ok_wgan_n_critic, CORRECT, "WGAN with n_critic = 2"),
+    LOOP(ok_wgan_gp, CORRECT, "WGAN-GP: the gradient penalty (create_graph) in the critic's loss"),
+    LOOP(ok_wgan_gp_three_backwards, CORRECT, "WGAN-GP: D_real, D_fake and the penalty backwarded in turn, D frozen for G"),
     LOOP(ok_dcgan_amp_one_scaler, CORRECT, "DCGAN with AMP, one scaler, one update()"),
     LOOP(ok_amp_basic, CORRECT, "scaler.scale(loss).backward(); scaler.step(); scaler.update()"),
     LOOP(ok_amp_unscale_clip, CORRECT, "scaler.unscale_(); clip_grad_norm_(); scaler.step(); update()"),

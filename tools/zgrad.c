@@ -445,7 +445,10 @@ static const option train_options[] = {
     T_OPT("--schedule", "SPEC",
           "learning-rate schedule over the run's optimizer steps:\nconstant, step:SIZE[,gamma=G], cosine[:T_MAX][,eta_min=E],\n"
           "linear[:ITERS][,start_factor=S,end_factor=E],\nonecycle:MAX_LR[,...], "
-          "warmup-cosine:W[,start_factor=S,eta_min=E]",
+          "warmup-cosine:W[,start_factor=S,eta_min=E],\nexponential:GAMMA, multistep:M1,M2,...[,gamma=G],\n"
+          "constant:ITERS[,factor=F], polynomial[:ITERS][,power=P],\ncosine-restarts:T_0[,t_mult=M,eta_min=E], "
+          "chained:SPEC|SPEC,\nplateau[:PATIENCE][,mode=min|max,factor=F,threshold=T,...]\n"
+          "(ReduceLROnPlateau on each epoch's test loss)",
           set_schedule, schedule, 0, 0, G_SCHEDULE),
     T_OPT("--betas", "B1,B2", "adam and adamw (default 0.9,0.999; gpt 0.9,0.99)", set_betas, beta1, 0, 0, G_BETAS),
     T_OPT("--amp", "bf16|fp16|off",

@@ -22,6 +22,11 @@ typedef int (*zg__backward_fn)(zg__node *n, zg_tensor *gout, zg_tensor **gin);
 struct zg__node {
     const char *name;
     zg__backward_fn backward;
+    /* The same gradients computed with the differentiable ops (zg_mul,
+     * zg_matmul, ...), so that in grad mode they record a graph of their
+     * own: what a create_graph pass runs (zg_autograd_grad_opts). NULL
+     * where the op has none yet; such a pass then fails naming the op. */
+    zg__backward_fn backward_diff;
     int n_in;
     zg_tensor *in[ZG_NODE_MAX_IN];
     zg_tensor *out;
@@ -50,6 +55,8 @@ zg__node *zg__record_args(const char *name, zg__backward_fn backward, zg_tensor 
  * commas a macro would split.) */
 #define ZG_RECORD(type, ...) zg__record_args(__VA_ARGS__, sizeof(type))
 #define ZG_NODE_ARGS(n, type) ((type *)(n)->args)
+/* Gives n (when not NULL) its differentiable backward (n->backward_diff). */
+void zg__node_set_double_backward(zg__node *n, zg__backward_fn backward_diff);
 /* Saves a tensor the backward will read (checked against in-place writes). */
 void zg__save(zg__node *n, zg_tensor *t);
 /* Whether input i needs a gradient in the running backward pass. */

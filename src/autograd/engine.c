@@ -34,8 +34,6 @@ static zg_tensor *copy_arena(const zg_tensor *g) {
     return c;
 }
 
-/* Adds g into t's pending gradient without writing into a tensor the pass
- * does not own (an op's backward may hand the same tensor to two inputs). */
 /* A leaf whose .grad is None, with a cached buffer of its shape, no
  * pre-accumulate hooks and no gradient yet in this pass: the node's
  * backward may write straight into the buffer, which accumulate() then
@@ -60,13 +58,58 @@ zg_tensor *zg__grad_for_input(zg__node *n, int i) {
     return zg__empty_like(t);
 }
 
-static int add_pending(zg_tensor *t, zg_tensor *g) {
-    if (t->bw_grad == g) return ZG_OK; /* the leaf's .grad buffer, handed out above */
+/* A sum of two gradients of equal shape recorded in the graph (the sum of
+ * a create_graph pass): each addend receives the incoming gradient as it
+ * is, which needs no op, so the node is its own differentiable backward. */
+static int grad_sum_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    for (int i = 0; i < 2; i++)
+        if (zg__node_needs(n, i)) gin[i] = g;
+    return ZG_OK;
+}
+
+static zg_tensor *graph_sum(zg_tensor *a, zg_tensor *b) {
+    zg_tensor *s = zg__empty_like(a);
+    if (!s) return NULL;
+    float *d = zg__f32(s);
+    const float *x = zg__f32(a), *y = zg__f32(b);
+    for (int64_t i = 0; i < s->numel; i++) d[i] = x[i] + y[i];
+    zg__node_set_double_backward(zg__record("grad_sum", grad_sum_backward, s, (zg_tensor *[]){a, b}, 2),
+                                 grad_sum_backward);
+    return s;
+}
+
+/* t seen with like's shape (same numel), recorded in grad mode: its
+ * gradient is the incoming one seen with t's shape, the same function,
+ * which records in grad mode too. */
+static zg_tensor *graph_view(zg_tensor *t, const zg_tensor *like);
+static int graph_view_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = graph_view(g, n->in[0])) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+static zg_tensor *graph_view(zg_tensor *t, const zg_tensor *like) {
+    if (zg__same_shape(t, like)) return t;
+    zg_tensor *v = zg__view(t, 0, like->shape, like->ndim);
+    if (v) zg__node_set_double_backward(zg__record("view", graph_view_backward, v, &t, 1), graph_view_backward);
+    return v;
+}
+
+/* Adds g into t's pending gradient. Without create_graph, in place, but
+ * never into a tensor the pass does not own (an op's backward may hand the
+ * same tensor to two inputs, as zg_add(x, x) does); with it, out of place
+ * and recorded, so that the sum is differentiable. */
+static int add_pending(zg_tensor *t, zg_tensor *g, bool create_graph) {
     if (!t->bw_grad) {
         t->bw_grad = g;
         t->bw_owned = false;
         return ZG_OK;
     }
+    if (create_graph) {
+        zg_tensor *s = graph_sum(t->bw_grad, g);
+        if (!s) return ZG_ERR_NOMEM;
+        t->bw_grad = s;
+        return ZG_OK;
+    }
+    if (t->bw_grad == g && g == t->grad) return ZG_OK; /* the leaf's .grad buffer, handed out above */
     if (!t->bw_owned) {
         zg_tensor *c = copy_arena(t->bw_grad);
         if (!c) return ZG_ERR_NOMEM;
@@ -208,6 +251,9 @@ typedef struct {
     int n_inputs;
     bool accumulate; /* backward: into .grad; autograd_grad: capture */
     bool retain_graph;
+    /* Grad mode on, each node's backward_diff, sums recorded: the
+     * gradients carry a graph of their own. */
+    bool create_graph;
     zg_tensor **captured;
 } pass_args;
 
@@ -239,15 +285,21 @@ static int check_pass(const pass_args *a) {
     return ZG_OK;
 }
 
-/* Each root's incoming gradient: the given one, or 1 for a scalar. */
+/* Each root's incoming gradient: the given one, or 1 for a scalar. A copy
+ * in the arena (the caller may free or change theirs before the graph is
+ * used), except for a given one that requires grad in a create_graph pass:
+ * that one is used itself, so that the gradients are differentiable with
+ * respect to it. */
 static int seed_roots(const pass_args *a) {
     for (int r = 0; r < a->n_roots; r++) {
         zg_tensor *root = a->roots[r];
         const zg_tensor *g = a->root_grads ? a->root_grads[r] : NULL;
-        zg_tensor *seed = zg__empty_like(root);
+        const bool as_is = g && a->create_graph && g->requires_grad;
+        zg_tensor *seed = as_is ? graph_view((zg_tensor *)g, root) : zg__empty_like(root);
         if (!seed) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", a->fn);
-        for (int64_t i = 0; i < seed->numel; i++) zg__f32(seed)[i] = g ? zg__f32(g)[i] : 1.0f;
-        if (add_pending(root, seed)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", a->fn);
+        if (!as_is)
+            for (int64_t i = 0; i < seed->numel; i++) zg__f32(seed)[i] = g ? zg__f32(g)[i] : 1.0f;
+        if (add_pending(root, seed, a->create_graph)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", a->fn);
     }
     return ZG_OK;
 }
@@ -259,7 +311,8 @@ static int deliver(const pass_args *a, zg_tensor *t, zg_tensor *g) {
     const char *fn = a->fn;
     zg__node *n = t->grad_fn;
     if (!a->accumulate) {
-        if (t->bw_target) a->captured[t->bw_target_index] = copy_arena(g);
+        /* With create_graph, the gradient itself: its graph is the point. */
+        if (t->bw_target) a->captured[t->bw_target_index] = a->create_graph ? g : copy_arena(g);
         return ZG_OK;
     }
     bool into_grad = t->bw_target || (!n && a->n_inputs == 0) || (n && t->retains_grad);
@@ -288,7 +341,7 @@ static int run_node(const pass_args *a, zg__node *n, zg_tensor *g) {
     int rc = check_node(fn, n);
     if (rc) return rc;
     zg_tensor *gin[ZG_NODE_MAX_IN] = {0};
-    rc = n->backward(n, g, gin);
+    rc = (a->create_graph ? n->backward_diff : n->backward)(n, g, gin);
     if (rc) {
         if (!zg_last_error()[0]) zg_set_error("%s: backward of '%s' failed", fn, n->name);
         return rc;
@@ -301,7 +354,25 @@ static int run_node(const pass_args *a, zg__node *n, zg_tensor *g) {
             return zg__fail(ZG_ERR_STATE, "%s: internal: '%s' gave a gradient of shape %s for an input of shape %s",
                             fn, n->name, zg__shape_str(gin[i], b1, sizeof b1), zg__shape_str(n->in[i], b2, sizeof b2));
         }
-        if (add_pending(n->in[i], gin[i])) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+        if (add_pending(n->in[i], gin[i], a->create_graph)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    return ZG_OK;
+}
+
+/* With create_graph, every node that will run needs its backward_diff:
+ * checked before the pass runs anything. */
+static int check_differentiable(const pass_args *a, const topo *tp) {
+    for (int k = 0; k < tp->n; k++) {
+        const zg__node *n = tp->order[k]->grad_fn;
+        if (!tp->order[k]->bw_needed || !n || n->backward_diff) continue;
+        for (int i = 0; i < n->n_in; i++)
+            if (zg__node_needs(n, i))
+                return zg__fail(ZG_ERR_STATE,
+                                "%s: create_graph: the backward of '%s' is not differentiable in zgrad yet, so a "
+                                "gradient through it cannot be differentiated again (supported: linear, matmul, "
+                                "element-wise, activations, sum and mean, reshape and transpose); compute this "
+                                "gradient without create_graph",
+                                a->fn, n->name);
     }
     return ZG_OK;
 }
@@ -325,6 +396,7 @@ static int run_pass(const pass_args *a) {
     bool acc_leaves = a->accumulate && a->n_inputs == 0;
     for (int r = 0; r < a->n_roots; r++)
         if (visit(a->roots[r], &tp, acc_leaves)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    if (a->create_graph && (rc = check_differentiable(a, &tp))) return rc;
     if ((rc = seed_roots(a))) return rc;
 
     /* Reverse topological order: each tensor after all of its consumers,
@@ -340,11 +412,31 @@ static int run_pass(const pass_args *a) {
     return ZG_OK;
 }
 
+/* The pass in its modes: grad mode on only with create_graph (the ops of
+ * the backward_diffs then record), autocast off (the products of a
+ * create_graph pass run in float32; a low-precision node refuses it). */
+static int run_pass_in_modes(const pass_args *a) {
+    bool prev = zg_set_grad_enabled(a->create_graph);
+    int rc = a->create_graph ? zg_autocast_enter(ZG_AUTOCAST_OFF) : ZG_OK;
+    if (!rc) {
+        rc = run_pass(a);
+        if (a->create_graph) zg_autocast_exit();
+    }
+    zg_set_grad_enabled(prev);
+    return rc;
+}
+
 int zg_backward(zg_tensor *root, const zg_backward_opts *opts) {
     zg_clear_error();
     if (!root) return zg__fail(ZG_ERR_ARG, "zg_backward: root is NULL");
     if (opts && opts->n_inputs < 0) return zg__fail(ZG_ERR_ARG, "zg_backward: n_inputs < 0");
     if (opts && opts->n_inputs > 0 && !opts->inputs) return zg__fail(ZG_ERR_ARG, "zg_backward: inputs is NULL");
+    if (opts && opts->create_graph)
+        return zg__fail(ZG_ERR_ARG,
+                        "zg_backward: create_graph is not supported: .grad buffers outlive the step's graph, so "
+                        "they cannot hold one; take the gradients to differentiate from "
+                        "zg_autograd_grad_opts(..., .create_graph = true) and call zg_backward on the loss made "
+                        "from them");
     const zg_tensor *g = opts ? opts->grad : NULL;
     pass_args a = {
         .fn = "zg_backward",
@@ -357,41 +449,50 @@ int zg_backward(zg_tensor *root, const zg_backward_opts *opts) {
         .retain_graph = opts && opts->retain_graph,
     };
     zg__emit_backward(root); /* event: a backward starts (of a scaled loss?) */
-    bool prev = zg_set_grad_enabled(false);
-    int rc = run_pass(&a);
-    zg_set_grad_enabled(prev);
-    return rc;
+    return run_pass_in_modes(&a);
 }
 
-int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *grad_outputs, int n_outputs,
-                     zg_tensor *const *inputs, int n_inputs, zg_tensor **grads, bool retain_graph, bool allow_unused) {
+static int autograd_grad(const char *fn, zg_tensor *const *outputs, int n_outputs, zg_tensor *const *inputs,
+                         int n_inputs, zg_tensor **grads, const zg_grad_opts *opts) {
     zg_clear_error();
-    const char *fn = "zg_autograd_grad";
     if (!outputs || n_outputs <= 0) return zg__fail(ZG_ERR_ARG, "%s: no outputs", fn);
     if (!inputs || n_inputs <= 0) return zg__fail(ZG_ERR_ARG, "%s: no inputs", fn);
     if (!grads) return zg__fail(ZG_ERR_ARG, "%s: grads is NULL", fn);
     for (int i = 0; i < n_inputs; i++) grads[i] = NULL;
+    const zg_grad_opts o = opts ? *opts : (zg_grad_opts){0};
     pass_args a = {
         .fn = fn,
         .roots = outputs,
-        .root_grads = grad_outputs,
+        .root_grads = o.grad_outputs,
         .n_roots = n_outputs,
         .inputs = inputs,
         .n_inputs = n_inputs,
         .accumulate = false,
-        .retain_graph = retain_graph,
+        /* The graph a create_graph pass differentiated is kept: the new
+         * graph reads its saved tensors (PyTorch's default there). */
+        .retain_graph = o.retain_graph || o.create_graph,
+        .create_graph = o.create_graph,
         .captured = grads,
     };
-    bool prev = zg_set_grad_enabled(false);
-    int rc = run_pass(&a);
-    zg_set_grad_enabled(prev);
+    int rc = run_pass_in_modes(&a);
     if (rc) return rc;
     for (int i = 0; i < n_inputs; i++) {
         if (grads[i]) continue;
-        if (!allow_unused)
+        if (!o.allow_unused)
             return zg__fail(ZG_ERR_STATE,
                             "%s: input %d was not used to compute the outputs (pass allow_unused=true to get NULL)", fn,
                             i);
     }
     return ZG_OK;
+}
+
+int zg_autograd_grad(zg_tensor *const *outputs, const zg_tensor *const *grad_outputs, int n_outputs,
+                     zg_tensor *const *inputs, int n_inputs, zg_tensor **grads, bool retain_graph, bool allow_unused) {
+    const zg_grad_opts o = {.grad_outputs = grad_outputs, .retain_graph = retain_graph, .allow_unused = allow_unused};
+    return autograd_grad("zg_autograd_grad", outputs, n_outputs, inputs, n_inputs, grads, &o);
+}
+
+int zg_autograd_grad_opts(zg_tensor *const *outputs, int n_outputs, zg_tensor *const *inputs, int n_inputs,
+                          zg_tensor **grads, const zg_grad_opts *opts) {
+    return autograd_grad("zg_autograd_grad_opts", outputs, n_outputs, inputs, n_inputs, grads, opts);
 }

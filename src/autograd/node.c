@@ -30,6 +30,10 @@ zg__node *zg__record(const char *name, zg__backward_fn backward, zg_tensor *out,
     return zg__record_args(name, backward, out, in, n_in, 0);
 }
 
+void zg__node_set_double_backward(zg__node *n, zg__backward_fn backward_diff) {
+    if (n) n->backward_diff = backward_diff;
+}
+
 void zg__save(zg__node *n, zg_tensor *t) {
     if (!n || !t) return;
     assert(n->n_saved < ZG_NODE_MAX_SAVED);

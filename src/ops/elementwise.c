@@ -257,6 +257,53 @@ static zg_tensor *reduce_like(zg_tensor *full, const zg_tensor *in) {
     return zg__same_shape(full, in) ? full : zg__sum_to_shape(full, in->shape, in->ndim);
 }
 
+/* ---- differentiable broadcast and its reverse ------------------------------- */
+
+/* The graph-recording pair a create_graph pass needs: g summed down to a
+ * shape, and g repeated up to one. Each is the other's backward. */
+static void row_copy(int64_t n, const float *const *x, const int64_t *s, float *restrict o) {
+    const float *restrict p = x[0];
+    if (s[0] == 1)
+        memcpy(o, p, (size_t)n * sizeof(float));
+    else
+        for (int64_t i = 0; i < n; i++) o[i] = p[0];
+}
+
+static int sum_to_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const zg_tensor *in = n->in[0];
+    return (gin[0] = bcast_apply(in->shape, in->ndim, &g, 1, row_copy)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+static int sum_to_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = zg__expand(g, n->in[0]->shape, n->in[0]->ndim)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+static int expand_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = zg__sum_to_shape(g, n->in[0]->shape, n->in[0]->ndim)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+static int expand_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = zg__sum_to(g, n->in[0]->shape, n->in[0]->ndim)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+zg_tensor *zg__sum_to(zg_tensor *g, const int64_t *shape, int ndim) {
+    if (g && g->ndim == ndim && !memcmp(g->shape, shape, (size_t)ndim * sizeof *shape)) return g;
+    zg_tensor *out = zg__sum_to_shape(g, shape, ndim);
+    if (out)
+        zg__node_set_double_backward(zg__record("sum_to_size", sum_to_backward, out, &g, 1), sum_to_backward_diff);
+    return out;
+}
+
+zg_tensor *zg__expand(zg_tensor *g, const int64_t *shape, int ndim) {
+    if (!g) return NULL;
+    if (g->ndim == ndim && !memcmp(g->shape, shape, (size_t)ndim * sizeof *shape)) return g;
+    zg_tensor *out = bcast_apply(shape, ndim, &g, 1, row_copy);
+    if (out) zg__node_set_double_backward(zg__record("expand", expand_backward, out, &g, 1), expand_backward_diff);
+    return out;
+}
+
+/* reduce_like for a create_graph pass: recorded. */
+static zg_tensor *reduce_like_diff(zg_tensor *full, const zg_tensor *in) {
+    return full ? zg__sum_to(full, in->shape, in->ndim) : NULL;
+}
+
 static zg_tensor *negate(zg_tensor *t, bool in_place) {
     zg_tensor *o = in_place ? t : zg__empty_like(t);
     if (!o) return NULL;
@@ -274,9 +321,16 @@ static int add_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int add_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    for (int i = 0; i < 2; i++)
+        if (zg__node_needs(n, i) && !(gin[i] = reduce_like_diff(g, n->in[i]))) return ZG_ERR_NOMEM;
+    return ZG_OK;
+}
+
 zg_tensor *zg_add(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_add", a, b, row_add);
-    if (out) zg__record("add", add_backward, out, (zg_tensor *[]){a, b}, 2);
+    if (out)
+        zg__node_set_double_backward(zg__record("add", add_backward, out, (zg_tensor *[]){a, b}, 2), add_backward_diff);
     return out;
 }
 
@@ -290,9 +344,16 @@ static int sub_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int sub_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    if (zg__node_needs(n, 0) && !(gin[0] = reduce_like_diff(g, n->in[0]))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && !(gin[1] = zg_neg(reduce_like_diff(g, n->in[1])))) return ZG_ERR_NOMEM;
+    return ZG_OK;
+}
+
 zg_tensor *zg_sub(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_sub", a, b, row_sub);
-    if (out) zg__record("sub", sub_backward, out, (zg_tensor *[]){a, b}, 2);
+    if (out)
+        zg__node_set_double_backward(zg__record("sub", sub_backward, out, (zg_tensor *[]){a, b}, 2), sub_backward_diff);
     return out;
 }
 
@@ -334,10 +395,22 @@ static int mul_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int mul_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const operands_args *o = ZG_NODE_ARGS(n, operands_args);
+    for (int i = 0; i < 2; i++) {
+        const int partner = i ? o->a_slot : o->b_slot;
+        if (zg__node_needs(n, i) && partner >= 0 &&
+            !(gin[i] = reduce_like_diff(zg_mul(g, n->saved[partner]), n->in[i])))
+            return ZG_ERR_NOMEM;
+    }
+    return ZG_OK;
+}
+
 zg_tensor *zg_mul(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_mul", a, b, row_mul);
     if (!out) return NULL;
     zg__node *n = ZG_RECORD(operands_args, "mul", mul_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg__node_set_double_backward(n, mul_backward_diff);
     /* Each operand is needed only for the other's gradient. */
     if (n) save_operands(n, a, b->requires_grad, b, a->requires_grad);
     return out;
@@ -355,10 +428,22 @@ static int div_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* The same with ops: da = g / b, db = -(g (a / b) / b). */
+static int div_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const operands_args *o = ZG_NODE_ARGS(n, operands_args);
+    zg_tensor *b = n->saved[o->b_slot];
+    if (zg__node_needs(n, 0) && !(gin[0] = reduce_like_diff(zg_div(g, b), n->in[0]))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && o->a_slot >= 0 &&
+        !(gin[1] = reduce_like_diff(zg_neg(zg_mul(g, zg_div(zg_div(n->saved[o->a_slot], b), b))), b)))
+        return ZG_ERR_NOMEM;
+    return ZG_OK;
+}
+
 zg_tensor *zg_div(zg_tensor *a, zg_tensor *b) {
     zg_tensor *out = binary_forward("zg_div", a, b, row_div);
     if (!out) return NULL;
     zg__node *n = ZG_RECORD(operands_args, "div", div_backward, out, (zg_tensor *[]){a, b}, 2);
+    zg__node_set_double_backward(n, div_backward_diff);
     if (n) save_operands(n, a, b->requires_grad, b, true);
     return out;
 }
@@ -406,9 +491,15 @@ static int scale_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int scale_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const float s = ZG_NODE_ARGS(n, scalar_args)->s;
+    return (gin[0] = s == 1.0f ? g : zg_mul_scalar(g, s)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 /* Records a node whose backward is g * factor (saves nothing). */
 static zg_tensor *record_scale(const char *name, zg_tensor *a, zg_tensor *out, double factor) {
     zg__node *n = ZG_RECORD(scalar_args, name, scale_backward, out, &a, 1);
+    zg__node_set_double_backward(n, scale_backward_diff);
     if (n) ZG_NODE_ARGS(n, scalar_args)->s = (float)factor;
     return out;
 }
@@ -456,11 +547,16 @@ static int div_scalar_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int div_scalar_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = zg_div_scalar(g, ZG_NODE_ARGS(n, scalar_args)->s)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_div_scalar(zg_tensor *a, float s) {
     zg_tensor *out = zg__unary_out("zg_div_scalar", a);
     if (!out) return NULL;
     ZG_MAP1(out, a, x / s);
     zg__node *n = ZG_RECORD(scalar_args, "div_scalar", div_scalar_backward, out, &a, 1);
+    zg__node_set_double_backward(n, div_scalar_backward_diff);
     if (n) ZG_NODE_ARGS(n, scalar_args)->s = s;
     return out;
 }
@@ -502,11 +598,19 @@ static int pow_scalar_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* g (p x^(p-1)) with ops. */
+static int pow_scalar_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const float p = ZG_NODE_ARGS(n, scalar_args)->s;
+    if (p == 0.0f) return (gin[0] = zg__zeros_like(g)) ? ZG_OK : ZG_ERR_NOMEM;
+    return (gin[0] = zg_mul(g, zg_mul_scalar(zg_pow_scalar(n->saved[0], p - 1.0f), p))) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_pow_scalar(zg_tensor *a, float p) {
     zg_tensor *out = zg__unary_out("zg_pow_scalar", a);
     if (!out) return NULL;
     pow_const(out, a, p);
     zg__node *n = ZG_RECORD(scalar_args, "pow_scalar", pow_scalar_backward, out, &a, 1);
+    zg__node_set_double_backward(n, pow_scalar_backward_diff);
     if (n) {
         ZG_NODE_ARGS(n, scalar_args)->s = p;
         zg__save(n, a);
@@ -523,11 +627,16 @@ static int exp_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int exp_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = zg_mul(g, n->saved[0])) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_exp(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_exp", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, expf(x));
     zg__node *n = zg__record("exp", exp_backward, out, &a, 1);
+    zg__node_set_double_backward(n, exp_backward_diff);
     if (n) zg__save(n, out);
     return out;
 }
@@ -539,11 +648,16 @@ static int log_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int log_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = zg_div(g, n->saved[0])) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_log(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_log", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, logf(x));
     zg__node *n = zg__record("log", log_backward, out, &a, 1);
+    zg__node_set_double_backward(n, log_backward_diff);
     if (n) zg__save(n, a);
     return out;
 }
@@ -555,11 +669,16 @@ static int sqrt_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+static int sqrt_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    return (gin[0] = zg_div(g, zg_mul_scalar(n->saved[0], 2.0f))) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_sqrt(zg_tensor *a) {
     zg_tensor *out = zg__unary_out("zg_sqrt", a);
     if (!out) return NULL;
     ZG_MAP1_LIBM(out, a, sqrtf(x));
     zg__node *n = zg__record("sqrt", sqrt_backward, out, &a, 1);
+    zg__node_set_double_backward(n, sqrt_backward_diff);
     if (n) zg__save(n, out);
     return out;
 }

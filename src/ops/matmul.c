@@ -113,6 +113,37 @@ static int matmul_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* A create_graph pass through a product recorded under autocast: refused
+ * (its gradient would need the low-precision GEMMs as ops). */
+static int refuse_autocast(const zg__node *n, zg_autocast_type t) {
+    if (t == ZG_AUTOCAST_OFF) return ZG_OK;
+    return zg__fail(ZG_ERR_STATE,
+                    "zg_autograd_grad_opts: create_graph through '%s' is not supported: a product recorded under "
+                    "autocast has no differentiable backward; compute the part to differentiate twice outside "
+                    "the autocast region",
+                    n->name);
+}
+
+/* The same with ops: dA = g B^T summed over the batches A was repeated
+ * in; dB = A^T g likewise (for a 2-D B, A's batch folds into its rows). */
+static int matmul_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    zg_tensor *a = n->saved[0], *b = n->saved[1];
+    const matmul_args *p = ZG_NODE_ARGS(n, matmul_args);
+    int rc = refuse_autocast(n, p->t);
+    if (rc) return rc;
+    if (zg__node_needs(n, 0) &&
+        !(gin[0] = zg__sum_to(zg_matmul(g, zg_transpose(b, -1, -2)), a->shape, a->ndim)))
+        return ZG_ERR_NOMEM;
+    if (!zg__node_needs(n, 1)) return ZG_OK;
+    if (b->ndim == 2) {
+        zg_tensor *a2 = zg_reshape(a, (int64_t[]){-1, p->k}, 2), *g2 = zg_reshape(g, (int64_t[]){-1, p->m}, 2);
+        gin[1] = a2 && g2 ? zg_matmul(zg_transpose(a2, 0, 1), g2) : NULL;
+    } else {
+        gin[1] = zg__sum_to(zg_matmul(zg_transpose(a, -1, -2), g), b->shape, b->ndim);
+    }
+    return gin[1] ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 /* The broadcast batch of a [*A, rows, k] and b [*B, k, m] into p, with the
  * output's shape; false when *A and *B do not broadcast. */
 static bool matmul_batch(const zg_tensor *a, const zg_tensor *b, matmul_args *p, int64_t *shape) {
@@ -173,6 +204,7 @@ zg_tensor *zg_matmul(zg_tensor *a, zg_tensor *b) {
 
     zg__node *n = ZG_RECORD(matmul_args, zg__autocast_node_name("matmul", p.t), matmul_backward, out,
                             (zg_tensor *[]){a, b}, 2);
+    zg__node_set_double_backward(n, matmul_backward_diff);
     if (n) {
         zg__save(n, a);
         zg__save(n, b);
@@ -258,6 +290,23 @@ static int linear_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* The same with ops, on g seen as [N, out]: dx = g W (seen with x's
+ * shape), dW = g^T x, db = the column sums of g. */
+static int linear_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    zg_tensor *x = n->saved[0], *w = n->saved[1];
+    const linear_args *p = ZG_NODE_ARGS(n, linear_args);
+    int rc = refuse_autocast(n, p->t);
+    if (rc) return rc;
+    zg_tensor *g2 = zg_reshape(g, (int64_t[]){p->N, p->out}, 2);
+    if (!g2) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 0) && !(gin[0] = zg_reshape(zg_matmul(g2, w), x->shape, x->ndim))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) &&
+        !(gin[1] = zg_matmul(zg_transpose(g2, 0, 1), zg_reshape(x, (int64_t[]){p->N, p->in}, 2))))
+        return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 2) && !(gin[2] = zg_sum_dim(g2, 0, false))) return ZG_ERR_NOMEM;
+    return ZG_OK;
+}
+
 zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
     const char *fn = "zg_linear";
     if (zg__check_f32(fn, x, "x") || zg__check_f32(fn, w, "weight")) return NULL;
@@ -289,6 +338,7 @@ zg_tensor *zg_linear(zg_tensor *x, zg_tensor *w, zg_tensor *b) {
 
     zg__node *n = ZG_RECORD(linear_args, zg__autocast_node_name("linear", t), linear_backward, y,
                             (zg_tensor *[]){x, w, b}, 3);
+    zg__node_set_double_backward(n, linear_backward_diff);
     if (n) {
         zg__save(n, x);
         zg__save(n, w);

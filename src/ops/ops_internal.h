@@ -11,6 +11,12 @@
 
 /* Sums g (an arena tensor with the broadcast shape) down to `shape`. */
 zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim);
+/* The same, and its reverse (g repeated up to `shape`, as broadcasting
+ * does), as ops that record (each is the other's backward): what the
+ * differentiable backwards of broadcasting ops and reductions use. g
+ * itself when it has the shape already. */
+zg_tensor *zg__sum_to(zg_tensor *g, const int64_t *shape, int ndim);
+zg_tensor *zg__expand(zg_tensor *g, const int64_t *shape, int ndim);
 
 /* relu(max_pool2d(zg_conv2d(x, w, b, ...), 2)) (without relu when relu is
  * false) as one op, with the same values and gradients as the ops in turn.

@@ -92,6 +92,14 @@ static int sum_all_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* The same with ops: g repeated to the input's shape (then / N). */
+static int sum_all_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const zg_tensor *x = n->in[0];
+    zg_tensor *e = zg__expand(g, x->shape, x->ndim);
+    if (e && ZG_NODE_ARGS(n, sum_all_args)->mean) e = zg_div_scalar(e, (float)x->numel);
+    return (gin[0] = e) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 static zg_tensor *reduce_all(const char *fn, const char *name, zg_tensor *a, bool mean) {
     if (zg__check_f32(fn, a, "input")) return NULL;
     zg_tensor *out = zg__empty(ZG_FLOAT32, NULL, 0);
@@ -99,6 +107,7 @@ static zg_tensor *reduce_all(const char *fn, const char *name, zg_tensor *a, boo
     double s = zg__fsum(zg__f32(a), a->numel);
     zg__f32(out)[0] = (float)(mean ? s / (double)a->numel : s);
     zg__node *n = ZG_RECORD(sum_all_args, name, sum_all_backward, out, &a, 1);
+    zg__node_set_double_backward(n, sum_all_backward_diff);
     if (n) ZG_NODE_ARGS(n, sum_all_args)->mean = mean;
     return out;
 }
@@ -120,6 +129,16 @@ static int sum_dim_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
     return (gin[0] = expand_grad(g, n->in[0], d->outer, d->n, d->inner, div)) ? ZG_OK : ZG_ERR_NOMEM;
 }
 
+/* The same with ops: g seen as [outer, 1, inner], repeated to [outer, n,
+ * inner] (then / n), seen with the input's shape. */
+static int sum_dim_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const dim_args *d = ZG_NODE_ARGS(n, dim_args);
+    zg_tensor *e = zg__expand(zg_reshape(g, (int64_t[]){d->outer, 1, d->inner}, 3),
+                              (int64_t[]){d->outer, d->n, d->inner}, 3);
+    if (e && d->mean) e = zg_div_scalar(e, (float)d->n);
+    return (gin[0] = e ? zg_reshape(e, n->in[0]->shape, n->in[0]->ndim) : NULL) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 static zg_tensor *reduce_dim(const char *fn, const char *name, zg_tensor *a, int dim, bool keepdim, bool mean) {
     dim_split s;
     if (split_dim(fn, a, dim, keepdim, &s)) return NULL;
@@ -128,6 +147,7 @@ static zg_tensor *reduce_dim(const char *fn, const char *name, zg_tensor *a, int
     if (!out || !acc) return zg__fail_null("%s: out of memory", fn);
     sum_rows(zg__f32(a), zg__f32(out), s.outer, s.n, s.inner, mean ? (double)s.n : 1.0, acc);
     zg__node *n = ZG_RECORD(dim_args, name, sum_dim_backward, out, &a, 1);
+    zg__node_set_double_backward(n, sum_dim_backward_diff);
     if (n) *ZG_NODE_ARGS(n, dim_args) = (dim_args){s.outer, s.n, s.inner, mean};
     return out;
 }

@@ -30,10 +30,16 @@ static int view_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return gin[0] ? ZG_OK : ZG_ERR_NOMEM;
 }
 
+static int view_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    gin[0] = zg_reshape(gout, n->in[0]->shape, n->in[0]->ndim);
+    return gin[0] ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 static zg_tensor *make_view(const char *name, zg_tensor *a, const int64_t *shape, int ndim) {
     zg_tensor *v = zg__view(a, 0, shape, ndim);
     if (!v) return NULL;
-    zg__record(name, view_backward, v, &a, 1);
+    zg__node_set_double_backward(zg__record(name, view_backward, v, &a, 1), view_backward_diff);
     return v;
 }
 
@@ -288,6 +294,14 @@ static int permute_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* The same with ops: the inverse permutation. */
+static int permute_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    int inv[ZG_MAX_DIMS];
+    for (int k = 0; k < gout->ndim; k++) inv[ZG_NODE_ARGS(n, permute_args)->perm[k]] = k;
+    return (gin[0] = zg_permute(gout, inv, gout->ndim)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 static zg_tensor *permute_impl(const char *name, zg_tensor *a, const int64_t *perm) {
     int64_t shape[ZG_MAX_DIMS];
     for (int k = 0; k < a->ndim; k++) shape[k] = a->shape[perm[k]];
@@ -295,6 +309,7 @@ static zg_tensor *permute_impl(const char *name, zg_tensor *a, const int64_t *pe
     if (!out) return NULL;
     permute_copy(zg__f32(a), a->shape, a->ndim, perm, zg__f32(out));
     zg__node *n = ZG_RECORD(permute_args, name, permute_backward, out, &a, 1);
+    zg__node_set_double_backward(n, permute_backward_diff);
     if (n)
         for (int k = 0; k < a->ndim; k++) ZG_NODE_ARGS(n, permute_args)->perm[k] = perm[k];
     return out;

@@ -153,8 +153,10 @@ bool zg__optim_check_hparams(const zg__optim_kind_info *ki, const double *hp, ch
     return true;
 }
 
-/* A parameter must outlive the optimizer's steps (persistent), be a leaf
- * (its data is what the update writes) and require grad. */
+/* A parameter must outlive the optimizer's steps (persistent) and be a
+ * leaf (its data is what the update writes). It need not require grad, as
+ * in PyTorch: a frozen parameter has no grad, so steps skip it until it is
+ * unfrozen and a backward gives it one. */
 static int check_param(const char *fn, const zg_tensor *p, int group, int index) {
     if (!p) return zg__fail(ZG_ERR_ARG, "%s: group %d: parameter %d is NULL", fn, group, index);
     if (p->grad_fn)
@@ -167,9 +169,6 @@ static int check_param(const char *fn, const zg_tensor *p, int group, int index)
                         fn, group, index, zg_tensor_name(p));
     if (p->dtype != ZG_FLOAT32)
         return zg__fail(ZG_ERR_ARG, "%s: group %d: parameter %d ('%s') is not float32", fn, group, index,
-                        zg_tensor_name(p));
-    if (!p->requires_grad)
-        return zg__fail(ZG_ERR_ARG, "%s: group %d: parameter %d ('%s') does not require grad", fn, group, index,
                         zg_tensor_name(p));
     return ZG_OK;
 }
@@ -209,45 +208,61 @@ static int prepare_group(const char *fn, const zg__optim_kind_info *ki, const do
 
 typedef struct {
     const zg_tensor *p;
-    int group, index;
+    int group, index, global;
 } param_ref;
 
 static int cmp_ref(const void *a, const void *b) {
     const param_ref *x = a, *y = b;
     uintptr_t px = (uintptr_t)x->p, py = (uintptr_t)y->p;
     if (px != py) return px < py ? -1 : 1;
-    if (x->group != y->group) return x->group < y->group ? -1 : 1;
-    return x->index < y->index ? -1 : x->index > y->index;
+    return x->global < y->global ? -1 : x->global > y->global;
 }
 
-/* Fails if a parameter appears twice among the optimizer's current
- * parameters (opt may be NULL) and the new groups. Sorting keeps this
- * O(n log n) for models with many parameter tensors. */
-static int check_duplicates(const char *fn, const zg_optim *opt, const zg_param_group *groups, int n_groups,
-                            int first_group) {
-    size_t n = opt ? (size_t)opt->n_params : 0;
+/* PyTorch 2.x's words when a group lists a parameter twice. */
+static void warn_repeated(const char *fn, const param_ref *first, const param_ref *again) {
+    fprintf(stderr,
+            "zgrad: warning: %s: group %d lists parameter '%s' more than once (index %d and %d); every listing is "
+            "updated at each step, sharing one state, as in PyTorch, which warns that this will be an error in "
+            "future (github.com/pytorch/pytorch/issues/40967)\n",
+            fn, again->group, zg_tensor_name(again->p), first->index, again->index);
+}
+
+/* Fails if a parameter of the new groups is also in another group (of
+ * opt, which may be NULL, or a new one), and gives each new listing the
+ * global index of its parameter's first listing (canon[k] for the k-th
+ * new listing; its own index unless its group lists it earlier). A group
+ * may list a parameter twice, as PyTorch 2.x allows with a warning. Sorting
+ * keeps this O(n log n) for models with many parameter tensors. */
+static int index_params(const char *fn, const zg_optim *opt, const zg_param_group *groups, int n_groups,
+                        int first_group, int *canon) {
+    const int base = opt ? opt->n_params : 0;
+    size_t n = (size_t)base;
     for (int g = 0; g < n_groups; g++) n += (size_t)groups[g].n_params;
-    if (n < 2) return ZG_OK;
-    param_ref *refs = zg__malloc(n * sizeof *refs);
+    param_ref *refs = zg__malloc((n + 1) * sizeof *refs);
     if (!refs) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     size_t k = 0;
     if (opt)
         for (int g = 0; g < opt->n_groups; g++)
             for (int i = 0; i < opt->groups[g].n; i++)
-                refs[k++] = (param_ref){opt->params[opt->groups[g].first + i], g, i};
+                refs[k] = (param_ref){opt->params[opt->groups[g].first + i], g, i, (int)k}, k++;
     for (int g = 0; g < n_groups; g++)
-        for (int i = 0; i < groups[g].n_params; i++) refs[k++] = (param_ref){groups[g].params[i], first_group + g, i};
+        for (int i = 0; i < groups[g].n_params; i++)
+            refs[k] = (param_ref){groups[g].params[i], first_group + g, i, (int)k}, k++;
     qsort(refs, n, sizeof *refs, cmp_ref);
     int rc = ZG_OK;
-    for (size_t i = 1; i < n; i++) {
-        if (refs[i].p != refs[i - 1].p) continue;
-        rc = zg__fail(ZG_ERR_ARG,
-                      "%s: parameter '%s' appears more than once (group %d index %d and group %d index %d); a "
-                      "parameter may belong to one group only",
-                      fn, zg_tensor_name(refs[i].p), refs[i - 1].group, refs[i - 1].index, refs[i].group,
-                      refs[i].index);
-        break;
+    const param_ref *repeated = NULL, *first = refs;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (refs[i].p != first->p) first = &refs[i];
+        if (first->group != refs[i].group)
+            rc = zg__fail(ZG_ERR_ARG,
+                          "%s: parameter '%s' appears in more than one group (group %d index %d and group %d index "
+                          "%d); a parameter may belong to one group only",
+                          fn, zg_tensor_name(refs[i].p), first->group, first->index, refs[i].group, refs[i].index);
+        else if (first != &refs[i] && !repeated)
+            repeated = &refs[i];
+        if (refs[i].global >= base) canon[refs[i].global - base] = first->global;
     }
+    if (!rc && repeated) warn_repeated(fn, repeated - 1, repeated);
     free(refs);
     return rc;
 }
@@ -272,16 +287,22 @@ static int reserve(zg_optim *opt, int add_groups, int add_params) {
         zg__param_state *s = zg__realloc(opt->state, (size_t)cap * sizeof *s);
         if (!s) return ZG_ERR_NOMEM;
         opt->state = s;
+        int *c = zg__realloc(opt->canon, (size_t)cap * sizeof *c);
+        if (!c) return ZG_ERR_NOMEM;
+        opt->canon = c;
         opt->cap_params = cap;
     }
     return ZG_OK;
 }
 
+/* Appends group g (its listings' first listings already in opt->canon,
+ * see index_params). */
 static void append_group(zg_optim *opt, const zg_param_group *g, const double *hp) {
     zg__group *ng = &opt->groups[opt->n_groups++];
     ng->first = opt->n_params;
     ng->n = g->n_params;
     memcpy(ng->hp, hp, sizeof ng->hp);
+    memset(&ng->sched, 0, sizeof ng->sched);
     for (int i = 0; i < g->n_params; i++) {
         opt->params[opt->n_params] = g->params[i];
         memset(&opt->state[opt->n_params], 0, sizeof opt->state[0]);
@@ -313,15 +334,16 @@ static zg_optim *create(const char *fn, zg_optim_kind kind, const zg_param_group
             return NULL;
         }
     }
-    if (check_duplicates(fn, NULL, groups, n_groups, 0)) {
-        free(hps);
-        return NULL;
-    }
     zg_optim *opt = zg__calloc(1, sizeof *opt);
     if (!opt || reserve(opt, n_groups, (int)total)) {
         free(hps);
         zg_optim_free(opt);
         return zg__fail_null("%s: out of memory", fn);
+    }
+    if (index_params(fn, NULL, groups, n_groups, 0, opt->canon)) {
+        free(hps);
+        zg_optim_free(opt);
+        return NULL;
     }
     opt->kind = kind;
     memcpy(opt->defaults, defaults, sizeof defaults);
@@ -374,9 +396,11 @@ int zg_optim_add_param_group(zg_optim *opt, const zg_param_group *group) {
     double hp[ZG_HP_COUNT];
     int rc = prepare_group(fn, zg__optim_kind_of(opt->kind), opt->defaults, group, opt->n_groups, hp);
     if (rc) return rc;
-    rc = check_duplicates(fn, opt, group, 1, opt->n_groups);
-    if (rc) return rc;
+    /* Growing the arrays changes nothing the caller sees, also when the
+     * group is refused next. */
     if (reserve(opt, 1, group->n_params)) return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
+    rc = index_params(fn, opt, group, 1, opt->n_groups, opt->canon + opt->n_params);
+    if (rc) return rc;
     append_group(opt, group, hp);
     return ZG_OK;
 }
@@ -391,6 +415,7 @@ void zg_optim_free(zg_optim *opt) {
     zg__emit_optim_free(opt, opt->params, opt->n_params); /* event: a listener forgets it */
     for (int i = 0; i < opt->n_params; i++) zg__optim_state_clear(&opt->state[i]);
     free(opt->state);
+    free(opt->canon);
     free(opt->params);
     free(opt->groups);
     free(opt);
@@ -420,6 +445,16 @@ zg_tensor *zg__optim_buffer(zg__param_state *st, zg__buf_id id, const zg_tensor 
     return b;
 }
 
+/* The state every listing of parameter i shares: its first listing's. */
+static zg__param_state *state_of(const zg_optim *opt, int i) { return &opt->state[opt->canon[i]]; }
+
+/* The step's buffers count as made for it until the step ends, so that a
+ * parameter listed twice starts its momentum from each listing's gradient
+ * on its first step, as PyTorch's SGD does. */
+static void end_fresh(zg_optim *opt) {
+    for (int i = 0; i < opt->n_params; i++) opt->state[i].fresh = 0;
+}
+
 /* The reservation pass of a step: every state buffer the step needs, made
  * before any parameter moves. When one cannot be made, those made here are
  * freed again, so a failed step leaves the state as it was. */
@@ -428,7 +463,7 @@ static int reserve_state(zg_optim *opt, zg__update_fn update) {
     for (int g = 0; g < opt->n_groups && !rc; g++) {
         const zg__group *grp = &opt->groups[g];
         for (int i = grp->first; i < grp->first + grp->n && !rc; i++)
-            if (opt->params[i]->grad_defined) rc = update(opt->params[i], NULL, &opt->state[i], grp->hp);
+            if (opt->params[i]->grad_defined) rc = update(opt->params[i], NULL, state_of(opt, i), grp->hp);
     }
     for (int i = 0; rc && i < opt->n_params; i++) {
         zg__param_state *st = &opt->state[i];
@@ -437,37 +472,37 @@ static int reserve_state(zg_optim *opt, zg__update_fn update) {
                 zg_tensor_free(st->buf[b]);
                 st->buf[b] = NULL;
             }
-        st->fresh = 0;
     }
+    if (rc) end_fresh(opt);
     return rc;
 }
 
+/* Every listing in order; a parameter listed twice is updated twice, its
+ * step count advancing at each (PyTorch's loop over the group's list). */
 int zg_optim_step(zg_optim *opt) {
     if (!opt) return zg__fail(ZG_ERR_ARG, "zg_optim_step: optimizer is NULL");
     if (zg__emit_step(opt, opt->params, opt->n_params)) return ZG_ERR_STATE; /* a listener refuses (stale grads) */
     zg__update_fn update = zg__optim_kind_of(opt->kind)->update;
     int rc = reserve_state(opt, update);
-    if (rc) return rc;
-    for (int g = 0; g < opt->n_groups; g++) {
+    for (int g = 0; g < opt->n_groups && !rc; g++) {
         const zg__group *grp = &opt->groups[g];
-        for (int i = grp->first; i < grp->first + grp->n; i++) {
+        for (int i = grp->first; i < grp->first + grp->n && !rc; i++) {
             zg_tensor *p = opt->params[i];
             /* None: no update, no decay, no state created or advanced. */
             if (!p->grad_defined) continue;
-            zg__param_state *st = &opt->state[i];
+            zg__param_state *st = state_of(opt, i);
             zg__param_state before = *st;
             st->active = true;
             st->step++;
             rc = update(p, p->grad, st, grp->hp);
-            st->fresh = 0;
             if (rc) {
                 st->active = before.active;
                 st->step = before.step;
-                return rc;
             }
         }
     }
-    return ZG_OK;
+    end_fresh(opt);
+    return rc;
 }
 
 /* ---- accessors ---------------------------------------------------------- */
@@ -541,7 +576,8 @@ int64_t zg_optim_state_step(const zg_optim *opt, int param_index) {
     if (param_index < 0 || param_index >= opt->n_params)
         return zg__fail(ZG_ERR_ARG, "zg_optim_state_step: parameter index %d out of range (%d parameters)",
                         param_index, opt->n_params);
-    return opt->state[param_index].active ? opt->state[param_index].step : -1;
+    const zg__param_state *st = state_of(opt, param_index);
+    return st->active ? st->step : -1;
 }
 
 int zg__optim_buf_id(const char *name) {
@@ -559,6 +595,6 @@ zg_tensor *zg_optim_state_buffer(const zg_optim *opt, int param_index, const cha
     const zg__optim_kind_info *ki = zg__optim_kind_of(opt->kind);
     if (b < 0 || !(ki->buf_mask & BUF_BIT(b)))
         return zg__fail_null("%s: %s has no state buffer '%s'", fn, ki->name, name);
-    const zg__param_state *st = &opt->state[param_index];
+    const zg__param_state *st = state_of(opt, param_index);
     return st->active ? st->buf[b] : NULL;
 }

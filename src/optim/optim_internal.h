@@ -27,12 +27,26 @@ typedef struct {
     unsigned fresh; /* BUF_BITs of buffers made for the step under way, not yet used */
 } zg__param_state;
 
+/* What PyTorch keeps in a param_group for its schedulers: 'initial_lr',
+ * set by the first scheduler made on the optimizer (OneCycleLR overwrites
+ * it) and then the base lr of every later one, for the group's lifetime
+ * (saved with the optimizer's state); OneCycleLR's 'max_lr', 'min_lr',
+ * 'max_momentum' and 'base_momentum'. */
+typedef struct {
+    bool has_initial;
+    double initial_lr;
+    double max_lr, min_lr;
+    double max_momentum, base_momentum;
+} zg__sched_extra;
+
 /* A parameter group: a contiguous range of opt->params plus its
- * hyperparameters (indexed by zg_hparam; booleans are 0 / 1). */
+ * hyperparameters (indexed by zg_hparam; booleans are 0 / 1) and its
+ * schedulers' values. */
 typedef struct {
     int first;
     int n;
     double hp[ZG_HP_COUNT];
+    zg__sched_extra sched;
 } zg__group;
 
 struct zg_optim {
@@ -41,7 +55,9 @@ struct zg_optim {
     zg__group *groups;
     int n_groups, cap_groups;
     zg_tensor **params;     /* every parameter, groups in order */
-    zg__param_state *state; /* parallel to params */
+    zg__param_state *state; /* parallel to params; a repeated listing's slot stays unused */
+    int *canon;             /* parallel to params: the index of the parameter's first
+                             * listing, whose state every listing shares */
     int n_params, cap_params;
 };
 

@@ -4,6 +4,7 @@
 #include "optim_internal.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 
 /* File layout. Tensors: "state.<i>.step" (int64, 0-dim) and
@@ -11,7 +12,11 @@
  * i that has state. Metadata: "format", "kind", "num_groups", and per group
  * g "param_groups.<g>.params" (comma-separated global indices) and
  * "param_groups.<g>.<hyperparameter>" for each hyperparameter of the kind
- * (printed with 17 significant digits, so values round-trip exactly). */
+ * (printed with 17 significant digits, so values round-trip exactly), and
+ * "param_groups.<g>.initial_lr" once a scheduler has set it (PyTorch's
+ * param_group key; a file without it loads, leaving the group's as it
+ * is). A parameter a group lists twice has its state under its first
+ * listing's index. */
 #define OPTIM_FORMAT "zgrad.optim.v1"
 
 static char *str_dup(const char *s) {
@@ -92,6 +97,10 @@ static int save_meta(const zg_optim *opt, const zg__optim_kind_info *ki, char **
             keys[m] = str_printf("param_groups.%d.%s", g, zg__hp_names[k]);
             vals[m++] = str_printf("%.17g", opt->groups[g].hp[k]);
         }
+        if (opt->groups[g].sched.has_initial) {
+            keys[m] = str_printf("param_groups.%d.initial_lr", g);
+            vals[m++] = str_printf("%.17g", opt->groups[g].sched.initial_lr);
+        }
     }
     *count = m;
     for (int i = 0; i < m; i++)
@@ -110,7 +119,7 @@ int zg_optim_save(const zg_optim *opt, const char *path) {
         for (int b = 0; b < ZG__BUF_COUNT; b++) n_t += opt->state[i].buf[b] != NULL;
     }
     for (int k = 0; k < ZG_HP_COUNT; k++) n_hp += zg__hp_valid_for(ki, k);
-    const int n_m = 3 + opt->n_groups * (1 + n_hp);
+    const int n_m = 3 + opt->n_groups * (2 + n_hp);
     zg_tensor **tensors = zg__calloc((size_t)n_t + 1, sizeof *tensors);
     char **names = zg__calloc((size_t)n_t + 1, sizeof *names);
     bool *owned = zg__calloc((size_t)n_t + 1, sizeof *owned);
@@ -183,6 +192,7 @@ typedef struct {
     const zg__optim_kind_info *ki;
     int *pos;
     double *hps;
+    double *initial; /* per group, NAN when the file has none */
     loaded_state *ls;
 } load_ctx;
 
@@ -265,6 +275,11 @@ static int load_group_hparams(const zg_optim *opt, const load_ctx *c, int g) {
     }
     if (!zg__optim_check_hparams(c->ki, hp, msg, sizeof msg))
         return load_fail(ZG_ERR_FORMAT, "'%s': group %d: %s", c->path, g, msg);
+    snprintf(key, sizeof key, "param_groups.%d.initial_lr", g);
+    const char *v = zg_safetensors_metadata(c->st, key);
+    c->initial[g] = NAN;
+    if (v && (!parse_double(v, &c->initial[g]) || !(c->initial[g] >= 0 && isfinite(c->initial[g]))))
+        return load_fail(ZG_ERR_FORMAT, "'%s': metadata '%s' is not a finite number >= 0", c->path, key);
     return ZG_OK;
 }
 
@@ -283,7 +298,13 @@ static int load_entry(const zg_optim *opt, const load_ctx *c, int t) {
     if (id >= opt->n_params || c->pos[id] < 0)
         return load_fail(ZG_ERR_FORMAT, "'%s': entry '%s' names parameter %d, which is in no group", path, name, id);
     const char *what = dot + 1;
-    loaded_state *l = &c->ls[c->pos[id]];
+    const int at = c->pos[id];
+    if (opt->canon[at] != at)
+        return load_fail(ZG_ERR_FORMAT,
+                         "'%s': entry '%s' is state of parameter %d, which its group lists again there; a parameter "
+                         "listed twice keeps its state at its first listing (%d)",
+                         path, name, at, opt->canon[at]);
+    loaded_state *l = &c->ls[at];
     if (strcmp(what, "step") == 0) {
         /* The count goes on from here: bounded, so that it cannot overflow. */
         if (x->dtype != ZG_INT64 || x->numel != 1 || zg__i64(x)[0] < 0 || zg__i64(x)[0] > ZG__MAX_COUNT)
@@ -327,11 +348,12 @@ static int load_check_keys(const zg_optim *opt, const load_ctx *c) {
         const char *dot = g ? strchr(g, '.') : NULL;
         int id;
         if (dot && parse_index(g, (size_t)(dot - g), &id) && id < opt->n_groups &&
-            (!strcmp(dot + 1, "params") || hp_key(c->ki, dot + 1)))
+            (!strcmp(dot + 1, "params") || !strcmp(dot + 1, "initial_lr") || hp_key(c->ki, dot + 1)))
             continue;
         return load_fail(ZG_ERR_FORMAT,
                          "'%s': unexpected metadata '%s' (expected format, kind, num_groups and "
-                         "param_groups.<group>.<params or a hyperparameter of %s>, groups 0..%d without leading zeros)",
+                         "param_groups.<group>.<params, initial_lr or a hyperparameter of %s>, groups 0..%d without "
+                         "leading zeros)",
                          c->path, k, c->ki->name, opt->n_groups - 1);
     }
     return ZG_OK;
@@ -377,8 +399,12 @@ static int load_apply(zg_optim *opt, const load_ctx *c) {
     free(opt->state);
     opt->state = ns;
     opt->cap_params = n; /* the state array's size; reserve() regrows both arrays */
-    for (int g = 0; g < opt->n_groups; g++)
+    for (int g = 0; g < opt->n_groups; g++) {
         memcpy(opt->groups[g].hp, c->hps + (size_t)g * ZG_HP_COUNT, sizeof opt->groups[g].hp);
+        if (isnan(c->initial[g])) continue;
+        opt->groups[g].sched.has_initial = true;
+        opt->groups[g].sched.initial_lr = c->initial[g];
+    }
     return ZG_OK;
 }
 
@@ -397,8 +423,9 @@ int zg_optim_load(zg_optim *opt, const char *path) {
     if (!rc) {
         c.pos = zg__malloc(((size_t)n + 1) * sizeof *c.pos);
         c.hps = zg__malloc(((size_t)opt->n_groups + 1) * ZG_HP_COUNT * sizeof *c.hps);
+        c.initial = zg__malloc(((size_t)opt->n_groups + 1) * sizeof *c.initial);
         c.ls = zg__calloc((size_t)n + 1, sizeof *c.ls);
-        if (!c.pos || !c.hps || !c.ls) rc = load_fail(ZG_ERR_NOMEM, "out of memory");
+        if (!c.pos || !c.hps || !c.initial || !c.ls) rc = load_fail(ZG_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; !rc && i < n; i++) c.pos[i] = -1;
     for (int g = 0; !rc && g < opt->n_groups; g++) {
@@ -411,6 +438,7 @@ int zg_optim_load(zg_optim *opt, const char *path) {
     zg_safetensors_free(c.st);
     free(c.pos);
     free(c.hps);
+    free(c.initial);
     free(c.ls);
     return rc;
 }

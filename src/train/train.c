@@ -82,6 +82,12 @@ static const char *amp_name(int amp) {
 
 /* ---- resuming ---------------------------------------------------------------- */
 
+/* Whether the run's schedule was laid out over its length (a plateau
+ * schedule follows the test loss instead, so a resume may add epochs). */
+static bool sized_schedule(const zg_train_config *c) {
+    return c->schedule[0] && strncmp(c->schedule, "plateau", 7) != 0;
+}
+
 /* The options a checkpoint must agree with for the run to continue
  * exactly; every difference is listed. */
 static int check_match(const trainer *t, const zg__ckpt_state *s, const char *ckpt) {
@@ -145,12 +151,12 @@ static int check_match(const trainer *t, const zg__ckpt_state *s, const char *ck
         if (s->text_vocab != (int)c->text_vocab || s->val_fraction != c->val_fraction)
             MISMATCH("the text's vocabulary or validation fraction differs (%s, %g in the checkpoint)",
                      s->text_vocab == ZG_TEXT_BYTE ? "byte" : "char", s->val_fraction);
-        if (c->schedule[0] && s->iters != c->iters)
+        if (sized_schedule(c) && s->iters != c->iters)
             MISMATCH("the schedule spans %lld steps in the checkpoint, %lld here", (long long)s->iters,
                      (long long)c->iters);
     }
     /* The schedule's length was derived from the planned epochs. */
-    if (c->model != ZG_MODEL_GPT && c->schedule[0] && !strcmp(s->schedule, c->schedule) && s->epochs != c->epochs)
+    if (c->model != ZG_MODEL_GPT && sized_schedule(c) && !strcmp(s->schedule, c->schedule) && s->epochs != c->epochs)
         MISMATCH("the schedule spans %d epochs in the checkpoint, %d here", s->epochs, c->epochs);
 #undef MISMATCH
     if (n) return zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint '%s' does not match this run: %s", ckpt, msg);
@@ -470,8 +476,9 @@ static int window_step(trainer *t, bool flush) {
     if (zg_accum_pending(t->acc) == 0) return ZG_OK;
     int rc = flush ? zg_accum_flush(t->acc, &stepped) : zg_accum_step(t->acc, &stepped);
     /* The scheduler follows the optimizer's step count, also when the
-     * scaler skipped a step for inf/NaN grads (as PyTorch's recipe). */
-    if (!rc && t->sched) rc = zg_sched_step(t->sched);
+     * scaler skipped a step for inf/NaN grads (as PyTorch's recipe);
+     * ReduceLROnPlateau steps per epoch instead (feed_plateau). */
+    if (!rc && t->sched && !zg_sched_needs_metric(t->sched)) rc = zg_sched_step(t->sched);
     if (rc) return rc;
     t->st.epoch_steps++;
     t->st.global_step++;
@@ -594,6 +601,15 @@ static void log_epoch(const trainer *t, const zg__epoch_metrics *m, int64_t unit
     fflush(t->cfg.log);
 }
 
+/* --schedule plateau: ReduceLROnPlateau hears the epoch's test (or
+ * validation) loss, as PyTorch's scheduler.step(val_loss) after
+ * evaluating; the checkpoint that follows holds its state. */
+static int feed_plateau(trainer *t, double test_loss) {
+    if (!t->sched || !zg_sched_needs_metric(t->sched)) return ZG_OK;
+    int rc = zg_sched_step_metric(t->sched, test_loss);
+    return rc ? fail_with(rc, "zg_train_run: the plateau schedule") : ZG_OK;
+}
+
 /* After the epoch's batches: evaluation, the epoch's metrics, the
  * checkpoint and the other files, the log line. */
 static int finish_epoch(trainer *t, double mean_loss, double t0, double before) {
@@ -616,6 +632,7 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
         .r2 = t->src.d.task == ZG_TASK_REGRESS,
     };
     rc = push_metrics(t, &m);
+    if (!rc) rc = feed_plateau(t, test_loss);
     if (rc) return rc;
     if (is_lm(t)) s->lm_batches += s->next_batch;
     s->epoch++;

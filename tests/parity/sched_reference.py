@@ -13,6 +13,10 @@ reads back bit for bit):
                              then, unless mom is none, each group's momentum
                              or beta1; line 0 after construction, line i
                              after the i-th optimizer.step(); scheduler.step()
+                             (ReduceLROnPlateau: step(metric) with the i-th
+                             of the metrics the desc lists; the scenarios
+                             of initial_lr: one line per construction and
+                             per step, in the order the desc tells)
   end
 
   clip NAME norm_type T max_norm M params P
@@ -23,6 +27,9 @@ reads back bit for bit):
   end
 
 Written against Debian's torch 1.13 (torch.optim.lr_scheduler there).
+Every sequence here is the same under PyTorch 2.x (checked by running
+this script with both); the few where 2.x differs are in
+optim_reference_torch2.py.
 """
 import math
 import os
@@ -50,9 +57,21 @@ def optim(kind, lrs, **kw):
     raise ValueError(kind)
 
 
-def run(out, name, desc, opt, make, steps, mom="none", drivers=None):
+def lrs_row(opt):
+    return " ".join(repr(float(g["lr"])) for g in opt.param_groups)
+
+
+def emit(out, name, desc, groups, rows):
+    out.append("scenario %s groups %d steps %d mom none" % (name, groups, len(rows) - 1))
+    out.append("desc " + desc)
+    out.extend(rows)
+    out.append("end")
+
+
+def run(out, name, desc, opt, make, steps, mom="none", metrics=None):
     """make(opt) -> the scheduler(s) to step after each optimizer step; the
-    recorded lr is the optimizer's (what the last scheduler wrote)."""
+    recorded lr is the optimizer's (what the last scheduler wrote).
+    metrics: ReduceLROnPlateau's, one per step."""
     scheds = make(opt)
     if not isinstance(scheds, list):
         scheds = [scheds]
@@ -60,8 +79,10 @@ def run(out, name, desc, opt, make, steps, mom="none", drivers=None):
 
     def row():
         vals = [g["lr"] for g in opt.param_groups]
-        # the scheduler's own record must agree with the groups
-        assert vals == list(scheds[-1].get_last_lr()), (name, vals, scheds[-1].get_last_lr())
+        # the scheduler's own record must agree with the groups (1.13's
+        # ReduceLROnPlateau has none before its first step)
+        if hasattr(scheds[-1], "_last_lr"):
+            assert vals == list(scheds[-1]._last_lr), (name, vals, scheds[-1]._last_lr)
         if key:
             vals += [key(g) for g in opt.param_groups]
         return " ".join(repr(float(v)) for v in vals)
@@ -69,12 +90,128 @@ def run(out, name, desc, opt, make, steps, mom="none", drivers=None):
     out.append("scenario %s groups %d steps %d mom %s" % (name, len(opt.param_groups), steps, mom))
     out.append("desc " + desc)
     out.append(row())
-    for _ in range(steps):
+    for i in range(steps):
         opt.step()
         for s in scheds:
-            s.step()
+            if metrics is None:
+                s.step()
+            else:
+                s.step(metrics[i])
         out.append(row())
     out.append("end")
+
+
+def steps_rows(opt, sched, n):
+    rows = []
+    for _ in range(n):
+        opt.step()
+        sched.step()
+        rows.append(lrs_row(opt))
+    return rows
+
+
+def step_lr_first(opt):
+    """StepLR(2, 0.5) for 4 steps, then freed: the rows."""
+    s = S.StepLR(opt, 2, 0.5)
+    return [lrs_row(opt)] + steps_rows(opt, s, 4)
+
+
+def initial_lr_scenarios(out):
+    """A scheduler made after another was freed starts from the groups'
+    initial_lr, which the first scheduler set and the optimizer's
+    state_dict keeps."""
+    opt = optim("sgd", [0.1])
+    rows = step_lr_first(opt)
+    c = S.CosineAnnealingLR(opt, 6, 0.001)
+    rows += [lrs_row(opt)] + steps_rows(opt, c, 8)
+    emit(out, "after_free", "SGD lr 0.1; StepLR(2, 0.5) 4 steps, freed; CosineAnnealingLR(T_max=6, eta_min=0.001) "
+         "8 steps", 1, rows)
+
+    opt = optim("sgd", [0.1, 0.05])
+    rows = step_lr_first(opt)
+    q = S.SequentialLR(opt, [S.LinearLR(opt, 0.5, 1.0, 3), S.CosineAnnealingLR(opt, 8)], [3])
+    rows += [lrs_row(opt)] + steps_rows(opt, q, 12)
+    emit(out, "seq_after_free", "SGD lrs 0.1 0.05; StepLR(2, 0.5) 4 steps, freed; SequentialLR([LinearLR(0.5, 1, 3), "
+         "CosineAnnealingLR(T_max=8)], milestones=[3]) 12 steps", 2, rows)
+
+    opt = optim("sgd", [0.1, 0.05])
+    rows = step_lr_first(opt)
+    state = opt.state_dict()
+    opt2 = optim("sgd", [0.1, 0.05])
+    opt2.load_state_dict(state)
+    c = S.CosineAnnealingLR(opt2, 6, 0.001)
+    rows += [lrs_row(opt2)] + steps_rows(opt2, c, 8)
+    emit(out, "resume_opt_state", "SGD lrs 0.1 0.05; StepLR(2, 0.5) 4 steps; a new SGD loads the optimizer's "
+         "state_dict; CosineAnnealingLR(T_max=6, eta_min=0.001) 8 steps", 2, rows)
+
+    opt = optim("sgd", [0.1], momentum=0.9)
+    s = S.OneCycleLR(opt, 0.5, total_steps=10)
+    rows = [lrs_row(opt)] + steps_rows(opt, s, 5)
+    del s
+    c = S.CosineAnnealingLR(opt, 6)
+    rows += [lrs_row(opt)] + steps_rows(opt, c, 8)
+    emit(out, "onecycle_then_cosine", "SGD lr 0.1 momentum 0.9; OneCycleLR(max_lr=0.5, total_steps=10) 5 steps, "
+         "freed; CosineAnnealingLR(T_max=6) 8 steps", 1, rows)
+
+
+PLATEAU_MIN = [1.0, 0.9, 0.95, 0.95, 0.899, 0.9, 0.9, 0.9, 0.7, 0.71, 0.72, 0.73, 0.74, 0.75, 0.69, 0.7, 0.7, 0.7,
+               0.7, 0.7, float("nan"), 0.7, 0.7, 0.7]
+PLATEAU_MAX = [0.1, 0.2, 0.22, 0.3, 0.3, 0.3, 0.36, 0.4, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41, 0.41]
+
+
+def metrics_text(m):
+    return " ".join(repr(v) for v in m)
+
+
+def new_scenarios(out):
+    """The schedulers added in zgrad after StepLR ... SequentialLR."""
+    run(out, "exponential", "SGD lrs 0.1 0.05; ExponentialLR(gamma=0.9)",
+        optim("sgd", [0.1, 0.05]), lambda o: S.ExponentialLR(o, 0.9), 20)
+    run(out, "multistep", "SGD lr 0.1; MultiStepLR(milestones=[7, 3, 12, 7], gamma=0.5)",
+        optim("sgd", [0.1]), lambda o: S.MultiStepLR(o, [7, 3, 12, 7], 0.5), 16)
+    run(out, "multistep_zero", "SGD lr 0.1; MultiStepLR(milestones=[0, 4], gamma=0.1)",
+        optim("sgd", [0.1]), lambda o: S.MultiStepLR(o, [0, 4], 0.1), 6)
+    run(out, "constant", "SGD lrs 0.1 0.02; ConstantLR(factor=0.25, total_iters=4)",
+        optim("sgd", [0.1, 0.02]), lambda o: S.ConstantLR(o, 0.25, 4), 8)
+    run(out, "polynomial", "SGD lr 0.1; PolynomialLR(total_iters=8, power=2)",
+        optim("sgd", [0.1]), lambda o: S.PolynomialLR(o, 8, 2.0), 12)
+    run(out, "polynomial_09", "Adam lr 0.01; PolynomialLR(total_iters=10, power=0.9)",
+        optim("adam", [0.01]), lambda o: S.PolynomialLR(o, 10, 0.9), 12)
+    run(out, "lambda", "SGD lrs 0.1 0.05; LambdaLR([0.95 ** e, 1 / (1 + e)])",
+        optim("sgd", [0.1, 0.05]), lambda o: S.LambdaLR(o, [lambda e: 0.95 ** e, lambda e: 1.0 / (1.0 + e)]), 15)
+    run(out, "multiplicative", "SGD lr 0.1; MultiplicativeLR(0.9 if e % 3 == 0 else 0.99)",
+        optim("sgd", [0.1]), lambda o: S.MultiplicativeLR(o, lambda e: 0.9 if e % 3 == 0 else 0.99), 12)
+    run(out, "warm_restarts", "SGD lr 0.1; CosineAnnealingWarmRestarts(T_0=3, T_mult=2, eta_min=0.001)",
+        optim("sgd", [0.1]), lambda o: S.CosineAnnealingWarmRestarts(o, 3, 2, 0.001), 25)
+    run(out, "warm_restarts_one", "SGD lrs 0.1 0.05; CosineAnnealingWarmRestarts(T_0=4)",
+        optim("sgd", [0.1, 0.05]), lambda o: S.CosineAnnealingWarmRestarts(o, 4), 14)
+    run(out, "chained_new", "SGD lr 1.0; ChainedScheduler([ConstantLR(factor=0.1, total_iters=2), "
+        "ExponentialLR(gamma=0.9)])", optim("sgd", [1.0]),
+        lambda o: S.ChainedScheduler([S.ConstantLR(o, 0.1, 2), S.ExponentialLR(o, 0.9)]), 10)
+    run(out, "chained_three", "SGD lr 0.1 momentum 0.9; ChainedScheduler([LinearLR(0.5, 1, 4), "
+        "CosineAnnealingWarmRestarts(T_0=5), MultiStepLR([6], 0.5), OneCycleLR(max_lr=0.3, total_steps=14)])",
+        optim("sgd", [0.1], momentum=0.9),
+        lambda o: S.ChainedScheduler([S.LinearLR(o, 0.5, 1.0, 4), S.CosineAnnealingWarmRestarts(o, 5),
+                                      S.MultiStepLR(o, [6], 0.5), S.OneCycleLR(o, 0.3, total_steps=14)]),
+        14, "momentum")
+    run(out, "seq_new", "SGD lr 0.1; SequentialLR([ConstantLR(0.1, 3), ExponentialLR(0.9)], milestones=[3])",
+        optim("sgd", [0.1]),
+        lambda o: S.SequentialLR(o, [S.ConstantLR(o, 0.1, 3), S.ExponentialLR(o, 0.9)], [3]), 12)
+    run(out, "seq_poly_restarts", "SGD lr 0.1; SequentialLR([PolynomialLR(4, 1), CosineAnnealingWarmRestarts(T_0=3, "
+        "T_mult=2)], milestones=[4])", optim("sgd", [0.1]),
+        lambda o: S.SequentialLR(o, [S.PolynomialLR(o, 4, 1.0), S.CosineAnnealingWarmRestarts(o, 3, 2)], [4]), 16)
+    run(out, "plateau_min", "SGD lrs 0.1 0.05; ReduceLROnPlateau(mode=min, factor=0.5, patience=2, threshold=0.01, "
+        "threshold_mode=rel, cooldown=1, min_lr=[0.01, 0.02]) fed " + metrics_text(PLATEAU_MIN),
+        optim("sgd", [0.1, 0.05]),
+        lambda o: S.ReduceLROnPlateau(o, "min", 0.5, 2, 0.01, "rel", 1, [0.01, 0.02]), len(PLATEAU_MIN),
+        metrics=PLATEAU_MIN)
+    run(out, "plateau_max_abs", "SGD lr 0.1; ReduceLROnPlateau(mode=max, factor=0.3, patience=1, threshold=0.05, "
+        "threshold_mode=abs, min_lr=0.001, eps=0.001) fed " + metrics_text(PLATEAU_MAX),
+        optim("sgd", [0.1]),
+        lambda o: S.ReduceLROnPlateau(o, "max", 0.3, 1, 0.05, "abs", 0, 0.001, 1e-3), len(PLATEAU_MAX),
+        metrics=PLATEAU_MAX)
+    run(out, "plateau_defaults", "SGD lr 0.1; ReduceLROnPlateau() fed 1.0 25 times",
+        optim("sgd", [0.1]), lambda o: S.ReduceLROnPlateau(o), 25, metrics=[1.0] * 25)
 
 
 def scenarios(out):
@@ -178,6 +315,8 @@ def main():
     torch.set_num_threads(1)
     out = ["# PyTorch %s reference for tests/test_clip_sched.c" % torch.__version__]
     scenarios(out)
+    initial_lr_scenarios(out)
+    new_scenarios(out)
     clips(out)
     path = os.path.join(outdir, "sched_reference.txt")
     tmp = path + ".tmp"
