@@ -25,7 +25,7 @@ CPPFLAGS_BASE = -Iinclude -Isrc -I$(BUILD)/gen
 OPENBLAS_OMP_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_OMP_FLAGS = -L$(OPENBLAS_OMP_DIR) -Wl,-rpath,$(OPENBLAS_OMP_DIR)
 BLAS_LIBS := $(if $(wildcard $(OPENBLAS_OMP_DIR)/libopenblas.so),$(BLAS_OMP_FLAGS)) -lopenblas
-LDLIBS_BASE = $(BLAS_LIBS) -lprotobuf-c -lz -lm -lpthread
+LDLIBS_BASE = $(BLAS_LIBS) -lprotobuf-c -lpng -ljpeg -lz -lm -lpthread
 # `omp simd` is a vectorisation hint; clang warns when it cannot honour it
 # (at -O1 under the sanitizers), which is no defect of the code.
 CLANG_FLAGS := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo -Wno-pass-failed)
@@ -99,10 +99,10 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 tests: $(TESTS)
 # The CLI tests run the zgrad binary of their own build directory.
 $(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_onnx $(BUILD)/tests/test_train_gpt \
-	$(BUILD)/tests/test_model_file: $(BUILD)/zgrad
+	$(BUILD)/tests/test_model_file $(BUILD)/tests/test_your_data: $(BUILD)/zgrad
 # It installs the build (scripts/install) and builds a CMake project on it.
 $(BUILD)/tests/test_ecosystem: $(BUILD)/zgrad $(BUILD)/libzgrad.so
-$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h $(BUILD)/libzgrad.a
+$(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h tests/image_writer.h $(BUILD)/libzgrad.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_COMMON) -o $@ $(BUILD)/libzgrad.a $(LDFLAGS_ALL) $(LDLIBS_BASE)
 
@@ -150,7 +150,7 @@ sanitize-build:
 test-sanitize: sanitize-build
 	scripts/run-tests build/san
 
-# libFuzzer + ASan/UBSan on the IDX and CSV parsers (clang's libFuzzer);
+# libFuzzer + ASan/UBSan on the IDX and CSV parsers and the PNG/JPEG decoding (clang's libFuzzer);
 # `make test` runs each target briefly, `make fuzz FUZZ_SECONDS=600` longer.
 FUZZ_SECONDS ?= 20
 fuzz:

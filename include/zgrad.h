@@ -701,7 +701,8 @@ ZG_API int zg_safetensors_write(const char *path, zg_tensor *const *tensors, con
 /* An in-memory labelled data set: samples (uint8 images kept as bytes and
  * normalised per batch, or float features) and int64 labels. */
 typedef struct zg_dataset zg_dataset;
-/* MNIST-format IDX files, gzipped or not (chosen by the content). */
+/* MNIST-format IDX files, gzipped or not (chosen by the content).
+ * labels_path NULL: images without labels (every label 0), to predict. */
 ZG_API zg_dataset *zg_dataset_load_idx(const char *images_path, const char *labels_path);
 /* Fashion-MNIST (or MNIST) from a directory holding
  * {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]. */
@@ -709,6 +710,77 @@ ZG_API zg_dataset *zg_dataset_load_mnist_dir(const char *dir, bool train);
 /* Numeric CSV: one row per sample, label_column holds the class index
  * (negative counts from the end); header: skip the first line. */
 ZG_API zg_dataset *zg_dataset_load_csv(const char *path, int label_column, bool header);
+
+/* What a data set's targets are: class indices (y int64 [B] from the
+ * loader) or regression values (y float32 [B, 1]). AUTO (loading only):
+ * classify when every target is an integer, else regress. */
+typedef enum { ZG_TASK_AUTO = 0, ZG_TASK_CLASSIFY = 1, ZG_TASK_REGRESS = 2 } zg_task;
+typedef struct {
+    /* The target column: a name of the header, else a 0-based index
+     * written in digits ("4"); NULL: no target (inputs to predict on,
+     * every label 0). */
+    const char *target;
+    zg_task task;
+    /* NULL: every column but the target is a feature, in file order, and
+     * must be numeric; else exactly these named columns, in this order
+     * (other columns are not read). */
+    const char *const *features;
+    int64_t n_features;
+} zg_csv_opts;
+/* A CSV file with a header row (the tabular data of `zgrad train --csv`):
+ * numeric features (samples of shape [F]) and the target column, parsed as
+ * zg_dataset_load_csv parses (quotes, \r\n, blank lines, gzip). Every
+ * error names the file, the line and the column. */
+ZG_API zg_dataset *zg_dataset_load_table(const char *path, const zg_csv_opts *opts);
+
+/* Image folders in torchvision's ImageFolder layout: one sub-folder per
+ * class, classes sorted by name (byte order, as Python sorts them); the
+ * PNG and JPEG files under each (sub-folders too, in os.walk's sorted
+ * order; other files are skipped, as ImageFolder skips them) are its
+ * samples, [C, H, W] as PyTorch lays them out. Every file is decoded once
+ * here (libpng, libjpeg-turbo; several threads): a bad file is an error
+ * naming it, and each image's pixel sums are kept for
+ * zg_dataset_compute_stats. The loader decodes them again batch by batch
+ * (in its prefetch thread), so memory holds the file names, not the
+ * pixels. Values are v / 255, normalised per channel with
+ * zg_dataset_set_normalization as torchvision's ToTensor then Normalize. */
+typedef struct {
+    int64_t height, width; /* 0: the first image's size; every image must have it (no resizing) */
+    int channels;          /* 0: 3 when any image has colour (grey repeated), else 1;
+                            * 1: colour becomes grey as PIL's convert("L"); 3 */
+    /* NULL: the folder's sub-folders are the classes; else the classes
+     * of a trained run, by name (a sub-folder not among them is an error;
+     * one may be missing). */
+    const char *const *classes;
+    int64_t n_classes;
+    /* true: every PNG and JPEG file under the path, or the path itself
+     * when it is a file, without labels (inputs to predict on). */
+    bool unlabelled;
+} zg_image_opts;
+ZG_API zg_dataset *zg_dataset_load_image_folder(const char *path, const zg_image_opts *opts);
+
+/* The task of a data set: CLASSIFY or REGRESS. */
+ZG_API zg_task zg_dataset_task(const zg_dataset *ds);
+/* Names: a table's feature i and its target column, an image folder's
+ * class k, image i's path; NULL when there is none. */
+ZG_API const char *zg_dataset_feature_name(const zg_dataset *ds, int64_t i);
+ZG_API const char *zg_dataset_target_name(const zg_dataset *ds);
+ZG_API const char *zg_dataset_class_name(const zg_dataset *ds, int64_t k);
+ZG_API const char *zg_dataset_sample_name(const zg_dataset *ds, int64_t i);
+/* Mean and standard deviation (population: divided by n) of each of the
+ * sample's shape[0] features (a table) or channels (images, of v / 255)
+ * over the data set, in double; a constant one gets std 1, so that it
+ * normalises to 0. */
+ZG_API int zg_dataset_compute_stats(const zg_dataset *ds, float *mean, float *std);
+/* The loader then delivers (x - mean[k]) / std[k] in float32 for feature
+ * or channel k (images: x = v / 255); NULL, NULL: none. Copied. */
+ZG_API int zg_dataset_set_normalization(zg_dataset *ds, const float *mean, const float *std);
+/* Rows (or images) drawn by a permutation from seed alone: the last
+ * round(val_fraction * n) of it validate, the rest train, each part in
+ * the data set's order. Both parts are new data sets (0 < val_fraction
+ * < 1, each part non-empty). */
+ZG_API int zg_dataset_split(const zg_dataset *ds, double val_fraction, uint64_t seed, zg_dataset **train,
+                            zg_dataset **val);
 ZG_API int64_t zg_dataset_size(const zg_dataset *ds);
 /* Shape of one sample (e.g. {1, 28, 28}); returns ndim. */
 ZG_API int zg_dataset_sample_shape(const zg_dataset *ds, int64_t shape[ZG_MAX_DIMS]);
@@ -751,7 +823,8 @@ typedef struct {
     bool shuffle;   /* a new order each epoch, from (seed, epoch) only */
     bool drop_last;
     uint64_t seed;
-    /* uint8 samples become (v/255 - mean) / std; float samples as is. */
+    /* uint8 samples become (v/255 - mean) / std; float samples as is (or
+     * with the data set's own normalization; image folders: theirs). */
     float mean, std;
     bool prefetch;  /* prepare the next batch on a background thread */
 } zg_loader_opts;
@@ -761,10 +834,12 @@ ZG_API zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts
 /* Starts epoch `epoch` (its order) at batch `start_batch` (resume). */
 ZG_API int zg_loader_start_epoch(zg_loader *ld, int64_t epoch, int64_t start_batch);
 ZG_API int64_t zg_loader_num_batches(const zg_loader *ld);
-/* Next batch: x float32 [B, sample shape...], y int64 [B], owned by the
- * loader and valid until the next call. Returns 1 with a batch, 0 at the
- * end of the epoch (and again until zg_loader_start_epoch), negative on
- * error. A new loader stands at epoch 0, batch 0. */
+/* Next batch: x float32 [B, sample shape...], y int64 [B] (regression:
+ * float32 [B, 1]), owned by the loader and valid until the next call.
+ * Returns 1 with a batch, 0 at the end of the epoch (and again until
+ * zg_loader_start_epoch), negative on error (an image that fails to
+ * decode: the message names it; the next call goes on with the next
+ * batch). A new loader stands at epoch 0, batch 0. */
 ZG_API int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y);
 /* Index of the next batch in the current epoch. */
 ZG_API int64_t zg_loader_position(const zg_loader *ld);
@@ -870,6 +945,23 @@ typedef struct {
     int64_t iters;                  /* 2000 optimizer steps */
     int64_t eval_interval;          /* 250 steps between evaluations */
     int64_t eval_iters;             /* 20 validation batches per evaluation */
+    /* Your data (src/train/data_source.c), instead of data_dir: a CSV file
+     * with a header row or an image folder in ImageFolder's layout, with
+     * a validation set: val_path, else the seeded val_split. The features
+     * (each standardised) or the channels (ToTensor, then normalised) use
+     * the mean and std of the training part, which the run keeps. Without
+     * a model file (model FILE, model_file "") the model is an MLP sized
+     * from the data: inputs -> 64 -> 64 -> classes (or 1 value). A
+     * regression target trains with MSE; test_loss is then the
+     * validation MSE and test_acc its R^2 (metrics.jsonl: "test_r2"). */
+    char csv_path[4096];            /* "": none */
+    char target[256];               /* the CSV's target column: a header name, or a 0-based index */
+    zg_task task;                   /* AUTO: classify when every target is an integer, else regress */
+    char images_dir[4096];          /* "": none */
+    int64_t image_size[2];          /* 0, 0: the first training image's height, width (no resizing) */
+    int image_channels;             /* 0: 3 when any training image has colour, else 1 */
+    char val_path[4096];            /* the validation CSV file or image folder; "": val_split */
+    double val_split;               /* 0: 0.2 without val_path; the fraction drawn by seed that validates */
 } zg_train_config;
 
 /* The defaults of `zgrad train` (the CNN's). */
@@ -893,6 +985,7 @@ typedef struct {
     char out_dir[4096];
     int signal;                     /* the signal that stopped the run (0: none) */
     int64_t bad_batches, bad_losses; /* batches skipped (load failures, NaN/inf loss) */
+    bool r2;                        /* a regression: test_loss is the MSE, test_acc the R^2 */
 } zg_train_result;
 
 /* Trains as configured and writes into the run directory: metrics.jsonl,
@@ -949,6 +1042,17 @@ ZG_API int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_
  * ZG_ERR_NONFINITE when a weight or the test loss is NaN or infinite. */
 ZG_API int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
 ZG_API void zg_eval_result_free(zg_eval_result *r);
+
+/* `zgrad predict`: the model of a run (path: a run or checkpoint
+ * directory) on new data with the run's preprocessing: a CSV file for a
+ * --csv run (its feature columns by name, standardised as in training;
+ * other columns are not read), an image file or a folder of them (every
+ * PNG and JPEG under it) for an --images run, an IDX images file for a
+ * run on MNIST-format data. Writes CSV with a header to output (NULL:
+ * stdout; a file is replaced atomically): per sample its row (0-based),
+ * file or index, the predicted class (an image run's class name) and the
+ * softmax probability of each class, or the predicted value. */
+ZG_API int zg_predict(const char *path, const char *input, const char *output);
 
 /* ------------------------------------------------------------------ */
 /* Mixed precision: autocast regions and a gradient scaler              */

@@ -11,6 +11,7 @@
  * the whole training run, with a thousand of them, tests every 8th unless
  * ZGT_ALLOC_FULL=1. */
 #include "harness.h"
+#include "image_writer.h"
 
 #include "train/train_internal.h"
 
@@ -719,12 +720,17 @@ TEST(alloc_faults_checkpoint_load) {
 
 /* ---- data ------------------------------------------------------------------------ */
 
+/* IDX files, a CSV file, a CSV table (split, statistics, normalised), an
+ * image folder (the same). */
+enum { D_IDX, D_CSV, D_TABLE, D_IMAGES };
+
 typedef struct {
     char dir[256];
-    bool gz, csv;
-    zg_dataset *ds;
+    bool gz;
+    int kind;
+    zg_dataset *ds, *train, *val;
     zg_loader *ld;
-    float first[2 * 3 * 4], ref[2 * 3 * 4]; /* the first batch: this run's, a clean run's */
+    float first[64], ref[64]; /* the first batch: this run's, a clean run's */
 } data_ctx;
 
 #define N_SAMPLES 5
@@ -782,20 +788,46 @@ static void data_setup(void *p) {
         k += snprintf(csv + k, sizeof csv - (size_t)k, "%d.5,%d,-%d,%d\n", i, 2 * i, i, i % 3);
     snprintf(path, sizeof path, "%s/data.csv", c->dir);
     write_file(path, csv, (size_t)k, false);
-    c->ds = NULL;
+    /* imgs/<k>/<i>.png: six 3x2 colour images of two classes. */
+    for (int i = 0; i < 6; i++) {
+        uint8_t px[3 * 2 * 3];
+        zgt_pattern(px, 3, 2, 3, i);
+        snprintf(path, sizeof path, "%s/imgs", c->dir);
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/imgs/%d", c->dir, i % 2);
+        mkdir(path, 0755);
+        snprintf(path, sizeof path, "%s/imgs/%d/%d.png", c->dir, i % 2, i);
+        zgt_write_png(path, px, 3, 2, 3, false, false);
+    }
+    c->ds = c->train = c->val = NULL;
     c->ld = NULL;
+}
+
+/* A table or image folder: split, the training part's statistics, both
+ * normalised; the loader reads the training part. */
+static int data_split(data_ctx *c) {
+    float m[3], s[3];
+    int rc = zg_dataset_split(c->ds, 0.4, 3, &c->train, &c->val);
+    if (!rc) rc = zg_dataset_compute_stats(c->train, m, s);
+    if (!rc) rc = zg_dataset_set_normalization(c->train, m, s);
+    return rc ? rc : zg_dataset_set_normalization(c->val, m, s);
 }
 
 /* Load the data set, make a loader, take the first batch. */
 static int data_op(void *p) {
     data_ctx *c = p;
     char img[512], lab[512];
-    snprintf(img, sizeof img, "%s/%s", c->dir, c->csv ? "data.csv" : "img");
+    snprintf(img, sizeof img, "%s/%s", c->dir, c->kind == D_IDX ? "img" : c->kind == D_IMAGES ? "imgs" : "data.csv");
     snprintf(lab, sizeof lab, "%s/lab", c->dir);
-    c->ds = c->csv ? zg_dataset_load_csv(img, -1, true) : zg_dataset_load_idx(img, lab);
+    c->ds = c->kind == D_CSV      ? zg_dataset_load_csv(img, -1, true)
+            : c->kind == D_TABLE  ? zg_dataset_load_table(img, &(zg_csv_opts){.target = "label"})
+            : c->kind == D_IMAGES ? zg_dataset_load_image_folder(img, &(zg_image_opts){0})
+                                  : zg_dataset_load_idx(img, lab);
     if (!c->ds) return ZG_ERR_NOMEM;
+    int split = c->kind >= D_TABLE ? data_split(c) : ZG_OK;
+    if (split) return split;
     zg_loader_opts o = {.batch_size = 2, .shuffle = true, .seed = 5, .mean = 0.5f, .std = 0.25f};
-    c->ld = zg_loader_new(c->ds, &o);
+    c->ld = zg_loader_new(c->train ? c->train : c->ds, &o);
     if (!c->ld) return ZG_ERR_NOMEM;
     zg_tensor *x, *y;
     int rc = zg_loader_start_epoch(c->ld, 1, 0);
@@ -806,10 +838,18 @@ static int data_op(void *p) {
     return rc < 0 ? rc : rc == 0 ? 0 : ZG_ERR_STATE;
 }
 
-static void data_teardown(void *p) {
-    data_ctx *c = p;
+static void data_free(data_ctx *c) {
     zg_loader_free(c->ld);
     zg_dataset_free(c->ds);
+    zg_dataset_free(c->train);
+    zg_dataset_free(c->val);
+    c->ld = NULL;
+    c->ds = c->train = c->val = NULL;
+}
+
+static void data_teardown(void *p) {
+    data_ctx *c = p;
+    data_free(c);
     zgt_remove_dir(c->dir);
     zg_arena_reset();
 }
@@ -817,15 +857,14 @@ static void data_teardown(void *p) {
 /* Nothing to keep (the files are only read): a retry gives a clean run's batch. */
 static void data_intact(void *p) {
     data_ctx *c = p;
-    zg_loader_free(c->ld);
-    zg_dataset_free(c->ds);
+    data_free(c);
     memset(c->first, 0, sizeof c->first);
     CHECK_OK(data_op(c));
     CHECK(memcmp(c->first, c->ref, sizeof c->ref) == 0);
 }
 
-static void sweep_data(bool gz, bool csv, const char *name) {
-    data_ctx c = {.gz = gz, .csv = csv};
+static void sweep_data(bool gz, int kind, const char *name) {
+    data_ctx c = {.gz = gz, .kind = kind};
     data_setup(&c);
     CHECK_OK(data_op(&c));
     memcpy(c.ref, c.first, sizeof c.ref);
@@ -834,9 +873,11 @@ static void sweep_data(bool gz, bool csv, const char *name) {
     sweep(&fc, &c);
 }
 
-TEST(alloc_faults_idx_load) { sweep_data(false, false, "IDX load + loader"); }
-TEST(alloc_faults_idx_gz_load) { sweep_data(true, false, "IDX.gz load + loader"); }
-TEST(alloc_faults_csv_load) { sweep_data(false, true, "CSV load + loader"); }
+TEST(alloc_faults_idx_load) { sweep_data(false, D_IDX, "IDX load + loader"); }
+TEST(alloc_faults_idx_gz_load) { sweep_data(true, D_IDX, "IDX.gz load + loader"); }
+TEST(alloc_faults_csv_load) { sweep_data(false, D_CSV, "CSV load + loader"); }
+TEST(alloc_faults_table_load) { sweep_data(false, D_TABLE, "CSV table + split + loader"); }
+TEST(alloc_faults_image_folder_load) { sweep_data(false, D_IMAGES, "image folder + split + loader"); }
 
 /* ---- a whole training run: zgrad train --resume ------------------------------------ */
 
@@ -850,6 +891,7 @@ typedef struct {
     char *ref_model;
     size_t ref_len;
     bool gpt; /* --model gpt on a text (data: the text file) */
+    bool csv; /* --csv (data: the CSV file), the default MLP */
 } run_ctx;
 
 static void write_mnist_split(const char *dir, const char *split, int n) {
@@ -884,6 +926,11 @@ static zg_train_config run_config(const run_ctx *c, const char *out, const char 
         return cfg;
     }
     cfg.model = ZG_MODEL_MLP;
+    if (c->csv) { /* a seeded validation split, standardised features */
+        cfg.model = ZG_MODEL_FILE;
+        snprintf(cfg.csv_path, sizeof cfg.csv_path, "%s", c->data);
+        snprintf(cfg.target, sizeof cfg.target, "label");
+    }
     cfg.epochs = epochs;
     cfg.batch_size = 16;
     cfg.eval_batch_size = 16;
@@ -956,8 +1003,8 @@ static void run_teardown(void *p) {
     zg_arena_reset();
 }
 
-static void sweep_run(bool gpt) {
-    run_ctx c = {.gpt = gpt};
+static void sweep_run(bool gpt, bool csv) {
+    run_ctx c = {.gpt = gpt, .csv = csv};
     scratch_dir(c.root, sizeof c.root);
     snprintf(c.data, sizeof c.data, "%s/data", c.root);
     snprintf(c.tmpl, sizeof c.tmpl, "%s/template", c.root);
@@ -968,6 +1015,11 @@ static void sweep_run(bool gpt) {
         for (int i = 0; buf && i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
         if (buf) write_file(c.data, buf, 20 * (sizeof text - 1), false);
         free(buf);
+    } else if (csv) {
+        char rows[4096];
+        int k = snprintf(rows, sizeof rows, "x,\"y z\",label\n");
+        for (int i = 0; i < 80; i++) k += snprintf(rows + k, sizeof rows - (size_t)k, "%d,%g,%d\n", i % 9, i * 0.25, i % 3);
+        write_file(c.data, rows, (size_t)k, false);
     } else {
         mkdir(c.data, 0755);
         write_mnist_split(c.data, "train", 64);
@@ -987,8 +1039,8 @@ static void sweep_run(bool gpt) {
     c.ref_model = slurp(path, &c.ref_len);
     CHECK(c.ref_model != NULL);
     run_teardown(&c);
-    const fault_case fc = {gpt ? "gpt training run (resume)" : "training run (resume)", run_setup, run_op, run_intact,
-                           run_teardown, 8};
+    const fault_case fc = {gpt ? "gpt training run (resume)" : csv ? "CSV training run (resume)" : "training run (resume)",
+                           run_setup, run_op, run_intact, run_teardown, 8};
     sweep(&fc, &c);
     free(c.ref_model);
     zgt_remove_dir(c.root);
@@ -1034,8 +1086,9 @@ TEST(alloc_faults_gpt_sample) {
     zgt_remove_dir(c.root);
 }
 
-TEST(alloc_faults_training_run_resume) { sweep_run(false); }
-TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true); }
+TEST(alloc_faults_training_run_resume) { sweep_run(false, false); }
+TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true, false); }
+TEST(alloc_faults_csv_training_run_resume) { sweep_run(false, true); }
 
 /* ---- schedulers ------------------------------------------------------------------ */
 

@@ -278,7 +278,7 @@ TEST(idx_rejects_bad_files) {
     mkdir(path_in(&t, "adir"), 0700);
     CHECK_NULL_ERR(zg_dataset_load_idx(path_in(&t, "adir"), path_in(&t, "good_lab")), "adir': read error");
     CHECK_NULL_ERR(zg_dataset_load_idx(NULL, "x"), "zg_dataset_load_idx: images path is NULL");
-    CHECK_NULL_ERR(zg_dataset_load_idx("x", NULL), "zg_dataset_load_idx: labels path is NULL");
+    CHECK_NULL_ERR(zg_dataset_load_idx("x", NULL), "zg_dataset_load_idx: 'x': cannot open"); /* images alone */
     tmp_remove(&t);
 }
 

@@ -174,7 +174,7 @@ TEST(man_page_renders_and_describes_every_option) {
     char *man = zgt_slurp("man/zgrad.1", NULL);
     CHECK_PTR(man);
     if (!man) return;
-    const char *cmds[] = {"train", "eval", "sample", "summary", "export"};
+    const char *cmds[] = {"train", "eval", "predict", "sample", "summary", "export"};
     for (int i = 0; i < (int)(sizeof cmds / sizeof cmds[0]); i++) check_options_described(cmds[i], man);
     free(man);
 }
@@ -208,7 +208,7 @@ TEST(bash_completion_completes_commands_options_and_values) {
     snprintf(sub, sizeof sub, "%s/a", dirs);
     CHECK(mkdir(dirs, 0755) == 0 && mkdir(sub, 0755) == 0);
     char words[1024], want[1024];
-    COMPLETES("zgrad \"\"", "train eval sample summary export --help --version");
+    COMPLETES("zgrad \"\"", "train eval predict sample summary export --help --version");
     COMPLETES("zgrad ex", "export");
     COMPLETES("zgrad train --mo", "--model --model-file --momentum");
     COMPLETES("zgrad train --model \"\"", "cnn mlp gpt");

@@ -8,6 +8,7 @@
  * cannot write is refused by name. */
 #include "harness.h"
 #include "cli_runner.h"
+#include "image_writer.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -315,6 +316,85 @@ TEST(zgrad_export_model_file_run) {
     }
     zg_module_free(m);
     zg_model_spec_free(s);
+}
+
+/* x normalised per entry of its first sample dimension: (x - mean[k]) /
+ * std[k], as the run's loader does (a copy). */
+static zg_tensor *normalised(zg_tensor *x, const float *mean, const float *std) {
+    zg_tensor *c = zg_tensor_clone(x);
+    const int64_t n = zg_tensor_size(x, 0), k = zg_tensor_size(x, 1), block = zg_tensor_numel(x) / (n * k);
+    float *d = zg_tensor_data(c);
+    for (int64_t i = 0; i < zg_tensor_numel(c); i++) d[i] = (d[i] - mean[i / block % k]) / std[i / block % k];
+    return c;
+}
+
+/* A --csv or --images run exported by `zgrad export`: the graph takes the
+ * raw features (or the pixels / 255) and standardises each feature (each
+ * channel) with the training data's own mean and std, which the test
+ * computes from the data itself. */
+static void data_run_case(const char *name, const char *opt, const char *data, zg_dataset *train, zg_tensor *raw) {
+    const char *run = in_dir(name);
+    char onnx[600], weights[600], in[600], out[600];
+    snprintf(onnx, sizeof onnx, "%s/%s.onnx", dir(), name);
+    snprintf(weights, sizeof weights, "%s/model.safetensors", run);
+    const bool csv = !strcmp(opt, "--csv");
+    run_cli(csv ? (const char *const[]){"train", opt, data, "--target", "y", "--epochs", "1", "--progress", "off",
+                                        "--out", run, NULL}
+                : (const char *const[]){"train", opt, data, "--epochs", "1", "--progress", "off", "--out", run, NULL});
+    run_cli((const char *const[]){"export", "--onnx", onnx, run, NULL});
+    zg_model_spec *spec = zg_train_model_spec(run);
+    zg_module *m = spec ? zg_model_spec_build(spec) : NULL;
+    float mean[3], std[3];
+    CHECK(m && zg_module_load(m, weights) == 0 && zg_dataset_compute_stats(train, mean, std) == 0);
+    zg_tensor *x = normalised(raw, mean, std), *y = m ? forward(m, x) : NULL;
+    snprintf(in, sizeof in, "%s/%s.in.npy", dir(), name);
+    snprintf(out, sizeof out, "%s/%s.out.npy", dir(), name);
+    CHECK(y && write_npy(in, raw) && write_npy(out, y));
+    zg_tensor_free(x);
+    zg_tensor_free(y);
+    zg_module_free(m);
+    zg_model_spec_free(spec);
+}
+
+TEST(zgrad_export_csv_and_image_runs) {
+    if (!zgt_pytools_python() || !zgt_cli_setup(dir())) return;
+    const char *csv = in_dir("t.csv");
+    FILE *f = fopen(csv, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs("a,b,c,y\n", f);
+    for (int i = 0; i < 40; i++) fprintf(f, "%d,%g,%g,%d\n", i % 7, 100 + i * 0.5, -3.0 + (i * 13 % 11), i % 3);
+    fclose(f);
+    char imgs[600];
+    snprintf(imgs, sizeof imgs, "%s", in_dir("imgs"));
+    mkdir(imgs, 0755);
+    for (int k = 0; k < 2; k++) {
+        char p[700];
+        snprintf(p, sizeof p, "%s/c%d", imgs, k);
+        mkdir(p, 0755);
+        for (int i = 0; i < 5; i++) {
+            uint8_t px[6 * 6 * 3];
+            zgt_pattern(px, 6, 6, 3, 10 * k + i);
+            snprintf(p, sizeof p, "%s/c%d/%d.png", imgs, k, i);
+            zgt_write_png(p, px, 6, 6, 3, false, false);
+        }
+    }
+    zg_dataset *table = zg_dataset_load_table(csv, &(zg_csv_opts){.target = "y"}), *tr = NULL, *va = NULL;
+    zg_dataset *folder = zg_dataset_load_image_folder(imgs, &(zg_image_opts){0}), *itr = NULL, *iva = NULL;
+    /* The runs' training parts: the default seeded split (0.2, seed 0). */
+    CHECK(table && zg_dataset_split(table, 0.2, 0, &tr, &va) == 0);
+    CHECK(folder && zg_dataset_split(folder, 0.2, 0, &itr, &iva) == 0);
+    zg_tensor *features = uniform((const int64_t[]){5, 3}, 2, -2.0f, 120.0f);
+    zg_tensor *pixels = uniform((const int64_t[]){3, 3, 6, 6}, 4, 0.0f, 1.0f);
+    if (tr && itr) {
+        data_run_case("csv_run", "--csv", csv, tr, features);
+        data_run_case("images_run", "--images", imgs, itr, pixels);
+        check_cases((const char *const[]){"csv_run", "images_run", NULL});
+    }
+    zg_tensor_free(features);
+    zg_tensor_free(pixels);
+    zg_dataset_free(tr), zg_dataset_free(va), zg_dataset_free(table);
+    zg_dataset_free(itr), zg_dataset_free(iva), zg_dataset_free(folder);
 }
 
 TEST(zgrad_export_gpt_run) {

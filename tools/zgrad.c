@@ -1,6 +1,7 @@
 /* zgrad command-line tool: `zgrad train` (the training driver of
- * src/train: Fashion-MNIST, or a GPT on a text), `zgrad eval`,
- * `zgrad sample` and `zgrad export`.
+ * src/train: Fashion-MNIST, your CSV file or image folder, or a GPT on a
+ * text), `zgrad eval`, `zgrad predict`, `zgrad sample`, `zgrad summary`
+ * and `zgrad export`.
  *
  * Exit status: 0 success, 1 an error from the library (one line
  * "zgrad: <message>"), 2 a usage error (one line naming the option, then the
@@ -26,9 +27,10 @@ static void usage(FILE *f) {
             "zgrad trains neural networks in C with PyTorch's training semantics.\n"
             "\n"
             "commands:\n"
-            "  train       train a model on Fashion-MNIST, or a GPT on a text\n"
-            "              (zgrad train --help)\n"
+            "  train       train a model on Fashion-MNIST, a CSV file or an image\n"
+            "              folder, or a GPT on a text (zgrad train --help)\n"
             "  eval        evaluate a saved run on the test set (zgrad eval --help)\n"
+            "  predict     run a trained model on new data (zgrad predict --help)\n"
             "  sample      generate text with a trained GPT (zgrad sample --help)\n"
             "  summary     a model's layers, shapes, parameters and FLOPs\n"
             "              (zgrad summary --help)\n"
@@ -237,6 +239,33 @@ static int set_nan_spec(const option *o, const char *v, void *dst) {
     return 0;
 }
 
+static int set_task(const option *o, const char *v, void *dst) {
+    static const char *const names[] = {"auto", "classify", "regress"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(v, names[i])) {
+            *FIELD(zg_task, dst, o) = (zg_task)i;
+            return 0;
+        }
+    return bad_usage("%s: expected classify, regress or auto, got '%s'", o->name, v);
+}
+/* H,W into image_size[0..1]. */
+static int set_image_size(const option *o, const char *v, void *dst) {
+    char head[32];
+    const char *comma = strchr(v, ',');
+    size_t len = comma ? (size_t)(comma - v) : 0;
+    if (!comma || len >= sizeof head) return bad_usage("%s: expected H,W (height, width in pixels), got '%s'", o->name, v);
+    memcpy(head, v, len);
+    head[len] = '\0';
+    int64_t *hw = FIELD(int64_t, dst, o);
+    return parse_i64(o->name, head, 1, 65535, &hw[0]) || parse_i64(o->name, comma + 1, 1, 65535, &hw[1]) ? 2 : 0;
+}
+static int set_val_split(const option *o, const char *v, void *dst) {
+    if (parse_f64(o->name, v, FIELD(double, dst, o))) return 2;
+    double f = *FIELD(double, dst, o);
+    if (!(f > 0 && f < 1)) return bad_usage("%s: expected a fraction in (0, 1), got '%s'", o->name, v);
+    return 0;
+}
+
 /* The rows' help: the option and its value in 22 columns (or a line of
  * their own when longer), each line of help from column 25. */
 static void print_options(FILE *f, const option *tab, int n) {
@@ -315,7 +344,16 @@ static int parse_options(const option *tab, int n, int argc, char **argv, void *
 typedef struct {
     opts_head head;
     zg_train_config c;
+    const char *val_option; /* --val-csv or --val-images, as given */
 } train_opts;
+
+/* --val-csv / --val-images: the validation file or folder, which must
+ * be of the training data's kind (train_config checks). */
+static int set_val_path(const option *o, const char *v, void *dst) {
+    if (set_chars(o, v, dst)) return 2;
+    ((train_opts *)dst)->val_option = o->name;
+    return 0;
+}
 
 enum {
     G_MODEL = 1 << 0,
@@ -348,11 +386,12 @@ enum {
     G_EVAL_ITERS = 1 << 27,
     G_DATA = 1 << 28,
     G_MODEL_FILE = 1 << 29,
+    G_YOUR_DATA = 1u << 30, /* any of --csv, --images and their options */
 };
 /* The options of one kind of model: given with another, they are refused. */
 #define G_GPT_ONLY (G_TEXT | G_CORPUS | G_VOCAB | G_N_LAYER | G_N_HEAD | G_N_EMBD | G_BLOCK | G_DROPOUT | G_BIAS | \
                     G_ITERS | G_EVAL_INTERVAL | G_EVAL_ITERS)
-#define G_IMAGE_ONLY (G_EPOCHS | G_DATA | G_LIMIT_TRAIN | G_LIMIT_TEST)
+#define G_IMAGE_ONLY (G_EPOCHS | G_DATA | G_LIMIT_TRAIN | G_LIMIT_TEST | G_YOUR_DATA)
 
 #define T_OPT(name, arg, help, set, field, lo, hi, given) \
     {name, arg, help, set, offsetof(train_opts, c.field), lo, hi, given}
@@ -448,6 +487,32 @@ static const option train_options[] = {
           eval_interval, 1, MAX_STEPS, G_EVAL_INTERVAL),
     T_OPT("--eval-iters", "N", "validation batches per evaluation (default 20)", set_i64, eval_iters, 1, MILLION,
           G_EVAL_ITERS),
+    {NULL, NULL,
+     "\nyour data (instead of --data; the validation set is a file or folder of its\nown, or the last --val-split "
+     "of the rows or images in an order drawn from\n--seed, default 0.2; the features are standardised and the "
+     "images\nnormalised per channel with the training part's mean and std, which the run\nkeeps; without "
+     "--model-file the model is an MLP: inputs -> 64 -> 64 ->\nclasses, or -> 1 value trained with MSE; metrics "
+     "then hold the validation\nloss and accuracy, or its MSE and R^2 as \"test_r2\"):",
+     NULL, 0, 0, 0, 0},
+    T_OPT("--csv", "FILE", "a CSV file with a header row and numeric features", set_chars, csv_path, 0, 4096,
+          G_YOUR_DATA),
+    T_OPT("--target", "COLUMN", "its target column: a name of the header, or a 0-based\nindex", set_chars, target, 0,
+          256, G_YOUR_DATA),
+    T_OPT("--task", "classify|regress", "integer class labels (cross-entropy) or a value (MSE);\ndefault: classify "
+          "when every target is an integer", set_task, task, 0, 0, G_YOUR_DATA),
+    T_OPT("--val-csv", "FILE", "the validation rows (the same columns, by name)", set_val_path, val_path, 0, 4096,
+          G_YOUR_DATA),
+    T_OPT("--images", "DIR", "an image folder as torchvision's ImageFolder reads it:\nDIR/<class>/<image>, PNG or "
+          "JPEG, classes sorted by\nname; (N, C, H, W) batches of v/255, then normalised", set_chars, images_dir, 0,
+          4096, G_YOUR_DATA),
+    T_OPT("--val-images", "DIR", "the validation images (the same class folders)", set_val_path, val_path, 0, 4096,
+          G_YOUR_DATA),
+    T_OPT("--image-size", "H,W", "the size every image must have (images are not\nresized; default: the first "
+          "image's)", set_image_size, image_size, 0, 0, G_YOUR_DATA),
+    T_OPT("--image-channels", "1|3", "grey or colour (default: 3 when any image has colour)", set_int,
+          image_channels, 1, 3, G_YOUR_DATA),
+    T_OPT("--val-split", "F", "validate on this fraction of the data (default 0.2)", set_val_split, val_split, 0, 0,
+          G_YOUR_DATA),
     {NULL, NULL, "\ntesting and long runs:", NULL, 0, 0, 0, 0},
     T_OPT("--limit-train", "N", "train on the first N samples only", set_i64, limit_train, 1, INT64_MAX, G_LIMIT_TRAIN),
     T_OPT("--limit-test", "N", "evaluate on the first N test samples only", set_i64, limit_test, 1, INT64_MAX,
@@ -475,6 +540,35 @@ static void train_usage(FILE *f) {
                "\n"
                "options:\n");
     print_options(f, train_options, N_TRAIN_OPTIONS);
+}
+
+/* --csv / --images and their options, when given: they replace the
+ * checkpoint's together; a new run without --model or --model-file gets
+ * the default MLP (model file, no file). 0, or an exit status. */
+static int your_data(const train_opts *o, zg_train_config *c) {
+    const unsigned g = o->head.given;
+    if (!(g & G_YOUR_DATA)) return 0;
+    const zg_train_config *n = &o->c;
+    if (!n->csv_path[0] && !n->images_dir[0])
+        return bad_usage("--target, --task, --val-*, --image-* go with --csv FILE or --images DIR");
+    if (n->csv_path[0] && n->images_dir[0]) return bad_usage("--csv and --images: one data set at a time");
+    if (g & G_DATA) return bad_usage("--data (MNIST-format files) and --csv / --images: one data set at a time");
+    if (o->val_option && strcmp(o->val_option, n->csv_path[0] ? "--val-csv" : "--val-images"))
+        return bad_usage("%s goes with %s", o->val_option, n->csv_path[0] ? "--csv (--val-csv)" : "--images (--val-images)");
+    memcpy(c->csv_path, n->csv_path, sizeof c->csv_path);
+    memcpy(c->target, n->target, sizeof c->target);
+    memcpy(c->images_dir, n->images_dir, sizeof c->images_dir);
+    memcpy(c->val_path, n->val_path, sizeof c->val_path);
+    c->task = n->task;
+    c->image_size[0] = n->image_size[0];
+    c->image_size[1] = n->image_size[1];
+    c->image_channels = n->image_channels;
+    c->val_split = n->val_split;
+    if (!(g & (G_MODEL | G_MODEL_FILE)) && !n->resume_dir) {
+        c->model = ZG_MODEL_FILE;
+        c->model_file[0] = '\0';
+    }
+    return 0;
 }
 
 /* The run's configuration: with --resume the checkpoint's options are the
@@ -532,6 +626,8 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     if (g & G_ITERS) c->iters = o->c.iters;
     if (g & G_EVAL_INTERVAL) c->eval_interval = o->c.eval_interval;
     if (g & G_EVAL_ITERS) c->eval_iters = o->c.eval_iters;
+    int rc = your_data(o, c);
+    if (rc) return rc;
     /* The recipe's 100 warm-up steps need a run longer than that: a
      * shorter one warms up for a tenth of its steps (none below 2). */
     if (c->model == ZG_MODEL_GPT && !o->c.resume_dir && !(g & G_SCHEDULE) && c->iters <= 100) {
@@ -540,8 +636,8 @@ static int train_config(const train_opts *o, zg_train_config *c) {
                       (long long)(c->iters / 10 > 0 ? c->iters / 10 : 1), 1.0 / (double)(c->iters / 10 + 1));
     }
     if (c->model == ZG_MODEL_GPT && (g & G_IMAGE_ONLY))
-        return bad_usage("--epochs, --data, --limit-train and --limit-test apply to cnn and mlp (gpt: --iters, "
-                         "--text)");
+        return bad_usage("--epochs, --data, --csv, --images, --limit-train and --limit-test apply to cnn and mlp "
+                         "and model files (gpt: --iters, --text)");
     if (c->model != ZG_MODEL_GPT && (g & G_GPT_ONLY))
         return bad_usage("--text, --corpus, --vocab, --n-layer, --n-head, --n-embd, --block-size, --dropout, --bias, "
                          "--iters and --eval-* apply to --model gpt");
@@ -578,6 +674,7 @@ static int cmd_train(int argc, char **argv) {
     zg_train_config c;
     if (rc || (rc = train_config(&o, &c))) return rc;
     zg_train_result r;
+    const bool custom = c.csv_path[0] || c.images_dir[0];
     if ((rc = zg_train_run(&c, &r))) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
         /* Stopped by a signal (checkpoint written): the shell's 128 + N. */
@@ -586,9 +683,12 @@ static int cmd_train(int argc, char **argv) {
     if (c.model == ZG_MODEL_GPT)
         printf("final: val loss %.4f, next-token accuracy %.2f%% after %lld steps; %.1fs\n", r.test_loss,
                100 * r.test_acc, (long long)c.iters, r.seconds);
-    else
-        printf("final: test accuracy %.2f%%, test loss %.4f after %d epochs; %.1fs\n", 100 * r.test_acc, r.test_loss,
+    else if (r.r2)
+        printf("final: validation MSE %.4f, R^2 %.4f after %d epochs; %.1fs\n", r.test_loss, r.test_acc,
                r.epochs_done, r.seconds);
+    else
+        printf("final: %s accuracy %.2f%%, %s loss %.4f after %d epochs; %.1fs\n", custom ? "validation" : "test",
+               100 * r.test_acc, custom ? "validation" : "test", r.test_loss, r.epochs_done, r.seconds);
     return 0;
 }
 
@@ -733,6 +833,62 @@ static int cmd_summary(int argc, char **argv) {
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* ---- predict ----------------------------------------------------------------- */
+
+typedef struct {
+    opts_head head;
+    const char *checkpoint, *input, *output;
+    int threads;
+} predict_opts;
+
+#define P_OPT(name, arg, help, set, field, lo, hi) {name, arg, help, set, offsetof(predict_opts, field), lo, hi, 0}
+
+static const option predict_options[] = {
+    P_OPT("--checkpoint", "RUN", "a run (or checkpoint) directory of zgrad train (required)", set_path, checkpoint, 0,
+          0),
+    P_OPT("--input", "FILE|DIR",
+          "the data (required): a CSV file for a --csv run (its\nfeature columns by name; other columns are not "
+          "read), an\nimage file or a folder of them for an --images run (every\nPNG and JPEG under it), an IDX "
+          "images file for a run on\nMNIST-format data",
+          set_path, input, 0, 0),
+    P_OPT("--output", "FILE", "write the CSV there (default: stdout)", set_path, output, 0, 0),
+    P_OPT("--threads", "N", "OpenMP and OpenBLAS threads", set_int, threads, 1, 1024),
+    {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
+};
+#define N_PREDICT_OPTIONS ((int)(sizeof predict_options / sizeof predict_options[0]))
+
+static void predict_usage(FILE *f) {
+    fprintf(f, "usage: zgrad predict --checkpoint RUN --input FILE|DIR [--output FILE]\n"
+               "\n"
+               "Runs the model of a run on new data, preprocessed as its training data was\n"
+               "(the features standardised, the images normalised, with the training\n"
+               "statistics the run keeps), and writes CSV with a header: per sample its\n"
+               "row (0-based), file or index, the predicted class (an image run's class\n"
+               "name) and the probability of each class (prob_<class>), or the predicted\n"
+               "value of a regression.\n"
+               "\n"
+               "options:\n");
+    print_options(f, predict_options, N_PREDICT_OPTIONS);
+}
+
+static int cmd_predict(int argc, char **argv) {
+    cmd_name = "predict";
+    predict_opts o = {0};
+    int rc = parse_options(predict_options, N_PREDICT_OPTIONS, argc, argv, &o);
+    if (rc == HELP) {
+        predict_usage(stdout);
+        return 0;
+    }
+    if (rc) return rc;
+    if (!o.checkpoint || !o.input) return bad_usage("--checkpoint RUN and --input FILE|DIR are required");
+    if (o.threads > 0) zg_set_num_threads(o.threads);
+    if ((rc = zg_predict(o.checkpoint, o.input, o.output))) {
+        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        return failure_status(rc);
+    }
+    return 0;
+}
+
 /* ---- sample ------------------------------------------------------------------ */
 
 typedef struct {
@@ -870,6 +1026,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "train")) return cmd_train(argc, argv);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc, argv);
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc, argv);
+    if (!strcmp(argv[1], "predict")) return cmd_predict(argc, argv);
     if (!strcmp(argv[1], "summary")) return cmd_summary(argc, argv);
     if (!strcmp(argv[1], "export")) return cmd_export(argc, argv);
     fprintf(stderr, "zgrad: unknown command or option '%s' (see zgrad --help)\n", argv[1]);

@@ -175,10 +175,13 @@ static int read_idx_file(const char *fn, const char *path, int want_ndim, zg__id
 
 zg_dataset *zg_dataset_load_idx(const char *images_path, const char *labels_path) {
     const char *fn = "zg_dataset_load_idx";
-    if (!images_path || !labels_path)
-        return zg__fail_null("%s: %s path is NULL", fn, images_path ? "labels" : "images");
+    if (!images_path) return zg__fail_null("%s: images path is NULL", fn);
     zg__idx_array img, lab;
     if (read_idx_file(fn, images_path, 3, &img) < 0) return NULL;
+    if (!labels_path) { /* images to predict on */
+        int64_t shape[3] = {1, img.dims[1], img.dims[2]};
+        return zg__dataset_new(fn, true, img.data, NULL, img.dims[0], shape, 3);
+    }
     if (read_idx_file(fn, labels_path, 1, &lab) < 0) {
         free(img.data);
         return NULL;

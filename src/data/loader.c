@@ -31,6 +31,11 @@ typedef struct {
     zg_tensor *cx, *cy; /* the pair holding the current batch */
     int64_t batch;
     int state;
+    int status;         /* of the fill: 0, or -1 with err */
+    char err[600];
+    uint8_t *pixels;    /* image files: one decoded sample */
+    uint8_t *file;      /* and the file's bytes (file_cap, grown) */
+    size_t file_cap;
 } ld_slot;
 
 struct zg_loader {
@@ -38,6 +43,7 @@ struct zg_loader {
     zg_loader_opts o;
     int64_t n, nb, short_b; /* samples, batches per epoch, size of a short last batch (0: none) */
     float lut[256];         /* byte -> normalised value */
+    float *clut;            /* per channel: [C][256], for image files and normalised bytes (else NULL) */
     int64_t *order;         /* this epoch's sample order */
     int64_t epoch, pos;     /* pos: the next batch handed to the caller */
     ld_slot slot[2];
@@ -85,48 +91,74 @@ static uint64_t below(uint64_t s[4], uint64_t n) {
     }
 }
 
-static void make_order(zg_loader *ld, int64_t epoch) {
-    for (int64_t i = 0; i < ld->n; i++) ld->order[i] = i;
-    if (!ld->o.shuffle) return;
-    /* The seed and the epoch pass through splitmix separately before
-     * they meet, so nearby (seed, epoch) pairs give unrelated streams. */
-    uint64_t a = ld->o.seed, b = (uint64_t)epoch ^ 0xD1B54A32D192ED03ull;
+void zg__permutation(int64_t *order, int64_t n, uint64_t seed, uint64_t key) {
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    /* The seed and the key pass through splitmix separately before they
+     * meet, so nearby (seed, key) pairs give unrelated streams. */
+    uint64_t a = seed, b = key ^ 0xD1B54A32D192ED03ull;
     uint64_t x = splitmix(&a) ^ rotl(splitmix(&b), 32);
     uint64_t s[4];
     for (int i = 0; i < 4; i++) s[i] = splitmix(&x);
-    for (int64_t i = ld->n - 1; i > 0; i--) {
+    for (int64_t i = n - 1; i > 0; i--) {
         int64_t j = (int64_t)below(s, (uint64_t)i + 1);
-        int64_t t = ld->order[i];
-        ld->order[i] = ld->order[j];
-        ld->order[j] = t;
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
     }
+}
+
+static void make_order(zg_loader *ld, int64_t epoch) {
+    if (ld->o.shuffle) zg__permutation(ld->order, ld->n, ld->o.seed, (uint64_t)epoch);
+    else
+        for (int64_t i = 0; i < ld->n; i++) ld->order[i] = i;
 }
 
 /* ---- filling a batch -------------------------------------------------------- */
 
-static void fill(zg_loader *ld, ld_slot *sl, int64_t k) {
+/* Sample idx into xi as the model sees it: bytes through the lookup
+ * table, image files decoded then looked up per channel, floats copied
+ * (then normalised per feature when the data set says so). */
+static int fill_sample(zg_loader *ld, ld_slot *sl, int64_t idx, float *xi) {
+    const zg_dataset *ds = ld->ds;
+    const int64_t m = ds->sample_numel, block = m / ds->shape[0];
+    if (!ds->buf->samples) {
+        if (zg__image_load(ds, idx, sl->pixels, &sl->file, &sl->file_cap, sl->err, sizeof sl->err)) return -1;
+        for (int64_t j = 0; j < m; j++) xi[j] = ld->clut[(j / block) * 256 + sl->pixels[j]];
+    } else if (ds->u8) {
+        const uint8_t *src = (const uint8_t *)ds->buf->samples + idx * m;
+        if (ld->clut)
+            for (int64_t j = 0; j < m; j++) xi[j] = ld->clut[(j / block) * 256 + src[j]];
+        else
+            for (int64_t j = 0; j < m; j++) xi[j] = ld->lut[src[j]];
+    } else {
+        memcpy(xi, (const float *)ds->buf->samples + idx * m, (size_t)m * sizeof *xi);
+        if (ds->norm_mean)
+            for (int64_t j = 0; j < m; j++) xi[j] = (xi[j] - ds->norm_mean[j / block]) / ds->norm_std[j / block];
+    }
+    return 0;
+}
+
+/* Batch k into the slot: 0, or -1 with sl->err naming the sample that
+ * failed (the slot then holds no batch). */
+static int fill(zg_loader *ld, ld_slot *sl, int64_t k) {
     const zg_dataset *ds = ld->ds;
     int64_t start = k * ld->o.batch_size, b = ld->n - start;
     if (b > ld->o.batch_size) b = ld->o.batch_size;
     sl->cx = b == ld->o.batch_size ? sl->x : sl->xs;
     sl->cy = b == ld->o.batch_size ? sl->y : sl->ys;
+    sl->batch = k;
     float *x = zg__f32(sl->cx);
-    int64_t *y = zg__i64(sl->cy), m = ds->sample_numel;
+    const int64_t m = ds->sample_numel;
     for (int64_t i = 0; i < b; i++) {
         int64_t idx = ld->order[start + i];
-        float *xi = x + i * m;
-        if (ds->u8) {
-            const uint8_t *src = (const uint8_t *)ds->buf->samples + idx * m;
-            for (int64_t j = 0; j < m; j++) xi[j] = ld->lut[src[j]];
-        } else {
-            memcpy(xi, (const float *)ds->buf->samples + idx * m, (size_t)m * sizeof *xi);
-        }
-        y[i] = ds->buf->labels[idx];
+        if (fill_sample(ld, sl, idx, x + i * m)) return -1;
+        if (ds->buf->targets) zg__f32(sl->cy)[i] = ds->buf->targets[idx];
+        else zg__i64(sl->cy)[i] = ds->buf->labels ? ds->buf->labels[idx] : 0;
     }
     /* New contents: a graph that saved the old batch must notice. */
     zg__bump_version(sl->cx);
     zg__bump_version(sl->cy);
-    sl->batch = k;
+    return 0;
 }
 
 static void *worker_main(void *arg) {
@@ -139,7 +171,7 @@ static void *worker_main(void *arg) {
             sl->state = SLOT_FILLING;
             ld->filling = true;
             pthread_mutex_unlock(&ld->mu);
-            fill(ld, sl, k);
+            sl->status = fill(ld, sl, k);
             pthread_mutex_lock(&ld->mu);
             sl->state = SLOT_READY;
             ld->fill_next = k + 1;
@@ -155,13 +187,64 @@ static void *worker_main(void *arg) {
 
 /* ---- public API --------------------------------------------------------------- */
 
-static void free_tensors(zg_loader *ld) {
+static void free_slots(zg_loader *ld) {
     for (int i = 0; i < 2; i++) {
-        zg_tensor_free(ld->slot[i].x);
-        zg_tensor_free(ld->slot[i].y);
-        zg_tensor_free(ld->slot[i].xs);
-        zg_tensor_free(ld->slot[i].ys);
+        ld_slot *sl = &ld->slot[i];
+        zg_tensor_free(sl->x);
+        zg_tensor_free(sl->y);
+        zg_tensor_free(sl->xs);
+        zg_tensor_free(sl->ys);
+        free(sl->pixels);
+        free(sl->file);
     }
+    free(ld->clut);
+}
+
+/* The slots' tensors (y: int64 [B], or float32 [B, 1] for regression) and,
+ * for image files, a sample's pixels. A full-batch pair only when some
+ * batch is full, a short pair only when the last batch is short: a
+ * batch_size above the data set size costs nothing. */
+static bool alloc_slots(zg_loader *ld) {
+    const zg_dataset *ds = ld->ds;
+    const zg_dtype yt = ds->buf->targets ? ZG_FLOAT32 : ZG_INT64;
+    const int yd = ds->buf->targets ? 2 : 1;
+    int64_t shape[ZG_MAX_DIMS], ys[2] = {0, 1};
+    for (int i = 0; i < ds->ndim; i++) shape[i + 1] = ds->shape[i];
+    bool ok = true;
+    for (int i = 0; i < 2 && ok; i++) {
+        ld_slot *sl = &ld->slot[i];
+        sl->batch = -1;
+        if (ld->n >= ld->o.batch_size) {
+            shape[0] = ys[0] = ld->o.batch_size;
+            sl->x = zg_tensor_new(ZG_FLOAT32, shape, ds->ndim + 1);
+            sl->y = zg_tensor_new(yt, ys, yd);
+            ok = sl->x && sl->y;
+        }
+        if (ok && ld->short_b) {
+            shape[0] = ys[0] = ld->short_b;
+            sl->xs = zg_tensor_new(ZG_FLOAT32, shape, ds->ndim + 1);
+            sl->ys = zg_tensor_new(yt, ys, yd);
+            ok = sl->xs && sl->ys;
+        }
+        if (ok && !ds->buf->samples) ok = (sl->pixels = zg__malloc((size_t)ds->sample_numel)) != NULL;
+    }
+    return ok;
+}
+
+/* Exactly torchvision's ToTensor then Normalize in float32: the loader's
+ * mean and std for bytes, or the data set's per channel (image files and
+ * normalised bytes; image files without one: plain v / 255). */
+static bool make_luts(zg_loader *ld) {
+    const zg_dataset *ds = ld->ds;
+    for (int v = 0; v < 256; v++) ld->lut[v] = ((float)v / 255.0f - ld->o.mean) / ld->o.std;
+    if (ds->buf->samples && !(ds->u8 && ds->norm_mean)) return true;
+    const int64_t C = ds->shape[0];
+    if (!(ld->clut = zg__malloc((size_t)C * 256 * sizeof *ld->clut))) return false;
+    for (int64_t c = 0; c < C; c++) {
+        const float m = ds->norm_mean ? ds->norm_mean[c] : 0.0f, sd = ds->norm_std ? ds->norm_std[c] : 1.0f;
+        for (int v = 0; v < 256; v++) ld->clut[c * 256 + v] = ((float)v / 255.0f - m) / sd;
+    }
+    return true;
 }
 
 zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts) {
@@ -170,7 +253,7 @@ zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts) {
     if (!opts) return zg__fail_null("%s: opts is NULL", fn);
     if (opts->batch_size < 1)
         return zg__fail_null("%s: batch_size %lld must be >= 1", fn, (long long)opts->batch_size);
-    if (ds->u8 && (!(opts->std > 0) || !isfinite(opts->std) || !isfinite(opts->mean)))
+    if (ds->u8 && !ds->norm_mean && (!(opts->std > 0) || !isfinite(opts->std) || !isfinite(opts->mean)))
         return zg__fail_null("%s: mean %g, std %g: uint8 samples become (v/255 - mean)/std, which needs a finite "
                              "mean and std > 0 (mean 0, std 1 for plain v/255)",
                              fn, opts->mean, opts->std);
@@ -184,36 +267,12 @@ zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts) {
     ld->nb = ld->n / B + (!opts->drop_last && ld->n % B != 0);
     ld->short_b = opts->drop_last ? 0 : ld->n % B;
     ld->in_use = -1;
-    /* Exactly torchvision's ToTensor then Normalize in float32. */
-    for (int v = 0; v < 256; v++) ld->lut[v] = ((float)v / 255.0f - opts->mean) / opts->std;
     ld->order = zg__malloc((size_t)ld->n * sizeof *ld->order);
-    int64_t shape[ZG_MAX_DIMS];
-    shape[0] = B;
-    for (int i = 0; i < ds->ndim; i++) shape[i + 1] = ds->shape[i];
-    /* A full-batch pair only when some batch is full, a short pair only
-     * when the last batch is short: a batch_size above the data set size
-     * costs nothing. */
-    bool ok = ld->order != NULL;
-    for (int i = 0; i < 2 && ok; i++) {
-        ld_slot *sl = &ld->slot[i];
-        sl->batch = -1;
-        if (ld->n >= B) {
-            shape[0] = B;
-            sl->x = zg_tensor_new(ZG_FLOAT32, shape, ds->ndim + 1);
-            sl->y = zg_tensor_new(ZG_INT64, shape, 1);
-            ok = sl->x && sl->y;
-        }
-        if (ok && ld->short_b) {
-            shape[0] = ld->short_b;
-            sl->xs = zg_tensor_new(ZG_FLOAT32, shape, ds->ndim + 1);
-            sl->ys = zg_tensor_new(ZG_INT64, shape, 1);
-            ok = sl->xs && sl->ys;
-        }
-    }
-    if (!ok) {
+    const bool tables = ld->order && make_luts(ld);
+    if (!tables || !alloc_slots(ld)) {
         char why[256];
-        snprintf(why, sizeof why, "%s", ld->order ? zg_last_error() : "out of memory");
-        free_tensors(ld);
+        snprintf(why, sizeof why, "%s", tables ? zg_last_error() : "out of memory");
+        free_slots(ld);
         free(ld->order);
         free(ld);
         return zg__fail_null("%s: cannot allocate the batches of %lld samples (%s)", fn, (long long)B, why);
@@ -234,7 +293,7 @@ zg_loader *zg_loader_new(const zg_dataset *ds, const zg_loader_opts *opts) {
     }
     return ld;
 no_thread:
-    free_tensors(ld);
+    free_slots(ld);
     free(ld->order);
     free(ld);
     return zg__fail_null("%s: cannot start the prefetch thread", fn);
@@ -291,14 +350,17 @@ int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y) {
         pthread_cond_broadcast(&ld->cv); /* the freed slot may be refilled */
         while (!(sl->state == SLOT_READY && sl->batch == ld->pos)) pthread_cond_wait(&ld->cv, &ld->mu);
     } else {
-        fill(ld, sl, ld->pos);
+        sl->status = fill(ld, sl, ld->pos);
     }
     sl->state = SLOT_IN_USE;
     ld->in_use = i;
     ld->pos++;
-    *x = sl->cx;
-    *y = sl->cy;
+    const int status = sl->status;
+    *x = status ? NULL : sl->cx;
+    *y = status ? NULL : sl->cy;
     if (ld->threaded) pthread_mutex_unlock(&ld->mu);
+    /* The error is set on the caller's thread (messages are per thread). */
+    if (status) return zg__fail(ZG_ERR_FORMAT, "zg_loader_next: batch %lld: %s", (long long)ld->pos - 1, sl->err);
     return 1;
 }
 
@@ -313,7 +375,7 @@ void zg_loader_free(zg_loader *ld) {
         pthread_cond_destroy(&ld->cv);
         pthread_mutex_destroy(&ld->mu);
     }
-    free_tensors(ld);
+    free_slots(ld);
     free(ld->order);
     free(ld);
 }

@@ -36,6 +36,8 @@ void zg__ckpt_state_free(zg__ckpt_state *s) {
     s->vocab_hex = NULL;
     free(s->model_spec);
     s->model_spec = NULL;
+    free(s->data_json);
+    s->data_json = NULL;
 }
 
 static bool valid_name(const char *s, size_t n) {
@@ -200,6 +202,7 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
     meta_add(&m, "beta2", "%.17g", s->beta2);
     if (s->model == ZG_MODEL_GPT) add_gpt_meta(&m, s);
     if (s->model == ZG_MODEL_FILE) meta_add(&m, "model_spec", "%s", s->model_spec ? s->model_spec : "");
+    if (s->data_json) meta_add(&m, "data", "%s", s->data_json);
     if (s->has_scaler) {
         meta_add(&m, "scaler_scale", "%.9g", (double)s->scaler.scale);
         meta_add(&m, "scaler_growth_factor", "%.17g", s->scaler.growth_factor);
@@ -500,6 +503,8 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
         const char *spec = get_meta(st, "model_spec", path, &rc);
         if (!rc && !(s->model_spec = zg__strdup(spec))) rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     }
+    const char *data = rc ? NULL : zg_safetensors_metadata(st, "data"); /* --csv / --images runs only */
+    if (data && !(s->data_json = zg__strdup(data))) rc = zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     if (!rc) {
         const zg_tensor *t = zg_safetensors_get(st, "rng_state");
         if (!t || zg_tensor_dtype(t) != ZG_INT64 || zg_tensor_ndim(t) != 1 || zg_tensor_size(t, 0) != 4)

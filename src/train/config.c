@@ -162,7 +162,8 @@ int zg_train_config_validate(const zg_train_config *c) {
     if (rc) return rc;
     if (!memchr(c->model_file, '\0', sizeof c->model_file))
         return zg__fail(ZG_ERR_ARG, "%s: model_file is not terminated", fn);
-    if (c->model == ZG_MODEL_FILE && !c->model_file[0] && !c->resume_dir)
+    if ((rc = zg__data_validate(fn, c))) return rc;
+    if (c->model == ZG_MODEL_FILE && !c->model_file[0] && !c->resume_dir && !zg__data_custom(c))
         return zg__fail(ZG_ERR_ARG, "%s: model 'file' needs a model file (--model-file)", fn);
     if (c->model != ZG_MODEL_FILE && c->model_file[0])
         return zg__fail(ZG_ERR_ARG, "%s: a model file goes with model 'file' (--model-file sets both)", fn);

@@ -205,6 +205,10 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
             rc = zg__fail(ZG_ERR_ARG, "%s: '%s' is a GPT run: its validation losses are in metrics.jsonl; "
                           "`zgrad sample` generates text from it", fn, path);
             zg__ckpt_state_free(&s);
+        } else if (!rc && s.data_json) {
+            rc = zg__fail(ZG_ERR_ARG, "%s: '%s' trained on a CSV file or an image folder: its validation metrics "
+                          "are in metrics.jsonl; `zgrad predict` runs it on new data", fn, path);
+            zg__ckpt_state_free(&s);
         }
         if (!rc) {
             mean = s.mean;

@@ -21,7 +21,7 @@ void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m) {
     zg__sb_printf(b, ", ");
     json_num(b, "test_loss", m->test_loss);
     zg__sb_printf(b, ", ");
-    json_num(b, "test_acc", m->test_acc);
+    json_num(b, m->r2 ? "test_r2" : "test_acc", m->test_acc); /* a regression's second number is R^2 */
     zg__sb_printf(b, ", ");
     json_num(b, "seconds", m->seconds);
     zg__sb_printf(b, ", \"steps\": %lld, ", (long long)m->steps);
@@ -88,7 +88,7 @@ int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epo
         bool ok = o->type == ZG_JSON_OBJECT && zg__json_duplicate_key(o, &dup) == 0 && !dup &&
                   get_int(o, "epoch", i + 1, i + 1, &epoch) && get_int(o, "steps", 0, ZG__MAX_COUNT, &steps) &&
                   get_num(o, "train_loss", &m[i].train_loss) && get_num(o, "test_loss", &m[i].test_loss) &&
-                  get_num(o, "test_acc", &m[i].test_acc) &&
+                  (get_num(o, "test_acc", &m[i].test_acc) || (m[i].r2 = get_num(o, "test_r2", &m[i].test_acc))) &&
                   get_num(o, "seconds", &m[i].seconds) && get_num(o, "lr", &m[i].lr);
         /* samples and grad_norm came later: a history without them is
          * read as not knowing them. */
@@ -288,23 +288,26 @@ int zg__write_curves_svg(const char *dir, const zg__epoch_metrics *m, int n) {
     series_range(m, n, o_test, 1, &lo, &hi);
     if (!(lo <= hi)) lo = 0, hi = 1;
     panel loss = {ml, mt, pw - ml - mr, H - mt - mb, ax, make_axis(lo, hi, 5)};
+    /* A regression's right panel is R^2 (at most 1, maybe negative). */
+    const bool r2 = n > 0 && m[n - 1].r2;
+    const double scale = r2 ? 1 : 100;
     lo = INFINITY, hi = -INFINITY;
-    series_range(m, n, o_acc, 100, &lo, &hi);
-    if (!(lo <= hi)) lo = 0, hi = 100;
+    series_range(m, n, o_acc, scale, &lo, &hi);
+    if (!(lo <= hi)) lo = 0, hi = scale;
     panel acc = {pw + ml, mt, pw - ml - mr, H - mt - mb, ax, make_axis(lo, hi, 5)};
-    if (acc.ay.hi > 100) acc.ay.hi = 100;
-    if (acc.ay.lo < 0) acc.ay.lo = 0;
+    if (acc.ay.hi > scale) acc.ay.hi = scale;
+    if (acc.ay.lo < 0 && !r2) acc.ay.lo = 0;
 
-    draw_frame(&b, &loss, "Loss", "cross-entropy loss");
+    draw_frame(&b, &loss, "Loss", r2 ? "MSE loss" : "cross-entropy loss");
     draw_series(&b, &loss, m, n, o_train, 1, "#1f77b4");
     draw_series(&b, &loss, m, n, o_test, 1, "#ff7f0e");
     static const char *const loss_names[] = {"train loss", "test loss"};
     static const char *const loss_colors[] = {"#1f77b4", "#ff7f0e"};
     draw_legend(&b, &loss, loss_names, loss_colors, 2);
 
-    draw_frame(&b, &acc, "Test accuracy", "accuracy (%)");
-    draw_series(&b, &acc, m, n, o_acc, 100, "#2ca02c");
-    static const char *const acc_names[] = {"test accuracy"};
+    draw_frame(&b, &acc, r2 ? "Test R\xc2\xb2" : "Test accuracy", r2 ? "R\xc2\xb2" : "accuracy (%)");
+    draw_series(&b, &acc, m, n, o_acc, scale, "#2ca02c");
+    const char *const acc_names[] = {r2 ? "test R\xc2\xb2" : "test accuracy"};
     static const char *const acc_colors[] = {"#2ca02c"};
     draw_legend(&b, &acc, acc_names, acc_colors, 1);
     zg__sb_printf(&b, "</svg>\n");

@@ -25,7 +25,9 @@
  * T at most block_size); its output "output" [N, ...] or "logits" [N, T,
  * V]; N and T are symbolic. A run's image model (zg_train_export_onnx)
  * starts with the run's normalisation, (input - mean) / std, so that its
- * input is the pixels / 255, as the data loader reads them. */
+ * input is the pixels / 255, as the data loader reads them (a --csv run:
+ * the raw features, each standardised with its own mean and std; an
+ * --images run: each channel with its own). */
 #include "train_internal.h"
 #include "../nn/nn_internal.h"
 
@@ -65,6 +67,23 @@ static const char *ints(exporter *e, const int64_t *v, int n) {
 static const char *scalar(exporter *e, float v) {
     const char *name = zg__onnx_name(e->g, "const");
     if (name) zg__onnx_initializer(e->g, name, ZG_FLOAT32, NULL, 0, &v);
+    return name ? name : "";
+}
+
+/* The run's normalisation of its input: one mean and std for every value
+ * (k 1), or one per feature or channel (the sample's first dimension). */
+typedef struct {
+    const float *mean, *std;
+    int64_t k;
+} input_norm;
+
+/* k values as [k, 1, ...] (rank ndim), to broadcast over [N, k, ...]. */
+static const char *per_entry(exporter *e, const float *v, int64_t k, int ndim) {
+    if (k == 1) return scalar(e, v[0]);
+    int64_t dims[MAX_NDIM] = {k};
+    for (int i = 1; i < ndim; i++) dims[i] = 1;
+    const char *name = zg__onnx_name(e->g, "const");
+    if (name) zg__onnx_initializer(e->g, name, ZG_FLOAT32, dims, ndim, v);
     return name ? name : "";
 }
 
@@ -297,15 +316,17 @@ static int output_shape(const char *fn, zg_module *m, const int64_t *sample, int
 }
 
 /* The graph of a Sequential (or any module of the table above) on
- * float input [N, sample...], normalised first as (x - norm[0]) / norm[1]
- * when norm is given. */
-static const char *image_graph(exporter *e, zg_module *m, const int64_t *sample, int ndim, const float *norm) {
+ * float input [N, sample...], normalised first as (x - mean) / std when
+ * norm is given. */
+static const char *image_graph(exporter *e, zg_module *m, const int64_t *sample, int ndim, const input_norm *norm) {
     const char *N[MAX_NDIM + 1] = {"N"};
     int64_t in[MAX_NDIM + 1] = {0}, out[MAX_NDIM];
     memcpy(in + 1, sample, (size_t)ndim * sizeof *in);
     zg__onnx_value(e->g, false, "input", ZG_FLOAT32, in, N, ndim + 1);
     int rank = ndim + 1, out_ndim = 0;
-    const char *x = norm ? op2(e, "Div", op2(e, "Sub", "input", scalar(e, norm[0])), scalar(e, norm[1])) : "input";
+    const char *x = norm ? op2(e, "Div", op2(e, "Sub", "input", per_entry(e, norm->mean, norm->k, ndim)),
+                               per_entry(e, norm->std, norm->k, ndim))
+                         : "input";
     const char *y = module(e, m, x, &rank);
     if (y && (e->rc = output_shape(e->fn, m, sample, ndim, out, &out_ndim))) return NULL;
     if (y) zg__onnx_node_outs(e->g, "Identity", &y, 1, NULL, 0, (const char *const[]){"output"}, 1);
@@ -322,7 +343,7 @@ static const char *gpt_graph(exporter *e, const zg_module *m) {
     return y;
 }
 
-static int export_model(const char *fn, zg_module *m, const int64_t *sample_shape, int ndim, const float *norm,
+static int export_model(const char *fn, zg_module *m, const int64_t *sample_shape, int ndim, const input_norm *norm,
                         const char *path) {
     if (!m || !path) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
     const bool is_gpt = !strcmp(m->type, "GPT");
@@ -359,12 +380,16 @@ int zg_train_export_onnx(const char *run, const char *path) {
     int64_t shape[ZG_MAX_DIMS];
     int nd = 0;
     zg_module *m = zg__ckpt_model(fn, &s, shape, &nd);
-    const float norm[2] = {s.mean, s.std};
+    const float mean = s.mean, std = s.std;
     const bool is_gpt = s.model == ZG_MODEL_GPT;
+    zg__data_desc d = {0}; /* --csv / --images: per feature or channel */
+    rc = s.data_json ? zg__data_desc_parse(fn, s.data_json, &d) : ZG_OK;
     zg__ckpt_state_free(&s);
-    if (!m) return ZG_ERR_FORMAT;
-    rc = zg__ckpt_load(fn, ckpt, m, NULL);
-    if (!rc) rc = export_model(fn, m, shape, nd, is_gpt ? NULL : norm, path);
+    input_norm norm = {d.mean ? d.mean : &mean, d.std ? d.std : &std, d.mean ? d.n_stats : 1};
+    if (!rc && !m) rc = ZG_ERR_FORMAT;
+    if (!rc) rc = zg__ckpt_load(fn, ckpt, m, NULL);
+    if (!rc) rc = export_model(fn, m, shape, nd, is_gpt ? NULL : &norm, path);
     zg_module_free(m);
+    zg__data_desc_free(&d);
     return rc;
 }

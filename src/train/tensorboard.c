@@ -93,7 +93,7 @@ static void encode(zg__strbuf *b, int64_t t0, const zg__epoch_metrics *m, int n)
         step += m[i].steps;
         scalar(b, wall, step, "train_loss", m[i].train_loss);
         scalar(b, wall, step, "test_loss", m[i].test_loss);
-        scalar(b, wall, step, "test_acc", m[i].test_acc);
+        scalar(b, wall, step, m[i].r2 ? "test_r2" : "test_acc", m[i].test_acc); /* a regression: R^2 */
         scalar(b, wall, step, "lr", m[i].lr);
         scalar(b, wall, step, "grad_norm", m[i].grad_norm);
         if (m[i].samples >= 0 && m[i].seconds > 0) scalar(b, wall, step, "throughput", (double)m[i].samples / m[i].seconds);

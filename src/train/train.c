@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define NUM_CLASSES 10
-
 typedef struct {
     zg_train_config cfg;
     zg_optim_config ocfg;
@@ -33,6 +31,7 @@ typedef struct {
     zg__text_id text_id;    /* what names it, */
     zg_tensor *xb, *yb;     /* and the one pair of [B, T] batch tensors */
     char *spec_json;        /* --model-file: the model's canonical JSON */
+    zg__data_source src;    /* --csv / --images: the data's description */
     char run_dir[4096];
     char ckpt_name[64];
     char resumed_from[4200]; /* the checkpoint directory resumed, or "" */
@@ -58,6 +57,7 @@ static void trainer_free(trainer *t) {
     zg_tensor_free(t->xb);
     zg_tensor_free(t->yb);
     free(t->spec_json);
+    zg__data_source_free(&t->src);
     zg_accum_free(t->acc);
     zg_sched_free(t->sched);
     zg_grad_scaler_free(t->scaler);
@@ -202,14 +202,17 @@ int zg_train_checkpoint_config(const char *path, zg_train_config *cfg) {
         cfg->text_vocab = (zg_text_vocab)s.text_vocab;
         cfg->val_fraction = s.val_fraction;
     }
+    rc = zg__data_restore_config(fn, s.data_json, cfg);
     zg__ckpt_state_free(&s);
-    return ZG_OK;
+    return rc;
 }
 
 /* ---- set-up -------------------------------------------------------------------- */
 
+/* The data set of one part (unless --csv / --images loaded it), cut to
+ * the part's sample limit. */
 static int load_split(const zg_train_config *c, bool train, zg_dataset **full, zg_dataset **ds) {
-    *full = zg_dataset_load_mnist_dir(c->data_dir, train);
+    if (!*full) *full = zg_dataset_load_mnist_dir(c->data_dir, train);
     if (!*full) return ZG_ERR_IO;
     int64_t limit = train ? c->limit_train : c->limit_test;
     *ds = limit > 0 && limit < zg_dataset_size(*full) ? zg_dataset_head(*full, limit) : *full;
@@ -257,6 +260,9 @@ static int fill_state_options(trainer *t) {
     s->amp = t->cfg.amp;
     s->beta1 = t->ocfg.beta1;
     s->beta2 = t->ocfg.beta2;
+    free(s->data_json);
+    s->data_json = t->src.json ? zg__strdup(t->src.json) : NULL;
+    if (t->src.json && !s->data_json) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     if (t->cfg.model == ZG_MODEL_FILE) {
         free(s->model_spec);
         s->model_spec = zg__strdup(t->spec_json);
@@ -430,8 +436,8 @@ static int micro_step(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, double
     if (is_lm(t)) {
         loss = zg__lm_loss(t->model, x, y, NULL); /* forward, loss */
     } else {
-        zg_tensor *logits = zg_module_forward(t->model, x);      /* forward */
-        loss = logits ? zg_cross_entropy(logits, y, NULL) : NULL; /* loss */
+        zg_tensor *out = zg_module_forward(t->model, x); /* forward */
+        loss = zg__data_loss(&t->src, out, y);          /* loss: cross-entropy, or MSE */
     }
     if (t->cfg.amp) zg_autocast_exit();
     if (!loss) {
@@ -573,13 +579,7 @@ static int evaluate(trainer *t, double *loss, double *acc) {
     if (is_lm(t)) {
         rc = zg__lm_evaluate(t->model, t->text, &t->cfg, t->xb, t->yb, loss, acc);
     } else {
-        zg_eval_result ev;
-        rc = zg_evaluate(t->model, t->test_ld, NUM_CLASSES, &ev);
-        if (!rc) {
-            *loss = ev.loss;
-            *acc = ev.accuracy;
-            zg_eval_result_free(&ev);
-        }
+        rc = zg__data_evaluate(&t->src, t->model, t->test_ld, loss, acc);
     }
     if (t->cfg.amp) zg_autocast_exit();
     return rc ? fail_with(rc, "zg_train_run: evaluation") : ZG_OK;
@@ -591,9 +591,13 @@ static void log_epoch(const trainer *t, const zg__epoch_metrics *m, int64_t unit
         fprintf(t->cfg.log, "step %lld/%lld - train loss %.4f - val loss %.4f - val acc %.2f%% - %.1fs - %.0f tokens/s\n",
                 (long long)t->st.global_step, (long long)t->cfg.iters, m->train_loss, m->test_loss, 100 * m->test_acc,
                 m->seconds, m->seconds > 0 ? (double)units / m->seconds : 0.0);
+    else if (m->r2)
+        fprintf(t->cfg.log, "epoch %d/%d - train loss %.4f - val loss %.4f - val r2 %.4f - %.1fs\n", m->epoch,
+                t->cfg.epochs, m->train_loss, m->test_loss, m->test_acc, m->seconds);
     else
-        fprintf(t->cfg.log, "epoch %d/%d - train loss %.4f - test loss %.4f - test acc %.2f%% - %.1fs\n", m->epoch,
-                t->cfg.epochs, m->train_loss, m->test_loss, 100 * m->test_acc, m->seconds);
+        fprintf(t->cfg.log, "epoch %d/%d - train loss %.4f - %s loss %.4f - %s acc %.2f%% - %.1fs\n", m->epoch,
+                t->cfg.epochs, m->train_loss, t->src.json ? "val" : "test", m->test_loss,
+                t->src.json ? "val" : "test", 100 * m->test_acc, m->seconds);
     fflush(t->cfg.log);
 }
 
@@ -625,6 +629,7 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
         .lr = zg_optim_get_hparam(t->opt, 0, ZG_HP_LR),
         .samples = units,
         .grad_norm = zg_accum_last_norm(t->acc),
+        .r2 = t->src.d.task == ZG_TASK_REGRESS,
     };
     rc = push_metrics(t, &m);
     if (!rc) rc = feed_plateau(t, test_loss);
@@ -748,17 +753,24 @@ static void dims_str(char *out, size_t n, const int64_t *d, int nd) {
     if (k < n) snprintf(out + k, n - k, "]");
 }
 
-/* --model-file: the model the file describes, or on a resume the one the
- * checkpoint keeps (a file given as well must describe the same); its
- * input must be the data's samples and its output the classes. */
+/* The model given as JSON: --model-file, or on a resume the one the
+ * checkpoint keeps (a file given as well must describe the same), or a
+ * built-in one, or (--csv / --images without a model) the default MLP;
+ * its input must be the data's samples and its output the classes. */
 static zg_module *build_file_model(trainer *t, const zg__ckpt_state *rs) {
     const char *fn = "zg_train_run";
     const char *saved = rs ? rs->model_spec : NULL;
+    char *text = t->cfg.model != ZG_MODEL_FILE ? zg__strdup(zg__train_builtin_json(t->cfg.model))
+                 : !t->cfg.model_file[0] && !saved && t->src.json ? zg__data_default_spec(&t->src)
+                                                                  : NULL;
     zg_model_spec *spec = t->cfg.model_file[0] ? zg_model_spec_load(t->cfg.model_file)
                           : saved                ? zg_model_spec_parse(saved, strlen(saved), "the checkpoint's model")
+                          : text                 ? zg_model_spec_parse(text, strlen(text), "the default model")
                                                  : NULL;
+    free(text);
     if (!spec) {
-        if (!t->cfg.model_file[0] && !saved) zg__fail(ZG_ERR_FORMAT, "%s: the checkpoint holds no model file", fn);
+        if (!t->cfg.model_file[0] && !saved && !t->src.json)
+            zg__fail(ZG_ERR_FORMAT, "%s: the checkpoint holds no model file", fn);
         return NULL;
     }
     int64_t in[ZG_MAX_DIMS], out[ZG_MAX_DIMS], data[ZG_MAX_DIMS];
@@ -774,9 +786,10 @@ static zg_module *build_file_model(trainer *t, const zg__ckpt_state *rs) {
                  "resume the checkpoint's)", fn, t->cfg.model_file);
     else if (nin != nd || memcmp(in, data, (size_t)nd * sizeof *in))
         zg__fail(ZG_ERR_ARG, "%s: the model file's input is %s per sample, the data's samples are %s", fn, a, b);
-    else if (nout != 1 || out[0] != NUM_CLASSES)
-        zg__fail(ZG_ERR_ARG, "%s: the model file's output must be [%d] per sample (one logit per class)", fn,
-                 NUM_CLASSES);
+    else if (nout != 1 || out[0] != zg__data_outputs(&t->src))
+        zg__fail(ZG_ERR_ARG, "%s: the model's output must be [%lld] per sample (%s)", fn,
+                 (long long)zg__data_outputs(&t->src),
+                 t->src.d.task == ZG_TASK_REGRESS ? "the regressed value" : "one logit per class");
     else if (!(t->spec_json = zg__strdup(zg_model_spec_json(spec))))
         zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     else
@@ -787,7 +800,7 @@ static zg_module *build_file_model(trainer *t, const zg__ckpt_state *rs) {
 
 static zg_module *build_model(trainer *t, const zg__ckpt_state *rs) {
     if (is_lm(t)) return zg__lm_build(&t->cfg, zg_text_vocab_size(t->text));
-    if (t->cfg.model == ZG_MODEL_FILE) return build_file_model(t, rs);
+    if (t->cfg.model == ZG_MODEL_FILE || t->src.json) return build_file_model(t, rs);
     return zg__train_build_model(t->cfg.model);
 }
 
@@ -800,7 +813,8 @@ static int build_training(trainer *t, const zg__ckpt_state *rs) {
     if (is_lm(t)) {
         rc = zg__lm_load_text(c, &t->text_id, &t->text);
     } else {
-        rc = load_split(c, true, &t->train_full, &t->train_ds);
+        rc = zg__data_custom(c) ? zg__data_open(c, &t->src, &t->train_full, &t->test_full) : ZG_OK;
+        if (!rc) rc = load_split(c, true, &t->train_full, &t->train_ds);
         if (!rc) rc = load_split(c, false, &t->test_full, &t->test_ds);
     }
     if (rc) return rc;
@@ -895,6 +909,7 @@ static int setup(trainer *t) {
         rc = zg__fail(ZG_ERR_FORMAT, "zg_train_run: checkpoint '%s' was trained on another text (%lld bytes, CRC-32 "
                       "%08x; this one: %lld bytes, %08x)", ckpt, (long long)rs.text_bytes, (unsigned)rs.text_crc,
                       (long long)t->text_id.bytes, (unsigned)t->text_id.crc);
+    if (!rc && t->cfg.resume_dir && !is_lm(t)) rc = zg__data_check_resume(&t->src, rs.data_json, ckpt);
     if (!rc && t->cfg.resume_dir) rc = restore(t, ckpt, &rs);
     if (rc) {
         zg__ckpt_state_free(&rs);
@@ -932,10 +947,17 @@ static void log_start(const trainer *t, FILE *log) {
                        : c->model_file[0]        ? (slash ? slash + 1 : c->model_file)
                                                  : "the checkpoint's model";
     fprintf(log,
-            "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld test samples -> "
+            "zgrad train: %s (%lld parameters), %s lr %s, batch %lld, %d epochs, %lld train / %lld %s samples -> "
             "%s\n",
-            name, params, zg_train_optim_name(c->optimizer), lr, (long long)c->batch_size,
-            c->epochs, (long long)zg_dataset_size(t->train_ds), (long long)zg_dataset_size(t->test_ds), t->run_dir);
+            t->src.json && !c->model_file[0] && c->model == ZG_MODEL_FILE ? "the default MLP" : name, params,
+            zg_train_optim_name(c->optimizer), lr, (long long)c->batch_size, c->epochs,
+            (long long)zg_dataset_size(t->train_ds), (long long)zg_dataset_size(t->test_ds),
+            t->src.json ? "validation" : "test", t->run_dir);
+    if (t->src.json) {
+        char what[600];
+        zg__data_describe(&t->src, what, sizeof what);
+        fprintf(log, "zgrad train: %s\n", what);
+    }
 }
 
 int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
@@ -988,6 +1010,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
             result->train_loss = m->train_loss;
             result->test_loss = m->test_loss;
             result->test_acc = m->test_acc;
+            result->r2 = m->r2;
         }
         snprintf(result->out_dir, sizeof result->out_dir, "%s", t.run_dir);
     }

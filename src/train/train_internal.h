@@ -11,6 +11,9 @@
  *                 wrote
  *   eval.c        evaluation and `zgrad eval`
  *   lm.c          --model gpt: the text, its loss and validation, sampling
+ *   data_source.c --csv and --images: the data, its statistics, the default
+ *                 model, the loss and metrics, what the run keeps of it
+ *   predict.c     zgrad predict
  *   train.c       the loop itself (zg_train_run)
  */
 #ifndef ZG_TRAIN_INTERNAL_H
@@ -59,6 +62,7 @@ typedef struct {
     int64_t samples;    /* trained on in the epoch (gpt: tokens); -1 unknown */
     double grad_norm;   /* total grad norm of the last step (before
                          * clipping); NaN without --clip-norm */
+    bool r2;            /* a regression: test_acc holds R^2 ("test_r2") */
 } zg__epoch_metrics;
 
 /* One JSON object, no newline, every number round-trips exactly. */
@@ -155,6 +159,9 @@ typedef struct {
     /* --model-file: the spec as canonical JSON (malloc'd), so that a
      * resume, zgrad eval and zgrad summary need only the run. */
     char *model_spec;
+    /* --csv / --images: what the data was (zg__data_source.json, malloc'd;
+     * NULL for MNIST-format data). */
+    char *data_json;
 } zg__ckpt_state;
 
 void zg__ckpt_state_free(zg__ckpt_state *s);
@@ -204,6 +211,60 @@ zg_tensor *zg__lm_loss(zg_module *m, zg_tensor *x, zg_tensor *y, zg_tensor **log
  * drawn into x, y (no_grad, eval mode; under the caller's autocast). */
 int zg__lm_evaluate(zg_module *m, const zg_text *text, const zg_train_config *c, zg_tensor *x, zg_tensor *y,
                     double *loss, double *acc);
+
+/* ---- your data (data_source.c) --------------------------------------------- */
+
+enum { ZG__DATA_MNIST = 0, ZG__DATA_CSV = 1, ZG__DATA_IMAGES = 2 };
+
+/* What a run's data is, as the checkpoint keeps it: enough to check a
+ * resume's data and to preprocess new inputs the same way. */
+typedef struct {
+    int kind;                    /* ZG__DATA_* */
+    zg_task task;                /* CLASSIFY or REGRESS */
+    int64_t num_classes;         /* the model's outputs when classifying */
+    char **features;             /* a table's feature columns (n_stats) */
+    char *target;                /* and its target column */
+    char **classes;              /* an image folder's class names (num_classes) */
+    float *mean, *std;           /* per feature or channel (n_stats) */
+    int64_t n_stats;
+    int64_t shape[ZG_MAX_DIMS];  /* one sample's (ndim of them) */
+    int ndim;
+    int64_t n_train, n_val;
+    char *path, *val_path;       /* as given */
+    double val_split;
+} zg__data_desc;
+
+typedef struct {
+    zg__data_desc d;             /* kind MNIST: nothing else is set */
+    char *json;                  /* d as JSON (the checkpoint's "data") */
+} zg__data_source;
+
+/* Whether the config trains on a CSV file or an image folder. */
+bool zg__data_custom(const zg_train_config *c);
+/* The config's --csv / --images options (called by the validation). */
+int zg__data_validate(const char *fn, const zg_train_config *c);
+/* Loads the training and validation data of the config (normalised with
+ * the training part's statistics) and describes them in *src. */
+int zg__data_open(const zg_train_config *c, zg__data_source *src, zg_dataset **train, zg_dataset **val);
+void zg__data_source_free(zg__data_source *src);
+/* The model when the config names none: an MLP sized from the data, as a
+ * model file's JSON (malloc'd). */
+char *zg__data_default_spec(const zg__data_source *src);
+/* The model's outputs per sample: the classes (10 for MNIST), or 1. */
+int64_t zg__data_outputs(const zg__data_source *src);
+/* Cross-entropy, or MSE for a regression, of the model's output. */
+zg_tensor *zg__data_loss(const zg__data_source *src, zg_tensor *out, zg_tensor *y);
+/* The validation loss and accuracy (a regression: MSE and R^2). */
+int zg__data_evaluate(const zg__data_source *src, zg_module *m, zg_loader *ld, double *loss, double *acc);
+/* A resume: the data must be what the checkpoint's was (paths aside). */
+int zg__data_check_resume(const zg__data_source *src, const char *saved, const char *ckpt);
+/* The checkpoint's data options back into cfg (nothing for NULL). */
+int zg__data_restore_config(const char *fn, const char *json, zg_train_config *cfg);
+/* "iris.csv: 120 train / 30 validation rows, 4 features, 3 classes" */
+void zg__data_describe(const zg__data_source *src, char *out, size_t n);
+/* Parses a checkpoint's "data" into *d (zg__data_desc_free). */
+int zg__data_desc_parse(const char *fn, const char *json, zg__data_desc *d);
+void zg__data_desc_free(zg__data_desc *d);
 
 /* ---- the run directory (rundir.c) ------------------------------------------ */
 
