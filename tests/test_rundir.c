@@ -155,6 +155,32 @@ TEST(rundir_save_refuses_a_foreign_directory_of_its_name) {
     CHECK(holds(p, "ckpt-e0001-s0000000004\n"));
 }
 
+/* A kill while the next checkpoint's marker was being written leaves its
+ * directory holding only the marker's temporary file, half written: the
+ * resume proves the directory its own (named in the run's list, nothing
+ * else in it), removes it and saves that checkpoint again. */
+TEST(rundir_resume_after_a_kill_during_the_marker) {
+    REQUIRE();
+    char d[256], p[512];
+    path_of(d, sizeof d, "marker-kill");
+    if (!one_epoch(d)) return;
+    snprintf(p, sizeof p, "%s/.zgrad-ckpts", d);
+    CHECK(write_text(p, "ckpt-e0001-s0000000004\nckpt-e0002-s0000000008\n"));
+    snprintf(p, sizeof p, "%s/ckpt-e0002-s0000000008", d);
+    CHECK(mkdir(p, 0755) == 0);
+    snprintf(p, sizeof p, "%s/ckpt-e0002-s0000000008/.zgrad-checkpoint.tmp", d);
+    CHECK(write_text(p, "zgrad check"));
+    zgt_cli_result r;
+    train(&r, d, "2", true, NULL);
+    if (r.status != 0) zgt_fail(__FILE__, __LINE__, "resume: exit %d: %s", r.status, r.err);
+    snprintf(p, sizeof p, "%s/ckpt-e0002-s0000000008/.zgrad-checkpoint", d);
+    CHECK(holds(p, "zgrad checkpoint ckpt-e0002-s0000000008\n"));
+    snprintf(p, sizeof p, "%s/ckpt-e0002-s0000000008/.zgrad-checkpoint.tmp", d);
+    CHECK(access(p, F_OK) != 0);
+    snprintf(p, sizeof p, "%s/checkpoint", d);
+    CHECK(holds(p, "ckpt-e0002-s0000000008\n"));
+}
+
 /* ---- 2. no removal follows a symlink ------------------------------------------- */
 
 TEST(rundir_removal_never_follows_symlinks) {

@@ -16,7 +16,8 @@
  * A checkpoint directory is removed only when its name is exactly one
  * zg__ckpt_name writes, the run's list names it, and it is a directory
  * (opened with O_NOFOLLOW) holding the marker that names it, or nothing
- * (a kill between mkdir and the marker). A copy such as `cp -r
+ * but the marker's temporary file (a kill between mkdir and the marker's
+ * rename). A copy such as `cp -r
  * ckpt-e0003-s0000002811 ckpt-best` fails the name and the list, although
  * it holds the marker. Temporary files: only "<file>.tmp.<pid>" regular
  * files, for the files zgrad replaces atomically in the run directory. */
@@ -32,6 +33,8 @@
 
 #define NAME_CAP (ZG_CKPT_NAME_MAX + 1)
 #define RECORD_MAX 8
+/* The marker while it is written (write_marker). */
+#define MARKER_TMP ZG_CKPT_MARKER ".tmp"
 
 void zg__ckpt_name(char *out, int64_t epoch, int64_t step) {
     snprintf(out, NAME_CAP, "ckpt-e%04" PRId64 "-s%010" PRId64, epoch, step);
@@ -118,8 +121,17 @@ static int remove_ours(const char *fn, int run_fd, const char *run_dir, const ch
     snprintf(want, sizeof want, "zgrad checkpoint %s\n", name);
     if (m == 1 && !strcmp(marker, want)) return zg__remove_dir_at(fn, run_fd, name, dfd, shown);
     close(dfd);
-    /* Made but not yet marked: rmdir removes it only while it is empty. */
-    if (m == 0 && unlinkat(run_fd, name, AT_REMOVEDIR) == 0) return 0;
+    /* Made but not yet marked: it holds nothing, or only the marker's
+     * temporary file (a kill while the marker was written); rmdir removes
+     * it only once that is gone and it is empty. */
+    if (m == 0) {
+        dfd = openat(run_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (dfd >= 0 && fstatat(dfd, MARKER_TMP, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            unlinkat(dfd, MARKER_TMP, 0);
+        if (dfd >= 0) close(dfd);
+        if (unlinkat(run_fd, name, AT_REMOVEDIR) == 0) return 0;
+    }
     zg_clear_error();
     return 1;
 }
@@ -129,10 +141,13 @@ static int write_marker(const char *fn, int run_fd, const char *run_dir, const c
     zg__path_join(shown, sizeof shown, run_dir, name);
     int len = snprintf(text, sizeof text, "zgrad checkpoint %s\n", name);
     int dfd = openat(run_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int fd = dfd < 0 ? -1 : openat(dfd, ZG_CKPT_MARKER, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    /* Durable before anything else lands in the directory: after a crash
-     * the directory is still provably the run's. */
-    bool ok = fd >= 0 && write(fd, text, (size_t)len) == len && fsync(fd) == 0 && fsync(dfd) == 0;
+    int fd = dfd < 0 ? -1 : openat(dfd, MARKER_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* Written whole under a temporary name, then renamed: a kill leaves
+     * either the whole marker or none (a half-written one would make the
+     * directory unprovable, hence never removed). Durable before anything
+     * else lands in the directory. */
+    bool ok = fd >= 0 && write(fd, text, (size_t)len) == len && fsync(fd) == 0 &&
+              renameat(dfd, MARKER_TMP, dfd, ZG_CKPT_MARKER) == 0 && fsync(dfd) == 0;
     int err = errno;
     if (fd >= 0) close(fd);
     if (dfd >= 0) close(dfd);
