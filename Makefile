@@ -17,7 +17,7 @@ SAN ?=
 # ZG_API (scripts/check-exports checks it); internal zg__ functions stay
 # linkable from the static archive, which the tests use.
 CFLAGS_BASE = -std=c11 $(OPT) -g -Wall -Wextra -Werror -fPIC -fopenmp -fvisibility=hidden -ffp-contract=off -fno-math-errno -fno-trapping-math -D_DEFAULT_SOURCE $(SAN)
-CPPFLAGS_BASE = -Iinclude -Isrc -I$(BUILD)/gen
+CPPFLAGS_BASE = -Iinclude -Isrc -I$(BUILD)/gen $(MPI_CPPFLAGS)
 # OpenBLAS built for OpenMP shares our OpenMP thread pool; the pthread build
 # keeps its own workers spinning after each call, which then fight our OpenMP
 # threads for the cores (a CNN step 19 ms steady vs 19-33 ms on 2 cores).
@@ -25,7 +25,17 @@ CPPFLAGS_BASE = -Iinclude -Isrc -I$(BUILD)/gen
 OPENBLAS_OMP_DIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_OMP_FLAGS = -L$(OPENBLAS_OMP_DIR) -Wl,-rpath,$(OPENBLAS_OMP_DIR)
 BLAS_LIBS := $(if $(wildcard $(OPENBLAS_OMP_DIR)/libopenblas.so),$(BLAS_OMP_FLAGS)) -lopenblas
-LDLIBS_BASE = $(BLAS_LIBS) -lprotobuf-c -lpng -ljpeg -lz -lm -lpthread
+# MPI (the dist layer, src/dist): Open MPI's compiler wrapper says how to
+# compile and link against it (pkg-config's ompi-c where mpicc is missing).
+# ZG_MPI=0 leaves it out; zg_dist_* and zg_ddp_* then fail, saying the
+# build has no MPI, so the header and the exported functions stay the same.
+ZG_MPI ?= $(shell (command -v mpicc >/dev/null 2>&1 || pkg-config --exists ompi-c 2>/dev/null) && echo 1 || echo 0)
+ifeq ($(ZG_MPI),1)
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null || pkg-config --cflags ompi-c)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null || pkg-config --libs ompi-c)
+MPI_CPPFLAGS := -DZG_HAVE_MPI=1 $(patsubst -I%,-isystem %,$(MPI_CFLAGS))
+endif
+LDLIBS_BASE = $(BLAS_LIBS) $(MPI_LIBS) -lprotobuf-c -lpng -ljpeg -lz -lm -lpthread
 # `omp simd` is a vectorisation hint; clang warns when it cannot honour it
 # (at -O1 under the sanitizers), which is no defect of the code.
 CLANG_FLAGS := $(shell $(CC) --version 2>/dev/null | grep -q clang && echo -Wno-pass-failed)

@@ -47,6 +47,7 @@ typedef enum {
     ZG_ERR_FORMAT = -5,  /* file content is invalid */
     ZG_ERR_NOMEM = -6,
     ZG_ERR_NONFINITE = -7, /* a result is NaN or infinite (the training diverged) */
+    ZG_ERR_UNAVAILABLE = -8, /* left out of this build (zg_dist_* / zg_ddp_* without MPI) */
 } zg_status;
 
 typedef enum { ZG_FLOAT32 = 0, ZG_INT64 = 1 } zg_dtype;
@@ -247,7 +248,19 @@ ZG_API int zg_tensor_register_hook(zg_tensor *t, zg_tensor_hook_fn fn, void *use
 /* Runs on a leaf after its .grad was updated. Returns a zg_status. */
 typedef int (*zg_post_accumulate_hook_fn)(zg_tensor *leaf, void *user);
 ZG_API int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hook_fn fn, void *user);
+/* Removes the first post-accumulate hook registered with this fn and user
+ * (PyTorch's handle.remove()); ZG_ERR_ARG if there is none. */
+ZG_API int zg_tensor_remove_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hook_fn fn, void *user);
 ZG_API void zg_tensor_clear_hooks(zg_tensor *t);
+/* Queues fn(user) to run once when the backward pass now running ends:
+ * after every gradient was delivered and every hook ran, before
+ * zg_backward / zg_autograd_grad returns (PyTorch's
+ * Variable._execution_engine.queue_callback). Only from inside a pass (a
+ * hook); ZG_ERR_STATE elsewhere. Callbacks run in the order queued; one
+ * that returns < 0 fails the pass with its error and the rest do not run. A
+ * pass that fails before its end drops its callbacks. */
+typedef int (*zg_backward_callback_fn)(void *user);
+ZG_API int zg_autograd_queue_callback(zg_backward_callback_fn fn, void *user);
 
 /* For hooks and extensions: set this thread's error text. */
 ZG_API void zg_set_error(const char *fmt, ...)
@@ -1422,6 +1435,118 @@ ZG_API int zg_accum_pending(const zg_accum *a);
 ZG_API int zg_accum_size(const zg_accum *a);
 /* Total grad norm measured by the last clipped step (NAN before any). */
 ZG_API double zg_accum_last_norm(const zg_accum *a);
+
+/* ------------------------------------------------------------------ */
+/* Data parallel over MPI (src/dist; docs/distributed.md)              */
+/* ------------------------------------------------------------------ */
+
+/* Communication over MPI_COMM_WORLD. A build without MPI (make ZG_MPI=0,
+ * or no Open MPI found) keeps these functions: they fail with
+ * ZG_ERR_UNAVAILABLE (rank/world size answer 0 and 1). */
+/* Whether this build has MPI. */
+ZG_API bool zg_dist_available(void);
+/* MPI_Init_thread (MPI_THREAD_FUNNELED: only the calling thread talks MPI)
+ * unless MPI is already initialised; a second call does nothing. argc and
+ * argv may be NULL. A program not started by mpirun is a world of one. */
+ZG_API int zg_dist_init(int *argc, char ***argv);
+/* MPI_Finalize when zg_dist_init initialised MPI; nothing otherwise. Free
+ * every zg_ddp first. */
+ZG_API int zg_dist_finalize(void);
+/* Between zg_dist_init and zg_dist_finalize. */
+ZG_API bool zg_dist_is_initialized(void);
+/* This process's rank and the number of ranks (0 and 1 when not
+ * initialised). */
+ZG_API int zg_dist_rank(void);
+ZG_API int zg_dist_world_size(void);
+ZG_API int zg_dist_barrier(void);
+/* values[0..n) summed element-wise over all ranks, in place (every rank
+ * gets the sums; for metrics). */
+ZG_API int zg_dist_allreduce_sum_f64(double *values, int n);
+/* nbytes of data from rank `root` into every rank's data. */
+ZG_API int zg_dist_broadcast(void *data, size_t nbytes, int root);
+/* Prints "zgrad: rank R: message" to stderr and ends every rank with exit
+ * status code (MPI_Abort); without MPI, or before zg_dist_init, exits this
+ * process. Does not return. */
+ZG_API void zg_dist_abort(int code, const char *message);
+
+/* DistributedDataParallel: a module whose parameters' gradients are
+ * averaged over all ranks during zg_backward, as PyTorch's DDP does:
+ *
+ *   zg_dist_init(&argc, &argv);
+ *   zg_ddp *ddp = zg_ddp_new(model, NULL);  params and buffers from rank 0
+ *   for each batch (this rank's shard):
+ *       y = zg_ddp_forward(ddp, x);         or zg_ddp_before_forward(ddp)
+ *                                           and any forward of the model
+ *       loss = ...; zg_backward(loss, NULL); every .grad is now the mean
+ *                                           over the ranks
+ *       zg_optim_step(opt); zg_optim_zero_grad(opt, true);
+ *
+ * Gradients are copied, times 1/world_size, into buckets (reverse order of
+ * registration, the first 1 MiB, then bucket_cap_mb), and each bucket's
+ * MPI_Iallreduce (SUM) starts as soon as the last of its gradients is
+ * accumulated (post-accumulate hooks), while backward goes on; the
+ * reductions are awaited and copied back into .grad when backward ends
+ * (zg_autograd_queue_callback). After the first iteration the buckets are
+ * rebuilt in the order the gradients became ready (rank 0's order). Every
+ * rank must make the same calls (collective), in the same order. */
+typedef struct zg_ddp zg_ddp;
+typedef struct {
+    double bucket_cap_mb;       /* 25: bucket capacity, MiB (1 MiB = 1048576 bytes) */
+    double first_bucket_cap_mb; /* 1: the first bucket's capacity (the first gradients ready) */
+    /* false: every parameter must get a gradient in every backward; one
+     * that does not makes the next zg_ddp_before_forward fail, naming it.
+     * true: the ranks agree on which parameters were used: unused on every
+     * rank -> .grad left as it is (None stays None); unused on some ->
+     * those ranks contribute zeros. */
+    bool find_unused_parameters;
+    bool broadcast_buffers;       /* true: buffers from rank 0 at each forward */
+    /* false (the default, the only form zgrad has): each .grad is copied
+     * into its bucket times 1/world_size; see docs/distributed.md. */
+    bool gradient_as_bucket_view;
+} zg_ddp_options;
+/* PyTorch's defaults: 25, 1, false, true, false. */
+ZG_API zg_ddp_options zg_ddp_default_options(void);
+/* Wraps m (not owned; free the zg_ddp before m): checks that every rank
+ * has the same parameter and buffer shapes (an error names the first that
+ * differs), copies rank 0's parameters and buffers to all ranks, builds the
+ * buckets and registers a post-accumulate hook on each parameter. opts may
+ * be NULL (zg_ddp_default_options). Needs zg_dist_init. Collective. */
+ZG_API zg_ddp *zg_ddp_new(zg_module *m, const zg_ddp_options *opts);
+/* Waits for reductions still in flight, removes the hooks. */
+ZG_API void zg_ddp_free(zg_ddp *d);
+ZG_API zg_module *zg_ddp_module(const zg_ddp *d);
+/* Call before each forward of the module (zg_ddp_forward does): fails if
+ * the previous backward left a reduction unfinished (a parameter got no
+ * gradient, without find_unused_parameters), rebuilds the buckets after the
+ * first iteration, broadcasts buffers from rank 0 (broadcast_buffers), and,
+ * in grad mode with sync required, arms the reduction of the next
+ * backward. Collective. */
+ZG_API int zg_ddp_before_forward(zg_ddp *d);
+/* zg_ddp_before_forward, then zg_module_forward(module, x). */
+ZG_API zg_tensor *zg_ddp_forward(zg_ddp *d, zg_tensor *x);
+/* PyTorch's no_sync: false makes the backwards of the following forwards
+ * reduce nothing, so gradients accumulate locally; the first backward
+ * after a forward made with sync true again reduces the accumulated sum.
+ * Set it before the forward (it takes effect at zg_ddp_before_forward). */
+ZG_API int zg_ddp_set_require_sync(zg_ddp *d, bool require_sync);
+ZG_API bool zg_ddp_require_sync(const zg_ddp *d);
+/* Whether p is one of the wrapped module's parameters. */
+ZG_API bool zg_ddp_has_param(const zg_ddp *d, const zg_tensor *p);
+/* Counters since zg_ddp_new (zg_ddp_reset_stats zeroes them). */
+typedef struct {
+    int64_t allreduces;           /* gradient all-reduces started (one per bucket per reducing backward) */
+    int64_t allreduce_bytes;      /* bytes those reduced (per rank) */
+    int64_t allreduces_overlapped; /* of those, started from a gradient hook, before backward ended */
+    int64_t reductions;           /* backwards whose gradients were averaged */
+    int64_t join_shadows;         /* all-reduces a joined rank matched with zeros */
+    double wait_seconds;          /* time spent waiting for gradient all-reduces */
+    int num_buckets;              /* buckets now */
+} zg_ddp_stats;
+ZG_API int zg_ddp_get_stats(const zg_ddp *d, zg_ddp_stats *out);
+ZG_API void zg_ddp_reset_stats(zg_ddp *d);
+/* Bucket b's parameters, by index in zg_module_param order, in bucket order
+ * (at most max into idx); returns their count, or < 0 for a bad b. */
+ZG_API int zg_ddp_bucket_params(const zg_ddp *d, int b, int *idx, int max);
 
 /* ===== Gradient-lifecycle sanitizer =====================================
  * Watches backward / zero_grad / step / clip / scaler / scheduler calls and

@@ -266,6 +266,62 @@ TEST(post_accumulate_hook_sees_the_updated_grad) {
     zg_tensor_free(x);
 }
 
+TEST(post_accumulate_hook_can_be_removed) {
+    zg_tensor *x = zgt_param_vec((float[]){1}, 1);
+    float seen = 0, other = 0;
+    CHECK_OK(zg_tensor_register_post_accumulate_hook(x, post_hook, &seen));
+    CHECK_OK(zg_tensor_register_post_accumulate_hook(x, post_hook, &other));
+    CHECK_OK(zg_tensor_remove_post_accumulate_hook(x, post_hook, &seen));
+    CHECK_ERR(zg_tensor_remove_post_accumulate_hook(x, post_hook, &seen), "no such hook");
+    CHECK_OK(zg_backward(zg_sum(zg_mul_scalar(x, 2.0f)), NULL));
+    CHECK(seen == 0.0f && other == 2.0f);
+    zg_tensor_free(x);
+}
+
+/* The end-of-backward callback: queued from a hook, it runs once, after
+ * every leaf got its gradient, before zg_backward returns. */
+typedef struct {
+    zg_tensor *a, *b;
+    int queued, ran;
+    float a_grad_at_end, b_grad_at_end;
+    bool fail;
+} end_probe;
+
+static int end_cb(void *user) {
+    end_probe *p = user;
+    p->ran++;
+    p->a_grad_at_end = zg_tensor_get(zg_tensor_grad(p->a), 0);
+    p->b_grad_at_end = zg_tensor_get(zg_tensor_grad(p->b), 0);
+    if (p->fail) {
+        zg_set_error("end_cb: refused");
+        return ZG_ERR_STATE;
+    }
+    return ZG_OK;
+}
+
+static int queue_once(zg_tensor *leaf, void *user) {
+    (void)leaf;
+    end_probe *p = user;
+    if (p->queued++) return ZG_OK;
+    return zg_autograd_queue_callback(end_cb, p);
+}
+
+TEST(queued_callback_runs_once_when_backward_ends) {
+    end_probe p = {zgt_param_vec((float[]){1}, 1), zgt_param_vec((float[]){1}, 1), 0, 0, 0, 0, false};
+    CHECK_OK(zg_tensor_register_post_accumulate_hook(p.a, queue_once, &p));
+    CHECK_OK(zg_tensor_register_post_accumulate_hook(p.b, queue_once, &p));
+    CHECK_OK(zg_backward(zg_sum(zg_add(zg_mul_scalar(p.a, 2.0f), zg_mul_scalar(p.b, 3.0f))), NULL));
+    CHECK(p.queued == 2 && p.ran == 1);
+    CHECK(p.a_grad_at_end == 2.0f && p.b_grad_at_end == 3.0f);
+    CHECK_ERR(zg_autograd_queue_callback(end_cb, &p), "no backward pass is running");
+    p.queued = 0;
+    p.fail = true;
+    CHECK_ERR(zg_backward(zg_sum(zg_mul_scalar(p.a, 2.0f)), NULL), "end_cb: refused");
+    CHECK(p.ran == 2);
+    zg_tensor_free(p.a);
+    zg_tensor_free(p.b);
+}
+
 TEST(inplace_change_of_a_saved_tensor_is_detected) {
     zg_tensor *x = zgt_param_vec((float[]){1, 2}, 2);
     int64_t s[1] = {2};

@@ -12,6 +12,43 @@ static _Thread_local uint64_t cur_pass;
  * leaf (no inputs= list). */
 static _Thread_local bool cur_accumulate, cur_all_leaves;
 
+/* Callbacks queued by zg_autograd_queue_callback during the running pass
+ * (in the arena, which outlives the pass), run when it ends. in_pass tells
+ * a call from a hook from one outside any pass. */
+typedef struct end_cb {
+    struct end_cb *next;
+    zg_backward_callback_fn fn;
+    void *user;
+} end_cb;
+static _Thread_local end_cb *cb_head, **cb_tail;
+static _Thread_local bool in_pass;
+
+int zg_autograd_queue_callback(zg_backward_callback_fn fn, void *user) {
+    if (!fn) return zg__fail(ZG_ERR_ARG, "zg_autograd_queue_callback: fn is NULL");
+    if (!in_pass)
+        return zg__fail(ZG_ERR_STATE, "zg_autograd_queue_callback: no backward pass is running; queue the callback "
+                                      "from a hook during zg_backward");
+    end_cb *c = zg__arena_alloc(sizeof *c);
+    if (!c) return zg__fail(ZG_ERR_NOMEM, "zg_autograd_queue_callback: out of memory");
+    *c = (end_cb){NULL, fn, user};
+    *cb_tail = c;
+    cb_tail = &c->next;
+    return ZG_OK;
+}
+
+/* The queued callbacks, in order; a callback may queue another, which runs
+ * after it. */
+static int run_end_callbacks(const char *fn) {
+    for (end_cb *c = cb_head; c; c = c->next) {
+        int rc = c->fn(c->user);
+        if (rc < 0) {
+            if (!zg_last_error()[0]) zg_set_error("%s: a callback queued for the end of backward failed", fn);
+            return rc;
+        }
+    }
+    return ZG_OK;
+}
+
 static void touch(zg_tensor *t) {
     if (t->bw_pass == cur_pass) return;
     t->bw_pass = cur_pass;
@@ -416,6 +453,12 @@ static int run_pass(const pass_args *a) {
  * the backward_diffs then record), autocast off (the products of a
  * create_graph pass run in float32; a low-precision node refuses it). */
 static int run_pass_in_modes(const pass_args *a) {
+    /* A pass run from a hook of another keeps its own callback queue. */
+    end_cb *outer_head = cb_head, **outer_tail = cb_tail;
+    const bool outer_in = in_pass;
+    cb_head = NULL;
+    cb_tail = &cb_head;
+    in_pass = true;
     bool prev = zg_set_grad_enabled(a->create_graph);
     int rc = a->create_graph ? zg_autocast_enter(ZG_AUTOCAST_OFF) : ZG_OK;
     if (!rc) {
@@ -423,6 +466,10 @@ static int run_pass_in_modes(const pass_args *a) {
         if (a->create_graph) zg_autocast_exit();
     }
     zg_set_grad_enabled(prev);
+    if (!rc) rc = run_end_callbacks(a->fn);
+    cb_head = outer_head;
+    cb_tail = outer_tail;
+    in_pass = outer_in;
     return rc;
 }
 

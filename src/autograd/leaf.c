@@ -104,6 +104,19 @@ int zg_tensor_register_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hoo
     return add_hook(t, &t->post_hooks, &(zg__hook){.post_fn = fn, .user = user});
 }
 
+int zg_tensor_remove_post_accumulate_hook(zg_tensor *t, zg_post_accumulate_hook_fn fn, void *user) {
+    if (!t || !fn) return zg__fail(ZG_ERR_ARG, "zg_tensor_remove_post_accumulate_hook: NULL argument");
+    for (zg__hook **h = &t->post_hooks; *h; h = &(*h)->next) {
+        if ((*h)->post_fn != fn || (*h)->user != user) continue;
+        zg__hook *dead = *h;
+        *h = dead->next;
+        if (t->persistent) free(dead);
+        return ZG_OK;
+    }
+    return zg__fail(ZG_ERR_ARG, "zg_tensor_remove_post_accumulate_hook: '%s' has no such hook (removed already?)",
+                    zg_tensor_name(t));
+}
+
 void zg_tensor_clear_hooks(zg_tensor *t) {
     if (!t) return;
     if (t->persistent) {

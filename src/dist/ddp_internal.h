@@ -1,0 +1,82 @@
+/* The state of a zg_ddp, shared by ddp.c (construction, forward, hooks,
+ * the end of backward), bucket.c (bucket assignment) and join.c (uneven
+ * inputs). Only with MPI. */
+#ifndef ZG_DDP_INTERNAL_H
+#define ZG_DDP_INTERNAL_H
+
+#include "dist_internal.h"
+
+#ifdef ZG_HAVE_MPI
+/* A bucket: consecutive gradients, in bucket order, reduced by one
+ * MPI_Iallreduce. */
+typedef struct {
+    int n;          /* parameters in it */
+    int *idx;       /* their indices (zg_module_param order) */
+    int64_t *off;   /* each one's first element in data */
+    int64_t numel;
+    float *data;
+    int pending;    /* parameters not yet ready in this iteration */
+    bool launched;  /* its all-reduce started in this iteration */
+    MPI_Request req;
+} zg__bucket;
+
+typedef struct {
+    struct zg_ddp *d;
+    int i;
+} zg__ddp_hook_ctx;
+
+struct zg_ddp {
+    zg_module *m;
+    zg_ddp_options o;
+    int rank, world;
+    int n_params, n_buffers;
+    zg_tensor **params, **buffers;
+    zg__ddp_hook_ctx *ctx; /* one per parameter: the hook's user pointer */
+    int n_buckets;
+    zg__bucket *buckets;
+    int *bucket_of; /* parameter -> its bucket */
+    int *slot_of;   /* parameter -> its place in that bucket */
+
+    /* The iteration: armed by zg_ddp_before_forward for one backward. */
+    bool armed;
+    bool end_queued;   /* the end-of-backward callback is queued */
+    bool *ready;       /* parameter marked ready (its gradient is in its bucket) */
+    int *used;         /* parameter got a gradient on this rank (then all-reduced: on any) */
+    int next_bucket;   /* buckets launch in order: the next one to launch */
+    bool unfinished;   /* the last backward left parameters without gradient */
+    bool require_sync;
+    bool forward_param_sync; /* broadcast buffers at the next forward (PyTorch's require_forward_param_sync) */
+
+    /* Bucket rebuild: the order gradients became ready in the first
+     * reducing backward. */
+    int *ready_order;
+    int n_order;
+    bool rebuild_pending, rebuilt;
+
+    /* Join (uneven inputs): see join.c. */
+    bool join_enabled;
+
+    zg_ddp_stats st;
+};
+
+/* Assigns the parameters, taken in `order`, to buckets (the first holding
+ * up to first_bucket_cap_mb, the rest bucket_cap_mb: a bucket closes once
+ * it reaches its cap) and allocates their data; replaces d's buckets. */
+int zg__ddp_build_buckets(zg_ddp *d, const int *order);
+void zg__ddp_free_buckets(zg_ddp *d);
+/* Starts the all-reduce of every bucket that is complete, in bucket order
+ * (every rank must start them in the same order). from_hook: before
+ * backward ended (for the overlap count). */
+int zg__ddp_launch_ready(zg_ddp *d, bool from_hook);
+/* Waits for every launched bucket's all-reduce (timing the wait). */
+int zg__ddp_wait_all(zg_ddp *d);
+/* One parameter's all-reduce partners on a joined rank: see join.c. */
+int zg__ddp_shadow_iteration(zg_ddp *d);
+/* What every rank does at the start of an iteration, before the forward:
+ * the bucket rebuild, the buffer broadcast from `buffer_root`. */
+int zg__ddp_iteration_start(zg_ddp *d, bool sync_buffers, int buffer_root);
+/* rank 0's (root's) parameters and buffers to every rank. */
+int zg__ddp_broadcast_state(zg_ddp *d, int root, bool params, bool buffers);
+#endif
+
+#endif

@@ -1,0 +1,242 @@
+/* Data parallel training over MPI (src/dist): each case runs on several
+ * ranks. Run as usual (scripts/run-tests), a case launches this binary
+ * under `mpirun --allow-run-as-root --oversubscribe -np N` with
+ * ZG_DIST_CASE naming it and passes when every rank passes; on the ranks
+ * it runs its body. */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- running a case on N ranks ------------------------------------------ */
+
+static int rank, world;
+
+/* Outside mpirun: runs this binary's case `name` on np ranks (np == 0: as
+ * a plain process, a world of one) and checks that it passed. */
+static void spawn(const char *name, int np) {
+    const char *self = zgt_self_exe();
+    CHECK(self != NULL);
+    if (!self) return;
+    char cmd[2048];
+    if (np > 0)
+        snprintf(cmd, sizeof cmd,
+                 "ZG_DIST_CASE=%s OMP_NUM_THREADS=1 timeout 120 mpirun --allow-run-as-root --oversubscribe "
+                 "--mca btl self,vader -np %d '%s' %s 2>&1",
+                 name, np, self, name);
+    else
+        snprintf(cmd, sizeof cmd, "ZG_DIST_CASE=%s OMP_NUM_THREADS=1 timeout 120 '%s' %s 2>&1", name, self, name);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    if (!p) return;
+    /* The ranks' output: their "# " lines (figures) always, the rest when
+     * the run fails. */
+    char line[1024], *log = NULL;
+    size_t len = 0;
+    FILE *keep = open_memstream(&log, &len);
+    while (fgets(line, sizeof line, p)) {
+        if (strncmp(line, "# ", 2) == 0) fprintf(stderr, "    %s", line);
+        if (keep) fprintf(keep, "    [%s] %s", name, line);
+    }
+    int st = pclose(p);
+    if (keep) fclose(keep);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        zgt_fail(__FILE__, __LINE__, "%s on %d ranks failed (status %d)", name, np, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        if (log) fputs(log, stderr);
+    }
+    free(log);
+}
+
+static void finalize_at_exit(void) { zg_dist_finalize(); }
+
+/* True on a rank of this case's run (MPI initialised); false in the
+ * launching process (which has spawned and checked the run) and on the
+ * ranks of other cases' runs. */
+static bool on_rank(const char *name, int np) {
+    if (!zg_dist_available()) return false; /* dist_without_mpi_says_so instead */
+    const char *c = getenv("ZG_DIST_CASE");
+    if (!c) {
+        spawn(name, np);
+        return false;
+    }
+    if (strcmp(c, name) != 0) return false;
+    if (!zg_dist_is_initialized()) {
+        CHECK_OK(zg_dist_init(NULL, NULL));
+        atexit(finalize_at_exit);
+    }
+    rank = zg_dist_rank();
+    world = zg_dist_world_size();
+    return true;
+}
+
+#define DIST_TEST(name, np)                                                                                \
+    static void name##_rank(void);                                                                         \
+    TEST(name) {                                                                                           \
+        if (on_rank(#name, np)) name##_rank();                                                             \
+    }                                                                                                      \
+    static void name##_rank(void)
+
+/* ---- data and models ------------------------------------------------------- */
+
+/* A value in [-1, 1) from (a, b, c): the same on every rank, no generator. */
+static float hashf(uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t x = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull) * 0xBF58476D1CE4E5B9ull ^ c * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    x *= 0xD6E8FEB86659FD93ull;
+    x ^= x >> 32;
+    return (float)((double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* Rows [row0, row0 + n) of step `step`'s batch: inputs [n, in] and class
+ * targets [n] (persistent). */
+static void batch(int step, int64_t row0, int64_t n, int64_t in, int classes, zg_tensor **x, zg_tensor **y) {
+    float *xv = malloc((size_t)(n * in) * sizeof *xv);
+    int64_t *yv = malloc((size_t)n * sizeof *yv);
+    for (int64_t r = 0; r < n; r++) {
+        for (int64_t j = 0; j < in; j++) xv[r * in + j] = hashf((uint64_t)step, (uint64_t)(row0 + r), (uint64_t)j);
+        yv[r] = (int64_t)((hashf((uint64_t)step, (uint64_t)(row0 + r), 999) + 1.0f) * 0.5f * (float)classes) % classes;
+    }
+    *x = zg_tensor_from_data(ZG_FLOAT32, xv, (int64_t[]){n, in}, 2);
+    *y = zg_tensor_from_data(ZG_INT64, yv, (int64_t[]){n}, 1);
+    free(xv);
+    free(yv);
+}
+
+static const int64_t MLP_SIZES[] = {12, 16, 10, 5};
+enum { MLP_IN = 12, MLP_CLASSES = 5 };
+
+static zg_module *mlp(uint64_t seed) {
+    zg_manual_seed(seed);
+    return zg_model_mlp(MLP_SIZES, 4);
+}
+
+static zg_optim *optim(zg_optim_kind kind, zg_module *m) {
+    zg_tensor *ps[64];
+    int n = zg_module_params(m, ps, 64);
+    zg_optim_config c = zg_optim_defaults(kind);
+    c.lr = kind == ZG_SGD ? 0.1 : 0.01;
+    if (kind == ZG_SGD) c.momentum = 0.9;
+    return zg_optim_new(kind, ps, n, &c);
+}
+
+/* One step of m on rows [row0, row0 + n) of step's batch, the loss times
+ * `scale` (a power of two keeps it exact), forward through ddp when given. */
+static float step_on(zg_module *m, zg_ddp *ddp, int step, int64_t row0, int64_t n, float scale) {
+    zg_tensor *x, *y;
+    batch(step, row0, n, MLP_IN, MLP_CLASSES, &x, &y);
+    zg_tensor *out = ddp ? zg_ddp_forward(ddp, x) : zg_module_forward(m, x);
+    zg_tensor *loss = zg_cross_entropy(out, y, NULL);
+    if (scale != 1.0f) loss = zg_mul_scalar(loss, scale);
+    float l = zg_tensor_item(loss);
+    CHECK_OK(zg_backward(loss, NULL));
+    zg_tensor_free(x);
+    zg_tensor_free(y);
+    return l;
+}
+
+/* max |a - b| / (|b| + atol) over the parameters of two modules; 0 when
+ * equal bit for bit. */
+static double max_rel_diff(zg_module *a, zg_module *b, double atol, bool *bitwise) {
+    double worst = 0;
+    *bitwise = true;
+    for (int i = 0; i < zg_module_num_params(a); i++) {
+        zg_tensor *p = zg_module_param(a, i), *q = zg_module_param(b, i);
+        for (int64_t k = 0; k < zg_tensor_numel(p); k++) {
+            float u = zg_tensor_get(p, k), v = zg_tensor_get(q, k);
+            if (memcmp(&u, &v, sizeof u) != 0) *bitwise = false;
+            double r = fabs((double)u - v) / (fabs((double)v) + atol);
+            if (r > worst) worst = r;
+        }
+    }
+    return worst;
+}
+
+/* ---- cases ------------------------------------------------------------------ */
+
+/* make ZG_MPI=0: the same functions, each failing with the reason. */
+TEST(dist_without_mpi_says_so) {
+    if (zg_dist_available() || getenv("ZG_DIST_CASE")) return;
+    CHECK_ERR(zg_dist_init(NULL, NULL), "built without MPI");
+    CHECK(zg_dist_rank() == 0 && zg_dist_world_size() == 1);
+    zg_module *m = mlp(1);
+    CHECK_NULL_ERR(zg_ddp_new(m, NULL), "built without MPI");
+    zg_module_free(m);
+}
+
+DIST_TEST(dist_world_of_one_without_mpirun, 0) {
+    CHECK(zg_dist_available());
+    CHECK(world == 1 && rank == 0);
+    CHECK_OK(zg_dist_init(NULL, NULL)); /* idempotent */
+    double v[2] = {1.5, -2};
+    CHECK_OK(zg_dist_allreduce_sum_f64(v, 2));
+    CHECK(v[0] == 1.5 && v[1] == -2);
+    CHECK_OK(zg_dist_barrier());
+}
+
+DIST_TEST(dist_comm_primitives, 3) {
+    CHECK(world == 3);
+    double v[2] = {rank, 1};
+    CHECK_OK(zg_dist_allreduce_sum_f64(v, 2));
+    CHECK(v[0] == 3 && v[1] == 3);
+    char msg[16] = "";
+    if (rank == 1) snprintf(msg, sizeof msg, "from one");
+    CHECK_OK(zg_dist_broadcast(msg, sizeof msg, 1));
+    CHECK(strcmp(msg, "from one") == 0);
+    CHECK_ERR(zg_dist_broadcast(msg, sizeof msg, 3), "root 3 is not a rank");
+    CHECK_OK(zg_dist_barrier());
+}
+
+/* 2 ranks with batch B against one process: (a) the same two halves as
+ * micro-batches with loss / 2 accumulated: the same numbers summed the same
+ * way, so bit for bit (g0 / 2 + g1 / 2: scaling by 1/2 is exact and a sum
+ * of two terms does not depend on their order); (b) one batch of 2B: the
+ * GEMMs sum the 2B rows in one pass instead of two halves then a sum, so
+ * the gradients differ in the last bits and 20 steps of momentum SGD and
+ * Adam carry that to a relative difference well under 1e-5. */
+static void equal_to_one_process(zg_optim_kind kind) {
+    const int64_t B = 8;
+    zg_module *m = mlp(7), *acc = mlp(7), *big = mlp(7);
+    /* Rank 1 starts from other weights: zg_ddp_new copies rank 0's. */
+    if (rank == 1) {
+        zg_module_free(m);
+        m = mlp(99);
+    }
+    zg_ddp *ddp = zg_ddp_new(m, NULL);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    zg_optim *o = optim(kind, m), *oa = optim(kind, acc), *ob = optim(kind, big);
+    for (int s = 0; s < 20; s++) {
+        step_on(m, ddp, s, rank * B, B, 1.0f);
+        CHECK_OK(zg_optim_step(o));
+        zg_optim_zero_grad(o, true);
+        for (int r = 0; r < 2; r++) step_on(acc, NULL, s, r * B, B, 0.5f);
+        CHECK_OK(zg_optim_step(oa));
+        zg_optim_zero_grad(oa, true);
+        step_on(big, NULL, s, 0, 2 * B, 1.0f);
+        CHECK_OK(zg_optim_step(ob));
+        zg_optim_zero_grad(ob, true);
+        zg_arena_reset();
+    }
+    bool bitwise;
+    double d = max_rel_diff(m, acc, 0, &bitwise);
+    if (!bitwise) zgt_fail(__FILE__, __LINE__, "2 ranks vs 2 micro-batches: not bit-identical (max rel %g)", d);
+    d = max_rel_diff(m, big, 1e-3, &bitwise);
+    CHECK(d < 1e-5);
+    if (rank == 0) fprintf(stderr, "# 2 ranks vs batch 2B (%s): max relative difference %.3g%s\n",
+                           kind == ZG_SGD ? "SGD" : "Adam", d, bitwise ? " (bit-identical)" : "");
+    zg_ddp_stats st;
+    CHECK_OK(zg_ddp_get_stats(ddp, &st));
+    CHECK(st.reductions == 20);
+    CHECK(st.allreduces == 20 * st.num_buckets);
+    zg_ddp_free(ddp);
+    zg_optim_free(o);
+    zg_optim_free(oa);
+    zg_optim_free(ob);
+    zg_module_free(m);
+    zg_module_free(acc);
+    zg_module_free(big);
+}
+
+DIST_TEST(ddp_mlp_sgd_2_ranks_equals_one_process, 2) { equal_to_one_process(ZG_SGD); }
+DIST_TEST(ddp_mlp_adam_2_ranks_equals_one_process, 2) { equal_to_one_process(ZG_ADAM); }
