@@ -1536,7 +1536,7 @@ ZG_API bool zg_ddp_has_param(const zg_ddp *d, const zg_tensor *p);
 typedef struct {
     int64_t allreduces;           /* gradient all-reduces started (one per bucket per reducing backward) */
     int64_t allreduce_bytes;      /* bytes those reduced (per rank) */
-    int64_t allreduces_overlapped; /* of those, started from a gradient hook, before backward ended */
+    int64_t allreduces_overlapped; /* of those, started while some gradient was still being computed */
     int64_t reductions;           /* backwards whose gradients were averaged */
     int64_t join_shadows;         /* all-reduces a joined rank matched with zeros */
     double wait_seconds;          /* time spent waiting for gradient all-reduces */

@@ -240,3 +240,114 @@ static void equal_to_one_process(zg_optim_kind kind) {
 
 DIST_TEST(ddp_mlp_sgd_2_ranks_equals_one_process, 2) { equal_to_one_process(ZG_SGD); }
 DIST_TEST(ddp_mlp_adam_2_ranks_equals_one_process, 2) { equal_to_one_process(ZG_ADAM); }
+
+/* Parameter sizes of mlp(): 0: [16,12] 768 bytes, 1: [16] 64, 2: [10,16]
+ * 640, 3: [10] 40, 4: [5,10] 200, 5: [5] 20. With a first cap of 200
+ * bytes and then 700, reverse registration order gives {5, 4} (220 bytes
+ * reach 200), {3, 2, 1} (744 reach 700), {0}. */
+static void check_buckets(zg_ddp *ddp, const int *want, const int *sizes, int nb) {
+    zg_ddp_stats st;
+    CHECK_OK(zg_ddp_get_stats(ddp, &st));
+    CHECK(st.num_buckets == nb);
+    int k = 0;
+    for (int b = 0; b < nb; b++) {
+        int idx[8];
+        int n = zg_ddp_bucket_params(ddp, b, idx, 8);
+        CHECK(n == sizes[b]);
+        for (int j = 0; j < n && j < 8; j++, k++)
+            if (idx[j] != want[k]) zgt_fail(__FILE__, __LINE__, "bucket %d slot %d: param %d, want %d", b, j, idx[j], want[k]);
+    }
+}
+
+DIST_TEST(ddp_buckets_by_size_in_reverse_registration_order, 2) {
+    zg_module *m = mlp(3);
+    zg_ddp_options o = zg_ddp_default_options();
+    o.first_bucket_cap_mb = 200.0 / 1048576;
+    o.bucket_cap_mb = 700.0 / 1048576;
+    zg_ddp *ddp = zg_ddp_new(m, &o);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    check_buckets(ddp, (int[]){5, 4, 3, 2, 1, 0}, (int[]){2, 3, 1}, 3);
+    step_on(m, ddp, 0, rank * 4, 4, 1.0f);
+    zg_ddp_stats st;
+    CHECK_OK(zg_ddp_get_stats(ddp, &st));
+    /* Buckets 0 and 1 start while gradients are still to come (overlap);
+     * the last one when the last gradient is in. */
+    CHECK(st.allreduces == 3 && st.allreduces_overlapped == 2);
+    CHECK(st.allreduce_bytes == (768 + 64 + 640 + 40 + 200 + 20));
+    zg_ddp_free(ddp);
+    zg_module_free(m);
+}
+
+/* Two Linear(12, 12) registered as A, B but applied as A(B(x)): A's
+ * gradients are ready first, so the ready order (1, 0, 3, 2: A.bias,
+ * A.weight, B.bias, B.weight) is not the reverse registration order
+ * (3, 2, 1, 0). After the first iteration the buckets follow it: with caps
+ * of 100 and 600 bytes, {1, 0} then {3, 2}. */
+DIST_TEST(ddp_buckets_rebuilt_in_ready_order, 2) {
+    zg_manual_seed(4);
+    zg_module *ab[2] = {zg_nn_linear(12, 12, true), zg_nn_linear(12, 12, true)};
+    zg_module *m = zg_nn_sequential(ab, 2);
+    zg_ddp_options o = zg_ddp_default_options();
+    o.first_bucket_cap_mb = 100.0 / 1048576;
+    o.bucket_cap_mb = 600.0 / 1048576;
+    zg_ddp *ddp = zg_ddp_new(m, &o);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    check_buckets(ddp, (int[]){3, 2, 1, 0}, (int[]){2, 2}, 2);
+    for (int it = 0; it < 2; it++) {
+        zg_tensor *x, *y;
+        batch(it, rank * 4, 4, 12, 12, &x, &y);
+        CHECK_OK(zg_ddp_before_forward(ddp));
+        zg_tensor *out = zg_module_forward(zg_module_child(m, 0), zg_module_forward(zg_module_child(m, 1), x));
+        CHECK_OK(zg_backward(zg_cross_entropy(out, y, NULL), NULL));
+        zg_tensor_free(x);
+        zg_tensor_free(y);
+        zg_arena_reset();
+    }
+    check_buckets(ddp, (int[]){1, 0, 3, 2}, (int[]){2, 2}, 2);
+    zg_ddp_stats st;
+    CHECK_OK(zg_ddp_get_stats(ddp, &st));
+    CHECK(st.reductions == 2 && st.allreduces == 4);
+    zg_ddp_free(ddp);
+    zg_module_free(m);
+}
+
+/* The averaging form: DDP copies each gradient into its bucket times
+ * 1/world_size (rounded to float), then sums; it does not sum and then
+ * divide. With 3 ranks where ranks 1 and 2 contribute zeros the result is
+ * g * float(1/3) exactly, which differs from g / 3 in some elements. */
+DIST_TEST(ddp_averages_by_multiplying_with_one_over_world_size, 3) {
+    zg_module *m = mlp(5), *local = mlp(5);
+    zg_ddp *ddp = zg_ddp_new(m, NULL);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    step_on(m, ddp, 1, 0, 6, rank == 0 ? 1.0f : 0.0f);
+    step_on(local, NULL, 1, 0, 6, 1.0f); /* rank 0's gradient, on every rank */
+    const float third = (float)(1.0 / 3);
+    int differs = 0;
+    for (int i = 0; i < zg_module_num_params(m); i++) {
+        zg_tensor *g = zg_tensor_grad(zg_module_param(m, i)), *g0 = zg_tensor_grad(zg_module_param(local, i));
+        for (int64_t k = 0; k < zg_tensor_numel(g); k++) {
+            float want = zg_tensor_get(g0, k) * third, got = zg_tensor_get(g, k);
+            if (memcmp(&want, &got, 4) != 0) {
+                zgt_fail(__FILE__, __LINE__, "param %d [%lld]: %.9g, want g * float(1/3) = %.9g", i, (long long)k, got, want);
+                break;
+            }
+            differs += got != zg_tensor_get(g0, k) / 3.0f;
+        }
+    }
+    CHECK(differs > 0);
+    if (rank == 0) fprintf(stderr, "# 3 ranks: %d gradient elements differ between g * (1/3) and g / 3\n", differs);
+    zg_ddp_free(ddp);
+    zg_module_free(m);
+    zg_module_free(local);
+}
+
+DIST_TEST(ddp_shape_mismatch_names_the_parameter, 2) {
+    const int64_t other[] = {12, 16, 11, 5};
+    zg_manual_seed(1);
+    zg_module *m = rank == 1 ? zg_model_mlp(other, 4) : mlp(1);
+    CHECK_NULL_ERR(zg_ddp_new(m, NULL), "parameter 2 ('3.weight') has shape [10,16] on rank 0 but [11,16] on rank 1");
+    zg_module_free(m);
+}

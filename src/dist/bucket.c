@@ -92,7 +92,7 @@ int zg__ddp_build_buckets(zg_ddp *d, const int *order) {
     return ZG_OK;
 }
 
-int zg__ddp_launch_ready(zg_ddp *d, bool from_hook) {
+int zg__ddp_launch_ready(zg_ddp *d) {
     while (d->next_bucket < d->n_buckets && d->buckets[d->next_bucket].pending == 0) {
         zg__bucket *b = &d->buckets[d->next_bucket++];
         int rc = MPI_Iallreduce(MPI_IN_PLACE, b->data, (int)b->numel, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &b->req);
@@ -100,7 +100,7 @@ int zg__ddp_launch_ready(zg_ddp *d, bool from_hook) {
         b->launched = true;
         d->st.allreduces++;
         d->st.allreduce_bytes += b->numel * (int64_t)sizeof(float);
-        if (from_hook) d->st.allreduces_overlapped++;
+        if (d->n_ready < d->n_params) d->st.allreduces_overlapped++;
     }
     return ZG_OK;
 }

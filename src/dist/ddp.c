@@ -261,11 +261,12 @@ static void fill_slot(zg_ddp *d, int i, bool zeros) {
     for (int64_t k = 0; k < p->numel; k++) dst[k] = g[k] * s;
 }
 
-static int mark_ready(zg_ddp *d, int i, bool from_hook) {
-    fill_slot(d, i, !from_hook);
+static int mark_ready(zg_ddp *d, int i, bool got_grad) {
+    fill_slot(d, i, !got_grad);
     d->ready[i] = true;
+    d->n_ready++;
     d->buckets[d->bucket_of[i]].pending--;
-    return zg__ddp_launch_ready(d, from_hook);
+    return zg__ddp_launch_ready(d);
 }
 
 /* Gives MPI a chance to progress the all-reduces in flight (Open MPI
@@ -394,6 +395,7 @@ static void arm(zg_ddp *d) {
     memset(d->used, 0, (size_t)d->n_params * sizeof *d->used);
     for (int b = 0; b < d->n_buckets; b++) d->buckets[b].pending = d->buckets[b].n;
     d->next_bucket = 0;
+    d->n_ready = 0;
     d->armed = true;
 }
 

@@ -42,6 +42,7 @@ struct zg_ddp {
     bool end_queued;   /* the end-of-backward callback is queued */
     bool *ready;       /* parameter marked ready (its gradient is in its bucket) */
     int *used;         /* parameter got a gradient on this rank (then all-reduced: on any) */
+    int n_ready;       /* parameters marked ready so far */
     int next_bucket;   /* buckets launch in order: the next one to launch */
     bool unfinished;   /* the last backward left parameters without gradient */
     bool require_sync;
@@ -65,9 +66,9 @@ struct zg_ddp {
 int zg__ddp_build_buckets(zg_ddp *d, const int *order);
 void zg__ddp_free_buckets(zg_ddp *d);
 /* Starts the all-reduce of every bucket that is complete, in bucket order
- * (every rank must start them in the same order). from_hook: before
- * backward ended (for the overlap count). */
-int zg__ddp_launch_ready(zg_ddp *d, bool from_hook);
+ * (every rank must start them in the same order). One started while some
+ * gradient is still to come counts as overlapped. */
+int zg__ddp_launch_ready(zg_ddp *d);
 /* Waits for every launched bucket's all-reduce (timing the wait). */
 int zg__ddp_wait_all(zg_ddp *d);
 /* One parameter's all-reduce partners on a joined rank: see join.c. */
