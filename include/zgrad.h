@@ -1430,6 +1430,12 @@ ZG_API int zg_accum_flush(zg_accum *a, bool *stepped);
 /* Drops the window's gradients (zero_grad, set to None) and restarts it:
  * after a failure that may have left a partial backward behind. */
 ZG_API void zg_accum_discard(zg_accum *a);
+/* Data parallel (zg_ddp): when the optimizer's parameters belong to a
+ * zg_ddp, the accumulator drives its no_sync by itself: it turns sync off
+ * for the forwards of a window's first N-1 micro-batches and on for the
+ * last, so a window costs one all-reduce per bucket; zg_accum_flush of a
+ * short window averages its gradients with zg_ddp_sync_gradients. Make
+ * the zg_ddp before the accumulator. */
 /* Micro-batches in the current window so far; the window size N. */
 ZG_API int zg_accum_pending(const zg_accum *a);
 ZG_API int zg_accum_size(const zg_accum *a);
@@ -1530,6 +1536,12 @@ ZG_API zg_tensor *zg_ddp_forward(zg_ddp *d, zg_tensor *x);
  * Set it before the forward (it takes effect at zg_ddp_before_forward). */
 ZG_API int zg_ddp_set_require_sync(zg_ddp *d, bool require_sync);
 ZG_API bool zg_ddp_require_sync(const zg_ddp *d);
+/* Averages the gradients as they are now over all ranks (blocking): for a
+ * window whose last backward ran without sync (zg_accum_flush of a short
+ * window calls it). A parameter whose .grad is None on some ranks counts
+ * as zeros there; None on every rank stays None. Collective; between
+ * iterations only. */
+ZG_API int zg_ddp_sync_gradients(zg_ddp *d);
 /* Whether p is one of the wrapped module's parameters. */
 ZG_API bool zg_ddp_has_param(const zg_ddp *d, const zg_tensor *p);
 /* Counters since zg_ddp_new (zg_ddp_reset_stats zeroes them). */

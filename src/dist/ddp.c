@@ -15,6 +15,18 @@ zg_ddp_options zg_ddp_default_options(void) {
 
 #ifdef ZG_HAVE_MPI
 
+/* Every live zg_ddp, so that zg__ddp_of_param can find the one a
+ * parameter belongs to (zg_accum drives no_sync by itself). MPI is
+ * FUNNELED: one thread makes these calls. */
+static zg_ddp *live[16];
+static int n_live;
+
+zg_ddp *zg__ddp_of_param(const zg_tensor *p) {
+    for (int k = 0; k < n_live; k++)
+        if (zg_ddp_has_param(live[k], p)) return live[k];
+    return NULL;
+}
+
 /* ---- construction --------------------------------------------------------- */
 
 static int check_options(const zg_ddp_options *o) {
@@ -227,11 +239,14 @@ zg_ddp *zg_ddp_new(zg_module *m, const zg_ddp_options *opts) {
     free(order);
     if (d && !rc) rc = check_shapes(d); /* collective; every rank gets the same verdict */
     if (!rc) rc = zg__ddp_broadcast_state(d, 0, true, true);
+    if (!rc && n_live == (int)(sizeof live / sizeof *live))
+        rc = zg__fail(ZG_ERR_STATE, "%s: %d zg_ddp objects are alive already; free one first", fn, n_live);
     if (!rc) rc = register_hooks(d);
     if (rc) {
         if (d) free_arrays(d);
         return NULL;
     }
+    live[n_live++] = d;
     return d;
 }
 
@@ -240,6 +255,8 @@ void zg_ddp_free(zg_ddp *d) {
     /* Every rank started the same all-reduces: waiting ends them. */
     if (zg_dist_is_initialized()) zg__ddp_wait_all(d);
     for (int i = 0; i < d->n_params; i++) zg_tensor_remove_post_accumulate_hook(d->params[i], on_grad_ready, &d->ctx[i]);
+    for (int k = 0; k < n_live; k++)
+        if (live[k] == d) live[k] = live[--n_live];
     free_arrays(d);
 }
 
@@ -309,11 +326,11 @@ static int agree_on_used(zg_ddp *d) {
     return zg__dist_allreduce_int("zg_backward (DDP)", d->used, d->n_params, MPI_MAX);
 }
 
-/* The averages back into .grad; a parameter unused on every rank keeps its
- * .grad as it was. */
-static int write_back(zg_ddp *d) {
+/* The averages back into .grad; with skip_unused, a parameter unused on
+ * every rank keeps its .grad as it was. */
+static int write_back(zg_ddp *d, bool skip_unused) {
     for (int i = 0; i < d->n_params; i++) {
-        if (d->o.find_unused_parameters && !d->used[i]) continue;
+        if (skip_unused && !d->used[i]) continue;
         zg_tensor *p = d->params[i];
         if (!p->grad || !zg__same_shape(p->grad, p)) {
             zg_tensor *g = zg_tensor_new(ZG_FLOAT32, p->shape, p->ndim);
@@ -348,7 +365,7 @@ static int end_of_backward(void *user) {
         return ZG_OK;
     }
     if (d->o.find_unused_parameters && (rc = agree_on_used(d))) return rc;
-    if ((rc = zg__ddp_wait_all(d)) || (rc = write_back(d))) return rc;
+    if ((rc = zg__ddp_wait_all(d)) || (rc = write_back(d, d->o.find_unused_parameters))) return rc;
     d->st.reductions++;
     if (!d->rebuilt && !d->o.find_unused_parameters && d->n_order == d->n_params) d->rebuild_pending = true;
     return ZG_OK;
@@ -418,6 +435,25 @@ int zg_ddp_before_forward(zg_ddp *d) {
 zg_tensor *zg_ddp_forward(zg_ddp *d, zg_tensor *x) {
     if (zg_ddp_before_forward(d)) return NULL;
     return zg_module_forward(d->m, x);
+}
+
+int zg_ddp_sync_gradients(zg_ddp *d) {
+    const char *fn = "zg_ddp_sync_gradients";
+    if (!d) return zg__fail(ZG_ERR_ARG, "%s: NULL zg_ddp", fn);
+    if (d->unfinished || d->end_queued || (d->armed && d->n_ready > 0))
+        return zg__fail(ZG_ERR_STATE, "%s: a reduction of a backward is unfinished; call it between iterations", fn);
+    arm(d);
+    d->armed = false; /* no hook may join in */
+    int rc = ZG_OK;
+    for (int i = 0; i < d->n_params && !rc; i++) {
+        d->used[i] = d->params[i]->grad_defined;
+        rc = mark_ready(d, i, d->used[i]);
+    }
+    if (!rc) rc = agree_on_used(d);
+    if (!rc) rc = zg__ddp_wait_all(d);
+    if (!rc) rc = write_back(d, true);
+    if (!rc) d->st.reductions++;
+    return rc;
 }
 
 /* ---- settings and counters ------------------------------------------------ */

@@ -6,6 +6,10 @@
 
 #include "dist_internal.h"
 
+/* The live zg_ddp that wraps parameter p, or NULL (always NULL without
+ * MPI). */
+zg_ddp *zg__ddp_of_param(const zg_tensor *p);
+
 #ifdef ZG_HAVE_MPI
 /* A bucket: consecutive gradients, in bucket order, reduced by one
  * MPI_Iallreduce. */

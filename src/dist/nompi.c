@@ -1,7 +1,7 @@
 /* A build without MPI (make ZG_MPI=0, or no Open MPI found): the same
  * functions as comm.c and ddp.c, so the header and the exports do not
  * depend on the build; each fails saying why. */
-#include "dist_internal.h"
+#include "ddp_internal.h"
 
 #ifndef ZG_HAVE_MPI
 #include <stdlib.h>
@@ -81,6 +81,14 @@ int zg_ddp_get_stats(const zg_ddp *d, zg_ddp_stats *out) {
     return unavailable("zg_ddp_get_stats");
 }
 void zg_ddp_reset_stats(zg_ddp *d) { (void)d; }
+int zg_ddp_sync_gradients(zg_ddp *d) {
+    (void)d;
+    return unavailable("zg_ddp_sync_gradients");
+}
+zg_ddp *zg__ddp_of_param(const zg_tensor *p) {
+    (void)p;
+    return NULL;
+}
 int zg_ddp_bucket_params(const zg_ddp *d, int b, int *idx, int max) {
     (void)d;
     (void)b;

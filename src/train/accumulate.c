@@ -6,6 +6,7 @@
  * window closes. */
 #include "train_internal.h"
 #include "../optim/optim_internal.h"
+#include "../dist/ddp_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -16,6 +17,16 @@ struct zg_accum {
     int n, pending;
     double clip_norm, clip_type, last_norm;
 };
+
+/* The zg_ddp that wraps the optimizer's parameters, if any. */
+static zg_ddp *ddp_of(const zg_accum *a) { return a->opt->n_params ? zg__ddp_of_param(a->opt->params[0]) : NULL; }
+
+/* PyTorch's no_sync for the next micro-batch's forward: only the last of
+ * a window reduces (the accumulated sum of the window). */
+static void set_sync(const zg_accum *a) {
+    zg_ddp *d = ddp_of(a);
+    if (d) zg_ddp_set_require_sync(d, a->pending == a->n - 1);
+}
 
 zg_accum *zg_accum_new(zg_optim *opt, zg_grad_scaler *scaler, int n) {
     if (!opt) return zg__fail_null("zg_accum_new: NULL optimizer");
@@ -34,11 +45,14 @@ zg_accum *zg_accum_new(zg_optim *opt, zg_grad_scaler *scaler, int n) {
         return NULL;
     }
     zg_optim_zero_grad(opt, true);
+    set_sync(a);
     return a;
 }
 
 void zg_accum_free(zg_accum *a) {
     if (!a) return;
+    zg_ddp *d = ddp_of(a);
+    if (d) zg_ddp_set_require_sync(d, true);
     zg_sanitize_expect_accumulation(a->opt, 1);
     free(a);
 }
@@ -64,6 +78,7 @@ int zg_accum_backward(zg_accum *a, zg_tensor *loss) {
     int rc = zg_backward(l, NULL);
     if (rc) return rc;
     a->pending++;
+    set_sync(a);
     return a->pending == a->n;
 }
 
@@ -84,6 +99,7 @@ static int do_step(zg_accum *a, bool *stepped) {
      * the next one. */
     zg_optim_zero_grad(a->opt, true);
     a->pending = 0;
+    set_sync(a);
     if (stepped) *stepped = did;
     return rc;
 }
@@ -97,7 +113,11 @@ int zg_accum_step(zg_accum *a, bool *stepped) {
 int zg_accum_flush(zg_accum *a, bool *stepped) {
     if (stepped) *stepped = false;
     if (!a) return zg__fail(ZG_ERR_ARG, "zg_accum_flush: NULL accumulator");
-    return a->pending > 0 ? do_step(a, stepped) : ZG_OK;
+    if (a->pending == 0) return ZG_OK;
+    /* A short window's last backward ran without sync. */
+    zg_ddp *d = ddp_of(a);
+    int rc = d && a->pending < a->n ? zg_ddp_sync_gradients(d) : ZG_OK;
+    return rc ? rc : do_step(a, stepped);
 }
 
 void zg_accum_discard(zg_accum *a) {
@@ -105,6 +125,7 @@ void zg_accum_discard(zg_accum *a) {
     zg__emit_discard(a->opt->params, a->opt->n_params); /* event: dropped on purpose */
     zg_optim_zero_grad(a->opt, true);
     a->pending = 0;
+    set_sync(a);
 }
 
 int zg_accum_pending(const zg_accum *a) { return a ? a->pending : 0; }
