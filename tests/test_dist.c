@@ -458,3 +458,116 @@ DIST_TEST(ddp_accumulation_reduces_once_per_window, 2) {
     zg_module_free(r1);
     zg_module_free(ref);
 }
+
+/* Three Linear(4, 4): A, B, C. */
+static zg_module *three_linears(void) {
+    zg_manual_seed(21);
+    zg_module *l[3] = {zg_nn_linear(4, 4, true), zg_nn_linear(4, 4, true), zg_nn_linear(4, 4, true)};
+    return zg_nn_sequential(l, 3);
+}
+
+/* The loss of A(x), through B too when use_b; C never. */
+static void unused_step(zg_module *m, zg_ddp *ddp, bool use_b, float scale) {
+    zg_tensor *x, *y;
+    batch(3, rank * 4, 4, 4, 4, &x, &y);
+    if (ddp) CHECK_OK(zg_ddp_before_forward(ddp));
+    zg_tensor *h = zg_module_forward(zg_module_child(m, 0), x);
+    if (use_b) h = zg_module_forward(zg_module_child(m, 1), h);
+    zg_tensor *loss = zg_cross_entropy(h, y, NULL);
+    CHECK_OK(zg_backward(scale != 1.0f ? zg_mul_scalar(loss, scale) : loss, NULL));
+    zg_tensor_free(x);
+    zg_tensor_free(y);
+}
+
+/* find_unused_parameters false (the default): C gets no gradient, its
+ * bucket never completes, and the next forward says so, naming it. */
+DIST_TEST(ddp_unused_parameter_fails_the_next_forward, 2) {
+    zg_module *m = three_linears();
+    zg_ddp *ddp = zg_ddp_new(m, NULL);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    unused_step(m, ddp, true, 1.0f);
+    CHECK_ERR(zg_ddp_before_forward(ddp), "expected to have finished reduction in the prior iteration");
+    CHECK(strstr(zg_last_error(), "'2.weight', '2.bias'") != NULL);
+    CHECK(strstr(zg_last_error(), "find_unused_parameters") != NULL);
+    zg_ddp_free(ddp);
+    zg_module_free(m);
+}
+
+/* find_unused_parameters true: C unused on every rank keeps .grad None; B,
+ * used on rank 0 only, gets rank 0's gradient / 2 plus rank 1's zeros on
+ * both ranks; A the average. */
+DIST_TEST(ddp_find_unused_parameters, 2) {
+    zg_module *m = three_linears(), *ref0 = three_linears(), *ref1 = three_linears();
+    zg_ddp_options o = zg_ddp_default_options();
+    o.find_unused_parameters = true;
+    zg_ddp *ddp = zg_ddp_new(m, &o);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    for (int it = 0; it < 2; it++) {
+        zg_module_zero_grad(m, true);
+        unused_step(m, ddp, rank == 0, 1.0f);
+        CHECK_OK(zg_ddp_before_forward(ddp)); /* no unfinished reduction */
+        zg_arena_reset();
+    }
+    /* Each rank's own gradients, computed without DDP on both ranks. */
+    int saved = rank;
+    rank = 0;
+    unused_step(ref0, NULL, true, 0.5f);
+    rank = 1;
+    unused_step(ref1, NULL, false, 0.5f);
+    rank = saved;
+    for (int i = 0; i < 4; i++) {
+        zg_tensor *g = zg_tensor_grad(zg_module_param(m, i));
+        zg_tensor *g0 = zg_tensor_grad(zg_module_param(ref0, i)), *g1 = zg_tensor_grad(zg_module_param(ref1, i));
+        CHECK(g != NULL);
+        if (!g) continue;
+        for (int64_t k = 0; k < zg_tensor_numel(g); k++) {
+            float want = zg_tensor_get(g0, k) + (g1 ? zg_tensor_get(g1, k) : 0.0f);
+            if (zg_tensor_get(g, k) != want) {
+                zgt_fail(__FILE__, __LINE__, "param %d [%lld]: %.9g, want %.9g", i, (long long)k, zg_tensor_get(g, k), want);
+                break;
+            }
+        }
+    }
+    CHECK(zg_tensor_grad(zg_module_param(m, 4)) == NULL && zg_tensor_grad(zg_module_param(m, 5)) == NULL);
+    zg_ddp_free(ddp);
+    zg_module_free(m);
+    zg_module_free(ref0);
+    zg_module_free(ref1);
+}
+
+/* broadcast_buffers: BatchNorm's running statistics, which each rank's
+ * forward moves with its own data, are rank 0's again after the next
+ * zg_ddp_before_forward; with broadcast_buffers false they stay apart. */
+static void buffers_case(bool broadcast) {
+    zg_manual_seed(8);
+    zg_module *l[3] = {zg_nn_linear(12, 8, true), zg_nn_batch_norm1d(8, 1e-5f, 0.1f), zg_nn_linear(8, 5, true)};
+    zg_module *m = zg_nn_sequential(l, 3);
+    zg_ddp_options o = zg_ddp_default_options();
+    o.broadcast_buffers = broadcast;
+    zg_ddp *ddp = zg_ddp_new(m, &o);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    step_on(m, ddp, 0, rank * 4, 4, 1.0f);
+    CHECK_OK(zg_ddp_before_forward(ddp));
+    int same = 0, total = 0;
+    for (int b = 0; b < zg_module_num_buffers(m); b++) {
+        zg_tensor *buf = zg_module_buffer(m, b);
+        if (zg_tensor_dtype(buf) != ZG_FLOAT32) continue;
+        zg_tensor *mine = zg_tensor_clone(buf), *r0 = zg_tensor_clone(buf);
+        CHECK_OK(zg_dist_broadcast(zg_tensor_data(r0), (size_t)zg_tensor_numel(r0) * 4, 0));
+        total++;
+        same += memcmp(zg_tensor_data(mine), zg_tensor_data(r0), (size_t)zg_tensor_numel(r0) * 4) == 0;
+        zg_tensor_free(mine);
+        zg_tensor_free(r0);
+    }
+    CHECK(total == 2);
+    if (broadcast || rank == 0) CHECK(same == total);
+    else CHECK(same == 0);
+    zg_ddp_free(ddp);
+    zg_module_free(m);
+}
+
+DIST_TEST(ddp_broadcasts_buffers_from_rank_0, 2) { buffers_case(true); }
+DIST_TEST(ddp_keeps_buffers_without_broadcast_buffers, 2) { buffers_case(false); }
