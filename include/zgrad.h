@@ -1544,6 +1544,16 @@ ZG_API bool zg_ddp_require_sync(const zg_ddp *d);
 ZG_API int zg_ddp_sync_gradients(zg_ddp *d);
 /* Whether p is one of the wrapped module's parameters. */
 ZG_API bool zg_ddp_has_param(const zg_ddp *d, const zg_tensor *p);
+/* Uneven inputs (PyTorch's Join context manager with DDP): every rank
+ * calls zg_ddp_join_begin before its loop over its own batches and
+ * zg_ddp_join_end after it, however many batches it had. A rank that is
+ * done waits in zg_ddp_join_end and shadows the others' iterations (their
+ * gradient all-reduces with zeros, their buffer broadcasts) instead of
+ * hanging; the divisor stays the initial world size
+ * (divide_by_initial_world_size true). When all have arrived, every rank
+ * takes the parameters and buffers of the last rank to join. Collective. */
+ZG_API int zg_ddp_join_begin(zg_ddp *d);
+ZG_API int zg_ddp_join_end(zg_ddp *d);
 /* Counters since zg_ddp_new (zg_ddp_reset_stats zeroes them). */
 typedef struct {
     int64_t allreduces;           /* gradient all-reduces started (one per bucket per reducing backward) */

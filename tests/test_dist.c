@@ -571,3 +571,64 @@ static void buffers_case(bool broadcast) {
 
 DIST_TEST(ddp_broadcasts_buffers_from_rank_0, 2) { buffers_case(true); }
 DIST_TEST(ddp_keeps_buffers_without_broadcast_buffers, 2) { buffers_case(false); }
+
+/* Uneven inputs: rank r has counts[r] batches. Under join none hangs, the
+ * done ranks contribute zeros (divisor: the initial world size) and at the
+ * end every rank holds the last joiner's parameters. With 2 ranks the
+ * result equals, bit for bit, one process that steps on g0 / 2 + g1 / 2
+ * while both have data and on g0 / 2 after. */
+static void join_case(const int *counts) {
+    zg_module *m = mlp(13), *ref = mlp(13), *r1 = mlp(13);
+    zg_ddp *ddp = zg_ddp_new(m, NULL);
+    CHECK_PTR(ddp);
+    if (!ddp) return;
+    zg_optim *opt = optim(ZG_SGD, m), *oref = optim(ZG_SGD, ref);
+    CHECK_OK(zg_ddp_join_begin(ddp));
+    for (int s = 0; s < counts[rank]; s++) {
+        step_on(m, ddp, s, rank * 4, 4, 1.0f);
+        CHECK_OK(zg_optim_step(opt));
+        zg_optim_zero_grad(opt, true);
+        zg_arena_reset();
+    }
+    CHECK_OK(zg_ddp_join_end(ddp));
+    zg_ddp_stats st;
+    CHECK_OK(zg_ddp_get_stats(ddp, &st));
+    int most = 0;
+    for (int r = 0; r < world; r++) most = counts[r] > most ? counts[r] : most;
+    CHECK(st.join_shadows == (int64_t)(most - counts[rank]) * st.num_buckets);
+    /* Every rank holds the same parameters. */
+    for (int i = 0; i < zg_module_num_params(m); i++) {
+        zg_tensor *p = zg_module_param(m, i), *p0 = zg_tensor_clone(p);
+        CHECK_OK(zg_dist_broadcast(zg_tensor_data(p0), (size_t)zg_tensor_numel(p) * 4, 0));
+        CHECK(memcmp(zg_tensor_data(p0), zg_tensor_data(p), (size_t)zg_tensor_numel(p) * 4) == 0);
+        zg_tensor_free(p0);
+    }
+    if (world == 2) {
+        for (int s = 0; s < most; s++) {
+            for (int r = 0; r < 2; r++)
+                if (s < counts[r]) {
+                    copy_params(r1, ref);
+                    step_on(r == 0 ? ref : r1, NULL, s, r * 4, 4, 0.5f);
+                }
+            /* ref's grad += r1's (each already halved). */
+            for (int i = 0; i < zg_module_num_params(ref) && s < counts[1]; i++)
+                CHECK_OK(zg_tensor_add_(zg_tensor_grad(zg_module_param(ref, i)), zg_tensor_grad(zg_module_param(r1, i)), 1.0f));
+            CHECK_OK(zg_optim_step(oref));
+            zg_optim_zero_grad(oref, true);
+            zg_module_zero_grad(r1, true);
+            zg_arena_reset();
+        }
+        bool bitwise;
+        double d = max_rel_diff(m, ref, 0, &bitwise);
+        if (!bitwise) zgt_fail(__FILE__, __LINE__, "join vs the reference: max rel %g", d);
+    }
+    zg_ddp_free(ddp);
+    zg_optim_free(opt);
+    zg_optim_free(oref);
+    zg_module_free(m);
+    zg_module_free(ref);
+    zg_module_free(r1);
+}
+
+DIST_TEST(ddp_join_uneven_inputs_2_ranks, 2) { join_case((int[]){5, 3}); }
+DIST_TEST(ddp_join_uneven_inputs_3_ranks, 3) { join_case((int[]){2, 5, 3}); }

@@ -322,7 +322,7 @@ static int on_grad_ready(zg_tensor *leaf, void *user) {
 }
 
 /* find_unused_parameters: which parameters some rank used. */
-static int agree_on_used(zg_ddp *d) {
+int zg__ddp_agree_on_used(zg_ddp *d) {
     return zg__dist_allreduce_int("zg_backward (DDP)", d->used, d->n_params, MPI_MAX);
 }
 
@@ -364,7 +364,7 @@ static int end_of_backward(void *user) {
         d->unfinished = true;
         return ZG_OK;
     }
-    if (d->o.find_unused_parameters && (rc = agree_on_used(d))) return rc;
+    if (d->o.find_unused_parameters && (rc = zg__ddp_agree_on_used(d))) return rc;
     if ((rc = zg__ddp_wait_all(d)) || (rc = write_back(d, d->o.find_unused_parameters))) return rc;
     d->st.reductions++;
     if (!d->rebuilt && !d->o.find_unused_parameters && d->n_order == d->n_params) d->rebuild_pending = true;
@@ -407,7 +407,7 @@ int zg__ddp_iteration_start(zg_ddp *d, bool sync_buffers, int buffer_root) {
 }
 
 /* Clears the iteration's marks and arms the hooks for one backward. */
-static void arm(zg_ddp *d) {
+void zg__ddp_arm(zg_ddp *d) {
     memset(d->ready, 0, (size_t)d->n_params * sizeof *d->ready);
     memset(d->used, 0, (size_t)d->n_params * sizeof *d->used);
     for (int b = 0; b < d->n_buckets; b++) d->buckets[b].pending = d->buckets[b].n;
@@ -423,12 +423,15 @@ int zg_ddp_before_forward(zg_ddp *d) {
     if (d->end_queued)
         return zg__fail(ZG_ERR_STATE, "%s: the previous backward failed after its gradient reductions started; "
                                       "the ranks are out of step: end the run (zg_dist_abort)", fn);
-    int rc = zg__ddp_iteration_start(d, d->forward_param_sync, 0);
-    if (rc) return rc;
     const bool sync = zg_grad_enabled() && d->require_sync;
+    bool sync_buffers = d->forward_param_sync;
+    int root = 0, rc = d->join_enabled ? zg__ddp_join_notify(d, sync, d->forward_param_sync, &root) : ZG_OK;
+    if (d->join_enabled) sync_buffers = root >= 0;
+    if (!rc) rc = zg__ddp_iteration_start(d, sync_buffers, root < 0 ? 0 : root);
+    if (rc) return rc;
     d->forward_param_sync = sync;
     d->armed = false;
-    if (sync) arm(d);
+    if (sync) zg__ddp_arm(d);
     return ZG_OK;
 }
 
@@ -437,19 +440,24 @@ zg_tensor *zg_ddp_forward(zg_ddp *d, zg_tensor *x) {
     return zg_module_forward(d->m, x);
 }
 
+int zg__ddp_mark_all(zg_ddp *d, bool zeros) {
+    int rc = ZG_OK;
+    for (int i = 0; i < d->n_params && !rc; i++) {
+        d->used[i] = !zeros && d->params[i]->grad_defined;
+        rc = mark_ready(d, i, d->used[i]);
+    }
+    return rc;
+}
+
 int zg_ddp_sync_gradients(zg_ddp *d) {
     const char *fn = "zg_ddp_sync_gradients";
     if (!d) return zg__fail(ZG_ERR_ARG, "%s: NULL zg_ddp", fn);
     if (d->unfinished || d->end_queued || (d->armed && d->n_ready > 0))
         return zg__fail(ZG_ERR_STATE, "%s: a reduction of a backward is unfinished; call it between iterations", fn);
-    arm(d);
+    zg__ddp_arm(d);
     d->armed = false; /* no hook may join in */
-    int rc = ZG_OK;
-    for (int i = 0; i < d->n_params && !rc; i++) {
-        d->used[i] = d->params[i]->grad_defined;
-        rc = mark_ready(d, i, d->used[i]);
-    }
-    if (!rc) rc = agree_on_used(d);
+    int rc = zg__ddp_mark_all(d, false);
+    if (!rc) rc = zg__ddp_agree_on_used(d);
     if (!rc) rc = zg__ddp_wait_all(d);
     if (!rc) rc = write_back(d, true);
     if (!rc) d->st.reductions++;

@@ -60,6 +60,7 @@ struct zg_ddp {
 
     /* Join (uneven inputs): see join.c. */
     bool join_enabled;
+    int shadow_rounds; /* iterations of others this rank shadowed in zg_ddp_join_end */
 
     zg_ddp_stats st;
 };
@@ -75,8 +76,17 @@ void zg__ddp_free_buckets(zg_ddp *d);
 int zg__ddp_launch_ready(zg_ddp *d);
 /* Waits for every launched bucket's all-reduce (timing the wait). */
 int zg__ddp_wait_all(zg_ddp *d);
-/* One parameter's all-reduce partners on a joined rank: see join.c. */
-int zg__ddp_shadow_iteration(zg_ddp *d);
+/* In join mode, an active rank's half of the agreement at the start of
+ * each iteration (join.c): tells the joined ranks what to shadow, and
+ * gives the rank whose buffers every rank takes. */
+int zg__ddp_join_notify(zg_ddp *d, bool sync, bool sync_buffers, int *buffer_root);
+/* Marks every parameter ready (zeros where it has no gradient) and so
+ * starts every bucket's all-reduce (ddp.c). */
+int zg__ddp_mark_all(zg_ddp *d, bool zeros);
+/* Clears the iteration's marks and arms the buckets (ddp.c). */
+void zg__ddp_arm(zg_ddp *d);
+/* The find_unused_parameters agreement on which parameters were used. */
+int zg__ddp_agree_on_used(zg_ddp *d);
 /* What every rank does at the start of an iteration, before the forward:
  * the bucket rebuild, the buffer broadcast from `buffer_root`. */
 int zg__ddp_iteration_start(zg_ddp *d, bool sync_buffers, int buffer_root);

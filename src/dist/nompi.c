@@ -81,6 +81,14 @@ int zg_ddp_get_stats(const zg_ddp *d, zg_ddp_stats *out) {
     return unavailable("zg_ddp_get_stats");
 }
 void zg_ddp_reset_stats(zg_ddp *d) { (void)d; }
+int zg_ddp_join_begin(zg_ddp *d) {
+    (void)d;
+    return unavailable("zg_ddp_join_begin");
+}
+int zg_ddp_join_end(zg_ddp *d) {
+    (void)d;
+    return unavailable("zg_ddp_join_end");
+}
 int zg_ddp_sync_gradients(zg_ddp *d) {
     (void)d;
     return unavailable("zg_ddp_sync_gradients");
