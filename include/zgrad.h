@@ -858,6 +858,22 @@ ZG_API int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y);
 ZG_API int64_t zg_loader_position(const zg_loader *ld);
 ZG_API void zg_loader_free(zg_loader *ld);
 
+/* A distributed sampler, as torch.utils.data.DistributedSampler (no MPI
+ * needed: each rank computes its own shard). Of n samples, each of world
+ * ranks gets zg_dist_sampler_num_samples: ceil(n / world), or with
+ * drop_last floor(n / world). The indices are padded by repeating them
+ * from the start to num_samples * world (or cut to it with drop_last), and
+ * rank r takes positions r, r + world, r + 2 world, ...: the shards are
+ * disjoint but for the padding. */
+ZG_API int64_t zg_dist_sampler_num_samples(int64_t n, int world, bool drop_last);
+/* Rank's shard of the given order perm[0..n) into out[num_samples]. */
+ZG_API int zg_dist_sampler_shard(const int64_t *perm, int64_t n, int rank, int world, bool drop_last, int64_t *out);
+/* Rank's shard of epoch `epoch`: with shuffle, of a permutation of 0..n-1
+ * drawn from seed + epoch (zgrad's generator: the same on every rank, a
+ * new one each epoch, but not torch.randperm's numbers); else of 0..n-1. */
+ZG_API int zg_dist_sampler_indices(int64_t n, int rank, int world, uint64_t seed, int64_t epoch, bool shuffle,
+                                   bool drop_last, int64_t *out);
+
 /* ------------------------------------------------------------------ */
 /* Training driver: the loop behind `zgrad train`                       */
 /* ------------------------------------------------------------------ */
