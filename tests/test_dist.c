@@ -5,6 +5,8 @@
  * it runs its body. */
 #include "harness.h"
 
+#include "util/util_internal.h" /* zg__alloc_fail_after */
+
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -726,6 +728,11 @@ static void buffers_drop(zg_module *m, zg_tensor **keep) {
     for (int b = 0; b < zg_module_num_buffers(m); b++) zg_tensor_free(keep[b]);
 }
 
+static bool same_grads(zg_tensor *p, zg_tensor *q) {
+    zg_tensor *a = zg_tensor_grad(p), *b = zg_tensor_grad(q);
+    return a && b && memcmp(zg_tensor_data(a), zg_tensor_data(b), (size_t)zg_tensor_numel(a) * 4) == 0;
+}
+
 static bool same_floats(zg_tensor *a, zg_tensor *b) {
     return memcmp(zg_tensor_data(a), zg_tensor_data(b), (size_t)zg_tensor_numel(a) * 4) == 0;
 }
@@ -873,4 +880,56 @@ TEST(ddp_matches_pytorch_ddp_live) {
     /* The launching process makes the reference once; the ranks read it. */
     if (zg_dist_available() && !getenv("ZG_DIST_CASE") && !zgt_refs_ready(&ddp_refs)) return;
     if (on_rank("ddp_matches_pytorch_ddp_live", 2)) pytorch_parity_rank();
+}
+
+/* ---- out of memory --------------------------------------------------------- */
+
+/* zg_ddp_new and the sampler with their 1st, 2nd, ... allocation failing
+ * (alone, then with every later one): an error with a message, the module
+ * without DDP's hooks (a backward gives the plain local gradient), and a
+ * retry without the fault works. A world of one: the collectives pass
+ * through. */
+DIST_TEST(ddp_out_of_memory_leaves_the_module_as_it_was, 0) {
+    zg_module *m = mlp(31), *plain = mlp(31);
+    int points = 0;
+    for (int persistent = 0; persistent < 2; persistent++)
+        for (int64_t n = 1; n < 1000; n++) {
+            zg__alloc_fail_after(n, persistent);
+            zg_ddp *ddp = zg_ddp_new(m, NULL);
+            const int64_t injected = zg__alloc_failed();
+            zg__alloc_fail_after(0, false);
+            if (!injected) {
+                CHECK_PTR(ddp);
+                zg_ddp_free(ddp);
+                if (!persistent) points = (int)n - 1;
+                else CHECK(n - 1 == points);
+                break;
+            }
+            CHECK(ddp == NULL && strstr(zg_last_error(), "out of memory"));
+            if (ddp) zg_ddp_free(ddp);
+            zg_module_zero_grad(m, true);
+            zg_module_zero_grad(plain, true);
+            step_on(m, NULL, 0, 0, 4, 1.0f);
+            step_on(plain, NULL, 0, 0, 4, 1.0f);
+            bool bitwise = true;
+            for (int i = 0; i < zg_module_num_params(m); i++)
+                bitwise &= same_grads(zg_module_param(m, i), zg_module_param(plain, i));
+            CHECK(bitwise);
+            zg_arena_reset();
+        }
+    CHECK(points > 0);
+    int64_t out[8];
+    for (int64_t n = 1; n < 10; n++) {
+        zg__alloc_fail_after(n, false);
+        int rc = zg_dist_sampler_indices(20, 0, 3, 1, 0, true, false, out);
+        const int64_t injected = zg__alloc_failed();
+        zg__alloc_fail_after(0, false);
+        if (!injected) {
+            CHECK_OK(rc);
+            break;
+        }
+        CHECK(rc == ZG_ERR_NOMEM);
+    }
+    zg_module_free(m);
+    zg_module_free(plain);
 }
