@@ -1522,8 +1522,11 @@ typedef struct {
      * those ranks contribute zeros. */
     bool find_unused_parameters;
     bool broadcast_buffers;       /* true: buffers from rank 0 at each forward */
-    /* false (the default, the only form zgrad has): each .grad is copied
-     * into its bucket times 1/world_size; see docs/distributed.md. */
+    /* false: each .grad is copied into its bucket times 1/world_size, and
+     * the averages are copied back. true: each .grad is a view of its
+     * bucket (backward accumulates into it), divided in place by
+     * world_size; nothing is copied. The two forms agree bit for bit only
+     * for power-of-two world sizes (docs/distributed.md). */
     bool gradient_as_bucket_view;
 } zg_ddp_options;
 /* PyTorch's defaults: 25, 1, false, true, false. */

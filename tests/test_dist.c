@@ -347,9 +347,11 @@ DIST_TEST(ddp_buckets_rebuilt_in_ready_order, 2) {
  * 1/world_size (rounded to float), then sums; it does not sum and then
  * divide. With 3 ranks where ranks 1 and 2 contribute zeros the result is
  * g * float(1/3) exactly, which differs from g / 3 in some elements. */
-DIST_TEST(ddp_averages_by_multiplying_with_one_over_world_size, 3) {
+static void averaging_form(bool as_view) {
     zg_module *m = mlp(5), *local = mlp(5);
-    zg_ddp *ddp = zg_ddp_new(m, NULL);
+    zg_ddp_options o = zg_ddp_default_options();
+    o.gradient_as_bucket_view = as_view;
+    zg_ddp *ddp = zg_ddp_new(m, &o);
     CHECK_PTR(ddp);
     if (!ddp) return;
     step_on(m, ddp, 1, 0, 6, rank == 0 ? 1.0f : 0.0f);
@@ -359,20 +361,32 @@ DIST_TEST(ddp_averages_by_multiplying_with_one_over_world_size, 3) {
     for (int i = 0; i < zg_module_num_params(m); i++) {
         zg_tensor *g = zg_tensor_grad(zg_module_param(m, i)), *g0 = zg_tensor_grad(zg_module_param(local, i));
         for (int64_t k = 0; k < zg_tensor_numel(g); k++) {
-            float want = zg_tensor_get(g0, k) * third, got = zg_tensor_get(g, k);
+            const float x = zg_tensor_get(g0, k), got = zg_tensor_get(g, k);
+            const float want = as_view ? x / 3.0f : x * third, other = as_view ? x * third : x / 3.0f;
             if (memcmp(&want, &got, 4) != 0) {
-                zgt_fail(__FILE__, __LINE__, "param %d [%lld]: %.9g, want g * float(1/3) = %.9g", i, (long long)k, got, want);
+                zgt_fail(__FILE__, __LINE__, "param %d [%lld]: %.9g, want %.9g", i, (long long)k, got, want);
                 break;
             }
-            differs += got != zg_tensor_get(g0, k) / 3.0f;
+            differs += got != other;
         }
     }
     CHECK(differs > 0);
-    if (rank == 0) fprintf(stderr, "# 3 ranks: %d gradient elements differ between g * (1/3) and g / 3\n", differs);
+    if (rank == 0 && !as_view)
+        fprintf(stderr, "# 3 ranks: %d gradient elements differ between g * (1/3) and g / 3\n", differs);
     zg_ddp_free(ddp);
+    /* Freed, the zg_ddp gives each .grad its own memory, values kept. */
+    for (int i = 0; i < zg_module_num_params(m); i++) {
+        zg_tensor *g = zg_tensor_grad(zg_module_param(m, i));
+        CHECK(g && zg_tensor_get(g, 0) == (as_view ? zg_tensor_get(zg_tensor_grad(zg_module_param(local, i)), 0) / 3.0f
+                                                    : zg_tensor_get(zg_tensor_grad(zg_module_param(local, i)), 0) * third));
+    }
     zg_module_free(m);
     zg_module_free(local);
 }
+
+DIST_TEST(ddp_averages_by_multiplying_with_one_over_world_size, 3) { averaging_form(false); }
+/* gradient_as_bucket_view: .grad is the bucket, divided in place by 3. */
+DIST_TEST(ddp_bucket_view_averages_by_dividing_in_place, 3) { averaging_form(true); }
 
 DIST_TEST(ddp_shape_mismatch_names_the_parameter, 2) {
     const int64_t other[] = {12, 16, 11, 5};
@@ -398,10 +412,11 @@ static void accumulate_rank(zg_module *m, int step, int r, int k0, int k1) {
     for (int k = k0; k < k1; k++) step_on(m, NULL, step * 16 + k, r * 4, 4, 0.25f);
 }
 
-DIST_TEST(ddp_accumulation_reduces_once_per_window, 2) {
+static void accumulation_case(bool as_view) {
     zg_module *m = mlp(11), *r0 = mlp(11), *r1 = mlp(11), *ref = mlp(11);
     zg_ddp_options o = zg_ddp_default_options();
     o.first_bucket_cap_mb = 300.0 / 1048576; /* several buckets */
+    o.gradient_as_bucket_view = as_view;
     zg_ddp *ddp = zg_ddp_new(m, &o);
     CHECK_PTR(ddp);
     if (!ddp) return;
@@ -451,6 +466,7 @@ DIST_TEST(ddp_accumulation_reduces_once_per_window, 2) {
     double d = max_rel_diff(m, ref, 0, &bitwise);
     if (!bitwise) zgt_fail(__FILE__, __LINE__, "accumulation under DDP vs the reference: max rel %g", d);
     CHECK(st.reductions == 3);
+    CHECK(st.num_buckets == nb);
     zg_accum_free(acc);
     zg_ddp_free(ddp);
     zg_optim_free(opt);
@@ -460,6 +476,9 @@ DIST_TEST(ddp_accumulation_reduces_once_per_window, 2) {
     zg_module_free(r1);
     zg_module_free(ref);
 }
+
+DIST_TEST(ddp_accumulation_reduces_once_per_window, 2) { accumulation_case(false); }
+DIST_TEST(ddp_bucket_view_accumulation, 2) { accumulation_case(true); }
 
 /* Three Linear(4, 4): A, B, C. */
 static zg_module *three_linears(void) {

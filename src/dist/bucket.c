@@ -59,6 +59,7 @@ static int fill(zg_ddp *d, const int *order, zg__bucket *bk, int nb, const int *
     for (int b = 0; b < nb; b++) {
         bk[b].data = zg__calloc((size_t)(bk[b].numel ? bk[b].numel : 1), sizeof(float));
         if (!bk[b].data) return ZG_ERR_NOMEM;
+        bk[b].storage = (zg__storage){bk[b].data, (size_t)bk[b].numel * sizeof(float), 0};
         bk[b].req = MPI_REQUEST_NULL;
     }
     return ZG_OK;
@@ -74,6 +75,8 @@ int zg__ddp_build_buckets(zg_ddp *d, const int *order) {
         bk = zg__calloc((size_t)nb, sizeof *bk);
         if (bk) rc = fill(d, order, bk, nb, bucket_of, slot_of);
     }
+    /* A rebuild moves the .grad views into the new buckets. */
+    if (!rc && d->views_attached) rc = zg__ddp_attach_views(d, bk, bucket_of, slot_of);
     if (rc) {
         zg_ddp old = {.n_buckets = bk ? nb : 0, .buckets = bk};
         zg__ddp_free_buckets(&old);

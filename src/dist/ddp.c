@@ -35,11 +35,6 @@ static int check_options(const zg_ddp_options *o) {
         !isfinite(o->first_bucket_cap_mb))
         return zg__fail(ZG_ERR_ARG, "%s: bucket_cap_mb and first_bucket_cap_mb must be finite and > 0 (got %g, %g)",
                         fn, o->bucket_cap_mb, o->first_bucket_cap_mb);
-    if (o->gradient_as_bucket_view)
-        return zg__fail(ZG_ERR_ARG,
-                        "%s: gradient_as_bucket_view is not supported: zgrad's .grad buffers are the parameters' own; "
-                        "leave it false (the gradients are copied into the buckets, times 1/world_size)",
-                        fn);
     return ZG_OK;
 }
 
@@ -242,6 +237,9 @@ zg_ddp *zg_ddp_new(zg_module *m, const zg_ddp_options *opts) {
     if (!rc && n_live == (int)(sizeof live / sizeof *live))
         rc = zg__fail(ZG_ERR_STATE, "%s: %d zg_ddp objects are alive already; free one first", fn, n_live);
     if (!rc) rc = register_hooks(d);
+    if (!rc && o.gradient_as_bucket_view && (rc = zg__ddp_attach_views(d, d->buckets, d->bucket_of, d->slot_of)))
+        for (int i = 0; i < d->n_params; i++)
+            zg_tensor_remove_post_accumulate_hook(d->params[i], on_grad_ready, &d->ctx[i]);
     if (rc) {
         if (d) free_arrays(d);
         return NULL;
@@ -254,6 +252,7 @@ void zg_ddp_free(zg_ddp *d) {
     if (!d) return;
     /* Every rank started the same all-reduces: waiting ends them. */
     if (zg_dist_is_initialized()) zg__ddp_wait_all(d);
+    zg__ddp_detach_views(d);
     for (int i = 0; i < d->n_params; i++) zg_tensor_remove_post_accumulate_hook(d->params[i], on_grad_ready, &d->ctx[i]);
     for (int k = 0; k < n_live; k++)
         if (live[k] == d) live[k] = live[--n_live];
@@ -262,9 +261,11 @@ void zg_ddp_free(zg_ddp *d) {
 
 /* ---- backward: hooks and the end ----------------------------------------- */
 
-/* Parameter i's gradient into its bucket, times 1/world_size (zeros when it
- * has none: unused on this rank). PyTorch multiplies by the double
- * 1/world_size rounded to float, as here. */
+/* Parameter i's gradient into its bucket, averaged in DDP's two forms
+ * (zeros when it has none: unused on this rank). Copied: times
+ * 1/world_size, the double rounded to float, as PyTorch's mul_out with a
+ * wrapped scalar. As a view (gradient_as_bucket_view), already in place:
+ * divided by world_size, as PyTorch's div_. */
 static void fill_slot(zg_ddp *d, int i, bool zeros) {
     zg__bucket *b = &d->buckets[d->bucket_of[i]];
     float *dst = b->data + b->off[d->slot_of[i]];
@@ -274,6 +275,12 @@ static void fill_slot(zg_ddp *d, int i, bool zeros) {
         return;
     }
     const float *g = zg__f32(p->grad);
+    if (d->o.gradient_as_bucket_view) {
+        const float w = (float)d->world;
+        if (g != dst) memcpy(dst, g, (size_t)p->numel * sizeof(float)); /* .grad replaced since */
+        for (int64_t k = 0; k < p->numel; k++) dst[k] = dst[k] / w;
+        return;
+    }
     const float s = (float)(1.0 / d->world);
     for (int64_t k = 0; k < p->numel; k++) dst[k] = g[k] * s;
 }
@@ -332,14 +339,15 @@ static int write_back(zg_ddp *d, bool skip_unused) {
     for (int i = 0; i < d->n_params; i++) {
         if (skip_unused && !d->used[i]) continue;
         zg_tensor *p = d->params[i];
-        if (!p->grad || !zg__same_shape(p->grad, p)) {
+        const bool view = zg__ddp_grad_is_view(d, i); /* the average is in .grad already */
+        if (!view && (!p->grad || !zg__same_shape(p->grad, p))) {
             zg_tensor *g = zg_tensor_new(ZG_FLOAT32, p->shape, p->ndim);
             if (!g) return zg__fail(ZG_ERR_NOMEM, "zg_backward (DDP): out of memory");
             zg_tensor_free(p->grad);
             p->grad = g;
         }
         const zg__bucket *b = &d->buckets[d->bucket_of[i]];
-        memcpy(zg__f32(p->grad), b->data + b->off[d->slot_of[i]], (size_t)p->numel * sizeof(float));
+        if (!view) memcpy(zg__f32(p->grad), b->data + b->off[d->slot_of[i]], (size_t)p->numel * sizeof(float));
         if (!p->grad_defined) {
             p->grad_defined = true;
             zg__emit_accumulate(p); /* event: the leaf gets fresh grads (from the other ranks) */

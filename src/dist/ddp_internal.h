@@ -19,6 +19,7 @@ typedef struct {
     int64_t *off;   /* each one's first element in data */
     int64_t numel;
     float *data;
+    zg__storage storage; /* data as a storage: gradient_as_bucket_view's .grad views share it */
     int pending;    /* parameters not yet ready in this iteration */
     bool launched;  /* its all-reduce started in this iteration */
     MPI_Request req;
@@ -58,6 +59,9 @@ struct zg_ddp {
     int n_order;
     bool rebuild_pending, rebuilt;
 
+    /* gradient_as_bucket_view: each .grad is a view of its bucket (view.c). */
+    bool views_attached;
+
     /* Join (uneven inputs): see join.c. */
     bool join_enabled;
     int shadow_rounds; /* iterations of others this rank shadowed in zg_ddp_join_end */
@@ -70,6 +74,14 @@ struct zg_ddp {
  * it reaches its cap) and allocates their data; replaces d's buckets. */
 int zg__ddp_build_buckets(zg_ddp *d, const int *order);
 void zg__ddp_free_buckets(zg_ddp *d);
+/* gradient_as_bucket_view (view.c): makes every parameter's .grad a view
+ * of its slot in the buckets bk (bucket_of, slot_of), carrying the values
+ * over; all or nothing. */
+int zg__ddp_attach_views(zg_ddp *d, zg__bucket *bk, const int *bucket_of, const int *slot_of);
+/* Gives each parameter a .grad of its own again (for zg_ddp_free). */
+void zg__ddp_detach_views(zg_ddp *d);
+/* Whether p's .grad is its slot of the buckets. */
+bool zg__ddp_grad_is_view(const zg_ddp *d, int i);
 /* Starts the all-reduce of every bucket that is complete, in bucket order
  * (every rank must start them in the same order). One started while some
  * gradient is still to come counts as overlapped. */
