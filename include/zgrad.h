@@ -1049,7 +1049,11 @@ typedef struct {
 ZG_API int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_result *out);
 /* `zgrad eval`: path is a run directory, a checkpoint directory, or a
  * model.safetensors written by zgrad train (the architecture is recognised
- * from the shapes); data_dir NULL means the default; limit 0: all.
+ * from the shapes); data_dir NULL means the default; limit 0: all. A run
+ * on a CSV file or an image folder is evaluated on its own validation
+ * data (its split, standardised with its training part's statistics,
+ * which must be the saved ones; data_dir must be NULL); a regression
+ * gives its MSE as loss, R^2 as accuracy and num_classes 0.
  * ZG_ERR_NONFINITE when a weight or the test loss is NaN or infinite. */
 ZG_API int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
 ZG_API void zg_eval_result_free(zg_eval_result *r);

@@ -1003,28 +1003,44 @@ static void run_teardown(void *p) {
     zg_arena_reset();
 }
 
+/* The run's data at c->data: a text for a GPT, a CSV table, or MNIST-format
+ * files. */
+static void write_run_data(const run_ctx *c) {
+    if (c->gpt) {
+        static const char text[] = "to be, or not to be, that is the question:\n";
+        char *buf = malloc(sizeof text * 20);
+        for (int i = 0; buf && i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
+        if (buf) write_file(c->data, buf, 20 * (sizeof text - 1), false);
+        free(buf);
+    } else if (c->csv) {
+        char rows[4096];
+        int k = snprintf(rows, sizeof rows, "x,\"y z\",label\n");
+        for (int i = 0; i < 80; i++) k += snprintf(rows + k, sizeof rows - (size_t)k, "%d,%g,%d\n", i % 9, i * 0.25, i % 3);
+        write_file(c->data, rows, (size_t)k, false);
+    } else {
+        mkdir(c->data, 0755);
+        write_mnist_split(c->data, "train", 64);
+        write_mnist_split(c->data, "t10k", 32);
+    }
+}
+
+/* A finished run of c's kind at c->run (its data at c->data). */
+static void finished_run(run_ctx *c) {
+    scratch_dir(c->root, sizeof c->root);
+    snprintf(c->data, sizeof c->data, "%s/data", c->root);
+    snprintf(c->run, sizeof c->run, "%s/run", c->root);
+    write_run_data(c);
+    zg_train_config cfg = run_config(c, c->run, NULL, 2);
+    CHECK_OK(zg_train_run(&cfg, NULL));
+}
+
 static void sweep_run(bool gpt, bool csv) {
     run_ctx c = {.gpt = gpt, .csv = csv};
     scratch_dir(c.root, sizeof c.root);
     snprintf(c.data, sizeof c.data, "%s/data", c.root);
     snprintf(c.tmpl, sizeof c.tmpl, "%s/template", c.root);
     snprintf(c.run, sizeof c.run, "%s/run", c.root);
-    if (gpt) {
-        static const char text[] = "to be, or not to be, that is the question:\n";
-        char *buf = malloc(sizeof text * 20);
-        for (int i = 0; buf && i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
-        if (buf) write_file(c.data, buf, 20 * (sizeof text - 1), false);
-        free(buf);
-    } else if (csv) {
-        char rows[4096];
-        int k = snprintf(rows, sizeof rows, "x,\"y z\",label\n");
-        for (int i = 0; i < 80; i++) k += snprintf(rows + k, sizeof rows - (size_t)k, "%d,%g,%d\n", i % 9, i * 0.25, i % 3);
-        write_file(c.data, rows, (size_t)k, false);
-    } else {
-        mkdir(c.data, 0755);
-        write_mnist_split(c.data, "train", 64);
-        write_mnist_split(c.data, "t10k", 32);
-    }
+    write_run_data(&c);
     /* The template stops in epoch 2 (its first batch fails to load, and
      * one bad batch is the limit), so that the schedule spans the 2
      * epochs the resume trains. */
@@ -1070,19 +1086,45 @@ static void sample_intact(void *p) { CHECK_OK(sample_op(p)); }
 
 TEST(alloc_faults_gpt_sample) {
     run_ctx c = {.gpt = true};
-    scratch_dir(c.root, sizeof c.root);
-    snprintf(c.data, sizeof c.data, "%s/text", c.root);
-    snprintf(c.run, sizeof c.run, "%s/run", c.root);
-    static const char text[] = "to be, or not to be, that is the question:\n";
-    char buf[20 * sizeof text];
-    for (int i = 0; i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
-    write_file(c.data, buf, 20 * (sizeof text - 1), false);
-    zg_train_config cfg = run_config(&c, c.run, NULL, 2);
-    CHECK_OK(zg_train_run(&cfg, NULL));
+    finished_run(&c);
     sample_ctx s = {.run = c.run};
     CHECK_OK(sample_op(&s));
     const fault_case fc = {"gpt sample", sample_nothing, sample_op, sample_intact, sample_nothing, 0};
     sweep(&fc, &s);
+    zgt_remove_dir(c.root);
+}
+
+/* zgrad eval on a --csv run: reads the run and its data, splits and
+ * standardises it, evaluates; a failure frees everything and a retry
+ * gives the same metrics. */
+typedef struct {
+    const char *run;
+    double loss, acc;
+    bool have;
+} eval_ctx;
+
+static int eval_op(void *p) {
+    eval_ctx *c = p;
+    zg_eval_result r;
+    int rc = zg_eval_checkpoint(c->run, NULL, 0, &r);
+    if (rc) return rc;
+    if (c->have) CHECK(r.loss == c->loss && r.accuracy == c->acc);
+    c->loss = r.loss;
+    c->acc = r.accuracy;
+    c->have = true;
+    zg_eval_result_free(&r);
+    return 0;
+}
+
+static void eval_intact(void *p) { CHECK_OK(eval_op(p)); }
+
+TEST(alloc_faults_csv_eval) {
+    run_ctx c = {.csv = true};
+    finished_run(&c);
+    eval_ctx e = {.run = c.run};
+    CHECK_OK(eval_op(&e));
+    const fault_case fc = {"csv eval", sample_nothing, eval_op, eval_intact, sample_nothing, 0};
+    sweep(&fc, &e);
     zgt_remove_dir(c.root);
 }
 

@@ -741,7 +741,9 @@ static void eval_usage(FILE *f) {
                "\n"
                "Prints the test loss, the accuracy and the confusion matrix of a saved model.\n"
                "PATH: a run directory, a checkpoint directory inside one, or a\n"
-               "model.safetensors written by zgrad train.\n"
+               "model.safetensors written by zgrad train. A --csv or --images run is\n"
+               "evaluated on its own validation data, standardised as in training (a\n"
+               "regression: its MSE and R^2).\n"
                "\n"
                "options:\n");
     print_options(f, eval_options, N_EVAL_OPTIONS);
@@ -750,9 +752,15 @@ static void eval_usage(FILE *f) {
 static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
-static void print_eval(const zg_eval_result *r, const char *data) {
+/* custom: a --csv / --images run, evaluated on its validation data. */
+static void print_eval(const zg_eval_result *r, const char *data, bool custom) {
     int k = r->num_classes;
-    printf("test loss %.4f, accuracy %.2f%% (%lld samples)\n", r->loss, 100 * r->accuracy, (long long)r->n);
+    if (k == 0) {
+        printf("validation MSE %.4f, R^2 %.4f (%lld samples)\n", r->loss, r->accuracy, (long long)r->n);
+        return;
+    }
+    printf("%s loss %.4f, accuracy %.2f%% (%lld samples)\n", custom ? "validation" : "test", r->loss,
+           100 * r->accuracy, (long long)r->n);
     printf("confusion matrix (rows: true class, columns: predicted class)\n");
     int w = 6;
     printf("%*s", 6, "");
@@ -764,7 +772,7 @@ static void print_eval(const zg_eval_result *r, const char *data) {
         printf("\n");
     }
     const char *dir = data ? data : "/usr/share/datasets/fashion-mnist";
-    if (k == 10 && strstr(dir, "fashion")) {
+    if (k == 10 && !custom && strstr(dir, "fashion")) {
         printf("classes:");
         for (int i = 0; i < 10; i++) printf(" %d %s%s", i, fashion_classes[i], i < 9 ? "," : "\n");
     }
@@ -786,7 +794,9 @@ static int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
         return failure_status(rc);
     }
-    print_eval(&r, o.data);
+    zg_train_config run = zg_train_config_defaults();
+    const bool custom = !zg_train_checkpoint_config(o.checkpoint, &run) && (run.csv_path[0] || run.images_dir[0]);
+    print_eval(&r, o.data, custom);
     zg_eval_result_free(&r);
     return 0;
 }
