@@ -753,7 +753,11 @@ ZG_API zg_dataset *zg_dataset_load_table(const char *path, const zg_csv_opts *op
  * pixels. Values are v / 255, normalised per channel with
  * zg_dataset_set_normalization as torchvision's ToTensor then Normalize. */
 typedef struct {
-    int64_t height, width; /* 0: the first image's size; every image must have it (no resizing) */
+    int64_t height, width; /* 0: the first image's size, which every image must have; else
+                            * every image of another size is resized to it (bilinear, as
+                            * torchvision's Resize([height, width], antialias=False) on
+                            * the uint8 image: F.interpolate with align_corners=False,
+                            * rounded half to even) */
     int channels;          /* 0: 3 when any image has colour (grey repeated), else 1;
                             * 1: colour becomes grey as PIL's convert("L"); 3 */
     /* NULL: the folder's sub-folders are the classes; else the classes

@@ -722,7 +722,7 @@ TEST(alloc_faults_checkpoint_load) {
 
 /* IDX files, a CSV file, a CSV table (split, statistics, normalised), an
  * image folder (the same). */
-enum { D_IDX, D_CSV, D_TABLE, D_IMAGES };
+enum { D_IDX, D_CSV, D_TABLE, D_IMAGES, D_RESIZED };
 
 typedef struct {
     char dir[256];
@@ -817,11 +817,12 @@ static int data_split(data_ctx *c) {
 static int data_op(void *p) {
     data_ctx *c = p;
     char img[512], lab[512];
-    snprintf(img, sizeof img, "%s/%s", c->dir, c->kind == D_IDX ? "img" : c->kind == D_IMAGES ? "imgs" : "data.csv");
+    snprintf(img, sizeof img, "%s/%s", c->dir, c->kind == D_IDX ? "img" : c->kind >= D_IMAGES ? "imgs" : "data.csv");
     snprintf(lab, sizeof lab, "%s/lab", c->dir);
     c->ds = c->kind == D_CSV      ? zg_dataset_load_csv(img, -1, true)
             : c->kind == D_TABLE  ? zg_dataset_load_table(img, &(zg_csv_opts){.target = "label"})
             : c->kind == D_IMAGES ? zg_dataset_load_image_folder(img, &(zg_image_opts){0})
+            : c->kind == D_RESIZED ? zg_dataset_load_image_folder(img, &(zg_image_opts){.height = 3, .width = 3})
                                   : zg_dataset_load_idx(img, lab);
     if (!c->ds) return ZG_ERR_NOMEM;
     int split = c->kind >= D_TABLE ? data_split(c) : ZG_OK;
@@ -878,6 +879,7 @@ TEST(alloc_faults_idx_gz_load) { sweep_data(true, D_IDX, "IDX.gz load + loader")
 TEST(alloc_faults_csv_load) { sweep_data(false, D_CSV, "CSV load + loader"); }
 TEST(alloc_faults_table_load) { sweep_data(false, D_TABLE, "CSV table + split + loader"); }
 TEST(alloc_faults_image_folder_load) { sweep_data(false, D_IMAGES, "image folder + split + loader"); }
+TEST(alloc_faults_image_folder_resized) { sweep_data(false, D_RESIZED, "image folder resized + loader"); }
 
 /* ---- a whole training run: zgrad train --resume ------------------------------------ */
 

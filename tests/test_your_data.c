@@ -409,13 +409,14 @@ TEST(image_folder_train_and_predict_match_the_library) {
     zg_module_free(model);
     zg_dataset_free(tr);
     zg_dataset_free(ds);
-    /* One image file alone; a file of another size is named. */
+    /* One image file alone; a file of another size is resized to the
+     * run's. */
     zgt_cli_run(&r, (const char *[]){"predict", "--checkpoint", e.run, "--input", in(&e, "new/cat/1.png"), NULL});
     CHECK(r.status == 0 && strstr(r.out, "new/cat/1.png,"));
     uint8_t px[7 * 6 * 3] = {0};
     zgt_write_png(in(&e, "odd.png"), px, 7, 6, 3, false, false);
     zgt_cli_run(&r, (const char *[]){"predict", "--checkpoint", e.run, "--input", in(&e, "odd.png"), NULL});
-    CHECK(r.status == 1 && strstr(r.err, "odd.png': the image is 6x7 (height x width), the data set's images are 6x6"));
+    CHECK(r.status == 0 && strstr(r.out, "odd.png,"));
     zgt_remove_dir(e.root);
 }
 

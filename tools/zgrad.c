@@ -508,8 +508,9 @@ static const option train_options[] = {
           4096, G_YOUR_DATA),
     T_OPT("--val-images", "DIR", "the validation images (the same class folders)", set_val_path, val_path, 0, 4096,
           G_YOUR_DATA),
-    T_OPT("--image-size", "H,W", "the size every image must have (images are not\nresized; default: the first "
-          "image's)", set_image_size, image_size, 0, 0, G_YOUR_DATA),
+    T_OPT("--image-size", "H,W", "resize every image of another size to H x W (bilinear,\nas torchvision's "
+          "Resize with antialias=False; default:\nthe first image's size, which every image must have)",
+          set_image_size, image_size, 0, 0, G_YOUR_DATA),
     T_OPT("--image-channels", "1|3", "grey or colour (default: 3 when any image has colour)", set_int,
           image_channels, 1, 3, G_YOUR_DATA),
     T_OPT("--val-split", "F", "validate on this fraction of the data (default 0.2)", set_val_split, val_split, 0, 0,
