@@ -72,7 +72,7 @@ $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 
 # The built-in models of zgrad train are the model files in models/,
 # compiled in as strings.
-BUILTIN_MODELS := models/cnn.json models/mlp.json
+BUILTIN_MODELS := models/cnn.json models/mlp.json models/gpt.json
 $(BUILD)/gen/builtin_models.h: $(BUILTIN_MODELS) scripts/embed-json
 	@mkdir -p $(dir $@)
 	scripts/embed-json $(BUILTIN_MODELS) > $@

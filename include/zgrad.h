@@ -522,7 +522,13 @@ ZG_API zg_module *zg_nn_sequential(zg_module *const *modules, int n);
  * PyTorch's argument names, order ("args") and defaults (null for None). Parsing follows the shapes through every
  * layer: a mismatch is an error naming the layer and the shapes. The model
  * is a Sequential, its parameters named as PyTorch's state_dict
- * ("0.weight", ...). */
+ * ("0.weight", ...). A layer {"type": "GPT", "vocab_size": 65,
+ * "block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout":
+ * 0.0, "bias": true} (nanoGPT's GPTConfig: names, "args" order block_size,
+ * vocab_size, n_layer, n_head, n_embd, dropout, bias, and defaults) is
+ * zg_nn_gpt's GPT: the only layer, the model itself (parameters named as
+ * nanoGPT's), "input" [T] token ids (T <= block_size; default
+ * [block_size]), output [T, vocab_size]. */
 typedef struct zg_model_spec zg_model_spec;
 ZG_API zg_model_spec *zg_model_spec_load(const char *path);
 /* name: shown in messages (NULL: "(text)"). */
@@ -535,6 +541,8 @@ ZG_API zg_module *zg_model_spec_build(const zg_model_spec *s);
 ZG_API int zg_model_spec_shape(const zg_model_spec *s, bool output, int64_t *shape, int max);
 /* The spec as canonical JSON (every argument written out); owned by s. */
 ZG_API const char *zg_model_spec_json(const zg_model_spec *s);
+/* Whether s is a GPT; if so (and config is not NULL) its configuration. */
+ZG_API bool zg_model_spec_gpt(const zg_model_spec *s, zg_gpt_config *config);
 /* A table as torchinfo prints: per layer its output shape, parameters and
  * forward FLOPs per sample (a multiply-add counts 2), then the totals;
  * malloc'd (free() it). */
@@ -758,7 +766,11 @@ ZG_API zg_dataset *zg_dataset_load_table(const char *path, const zg_csv_opts *op
  * pixels. Values are v / 255, normalised per channel with
  * zg_dataset_set_normalization as torchvision's ToTensor then Normalize. */
 typedef struct {
-    int64_t height, width; /* 0: the first image's size; every image must have it (no resizing) */
+    int64_t height, width; /* 0: the first image's size, which every image must have; else
+                            * every image of another size is resized to it (bilinear, as
+                            * torchvision's Resize([height, width], antialias=False) on
+                            * the uint8 image: F.interpolate with align_corners=False,
+                            * rounded half to even) */
     int channels;          /* 0: 3 when any image has colour (grey repeated), else 1;
                             * 1: colour becomes grey as PIL's convert("L"); 3 */
     /* NULL: the folder's sub-folders are the classes; else the classes
@@ -970,7 +982,8 @@ typedef struct {
                                      * (scripts/setup-corpus installs it) */
     zg_text_vocab text_vocab;       /* CHAR */
     double val_fraction;            /* 0.1: the last 10% of the tokens validate */
-    zg_gpt_config gpt;              /* zg_gpt_config_default(); vocab_size from the text */
+    zg_gpt_config gpt;              /* zg_gpt_config_default() but vocab_size 0: the
+                                     * text's; another value must be the text's */
     int64_t iters;                  /* 2000 optimizer steps */
     int64_t eval_interval;          /* 250 steps between evaluations */
     int64_t eval_iters;             /* 20 validation batches per evaluation */
@@ -1034,8 +1047,10 @@ ZG_API int zg_train_run(const zg_train_config *cfg, zg_train_result *result);
  * options overridden. */
 ZG_API int zg_train_checkpoint_config(const char *path, zg_train_config *cfg);
 /* The model file of a run (a run or checkpoint directory: its --model-file
- * as the checkpoint keeps it, or the built-in cnn's or mlp's), and of a
- * built-in model; ZG_ERR_ARG for gpt, which has none. */
+ * as the checkpoint keeps it, the built-in cnn's or mlp's, or for a GPT
+ * run a GPT layer of its configuration, vocab_size its text's), and of a
+ * built-in model (gpt: models/gpt.json, nanoGPT's Shakespeare recipe with
+ * vocab_size 65). */
 ZG_API zg_model_spec *zg_train_model_spec(const char *path);
 ZG_API zg_model_spec *zg_train_builtin_spec(zg_model_kind kind);
 /* Text from the GPT a `zgrad train --model gpt` run saved (path: a run or
@@ -1067,7 +1082,11 @@ typedef struct {
 ZG_API int zg_evaluate(zg_module *model, zg_loader *loader, int num_classes, zg_eval_result *out);
 /* `zgrad eval`: path is a run directory, a checkpoint directory, or a
  * model.safetensors written by zgrad train (the architecture is recognised
- * from the shapes); data_dir NULL means the default; limit 0: all.
+ * from the shapes); data_dir NULL means the default; limit 0: all. A run
+ * on a CSV file or an image folder is evaluated on its own validation
+ * data (its split, standardised with its training part's statistics,
+ * which must be the saved ones; data_dir must be NULL); a regression
+ * gives its MSE as loss, R^2 as accuracy and num_classes 0.
  * ZG_ERR_NONFINITE when a weight or the test loss is NaN or infinite. */
 ZG_API int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out);
 ZG_API void zg_eval_result_free(zg_eval_result *r);

@@ -722,7 +722,7 @@ TEST(alloc_faults_checkpoint_load) {
 
 /* IDX files, a CSV file, a CSV table (split, statistics, normalised), an
  * image folder (the same). */
-enum { D_IDX, D_CSV, D_TABLE, D_IMAGES };
+enum { D_IDX, D_CSV, D_TABLE, D_IMAGES, D_RESIZED };
 
 typedef struct {
     char dir[256];
@@ -817,11 +817,12 @@ static int data_split(data_ctx *c) {
 static int data_op(void *p) {
     data_ctx *c = p;
     char img[512], lab[512];
-    snprintf(img, sizeof img, "%s/%s", c->dir, c->kind == D_IDX ? "img" : c->kind == D_IMAGES ? "imgs" : "data.csv");
+    snprintf(img, sizeof img, "%s/%s", c->dir, c->kind == D_IDX ? "img" : c->kind >= D_IMAGES ? "imgs" : "data.csv");
     snprintf(lab, sizeof lab, "%s/lab", c->dir);
     c->ds = c->kind == D_CSV      ? zg_dataset_load_csv(img, -1, true)
             : c->kind == D_TABLE  ? zg_dataset_load_table(img, &(zg_csv_opts){.target = "label"})
             : c->kind == D_IMAGES ? zg_dataset_load_image_folder(img, &(zg_image_opts){0})
+            : c->kind == D_RESIZED ? zg_dataset_load_image_folder(img, &(zg_image_opts){.height = 3, .width = 3})
                                   : zg_dataset_load_idx(img, lab);
     if (!c->ds) return ZG_ERR_NOMEM;
     int split = c->kind >= D_TABLE ? data_split(c) : ZG_OK;
@@ -878,6 +879,7 @@ TEST(alloc_faults_idx_gz_load) { sweep_data(true, D_IDX, "IDX.gz load + loader")
 TEST(alloc_faults_csv_load) { sweep_data(false, D_CSV, "CSV load + loader"); }
 TEST(alloc_faults_table_load) { sweep_data(false, D_TABLE, "CSV table + split + loader"); }
 TEST(alloc_faults_image_folder_load) { sweep_data(false, D_IMAGES, "image folder + split + loader"); }
+TEST(alloc_faults_image_folder_resized) { sweep_data(false, D_RESIZED, "image folder resized + loader"); }
 
 /* ---- a whole training run: zgrad train --resume ------------------------------------ */
 
@@ -1003,28 +1005,44 @@ static void run_teardown(void *p) {
     zg_arena_reset();
 }
 
+/* The run's data at c->data: a text for a GPT, a CSV table, or MNIST-format
+ * files. */
+static void write_run_data(const run_ctx *c) {
+    if (c->gpt) {
+        static const char text[] = "to be, or not to be, that is the question:\n";
+        char *buf = malloc(sizeof text * 20);
+        for (int i = 0; buf && i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
+        if (buf) write_file(c->data, buf, 20 * (sizeof text - 1), false);
+        free(buf);
+    } else if (c->csv) {
+        char rows[4096];
+        int k = snprintf(rows, sizeof rows, "x,\"y z\",label\n");
+        for (int i = 0; i < 80; i++) k += snprintf(rows + k, sizeof rows - (size_t)k, "%d,%g,%d\n", i % 9, i * 0.25, i % 3);
+        write_file(c->data, rows, (size_t)k, false);
+    } else {
+        mkdir(c->data, 0755);
+        write_mnist_split(c->data, "train", 64);
+        write_mnist_split(c->data, "t10k", 32);
+    }
+}
+
+/* A finished run of c's kind at c->run (its data at c->data). */
+static void finished_run(run_ctx *c) {
+    scratch_dir(c->root, sizeof c->root);
+    snprintf(c->data, sizeof c->data, "%s/data", c->root);
+    snprintf(c->run, sizeof c->run, "%s/run", c->root);
+    write_run_data(c);
+    zg_train_config cfg = run_config(c, c->run, NULL, 2);
+    CHECK_OK(zg_train_run(&cfg, NULL));
+}
+
 static void sweep_run(bool gpt, bool csv) {
     run_ctx c = {.gpt = gpt, .csv = csv};
     scratch_dir(c.root, sizeof c.root);
     snprintf(c.data, sizeof c.data, "%s/data", c.root);
     snprintf(c.tmpl, sizeof c.tmpl, "%s/template", c.root);
     snprintf(c.run, sizeof c.run, "%s/run", c.root);
-    if (gpt) {
-        static const char text[] = "to be, or not to be, that is the question:\n";
-        char *buf = malloc(sizeof text * 20);
-        for (int i = 0; buf && i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
-        if (buf) write_file(c.data, buf, 20 * (sizeof text - 1), false);
-        free(buf);
-    } else if (csv) {
-        char rows[4096];
-        int k = snprintf(rows, sizeof rows, "x,\"y z\",label\n");
-        for (int i = 0; i < 80; i++) k += snprintf(rows + k, sizeof rows - (size_t)k, "%d,%g,%d\n", i % 9, i * 0.25, i % 3);
-        write_file(c.data, rows, (size_t)k, false);
-    } else {
-        mkdir(c.data, 0755);
-        write_mnist_split(c.data, "train", 64);
-        write_mnist_split(c.data, "t10k", 32);
-    }
+    write_run_data(&c);
     /* The template stops in epoch 2 (its first batch fails to load, and
      * one bad batch is the limit), so that the schedule spans the 2
      * epochs the resume trains. */
@@ -1070,19 +1088,45 @@ static void sample_intact(void *p) { CHECK_OK(sample_op(p)); }
 
 TEST(alloc_faults_gpt_sample) {
     run_ctx c = {.gpt = true};
-    scratch_dir(c.root, sizeof c.root);
-    snprintf(c.data, sizeof c.data, "%s/text", c.root);
-    snprintf(c.run, sizeof c.run, "%s/run", c.root);
-    static const char text[] = "to be, or not to be, that is the question:\n";
-    char buf[20 * sizeof text];
-    for (int i = 0; i < 20; i++) memcpy(buf + i * (sizeof text - 1), text, sizeof text - 1);
-    write_file(c.data, buf, 20 * (sizeof text - 1), false);
-    zg_train_config cfg = run_config(&c, c.run, NULL, 2);
-    CHECK_OK(zg_train_run(&cfg, NULL));
+    finished_run(&c);
     sample_ctx s = {.run = c.run};
     CHECK_OK(sample_op(&s));
     const fault_case fc = {"gpt sample", sample_nothing, sample_op, sample_intact, sample_nothing, 0};
     sweep(&fc, &s);
+    zgt_remove_dir(c.root);
+}
+
+/* zgrad eval on a --csv run: reads the run and its data, splits and
+ * standardises it, evaluates; a failure frees everything and a retry
+ * gives the same metrics. */
+typedef struct {
+    const char *run;
+    double loss, acc;
+    bool have;
+} eval_ctx;
+
+static int eval_op(void *p) {
+    eval_ctx *c = p;
+    zg_eval_result r;
+    int rc = zg_eval_checkpoint(c->run, NULL, 0, &r);
+    if (rc) return rc;
+    if (c->have) CHECK(r.loss == c->loss && r.accuracy == c->acc);
+    c->loss = r.loss;
+    c->acc = r.accuracy;
+    c->have = true;
+    zg_eval_result_free(&r);
+    return 0;
+}
+
+static void eval_intact(void *p) { CHECK_OK(eval_op(p)); }
+
+TEST(alloc_faults_csv_eval) {
+    run_ctx c = {.csv = true};
+    finished_run(&c);
+    eval_ctx e = {.run = c.run};
+    CHECK_OK(eval_op(&e));
+    const fault_case fc = {"csv eval", sample_nothing, eval_op, eval_intact, sample_nothing, 0};
+    sweep(&fc, &e);
     zgt_remove_dir(c.root);
 }
 

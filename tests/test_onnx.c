@@ -198,8 +198,27 @@ static zg_tensor *tokens(int64_t B, int64_t T, int64_t vocab) {
     return t;
 }
 
+/* name.sd.txt: m's parameters, "NAME D0 D1 ..." a line, which onnx_check.py
+ * finds among the initializers. */
+static void save_names(const char *name, const zg_module *m) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s.sd.txt", dir(), name);
+    FILE *f = fopen(path, "w");
+    CHECK_PTR(f);
+    for (int i = 0; f && i < zg_module_num_params(m); i++) {
+        zg_tensor *p = zg_module_param(m, i);
+        fprintf(f, "%s", zg_module_param_name(m, i));
+        for (int k = 0; k < zg_tensor_ndim(p); k++) fprintf(f, " %lld", (long long)zg_tensor_size(p, k));
+        fputc('\n', f);
+    }
+    if (f) CHECK(fclose(f) == 0);
+}
+
 /* The GPT at its full context and at a shorter one (the mask and the
- * position embeddings are sliced to the input's T). */
+ * position embeddings are sliced to the input's T); its weights are
+ * initializers under nanoGPT's state_dict names (zgrad's parameter names,
+ * which tests/test_gpt.c and tests/test_model_file.c match to PyTorch's),
+ * the tied head once as transformer.wte.weight. */
 TEST(onnx_gpt_matches_onnxruntime) {
     if (!zgt_pytools_python()) return;
     zg_manual_seed(3);
@@ -211,6 +230,8 @@ TEST(onnx_gpt_matches_onnxruntime) {
     zg_tensor *full = tokens(2, 8, 11), *part = tokens(3, 5, 11);
     export_case("gpt_bias", with, full, NULL, 0);
     export_case("gpt", without, part, NULL, 0);
+    save_names("gpt_bias", with);
+    save_names("gpt", without);
     check_cases((const char *const[]){"gpt_bias", "gpt", NULL});
     zg_module_free(with);
     zg_module_free(without);

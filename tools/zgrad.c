@@ -411,7 +411,8 @@ static const option train_options[] = {
           set_model, model, 0, 0, G_MODEL),
     T_OPT("--model-file", "FILE",
           "a model as JSON layers in the manner of nn.Sequential\n(models/cnn.json and models/mlp.json are the built-in "
-          "ones;\nzgrad summary --model-file FILE checks and shows it)",
+          "ones;\na lone {\"type\": \"GPT\", ...} layer trains as --model gpt,\nmodels/gpt.json;\nzgrad summary "
+          "--model-file FILE checks and shows it)",
           set_chars, model_file, 0, 4096, G_MODEL_FILE),
     T_OPT("--epochs", "N", "total epochs, also when resuming (default 3)", set_int, epochs, 1, MAX_EPOCHS, G_EPOCHS),
     T_OPT("--batch-size", "N", "(default 64)", set_i64, batch_size, 1, MILLION, G_BATCH),
@@ -507,8 +508,9 @@ static const option train_options[] = {
           4096, G_YOUR_DATA),
     T_OPT("--val-images", "DIR", "the validation images (the same class folders)", set_val_path, val_path, 0, 4096,
           G_YOUR_DATA),
-    T_OPT("--image-size", "H,W", "the size every image must have (images are not\nresized; default: the first "
-          "image's)", set_image_size, image_size, 0, 0, G_YOUR_DATA),
+    T_OPT("--image-size", "H,W", "resize every image of another size to H x W (bilinear,\nas torchvision's "
+          "Resize with antialias=False; default:\nthe first image's size, which every image must have)",
+          set_image_size, image_size, 0, 0, G_YOUR_DATA),
     T_OPT("--image-channels", "1|3", "grey or colour (default: 3 when any image has colour)", set_int,
           image_channels, 1, 3, G_YOUR_DATA),
     T_OPT("--val-split", "F", "validate on this fraction of the data (default 0.2)", set_val_split, val_split, 0, 0,
@@ -574,10 +576,33 @@ static int your_data(const train_opts *o, zg_train_config *c) {
 /* The run's configuration: with --resume the checkpoint's options are the
  * base and the options given here override them (the driver refuses any
  * that conflict); without, the defaults. 0, or an exit status. */
+/* Whether --model-file names a GPT (then *gpt its sizes): such a run is
+ * a --model gpt run, its recipe and text options included. 0, or an exit
+ * status. */
+static int gpt_model_file(const train_opts *o, bool *is_gpt, zg_gpt_config *gpt) {
+    *is_gpt = false;
+    if (!(o->head.given & G_MODEL_FILE)) return 0;
+    zg_model_spec *s = zg_model_spec_load(o->c.model_file);
+    if (!s) {
+        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        return 1;
+    }
+    *is_gpt = zg_model_spec_gpt(s, gpt);
+    zg_model_spec_free(s);
+    if (*is_gpt && (o->head.given & (G_N_LAYER | G_N_HEAD | G_N_EMBD | G_BLOCK | G_DROPOUT | G_BIAS)))
+        return bad_usage("--n-layer, --n-head, --n-embd, --block-size, --dropout and --bias: '%s' sets the GPT's "
+                         "sizes", o->c.model_file);
+    return 0;
+}
+
 static int train_config(const train_opts *o, zg_train_config *c) {
     const unsigned g = o->head.given;
+    bool file_gpt;
+    zg_gpt_config gpt;
+    int rc = gpt_model_file(o, &file_gpt, &gpt);
+    if (rc) return rc;
     /* A new run starts from its model's recipe. */
-    *c = zg_train_config_for_model((g & G_MODEL) ? o->c.model : ZG_MODEL_CNN);
+    *c = zg_train_config_for_model(file_gpt ? ZG_MODEL_GPT : (g & G_MODEL) ? o->c.model : ZG_MODEL_CNN);
     if (o->c.resume_dir && zg_train_checkpoint_config(o->c.resume_dir, c)) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
         return 1;
@@ -590,8 +615,9 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     if (g & G_MODEL_FILE) {
         if ((g & G_MODEL) && o->c.model != ZG_MODEL_FILE)
             return bad_usage("--model-file and --model %s: one model at a time", zg_train_model_name(o->c.model));
-        c->model = ZG_MODEL_FILE;
-        memcpy(c->model_file, o->c.model_file, sizeof c->model_file);
+        c->model = file_gpt ? ZG_MODEL_GPT : ZG_MODEL_FILE;
+        if (file_gpt) c->gpt = gpt;
+        else memcpy(c->model_file, o->c.model_file, sizeof c->model_file);
     }
     if (g & G_OPTIM) c->optimizer = o->c.optimizer;
     if (g & G_EPOCHS) c->epochs = o->c.epochs;
@@ -626,8 +652,7 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     if (g & G_ITERS) c->iters = o->c.iters;
     if (g & G_EVAL_INTERVAL) c->eval_interval = o->c.eval_interval;
     if (g & G_EVAL_ITERS) c->eval_iters = o->c.eval_iters;
-    int rc = your_data(o, c);
-    if (rc) return rc;
+    if ((rc = your_data(o, c))) return rc;
     /* The recipe's 100 warm-up steps need a run longer than that: a
      * shorter one warms up for a tenth of its steps (none below 2). */
     if (c->model == ZG_MODEL_GPT && !o->c.resume_dir && !(g & G_SCHEDULE) && c->iters <= 100) {
@@ -640,7 +665,7 @@ static int train_config(const train_opts *o, zg_train_config *c) {
                          "and model files (gpt: --iters, --text)");
     if (c->model != ZG_MODEL_GPT && (g & G_GPT_ONLY))
         return bad_usage("--text, --corpus, --vocab, --n-layer, --n-head, --n-embd, --block-size, --dropout, --bias, "
-                         "--iters and --eval-* apply to --model gpt");
+                         "--iters and --eval-* apply to --model gpt (or a GPT model file)");
     /* These belong to this invocation, never to the checkpoint. */
     c->threads = o->c.threads;
     c->data_dir = o->c.data_dir;
@@ -717,7 +742,9 @@ static void eval_usage(FILE *f) {
                "\n"
                "Prints the test loss, the accuracy and the confusion matrix of a saved model.\n"
                "PATH: a run directory, a checkpoint directory inside one, or a\n"
-               "model.safetensors written by zgrad train.\n"
+               "model.safetensors written by zgrad train. A --csv or --images run is\n"
+               "evaluated on its own validation data, standardised as in training (a\n"
+               "regression: its MSE and R^2).\n"
                "\n"
                "options:\n");
     print_options(f, eval_options, N_EVAL_OPTIONS);
@@ -726,9 +753,15 @@ static void eval_usage(FILE *f) {
 static const char *const fashion_classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                 "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
-static void print_eval(const zg_eval_result *r, const char *data) {
+/* custom: a --csv / --images run, evaluated on its validation data. */
+static void print_eval(const zg_eval_result *r, const char *data, bool custom) {
     int k = r->num_classes;
-    printf("test loss %.4f, accuracy %.2f%% (%lld samples)\n", r->loss, 100 * r->accuracy, (long long)r->n);
+    if (k == 0) {
+        printf("validation MSE %.4f, R^2 %.4f (%lld samples)\n", r->loss, r->accuracy, (long long)r->n);
+        return;
+    }
+    printf("%s loss %.4f, accuracy %.2f%% (%lld samples)\n", custom ? "validation" : "test", r->loss,
+           100 * r->accuracy, (long long)r->n);
     printf("confusion matrix (rows: true class, columns: predicted class)\n");
     int w = 6;
     printf("%*s", 6, "");
@@ -740,7 +773,7 @@ static void print_eval(const zg_eval_result *r, const char *data) {
         printf("\n");
     }
     const char *dir = data ? data : "/usr/share/datasets/fashion-mnist";
-    if (k == 10 && strstr(dir, "fashion")) {
+    if (k == 10 && !custom && strstr(dir, "fashion")) {
         printf("classes:");
         for (int i = 0; i < 10; i++) printf(" %d %s%s", i, fashion_classes[i], i < 9 ? "," : "\n");
     }
@@ -762,7 +795,9 @@ static int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "zgrad: %s\n", zg_last_error());
         return failure_status(rc);
     }
-    print_eval(&r, o.data);
+    zg_train_config run = zg_train_config_defaults();
+    const bool custom = !zg_train_checkpoint_config(o.checkpoint, &run) && (run.csv_path[0] || run.images_dir[0]);
+    print_eval(&r, o.data, custom);
     zg_eval_result_free(&r);
     return 0;
 }
@@ -786,13 +821,13 @@ static int set_summary_model(const option *o, const char *v, void *dst) {
 
 static const option summary_options[] = {
     M_OPT("--model-file", "FILE", "the model file to check and show", set_path, model_file),
-    M_OPT("--model", "cnn|mlp", "a built-in model", set_summary_model, model),
+    M_OPT("--model", "cnn|mlp|gpt", "a built-in model (gpt: nanoGPT's Shakespeare recipe)", set_summary_model, model),
     {"--help", NULL, "print this help and exit", NULL, 0, 0, 0, 0},
 };
 #define N_SUMMARY_OPTIONS ((int)(sizeof summary_options / sizeof summary_options[0]))
 
 static void summary_usage(FILE *f) {
-    fprintf(f, "usage: zgrad summary (--model-file FILE | --model cnn|mlp | RUN)\n"
+    fprintf(f, "usage: zgrad summary (--model-file FILE | --model cnn|mlp|gpt | RUN)\n"
                "\n"
                "Checks a model's shapes from its input through every layer and prints, per\n"
                "layer, the output shape, the parameters and the forward FLOPs per sample\n"
@@ -818,7 +853,7 @@ static int cmd_summary(int argc, char **argv) {
     }
     if (rc) return rc;
     if ((run != NULL) + (o.model_file != NULL) + o.model_given != 1)
-        return bad_usage("give one of --model-file FILE, --model cnn|mlp or a run directory");
+        return bad_usage("give one of --model-file FILE, --model cnn|mlp|gpt or a run directory");
     zg_model_spec *s = o.model_file ? zg_model_spec_load(o.model_file)
                        : run        ? zg_train_model_spec(run)
                                     : zg_train_builtin_spec(o.model);

@@ -25,6 +25,7 @@ typedef struct zg__data_buf {
     /* Per image file: the sums of v and v^2 of each channel (2 * C
      * values, C = shape[0]), for zg_dataset_compute_stats. */
     uint64_t *pixel_sums;
+    bool image_resize; /* images of another size are resized (zg_image_opts' size given) */
 } zg__data_buf;
 
 struct zg_dataset {
@@ -71,12 +72,14 @@ typedef struct {
 /* Decodes the PNG or JPEG file content data[0..len) into out as bytes
  * [C, H, W], C = want_c (0: the file's own channels; colour to grey as
  * PIL's convert("L"), grey to colour repeated). want_h, want_w > 0: the
- * size the image must have (checked before its pixels are decoded). out:
+ * size the image must have (checked before its pixels are decoded), or
+ * with resize the size it is resized to (bilinear, as torchvision's
+ * Resize with antialias=False on uint8: rounded half to even). out:
  * room for C * H * W bytes (3 * want_h * want_w with want_c 0), or NULL
  * to read the header only. *info: the header. -1 with a phrase in err
  * (the caller names the file). */
-int zg__image_decode(const uint8_t *data, size_t len, int want_c, int64_t want_h, int64_t want_w, uint8_t *out,
-                     zg__image_info *info, char *err, size_t err_len);
+int zg__image_decode(const uint8_t *data, size_t len, int want_c, int64_t want_h, int64_t want_w, bool resize,
+                     uint8_t *out, zg__image_info *info, char *err, size_t err_len);
 /* Reads a whole file (at most max bytes) into *data (malloc'd, or the
  * caller's *data of *cap bytes, grown): its size, or -1 with err. */
 int64_t zg__read_whole(const char *path, uint8_t **data, size_t *cap, size_t max, char *err, size_t err_len);

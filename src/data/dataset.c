@@ -163,6 +163,7 @@ static bool copy_rows(zg__data_buf *b, const zg_dataset *ds, const int64_t *idx,
     if (s->targets && !(b->targets = zg__malloc((size_t)k * sizeof *b->targets))) return false;
     if (s->pixel_sums && !(b->pixel_sums = zg__malloc((size_t)(k * sums) * sizeof *b->pixel_sums))) return false;
     if (s->paths && !(b->paths = zg__calloc((size_t)k, sizeof *b->paths))) return false;
+    b->image_resize = s->image_resize;
     for (int64_t i = 0; i < k; i++) {
         const int64_t j = idx[i];
         if (b->samples) memcpy((char *)b->samples + (size_t)i * row, (const char *)s->samples + (size_t)j * row, row);

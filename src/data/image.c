@@ -10,6 +10,7 @@
 #include "data_internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <jpeglib.h>
 #include <png.h>
 #include <setjmp.h>
@@ -24,9 +25,9 @@ static int check_size(const zg__image_info *info, int64_t want_h, int64_t want_w
         return -1;
     }
     if (want_h > 0 && (info->height != want_h || info->width != want_w)) {
-        snprintf(err, n, "the image is %lldx%lld (height x width), the data set's images are %lldx%lld; images "
-                 "are not resized: give every image the same size", (long long)info->height, (long long)info->width,
-                 (long long)want_h, (long long)want_w);
+        snprintf(err, n, "the image is %lldx%lld (height x width), the data set's images are %lldx%lld (the "
+                 "first image's size); --image-size H,W resizes every image to one size", (long long)info->height,
+                 (long long)info->width, (long long)want_h, (long long)want_w);
         return -1;
     }
     return 0;
@@ -196,8 +197,8 @@ static int decode_jpeg(const uint8_t *data, size_t len, int want_c, int64_t want
 
 /* ---- files ------------------------------------------------------------------- */
 
-int zg__image_decode(const uint8_t *data, size_t len, int want_c, int64_t want_h, int64_t want_w, uint8_t *out,
-                     zg__image_info *info, char *err, size_t err_len) {
+static int decode_any(const uint8_t *data, size_t len, int want_c, int64_t want_h, int64_t want_w, uint8_t *out,
+                      zg__image_info *info, char *err, size_t err_len) {
     memset(info, 0, sizeof *info);
     if (len >= 8 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8))
         return decode_png(data, len, want_c, want_h, want_w, out, info, err, err_len);
@@ -206,6 +207,64 @@ int zg__image_decode(const uint8_t *data, size_t len, int want_c, int64_t want_h
     snprintf(err, err_len, "%s", len ? "not a PNG or JPEG file (its first bytes are neither's signature)"
                                      : "empty file");
     return -1;
+}
+
+/* Source coordinate and weights of output index o along an axis of n_in
+ * -> n_out samples, as PyTorch's bilinear upsampling with align_corners
+ * false: s = (o + 1/2) n_in / n_out - 1/2, clamped at 0; i0 = floor(s),
+ * i1 = i0 + 1 but within the axis, weight s - i0 on i1. */
+static void axis_weights(int64_t o, int64_t n_in, int64_t n_out, int64_t *i0, int64_t *i1, float *l1) {
+    const float scale = (float)n_in / (float)n_out;
+    float src = scale * ((float)o + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    *i0 = (int64_t)src;
+    if (*i0 > n_in - 1) *i0 = n_in - 1;
+    *i1 = *i0 + (*i0 < n_in - 1);
+    *l1 = src - (float)*i0;
+}
+
+/* Bytes [c, h, w] to [c, oh, ow] as torchvision's Resize([oh, ow],
+ * antialias=False) on a uint8 tensor: bilinear interpolation in float
+ * (F.interpolate, align_corners=False), rounded half to even, clamped to
+ * [0, 255]. */
+static void resize_bilinear(const uint8_t *in, int c, int64_t h, int64_t w, uint8_t *out, int64_t oh, int64_t ow) {
+    for (int64_t y = 0; y < oh; y++) {
+        int64_t y0, y1;
+        float ly;
+        axis_weights(y, h, oh, &y0, &y1, &ly);
+        for (int64_t x = 0; x < ow; x++) {
+            int64_t x0, x1;
+            float lx;
+            axis_weights(x, w, ow, &x0, &x1, &lx);
+            for (int k = 0; k < c; k++) {
+                const uint8_t *p = in + (int64_t)k * h * w;
+                const float v = (1 - ly) * ((1 - lx) * p[y0 * w + x0] + lx * p[y0 * w + x1]) +
+                                ly * ((1 - lx) * p[y1 * w + x0] + lx * p[y1 * w + x1]);
+                const float r = nearbyintf(v);
+                out[((int64_t)k * oh + y) * ow + x] = (uint8_t)(r < 0 ? 0 : r > 255 ? 255 : r);
+            }
+        }
+    }
+}
+
+int zg__image_decode(const uint8_t *data, size_t len, int want_c, int64_t want_h, int64_t want_w, bool resize,
+                     uint8_t *out, zg__image_info *info, char *err, size_t err_len) {
+    if (!resize || want_h <= 0) return decode_any(data, len, want_c, want_h, want_w, out, info, err, err_len);
+    /* The header first: an image of the size asked for is decoded as is. */
+    if (decode_any(data, len, want_c, 0, 0, NULL, info, err, err_len)) return -1;
+    if (!out) return 0;
+    if (info->height == want_h && info->width == want_w)
+        return decode_any(data, len, want_c, want_h, want_w, out, info, err, err_len);
+    const int c = want_c ? want_c : info->channels;
+    uint8_t *tmp = zg__malloc((size_t)(c * info->height * info->width));
+    if (!tmp) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    int rc = decode_any(data, len, want_c, 0, 0, tmp, info, err, err_len);
+    if (!rc) resize_bilinear(tmp, c, info->height, info->width, out, want_h, want_w);
+    free(tmp);
+    return rc;
 }
 
 int64_t zg__read_whole(const char *path, uint8_t **data, size_t *cap, size_t max, char *err, size_t err_len) {
@@ -251,8 +310,8 @@ int zg__image_load(const zg_dataset *ds, int64_t i, uint8_t *out, uint8_t **buf,
     char why[400];
     zg__image_info info;
     int64_t len = zg__read_whole(path, buf, cap, MAX_FILE, why, sizeof why);
-    if (len >= 0 && zg__image_decode(*buf, (size_t)len, (int)ds->shape[0], ds->shape[1], ds->shape[2], out, &info,
-                                     why, sizeof why) == 0)
+    if (len >= 0 && zg__image_decode(*buf, (size_t)len, (int)ds->shape[0], ds->shape[1], ds->shape[2],
+                                     ds->buf->image_resize, out, &info, why, sizeof why) == 0)
         return 0;
     snprintf(err, err_len, "'%s': %s", path, why);
     return -1;

@@ -197,12 +197,12 @@ typedef struct {
     char err[600];
 } decoded;
 
-static void decode_one(const char *path, int want_c, int64_t h, int64_t w, uint8_t *pix, uint8_t **file,
-                       size_t *cap, decoded *r) {
+static void decode_one(const char *path, int want_c, int64_t h, int64_t w, bool resize, uint8_t *pix,
+                       uint8_t **file, size_t *cap, decoded *r) {
     char why[400];
     zg__image_info info;
     int64_t len = zg__read_whole(path, file, cap, (size_t)1 << 28, why, sizeof why);
-    r->status = len < 0 ? -1 : zg__image_decode(*file, (size_t)len, want_c, h, w, pix, &info, why, sizeof why);
+    r->status = len < 0 ? -1 : zg__image_decode(*file, (size_t)len, want_c, h, w, resize, pix, &info, why, sizeof why);
     if (r->status) {
         snprintf(r->err, sizeof r->err, "'%s': %s", path, why);
         return;
@@ -224,7 +224,7 @@ static void decode_one(const char *path, int want_c, int64_t h, int64_t w, uint8
 /* Decodes every file, ROUND at a time on the OpenMP threads (fewer when
  * the images are large); res[i] per file. The first failure in order is
  * the error. */
-static int decode_all(const char *fn, char *const *paths, int64_t n, int want_c, int64_t h, int64_t w,
+static int decode_all(const char *fn, char *const *paths, int64_t n, int want_c, int64_t h, int64_t w, bool resize,
                       decoded *res) {
     const int64_t px = 3 * h * w, fit = ((int64_t)1 << 28) / px;
     const int64_t round = fit < 1 ? 1 : fit < ROUND ? fit : ROUND;
@@ -233,7 +233,7 @@ static int decode_all(const char *fn, char *const *paths, int64_t n, int want_c,
     int rc = pix ? ZG_OK : zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     for (int64_t lo = 0; lo < n && !rc; lo += round) {
         const int64_t k = n - lo < round ? n - lo : round;
-        ZG_PARALLEL_FOR(j, k, 2, { decode_one(paths[lo + j], want_c, h, w, pix + j * px, &files[j], &caps[j], &res[lo + j]); });
+        ZG_PARALLEL_FOR(j, k, 2, { decode_one(paths[lo + j], want_c, h, w, resize, pix + j * px, &files[j], &caps[j], &res[lo + j]); });
         for (int64_t j = 0; j < k && !rc; j++)
             if (res[lo + j].status) rc = zg__fail(ZG_ERR_FORMAT, "%s: %s", fn, res[lo + j].err);
     }
@@ -242,18 +242,19 @@ static int decode_all(const char *fn, char *const *paths, int64_t n, int want_c,
     return rc;
 }
 
-/* The size of the first image (its header), or the one asked for. */
+/* The size of the first image (its header), or the one asked for (every
+ * image is resized to it). */
 static int first_size(const char *fn, const char *path, const zg_image_opts *o, int64_t *h, int64_t *w) {
     uint8_t *file = NULL;
     size_t cap = 0;
     char why[400];
     zg__image_info info;
     int64_t len = zg__read_whole(path, &file, &cap, (size_t)1 << 28, why, sizeof why);
-    int rc = len < 0 ? -1 : zg__image_decode(file, (size_t)len, 0, o->height, o->width, NULL, &info, why, sizeof why);
+    int rc = len < 0 ? -1 : zg__image_decode(file, (size_t)len, 0, o->height, o->width, true, NULL, &info, why, sizeof why);
     free(file);
     if (rc) return zg__fail(ZG_ERR_FORMAT, "%s: '%s': %s", fn, path, why);
-    *h = info.height;
-    *w = info.width;
+    *h = o->height > 0 ? o->height : info.height;
+    *w = o->width > 0 ? o->width : info.width;
     return ZG_OK;
 }
 
@@ -356,10 +357,11 @@ zg_dataset *zg_dataset_load_image_folder(const char *path, const zg_image_opts *
         }
     }
     if (!rc) rc = first_size(fn, paths[0], opts, &h, &w);
-    if (!rc) rc = decode_all(fn, paths, l.n, opts->channels, h, w, res);
+    if (!rc) rc = decode_all(fn, paths, l.n, opts->channels, h, w, opts->height > 0, res);
     zg_dataset *ds = NULL;
     if (!rc) {
         ds = assemble(&l, paths, res, h, w, opts->channels, classes, n_classes, opts->unlabelled);
+        if (ds) ds->buf->image_resize = opts->height > 0;
     } else {
         zg__free_strings(paths, paths ? l.n : 0);
         zg__free_strings(classes, n_classes);

@@ -36,7 +36,7 @@ typedef struct {
 
 typedef enum {
     K_LINEAR, K_CONV2D, K_MAXPOOL2D, K_AVGPOOL2D, K_BATCHNORM1D, K_BATCHNORM2D, K_RELU, K_LEAKYRELU, K_GELU,
-    K_TANH, K_SIGMOID, K_DROPOUT, K_FLATTEN, K_ADAPTIVEAVGPOOL2D, N_KINDS
+    K_TANH, K_SIGMOID, K_DROPOUT, K_FLATTEN, K_ADAPTIVEAVGPOOL2D, K_GPT, N_KINDS
 } kind;
 
 typedef struct {
@@ -74,6 +74,11 @@ static const kind_def kinds[N_KINDS] = {
     [K_DROPOUT] = {"Dropout", {{"p", A_NUM, 0.5}, {"inplace", A_BOOL, 0}}, 2},
     [K_FLATTEN] = {"Flatten", {{"start_dim", A_INT, 1}, {"end_dim", A_INT, -1}}, 2},
     [K_ADAPTIVEAVGPOOL2D] = {"AdaptiveAvgPool2d", {{"output_size", A_INT, NAN}}, 1},
+    /* nanoGPT's GPTConfig: its names, order and defaults. */
+    [K_GPT] = {"GPT",
+               {{"block_size", A_INT, 1024}, {"vocab_size", A_INT, 50304}, {"n_layer", A_INT, 12}, {"n_head", A_INT, 12},
+                {"n_embd", A_INT, 768}, {"dropout", A_NUM, 0.0}, {"bias", A_BOOL, 1}},
+               7},
 };
 
 typedef struct {
@@ -167,7 +172,7 @@ static int parse_layer(const char *fn, int i, const zg__json *j, layer *l) {
     if (k == N_KINDS)
         return zg__fail(ZG_ERR_FORMAT, "%s: layer %d: unknown type '%s' (known: Linear, Conv2d, MaxPool2d, AvgPool2d, "
                         "AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, ReLU, LeakyReLU, GELU, Tanh, Sigmoid, Dropout, "
-                        "Flatten)", fn, i, type);
+                        "Flatten, GPT)", fn, i, type);
     const kind_def *d = &kinds[k];
     l->k = (kind)k;
     bool set[8] = {false};
@@ -227,6 +232,52 @@ static int64_t window_out(int64_t n, int64_t k, int64_t s, int64_t p, int64_t di
     int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
     if (ceil_mode && (out - 1) * s >= n + p) out--;
     return out;
+}
+
+static zg_gpt_config gpt_config(const layer *l) {
+    const double *v = l->v;
+    return (zg_gpt_config){.block_size = (int64_t)v[0], .vocab_size = (int64_t)v[1], .n_layer = (int64_t)v[2],
+                           .n_head = (int64_t)v[3], .n_embd = (int64_t)v[4], .dropout = (float)v[5],
+                           .bias = v[6] != 0};
+}
+
+/* One transformer block's parameters: ln_1 and ln_2 (C each), c_attn
+ * C x 3C, attn.c_proj C x C, c_fc C x 4C, mlp.c_proj 4C x C, and with bias
+ * the biases 2C (LayerNorms) + 3C + C + 4C + C. */
+static int64_t gpt_block_params(const zg_gpt_config *g) {
+    const int64_t c = g->n_embd;
+    return 12 * c * c + 2 * c + (g->bias ? 11 * c : 0);
+}
+
+/* A GPT takes T token ids per sample (T <= block_size) and gives [T,
+ * vocab_size] logits. Its parameters are the state_dict's tensors, the
+ * tied lm_head counted once; its FLOPs are those of the matmuls (2 per
+ * multiply-add): per token and block 2 * 12 C^2 for the Linear layers and
+ * 2 * 2 T C for the attention scores and their weighted sum (all T x T
+ * scores, as the causal kernel computes them), and 2 C V for lm_head. */
+static int walk_gpt(const char *fn, int i, layer *l, const int64_t *in, int nd) {
+    const zg_gpt_config g = gpt_config(l);
+    char got[96];
+    shape_str(got, sizeof got, in, nd);
+    if (g.vocab_size < 1 || g.vocab_size > INT32_MAX || g.block_size < 1 || g.block_size > 65536 || g.n_layer < 1 ||
+        g.n_layer > 1000 || g.n_head < 1 || g.n_embd < 1 || g.n_embd > 65536)
+        return zg__fail(ZG_ERR_ARG, "%s: layer %d (GPT): vocab_size must be positive, block_size and n_embd in [1, "
+                        "65536], n_layer in [1, 1000], n_head >= 1", fn, i);
+    if (g.n_embd % g.n_head)
+        return zg__fail(ZG_ERR_ARG, "%s: layer %d (GPT): n_embd %lld is not a multiple of n_head %lld", fn, i,
+                        (long long)g.n_embd, (long long)g.n_head);
+    if (!(g.dropout >= 0 && g.dropout < 1))
+        return zg__fail(ZG_ERR_ARG, "%s: layer %d (GPT): dropout must lie in [0, 1)", fn, i);
+    if (nd != 1 || in[0] > g.block_size)
+        return zg__fail(ZG_ERR_ARG, "%s: layer %d (GPT): expects [T] token ids per sample with T <= block_size "
+                        "%lld, gets %s", fn, i, (long long)g.block_size, got);
+    const int64_t c = g.n_embd, t = in[0];
+    l->out[0] = t;
+    l->out[1] = g.vocab_size;
+    l->out_nd = 2;
+    l->params = (g.vocab_size + g.block_size) * c + g.n_layer * gpt_block_params(&g) + c + (g.bias ? c : 0);
+    l->flops = t * (g.n_layer * (24 * c * c + 4 * t * c) + 2 * c * g.vocab_size);
+    return ZG_OK;
 }
 
 /* l's output shape for input in[0..nd), its parameters and its forward
@@ -323,6 +374,7 @@ static int walk_layer(const char *fn, int i, layer *l, const int64_t *in, int nd
         l->flops = n;
         return ZG_OK;
     }
+    case K_GPT: return walk_gpt(fn, i, l, in, nd);
     case K_FLATTEN:
         if (v[0] != 1 || v[1] != -1)
             return zg__fail(ZG_ERR_ARG, "%s: layer %d (Flatten): only start_dim=1, end_dim=-1 (everything but the "
@@ -383,6 +435,20 @@ static int parse_input(const char *fn, const zg__json *j, zg_model_spec *s) {
     return ZG_OK;
 }
 
+/* A GPT is a model of its own (its parameters named as nanoGPT's, not
+ * "0.transformer..."): the only layer, its input [T] token ids, by
+ * default [block_size]. */
+static int parse_gpt_input(const char *fn, const zg__json *input, zg_model_spec *s) {
+    for (int i = 0; i < s->n; i++)
+        if (s->layers[i].k == K_GPT && s->n > 1)
+            return zg__fail(ZG_ERR_FORMAT, "%s: layer %d (GPT): a GPT must be the only layer (it is a whole model, "
+                            "its parameters named as nanoGPT's)", fn, i);
+    if (s->layers[0].k != K_GPT || input) return parse_input(fn, input, s);
+    s->input[0] = (int64_t)s->layers[0].v[0];
+    s->input_nd = 1;
+    return ZG_OK;
+}
+
 static int parse_spec(const char *fn, const zg__json *root, zg_model_spec *s) {
     if (root->type != ZG_JSON_OBJECT)
         return zg__fail(ZG_ERR_FORMAT, "%s: expected an object with \"input\" and \"layers\"", fn);
@@ -392,17 +458,18 @@ static int parse_spec(const char *fn, const zg__json *root, zg_model_spec *s) {
         else if (!strcmp(root->keys[k], "layers")) layers = &root->items[k];
         else return zg__fail(ZG_ERR_FORMAT, "%s: unknown key '%s' (expected \"input\" and \"layers\")", fn, root->keys[k]);
     }
-    int rc = parse_input(fn, input, s);
-    if (rc) return rc;
     if (!layers || layers->type != ZG_JSON_ARRAY || layers->n < 1 || layers->n > MAX_LAYERS)
         return zg__fail(ZG_ERR_FORMAT, "%s: \"layers\" must be an array of 1 to %d layers", fn, MAX_LAYERS);
     if (!(s->layers = zg__calloc((size_t)layers->n, sizeof *s->layers)))
         return zg__fail(ZG_ERR_NOMEM, "%s: out of memory", fn);
     s->n = layers->n;
+    int rc;
+    for (int i = 0; i < s->n; i++)
+        if ((rc = parse_layer(fn, i, &layers->items[i], &s->layers[i]))) return rc;
+    if ((rc = parse_gpt_input(fn, input, s))) return rc;
     const int64_t *in = s->input;
     int nd = s->input_nd;
     for (int i = 0; i < s->n; i++) {
-        if ((rc = parse_layer(fn, i, &layers->items[i], &s->layers[i]))) return rc;
         if ((rc = walk_layer(fn, i, &s->layers[i], in, nd))) return rc;
         in = s->layers[i].out;
         nd = s->layers[i].out_nd;
@@ -463,6 +530,12 @@ zg_model_spec *zg_model_spec_load(const char *path) {
 
 const char *zg_model_spec_json(const zg_model_spec *s) { return s ? s->json : NULL; }
 
+bool zg_model_spec_gpt(const zg_model_spec *s, zg_gpt_config *config) {
+    if (!s || s->layers[0].k != K_GPT) return false;
+    if (config) *config = gpt_config(&s->layers[0]);
+    return true;
+}
+
 int zg_model_spec_shape(const zg_model_spec *s, bool output, int64_t *shape, int max) {
     if (!s || (!shape && max > 0)) return zg__fail(ZG_ERR_ARG, "zg_model_spec_shape: NULL argument");
     const int64_t *d = output ? s->layers[s->n - 1].out : s->input;
@@ -500,12 +573,17 @@ static zg_module *build_layer(const layer *l) {
     case K_SIGMOID: return zg_nn_sigmoid();
     case K_DROPOUT: return zg_nn_dropout((float)v[0]);
     case K_FLATTEN: return zg_nn_flatten();
+    case K_GPT: {
+        const zg_gpt_config g = gpt_config(l);
+        return zg_nn_gpt(&g);
+    }
     default: return zg__fail_null("zg_model_spec_build: unknown layer kind %d", (int)l->k);
     }
 }
 
 zg_module *zg_model_spec_build(const zg_model_spec *s) {
     if (!s) return zg__fail_null("zg_model_spec_build: spec is NULL");
+    if (s->layers[0].k == K_GPT) return build_layer(&s->layers[0]); /* the only layer */
     zg_module **mods = zg__calloc((size_t)s->n, sizeof *mods);
     if (!mods) return zg__fail_null("zg_model_spec_build: out of memory");
     int ok = 1;
@@ -520,26 +598,63 @@ zg_module *zg_model_spec_build(const zg_model_spec *s) {
     return m;
 }
 
-char *zg_model_spec_summary(const zg_model_spec *s) {
-    if (!s) return zg__fail_null("zg_model_spec_summary: spec is NULL");
-    zg__strbuf b = {0};
+/* A GPT's rows as nanoGPT's modules: the embeddings, each block, ln_f and
+ * the tied lm_head (no parameters of its own); then nanoGPT's
+ * get_num_params(), which leaves out the position embeddings. */
+static void gpt_summary(zg__strbuf *b, const zg_model_spec *s) {
+    const layer *l = &s->layers[0];
+    const zg_gpt_config g = gpt_config(l);
+    const int64_t t = s->input[0], c = g.n_embd, v = g.vocab_size;
+    char ti[32], tc[64], tv[64], name[64];
+    shape_str(ti, sizeof ti, s->input, 1);
+    shape_str(tc, sizeof tc, (const int64_t[]){t, c}, 2);
+    shape_str(tv, sizeof tv, l->out, 2);
+    zg__sb_printf(b, "%-34s %-16s %12s %16s\n", "Layer (type)", "Output shape", "Param #", "FLOPs");
+    zg__sb_printf(b, "%-34s %-16s %12s %16s\n", "input (token ids)", ti, "", "");
+    zg__sb_printf(b, "%-34s %-16s %12lld %16d\n", "transformer.wte (Embedding)", tc, (long long)(v * c), 0);
+    zg__sb_printf(b, "%-34s %-16s %12lld %16d\n", "transformer.wpe (Embedding)", tc, (long long)(g.block_size * c), 0);
+    zg__sb_printf(b, "%-34s %-16s %12d %16d\n", "transformer.drop (Dropout)", tc, 0, 0);
+    for (int64_t i = 0; i < g.n_layer; i++) {
+        snprintf(name, sizeof name, "transformer.h.%lld (Block)", (long long)i);
+        zg__sb_printf(b, "%-34s %-16s %12lld %16lld\n", name, tc, (long long)gpt_block_params(&g),
+                      (long long)(t * (24 * c * c + 4 * t * c)));
+    }
+    zg__sb_printf(b, "%-34s %-16s %12lld %16d\n", "transformer.ln_f (LayerNorm)", tc, (long long)(g.bias ? 2 * c : c), 0);
+    zg__sb_printf(b, "%-34s %-16s %12d %16lld\n", "lm_head (Linear, tied to wte)", tv, 0, (long long)(2 * t * c * v));
+    zg__sb_printf(b, "Total params: %lld (%.2f MB as float32)\n", (long long)l->params, (double)l->params * 4 / 1e6);
+    zg__sb_printf(b, "nanoGPT's get_num_params(): %lld (position embeddings left out)\n",
+                  (long long)(l->params - g.block_size * c));
+    zg__sb_printf(b, "Forward FLOPs per sample of %lld tokens: %lld (%.2f MFLOP; %lld per token; matmuls only, a "
+                  "multiply-add is 2)\n", (long long)t, (long long)l->flops, (double)l->flops / 1e6,
+                  (long long)(l->flops / t));
+}
+
+/* The table of a Sequential: one row per layer, then the totals. */
+static void layers_summary(zg__strbuf *b, const zg_model_spec *s) {
     char shape[96];
     int64_t params = 0, flops = 0;
     shape_str(shape, sizeof shape, s->input, s->input_nd);
-    zg__sb_printf(&b, "%-22s %-20s %12s %16s\n", "Layer (type)", "Output shape", "Param #", "FLOPs");
-    zg__sb_printf(&b, "%-22s %-20s %12s %16s\n", "input", shape, "", "");
+    zg__sb_printf(b, "%-22s %-20s %12s %16s\n", "Layer (type)", "Output shape", "Param #", "FLOPs");
+    zg__sb_printf(b, "%-22s %-20s %12s %16s\n", "input", shape, "", "");
     for (int i = 0; i < s->n; i++) {
         const layer *l = &s->layers[i];
         char name[40];
         snprintf(name, sizeof name, "%d %s", i, kinds[l->k].type);
         shape_str(shape, sizeof shape, l->out, l->out_nd);
-        zg__sb_printf(&b, "%-22s %-20s %12lld %16lld\n", name, shape, (long long)l->params, (long long)l->flops);
+        zg__sb_printf(b, "%-22s %-20s %12lld %16lld\n", name, shape, (long long)l->params, (long long)l->flops);
         params += l->params;
         flops += l->flops;
     }
-    zg__sb_printf(&b, "Total params: %lld (%.2f MB as float32)\n", (long long)params, (double)params * 4 / 1e6);
-    zg__sb_printf(&b, "Forward FLOPs per sample: %lld (%.2f MFLOP; a multiply-add is 2)\n", (long long)flops,
+    zg__sb_printf(b, "Total params: %lld (%.2f MB as float32)\n", (long long)params, (double)params * 4 / 1e6);
+    zg__sb_printf(b, "Forward FLOPs per sample: %lld (%.2f MFLOP; a multiply-add is 2)\n", (long long)flops,
                   (double)flops / 1e6);
+}
+
+char *zg_model_spec_summary(const zg_model_spec *s) {
+    if (!s) return zg__fail_null("zg_model_spec_summary: spec is NULL");
+    zg__strbuf b = {0};
+    if (s->layers[0].k == K_GPT) gpt_summary(&b, s);
+    else layers_summary(&b, s);
     if (b.failed) {
         zg__sb_free(&b);
         return zg__fail_null("zg_model_spec_summary: out of memory");

@@ -4,6 +4,13 @@
 
 #include <math.h>
 
+/* nanoGPT's CPU recipe, vocab_size 0: the text's. */
+static zg_gpt_config gpt_vocab_from_text(void) {
+    zg_gpt_config g = zg_gpt_config_default();
+    g.vocab_size = 0;
+    return g;
+}
+
 zg_train_config zg_train_config_defaults(void) {
     return (zg_train_config){
         .model = ZG_MODEL_CNN,
@@ -39,7 +46,7 @@ zg_train_config zg_train_config_defaults(void) {
         .corpus = "shakespeare",
         .text_vocab = ZG_TEXT_CHAR,
         .val_fraction = 0.1,
-        .gpt = zg_gpt_config_default(),
+        .gpt = gpt_vocab_from_text(),
         .iters = 2000,
         .eval_interval = 250,
         .eval_iters = 20,
@@ -88,6 +95,8 @@ static int validate_gpt(const char *fn, const zg_train_config *c) {
     if (!(c->val_fraction > 0 && c->val_fraction < 1))
         return zg__fail(ZG_ERR_ARG, "%s: val_fraction must lie in (0, 1) (got %g)", fn, c->val_fraction);
     const zg_gpt_config *g = &c->gpt;
+    if (g->vocab_size < 0 || g->vocab_size > INT32_MAX)
+        return zg__fail(ZG_ERR_ARG, "%s: gpt vocab_size must be 0 (the text's) or the text's size", fn);
     if (g->n_layer < 1 || g->n_layer > 1000 || g->n_head < 1 || g->n_embd < 1 || g->n_embd > 65536 ||
         g->block_size < 1 || g->block_size > 65536)
         return zg__fail(ZG_ERR_ARG, "%s: gpt sizes out of range (n_layer in [1, 1000], n_head >= 1, n_embd and "

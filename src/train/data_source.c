@@ -247,10 +247,15 @@ static int evaluate_regression(zg_module *m, zg_loader *ld, double *mse, double 
     return ZG_OK;
 }
 
+int zg__data_eval_result(const zg__data_source *src, zg_module *m, zg_loader *ld, zg_eval_result *out) {
+    if (src->d.task != ZG_TASK_REGRESS) return zg_evaluate(m, ld, (int)zg__data_outputs(src), out);
+    memset(out, 0, sizeof *out);
+    return evaluate_regression(m, ld, &out->loss, &out->accuracy);
+}
+
 int zg__data_evaluate(const zg__data_source *src, zg_module *m, zg_loader *ld, double *loss, double *acc) {
-    if (src->d.task == ZG_TASK_REGRESS) return evaluate_regression(m, ld, loss, acc);
     zg_eval_result ev;
-    int rc = zg_evaluate(m, ld, (int)zg__data_outputs(src), &ev);
+    int rc = zg__data_eval_result(src, m, ld, &ev);
     if (rc) return rc;
     *loss = ev.loss;
     *acc = ev.accuracy;

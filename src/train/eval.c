@@ -175,11 +175,57 @@ static int check_finite(const char *fn, const zg_module *m, const char *path) {
                     fn, path, (long long)bad, first);
 }
 
+/* A --csv or --images run on its validation data: the run's split (its
+ * seed) of the files it trained on, standardised with its training part's
+ * statistics, which must be those the checkpoint saved (the files
+ * unchanged); a regression's result is its MSE and R^2. */
+static int eval_custom(const char *fn, const char *path, const char *ckpt, const zg__ckpt_state *s,
+                       const char *data_dir, int64_t limit, zg_eval_result *out) {
+    if (data_dir)
+        return zg__fail(ZG_ERR_ARG, "%s: '%s' trained on a CSV file or an image folder: it is evaluated on its own "
+                        "validation data (give no data directory)", fn, path);
+    zg_train_config cfg = zg_train_config_defaults();
+    zg__data_source src;
+    memset(&src, 0, sizeof src);
+    zg_dataset *tr = NULL, *va = NULL, *ds = NULL;
+    zg_module *model = NULL;
+    zg_loader *ld = NULL;
+    int64_t shape[ZG_MAX_DIMS];
+    int nd = 0;
+    int rc = zg_train_checkpoint_config(path, &cfg);
+    if (!rc) rc = zg__data_open(&cfg, &src, &tr, &va);
+    if (!rc) rc = zg__data_check_resume(&src, s->data_json, ckpt);
+    if (!rc && !(model = zg__ckpt_model(fn, s, shape, &nd))) rc = ZG_ERR_FORMAT;
+    if (!rc) rc = zg__ckpt_load(fn, ckpt, model, NULL);
+    if (!rc) rc = check_finite(fn, model, path);
+    if (!rc && !(ds = limit > 0 && limit < zg_dataset_size(va) ? zg_dataset_head(va, limit) : va)) rc = ZG_ERR_NOMEM;
+    if (!rc) {
+        zg_loader_opts lo = {.batch_size = s->eval_batch_size, .shuffle = false, .mean = s->mean, .std = s->std,
+                             .prefetch = true};
+        if (!(ld = zg_loader_new(ds, &lo))) rc = ZG_ERR_ARG;
+    }
+    if (!rc) rc = zg__data_eval_result(&src, model, ld, out);
+    if (!rc) out->n = zg_dataset_size(ds);
+    if (!rc && !isfinite(out->loss)) {
+        rc = zg__fail(ZG_ERR_NONFINITE, "%s: the validation loss of the model in '%s' is %s (its outputs overflow)",
+                      fn, path, isnan(out->loss) ? "nan" : "inf");
+        zg_eval_result_free(out);
+    }
+    zg_loader_free(ld);
+    if (ds != va) zg_dataset_free(ds);
+    zg_dataset_free(tr);
+    zg_dataset_free(va);
+    zg__data_source_free(&src);
+    zg_module_free(model);
+    return rc;
+}
+
 int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg_eval_result *out) {
     const char *fn = "zg_eval_checkpoint";
     if (!path || !out) return zg__fail(ZG_ERR_ARG, "%s: NULL argument", fn);
     memset(out, 0, sizeof *out);
     if (limit < 0) return zg__fail(ZG_ERR_ARG, "%s: limit must be >= 0 (0: every sample)", fn);
+    const char *given_dir = data_dir;
     if (!data_dir) data_dir = ZG_TRAIN_DEFAULT_DATA;
 
     /* Building a model draws its initial weights; the caller's generator
@@ -206,9 +252,10 @@ int zg_eval_checkpoint(const char *path, const char *data_dir, int64_t limit, zg
                           "`zgrad sample` generates text from it", fn, path);
             zg__ckpt_state_free(&s);
         } else if (!rc && s.data_json) {
-            rc = zg__fail(ZG_ERR_ARG, "%s: '%s' trained on a CSV file or an image folder: its validation metrics "
-                          "are in metrics.jsonl; `zgrad predict` runs it on new data", fn, path);
+            rc = eval_custom(fn, path, ckpt, &s, given_dir, limit, out);
             zg__ckpt_state_free(&s);
+            zg_rng_set_state(rng);
+            return rc;
         }
         if (!rc) {
             mean = s.mean;

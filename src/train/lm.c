@@ -70,6 +70,10 @@ int zg__lm_load_text(const zg_train_config *c, zg__text_id *id, zg_text **out) {
     *out = zg_text_load(path, c->text_vocab, c->val_fraction);
     if (!*out) return fail_inner(ZG_ERR_FORMAT, fn, "the text");
     const zg_gpt_config *g = &c->gpt;
+    if (g->vocab_size && g->vocab_size != zg_text_vocab_size(*out))
+        return zg__fail(ZG_ERR_ARG, "%s: the GPT's vocab_size is %lld but the text '%s' has %lld distinct tokens "
+                        "(set vocab_size to %lld in the model file)", fn, (long long)g->vocab_size, path,
+                        (long long)zg_text_vocab_size(*out), (long long)zg_text_vocab_size(*out));
     if (zg_text_num_tokens(*out, true) < g->block_size + 1 || zg_text_num_tokens(*out, false) < g->block_size + 1)
         return zg__fail(ZG_ERR_ARG, "%s: '%s' is too short: its training and validation splits (%lld and %lld tokens) "
                         "each need block_size + 1 = %lld", fn, path, (long long)zg_text_num_tokens(*out, false),

@@ -2,7 +2,7 @@
  * on the command line and in checkpoints. */
 #include "train_internal.h"
 
-#include "builtin_models.h" /* models/cnn.json and mlp.json, by scripts/embed-json */
+#include "builtin_models.h" /* models/cnn.json, mlp.json and gpt.json, by scripts/embed-json */
 
 /* A built-in model from its model file. */
 static zg_module *build_builtin(const char *fn, const char *json) {
@@ -18,7 +18,17 @@ zg_model_spec *zg_train_model_spec(const char *path) {
     char ckpt[4200], run[4200];
     zg__ckpt_state s;
     if (zg__ckpt_locate(fn, path, ckpt, sizeof ckpt, run, sizeof run) || zg__ckpt_read_state(fn, ckpt, &s)) return NULL;
-    const char *text = s.model == ZG_MODEL_FILE ? s.model_spec : zg__train_builtin_json(s.model);
+    /* A GPT run's model file is its configuration's (the vocabulary the
+     * text's), written as models/gpt.json is. */
+    char gpt[512];
+    if (s.model == ZG_MODEL_GPT)
+        snprintf(gpt, sizeof gpt, "{\"layers\": [{\"type\": \"GPT\", \"vocab_size\": %lld, \"block_size\": %lld, "
+                 "\"n_layer\": %lld, \"n_head\": %lld, \"n_embd\": %lld, \"dropout\": %.9g, \"bias\": %s}]}",
+                 (long long)s.gpt.vocab_size, (long long)s.gpt.block_size, (long long)s.gpt.n_layer,
+                 (long long)s.gpt.n_head, (long long)s.gpt.n_embd, (double)s.gpt.dropout, s.gpt.bias ? "true" : "false");
+    const char *text = s.model == ZG_MODEL_FILE ? s.model_spec
+                       : s.model == ZG_MODEL_GPT ? gpt
+                                                 : zg__train_builtin_json(s.model);
     zg_model_spec *spec = NULL;
     if (text) spec = zg_model_spec_parse(text, strlen(text), s.model == ZG_MODEL_FILE ? "the run's model" : fn);
     else zg__fail(ZG_ERR_ARG, "%s: '%s' is a %s run, which has no model file", fn, path, zg_train_model_name(s.model));
@@ -61,7 +71,10 @@ zg_model_spec *zg_train_builtin_spec(zg_model_kind kind) {
 }
 
 const char *zg__train_builtin_json(zg_model_kind kind) {
-    return kind == ZG_MODEL_CNN ? builtin_cnn_json : kind == ZG_MODEL_MLP ? builtin_mlp_json : NULL;
+    return kind == ZG_MODEL_CNN   ? builtin_cnn_json
+           : kind == ZG_MODEL_MLP ? builtin_mlp_json
+           : kind == ZG_MODEL_GPT ? builtin_gpt_json /* its vocab_size the recipe's text's: Shakespeare's 65 */
+                                  : NULL;
 }
 
 zg_module *zg_model_default_cnn(void) {

@@ -256,6 +256,9 @@ int64_t zg__data_outputs(const zg__data_source *src);
 zg_tensor *zg__data_loss(const zg__data_source *src, zg_tensor *out, zg_tensor *y);
 /* The validation loss and accuracy (a regression: MSE and R^2). */
 int zg__data_evaluate(const zg__data_source *src, zg_module *m, zg_loader *ld, double *loss, double *acc);
+/* The same as an eval result: a classifier's with its confusion matrix;
+ * a regression's MSE as loss, R^2 as accuracy, num_classes 0. */
+int zg__data_eval_result(const zg__data_source *src, zg_module *m, zg_loader *ld, zg_eval_result *out);
 /* A resume: the data must be what the checkpoint's was (paths aside). */
 int zg__data_check_resume(const zg__data_source *src, const char *saved, const char *ckpt);
 /* The checkpoint's data options back into cfg (nothing for NULL). */

@@ -5,8 +5,11 @@ zgrad's forward within 1e-5 relative (max |ort - zgrad| / max |zgrad|).
     python onnx_check.py DIR CASE...
 
 For each CASE, DIR holds CASE.onnx, CASE.in.npy (the input) and
-CASE.out.npy (zgrad's output). Prints one line per case; exits 1 when
-any case fails.
+CASE.out.npy (zgrad's output), and optionally CASE.sd.txt: a line "NAME
+D0 D1 ..." per parameter of zgrad's module, each of which must be an
+initializer of that name and shape (so the file's weights load into the
+PyTorch model of the same state_dict names). Prints one line per case;
+exits 1 when any case fails.
 """
 import os
 import sys
@@ -33,8 +36,18 @@ def check(d, case):
     rel = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-30))
     if not rel <= TOLERANCE:
         return f"{case}: relative difference {rel:.3g} > {TOLERANCE}"
+    names = os.path.join(d, case + ".sd.txt")
+    named = ""
+    if os.path.exists(names):
+        inits = {i.name: list(i.dims) for i in model.graph.initializer}
+        with open(names) as f:
+            want = [line.split() for line in f if line.strip()]
+        for w in want:
+            if inits.get(w[0]) != [int(x) for x in w[1:]]:
+                return f"{case}: parameter {w[0]} {w[1:]} is not an initializer of that shape"
+        named = f", {len(want)} parameters named as the state_dict"
     print(f"ok {case}: opset {model.opset_import[0].version}, {len(model.graph.node)} nodes, "
-          f"output {list(got.shape)}, relative difference {rel:.3g}")
+          f"output {list(got.shape)}, relative difference {rel:.3g}{named}")
     return None
 
 

@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const int c = want[size % 3];
     char err[400] = "";
     zg__image_info head, full;
-    if (zg__image_decode(data, size, c, 0, 0, NULL, &head, err, sizeof err)) {
+    if (zg__image_decode(data, size, c, 0, 0, false, NULL, &head, err, sizeof err)) {
         check_error(err);
         return 0;
     }
@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *out = malloc((size_t)(3 * head.height * head.width));
     if (!out) return 0;
     err[0] = '\0';
-    if (zg__image_decode(data, size, c, head.height, head.width, out, &full, err, sizeof err)) check_error(err);
+    if (zg__image_decode(data, size, c, head.height, head.width, false, out, &full, err, sizeof err)) check_error(err);
     else if (full.height != head.height || full.width != head.width || full.channels != head.channels) abort();
     free(out);
     return 0;

@@ -5,12 +5,18 @@ Usage: /usr/bin/python3 tests/parity/model_file_reference.py OUTDIR
 
 Each case is a model file (models/cnn.json, models/mlp.json, and one that
 uses every other layer type, some arguments positional) built as PyTorch
-builds it: nn.Sequential(*[getattr(nn, type)(*args, **kwargs)]). Writes
+builds it: nn.Sequential(*[getattr(nn, type)(*args, **kwargs)]); and a GPT
+layer built as nanoGPT's GPT(GPTConfig(**arguments)) (gpt_reference.Gpt,
+nanoGPT's structure and names). Writes
 OUTDIR/model_file.safetensors with, per case <c> (listed in the metadata
 key "cases"; the metadata key "spec.<c>" holds the file's text):
     <c>.sd.<name>   the state_dict (parameters and buffers, BatchNorm's
                     running statistics set to random values)
     <c>.x, <c>.y    an input batch of 3 and the eval-mode output
+and for the GPT the metadata "params.gpt" (the parameters, the tied head
+once: sum of numel over model.parameters()) and "num_params.gpt" (nanoGPT's
+get_num_params(): less the position embeddings); its state_dict's
+lm_head.weight is left out, asserted to be transformer.wte.weight.
 """
 import json
 import os
@@ -21,6 +27,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_reference import read_safetensors, write_safetensors  # noqa: E402
+from gpt_reference import Gpt  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -50,8 +57,13 @@ EVERY_LAYER = {
     ],
 }
 
+GPT = {"input": [12], "layers": [{"type": "GPT", "vocab_size": 11, "block_size": 16, "n_layer": 2, "n_head": 2,
+                                  "n_embd": 8, "dropout": 0.0, "bias": True}]}
+
 
 def build(spec):
+    if spec["layers"][0]["type"] == "GPT":
+        return Gpt({k: v for k, v in spec["layers"][0].items() if k != "type"})
     layers = []
     for layer in spec["layers"]:
         kwargs = {k: v for k, v in layer.items() if k not in ("type", "args")}
@@ -70,6 +82,7 @@ def main():
         with open(os.path.join(ROOT, "models", name + ".json")) as f:
             cases.append((name, f.read()))
     cases.append(("every", json.dumps(EVERY_LAYER)))
+    cases.append(("gpt", json.dumps(GPT)))
     out, meta = {}, {}
     torch.manual_seed(0)
     for name, text in cases:
@@ -82,10 +95,21 @@ def main():
                 m.weight.data.uniform_(0.5, 1.5)
                 m.bias.data.uniform_(-0.5, 0.5)
         model.eval()
-        x = torch.randn([3] + spec["input"])
+        gpt = spec["layers"][0]["type"] == "GPT"
+        if gpt:
+            x = torch.randint(0, spec["layers"][0]["vocab_size"], [3] + spec["input"])
+        else:
+            x = torch.randn([3] + spec["input"])
         with torch.no_grad():
             y = model(x)
-        for k, v in model.state_dict().items():
+        sd = model.state_dict()
+        if gpt:
+            assert sd["lm_head.weight"].data_ptr() == sd["transformer.wte.weight"].data_ptr()
+            del sd["lm_head.weight"]
+            params = sum(p.numel() for p in model.parameters())
+            meta["params." + name] = str(params)
+            meta["num_params." + name] = str(params - model.transformer.wpe.weight.numel())
+        for k, v in sd.items():
             out["%s.sd.%s" % (name, k)] = v.detach().clone()
         out[name + ".x"] = x
         out[name + ".y"] = y
