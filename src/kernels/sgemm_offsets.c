@@ -1,0 +1,145 @@
+/* float32 GEMM on operands addressed through offset tables, with an AVX-512
+ * micro-kernel: the convolutions' products straight from their padded
+ * input planes (each im2col row is one contiguous slice of a plane, so the
+ * table replaces the copy, see src/ops/conv.c).
+ *
+ *     C[m][n] (+)= sum over k = 0 .. K-1, in that order, of A(m,k) * B(k,n)
+ *     A(m,k) = A[aoff[m] + k]   (aoff given), or the packed layout below
+ *     B(k,n) = B[boff[k] + n]
+ *
+ * Each element of C is ONE fused multiply-add chain over k in order,
+ * starting from 0, then stored (or added to C: acc + C). That is also how
+ * OpenBLAS's sgemm kernels sum while K fits one of its blocks (K <= 320 on
+ * this library's shapes), so both give the same bits there; the tests
+ * compare the two.
+ *
+ * The micro-kernel holds a 6 x 64 block of C in 24 registers: per k it
+ * loads 4 vectors of B's row k and multiplies them with 6 broadcast
+ * elements of A. A block of fewer columns masks its last vector; fewer rows
+ * compute duplicates of the last row and store only the real ones. Only
+ * this file is compiled for the instruction set (target attributes); the
+ * callers use it only where zg__sgemm_offsets_available() says so. */
+#include "kernels_internal.h"
+
+#define MR 6
+#define NR 64
+
+int64_t zg__sgemm_packed_floats(int64_t M, int64_t K) { return (M + MR - 1) / MR * MR * K; }
+
+void zg__sgemm_pack_a(int64_t M, int64_t K, const float *src, int64_t rs, int64_t ks, float *dst) {
+    const int64_t Mp = (M + MR - 1) / MR * MR;
+    for (int64_t m0 = 0; m0 < Mp; m0 += MR)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t r = 0; r < MR; r++) {
+                const int64_t m = m0 + r < M ? m0 + r : M - 1;
+                dst[m0 * K + k * MR + r] = src[m * rs + k * ks];
+            }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define ZG_AVX512F __attribute__((target("avx512f")))
+
+bool zg__sgemm_offsets_available(void) {
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return have == 1;
+}
+
+/* One block: rows a[0..5] (stride as along k) times the columns n0 .. n0 +
+ * 16*NV - 1, vector v of them masked by m[v]; `rows` rows stored. The 6*NV
+ * accumulators, NV vectors of B and one broadcast stay in the 32 registers
+ * (named variables: an array of them would live on the stack). */
+#define ZG_FMA_ROW(r, NV)                                                                                          \
+    x = _mm512_set1_ps(a##r[o]);                                                                                \
+    c##r##0 = _mm512_fmadd_ps(x, b0, c##r##0);                                                                  \
+    c##r##1 = _mm512_fmadd_ps(x, b1, c##r##1);                                                                  \
+    if (NV == 4) {                                                                                              \
+        c##r##2 = _mm512_fmadd_ps(x, b2, c##r##2);                                                              \
+        c##r##3 = _mm512_fmadd_ps(x, b3, c##r##3);                                                              \
+    }
+#define ZG_TILE(NV)                                                                                             \
+    ZG_AVX512F static void tile##NV(int64_t K, const float *const a[MR], int64_t as, const float *B,           \
+                                    const int32_t *boff, int64_t n0, const __mmask16 m[4], bool acc_c,          \
+                                    float *C, int64_t ldc, int rows) {                                          \
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,    \
+               c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00,          \
+               c33 = c00, c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00,          \
+               c53 = c00;                                                                                       \
+        const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];                     \
+        const __mmask16 m0 = m[0], m1 = m[1], m2 = m[2], m3 = m[3];                                             \
+        for (int64_t k = 0; k < K; k++) {                                                                       \
+            const float *b = B + boff[k] + n0;                                                                  \
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);             \
+            const __m512 b2 = NV == 4 ? _mm512_maskz_loadu_ps(m2, b + 32) : b0;                                 \
+            const __m512 b3 = NV == 4 ? _mm512_maskz_loadu_ps(m3, b + 48) : b0;                                 \
+            const int64_t o = k * as;                                                                           \
+            __m512 x;                                                                                           \
+            ZG_FMA_ROW(0, NV) ZG_FMA_ROW(1, NV) ZG_FMA_ROW(2, NV) ZG_FMA_ROW(3, NV) ZG_FMA_ROW(4, NV) ZG_FMA_ROW(5, NV)               \
+        }                                                                                                       \
+        const __m512 acc[MR][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23},            \
+                                   {c30, c31, c32, c33}, {c40, c41, c42, c43}, {c50, c51, c52, c53}};           \
+        for (int r = 0; r < rows; r++)                                                                          \
+            for (int v = 0; v < NV; v++) {                                                                      \
+                float *d = C + r * ldc + n0 + 16 * v;                                                           \
+                __m512 y = acc[r][v];                                                                           \
+                if (acc_c) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(m[v], d));                                \
+                _mm512_mask_storeu_ps(d, m[v], y);                                                              \
+            }                                                                                                   \
+    }
+ZG_TILE(2)
+ZG_TILE(4)
+#undef ZG_TILE
+#undef ZG_FMA_ROW
+
+void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const int32_t *aoff, const float *B,
+                       const int32_t *boff, bool acc_c, float *C, int64_t ldc) {
+    for (int64_t m0 = 0; m0 < M; m0 += MR) {
+        const int rows = M - m0 < MR ? (int)(M - m0) : MR;
+        const float *a[MR];
+        int64_t as = 1;
+        if (aoff) {
+            for (int r = 0; r < MR; r++) a[r] = A + aoff[m0 + (r < rows ? r : rows - 1)];
+        } else {
+            for (int r = 0; r < MR; r++) a[r] = A + m0 * K + r;
+            as = MR;
+        }
+        float *c = C + m0 * ldc;
+        for (int64_t n0 = 0; n0 < N; n0 += NR) {
+            const int64_t cols = N - n0 < NR ? N - n0 : NR;
+            __mmask16 m[4];
+            for (int v = 0; v < 4; v++) {
+                const int64_t left = cols - 16 * v;
+                m[v] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+            }
+            if (cols > 32)
+                tile4(K, a, as, B, boff, n0, m, acc_c, c, ldc, rows);
+            else
+                tile2(K, a, as, B, boff, n0, m, acc_c, c, ldc, rows);
+        }
+    }
+}
+
+#else
+
+/* Without AVX-512 the callers use sgemm; this portable form (the same sums
+ * in the same order) keeps the function defined everywhere. */
+#include <math.h>
+
+bool zg__sgemm_offsets_available(void) { return false; }
+
+void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const int32_t *aoff, const float *B,
+                       const int32_t *boff, bool acc_c, float *C, int64_t ldc) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) {
+            float s = 0.0f;
+            for (int64_t k = 0; k < K; k++) {
+                const float a = aoff ? A[aoff[m] + k] : A[m / MR * MR * K + k * MR + m % MR];
+                s = fmaf(a, B[boff[k] + n], s);
+            }
+            C[m * ldc + n] = acc_c ? s + C[m * ldc + n] : s;
+        }
+}
+
+#endif
