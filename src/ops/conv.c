@@ -77,8 +77,8 @@ typedef struct {
      * and the offsets of the cols rows in the padded planes (Ct of them). */
     bool own;
     int32_t *xoff;
-    /* ... and of the rows of the wide dY (co*Pc) and of dY^T (p*Cout). */
-    int32_t *yoff, *toff;
+    /* ... and of the rows of dY^T (p*Cout). */
+    int32_t *toff;
     /* Fused 2x2 max pooling (and relu) of the output, see "pooled
      * output" below: FUSE_NONE, FUSE_POOL or FUSE_POOL_RELU; the pooled
      * size; the winners' places (NULL when no gradient is wanted). */
@@ -95,8 +95,8 @@ typedef struct {
     zg_autocast_type t;
     unsigned flags;
     void *scratch;
-    /* Own kernel: the weight packed as A of the forward ([Cout, Ct]) or of
-     * dX ([Ct, Cout], W^T), by zg__sgemm_pack_a. */
+    /* Own kernel: the weight packed as A of the forward ([Cout, Ct], by
+     * zg__sgemm_pack_a); NULL in the backward. */
     const float *wpack;
 } gemm_ctx;
 
@@ -236,15 +236,16 @@ static bool use_wide(const conv_geom *g) {
 }
 
 /* ---- own kernel (float32, padded-width layout, one group) ----------------
- * With AVX-512F (checked at run time) the three products run through
- * zg__sgemm_offsets (src/kernels/sgemm_offsets.c) instead of sgemm on
- * copied cols: cols row (c, i, j) is read in place at xp + xoff[(c, i, j)],
- * xoff = c*PL + i*Wp + j, so the forward and the dW product copy no cols;
- * the dW product multiplies by dY^T [Pc, Cout], one transposed copy of dY
- * per sample. Each element is one fused multiply-add chain over k in order
- * from 0, as OpenBLAS's kernels sum at these sizes (K <= 320): the same
- * bits as the sgemm path (tests/test_ops_conv compares them). Measured
- * with bench/conv_gemm: see docs/performance.md. */
+ * With AVX-512F (checked at run time) the forward and the dW product run
+ * through zg__sgemm_offsets (src/kernels/sgemm_offsets.c) instead of sgemm
+ * on copied cols: cols row (c, i, j) is read in place at xp + xoff[(c, i,
+ * j)], xoff = c*PL + i*Wp + j, so neither copies cols; the dW product
+ * multiplies by dY^T [Pc, Cout], one transposed copy of dY per sample. dX
+ * (W^T dY, no cols to save) stays with sgemm, which was faster at its
+ * shape (bench/conv_gemm; docs/performance.md). Each element is one fused
+ * multiply-add chain over k in order from 0, as OpenBLAS's kernels sum at
+ * these sizes (K <= 320): the same bits as the sgemm path
+ * (tests/test_ops_conv compares them). */
 bool zg__conv_blas_only = false;
 
 static bool use_own(const conv_geom *g, zg_autocast_type t) {
@@ -252,27 +253,24 @@ static bool use_own(const conv_geom *g, zg_autocast_type t) {
            g->C * g->PL <= INT32_MAX && g->Pc * g->Cout <= INT32_MAX && zg__sgemm_offsets_available();
 }
 
-/* g->xoff, yoff, toff in the arena; false when out of memory. */
+/* g->xoff and toff in the arena; false when out of memory. */
 static bool own_offsets(conv_geom *g) {
-    g->xoff = zg__arena_alloc((size_t)(g->Ct + g->Cout + g->Pc) * sizeof(int32_t));
+    g->xoff = zg__arena_alloc((size_t)(g->Ct + g->Pc) * sizeof(int32_t));
     if (!g->xoff) return false;
-    g->yoff = g->xoff + g->Ct;
-    g->toff = g->yoff + g->Cout;
+    g->toff = g->xoff + g->Ct;
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
                 g->xoff[(c * g->kh + i) * g->kw + j] = (int32_t)(c * g->PL + i * g->Wp + j);
-    for (int64_t co = 0; co < g->Cout; co++) g->yoff[co] = (int32_t)(co * g->Pc);
     for (int64_t p = 0; p < g->Pc; p++) g->toff[p] = (int32_t)(p * g->Cout);
     return true;
 }
 
-/* The weight [Cout, Ct] packed for the forward (A = W) or for dX (A = W^T),
- * in the arena; NULL when out of memory. */
-static float *own_pack(const conv_geom *g, const float *Wt, bool transposed) {
-    const int64_t M = transposed ? g->Ct : g->Cout, K = transposed ? g->Cout : g->Ct;
-    float *dst = zg__arena_alloc((size_t)zg__sgemm_packed_floats(M, K) * sizeof(float));
-    if (dst) zg__sgemm_pack_a(M, K, Wt, transposed ? 1 : g->Ct, transposed ? g->Ct : 1, dst);
+/* The weight [Cout, Ct] packed as A of the forward, in the arena; NULL
+ * when out of memory. */
+static float *own_pack(const conv_geom *g, const float *Wt) {
+    float *dst = zg__arena_alloc((size_t)zg__sgemm_packed_floats(g->Cout, g->Ct) * sizeof(float));
+    if (dst) zg__sgemm_pack_a(g->Cout, g->Ct, Wt, g->Ct, 1, dst);
     return dst;
 }
 
@@ -683,8 +681,7 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
             pb[co] = n > n0 ? pb[co] + s : s;
         }
         if (dX) {
-            if (g->own) zg__sgemm_offsets(g->Ct, Pc, Cout, gc->wpack, NULL, sc->wide, g->yoff, false, sc->dcols, Pc);
-            for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
+            for (int64_t gi = 0; gi < g->G; gi++) {
                 rc = gemm(gc, true, false, g->K, Pc, g->Cg, Wt + gi * g->Cg * g->K, g->K, gw + gi * g->Cg * Pc, Pc,
                           0.0f, sc->dcols + gi * g->K * Pc, Pc);
                 if (rc) return rc;
@@ -732,14 +729,12 @@ static int conv2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!scratch || !ready || !partial || !status || (dW && !sumw)) return ZG_ERR_NOMEM;
     const float *X = zg__f32(x), *G = zg__f32(gout), *Wt = zg__f32(w);
     const float *Out = g->fuse == FUSE_POOL_RELU ? zg__f32(n->saved[2]) : NULL;
-    const float *wpack = g->own && dX ? own_pack(g, Wt, true) : NULL;
-    if (g->own && dX && !wpack) return ZG_ERR_NOMEM;
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(ch, nch, par ? 0 : INT64_MAX, {
         const conv_scratch sc = scratch_slot(g, t, true, scratch, slot(T), ready);
         /* Serial GEMMs inside our threads; on the calling thread alone
          * they may thread and use the arena themselves. */
-        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp, wpack};
+        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp, NULL};
         float *pw = partial + ch * psz;
         const int64_t n0 = ch * CHUNK, n1 = n0 + CHUNK < g->N ? n0 + CHUNK : g->N;
         status[ch] = backward_chunk(g, &gc, X, G, Out, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, &sc, n0, n1);
@@ -863,7 +858,7 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     int *status = zg__arena_calloc((size_t)(N ? N : 1) * sizeof(int));
     if (!y || !scratch || !ready || !status) return NULL;
     const float *X = zg__f32(x), *Wt = zg__f32(w), *bd = b ? zg__f32(b) : NULL;
-    const float *wpack = g->own ? own_pack(g, Wt, false) : NULL;
+    const float *wpack = g->own ? own_pack(g, Wt) : NULL;
     if (g->own && !wpack) return NULL;
     float *Y = zg__f32(y);
     const int saved = blas_serial_begin(par);
