@@ -534,6 +534,30 @@ TEST(sgemm_offsets_matches_double_reference) {
     }
 }
 
+/* zg__transpose_f32 (16 x 16 register blocks and scalar edges) moves every
+ * element to its transposed place, with row strides wider than the block. */
+TEST(transpose_f32_matches_definition) {
+    if (!zg__sgemm_offsets_available()) {
+        printf("  no AVX-512F: the kernel is not used on this CPU\n");
+        return;
+    }
+    const int64_t sizes[][2] = {{1, 1}, {5, 3}, {16, 16}, {17, 33}, {64, 210}, {37, 50}};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const int64_t R = sizes[si][0], C = sizes[si][1], lds = C + 2, ldd = R + 3;
+        float *src = malloc(sizeof(float) * (size_t)(R * lds)), *dst = malloc(sizeof(float) * (size_t)(C * ldd));
+        for (int64_t i = 0; i < R * lds; i++) src[i] = (float)i;
+        for (int64_t i = 0; i < C * ldd; i++) dst[i] = -1.0f;
+        zg__transpose_f32(R, C, src, lds, dst, ldd);
+        int bad = 0;
+        for (int64_t j = 0; j < C; j++)
+            for (int64_t i = 0; i < ldd; i++)
+                bad += dst[j * ldd + i] != (i < R ? src[i * lds + j] : -1.0f);
+        if (bad) zgt_fail(__FILE__, __LINE__, "%lld x %lld: %d elements wrong", (long long)R, (long long)C, bad);
+        free(src);
+        free(dst);
+    }
+}
+
 /* The own kernel (AVX-512) against the sgemm path, float32: within
  * rounding at small shapes (OpenBLAS's small-matrix kernels sum in another
  * order), the same bits at the default CNN's second conv (one FMA chain

@@ -132,6 +132,9 @@ void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const in
 /* Packs A(m,k) = src[m*rs + k*ks] (M x K) for zg__sgemm_offsets into dst
  * of zg__sgemm_packed_floats(M, K) floats. */
 int64_t zg__sgemm_packed_floats(int64_t M, int64_t K);
+/* dst[j*ldd + i] = src[i*lds + j] for a rows x cols block (16 x 16 blocks
+ * in AVX-512 registers; the same guard as zg__sgemm_offsets). */
+void zg__transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd);
 void zg__sgemm_pack_a(int64_t M, int64_t K, const float *src, int64_t rs, int64_t ks, float *dst);
 
 /* ---- bf16 kernels (bf16_gemm.c dispatches between them) ---------------- */

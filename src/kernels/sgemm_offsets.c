@@ -121,6 +121,44 @@ void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const in
     }
 }
 
+/* dst[j][i] = src[i][j] for 16 x 16 floats: 32-bit then 64-bit interleaves
+ * within the 128-bit lanes (a 4 x 4 transpose in each lane of each group of
+ * four rows), then two rounds of 128-bit lane shuffles across the groups. */
+ZG_AVX512F static void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd) {
+    __m512 r[16], a[16], b[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        const __m512d a0 = _mm512_castps_pd(a[i]), a1 = _mm512_castps_pd(a[i + 1]);
+        const __m512d a2 = _mm512_castps_pd(a[i + 2]), a3 = _mm512_castps_pd(a[i + 3]);
+        b[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    /* b[4g + j], lane L: column 4L + j of rows 4g .. 4g+3. */
+    for (int j = 0; j < 4; j++) {
+        const __m512 h0 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x44), h1 = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xee);
+        const __m512 h2 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x44);
+        const __m512 h3 = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xee);
+        _mm512_storeu_ps(dst + j * ldd, _mm512_shuffle_f32x4(h0, h2, 0x88));
+        _mm512_storeu_ps(dst + (4 + j) * ldd, _mm512_shuffle_f32x4(h0, h2, 0xdd));
+        _mm512_storeu_ps(dst + (8 + j) * ldd, _mm512_shuffle_f32x4(h1, h3, 0x88));
+        _mm512_storeu_ps(dst + (12 + j) * ldd, _mm512_shuffle_f32x4(h1, h3, 0xdd));
+    }
+}
+
+void zg__transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd) {
+    const int64_t R = rows / 16 * 16, Cc = cols / 16 * 16;
+    for (int64_t i = 0; i < R; i += 16)
+        for (int64_t j = 0; j < Cc; j += 16) transpose16(src + i * lds + j, lds, dst + j * ldd + i, ldd);
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = i < R ? Cc : 0; j < cols; j++) dst[j * ldd + i] = src[i * lds + j];
+}
+
 #else
 
 /* Without AVX-512 the callers use sgemm; this portable form (the same sums
@@ -140,6 +178,11 @@ void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const in
             }
             C[m * ldc + n] = acc_c ? s + C[m * ldc + n] : s;
         }
+}
+
+void zg__transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) dst[j * ldd + i] = src[i * lds + j];
 }
 
 #endif

@@ -274,12 +274,6 @@ static float *own_pack(const conv_geom *g, const float *Wt) {
     return dst;
 }
 
-/* dst [Pc, Cout] = the transpose of the wide dY [Cout, Pc]. */
-static void transpose_dy(const conv_geom *g, const float *restrict wide, float *restrict dst) {
-    for (int64_t p = 0; p < g->Pc; p++)
-        for (int64_t co = 0; co < g->Cout; co++) dst[p * g->Cout + co] = wide[co * g->Pc + p];
-}
-
 /* Plane x [H, W] into the interior of the padded plane xp. */
 ZG_SIMD_CLONES
 static void pad_plane(const conv_geom *g, const float *restrict x, float *restrict xp) {
@@ -650,7 +644,7 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
         if (pw) {
             im2col_sample(g, X, n, sc);
             if (g->own) {
-                transpose_dy(g, sc->wide, sc->cols);
+                zg__transpose_f32(Cout, Pc, sc->wide, Pc, sc->cols, Cout);
                 zg__sgemm_offsets(g->Ct, Cout, Pc, sc->xp, g->xoff, sc->cols, g->toff, n > n0, pw, Cout);
             }
             for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
