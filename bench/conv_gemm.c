@@ -37,15 +37,15 @@ static void round_of(const bufs *b, int s, int k, float *out) {
         if (s == 0 && k == 0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C_OUT, PC, KT, 1.0f, b->w, KT, b->cols, PC, 0.0f,
                         out, PC);
-        if (s == 0 && k == 1) zg__sgemm_offsets(C_OUT, PC, KT, b->wp, NULL, b->xp, b->xoff, false, out, PC);
+        if (s == 0 && k == 1) zg__sgemm_offsets(C_OUT, PC, KT, b->wp, NULL, NULL, b->xp, b->xoff, false, out, PC);
         if (s == 1 && k == 0)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, KT, PC, C_OUT, 1.0f, b->w, KT, b->dy, PC, 0.0f, out,
                         PC);
-        if (s == 1 && k == 1) zg__sgemm_offsets(KT, PC, C_OUT, b->wtp, NULL, b->dy, b->yoff, false, out, PC);
+        if (s == 1 && k == 1) zg__sgemm_offsets(KT, PC, C_OUT, b->wtp, NULL, NULL, b->dy, b->yoff, false, out, PC);
         if (s == 2 && k == 0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, KT, C_OUT, PC, 1.0f, b->cols, PC, b->dy, PC,
                         n ? 1.0f : 0.0f, out, C_OUT);
-        if (s == 2 && k == 1) zg__sgemm_offsets(KT, C_OUT, PC, b->xp, b->xoff, b->dyt, b->toff, n > 0, out, C_OUT);
+        if (s == 2 && k == 1) zg__sgemm_offsets(KT, C_OUT, PC, b->xp, b->xoff, NULL, b->dyt, b->toff, n > 0, out, C_OUT);
     }
 }
 

@@ -489,7 +489,8 @@ TEST(conv2d_padded_width_layout_matches_general_layout) {
 
 /* zg__sgemm_offsets against a double reference, at sizes that leave
  * partial blocks of rows (6) and of columns (16, 32, 64), with A through
- * offsets and packed, storing and adding to C. */
+ * offsets (along k in order or through an index table) and packed, storing
+ * and adding to C. */
 TEST(sgemm_offsets_matches_double_reference) {
     if (!zg__sgemm_offsets_available()) {
         printf("  no AVX-512F: the kernel is not used on this CPU\n");
@@ -502,14 +503,17 @@ TEST(sgemm_offsets_matches_double_reference) {
         float *Ap = malloc(sizeof(float) * (size_t)zg__sgemm_packed_floats(M, K));
         float *C = malloc(sizeof(float) * (size_t)(M * ldc)), *C0 = malloc(sizeof(float) * (size_t)(M * ldc));
         int32_t *aoff = malloc(sizeof(int32_t) * (size_t)M), *boff = malloc(sizeof(int32_t) * (size_t)K);
+        int32_t *kidx = malloc(sizeof(int32_t) * (size_t)K);
+        for (int64_t k = 0; k < K; k++) kidx[k] = (int32_t)(K - 1 - k);
         for (int64_t i = 0; i < M * K; i++) A[i] = (float)((i * 37 % 101) - 50) / 16.0f;
         for (int64_t i = 0; i < K * (N + 5); i++) B[i] = (float)((i * 53 % 97) - 48) / 32.0f;
         for (int64_t i = 0; i < M * ldc; i++) C0[i] = (float)(i % 7) - 3.0f;
         /* Rows of A in reverse order, rows of B shifted: any offsets. */
         for (int64_t m = 0; m < M; m++) aoff[m] = (int32_t)((M - 1 - m) * K);
         for (int64_t k = 0; k < K; k++) boff[k] = (int32_t)(k * (N + 5) + k % 5);
-        for (int mode = 0; mode < 4; mode++) {
-            const bool packed = mode & 1, acc = mode & 2;
+        for (int mode = 0; mode < 6; mode++) {
+            const bool packed = mode & 1, acc = mode & 2, indexed = mode >= 4;
+            if (packed && indexed) continue;
             if (packed) {
                 float *Ar = malloc(sizeof(float) * (size_t)(M * K));
                 for (int64_t m = 0; m < M; m++) memcpy(Ar + m * K, A + aoff[m], sizeof(float) * (size_t)K);
@@ -517,12 +521,13 @@ TEST(sgemm_offsets_matches_double_reference) {
                 free(Ar);
             }
             memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));
-            zg__sgemm_offsets(M, N, K, packed ? Ap : A, packed ? NULL : aoff, B, boff, acc, C, ldc);
+            zg__sgemm_offsets(M, N, K, packed ? Ap : A, packed ? NULL : aoff, indexed ? kidx : NULL, B, boff, acc, C, ldc);
             int bad = 0;
             for (int64_t m = 0; m < M; m++)
                 for (int64_t n = 0; n < ldc; n++) {
                     double r = n < N && acc ? C0[m * ldc + n] : 0.0;
-                    for (int64_t k = 0; k < K && n < N; k++) r += (double)A[aoff[m] + k] * B[boff[k] + n];
+                    for (int64_t k = 0; k < K && n < N; k++)
+                        r += (double)A[aoff[m] + (indexed ? kidx[k] : k)] * B[boff[k] + n];
                     if (n >= N) r = C0[m * ldc + n]; /* columns past N untouched */
                     if (fabs(C[m * ldc + n] - r) > 1e-5 * (1.0 + fabs(r))) bad++;
                 }
@@ -530,7 +535,7 @@ TEST(sgemm_offsets_matches_double_reference) {
                 zgt_fail(__FILE__, __LINE__, "M=%lld N=%lld K=%lld packed=%d acc=%d: %d elements wrong", (long long)M,
                          (long long)N, (long long)K, packed, acc, bad);
         }
-        free(A), free(B), free(Ap), free(C), free(C0), free(aoff), free(boff);
+        free(A), free(B), free(Ap), free(C), free(C0), free(aoff), free(boff), free(kidx);
     }
 }
 

@@ -60,7 +60,8 @@ bool zg__sgemm_offsets_available(void) {
         c##r##3 = _mm512_fmadd_ps(x, b3, c##r##3);                                                              \
     }
 #define ZG_TILE(NV)                                                                                             \
-    ZG_AVX512F static void tile##NV(int64_t K, const float *const a[MR], int64_t as, const float *B,           \
+    ZG_AVX512F static void tile##NV(int64_t K, const float *const a[MR], int64_t as, const int32_t *kidx,     \
+                                    const float *B,                                                             \
                                     const int32_t *boff, int64_t n0, const __mmask16 m[4], bool acc_c,          \
                                     float *C, int64_t ldc, int rows) {                                          \
         __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,    \
@@ -74,7 +75,7 @@ bool zg__sgemm_offsets_available(void) {
             const __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);             \
             const __m512 b2 = NV == 4 ? _mm512_maskz_loadu_ps(m2, b + 32) : b0;                                 \
             const __m512 b3 = NV == 4 ? _mm512_maskz_loadu_ps(m3, b + 48) : b0;                                 \
-            const int64_t o = k * as;                                                                           \
+            const int64_t o = kidx ? kidx[k] : k * as;                                                          \
             __m512 x;                                                                                           \
             ZG_FMA_ROW(0, NV) ZG_FMA_ROW(1, NV) ZG_FMA_ROW(2, NV) ZG_FMA_ROW(3, NV) ZG_FMA_ROW(4, NV) ZG_FMA_ROW(5, NV)               \
         }                                                                                                       \
@@ -93,8 +94,8 @@ ZG_TILE(4)
 #undef ZG_TILE
 #undef ZG_FMA_ROW
 
-void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const int32_t *aoff, const float *B,
-                       const int32_t *boff, bool acc_c, float *C, int64_t ldc) {
+void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const int32_t *aoff, const int32_t *kidx,
+                       const float *B, const int32_t *boff, bool acc_c, float *C, int64_t ldc) {
     for (int64_t m0 = 0; m0 < M; m0 += MR) {
         const int rows = M - m0 < MR ? (int)(M - m0) : MR;
         const float *a[MR];
@@ -114,9 +115,9 @@ void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const in
                 m[v] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
             }
             if (cols > 32)
-                tile4(K, a, as, B, boff, n0, m, acc_c, c, ldc, rows);
+                tile4(K, a, as, aoff ? kidx : NULL, B, boff, n0, m, acc_c, c, ldc, rows);
             else
-                tile2(K, a, as, B, boff, n0, m, acc_c, c, ldc, rows);
+                tile2(K, a, as, aoff ? kidx : NULL, B, boff, n0, m, acc_c, c, ldc, rows);
         }
     }
 }
@@ -167,13 +168,13 @@ void zg__transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds
 
 bool zg__sgemm_offsets_available(void) { return false; }
 
-void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const int32_t *aoff, const float *B,
-                       const int32_t *boff, bool acc_c, float *C, int64_t ldc) {
+void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const int32_t *aoff, const int32_t *kidx,
+                       const float *B, const int32_t *boff, bool acc_c, float *C, int64_t ldc) {
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = 0; n < N; n++) {
             float s = 0.0f;
             for (int64_t k = 0; k < K; k++) {
-                const float a = aoff ? A[aoff[m] + k] : A[m / MR * MR * K + k * MR + m % MR];
+                const float a = aoff ? A[aoff[m] + (kidx ? kidx[k] : k)] : A[m / MR * MR * K + k * MR + m % MR];
                 s = fmaf(a, B[boff[k] + n], s);
             }
             C[m * ldc + n] = acc_c ? s + C[m * ldc + n] : s;

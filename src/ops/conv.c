@@ -77,8 +77,9 @@ typedef struct {
      * and the offsets of the cols rows in the padded planes (Ct of them). */
     bool own;
     int32_t *xoff;
-    /* ... and of the rows of dY^T (p*Cout). */
-    int32_t *toff;
+    /* ... and, over the P real positions p = oh*Wp + ow, p itself (kpos)
+     * and the offset of row p of dY^T (toff = p*Cout). */
+    int32_t *kpos, *toff;
     /* Fused 2x2 max pooling (and relu) of the output, see "pooled
      * output" below: FUSE_NONE, FUSE_POOL or FUSE_POOL_RELU; the pooled
      * size; the winners' places (NULL when no gradient is wanted). */
@@ -240,7 +241,10 @@ static bool use_wide(const conv_geom *g) {
  * through zg__sgemm_offsets (src/kernels/sgemm_offsets.c) instead of sgemm
  * on copied cols: cols row (c, i, j) is read in place at xp + xoff[(c, i,
  * j)], xoff = c*PL + i*Wp + j, so neither copies cols; the dW product
- * multiplies by dY^T [Pc, Cout], one transposed copy of dY per sample. dX
+ * multiplies by dY^T [Pc, Cout], one transposed copy of dY per sample, and
+ * sums over the P real positions only (kpos): the garbage columns' terms
+ * are x * 0, which add nothing to a sum that starts from +0 (it never
+ * becomes -0), so skipping them keeps the bits (for finite x). dX
  * (W^T dY, no cols to save) stays with sgemm, which was faster at its
  * shape (bench/conv_gemm; docs/performance.md). Each element is one fused
  * multiply-add chain over k in order from 0, as OpenBLAS's kernels sum at
@@ -253,16 +257,22 @@ static bool use_own(const conv_geom *g, zg_autocast_type t) {
            g->C * g->PL <= INT32_MAX && g->Pc * g->Cout <= INT32_MAX && zg__sgemm_offsets_available();
 }
 
-/* g->xoff and toff in the arena; false when out of memory. */
+/* g->xoff, kpos and toff in the arena; false when out of memory. */
 static bool own_offsets(conv_geom *g) {
-    g->xoff = zg__arena_alloc((size_t)(g->Ct + g->Pc) * sizeof(int32_t));
+    g->xoff = zg__arena_alloc((size_t)(g->Ct + 2 * g->P) * sizeof(int32_t));
     if (!g->xoff) return false;
-    g->toff = g->xoff + g->Ct;
+    g->kpos = g->xoff + g->Ct;
+    g->toff = g->kpos + g->P;
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
                 g->xoff[(c * g->kh + i) * g->kw + j] = (int32_t)(c * g->PL + i * g->Wp + j);
-    for (int64_t p = 0; p < g->Pc; p++) g->toff[p] = (int32_t)(p * g->Cout);
+    for (int64_t oh = 0; oh < g->OH; oh++)
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+            const int64_t p = oh * g->Wp + ow;
+            g->kpos[oh * g->OW + ow] = (int32_t)p;
+            g->toff[oh * g->OW + ow] = (int32_t)(p * g->Cout);
+        }
     return true;
 }
 
@@ -578,7 +588,7 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
             for (int64_t p = 0; p < P; p++) yc[p] = bv;
         }
     float *out = g->wide ? sc->wide : yn;
-    if (g->own) zg__sgemm_offsets(g->Cout, Pc, g->Ct, gc->wpack, NULL, sc->xp, g->xoff, false, out, Pc);
+    if (g->own) zg__sgemm_offsets(g->Cout, Pc, g->Ct, gc->wpack, NULL, NULL, sc->xp, g->xoff, false, out, Pc);
     for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
         int rc = gemm(gc, false, false, g->Cg, Pc, g->K, Wt + gi * g->Cg * g->K, g->K, sc->cols + gi * g->K * Pc, Pc,
                       fill ? 1.0f : 0.0f, out + gi * g->Cg * Pc, Pc);
@@ -645,7 +655,7 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
             im2col_sample(g, X, n, sc);
             if (g->own) {
                 zg__transpose_f32(Cout, Pc, sc->wide, Pc, sc->cols, Cout);
-                zg__sgemm_offsets(g->Ct, Cout, Pc, sc->xp, g->xoff, sc->cols, g->toff, n > n0, pw, Cout);
+                zg__sgemm_offsets(g->Ct, Cout, P, sc->xp, g->xoff, g->kpos, sc->cols, g->toff, n > n0, pw, Cout);
             }
             for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
                 float *pwg = pw + gi * wg;
