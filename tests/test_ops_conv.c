@@ -488,7 +488,8 @@ TEST(conv2d_padded_width_layout_matches_general_layout) {
 }
 
 /* zg__sgemm_offsets against a double reference, at sizes that leave
- * partial blocks of rows (6) and of columns (16, 32, 64), with A through
+ * partial blocks of rows (6) and of columns (16, 32, 64; 17 and 18, the
+ * paired-lane block), with A through
  * offsets (along k in order or through an index table) and packed, storing
  * and adding to C. */
 TEST(sgemm_offsets_matches_double_reference) {
@@ -496,7 +497,7 @@ TEST(sgemm_offsets_matches_double_reference) {
         printf("  no AVX-512F: the kernel is not used on this CPU\n");
         return;
     }
-    const int64_t sizes[][3] = {{1, 1, 1}, {5, 17, 3}, {6, 64, 9}, {7, 33, 20}, {13, 130, 31}, {64, 210, 288}};
+    const int64_t sizes[][3] = {{1, 1, 1}, {5, 17, 3}, {6, 64, 9}, {7, 33, 20}, {7, 81, 20}, {13, 130, 31}, {64, 210, 288}};
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
         const int64_t M = sizes[si][0], N = sizes[si][1], K = sizes[si][2], ldc = N + 3;
         float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * (N + 5)));
