@@ -15,7 +15,8 @@
  *
  * The micro-kernel holds a 6 x 64 block of C in 24 registers: per k it
  * loads 4 vectors of B's row k and multiplies them with 6 broadcast
- * elements of A. A block of fewer columns masks its last vector; fewer rows
+ * elements of A. A block of fewer columns masks its last vector (17 or 18
+ * columns of a packed A: one vector and paired lanes, tile1p); fewer rows
  * compute duplicates of the last row and store only the real ones. Only
  * this file is compiled for the instruction set (target attributes); the
  * callers use it only where zg__sgemm_offsets_available() says so. */
