@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kernels/kernels_internal.h"
 #include "ops/conv_internal.h"
 
 /* ------------------------------------------------------------------ */
@@ -480,6 +481,120 @@ TEST(conv2d_padded_width_layout_matches_general_layout) {
                 printf("  default CNN conv2, autocast %d: %lld results differ in bits between the layouts\n",
                        (int)types[ti], (long long)ndiff);
         }
+        zg_tensor_free(x);
+        zg_tensor_free(w);
+        zg_tensor_free(b);
+    }
+}
+
+/* zg__sgemm_offsets against a double reference, at sizes that leave
+ * partial blocks of rows (6) and of columns (16, 32, 64; 17 and 18, the
+ * paired-lane block), with A through
+ * offsets (along k in order or through an index table) and packed, storing
+ * and adding to C. */
+TEST(sgemm_offsets_matches_double_reference) {
+    if (!zg__sgemm_offsets_available()) {
+        printf("  no AVX-512F: the kernel is not used on this CPU\n");
+        return;
+    }
+    const int64_t sizes[][3] = {{1, 1, 1}, {5, 17, 3}, {6, 64, 9}, {7, 33, 20}, {7, 81, 20}, {13, 130, 31}, {64, 210, 288}};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const int64_t M = sizes[si][0], N = sizes[si][1], K = sizes[si][2], ldc = N + 3;
+        float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * (N + 5)));
+        float *Ap = malloc(sizeof(float) * (size_t)zg__sgemm_packed_floats(M, K));
+        float *C = malloc(sizeof(float) * (size_t)(M * ldc)), *C0 = malloc(sizeof(float) * (size_t)(M * ldc));
+        int32_t *aoff = malloc(sizeof(int32_t) * (size_t)M), *boff = malloc(sizeof(int32_t) * (size_t)K);
+        int32_t *kidx = malloc(sizeof(int32_t) * (size_t)K);
+        for (int64_t k = 0; k < K; k++) kidx[k] = (int32_t)(K - 1 - k);
+        for (int64_t i = 0; i < M * K; i++) A[i] = (float)((i * 37 % 101) - 50) / 16.0f;
+        for (int64_t i = 0; i < K * (N + 5); i++) B[i] = (float)((i * 53 % 97) - 48) / 32.0f;
+        for (int64_t i = 0; i < M * ldc; i++) C0[i] = (float)(i % 7) - 3.0f;
+        /* Rows of A in reverse order, rows of B shifted: any offsets. */
+        for (int64_t m = 0; m < M; m++) aoff[m] = (int32_t)((M - 1 - m) * K);
+        for (int64_t k = 0; k < K; k++) boff[k] = (int32_t)(k * (N + 5) + k % 5);
+        for (int mode = 0; mode < 6; mode++) {
+            const bool packed = mode & 1, acc = mode & 2, indexed = mode >= 4;
+            if (packed && indexed) continue;
+            if (packed) {
+                float *Ar = malloc(sizeof(float) * (size_t)(M * K));
+                for (int64_t m = 0; m < M; m++) memcpy(Ar + m * K, A + aoff[m], sizeof(float) * (size_t)K);
+                zg__sgemm_pack_a(M, K, Ar, K, 1, Ap);
+                free(Ar);
+            }
+            memcpy(C, C0, sizeof(float) * (size_t)(M * ldc));
+            zg__sgemm_offsets(M, N, K, packed ? Ap : A, packed ? NULL : aoff, indexed ? kidx : NULL, B, boff, acc, C, ldc);
+            int bad = 0;
+            for (int64_t m = 0; m < M; m++)
+                for (int64_t n = 0; n < ldc; n++) {
+                    double r = n < N && acc ? C0[m * ldc + n] : 0.0;
+                    for (int64_t k = 0; k < K && n < N; k++)
+                        r += (double)A[aoff[m] + (indexed ? kidx[k] : k)] * B[boff[k] + n];
+                    if (n >= N) r = C0[m * ldc + n]; /* columns past N untouched */
+                    if (fabs(C[m * ldc + n] - r) > 1e-5 * (1.0 + fabs(r))) bad++;
+                }
+            if (bad)
+                zgt_fail(__FILE__, __LINE__, "M=%lld N=%lld K=%lld packed=%d acc=%d: %d elements wrong", (long long)M,
+                         (long long)N, (long long)K, packed, acc, bad);
+        }
+        free(A), free(B), free(Ap), free(C), free(C0), free(aoff), free(boff), free(kidx);
+    }
+}
+
+/* zg__transpose_f32 (16 x 16 register blocks and scalar edges) moves every
+ * element to its transposed place, with row strides wider than the block. */
+TEST(transpose_f32_matches_definition) {
+    if (!zg__sgemm_offsets_available()) {
+        printf("  no AVX-512F: the kernel is not used on this CPU\n");
+        return;
+    }
+    const int64_t sizes[][2] = {{1, 1}, {5, 3}, {16, 16}, {17, 33}, {64, 210}, {37, 50}};
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const int64_t R = sizes[si][0], C = sizes[si][1], lds = C + 2, ldd = R + 3;
+        float *src = malloc(sizeof(float) * (size_t)(R * lds)), *dst = malloc(sizeof(float) * (size_t)(C * ldd));
+        for (int64_t i = 0; i < R * lds; i++) src[i] = (float)i;
+        for (int64_t i = 0; i < C * ldd; i++) dst[i] = -1.0f;
+        zg__transpose_f32(R, C, src, lds, dst, ldd);
+        int bad = 0;
+        for (int64_t j = 0; j < C; j++)
+            for (int64_t i = 0; i < ldd; i++)
+                bad += dst[j * ldd + i] != (i < R ? src[i * lds + j] : -1.0f);
+        if (bad) zgt_fail(__FILE__, __LINE__, "%lld x %lld: %d elements wrong", (long long)R, (long long)C, bad);
+        free(src);
+        free(dst);
+    }
+}
+
+/* The own kernel (AVX-512) against the sgemm path, float32: within
+ * rounding at small shapes (OpenBLAS's small-matrix kernels sum in another
+ * order), the same bits at the default CNN's second conv (one FMA chain
+ * per element in both), with partial row and column blocks (13 output
+ * channels, 15 x 17 planes). */
+TEST(conv2d_own_kernel_matches_sgemm_path) {
+    const char *names[4] = {"y", "dx", "dw", "db"};
+    const wide_case cnn = {4, 32, 14, 14, 64, 3, 3, 1, 1, 1, true}, odd = {3, 5, 15, 17, 13, 3, 3, 1, 1, 1, true};
+    const size_t ncases = sizeof wide_cases / sizeof *wide_cases;
+    for (size_t ci = 0; ci < ncases + 2; ci++) {
+        const wide_case *q = ci < ncases ? &wide_cases[ci] : ci == ncases ? &odd : &cnn;
+        const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
+        zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4));
+        zg_tensor *b = q->bias ? zgt_param(zg_randn(ws, 1)) : NULL;
+        zg_tensor *own[4], *blas[4];
+        int64_t ndiff = 0;
+        run_layout(q, ZG_AUTOCAST_OFF, false, x, w, b, own);
+        zg__conv_blas_only = true;
+        run_layout(q, ZG_AUTOCAST_OFF, false, x, w, b, blas);
+        zg__conv_blas_only = false;
+        for (int k = 0; k < 4; k++) {
+            if (k < 3 || b) {
+                CHECK(own[k] && blas[k]);
+                if (own[k] && blas[k] && !agree(ZG_AUTOCAST_OFF, own[k], blas[k], &ndiff))
+                    zgt_fail(__FILE__, __LINE__, "case %zu: %s differs between the kernels", ci, names[k]);
+            }
+            zg_tensor_free(own[k]);
+            zg_tensor_free(blas[k]);
+        }
+        if (q == &cnn && ndiff)
+            zgt_fail(__FILE__, __LINE__, "default CNN conv2: %lld results differ in bits", (long long)ndiff);
         zg_tensor_free(x);
         zg_tensor_free(w);
         zg_tensor_free(b);

@@ -118,6 +118,25 @@ int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, in
 int zg__sgemm(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* ---- float32 GEMM on offset-addressed operands (sgemm_offsets.c) ------- */
+
+/* C[m][n] = (acc_c ? C[m][n] : 0) + sum over k in order of A(m,k) B(k,n),
+ * each element one fused multiply-add chain from 0 (OpenBLAS's sums where K
+ * fits its block: the same bits). B(k,n) = B[boff[k] + n]; A(m,k) =
+ * A[aoff[m] + kidx[k]] (kidx NULL: + k), or with aoff NULL A packed by
+ * zg__sgemm_pack_a. C row stride ldc. Single-threaded, no allocation; call
+ * only where zg__sgemm_offsets_available() (AVX-512F, checked at run time). */
+bool zg__sgemm_offsets_available(void);
+void zg__sgemm_offsets(int64_t M, int64_t N, int64_t K, const float *A, const int32_t *aoff, const int32_t *kidx,
+                       const float *B, const int32_t *boff, bool acc_c, float *C, int64_t ldc);
+/* Packs A(m,k) = src[m*rs + k*ks] (M x K) for zg__sgemm_offsets into dst
+ * of zg__sgemm_packed_floats(M, K) floats. */
+int64_t zg__sgemm_packed_floats(int64_t M, int64_t K);
+/* dst[j*ldd + i] = src[i*lds + j] for a rows x cols block (16 x 16 blocks
+ * in AVX-512 registers; the same guard as zg__sgemm_offsets). */
+void zg__transpose_f32(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst, int64_t ldd);
+void zg__sgemm_pack_a(int64_t M, int64_t K, const float *src, int64_t rs, int64_t ks, float *dst);
+
 /* ---- bf16 kernels (bf16_gemm.c dispatches between them) ---------------- */
 
 /* C = round_bf16(op(A) op(B) + bias) with bf16-rounded operands, as

@@ -73,6 +73,13 @@ typedef struct {
      * length of one padded plane. */
     bool wide;
     int64_t Wp, Pc, PL;
+    /* Own kernel (see "own kernel" below): whether it runs the products,
+     * and the offsets of the cols rows in the padded planes (Ct of them). */
+    bool own;
+    int32_t *xoff;
+    /* ... and, over the P real positions p = oh*Wp + ow, p itself (kpos)
+     * and the offset of row p of dY^T (toff = p*Cout). */
+    int32_t *kpos, *toff;
     /* Fused 2x2 max pooling (and relu) of the output, see "pooled
      * output" below: FUSE_NONE, FUSE_POOL or FUSE_POOL_RELU; the pooled
      * size; the winners' places (NULL when no gradient is wanted). */
@@ -89,6 +96,9 @@ typedef struct {
     zg_autocast_type t;
     unsigned flags;
     void *scratch;
+    /* Own kernel: the weight packed as A of the forward ([Cout, Ct], by
+     * zg__sgemm_pack_a); NULL in the backward. */
+    const float *wpack;
 } gemm_ctx;
 
 /* C[M,N] = op(A) op(B) + beta C with explicit leading dimensions (row-major). */
@@ -224,6 +234,54 @@ static bool use_wide(const conv_geom *g) {
     /* At most 1/4 of the columns garbage, and at most half the short rows. */
     if (4 * (Wp - g->OW) > Wp) return false;
     return 2 * (g->C * g->H + g->Cout * g->OH) <= g->Ct * g->OH;
+}
+
+/* ---- own kernel (float32, padded-width layout, one group) ----------------
+ * With AVX-512F (checked at run time) the forward and the dW product run
+ * through zg__sgemm_offsets (src/kernels/sgemm_offsets.c) instead of sgemm
+ * on copied cols: cols row (c, i, j) is read in place at xp + xoff[(c, i,
+ * j)], xoff = c*PL + i*Wp + j, so neither copies cols; the dW product
+ * multiplies by dY^T [Pc, Cout], one transposed copy of dY per sample, and
+ * sums over the P real positions only (kpos): the garbage columns' terms
+ * are x * 0, which add nothing to a sum that starts from +0 (it never
+ * becomes -0), so skipping them keeps the bits (for finite x). dX
+ * (W^T dY, no cols to save) stays with sgemm, which was faster at its
+ * shape (bench/conv_gemm; docs/performance.md). Each element is one fused
+ * multiply-add chain over k in order from 0, as OpenBLAS's kernels sum at
+ * these sizes (K <= 320): the same bits as the sgemm path
+ * (tests/test_ops_conv compares them). */
+bool zg__conv_blas_only = false;
+
+static bool use_own(const conv_geom *g, zg_autocast_type t) {
+    return !zg__conv_blas_only && t == ZG_AUTOCAST_OFF && g->wide && g->G == 1 && g->K <= 320 &&
+           g->C * g->PL <= INT32_MAX && g->Pc * g->Cout <= INT32_MAX && zg__sgemm_offsets_available();
+}
+
+/* g->xoff, kpos and toff in the arena; false when out of memory. */
+static bool own_offsets(conv_geom *g) {
+    g->xoff = zg__arena_alloc((size_t)(g->Ct + 2 * g->P) * sizeof(int32_t));
+    if (!g->xoff) return false;
+    g->kpos = g->xoff + g->Ct;
+    g->toff = g->kpos + g->P;
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++)
+                g->xoff[(c * g->kh + i) * g->kw + j] = (int32_t)(c * g->PL + i * g->Wp + j);
+    for (int64_t oh = 0; oh < g->OH; oh++)
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+            const int64_t p = oh * g->Wp + ow;
+            g->kpos[oh * g->OW + ow] = (int32_t)p;
+            g->toff[oh * g->OW + ow] = (int32_t)(p * g->Cout);
+        }
+    return true;
+}
+
+/* The weight [Cout, Ct] packed as A of the forward, in the arena; NULL
+ * when out of memory. */
+static float *own_pack(const conv_geom *g, const float *Wt) {
+    float *dst = zg__arena_alloc((size_t)zg__sgemm_packed_floats(g->Cout, g->Ct) * sizeof(float));
+    if (dst) zg__sgemm_pack_a(g->Cout, g->Ct, Wt, g->Ct, 1, dst);
+    return dst;
 }
 
 /* Plane x [H, W] into the interior of the padded plane xp. */
@@ -408,8 +466,9 @@ static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool back
 #define SLOT_PARTS 8
 static size_t slot_parts(const conv_geom *g, zg_autocast_type t, bool backward, size_t part[SLOT_PARTS]) {
     const size_t f = sizeof(float);
-    part[0] = up64((size_t)(g->Ct * g->Pc) * f);
-    part[1] = backward ? part[0] : 0;
+    /* The own kernel reads no cols; its backward's part 0 holds dY^T. */
+    part[0] = g->own ? (backward ? up64((size_t)(g->Cout * g->Pc) * f) : 0) : up64((size_t)(g->Ct * g->Pc) * f);
+    part[1] = backward ? up64((size_t)(g->Ct * g->Pc) * f) : 0;
     part[2] = g->wide ? up64((size_t)(g->Cout * g->Pc) * f) : 0;
     part[3] = g->wide ? up64((size_t)(g->C * g->PL) * f) : 0;
     part[4] = g->wide && backward ? up64((size_t)g->PL * f) : 0;
@@ -448,7 +507,7 @@ static void im2col_sample(const conv_geom *g, const float *X, int64_t n, const c
     for (int64_t c = 0; c < C; c++) {
         float *xp = sc->xp + c * g->PL;
         pad_plane(g, X + (n * C + c) * HW, xp);
-        im2col_wide(g, xp, c, sc->cols);
+        if (!g->own) im2col_wide(g, xp, c, sc->cols);
     }
 }
 
@@ -529,7 +588,8 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
             for (int64_t p = 0; p < P; p++) yc[p] = bv;
         }
     float *out = g->wide ? sc->wide : yn;
-    for (int64_t gi = 0; gi < g->G; gi++) {
+    if (g->own) zg__sgemm_offsets(g->Cout, Pc, g->Ct, gc->wpack, NULL, NULL, sc->xp, g->xoff, false, out, Pc);
+    for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
         int rc = gemm(gc, false, false, g->Cg, Pc, g->K, Wt + gi * g->Cg * g->K, g->K, sc->cols + gi * g->K * Pc, Pc,
                       fill ? 1.0f : 0.0f, out + gi * g->Cg * Pc, Pc);
         if (rc) return rc;
@@ -593,7 +653,11 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
         }
         if (pw) {
             im2col_sample(g, X, n, sc);
-            for (int64_t gi = 0; gi < g->G; gi++) {
+            if (g->own) {
+                zg__transpose_f32(Cout, Pc, sc->wide, Pc, sc->cols, Cout);
+                zg__sgemm_offsets(g->Ct, Cout, P, sc->xp, g->xoff, g->kpos, sc->cols, g->toff, n > n0, pw, Cout);
+            }
+            for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
                 float *pwg = pw + gi * wg;
                 /* float32 accumulates in place (beta), as dW^T = cols dY^T
                  * [K, Cg]: the same sums (of the same products, in position
@@ -674,7 +738,7 @@ static int conv2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
         const conv_scratch sc = scratch_slot(g, t, true, scratch, slot(T), ready);
         /* Serial GEMMs inside our threads; on the calling thread alone
          * they may thread and use the arena themselves. */
-        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
+        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp, NULL};
         float *pw = partial + ch * psz;
         const int64_t n0 = ch * CHUNK, n1 = n0 + CHUNK < g->N ? n0 + CHUNK : g->N;
         status[ch] = backward_chunk(g, &gc, X, G, Out, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, &sc, n0, n1);
@@ -776,6 +840,8 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     if (g->Ct > INT_MAX || g->Pc > INT_MAX || Cout > INT_MAX)
         return zg__fail_null("%s: x of shape %s and weight of shape %s are too large for BLAS", fn, sx, sw);
     const zg_autocast_type t = zg_autocast_get();
+    g->own = use_own(g, t);
+    if (g->own && !own_offsets(g)) return NULL;
     if (fuse) {
         /* Low precision would round the conv output: left to the ops. */
         if (t != ZG_AUTOCAST_OFF || OH < 2 || OW < 2 || !zg__max_pool_2x2_fits(OW)) return NULL;
@@ -796,11 +862,13 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     int *status = zg__arena_calloc((size_t)(N ? N : 1) * sizeof(int));
     if (!y || !scratch || !ready || !status) return NULL;
     const float *X = zg__f32(x), *Wt = zg__f32(w), *bd = b ? zg__f32(b) : NULL;
+    const float *wpack = g->own ? own_pack(g, Wt) : NULL;
+    if (g->own && !wpack) return NULL;
     float *Y = zg__f32(y);
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(i, N, par ? 0 : INT64_MAX, {
         const conv_scratch sc = scratch_slot(g, t, false, scratch, slot(T), ready);
-        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp};
+        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp, wpack};
         status[i] = forward_sample(g, &gc, X, Wt, bd, Y, &sc, i);
     });
     blas_serial_end(saved);
