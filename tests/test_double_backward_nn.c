@@ -79,3 +79,32 @@ TEST(gradgradcheck_softmax_and_log_softmax) {
         }
     zg_tensor_free(x);
 }
+
+/* ---- layer_norm ------------------------------------------------------------------ */
+
+typedef struct {
+    int k;
+    bool weight, bias;
+} ln_case;
+
+static zg_tensor *call_layer_norm(zg_tensor *const *in, void *ctx) {
+    const ln_case *c = ctx;
+    const int64_t *s = zg_tensor_shape(in[0]);
+    const int nd = zg_tensor_ndim(in[0]);
+    return zg_layer_norm(in[0], s + nd - c->k, c->k, c->weight ? in[1] : NULL, c->bias ? in[2] : NULL, 1e-5f);
+}
+
+TEST(gradgradcheck_layer_norm) {
+    /* over the last dim and the last two; affine, weight only, none */
+    const ln_case cases[] = {{1, true, true}, {2, true, true}, {1, true, false}, {1, false, false}};
+    for (int k = 0; k < 4; k++) {
+        const int64_t xs[3] = {2, 3, 4};
+        zg_tensor *in[3] = {zgt_param_uniform(xs, 3, -2, 2), zgt_param_uniform(xs + 3 - cases[k].k, cases[k].k, 0.5f, 1.5f),
+                            zgt_param_uniform(xs + 3 - cases[k].k, cases[k].k, -1, 1)};
+        const int n = cases[k].bias ? 3 : cases[k].weight ? 2 : 1;
+        char name[48];
+        snprintf(name, sizeof name, "layer_norm case %d", k);
+        GRADGRADCHECK(name, call_layer_norm, in, n, (void *)&cases[k]);
+        zgt_free_all(in, 3);
+    }
+}
