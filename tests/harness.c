@@ -175,6 +175,8 @@ bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn 
             /* Divide by the step actually taken in float32. */
             double numeric = (Lp - Lm) / (hi_x - lo_x);
             double analytic = g ? zg_tensor_get(g, j) : 0.0;
+            const double share = fabs(analytic - numeric) / (atol + rtol * fabs(numeric));
+            if (opts && opts->worst && !(share <= *opts->worst)) *opts->worst = share;
             if (!(fabs(analytic - numeric) <= atol + rtol * fabs(numeric))) {
                 zgt_fail(file, line, "gradcheck %s: input %d element %lld: analytic %.7g, numeric %.7g", name, i,
                          (long long)j, analytic, numeric);

@@ -124,10 +124,30 @@ typedef struct {
      * through the graph: the first derivative of a linear op, with respect
      * to its operands) is checked as a zero gradient instead of failing. */
     bool allow_unused;
+    /* When set, receives the largest |analytic - numeric| /
+     * (atol + rtol |numeric|) seen: the share of the tolerance used. */
+    double *worst;
 } zgt_gradcheck_opts;
 bool zgt_gradcheck_impl(const char *file, int line, const char *name, zgt_op_fn f, zg_tensor *const *inputs,
                         int n_inputs, void *ctx, const zgt_gradcheck_opts *opts);
 #define GRADCHECK(name, f, inputs, n, ctx, opts) zgt_gradcheck_impl(__FILE__, __LINE__, name, f, inputs, n, ctx, opts)
+
+/* Second-order gradient check (PyTorch's gradgradcheck; tests/gradgrad.c):
+ * the first-order gradients of op with respect to inputs[0..n) that
+ * require grad, computed by zg_autograd_grad_opts with create_graph for a
+ * random grad_output v that requires grad, must equal those of the plain
+ * backward (to float32 rounding: 1e-6) and pass GRADCHECK as a function
+ * of the inputs and v (the same derived tolerances: the first derivative
+ * is a float32 function like any op's output). Prints the share of the
+ * tolerance used. */
+#define GRADGRADCHECK(name, op, inputs, n, ctx) zgt_gradgradcheck_impl(__FILE__, __LINE__, name, op, inputs, n, ctx)
+void zgt_gradgradcheck_impl(const char *file, int line, const char *name, zgt_op_fn op, zg_tensor *const *inputs, int n,
+                            void *ctx);
+/* A parameter (requires grad) of uniform values in [lo, hi]; with random
+ * signs too (values away from zero: off relu's kink); zgt_free_all frees n. */
+zg_tensor *zgt_param_uniform(const int64_t *shape, int nd, float lo, float hi);
+zg_tensor *zgt_param_away_from_zero(const int64_t *shape, int nd, float lo, float hi);
+void zgt_free_all(zg_tensor **t, int n);
 
 /* The python of scripts/setup-pytools' environment (TensorBoard, ONNX,
  * onnxruntime), or NULL after failing the running case with what to run

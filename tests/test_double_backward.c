@@ -13,82 +13,6 @@
 
 #include <stdlib.h>
 
-/* ---- gradgradcheck ------------------------------------------------------- */
-
-typedef struct {
-    zgt_op_fn op;
-    void *ctx;
-    int n; /* the op's inputs; v follows them */
-} gg_ctx;
-
-/* The first-order gradients of op(x...) with grad_output v = in[n], with
- * respect to the inputs that require grad, flattened and concatenated
- * (unused inputs contribute nothing): with create_graph, a differentiable
- * function of the inputs and of v. Grad mode on, as GRADCHECK's probes
- * run without it. */
-static zg_tensor *grads_of(zg_tensor *const *in, const gg_ctx *c, bool create_graph) {
-    bool prev = zg_set_grad_enabled(true);
-    zg_tensor *y = c->op(in, c->ctx), *xs[8], *grads[8], *flat[8], *out = NULL;
-    int nx = 0, k = 0;
-    for (int i = 0; i < c->n; i++)
-        if (zg_tensor_requires_grad(in[i])) xs[nx++] = in[i];
-    const zg_tensor *v = in[c->n];
-    const zg_grad_opts o = {.grad_outputs = &v, .create_graph = create_graph, .allow_unused = true};
-    if (y && zg_autograd_grad_opts(&y, 1, xs, nx, grads, &o) == ZG_OK) {
-        for (int i = 0; i < nx; i++)
-            if (grads[i]) flat[k++] = zg_reshape(grads[i], (int64_t[]){-1}, 1);
-        out = k ? zg_cat(flat, k, 0) : NULL;
-    }
-    zg_set_grad_enabled(prev);
-    return out;
-}
-
-static zg_tensor *first_grads(zg_tensor *const *in, void *p) { return grads_of(in, p, true); }
-
-/* gradgradcheck of op over inputs[0..n) (those that require grad), with a
- * random grad_output v of the op's output shape. The check compares the
- * second derivative with differences of the first as create_graph
- * computes it, so first that first derivative must be the one of the
- * op's plain backward (which the op's gradcheck checks): to float32
- * rounding (products in another order where the differentiable form
- * transposes an operand). */
-static void gradgradcheck(const char *name, zgt_op_fn op, zg_tensor *const *inputs, int n, void *ctx) {
-    zg_tensor *y = op(inputs, ctx);
-    if (!y) {
-        zgt_fail(__FILE__, __LINE__, "%s: forward failed: %s", name, zg_last_error());
-        return;
-    }
-    zg_tensor *in[9];
-    for (int i = 0; i < n; i++) in[i] = inputs[i];
-    in[n] = zgt_param(zg_uniform(zg_tensor_shape(y), zg_tensor_ndim(y), -1.0f, 1.0f));
-    gg_ctx c = {op, ctx, n};
-    zg_tensor *with = grads_of(in, &c, true), *plain = grads_of(in, &c, false);
-    if (!with || !plain)
-        zgt_fail(__FILE__, __LINE__, "%s: first-order gradients failed: %s", name, zg_last_error());
-    else
-        CHECK_TENSOR_NEAR(with, plain, 1e-6, 1e-6);
-    GRADCHECK(name, first_grads, in, n + 1, &c, &(zgt_gradcheck_opts){.allow_unused = true});
-    zg_tensor_free(in[n]);
-    zg_arena_reset();
-}
-
-static zg_tensor *param_uniform(const int64_t *shape, int nd, float lo, float hi) {
-    return zgt_param(zg_uniform(shape, nd, lo, hi));
-}
-
-/* Values in [lo, hi] with random signs: away from relu's kink at 0. */
-static zg_tensor *param_away_from_zero(const int64_t *shape, int nd, float lo, float hi) {
-    zg_tensor *t = zg_uniform(shape, nd, lo, hi), *s = zg_rand(shape, nd);
-    for (int64_t i = 0; i < zg_tensor_numel(t); i++)
-        if (zg_tensor_get(s, i) < 0.5f) zg_tensor_data(t)[i] *= -1.0f;
-    zg_tensor_free(s);
-    return zgt_param(t);
-}
-
-static void free_all(zg_tensor **t, int n) {
-    for (int i = 0; i < n; i++) zg_tensor_free(t[i]);
-}
-
 /* ---- element-wise -------------------------------------------------------- */
 
 typedef struct {
@@ -107,16 +31,16 @@ TEST(gradgradcheck_binary_ops_with_broadcasting) {
     for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)
         for (int s = 0; s < 4; s++) {
             /* divisors in [0.5, 2] with either sign */
-            zg_tensor *in[2] = {param_uniform(shapes[s][0], nds[s][0], -1.5f, 1.5f),
-                                param_away_from_zero(shapes[s][1], nds[s][1], 0.5f, 2.0f)};
+            zg_tensor *in[2] = {zgt_param_uniform(shapes[s][0], nds[s][0], -1.5f, 1.5f),
+                                zgt_param_away_from_zero(shapes[s][1], nds[s][1], 0.5f, 2.0f)};
             char name[64];
             snprintf(name, sizeof name, "%s pattern %d", ops[o].name, s);
-            gradgradcheck(name, call_binary, in, 2, (void *)&ops[o]);
+            GRADGRADCHECK(name, call_binary, in, 2, (void *)&ops[o]);
             /* and with the first operand constant (its partner saved or not) */
             zg_tensor_set_requires_grad(in[0], false);
             snprintf(name, sizeof name, "%s pattern %d, a constant", ops[o].name, s);
-            gradgradcheck(name, call_binary, in, 2, (void *)&ops[o]);
-            free_all(in, 2);
+            GRADGRADCHECK(name, call_binary, in, 2, (void *)&ops[o]);
+            zgt_free_all(in, 2);
         }
 }
 
@@ -148,20 +72,20 @@ TEST(gradgradcheck_scalar_and_unary_ops) {
                             {"pow_scalar 1", zg_pow_scalar, 1.0f}};
     const int64_t shape[2] = {2, 3};
     for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++) {
-        zg_tensor *x = param_uniform(shape, 2, 0.5f, 2.0f);
-        gradgradcheck(sc[i].name, call_scalar, &x, 1, (void *)&sc[i]);
+        zg_tensor *x = zgt_param_uniform(shape, 2, 0.5f, 2.0f);
+        GRADGRADCHECK(sc[i].name, call_scalar, &x, 1, (void *)&sc[i]);
         zg_tensor_free(x);
     }
     const unary_op un[] = {{"neg", zg_neg, -2, 2},     {"exp", zg_exp, -1, 1},         {"log", zg_log, 0.5f, 2},
                            {"sqrt", zg_sqrt, 0.5f, 2}, {"tanh", zg_tanh, -1.5f, 1.5f}, {"sigmoid", zg_sigmoid, -3, 3},
                            {"sum", zg_sum, -2, 2},     {"mean", zg_mean, -2, 2}};
     for (size_t i = 0; i < sizeof un / sizeof un[0]; i++) {
-        zg_tensor *x = param_uniform(shape, 2, un[i].lo, un[i].hi);
-        gradgradcheck(un[i].name, call_unary, &x, 1, (void *)&un[i]);
+        zg_tensor *x = zgt_param_uniform(shape, 2, un[i].lo, un[i].hi);
+        GRADGRADCHECK(un[i].name, call_unary, &x, 1, (void *)&un[i]);
         zg_tensor_free(x);
     }
     zg_tensor *x0 = zgt_param(zg_scalar(0.8f));
-    gradgradcheck("exp 0-dim", call_unary, &x0, 1, (void *)&un[1]);
+    GRADGRADCHECK("exp 0-dim", call_unary, &x0, 1, (void *)&un[1]);
     /* x^0: a zero gradient, a constant (no graph), as PyTorch's */
     zg_tensor *y = zg_pow_scalar(x0, 0.0f), *g;
     CHECK_OK(zg_autograd_grad_opts(&y, 1, &x0, 1, &g, &(zg_grad_opts){.create_graph = true}));
@@ -189,9 +113,9 @@ TEST(gradgradcheck_activations) {
     const int64_t shape[2] = {3, 4};
     for (int k = 0; k < 4; k++) {
         /* relu and leaky_relu away from the kink; gelu over its curved part */
-        zg_tensor *x = k < 2 ? param_away_from_zero(shape, 2, 0.1f, 2.0f) : param_uniform(shape, 2, -3.0f, 3.0f);
+        zg_tensor *x = k < 2 ? zgt_param_away_from_zero(shape, 2, 0.1f, 2.0f) : zgt_param_uniform(shape, 2, -3.0f, 3.0f);
         act_ctx c = {k};
-        gradgradcheck(names[k], call_act, &x, 1, &c);
+        GRADGRADCHECK(names[k], call_act, &x, 1, &c);
         zg_tensor_free(x);
     }
 }
@@ -253,19 +177,19 @@ static zg_tensor *call_shape(zg_tensor *const *in, void *ctx) {
 
 TEST(gradgradcheck_reductions_and_shapes) {
     const int64_t shape[3] = {2, 3, 4};
-    zg_tensor *x = param_uniform(shape, 3, -2.0f, 2.0f);
+    zg_tensor *x = zgt_param_uniform(shape, 3, -2.0f, 2.0f);
     for (int kind = 0; kind < 2; kind++)
         for (int dim = -1; dim < 3; dim++)
             for (int keep = 0; keep < 2; keep++) {
                 shape_ctx c = {kind, dim, keep};
                 char name[64];
                 snprintf(name, sizeof name, "%s dim %d keepdim %d", kind ? "mean_dim" : "sum_dim", dim, keep);
-                gradgradcheck(name, call_shape, &x, 1, &c);
+                GRADGRADCHECK(name, call_shape, &x, 1, &c);
             }
     const char *names[] = {"reshape", "flatten", "transpose", "permute"};
     for (int kind = 2; kind < 6; kind++) {
         shape_ctx c = {kind, 0, false};
-        gradgradcheck(names[kind - 2], call_shape, &x, 1, &c);
+        GRADGRADCHECK(names[kind - 2], call_shape, &x, 1, &c);
     }
     zg_tensor_free(x);
 }
@@ -280,11 +204,11 @@ static zg_tensor *call_composed(zg_tensor *const *in, void *ctx) {
 
 TEST(gradgradcheck_reductions_and_shapes_between_nonlinear_ops) {
     const int64_t shape[3] = {2, 3, 4};
-    zg_tensor *x = param_uniform(shape, 3, -1.0f, 1.0f);
+    zg_tensor *x = zgt_param_uniform(shape, 3, -1.0f, 1.0f);
     const char *names[] = {"sum_dim", "mean_dim", "reshape", "flatten", "transpose", "permute"};
     for (int kind = 0; kind < 6; kind++) {
         shape_ctx c = {kind, 1, kind == 1};
-        gradgradcheck(names[kind], call_composed, &x, 1, &c);
+        GRADGRADCHECK(names[kind], call_composed, &x, 1, &c);
     }
     zg_tensor_free(x);
 }
@@ -301,11 +225,11 @@ TEST(gradgradcheck_matmul_2d_batched_and_broadcast) {
     const int64_t sb[][4] = {{4, 2}, {2, 4, 5}, {4, 5}, {2, 4, 5}, {2, 4, 5}, {3, 4, 2}};
     const int na[] = {2, 3, 3, 2, 3, 4}, nb[] = {2, 3, 2, 3, 3, 3};
     for (int c = 0; c < 6; c++) {
-        zg_tensor *in[2] = {param_uniform(sa[c], na[c], -1, 1), param_uniform(sb[c], nb[c], -1, 1)};
+        zg_tensor *in[2] = {zgt_param_uniform(sa[c], na[c], -1, 1), zgt_param_uniform(sb[c], nb[c], -1, 1)};
         char name[32];
         snprintf(name, sizeof name, "matmul case %d", c);
-        gradgradcheck(name, call_matmul, in, 2, NULL);
-        free_all(in, 2);
+        GRADGRADCHECK(name, call_matmul, in, 2, NULL);
+        zgt_free_all(in, 2);
     }
 }
 
@@ -318,13 +242,13 @@ TEST(gradgradcheck_linear) {
     const int nx[] = {2, 3, 1};
     for (int c = 0; c < 3; c++)
         for (int bias = 1; bias >= 0; bias--) {
-            zg_tensor *in[3] = {param_uniform(sx[c], nx[c], -1, 1), param_uniform((int64_t[]){3, 4}, 2, -1, 1),
-                                param_uniform((int64_t[]){3}, 1, -1, 1)};
+            zg_tensor *in[3] = {zgt_param_uniform(sx[c], nx[c], -1, 1), zgt_param_uniform((int64_t[]){3, 4}, 2, -1, 1),
+                                zgt_param_uniform((int64_t[]){3}, 1, -1, 1)};
             bool b = bias;
             char name[48];
             snprintf(name, sizeof name, "linear x %dd%s", nx[c], bias ? "" : " no bias");
-            gradgradcheck(name, call_linear, in, bias ? 3 : 2, &b);
-            free_all(in, 3);
+            GRADGRADCHECK(name, call_linear, in, bias ? 3 : 2, &b);
+            zgt_free_all(in, 3);
         }
 }
 
@@ -354,13 +278,13 @@ static zg_tensor *gradient_penalty(zg_tensor *const *in, void *ctx) {
 TEST(gradcheck_of_a_gradient_penalty_through_a_critic) {
     const char *names[] = {"", "leaky_relu critic", "gelu critic", "tanh critic"};
     for (int kind = 1; kind <= 3; kind++) {
-        zg_tensor *in[5] = {param_uniform((int64_t[]){4, 3}, 2, -1, 1), param_uniform((int64_t[]){5, 3}, 2, -1, 1),
-                            param_uniform((int64_t[]){5}, 1, -1, 1), param_uniform((int64_t[]){1, 5}, 2, -1, 1),
-                            param_uniform((int64_t[]){1}, 1, -1, 1)};
+        zg_tensor *in[5] = {zgt_param_uniform((int64_t[]){4, 3}, 2, -1, 1), zgt_param_uniform((int64_t[]){5, 3}, 2, -1, 1),
+                            zgt_param_uniform((int64_t[]){5}, 1, -1, 1), zgt_param_uniform((int64_t[]){1, 5}, 2, -1, 1),
+                            zgt_param_uniform((int64_t[]){1}, 1, -1, 1)};
         act_ctx c = {kind};
         /* b2 does not reach the penalty: allowed as unused (a zero) */
         GRADCHECK(names[kind], gradient_penalty, in, 5, &c, &(zgt_gradcheck_opts){.allow_unused = true});
-        free_all(in, 5);
+        zgt_free_all(in, 5);
         zg_arena_reset();
     }
 }

@@ -710,16 +710,11 @@ typedef struct {
     zg_autocast_type t;
 } conv_args;
 
-/* saved: x, weight (and with relu fused, the output). */
-static int conv2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
-    const conv_geom *g = ZG_NODE_ARGS(n, conv_args)->geom;
-    const zg_autocast_type t = ZG_NODE_ARGS(n, conv_args)->t;
-    const zg_tensor *x = n->saved[0], *w = n->saved[1];
-    zg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
-    if (zg__node_needs(n, 0) && !(gx = zg__empty_like(n->in[0]))) return ZG_ERR_NOMEM;
-    if (zg__node_needs(n, 1) && !(gw = zg__empty_like(n->in[1]))) return ZG_ERR_NOMEM;
-    if (zg__node_needs(n, 2) && !(gb = zg__empty_like(n->in[2]))) return ZG_ERR_NOMEM;
-    float *dX = gx ? zg__f32(gx) : NULL, *dW = gw ? zg__f32(gw) : NULL, *db = gb ? zg__f32(gb) : NULL;
+/* dX, dW and db (each NULL when not wanted) of the convolution g from its
+ * output's gradient G, its input X (read only for dW), its weight Wt (read
+ * only for dX) and, with relu fused, its output. */
+static int conv_grads(const conv_geom *g, zg_autocast_type t, const float *X, const float *G, const float *Out,
+                      const float *Wt, float *dX, float *dW, float *db) {
     const int64_t nch = (g->N + CHUNK - 1) / CHUNK, wsz = g->Cout * g->K, psz = wsz + g->Cout;
     const int T = zg__max_threads();
     const bool par = split_batch(g) && nch >= 2;
@@ -731,8 +726,6 @@ static int conv2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     int *status = zg__arena_calloc((size_t)(nch ? nch : 1) * sizeof(int));
     float *sumw = dW && t == ZG_AUTOCAST_OFF ? zg__arena_alloc((size_t)wsz * sizeof(float)) : dW;
     if (!scratch || !ready || !partial || !status || (dW && !sumw)) return ZG_ERR_NOMEM;
-    const float *X = zg__f32(x), *G = zg__f32(gout), *Wt = zg__f32(w);
-    const float *Out = g->fuse == FUSE_POOL_RELU ? zg__f32(n->saved[2]) : NULL;
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(ch, nch, par ? 0 : INT64_MAX, {
         const conv_scratch sc = scratch_slot(g, t, true, scratch, slot(T), ready);
@@ -774,9 +767,107 @@ static int conv2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
         if (dW) zg__round_lp_array(t, dW, wsz);
         if (db) zg__round_lp_array(t, db, g->Cout);
     }
+    return ZG_OK;
+}
+
+/* saved: x, weight (and with relu fused, the output). */
+static int conv2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const conv_geom *g = ZG_NODE_ARGS(n, conv_args)->geom;
+    const zg_autocast_type t = ZG_NODE_ARGS(n, conv_args)->t;
+    const zg_tensor *x = n->saved[0], *w = n->saved[1];
+    zg_tensor *gx = NULL, *gw = NULL, *gb = NULL;
+    if (zg__node_needs(n, 0) && !(gx = zg__empty_like(n->in[0]))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && !(gw = zg__empty_like(n->in[1]))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 2) && !(gb = zg__empty_like(n->in[2]))) return ZG_ERR_NOMEM;
+    const float *Out = g->fuse == FUSE_POOL_RELU ? zg__f32(n->saved[2]) : NULL;
+    int rc = conv_grads(g, t, zg__f32(x), zg__f32(gout), Out, zg__f32(w), gx ? zg__f32(gx) : NULL,
+                        gw ? zg__f32(gw) : NULL, gb ? zg__f32(gb) : NULL);
+    if (rc) return rc;
     gin[0] = gx;
     gin[1] = gw;
     gin[2] = gb;
+    return ZG_OK;
+}
+
+/* ---- higher-order gradients ----------------------------------------------- */
+
+/* The convolution's gradients are bilinear: dX = A(G, W) (the transposed
+ * convolution of G by W) and dW = B(X, G) (the correlation of X with G),
+ * each linear in both operands. So each is an op of its own whose
+ * gradients are again convolutions of the same geometry:
+ *   A(G, W) with upstream U (X's shape): dG = conv(U, W), dW = B(U, G);
+ *   B(X, G) with upstream U (W's shape): dX = A(G, U),    dG = conv(X, U);
+ * and db = sum of G over N, OH, OW. Written with these ops (conv2d and the
+ * two below) the gradients of any order stay in the graph. */
+static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int stride[2], const int padding[2],
+                         const int dilation[2], int groups, int fuse);
+static zg_tensor *conv_input_grad(zg_tensor *gy, zg_tensor *w, const conv_geom *g);
+static zg_tensor *conv_weight_grad(zg_tensor *x, zg_tensor *gy, const conv_geom *g);
+
+/* conv2d with g's stride, padding, dilation and groups, no bias. */
+static zg_tensor *conv_like(zg_tensor *x, zg_tensor *w, const conv_geom *g) {
+    return conv2d(x, w, NULL, (int[]){(int)g->sh, (int)g->sw}, (int[]){(int)g->ph, (int)g->pw},
+                  (int[]){(int)g->dh, (int)g->dw}, (int)g->G, FUSE_NONE);
+}
+
+static int conv_input_grad_backward(zg__node *n, zg_tensor *u, zg_tensor **gin) {
+    const conv_geom *g = *ZG_NODE_ARGS(n, const conv_geom *);
+    if (zg__node_needs(n, 0) && !(gin[0] = conv_like(u, n->saved[1], g))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && !(gin[1] = conv_weight_grad(u, n->saved[0], g))) return ZG_ERR_NOMEM;
+    return ZG_OK;
+}
+
+static int conv_weight_grad_backward(zg__node *n, zg_tensor *u, zg_tensor **gin) {
+    const conv_geom *g = *ZG_NODE_ARGS(n, const conv_geom *);
+    if (zg__node_needs(n, 0) && !(gin[0] = conv_input_grad(n->saved[1], u, g))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && !(gin[1] = conv_like(n->saved[0], u, g))) return ZG_ERR_NOMEM;
+    return ZG_OK;
+}
+
+/* Records one of the two gradient ops over (a, b); both are linear in each
+ * operand, so their backward is written with ops and serves both passes. */
+static zg_tensor *record_grad_op(const char *name, zg__backward_fn bw, zg_tensor *out, zg_tensor *a, zg_tensor *b,
+                                 const conv_geom *g) {
+    zg__node *n = ZG_RECORD(const conv_geom *, name, bw, out, (zg_tensor *[]){a, b}, 2);
+    zg__node_set_double_backward(n, bw);
+    if (n) {
+        zg__save(n, a);
+        zg__save(n, b);
+        *ZG_NODE_ARGS(n, const conv_geom *) = g;
+    }
+    return out;
+}
+
+/* dX [N, C, H, W] of the convolution g from gy [N, Cout, OH, OW], w. */
+static zg_tensor *conv_input_grad(zg_tensor *gy, zg_tensor *w, const conv_geom *g) {
+    zg_tensor *dx = gy && w ? zg__empty(ZG_FLOAT32, (int64_t[]){g->N, g->C, g->H, g->W}, 4) : NULL;
+    if (!dx || conv_grads(g, ZG_AUTOCAST_OFF, NULL, zg__f32(gy), NULL, zg__f32(w), zg__f32(dx), NULL, NULL))
+        return NULL;
+    return record_grad_op("conv2d_input_backward", conv_input_grad_backward, dx, gy, w, g);
+}
+
+/* dW [Cout, C/G, kh, kw] of the convolution g from x and gy. */
+static zg_tensor *conv_weight_grad(zg_tensor *x, zg_tensor *gy, const conv_geom *g) {
+    zg_tensor *dw = x && gy ? zg__empty(ZG_FLOAT32, (int64_t[]){g->Cout, g->C / g->G, g->kh, g->kw}, 4) : NULL;
+    if (!dw || conv_grads(g, ZG_AUTOCAST_OFF, zg__f32(x), zg__f32(gy), NULL, NULL, NULL, zg__f32(dw), NULL))
+        return NULL;
+    return record_grad_op("conv2d_weight_backward", conv_weight_grad_backward, dw, x, gy, g);
+}
+
+/* conv2d's gradients with the ops above (unfused nodes only). */
+static int conv2d_backward_diff(zg__node *n, zg_tensor *gy, zg_tensor **gin) {
+    const conv_args *a = ZG_NODE_ARGS(n, conv_args);
+    if (a->t != ZG_AUTOCAST_OFF)
+        return zg__fail(ZG_ERR_STATE,
+                        "zg_autograd_grad_opts: create_graph through '%s' is not supported: a convolution recorded "
+                        "under autocast has no differentiable backward; compute the part to differentiate twice "
+                        "outside the autocast region",
+                        n->name);
+    const conv_geom *g = a->geom;
+    if (zg__node_needs(n, 0) && !(gin[0] = conv_input_grad(gy, n->saved[1], g))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 1) && !(gin[1] = conv_weight_grad(n->saved[0], gy, g))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 2) && !(gin[2] = zg_sum_dim(zg_sum_dim(zg_sum_dim(gy, 3, false), 2, false), 0, false)))
+        return ZG_ERR_NOMEM;
     return ZG_OK;
 }
 
@@ -879,6 +970,7 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
                        : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
                                               : zg__autocast_node_name("conv2d", t);
     zg__node *n = ZG_RECORD(conv_args, name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
+    if (!fuse) zg__node_set_double_backward(n, conv2d_backward_diff);
     if (n) {
         /* The backward recomputes the cols from x and multiplies by w. */
         zg__save(n, x);

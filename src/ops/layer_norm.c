@@ -22,6 +22,7 @@
 typedef struct {
     int64_t R, M;
     const double *mean, *rstd; /* [R] each, in the arena */
+    float eps;
 } ln_args;
 
 /* dx of row r. */
@@ -93,6 +94,47 @@ static int ln_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* ---- higher-order gradients ---------------------------------------------- */
+
+static zg_tensor *mean_dims(zg_tensor *t, const int *dims, int nd) {
+    for (int i = 0; i < nd && t; i++) t = zg_mean_dim(t, dims[i], true);
+    return t;
+}
+
+int zg__norm_xhat(zg_tensor *x, const int *dims, int nd, float eps, zg_tensor **xhat, zg_tensor **rstd) {
+    zg_tensor *xc = zg_sub(x, mean_dims(x, dims, nd));
+    *rstd = zg_pow_scalar(zg_add_scalar(mean_dims(zg_mul(xc, xc), dims, nd), eps), -0.5f);
+    *xhat = zg_mul(xc, *rstd);
+    return *xhat ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+zg_tensor *zg__norm_dx(zg_tensor *h, zg_tensor *xhat, zg_tensor *rstd, const int *dims, int nd) {
+    zg_tensor *inner = zg_sub(zg_sub(h, mean_dims(h, dims, nd)), zg_mul(xhat, mean_dims(zg_mul(h, xhat), dims, nd)));
+    return zg_mul(rstd, inner);
+}
+
+/* layer_norm's gradients with ops, on x as [R, M] rows: the statistics
+ * recomputed in the graph (float32 ops: the first derivative agrees with
+ * the double-precision backward to rounding). */
+static int ln_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const ln_args *a = ZG_NODE_ARGS(n, ln_args);
+    zg_tensor *x = n->saved[0], *w = n->in[1] ? n->saved[1] : NULL, *xhat, *rstd;
+    const int64_t rm[2] = {a->R, a->M};
+    zg_tensor *g2 = zg_reshape(g, rm, 2);
+    if (!g2 || zg__norm_xhat(zg_reshape(x, rm, 2), (int[]){1}, 1, a->eps, &xhat, &rstd)) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 0)) {
+        zg_tensor *h = w ? zg_mul(g2, zg_reshape(w, (int64_t[]){a->M}, 1)) : g2;
+        zg_tensor *dx = zg__norm_dx(h, xhat, rstd, (int[]){1}, 1);
+        if (!(gin[0] = dx ? zg_reshape(dx, x->shape, x->ndim) : NULL)) return ZG_ERR_NOMEM;
+    }
+    zg_tensor *b = n->in[2];
+    if (zg__node_needs(n, 1) && !(gin[1] = zg_reshape(zg_sum_dim(zg_mul(g2, xhat), 0, false), w->shape, w->ndim)))
+        return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 2) && !(gin[2] = zg_reshape(zg_sum_dim(g2, 0, false), b->shape, b->ndim)))
+        return ZG_ERR_NOMEM;
+    return ZG_OK;
+}
+
 /* Statistics and output of row r. */
 static void ln_forward_row(const ln_args *a, double *mean, double *rstd, const float *X, const float *W,
                            const float *B, float eps, float *Y, int64_t r) {
@@ -150,13 +192,14 @@ zg_tensor *zg_layer_norm(zg_tensor *x, const int64_t *normalized_shape, int k, z
     zg_tensor *y = zg__empty_like(x);
     double *stats = zg__arena_alloc((size_t)(2 * (R ? R : 1)) * sizeof(double));
     if (!y || !stats) return NULL;
-    ln_args a = {.R = R, .M = M, .mean = stats, .rstd = stats + R};
+    ln_args a = {.R = R, .M = M, .mean = stats, .rstd = stats + R, .eps = eps};
     const float *X = zg__f32(x), *W = weight ? zg__f32(weight) : NULL, *B = bias ? zg__f32(bias) : NULL;
     float *Y = zg__f32(y);
     ZG_PARALLEL_FOR(r, R, R * M >= PAR_MIN_ELEMS ? 2 : INT64_MAX,
                     { ln_forward_row(&a, stats, stats + R, X, W, B, eps, Y, r); });
 
     zg__node *n = ZG_RECORD(ln_args, "layer_norm", ln_backward, y, (zg_tensor *[]){x, weight, bias}, 3);
+    zg__node_set_double_backward(n, ln_backward_diff);
     if (n) {
         zg__save(n, x);
         zg__save(n, weight);

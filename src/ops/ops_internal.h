@@ -18,6 +18,15 @@ zg_tensor *zg__sum_to_shape(const zg_tensor *g, const int64_t *shape, int ndim);
 zg_tensor *zg__sum_to(zg_tensor *g, const int64_t *shape, int ndim);
 zg_tensor *zg__expand(zg_tensor *g, const int64_t *shape, int ndim);
 
+/* Normalisation written with ops, for the differentiable backwards of
+ * layer_norm and batch_norm (src/ops/layer_norm.c). Over the nd dims of
+ * x listed in dims (kept as size 1): the mean m, the biased variance v,
+ * rstd = (v + eps)^-1/2 and xhat = (x - m) rstd, each recorded. */
+int zg__norm_xhat(zg_tensor *x, const int *dims, int nd, float eps, zg_tensor **xhat, zg_tensor **rstd);
+/* The input gradient of xhat through those statistics, from h (the
+ * gradient of xhat): rstd (h - mean(h) - xhat mean(h xhat)). */
+zg_tensor *zg__norm_dx(zg_tensor *h, zg_tensor *xhat, zg_tensor *rstd, const int *dims, int nd);
+
 /* relu(max_pool2d(zg_conv2d(x, w, b, ...), 2)) (without relu when relu is
  * false) as one op, with the same values and gradients as the ops in turn.
  * NULL where it does not apply (invalid arguments, autocast on, a conv

@@ -85,6 +85,20 @@ static int log_softmax_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return softmax_backward_common(n, gout, gin, true);
 }
 
+/* The same with ops, through y (whose graph carries the second derivative):
+ * softmax y (g - sum(g y)), log_softmax g - exp(y) sum(g), sums over dim. */
+static int softmax_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    zg_tensor *y = n->saved[0];
+    const int d = ZG_NODE_ARGS(n, softmax_args)->dim;
+    return (gin[0] = zg_mul(y, zg_sub(g, zg_sum_dim(zg_mul(g, y), d, true)))) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+static int log_softmax_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    zg_tensor *y = n->saved[0];
+    const int d = ZG_NODE_ARGS(n, softmax_args)->dim;
+    return (gin[0] = zg_sub(g, zg_mul(zg_exp(y), zg_sum_dim(g, d, true)))) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 static zg_tensor *softmax_op(const char *fn, zg_tensor *a, int dim, bool log_out) {
     if (zg__check_f32(fn, a, "input")) return NULL;
     int d = zg__wrap_dim(fn, dim, a->ndim);
@@ -95,6 +109,7 @@ static zg_tensor *softmax_op(const char *fn, zg_tensor *a, int dim, bool log_out
     zg__softmax_kernel(zg__f32(a), zg__f32(y), s.outer, s.size, s.inner, log_out);
     zg__node *n = ZG_RECORD(softmax_args, log_out ? "log_softmax" : "softmax",
                             log_out ? log_softmax_backward : softmax_backward, y, &a, 1);
+    zg__node_set_double_backward(n, log_out ? log_softmax_backward_diff : softmax_backward_diff);
     if (n) {
         zg__save(n, y);
         ZG_NODE_ARGS(n, softmax_args)->dim = d;
