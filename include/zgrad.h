@@ -1004,6 +1004,15 @@ typedef struct {
     int image_channels;             /* 0: 3 when any training image has colour, else 1 */
     char val_path[4096];            /* the validation CSV file or image folder; "": val_split */
     double val_split;               /* 0: 0.2 without val_path; the fraction drawn by seed that validates */
+    /* Data parallel over MPI (docs/distributed.md): every rank of the
+     * world (zg_dist_init first) calls zg_train_run with the same config;
+     * batch_size is per rank, each global batch of world * batch_size
+     * samples (drawn as one process with that batch draws it) is cut into
+     * the ranks' shares, and the gradients are averaged by a zg_ddp, so
+     * the run trains as one process with batch world * batch_size. Only
+     * rank 0 writes the run directory and logs. A rank whose call fails
+     * leaves the others waiting: end the world with zg_dist_abort. */
+    bool ddp;                       /* false */
 } zg_train_config;
 
 /* The defaults of `zgrad train` (the CNN's). */

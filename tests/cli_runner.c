@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -119,4 +120,30 @@ void zgt_cli_run(zgt_cli_result *r, const char *const *args) {
     r->status = pid > 0 ? zgt_cli_wait(pid) : -1;
     zgt_read_text(out_file, r->out, sizeof r->out);
     zgt_read_text(err_file, r->err, sizeof r->err);
+}
+
+/* Under the sanitizers, LeakSanitizer needs whole stacks to tell Open
+ * MPI's allocations (kept from MPI_Init to the end of the process, and
+ * partly made by components unloaded at MPI_Finalize) from zgrad's:
+ * fast_unwind_on_malloc=0 unwinds through MPI's libraries, which have no
+ * frame pointers, so that tests/lsan.supp's library names match. When the
+ * binary runs outside scripts/run-tests, the suppressions are found
+ * beside the build. */
+void zgt_mpi_env(char *buf, size_t n) {
+    const char *lsan = getenv("LSAN_OPTIONS");
+    char supp[1024] = "";
+    if (!lsan) {
+        char dir[900];
+        snprintf(dir, sizeof dir, "%s", zgt_self_exe());
+        for (int up = 0; up < 4; up++) {
+            char *slash = strrchr(dir, '/');
+            if (!slash) break;
+            *slash = 0;
+            snprintf(supp, sizeof supp, "%s/tests/lsan.supp", dir);
+            if (access(supp, R_OK) == 0) break;
+            supp[0] = 0;
+        }
+    }
+    snprintf(buf, n, "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" %s%s%s",
+             supp[0] ? "LSAN_OPTIONS=suppressions='" : "", supp, supp[0] ? "'" : "");
 }

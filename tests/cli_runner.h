@@ -40,4 +40,9 @@ void zgt_cli_run(zgt_cli_result *r, const char *const *args);
 /* The start of a file as a string ("" when it cannot be read). */
 void zgt_read_text(const char *path, char *buf, size_t n);
 
+/* The environment assignments (shell words) that a command under mpirun
+ * needs in a sanitizer build: ASAN_OPTIONS with fast_unwind_on_malloc=0
+ * and, unless LSAN_OPTIONS is set, tests/lsan.supp's suppressions. */
+void zgt_mpi_env(char *buf, size_t n);
+
 #endif

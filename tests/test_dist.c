@@ -4,6 +4,7 @@
  * ZG_DIST_CASE naming it and passes when every rank passes; on the ranks
  * it runs its body. */
 #include "harness.h"
+#include "cli_runner.h" /* zgt_mpi_env */
 
 #include "util/util_internal.h" /* zg__alloc_fail_after */
 
@@ -17,38 +18,12 @@ static int rank, world;
 
 /* Outside mpirun: runs this binary's case `name` on np ranks (np == 0: as
  * a plain process, a world of one) and checks that it passed. */
-/* Under the sanitizers, LeakSanitizer needs whole stacks to tell Open
- * MPI's allocations (kept from MPI_Init to the end of the process, and
- * partly made by components unloaded at MPI_Finalize) from zgrad's:
- * fast_unwind_on_malloc=0 unwinds through MPI's libraries, which have no
- * frame pointers, so that tests/lsan.supp's library names match. When the
- * binary runs outside scripts/run-tests, the suppressions are found
- * beside the build. */
-static void leak_options(char *buf, size_t n) {
-    const char *lsan = getenv("LSAN_OPTIONS");
-    char supp[1024] = "";
-    if (!lsan) {
-        char dir[900];
-        snprintf(dir, sizeof dir, "%s", zgt_self_exe());
-        for (int up = 0; up < 4; up++) {
-            char *slash = strrchr(dir, '/');
-            if (!slash) break;
-            *slash = 0;
-            snprintf(supp, sizeof supp, "%s/tests/lsan.supp", dir);
-            if (access(supp, R_OK) == 0) break;
-            supp[0] = 0;
-        }
-    }
-    snprintf(buf, n, "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0\" %s%s%s",
-             supp[0] ? "LSAN_OPTIONS=suppressions='" : "", supp, supp[0] ? "'" : "");
-}
-
 static void spawn(const char *name, int np) {
     const char *self = zgt_self_exe();
     CHECK(self != NULL);
     if (!self) return;
     char cmd[4096], env[1400];
-    leak_options(env, sizeof env);
+    zgt_mpi_env(env, sizeof env);
     if (np > 0)
         snprintf(cmd, sizeof cmd,
                  "%s ZG_DIST_CASE=%s OMP_NUM_THREADS=1 timeout 120 mpirun --allow-run-as-root --oversubscribe "

@@ -429,6 +429,8 @@ static const option train_options[] = {
           data_dir, 0, 0, G_DATA),
     T_OPT("--out", "DIR", "run directory (default runs/<timestamp>); a new run needs\nit new or empty",
           set_path, out_dir, 0, 0, 0),
+    T_OPT("--ddp", NULL, "data parallel over MPI: run as mpirun -np N zgrad train\n--ddp; --batch-size is per rank (global batch N times\nit), and the run trains as one process with that batch",
+          set_flag, ddp, 0, 0, 0),
     T_OPT("--force", NULL, "write a new run into an --out that holds other files\n(files of the same names are "
           "replaced; a run never is)", set_flag, force, 0, 0, 0),
     T_OPT("--resume", "DIR",
@@ -671,6 +673,7 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     c->data_dir = o->c.data_dir;
     c->out_dir = o->c.out_dir;
     c->force = o->c.force;
+    c->ddp = o->c.ddp;
     c->resume_dir = o->c.resume_dir;
     c->progress = o->c.progress;
     c->max_bad_steps = o->c.max_bad_steps;
@@ -688,6 +691,20 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     return 0;
 }
 
+/* --ddp: MPI up (a world of one without mpirun); 0, or an exit status. */
+static int ddp_start(void) {
+    if (!zg_dist_available()) {
+        fprintf(stderr, "zgrad: --ddp needs zgrad built with MPI, and this one has none (install libopenmpi-dev and "
+                        "rebuild without ZG_MPI=0)\n");
+        return 2;
+    }
+    if (zg_dist_init(NULL, NULL)) {
+        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_train(int argc, char **argv) {
     cmd_name = "train";
     train_opts o = {.c = zg_train_config_defaults()};
@@ -700,11 +717,20 @@ static int cmd_train(int argc, char **argv) {
     if (rc || (rc = train_config(&o, &c))) return rc;
     zg_train_result r;
     const bool custom = c.csv_path[0] || c.images_dir[0];
+    if (c.ddp && (rc = ddp_start())) return rc;
+    const int rank = zg_dist_rank();
     if ((rc = zg_train_run(&c, &r))) {
-        fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        /* --ddp: a failure on one rank ends every rank (they could wait
+         * for it forever); a signal stops all ranks together, so they
+         * finish normally. */
+        if (c.ddp && zg_dist_world_size() > 1 && !r.signal) zg_dist_abort(failure_status(rc), zg_last_error());
+        if (rank == 0) fprintf(stderr, "zgrad: %s\n", zg_last_error());
+        if (c.ddp) zg_dist_finalize();
         /* Stopped by a signal (checkpoint written): the shell's 128 + N. */
         return r.signal ? 128 + r.signal : failure_status(rc);
     }
+    if (c.ddp) zg_dist_finalize();
+    if (rank != 0) return 0;
     if (c.model == ZG_MODEL_GPT)
         printf("final: val loss %.4f, next-token accuracy %.2f%% after %lld steps; %.1fs\n", r.test_loss,
                100 * r.test_acc, (long long)c.iters, r.seconds);

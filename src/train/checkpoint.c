@@ -197,6 +197,7 @@ static int write_trainer(const char *fn, const char *dir, const zg__ckpt_state *
     meta_add(&m, "bad_batches", "%lld", (long long)s->bad_batches);
     meta_add(&m, "bad_losses", "%lld", (long long)s->bad_losses);
     meta_add(&m, "bad_in_row", "%lld", (long long)s->bad_in_row);
+    if (s->world_size > 1) meta_add(&m, "world_size", "%d", s->world_size);
     if (s->sched_json) meta_add(&m, "scheduler", "%s", s->sched_json);
     meta_add(&m, "beta1", "%.17g", s->beta1);
     meta_add(&m, "beta2", "%.17g", s->beta2);
@@ -452,6 +453,7 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
      * schedule or amp). */
     s->accum = 1;
     s->clip_norm = -1;
+    s->world_size = 1;
     if (zg_safetensors_metadata(st, "accum")) {
         int64_t accum = 1, amp = 0;
         get_i64(st, "accum", path, 1, 1000000, &accum, &rc);
@@ -475,6 +477,10 @@ int zg__ckpt_read_state(const char *fn, const char *ckpt_dir, zg__ckpt_state *s)
         get_i64(st, "bad_batches", path, 0, ZG__MAX_COUNT, &s->bad_batches, &rc);
         get_i64(st, "bad_losses", path, 0, ZG__MAX_COUNT, &s->bad_losses, &rc);
         get_i64(st, "bad_in_row", path, 0, ZG__MAX_COUNT, &s->bad_in_row, &rc);
+        /* Absent: a single-process run. */
+        int64_t world = 1;
+        if (zg_safetensors_metadata(st, "world_size")) get_i64(st, "world_size", path, 2, 1 << 20, &world, &rc);
+        s->world_size = (int)world;
         const char *sj = zg_safetensors_metadata(st, "scheduler");
         if (!rc && s->schedule[0] && !sj)
             rc = zg__fail(ZG_ERR_FORMAT, "zg_train: checkpoint file '%s' has a schedule but no scheduler state", path);

@@ -43,6 +43,12 @@ typedef struct {
     zg_accum *acc;          /* the window of micro-batches (1 without --accum) */
     int64_t last_ckpt_step;
     int stopped_by;         /* the signal that stopped the run */
+    /* --ddp: the wrapper that averages the gradients, this rank, the
+     * ranks, and the weight of this rank's loss in the global batch's
+     * (1 unless the batch does not split evenly). */
+    zg_ddp *ddp;
+    int rank, world;
+    float loss_weight;
 } trainer;
 
 static void trainer_free(trainer *t) {
@@ -59,6 +65,7 @@ static void trainer_free(trainer *t) {
     free(t->spec_json);
     zg__data_source_free(&t->src);
     zg_accum_free(t->acc);
+    zg_ddp_free(t->ddp);
     zg_sched_free(t->sched);
     zg_grad_scaler_free(t->scaler);
     zg_optim_free(t->opt);
@@ -114,6 +121,10 @@ static int check_match(const trainer *t, const zg__ckpt_state *s, const char *ck
     if (s->batch_size != c->batch_size)
         MISMATCH("batch size is %lld in the checkpoint, %lld here", (long long)s->batch_size,
                  (long long)c->batch_size);
+    if (s->world_size != t->world)
+        MISMATCH("it was trained on %d rank%s (--ddp), this run has %d: resume it with mpirun -np %d zgrad train --ddp "
+                 "(the global batch would change)", s->world_size, s->world_size == 1 ? "" : "s", t->world,
+                 s->world_size);
     if (s->seed != c->seed)
         MISMATCH("seed is %" PRIu64 " in the checkpoint, %" PRIu64 " here", s->seed, c->seed);
     if (s->limit_train != c->limit_train || s->limit_test != c->limit_test)
@@ -246,6 +257,7 @@ static int fill_state_options(trainer *t) {
     s->momentum = t->ocfg.momentum;
     s->weight_decay = t->ocfg.weight_decay;
     s->batch_size = t->cfg.batch_size;
+    s->world_size = t->world;
     s->seed = t->cfg.seed;
     s->limit_train = t->cfg.limit_train;
     s->limit_test = t->cfg.limit_test;
@@ -285,6 +297,82 @@ static int fill_state_options(trainer *t) {
     return s->vocab_hex ? ZG_OK : zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
 }
 
+/* ---- data parallel (--ddp) ------------------------------------------------------ */
+
+/* Whether flag is set on any rank (1 or 0; < 0: the all-reduce failed).
+ * Every rank calls it at the same point, so that all take the same branch.
+ * Without --ddp: flag. */
+static int any_rank(const trainer *t, bool flag) {
+    if (!t->ddp) return flag;
+    double v = flag;
+    int rc = zg_dist_allreduce_sum_f64(&v, 1);
+    return rc ? rc : v > 0;
+}
+
+/* Rank 0's flag on every rank. */
+static bool root_flag(const trainer *t, bool flag) {
+    int v = flag;
+    if (t->ddp && zg_dist_broadcast(&v, sizeof v, 0)) return true;
+    return v != 0;
+}
+
+/* This rank's share of a global batch of m rows: rows [m r / W,
+ * m (r + 1) / W). A share's loss is the mean over its rows and DDP
+ * averages the W shares' gradients, so a share of n rows weighs n W / m
+ * to give the global batch's mean (1 when W divides m). A rank with no
+ * rows (m < W) runs row 0 with weight 0. Without --ddp: the batch. */
+static int shard_batch(trainer *t, zg_tensor **x, zg_tensor **y) {
+    t->loss_weight = 1;
+    if (!t->ddp) return ZG_OK;
+    const int64_t m = zg_tensor_size(*x, 0);
+    int64_t lo = m * t->rank / t->world, hi = m * (t->rank + 1) / t->world;
+    t->loss_weight = (float)((double)(hi - lo) * t->world / (double)m);
+    if (hi == lo) {
+        lo = 0;
+        hi = 1;
+    }
+    *x = zg_slice(*x, lo, hi);
+    *y = zg_slice(*y, lo, hi);
+    return *x && *y ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+/* --ddp, after each share's forward: the global batch's loss (the shares'
+ * losses weighted by their units) and units on every rank, or NaN when
+ * any share's loss is not finite, so that all ranks skip it together. */
+static int agree_loss(double *loss, int64_t *units) {
+    const bool finite = isfinite(*loss);
+    double v[3] = {finite ? 0 : 1, finite ? *loss * (double)*units : 0, (double)*units};
+    int rc = zg_dist_allreduce_sum_f64(v, 3);
+    if (rc) return rc;
+    if (v[0] > 0) {
+        if (finite) *loss = NAN;
+    } else {
+        *loss = v[1] / v[2];
+        *units = (int64_t)v[2];
+    }
+    return ZG_OK;
+}
+
+/* --ddp: this process's place in the world; the other ranks than 0 log
+ * and show nothing. */
+static int ddp_world(trainer *t) {
+    t->world = 1;
+    t->loss_weight = 1;
+    if (!t->cfg.ddp) return ZG_OK;
+    if (!zg_dist_available())
+        return zg__fail(ZG_ERR_UNAVAILABLE, "zg_train_run: ddp needs zgrad built with MPI, and this build has none "
+                        "(install libopenmpi-dev and rebuild without ZG_MPI=0)");
+    if (!zg_dist_is_initialized())
+        return zg__fail(ZG_ERR_STATE, "zg_train_run: ddp needs MPI initialised: call zg_dist_init first");
+    t->rank = zg_dist_rank();
+    t->world = zg_dist_world_size();
+    if (t->rank) {
+        t->cfg.log = NULL;
+        t->cfg.progress = ZG_PROGRESS_OFF;
+    }
+    return ZG_OK;
+}
+
 static int save_checkpoint(trainer *t) {
     zg_rng_get_state(t->st.rng);
     free(t->st.sched_json);
@@ -294,13 +382,21 @@ static int save_checkpoint(trainer *t) {
     t->st.has_scaler = t->scaler != NULL;
     if (t->scaler && zg_grad_scaler_get_state(t->scaler, &t->st.scaler))
         return fail_with(ZG_ERR_STATE, "zg_train_run: saving the GradScaler's state");
-    return zg__ckpt_save(t->run_dir, t->model, t->opt, &t->st, t->ckpt_name);
+    if (!t->ddp) return zg__ckpt_save(t->run_dir, t->model, t->opt, &t->st, t->ckpt_name);
+    /* --ddp: rank 0 writes (the ranks' states are identical), and no rank
+     * goes on before it has: the all-reduce of its outcome is a barrier. */
+    int rc = t->rank == 0 ? zg__ckpt_save(t->run_dir, t->model, t->opt, &t->st, t->ckpt_name) : ZG_OK;
+    if (t->rank) snprintf(t->ckpt_name, sizeof t->ckpt_name, "(rank 0's)");
+    int failed = any_rank(t, rc != ZG_OK);
+    if (failed < 0) return failed;
+    return rc ? rc : failed ? zg__fail(ZG_ERR_STATE, "zg_train_run: rank 0 failed to write the checkpoint") : ZG_OK;
 }
 
 /* metrics.jsonl, curves.svg, the TensorBoard event file and
  * model.safetensors: derived from the checkpoint, each replaced
  * atomically. */
 static int write_outputs(trainer *t, bool weights) {
+    if (t->rank) return ZG_OK;
     int rc = zg__write_metrics_jsonl(t->run_dir, t->st.metrics, t->st.n_metrics);
     if (!rc) rc = zg__write_curves_svg(t->run_dir, t->st.metrics, t->st.n_metrics);
     if (!rc) rc = zg__write_tfevents(t->run_dir, t->st.metrics, t->st.n_metrics);
@@ -375,16 +471,22 @@ static int64_t run_batch(const trainer *t) {
 /* The next batch: 1 with x, y set, 0 at the end of the loader's epoch, or
  * < 0 when it failed to load. */
 static int next_batch(trainer *t, zg_tensor **x, zg_tensor **y) {
-    if (!is_lm(t)) return zg_loader_next(t->train_ld, x, y);
-    int rc = zg__text_fill_batch(t->text, false, t->cfg.seed, run_batch(t) - 1, t->xb, t->yb);
-    *x = t->xb;
-    *y = t->yb;
-    return rc ? rc : 1;
+    int rc;
+    if (!is_lm(t)) {
+        if ((rc = zg_loader_next(t->train_ld, x, y)) <= 0) return rc;
+    } else {
+        rc = zg__text_fill_batch(t->text, false, t->cfg.seed, run_batch(t) - 1, t->xb, t->yb);
+        *x = t->xb;
+        *y = t->yb;
+        if (rc) return rc;
+    }
+    return shard_batch(t, x, y) ? -1 : 1;
 }
 
 /* What a batch counts in the running loss and the progress rate: samples,
  * or a language model's tokens. */
 static int64_t batch_units(const trainer *t, const zg_tensor *y) {
+    if (t->loss_weight == 0) return 0; /* --ddp: a rank without a share */
     return is_lm(t) ? zg_tensor_numel(y) : zg_tensor_size(y, 0);
 }
 
@@ -394,6 +496,7 @@ static void warn(trainer *t, const char *fmt, ...)
 #endif
     ;
 static void warn(trainer *t, const char *fmt, ...) {
+    if (t->rank) return; /* --ddp: rank 0 speaks for all */
     zg__progress_clear(&t->prog);
     va_list ap;
     va_start(ap, fmt);
@@ -428,9 +531,11 @@ static int skip_batch(trainer *t, bool nan_loss, const char *why) {
  * for a non-finite loss (no backward ran), 2 skipped because the batch
  * failed after its backward (the window's grads were discarded). Every
  * tensor the step makes dies in the arena reset. */
-static int micro_step(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, double *loss_out, int *outcome) {
+static int micro_step(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, double *loss_out, int64_t *units,
+                      int *outcome) {
     *outcome = 0;
-    int rc = t->cfg.amp ? zg_autocast_enter((zg_autocast_type)t->cfg.amp) : ZG_OK;
+    int rc = t->ddp ? zg_ddp_before_forward(t->ddp) : ZG_OK;
+    if (!rc && t->cfg.amp) rc = zg_autocast_enter((zg_autocast_type)t->cfg.amp);
     if (rc) return rc;
     zg_tensor *loss;
     if (is_lm(t)) {
@@ -447,12 +552,20 @@ static int micro_step(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, double
     double l = zg_tensor_item(loss);
     if (t->cfg.inject_nan_loss > 0 && rb >= t->cfg.inject_nan_loss && rb < t->cfg.inject_nan_loss + t->cfg.inject_nan_count)
         l = NAN;
+    if (t->ddp && (rc = agree_loss(&l, units))) {
+        zg_arena_reset();
+        return rc;
+    }
     if (!isfinite(l)) {
         /* Checked before the backward, so the window's grads are intact. */
         *outcome = 1;
         *loss_out = l;
         zg_arena_reset();
         return ZG_OK;
+    }
+    if (t->loss_weight != 1 && !(loss = zg_mul_scalar(loss, t->loss_weight))) {
+        zg_arena_reset();
+        return ZG_ERR_NOMEM;
     }
     rc = zg_accum_backward(t->acc, loss); /* backward */
     zg_arena_reset();
@@ -485,8 +598,16 @@ static int window_step(trainer *t, bool flush) {
     return ZG_OK;
 }
 
-static int stop_for_signal(trainer *t) {
-    int sig = g_stop_signal;
+/* The signal that asks the run to stop (0: none; < 0: the all-reduce
+ * failed). With --ddp any rank's, so that all stop at the same step
+ * (SIGTERM when it came to another rank). */
+static int agreed_signal(const trainer *t) {
+    const int sig = g_stop_signal;
+    const int any = any_rank(t, sig != 0);
+    return any <= 0 ? any : sig ? sig : SIGTERM;
+}
+
+static int stop_for_signal(trainer *t, int sig) {
     int rc = save_checkpoint(t);
     if (rc) return rc;
     t->stopped_by = sig;
@@ -500,10 +621,13 @@ static int stop_for_signal(trainer *t) {
 
 /* A batch that failed to load (or is the one --inject-bad-batch names) is
  * skipped; the loader resumes after it. */
-static int skip_unloaded(trainer *t, int got, int64_t nb) {
+static int skip_unloaded(trainer *t, int got, int64_t rb, int64_t nb) {
     zg__ckpt_state *s = &t->st;
     char why[600];
-    snprintf(why, sizeof why, "the batch failed to load (%s)", got < 0 ? zg_last_error() : "injected by --inject-bad-batch");
+    snprintf(why, sizeof why, "the batch failed to load (%s)",
+             got < 0                           ? zg_last_error()
+             : rb == t->cfg.inject_bad_batch ? "injected by --inject-bad-batch"
+                                               : "on another rank");
     zg_arena_reset();
     int rc = skip_batch(t, false, why);
     if (!rc && got < 0 && s->next_batch < nb && !is_lm(t)) rc = zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
@@ -513,11 +637,12 @@ static int skip_unloaded(trainer *t, int got, int64_t nb) {
 /* One loaded batch of b samples: its micro-step, then the window's step,
  * or the batch skipped when its loss is not finite or its backward failed
  * (injected). */
-static int step_batch(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, int64_t b) {
+static int step_batch(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, int64_t *units) {
     zg__ckpt_state *s = &t->st;
     double loss = 0;
     int outcome;
-    int rc = micro_step(t, x, y, rb, &loss, &outcome);
+    int rc = micro_step(t, x, y, rb, &loss, units, &outcome);
+    const int64_t b = *units;
     if (!rc && outcome)
         return skip_batch(t, outcome == 1, outcome == 1 ? (isnan(loss) ? "the loss is nan" : "the loss is inf")
                                                         : "the batch failed after its backward "
@@ -543,9 +668,11 @@ static int step_batch(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, int64_
 static int between_windows(trainer *t, int64_t nb, double t0, double before) {
     zg__ckpt_state *s = &t->st;
     if (zg_accum_pending(t->acc) != 0 || s->next_batch >= nb) return ZG_OK;
-    if (g_stop_signal) {
+    const int sig = agreed_signal(t);
+    if (sig < 0) return sig;
+    if (sig) {
         s->epoch_seconds = before + (zg__now() - t0);
-        return stop_for_signal(t);
+        return stop_for_signal(t, sig);
     }
     if (t->cfg.checkpoint_every_steps > 0 && s->global_step > t->last_ckpt_step &&
         s->global_step % t->cfg.checkpoint_every_steps == 0) {
@@ -649,8 +776,9 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
     log_epoch(t, &m, units);
     /* A stop asked for during the epoch's last window: its checkpoint is
      * the one just written. */
-    if (g_stop_signal && more_to_train(t)) return stop_for_signal(t);
-    return ZG_OK;
+    const int sig = agreed_signal(t);
+    if (sig > 0 && more_to_train(t)) return stop_for_signal(t, sig);
+    return sig < 0 ? sig : ZG_OK;
 }
 
 /* Trains from the current position to the end of the epoch. */
@@ -672,9 +800,10 @@ static int train_epoch(trainer *t) {
     int got;
     while (s->next_batch < nb && (got = next_batch(t, &x, &y)) != 0) {
         int64_t rb = run_batch(t);
-        const bool unloaded = got < 0 || rb == t->cfg.inject_bad_batch;
-        const int64_t b = unloaded ? 0 : batch_units(t, y);
-        rc = unloaded ? skip_unloaded(t, got, nb) : step_batch(t, x, y, rb, b);
+        /* --ddp: a batch that failed on any rank is skipped by all. */
+        const int unloaded = any_rank(t, got < 0 || rb == t->cfg.inject_bad_batch);
+        int64_t b = unloaded ? 0 : batch_units(t, y);
+        rc = unloaded < 0 ? unloaded : unloaded ? skip_unloaded(t, got, rb, nb) : step_batch(t, x, y, rb, &b);
         if (rc) {
             zg__progress_clear(&t->prog);
             return rc;
@@ -740,7 +869,8 @@ static int prepare_run(trainer *t, char *ckpt, char *run, size_t len, zg__ckpt_s
         default_run_dir(t->run_dir, sizeof t->run_dir);
     }
     *in_place = resume && run[0] && zg__is_dir(t->run_dir) && same_dir(t->run_dir, run);
-    int rc = zg__is_dir(t->run_dir) ? claim_run_dir(t, *in_place) : ZG_OK;
+    /* --ddp: only rank 0 touches the run directory. */
+    int rc = t->rank == 0 && zg__is_dir(t->run_dir) ? claim_run_dir(t, *in_place) : ZG_OK;
     /* Under the lock the pointer names the checkpoint no other process
      * will replace. */
     if (!rc && *in_place) rc = zg__ckpt_locate("zg_train_run", c->resume_dir, ckpt, len, run, len);
@@ -825,6 +955,8 @@ static int build_training(trainer *t, const zg__ckpt_state *rs) {
     t->params = zg__malloc(((size_t)t->n_params + 1) * sizeof *t->params);
     if (!t->params) return zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     zg_module_params(t->model, t->params, t->n_params);
+    /* --ddp: before the accumulator, which then drives its no_sync. */
+    if (c->ddp && !(t->ddp = zg_ddp_new(t->model, NULL))) return fail_with(ZG_ERR_STATE, "zg_train_run: --ddp");
     /* A language model decays its weights and embeddings only, as nanoGPT's
      * configure_optimizers (biases and LayerNorm weights are not decayed). */
     t->opt = is_lm(t) ? zg_optim_new_decay_split(c->optimizer, t->model, t->ocfg.weight_decay, &t->ocfg)
@@ -836,7 +968,8 @@ static int build_training(trainer *t, const zg__ckpt_state *rs) {
     if (c->schedule[0]) {
         int64_t total = c->iters;
         if (!is_lm(t)) {
-            int64_t n = zg_dataset_size(t->train_ds), nb = (n + c->batch_size - 1) / c->batch_size;
+            const int64_t n = zg_dataset_size(t->train_ds), gb = c->batch_size * t->world;
+            const int64_t nb = (n + gb - 1) / gb;
             total = (int64_t)c->epochs * ((nb + c->accum - 1) / c->accum);
         }
         t->sched = zg_sched_from_spec(t->opt, c->schedule, total > 0 ? total : 1);
@@ -864,6 +997,7 @@ static int restore(trainer *t, const char *ckpt, const zg__ckpt_state *rs) {
 /* The run directory, made and locked, cleaned of what a killed run left,
  * and the files of a resumed run rewritten. */
 static int open_run_dir(trainer *t, const char *ckpt, bool in_place) {
+    if (t->rank) return ZG_OK; /* --ddp: rank 0's */
     int rc = zg__mkdirs("zg_train_run", t->run_dir);
     if (!rc) rc = claim_run_dir(t, in_place);
     if (rc) return rc;
@@ -882,12 +1016,13 @@ static int open_run_dir(trainer *t, const char *ckpt, bool in_place) {
 static int make_loaders(trainer *t) {
     const zg_train_config *c = &t->cfg;
     if (is_lm(t)) {
-        const int64_t shape[2] = {c->batch_size, c->gpt.block_size};
+        /* --ddp: every rank draws the global batch, then takes its share. */
+        const int64_t shape[2] = {c->batch_size * t->world, c->gpt.block_size};
         t->xb = zg_tensor_new(ZG_INT64, shape, 2);
         t->yb = zg_tensor_new(ZG_INT64, shape, 2);
         return t->xb && t->yb ? ZG_OK : zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
     }
-    zg_loader_opts lo = {.batch_size = c->batch_size, .shuffle = true, .drop_last = false, .seed = c->seed,
+    zg_loader_opts lo = {.batch_size = c->batch_size * t->world, .shuffle = true, .drop_last = false, .seed = c->seed,
                          .mean = c->mean, .std = c->std, .prefetch = true};
     t->train_ld = zg_loader_new(t->train_ds, &lo);
     if (!t->train_ld) return fail_with(ZG_ERR_ARG, "zg_train_run: the training loader");
@@ -982,13 +1117,17 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
     t.cfg = *cfg;
     if (cfg->model == ZG_MODEL_GPT) t.cfg.epochs = (int)zg__train_gpt_epochs(cfg);
     t.ocfg = zg__train_optim_config(cfg);
-    rc = setup(&t);
-    FILE *log = cfg->log;
+    rc = ddp_world(&t);
+    if (!rc) rc = setup(&t);
+    FILE *log = t.cfg.log;
     if (!rc && log) {
         if (t.resumed_from[0])
             fprintf(log, "zgrad train: resuming from %s (epoch %lld, batch %lld, step %lld)\n", t.resumed_from,
                     (long long)t.st.epoch + 1, (long long)t.st.next_batch, (long long)t.st.global_step);
         log_start(&t, log);
+        if (t.ddp)
+            fprintf(log, "zgrad train: ddp on %d ranks, batch %lld per rank (global batch %lld)\n", t.world,
+                    (long long)cfg->batch_size, (long long)cfg->batch_size * t.world);
         if (cfg->accum > 1 || cfg->clip_norm > 0 || cfg->schedule[0] || cfg->amp)
         {
             char clip[32] = "off";
@@ -1001,7 +1140,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
     while (!rc && more_to_train(&t)) rc = train_epoch(&t);
     /* Nothing left to train (a finished run resumed): the outputs are
      * refreshed all the same. */
-    if (!rc && !t.ckpt_name[0]) rc = save_checkpoint(&t);
+    if (!rc && root_flag(&t, !t.ckpt_name[0])) rc = save_checkpoint(&t);
     if (!rc) rc = write_outputs(&t, true);
     if (!rc && result) {
         result->epochs_done = t.st.n_metrics;

@@ -138,6 +138,8 @@ typedef struct {
     /* Fault counters: skipped batches (load failures and non-finite
      * losses), and the current run of consecutive ones. */
     int64_t bad_batches, bad_losses, bad_in_row;
+    /* --ddp: the ranks the run trains on (1 without); a resume must match. */
+    int world_size;
     /* The scheduler's state (malloc'd JSON, NULL without one) and the
      * GradScaler's (has_scaler: fp16). */
     char *sched_json;
