@@ -109,7 +109,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libzgrad.a
 tests: $(TESTS)
 # The CLI tests run the zgrad binary of their own build directory.
 $(BUILD)/tests/test_cli $(BUILD)/tests/test_bounds $(BUILD)/tests/test_onnx $(BUILD)/tests/test_train_gpt \
-	$(BUILD)/tests/test_model_file $(BUILD)/tests/test_your_data: $(BUILD)/zgrad
+	$(BUILD)/tests/test_model_file $(BUILD)/tests/test_your_data $(BUILD)/tests/test_cli_ddp: $(BUILD)/zgrad
 # It installs the build (scripts/install) and builds a CMake project on it.
 $(BUILD)/tests/test_ecosystem: $(BUILD)/zgrad $(BUILD)/libzgrad.so
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/harness.h tests/image_writer.h $(BUILD)/libzgrad.a
