@@ -1013,6 +1013,10 @@ typedef struct {
      * rank 0 writes the run directory and logs. A rank whose call fails
      * leaves the others waiting: end the world with zg_dist_abort. */
     bool ddp;                       /* false */
+    /* Testing, with ddp: inject_bad_batch and inject_nan_loss act on rank
+     * inject_rank - 1 only (0: on every rank; inject_bad_backward always
+     * acts on every rank). */
+    int inject_rank;
 } zg_train_config;
 
 /* The defaults of `zgrad train` (the CNN's). */

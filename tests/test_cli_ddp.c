@@ -207,8 +207,8 @@ TEST(ddp_mlp_epoch_reaches_the_single_process_accuracy) {
     CHECK_NEAR(acc2, acc1, 0.5);
 }
 
-/* A rank that fails (here every rank, on the batch --inject-bad-batch
- * names, with --max-bad-steps 1) ends the world with a non-zero status
+/* A rank that fails on bad data (rank 1 on the batch --inject-bad-batch
+ * names, with --max-bad-steps 1; the other ranks skip it with it) ends the world with a non-zero status
  * and a one-line message within the bound; the step-5 checkpoint rank 0
  * wrote before is intact, and the run resumed from it on 2 ranks ends
  * with the uninterrupted run's weights bit for bit. On 1 rank the resume
@@ -221,7 +221,7 @@ TEST(ddp_failure_ends_all_ranks_and_resume_continues_bit_for_bit) {
     snprintf(args, sizeof args, MLP_ARGS " --ddp --batch-size 16 --checkpoint-every-steps 5 --out %s", full);
     zgrad_ok(2, args, out, sizeof out);
     snprintf(args, sizeof args,
-             MLP_ARGS " --ddp --batch-size 16 --checkpoint-every-steps 5 --max-bad-steps 1 --inject-bad-batch 8 "
+             MLP_ARGS " --ddp --batch-size 16 --checkpoint-every-steps 5 --max-bad-steps 1 --inject-bad-batch 8 --inject-rank 1 "
                       "--out %s",
              cut);
     double secs;
@@ -242,6 +242,24 @@ TEST(ddp_failure_ends_all_ranks_and_resume_continues_bit_for_bit) {
     bool same;
     weights_diff(cut, full, &same);
     CHECK(same);
+}
+
+/* A NaN loss in rank 1's share only: every rank skips the batch (an
+ * all-reduce of the flags), so the run goes on in step and ends with the
+ * weights of one process that skipped the same global batch. */
+TEST(ddp_rank_local_nan_loss_is_skipped_by_all_ranks) {
+    if (skip_without_mpi() || !setup()) return;
+    char one[256], two[256], args[1024], out[16384];
+    tmp_path(one, sizeof one, "nan1");
+    tmp_path(two, sizeof two, "nan2");
+    snprintf(args, sizeof args, MLP_ARGS " --batch-size 32 --inject-nan-loss 3 --out %s", one);
+    zgrad_ok(0, args, out, sizeof out);
+    snprintf(args, sizeof args, MLP_ARGS " --ddp --batch-size 16 --inject-nan-loss 3 --inject-rank 1 --out %s", two);
+    zgrad_ok(2, args, out, sizeof out);
+    CHECK(strstr(out, "batch 3: the loss is nan; batch skipped") != NULL);
+    bool same;
+    const double rel = weights_diff(two, one, &same);
+    CHECK(rel <= 1e-5);
 }
 
 /* The pid of the rank `rank` among mpirun's children (0: none yet). */

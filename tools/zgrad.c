@@ -226,6 +226,13 @@ static int set_betas(const option *o, const char *v, void *dst) {
     return 0;
 }
 /* N[:COUNT] into inject_nan_loss and the inject_nan_count after it. */
+/* --inject-rank R: the config counts ranks from 1 (0: every rank). */
+static int set_rank(const option *o, const char *v, void *dst) {
+    int rc = set_int(o, v, dst);
+    if (!rc) *FIELD(int, dst, o) += 1;
+    return rc;
+}
+
 static int set_nan_spec(const option *o, const char *v, void *dst) {
     char head[32];
     const char *colon = strchr(v, ':');
@@ -529,6 +536,8 @@ static const option train_options[] = {
           inject_bad_backward, 1, MAX_STEPS, 0),
     T_OPT("--inject-nan-loss", "N[:COUNT]", "(testing) batches N .. N+COUNT-1 give a NaN loss", set_nan_spec,
           inject_nan_loss, 1, MAX_STEPS, 0),
+    T_OPT("--inject-rank", "R", "(testing, --ddp) the two above act on rank R only", set_rank, inject_rank, 0,
+          1 << 20, 0),
 };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
 
@@ -682,6 +691,7 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     c->inject_bad_backward = o->c.inject_bad_backward;
     c->inject_nan_loss = o->c.inject_nan_loss;
     c->inject_nan_count = o->c.inject_nan_count;
+    c->inject_rank = o->c.inject_rank;
     if ((g & G_MOMENTUM) && c->optimizer != ZG_SGD && c->optimizer != ZG_RMSPROP)
         return bad_usage("--momentum applies to sgd and rmsprop, not %s", zg_train_optim_name(c->optimizer));
     if (zg_train_config_validate(c)) {

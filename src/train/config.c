@@ -167,6 +167,9 @@ int zg_train_config_validate(const zg_train_config *c) {
         c->inject_bad_batch > ZG__MAX_COUNT || c->inject_bad_backward > ZG__MAX_COUNT ||
         c->inject_nan_loss > ZG__MAX_COUNT || c->inject_nan_count > ZG__MAX_COUNT)
         return zg__fail(ZG_ERR_ARG, "%s: injection steps must be in [0, 2^53] (count in [1, 2^53])", fn);
+    if (c->inject_rank < 0 || c->inject_rank > (1 << 20) || (c->inject_rank && c->inject_bad_backward))
+        return zg__fail(ZG_ERR_ARG, "%s: inject_rank must be in [0, 2^20] and goes with inject_bad_batch and "
+                        "inject_nan_loss only", fn);
     int rc = validate_gpt(fn, c);
     if (rc) return rc;
     if (!memchr(c->model_file, '\0', sizeof c->model_file))

@@ -366,6 +366,7 @@ static int ddp_world(trainer *t) {
         return zg__fail(ZG_ERR_STATE, "zg_train_run: ddp needs MPI initialised: call zg_dist_init first");
     t->rank = zg_dist_rank();
     t->world = zg_dist_world_size();
+    if (t->cfg.inject_rank && t->cfg.inject_rank - 1 != t->rank) t->cfg.inject_bad_batch = t->cfg.inject_nan_loss = 0;
     if (t->rank) {
         t->cfg.log = NULL;
         t->cfg.progress = ZG_PROGRESS_OFF;
