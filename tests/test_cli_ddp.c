@@ -150,6 +150,17 @@ TEST(ddp_two_ranks_train_as_one_process_with_double_batch) {
     /* Only rank 0 speaks: one summary line. */
     const char *first = strstr(out, "final:");
     CHECK(first && !strstr(first + 1, "final:"));
+    /* Each rank trained on its share: the epoch counts the 640 samples
+     * once, and its loss is the global batches' (the ranks' all-reduced). */
+    char path[300], m1[2048], m2[2048];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", two);
+    zgt_read_text(path, m2, sizeof m2);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", one);
+    zgt_read_text(path, m1, sizeof m1);
+    CHECK(strstr(m2, "\"steps\": 20,") && strstr(m2, "\"samples\": 640,"));
+    const char *l1 = strstr(m1, "\"train_loss\": "), *l2 = strstr(m2, "\"train_loss\": ");
+    CHECK(l1 && l2);
+    if (l1 && l2) CHECK_NEAR(atof(l2 + 14), atof(l1 + 14), 1e-5);
     bool same;
     const double rel = weights_diff(two, one, &same);
     fprintf(stderr, "    # MLP, 20 steps: 2 ranks x 16 vs 1 x 32: max relative weight difference %.3g\n", rel);
