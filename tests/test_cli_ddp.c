@@ -377,6 +377,9 @@ TEST(ddp_without_mpirun_or_without_mpi) {
     tmp_path(ddp1, sizeof ddp1, "world1");
     snprintf(args, sizeof args, MLP_ARGS " --batch-size 32 --out %s", one);
     zgrad_ok(0, args, out, sizeof out);
+    /* --inject-rank goes with the injections that can differ per rank. */
+    CHECK(zgrad(0, "train --ddp --inject-rank 1 --inject-bad-backward 3", out, sizeof out, NULL) == 2);
+    CHECK(strstr(out, "inject_rank must be in [0, 2^20] and goes with inject_bad_batch") != NULL);
     snprintf(args, sizeof args, MLP_ARGS " --ddp --batch-size 32 --out %s", ddp1);
     if (!zg_dist_available()) {
         CHECK(zgrad(0, args, out, sizeof out, NULL) == 2);

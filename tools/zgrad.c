@@ -536,7 +536,7 @@ static const option train_options[] = {
           inject_bad_backward, 1, MAX_STEPS, 0),
     T_OPT("--inject-nan-loss", "N[:COUNT]", "(testing) batches N .. N+COUNT-1 give a NaN loss", set_nan_spec,
           inject_nan_loss, 1, MAX_STEPS, 0),
-    T_OPT("--inject-rank", "R", "(testing, --ddp) the two above act on rank R only", set_rank, inject_rank, 0,
+    T_OPT("--inject-rank", "R", "(testing, --ddp) --inject-bad-batch and --inject-nan-loss\nact on rank R only", set_rank, inject_rank, 0,
           1 << 20, 0),
 };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
