@@ -894,6 +894,7 @@ typedef struct {
     size_t ref_len;
     bool gpt; /* --model gpt on a text (data: the text file) */
     bool csv; /* --csv (data: the CSV file), the default MLP */
+    bool ddp; /* --ddp in a world of one (zg_dist_init first) */
 } run_ctx;
 
 static void write_mnist_split(const char *dir, const char *split, int n) {
@@ -928,6 +929,7 @@ static zg_train_config run_config(const run_ctx *c, const char *out, const char 
         return cfg;
     }
     cfg.model = ZG_MODEL_MLP;
+    cfg.ddp = c->ddp;
     if (c->csv) { /* a seeded validation split, standardised features */
         cfg.model = ZG_MODEL_FILE;
         snprintf(cfg.csv_path, sizeof cfg.csv_path, "%s", c->data);
@@ -1036,8 +1038,8 @@ static void finished_run(run_ctx *c) {
     CHECK_OK(zg_train_run(&cfg, NULL));
 }
 
-static void sweep_run(bool gpt, bool csv) {
-    run_ctx c = {.gpt = gpt, .csv = csv};
+static void sweep_run(bool gpt, bool csv, bool ddp) {
+    run_ctx c = {.gpt = gpt, .csv = csv, .ddp = ddp};
     scratch_dir(c.root, sizeof c.root);
     snprintf(c.data, sizeof c.data, "%s/data", c.root);
     snprintf(c.tmpl, sizeof c.tmpl, "%s/template", c.root);
@@ -1057,7 +1059,10 @@ static void sweep_run(bool gpt, bool csv) {
     c.ref_model = slurp(path, &c.ref_len);
     CHECK(c.ref_model != NULL);
     run_teardown(&c);
-    const fault_case fc = {gpt ? "gpt training run (resume)" : csv ? "CSV training run (resume)" : "training run (resume)",
+    const fault_case fc = {gpt   ? "gpt training run (resume)"
+                           : csv ? "CSV training run (resume)"
+                           : ddp ? "--ddp training run (resume)"
+                                 : "training run (resume)",
                            run_setup, run_op, run_intact, run_teardown, 8};
     sweep(&fc, &c);
     free(c.ref_model);
@@ -1130,9 +1135,17 @@ TEST(alloc_faults_csv_eval) {
     zgt_remove_dir(c.root);
 }
 
-TEST(alloc_faults_training_run_resume) { sweep_run(false, false); }
-TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true, false); }
-TEST(alloc_faults_csv_training_run_resume) { sweep_run(false, true); }
+TEST(alloc_faults_training_run_resume) { sweep_run(false, false, false); }
+TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true, false, false); }
+TEST(alloc_faults_csv_training_run_resume) { sweep_run(false, true, false); }
+/* --ddp (a world of one): the zg_ddp, the shares' slices. MPI is
+ * initialised for this case and finalised after it. */
+TEST(alloc_faults_ddp_training_run_resume) {
+    if (!zg_dist_available()) return;
+    CHECK_OK(zg_dist_init(NULL, NULL));
+    sweep_run(false, false, true);
+    CHECK_OK(zg_dist_finalize());
+}
 
 /* ---- schedulers ------------------------------------------------------------------ */
 
