@@ -1013,6 +1013,9 @@ typedef struct {
      * rank 0 writes the run directory and logs. A rank whose call fails
      * leaves the others waiting: end the world with zg_dist_abort. */
     bool ddp;                       /* false */
+    double ddp_timeout;             /* 600: the seconds a rank waits for the others
+                                     * before ending every rank (zg_dist_set_timeout;
+                                     * 0: for ever) */
     /* Testing, with ddp: inject_bad_batch and inject_nan_loss act on rank
      * inject_rank - 1 only (0: on every rank; inject_bad_backward always
      * acts on every rank). */
@@ -1522,6 +1525,13 @@ ZG_API int zg_dist_broadcast(void *data, size_t nbytes, int root);
  * status code (MPI_Abort); without MPI, or before zg_dist_init, exits this
  * process. Does not return. */
 ZG_API void zg_dist_abort(int code, const char *message);
+/* A bound on every wait of the dist layer (its collectives and DDP's
+ * bucket all-reduces): a wait that has not completed after `seconds`
+ * (another rank hung or was stopped) ends every rank with zg_dist_abort,
+ * naming the call. 0 (the default): wait for ever. seconds in [0, 1e9].
+ * With a bound the waits poll (MPI_Test), which costs nothing more than
+ * Open MPI's own spinning MPI_Wait. */
+ZG_API int zg_dist_set_timeout(double seconds);
 
 /* DistributedDataParallel: a module whose parameters' gradients are
  * averaged over all ranks during zg_backward, as PyTorch's DDP does:

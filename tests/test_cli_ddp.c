@@ -297,27 +297,26 @@ static pid_t rank_pid(pid_t mpirun, int rank) {
     return found;
 }
 
-/* kill -9 of rank 1 in the middle of training: mpirun ends rank 0 and
- * exits non-zero within the bound; the run directory's checkpoint is
- * whole (zgrad eval reads it). */
-TEST(ddp_killed_rank_ends_the_world_within_the_bound) {
-    if (skip_without_mpi() || !setup()) return;
-    char run[256], cmd[2048], env[1400], out[16384];
-    tmp_path(run, sizeof run, "killed");
+/* Starts a 3-epoch MLP run on 2 ranks into `run` in the background (its
+ * output in io/NAME.txt) and waits for its first checkpoint: the pid of
+ * the shell running it (timeout, then mpirun) in *sh and rank 1's pid
+ * returned (0: not found; the run is then stopped). */
+static pid_t start_run(const char *name, const char *run, const char *extra, pid_t *sh) {
+    char cmd[2048], env[1400];
     zgt_mpi_env(env, sizeof env);
     snprintf(cmd, sizeof cmd,
              "%s OMP_NUM_THREADS=1 exec timeout 120 mpirun --allow-run-as-root --oversubscribe --mca btl self,vader "
              "-np 2 '%s' train --ddp --model mlp --epochs 3 --batch-size 16 --checkpoint-every-steps 20 --progress "
-             "off --data %s --out %s > %s/io/killed.txt 2>&1",
-             env, zgt_cli_bin(), DATA_DIR, run, tmp_root);
-    pid_t sh = fork();
-    if (sh == 0) {
+             "off --data %s --out %s %s > %s/io/%s.txt 2>&1",
+             env, zgt_cli_bin(), DATA_DIR, run, extra, tmp_root, name);
+    *sh = fork();
+    if (*sh == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    CHECK(sh > 0);
-    if (sh <= 0) return;
-    /* timeout is sh (exec); mpirun is its child. Wait for a checkpoint. */
+    CHECK(*sh > 0);
+    if (*sh <= 0) return 0;
+    /* timeout is sh (exec); mpirun is its child. */
     char ptr[300];
     snprintf(ptr, sizeof ptr, "%s/checkpoint", run);
     pid_t victim = 0;
@@ -325,7 +324,7 @@ TEST(ddp_killed_rank_ends_the_world_within_the_bound) {
         struct stat sb;
         if (stat(ptr, &sb) == 0) {
             char line[32], ps[96];
-            snprintf(ps, sizeof ps, "ps -o pid= --ppid %d", (int)sh);
+            snprintf(ps, sizeof ps, "ps -o pid= --ppid %d", (int)*sh);
             FILE *p = popen(ps, "r");
             pid_t mpirun = p && fgets(line, sizeof line, p) ? atoi(line) : 0;
             if (p) pclose(p);
@@ -335,24 +334,59 @@ TEST(ddp_killed_rank_ends_the_world_within_the_bound) {
     }
     CHECK(victim > 0);
     if (victim <= 0) {
-        kill(sh, SIGTERM);
-        waitpid(sh, NULL, 0);
-        return;
+        kill(*sh, SIGTERM);
+        waitpid(*sh, NULL, 0);
     }
+    return victim;
+}
+
+/* Sends sig to rank 1 of a run started by start_run (name, extra) and
+ * waits for mpirun: its status (-1: the run did not start) and the
+ * seconds from the signal to its exit; the run's output in out. The
+ * run's checkpoint must then be whole: zgrad eval reads it. */
+static int signal_rank1(const char *name, const char *extra, int sig, double *secs, char *out, size_t n) {
+    char run[256], log[300], args[512];
+    tmp_path(run, sizeof run, name);
+    pid_t sh;
+    const pid_t victim = start_run(name, run, extra, &sh);
+    if (victim <= 0) return -1;
     const double t0 = now_s();
-    kill(victim, SIGKILL);
+    kill(victim, sig);
     const int st = zgt_cli_wait(sh);
-    const double secs = now_s() - t0;
-    fprintf(stderr, "    # kill -9 of rank 1: mpirun exited with %d after %.2f s\n", st, secs);
-    CHECK(st != 0 && st != 124);
-    CHECK(secs < FAULT_BOUND_S);
-    char log[300];
-    snprintf(log, sizeof log, "%s/io/killed.txt", tmp_root);
-    zgt_read_text(log, out, sizeof out);
-    CHECK(strstr(out, "signal 9") != NULL || strstr(out, "Killed") != NULL);
-    char args[512];
+    *secs = now_s() - t0;
+    fprintf(stderr, "    # %s to rank 1 %s: mpirun exited with %d after %.2f s\n", sig == SIGKILL ? "SIGKILL" : "SIGSTOP",
+            extra, st, *secs);
     snprintf(args, sizeof args, "eval --checkpoint %s --data %s --limit-test 200", run, DATA_DIR);
-    zgrad_ok(0, args, out, sizeof out);
+    zgrad_ok(0, args, out, n);
+    snprintf(log, sizeof log, "%s/io/%s.txt", tmp_root, name);
+    zgt_read_text(log, out, n);
+    return st;
+}
+
+/* kill -9 of rank 1 in the middle of training: mpirun ends rank 0 and
+ * exits non-zero within the bound; the checkpoint is whole. */
+TEST(ddp_killed_rank_ends_the_world_within_the_bound) {
+    if (skip_without_mpi() || !setup()) return;
+    char out[16384];
+    double secs = 0;
+    const int st = signal_rank1("killed", "", SIGKILL, &secs, out, sizeof out);
+    CHECK(st > 0 && st != 124);
+    CHECK(secs < FAULT_BOUND_S);
+    CHECK(strstr(out, "signal 9") != NULL || strstr(out, "Killed") != NULL);
+}
+
+/* A rank that stops answering without dying (SIGSTOP): rank 0's next
+ * wait passes --ddp-timeout (2 s) and it ends every rank, naming the
+ * call; the checkpoint is whole. */
+TEST(ddp_stopped_rank_ends_the_world_after_the_timeout) {
+    if (skip_without_mpi() || !setup()) return;
+    char out[16384];
+    double secs = 0;
+    const int st = signal_rank1("stopped", "--ddp-timeout 2", SIGSTOP, &secs, out, sizeof out);
+    CHECK(st > 0 && st != 124);
+    /* Rank 0 may have been waiting a little already when rank 1 stopped. */
+    CHECK(secs >= 1.5 && secs < 2 + FAULT_BOUND_S);
+    CHECK(strstr(out, "zgrad: rank 0: ") && strstr(out, "no answer from the other ranks for 2 s"));
 }
 
 /* ZG_SANITIZE=error on every rank: the DDP loop (hooks writing .grad,
@@ -377,6 +411,8 @@ TEST(ddp_without_mpirun_or_without_mpi) {
     tmp_path(ddp1, sizeof ddp1, "world1");
     snprintf(args, sizeof args, MLP_ARGS " --batch-size 32 --out %s", one);
     zgrad_ok(0, args, out, sizeof out);
+    CHECK(zgrad(0, "train --ddp --ddp-timeout -1", out, sizeof out, NULL) == 2);
+    CHECK(strstr(out, "--ddp-timeout: expected a number >= 0, got '-1'") != NULL);
     /* --inject-rank goes with the injections that can differ per rank. */
     CHECK(zgrad(0, "train --ddp --inject-rank 1 --inject-bad-backward 3", out, sizeof out, NULL) == 2);
     CHECK(strstr(out, "inject_rank must be in [0, 2^20] and goes with inject_bad_batch") != NULL);
@@ -390,4 +426,18 @@ TEST(ddp_without_mpirun_or_without_mpi) {
     bool same;
     weights_diff(ddp1, one, &same);
     CHECK(same);
+}
+
+/* zg_dist_set_timeout: a bound in [0, 1e9] seconds (no MPI init needed);
+ * without MPI, unavailable. */
+TEST(dist_set_timeout_checks_its_argument) {
+    if (!zg_dist_available()) {
+        CHECK_ERR(zg_dist_set_timeout(1), "zg_dist_set_timeout: zgrad was built without MPI");
+        return;
+    }
+    CHECK_ERR(zg_dist_set_timeout(-1), "seconds must be in [0, 1e9] (got -1)");
+    CHECK_ERR(zg_dist_set_timeout(NAN), "seconds must be in [0, 1e9]");
+    CHECK_ERR(zg_dist_set_timeout(2e9), "seconds must be in [0, 1e9]");
+    CHECK_OK(zg_dist_set_timeout(5));
+    CHECK_OK(zg_dist_set_timeout(0));
 }

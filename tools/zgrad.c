@@ -438,6 +438,8 @@ static const option train_options[] = {
           set_path, out_dir, 0, 0, 0),
     T_OPT("--ddp", NULL, "data parallel over MPI: run as mpirun -np N zgrad train\n--ddp; --batch-size is per rank (global batch N times\nit), and the run trains as one process with that batch",
           set_flag, ddp, 0, 0, 0),
+    T_OPT("--ddp-timeout", "S", "with --ddp: a rank that waits S seconds for the others\n(one hung or was stopped) ends "
+          "every rank (default 600;\n0: wait for ever)", set_f64, ddp_timeout, 0, 0, 0),
     T_OPT("--force", NULL, "write a new run into an --out that holds other files\n(files of the same names are "
           "replaced; a run never is)", set_flag, force, 0, 0, 0),
     T_OPT("--resume", "DIR",
@@ -683,6 +685,7 @@ static int train_config(const train_opts *o, zg_train_config *c) {
     c->out_dir = o->c.out_dir;
     c->force = o->c.force;
     c->ddp = o->c.ddp;
+    c->ddp_timeout = o->c.ddp_timeout;
     c->resume_dir = o->c.resume_dir;
     c->progress = o->c.progress;
     c->max_bad_steps = o->c.max_bad_steps;

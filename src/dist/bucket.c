@@ -112,7 +112,7 @@ int zg__ddp_wait_all(zg_ddp *d) {
     const double t0 = MPI_Wtime();
     for (int b = 0; b < d->n_buckets; b++) {
         if (!d->buckets[b].launched) continue;
-        int rc = MPI_Wait(&d->buckets[b].req, MPI_STATUS_IGNORE);
+        int rc = zg__dist_wait(&d->buckets[b].req, "zg_backward (DDP)");
         if (rc != MPI_SUCCESS) return zg__dist_mpi_fail("zg_backward (DDP)", "MPI_Wait", rc);
         d->buckets[b].launched = false;
     }

@@ -5,6 +5,7 @@
 
 #ifdef ZG_HAVE_MPI
 #include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 
 /* MPI was initialised by zg_dist_init (so zg_dist_finalize finalizes it),
@@ -33,8 +34,42 @@ int zg__dist_mpi_fail(const char *fn, const char *what, int mpi_rc) {
     return zg__fail(ZG_ERR_STATE, "%s: %s failed: %s", fn, what, len ? text : "unknown MPI error");
 }
 
+/* zg_dist_set_timeout's bound in seconds (0: none). */
+static double wait_bound;
+
+int zg_dist_set_timeout(double seconds) {
+    if (!(seconds >= 0 && seconds <= 1e9))
+        return zg__fail(ZG_ERR_ARG, "zg_dist_set_timeout: seconds must be in [0, 1e9] (got %g)", seconds);
+    wait_bound = seconds;
+    return ZG_OK;
+}
+
+bool zg__dist_bounded(void) { return wait_bound > 0; }
+
+int zg__dist_wait(MPI_Request *req, const char *fn) {
+    if (wait_bound <= 0) return MPI_Wait(req, MPI_STATUS_IGNORE);
+    const double t0 = MPI_Wtime();
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS || done) return rc;
+        if (MPI_Wtime() - t0 > wait_bound) {
+            char msg[400];
+            snprintf(msg, sizeof msg,
+                     "%s: no answer from the other ranks for %g s (one of them hung or was stopped); ending every "
+                     "rank (the bound: zg_dist_set_timeout, zgrad train --ddp-timeout)",
+                     fn, wait_bound);
+            zg_dist_abort(1, msg);
+        }
+        sched_yield();
+    }
+}
+
 int zg__dist_allreduce_int(const char *fn, int *v, int n, MPI_Op op) {
-    int rc = MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT, op, MPI_COMM_WORLD);
+    MPI_Request req;
+    int rc = zg__dist_bounded() ? MPI_Iallreduce(MPI_IN_PLACE, v, n, MPI_INT, op, MPI_COMM_WORLD, &req)
+                                : MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT, op, MPI_COMM_WORLD);
+    if (rc == MPI_SUCCESS && zg__dist_bounded()) rc = zg__dist_wait(&req, fn);
     return rc == MPI_SUCCESS ? ZG_OK : zg__dist_mpi_fail(fn, "MPI_Allreduce", rc);
 }
 
@@ -76,7 +111,9 @@ int zg_dist_world_size(void) {
 int zg_dist_barrier(void) {
     int rc = zg__dist_require("zg_dist_barrier");
     if (rc) return rc;
-    rc = MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Request req;
+    rc = zg__dist_bounded() ? MPI_Ibarrier(MPI_COMM_WORLD, &req) : MPI_Barrier(MPI_COMM_WORLD);
+    if (rc == MPI_SUCCESS && zg__dist_bounded()) rc = zg__dist_wait(&req, "zg_dist_barrier");
     return rc == MPI_SUCCESS ? ZG_OK : zg__dist_mpi_fail("zg_dist_barrier", "MPI_Barrier", rc);
 }
 
@@ -85,7 +122,10 @@ int zg_dist_allreduce_sum_f64(double *values, int n) {
     if (!values || n < 0) return zg__fail(ZG_ERR_ARG, "%s: need values and n >= 0 (got n = %d)", fn, n);
     int rc = zg__dist_require(fn);
     if (rc || n == 0) return rc;
-    rc = MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Request req;
+    rc = zg__dist_bounded() ? MPI_Iallreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &req)
+                            : MPI_Allreduce(MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (rc == MPI_SUCCESS && zg__dist_bounded()) rc = zg__dist_wait(&req, fn);
     return rc == MPI_SUCCESS ? ZG_OK : zg__dist_mpi_fail(fn, "MPI_Allreduce", rc);
 }
 
@@ -99,7 +139,10 @@ int zg_dist_broadcast(void *data, size_t nbytes, int root) {
     /* MPI counts are ints: large buffers go in chunks of 1 GiB. */
     for (size_t off = 0; off < nbytes; off += (size_t)1 << 30) {
         size_t len = nbytes - off < (size_t)1 << 30 ? nbytes - off : (size_t)1 << 30;
-        rc = MPI_Bcast((char *)data + off, (int)len, MPI_BYTE, root, MPI_COMM_WORLD);
+        MPI_Request req;
+        rc = zg__dist_bounded() ? MPI_Ibcast((char *)data + off, (int)len, MPI_BYTE, root, MPI_COMM_WORLD, &req)
+                                : MPI_Bcast((char *)data + off, (int)len, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (rc == MPI_SUCCESS && zg__dist_bounded()) rc = zg__dist_wait(&req, fn);
         if (rc != MPI_SUCCESS) return zg__dist_mpi_fail(fn, "MPI_Bcast", rc);
     }
     return ZG_OK;

@@ -16,6 +16,11 @@ int zg__dist_require(const char *fn);
 int zg__dist_mpi_fail(const char *fn, const char *what, int mpi_rc);
 /* A bitwise-or / max / sum of n ints over all ranks, in place. */
 int zg__dist_allreduce_int(const char *fn, int *v, int n, MPI_Op op);
+/* Completes req: MPI_Wait, or under zg_dist_set_timeout's bound MPI_Test
+ * polls that end the world when the bound passes. An MPI return code. */
+int zg__dist_wait(MPI_Request *req, const char *fn);
+/* Whether waits are bounded (then collectives go non-blocking + wait). */
+bool zg__dist_bounded(void);
 #endif
 
 #endif

@@ -35,6 +35,10 @@ int zg_dist_broadcast(void *data, size_t nbytes, int root) {
     (void)root;
     return unavailable("zg_dist_broadcast");
 }
+int zg_dist_set_timeout(double seconds) {
+    (void)seconds;
+    return unavailable("zg_dist_set_timeout");
+}
 void zg_dist_abort(int code, const char *message) {
     fprintf(stderr, "zgrad: rank 0: %s\n", message ? message : "aborting");
     exit(code);

@@ -39,6 +39,7 @@ zg_train_config zg_train_config_defaults(void) {
         .schedule = "",
         .amp = ZG_AUTOCAST_OFF,
         .max_bad_steps = 5,
+        .ddp_timeout = 600,
         .handle_signals = false,
         .inject_nan_count = 1,
         .beta1 = -1,
@@ -167,6 +168,8 @@ int zg_train_config_validate(const zg_train_config *c) {
         c->inject_bad_batch > ZG__MAX_COUNT || c->inject_bad_backward > ZG__MAX_COUNT ||
         c->inject_nan_loss > ZG__MAX_COUNT || c->inject_nan_count > ZG__MAX_COUNT)
         return zg__fail(ZG_ERR_ARG, "%s: injection steps must be in [0, 2^53] (count in [1, 2^53])", fn);
+    if (!(c->ddp_timeout >= 0 && c->ddp_timeout <= 1e9))
+        return zg__fail(ZG_ERR_ARG, "%s: ddp_timeout must be in [0, 1e9] seconds (got %g)", fn, c->ddp_timeout);
     if (c->inject_rank < 0 || c->inject_rank > (1 << 20) || (c->inject_rank && c->inject_bad_backward))
         return zg__fail(ZG_ERR_ARG, "%s: inject_rank must be in [0, 2^20] and goes with inject_bad_batch and "
                         "inject_nan_loss only", fn);

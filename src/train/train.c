@@ -364,6 +364,8 @@ static int ddp_world(trainer *t) {
                         "(install libopenmpi-dev and rebuild without ZG_MPI=0)");
     if (!zg_dist_is_initialized())
         return zg__fail(ZG_ERR_STATE, "zg_train_run: ddp needs MPI initialised: call zg_dist_init first");
+    int rc = zg_dist_set_timeout(t->cfg.ddp_timeout);
+    if (rc) return rc;
     t->rank = zg_dist_rank();
     t->world = zg_dist_world_size();
     if (t->cfg.inject_rank && t->cfg.inject_rank - 1 != t->rank) t->cfg.inject_bad_batch = t->cfg.inject_nan_loss = 0;
