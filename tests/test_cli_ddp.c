@@ -297,6 +297,8 @@ static pid_t rank_pid(pid_t mpirun, int rank) {
     return found;
 }
 
+#define FAULT_RUN "train --ddp --model mlp --epochs 3 --batch-size 16 --checkpoint-every-steps 20 --progress off"
+
 /* Starts a 3-epoch MLP run on 2 ranks into `run` in the background (its
  * output in io/NAME.txt) and waits for its first checkpoint: the pid of
  * the shell running it (timeout, then mpirun) in *sh and rank 1's pid
@@ -306,8 +308,7 @@ static pid_t start_run(const char *name, const char *run, const char *extra, pid
     zgt_mpi_env(env, sizeof env);
     snprintf(cmd, sizeof cmd,
              "%s OMP_NUM_THREADS=1 exec timeout 120 mpirun --allow-run-as-root --oversubscribe --mca btl self,vader "
-             "-np 2 '%s' train --ddp --model mlp --epochs 3 --batch-size 16 --checkpoint-every-steps 20 --progress "
-             "off --data %s --out %s %s > %s/io/%s.txt 2>&1",
+             "-np 2 '%s' " FAULT_RUN " --data %s --out %s %s > %s/io/%s.txt 2>&1",
              env, zgt_cli_bin(), DATA_DIR, run, extra, tmp_root, name);
     *sh = fork();
     if (*sh == 0) {
@@ -387,6 +388,35 @@ TEST(ddp_stopped_rank_ends_the_world_after_the_timeout) {
     /* Rank 0 may have been waiting a little already when rank 1 stopped. */
     CHECK(secs >= 1.5 && secs < 2 + FAULT_BOUND_S);
     CHECK(strstr(out, "zgrad: rank 0: ") && strstr(out, "no answer from the other ranks for 2 s"));
+}
+
+/* SIGTERM to rank 1 alone (mpirun forwards one to every rank, each at its
+ * own moment; this is the extreme case): the ranks agree on the step to
+ * stop at, rank 0 writes the checkpoint and says so once, and the resumed
+ * run ends with the uninterrupted run's weights bit for bit. */
+TEST(ddp_sigterm_stops_all_ranks_at_one_step_and_resumes) {
+    if (skip_without_mpi() || !setup()) return;
+    char run[256], full[256], log[300], args[1024], out[16384];
+    tmp_path(run, sizeof run, "term");
+    tmp_path(full, sizeof full, "term_full");
+    const char *small = "--limit-train 9600 --limit-test 500";
+    pid_t sh;
+    const pid_t rank1 = start_run("term", run, small, &sh);
+    if (rank1 <= 0) return;
+    kill(rank1, SIGTERM); /* to rank 1 alone: rank 0 stops with it */
+    const int st = zgt_cli_wait(sh);
+    snprintf(log, sizeof log, "%s/io/term.txt", tmp_root);
+    zgt_read_text(log, out, sizeof out);
+    CHECK(st != 0);
+    const char *stop = strstr(out, "stopped by SIGTERM after ");
+    CHECK(stop && !strstr(stop + 1, "stopped by SIGTERM"));
+    snprintf(args, sizeof args, FAULT_RUN " %s --data %s --resume %s", small, DATA_DIR, run);
+    zgrad_ok(2, args, out, sizeof out);
+    snprintf(args, sizeof args, FAULT_RUN " %s --data %s --out %s", small, DATA_DIR, full);
+    zgrad_ok(2, args, out, sizeof out);
+    bool same;
+    weights_diff(run, full, &same);
+    CHECK(same);
 }
 
 /* ZG_SANITIZE=error on every rank: the DDP loop (hooks writing .grad,
