@@ -108,3 +108,37 @@ TEST(gradgradcheck_layer_norm) {
         zgt_free_all(in, 3);
     }
 }
+
+/* ---- batch_norm ------------------------------------------------------------------ */
+
+typedef struct {
+    bool training, affine;
+} bn_case;
+
+/* Fresh running statistics per call: the forward moves them in training. */
+static zg_tensor *call_batch_norm(zg_tensor *const *in, void *ctx) {
+    const bn_case *c = ctx;
+    const int64_t C = zg_tensor_shape(in[0])[1];
+    zg_tensor *rm = zg_full(&C, 1, 0.1f), *rv = zg_full(&C, 1, 1.3f);
+    zg_tensor *y = zg_batch_norm(in[0], rm, rv, c->affine ? in[1] : NULL, c->affine ? in[2] : NULL, c->training,
+                                 0.1f, 1e-5f);
+    zg_tensor_free(rm);
+    zg_tensor_free(rv);
+    return y;
+}
+
+TEST(gradgradcheck_batch_norm) {
+    /* [N, C] (1d) and [N, C, H, W] (2d); training with and without affine; eval */
+    const bn_case cases[] = {{true, true}, {true, false}, {false, true}};
+    const int64_t shapes[][4] = {{5, 3}, {2, 3, 2, 3}};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < 3; k++) {
+            const int64_t C = 3;
+            zg_tensor *in[3] = {zgt_param_uniform(shapes[s], s ? 4 : 2, -2, 2), zgt_param_uniform(&C, 1, 0.5f, 1.5f),
+                                zgt_param_uniform(&C, 1, -1, 1)};
+            char name[48];
+            snprintf(name, sizeof name, "batch_norm %dd case %d", s + 1, k);
+            GRADGRADCHECK(name, call_batch_norm, in, cases[k].affine ? 3 : 1, (void *)&cases[k]);
+            zgt_free_all(in, 3);
+        }
+}
