@@ -142,3 +142,81 @@ TEST(gradgradcheck_batch_norm) {
             zgt_free_all(in, 3);
         }
 }
+
+/* ---- losses ---------------------------------------------------------------------- */
+
+typedef struct {
+    const zg_tensor *target;
+    zg_loss_opts o;
+    bool nll;
+} class_case;
+
+static zg_tensor *call_class_loss(zg_tensor *const *in, void *ctx) {
+    const class_case *c = ctx;
+    return c->nll ? zg_nll_loss(in[0], c->target, &c->o) : zg_cross_entropy(in[0], c->target, &c->o);
+}
+
+TEST(gradgradcheck_cross_entropy_and_nll_loss) {
+    /* [N, C]: plain mean, sum; class weights with an ignored row (mean over the
+     * weights); label smoothing with weights; none. [N, C, d1, d2] with
+     * targets [N, d1, d2]; [C] with a 0-dim target. */
+    const int64_t t2[4] = {1, 4, 0, 2}, t4[2 * 2 * 3] = {0, 2, 1, 1, -100, 2, 2, 0, 1, 0, 1, 2}, t0 = 3;
+    zg_tensor *tg2 = zg_tensor_from_data(ZG_INT64, t2, (int64_t[]){4}, 1);
+    zg_tensor *tg4 = zg_tensor_from_data(ZG_INT64, t4, (int64_t[]){2, 2, 3}, 3);
+    zg_tensor *tg0 = zg_tensor_from_data(ZG_INT64, &t0, NULL, 0);
+    zg_tensor *w5 = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.5f, 1.5f, 1.0f, 2.0f, 0.25f}, (int64_t[]){5}, 1);
+    zg_tensor *w3 = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.7f, 1.2f, 2.0f}, (int64_t[]){3}, 1);
+    const zg_loss_opts mean = ZG_LOSS_DEFAULTS;
+    const zg_loss_opts sum = {ZG_REDUCTION_SUM, -100, 0.0f, NULL}, none = {ZG_REDUCTION_NONE, -100, 0.0f, NULL};
+    const zg_loss_opts wig = {ZG_REDUCTION_MEAN, 4, 0.0f, w5}, smooth = {ZG_REDUCTION_MEAN, -100, 0.2f, w5};
+    const zg_loss_opts seg = {ZG_REDUCTION_MEAN, -100, 0.1f, w3};
+    const struct {
+        class_case c;
+        int64_t shape[4];
+        int nd;
+    } cases[] = {{{tg2, mean, false}, {4, 5}, 2},  {{tg2, sum, false}, {4, 5}, 2},    {{tg2, wig, false}, {4, 5}, 2},
+                 {{tg2, smooth, false}, {4, 5}, 2}, {{tg2, none, false}, {4, 5}, 2},  {{tg4, seg, false}, {2, 3, 2, 3}, 4},
+                 {{tg4, none, false}, {2, 3, 2, 3}, 4}, {{tg0, mean, false}, {5}, 1}, {{tg2, wig, true}, {4, 5}, 2},
+                 {{tg4, none, true}, {2, 3, 2, 3}, 4},  {{tg0, sum, true}, {5}, 1}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        zg_tensor *x = zgt_param_uniform(cases[k].shape, cases[k].nd, -2, 2);
+        char name[48];
+        snprintf(name, sizeof name, "%s case %zu", cases[k].c.nll ? "nll_loss" : "cross_entropy", k);
+        GRADGRADCHECK(name, call_class_loss, &x, 1, (void *)&cases[k].c);
+        zg_tensor_free(x);
+    }
+    zg_tensor *all[] = {tg2, tg4, tg0, w5, w3};
+    zgt_free_all(all, 5);
+}
+
+typedef struct {
+    zg_reduction r;
+    const zg_tensor *pos_weight;
+    bool bce;
+} elem_loss_case;
+
+static zg_tensor *call_elem_loss(zg_tensor *const *in, void *ctx) {
+    const elem_loss_case *c = ctx;
+    return c->bce ? zg_bce_with_logits(in[0], in[1], c->r, c->pos_weight) : zg_mse_loss(in[0], in[1], c->r);
+}
+
+TEST(gradgradcheck_mse_loss_and_bce_with_logits) {
+    /* each reduction; bce with and without pos_weight ([C] and [1]); both
+     * inputs differentiated (bce's target in [0, 1] as soft labels) */
+    zg_tensor *pw3 = zg_tensor_from_data(ZG_FLOAT32, (float[]){0.5f, 2.0f, 3.0f}, (int64_t[]){3}, 1);
+    zg_tensor *pw1 = zg_tensor_from_data(ZG_FLOAT32, (float[]){1.7f}, (int64_t[]){1}, 1);
+    const elem_loss_case cases[] = {{ZG_REDUCTION_MEAN, NULL, false}, {ZG_REDUCTION_SUM, NULL, false},
+                                    {ZG_REDUCTION_NONE, NULL, false}, {ZG_REDUCTION_MEAN, NULL, true},
+                                    {ZG_REDUCTION_SUM, pw3, true},     {ZG_REDUCTION_NONE, pw3, true},
+                                    {ZG_REDUCTION_MEAN, pw1, true}};
+    const int64_t s[2] = {4, 3};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        zg_tensor *in[2] = {zgt_param_uniform(s, 2, -3, 3), zgt_param_uniform(s, 2, 0, 1)};
+        char name[48];
+        snprintf(name, sizeof name, "%s case %zu", cases[k].bce ? "bce_with_logits" : "mse_loss", k);
+        GRADGRADCHECK(name, call_elem_loss, in, 2, (void *)&cases[k]);
+        zgt_free_all(in, 2);
+    }
+    zg_tensor_free(pw3);
+    zg_tensor_free(pw1);
+}
