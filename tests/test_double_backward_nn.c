@@ -220,3 +220,18 @@ TEST(gradgradcheck_mse_loss_and_bce_with_logits) {
     zg_tensor_free(pw3);
     zg_tensor_free(pw1);
 }
+
+/* ---- dropout ----------------------------------------------------------------------- */
+
+/* The same mask at each call: the generator reseeded before the draw. */
+static zg_tensor *call_dropout(zg_tensor *const *in, void *ctx) {
+    (void)ctx;
+    zg_manual_seed(7);
+    return zg_dropout(in[0], 0.4f, true);
+}
+
+TEST(gradgradcheck_dropout) {
+    zg_tensor *x = zgt_param_uniform((int64_t[]){3, 5}, 2, -1, 1);
+    GRADGRADCHECK("dropout", call_dropout, &x, 1, NULL);
+    zg_tensor_free(x);
+}
