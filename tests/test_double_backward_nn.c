@@ -235,3 +235,91 @@ TEST(gradgradcheck_dropout) {
     GRADGRADCHECK("dropout", call_dropout, &x, 1, NULL);
     zg_tensor_free(x);
 }
+
+/* ---- pooling and embedding --------------------------------------------------------- */
+
+typedef struct {
+    int kernel[2], stride[2], padding[2];
+    zg_pool_opts o;
+    bool max;
+} pool_case;
+
+static zg_tensor *call_pool(zg_tensor *const *in, void *ctx) {
+    const pool_case *c = ctx;
+    return c->max ? zg_max_pool2d_ex(in[0], c->kernel, c->stride, c->padding, &c->o)
+                  : zg_avg_pool2d_ex(in[0], c->kernel, c->stride, c->padding, &c->o);
+}
+
+/* Distinct values 0.05 apart in a scrambled order (n not a multiple of
+ * 37): no two in a window within the checks' steps of each other, so
+ * every argmax stays put. */
+static zg_tensor *spread_param(const int64_t *shape, int nd) {
+    zg_tensor *t = zg_zeros(shape, nd);
+    const int64_t n = zg_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) zg_tensor_data(t)[i] = 0.05f * (float)((i * 37) % n) - 1.0f;
+    return zgt_param(t);
+}
+
+TEST(gradgradcheck_max_and_avg_pool2d) {
+    /* max: 2x2 stride 2 (the winner-place kernel), 3x3 stride 3 (tiled),
+     * 3x3 stride 2 padding 1, ceil_mode; avg: with and without the padding
+     * in the divisor, divisor_override, ceil_mode */
+    const zg_pool_opts none = {0}, ceil = {.ceil_mode = true}, excl = {.exclude_pad = true};
+    const zg_pool_opts div = {.divisor_override = 3};
+    const pool_case cases[] = {{{2, 2}, {2, 2}, {0, 0}, none, true}, {{3, 3}, {3, 3}, {0, 0}, none, true},
+                               {{3, 3}, {2, 2}, {1, 1}, none, true}, {{2, 3}, {2, 2}, {1, 0}, ceil, true},
+                               {{3, 3}, {2, 2}, {1, 1}, none, false}, {{3, 3}, {2, 2}, {1, 1}, excl, false},
+                               {{2, 2}, {1, 2}, {0, 1}, div, false},  {{2, 3}, {2, 2}, {1, 0}, ceil, false}};
+    const int64_t xs[4] = {2, 2, 6, 7};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        zg_tensor *x = spread_param(xs, 4);
+        char name[48];
+        snprintf(name, sizeof name, "%s_pool2d case %zu", cases[k].max ? "max" : "avg", k);
+        GRADGRADCHECK(name, call_pool, &x, 1, (void *)&cases[k]);
+        zg_tensor_free(x);
+    }
+}
+
+static zg_tensor *call_adaptive(zg_tensor *const *in, void *ctx) {
+    const int64_t *out = ctx;
+    return out[1] ? zg_adaptive_avg_pool2d(in[0], out) : zg_adaptive_avg_pool1d(in[0], out[0]);
+}
+
+TEST(gradgradcheck_adaptive_avg_pool) {
+    /* overlapping windows (5 -> 3), more outputs than inputs (4 -> 6); 1d */
+    int64_t out2[2] = {3, 6}, out1[2] = {3, 0};
+    zg_tensor *x = zgt_param_uniform((int64_t[]){2, 2, 5, 4}, 4, -1, 1);
+    GRADGRADCHECK("adaptive_avg_pool2d", call_adaptive, &x, 1, out2);
+    zg_tensor_free(x);
+    x = zgt_param_uniform((int64_t[]){2, 3, 7}, 3, -1, 1);
+    GRADGRADCHECK("adaptive_avg_pool1d", call_adaptive, &x, 1, out1);
+    zg_tensor_free(x);
+}
+
+typedef struct {
+    const zg_tensor *idx;
+    int64_t pad;
+} emb_case;
+
+/* The lookup squared: the second derivative of the weight then has a
+ * part of its own besides the one through v. */
+static zg_tensor *call_embedding(zg_tensor *const *in, void *ctx) {
+    const emb_case *c = ctx;
+    zg_tensor *y = zg_embedding(in[0], c->idx, c->pad);
+    return zg_mul(y, y);
+}
+
+TEST(gradgradcheck_embedding) {
+    /* a row used twice, a padding row (its positions get nothing), none */
+    const int64_t ids[2 * 3] = {1, 4, 1, 0, 2, 4};
+    zg_tensor *idx = zg_tensor_from_data(ZG_INT64, ids, (int64_t[]){2, 3}, 2);
+    const emb_case cases[] = {{idx, 4}, {idx, ZG_NO_PADDING_IDX}};
+    for (int k = 0; k < 2; k++) {
+        zg_tensor *w = zgt_param_uniform((int64_t[]){5, 3}, 2, -1, 1);
+        char name[32];
+        snprintf(name, sizeof name, "embedding case %d", k);
+        GRADGRADCHECK(name, call_embedding, &w, 1, (void *)&cases[k]);
+        zg_tensor_free(w);
+    }
+    zg_tensor_free(idx);
+}
