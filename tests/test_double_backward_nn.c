@@ -323,3 +323,26 @@ TEST(gradgradcheck_embedding) {
     }
     zg_tensor_free(idx);
 }
+
+/* ---- Conv2d, MaxPool2d(2) (and ReLU) in a Sequential: one fused op --------------- */
+
+/* The module's own parameters are in[1] and in[2], so the checks'
+ * changes to them reach it. */
+static zg_tensor *call_conv_pool(zg_tensor *const *in, void *ctx) { return zg_module_forward(ctx, in[0]); }
+
+TEST(gradgradcheck_sequential_conv_max_pool_fused) {
+    for (int relu = 0; relu < 2; relu++) {
+        zg_manual_seed(3);
+        zg_module *l[] = {zg_nn_conv2d(2, 3, 3, 1, 1, 1, 1, true), zg_nn_max_pool2d(2, 2, 0), zg_nn_relu()};
+        zg_module *net = zg_nn_sequential(l, relu ? 3 : 2);
+        if (!relu) zg_module_free(l[2]);
+        zg_tensor *in[3] = {spread_param((int64_t[]){2, 2, 5, 6}, 4)};
+        CHECK(zg_module_params(net, in + 1, 2) == 2);
+        zg_tensor *y = zg_module_forward(net, in[0]);
+        CHECK(y && !strcmp(zg_tensor_grad_fn_name(y), relu ? "conv2d_max_pool2d_relu" : "conv2d_max_pool2d"));
+        GRADGRADCHECK(relu ? "conv2d_max_pool2d_relu" : "conv2d_max_pool2d", call_conv_pool, in, 3, net);
+        zg_tensor_free(in[0]);
+        zg_module_free(net);
+        zg_arena_reset();
+    }
+}

@@ -30,15 +30,18 @@ static zg_tensor *linmap_apply(const zg__linmap *m, zg_tensor *v, bool transpose
     return out;
 }
 
+zg_tensor *zg__linmap_t(const zg__linmap *spec, const int64_t *in_shape, int in_nd, zg_tensor *g) {
+    zg__linmap *m = zg__arena_alloc(sizeof *m);
+    if (!m) return NULL;
+    *m = *spec;
+    m->in_nd = in_nd;
+    m->out_nd = g->ndim;
+    memcpy(m->in_shape, in_shape, (size_t)in_nd * sizeof(int64_t));
+    memcpy(m->out_shape, g->shape, (size_t)g->ndim * sizeof(int64_t));
+    return linmap_apply(m, g, true);
+}
+
 int zg__linmap_backward(zg__node *n, zg_tensor *g, zg_tensor **gin, const zg__linmap *spec) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
-    const zg_tensor *x = n->in[0];
-    zg__linmap *m = zg__arena_alloc(sizeof *m);
-    if (!m) return ZG_ERR_NOMEM;
-    *m = *spec;
-    m->in_nd = x->ndim;
-    m->out_nd = g->ndim;
-    memcpy(m->in_shape, x->shape, (size_t)x->ndim * sizeof(int64_t));
-    memcpy(m->out_shape, g->shape, (size_t)g->ndim * sizeof(int64_t));
-    return (gin[0] = linmap_apply(m, g, true)) ? ZG_OK : ZG_ERR_NOMEM;
+    return (gin[0] = zg__linmap_t(spec, n->in[0]->shape, n->in[0]->ndim, g)) ? ZG_OK : ZG_ERR_NOMEM;
 }

@@ -43,6 +43,9 @@ typedef struct zg__linmap {
  * incoming gradient g: gin[0] = A^T g recorded (its backward A v,
  * recorded in turn). spec without the shapes, which come from x and g. */
 int zg__linmap_backward(zg__node *n, zg_tensor *g, zg_tensor **gin, const zg__linmap *spec);
+/* A^T g so recorded, for a map whose input has shape in_shape (spec's
+ * shapes are filled in); NULL when out of memory. */
+zg_tensor *zg__linmap_t(const zg__linmap *spec, const int64_t *in_shape, int in_nd, zg_tensor *g);
 
 /* relu(max_pool2d(zg_conv2d(x, w, b, ...), 2)) (without relu when relu is
  * false) as one op, with the same values and gradients as the ops in turn.
