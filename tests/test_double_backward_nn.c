@@ -346,3 +346,18 @@ TEST(gradgradcheck_sequential_conv_max_pool_fused) {
         zg_arena_reset();
     }
 }
+
+TEST(cross_entropy_logits_changed_in_place_refuse_create_graph) {
+    zg_tensor *x = zgt_param_uniform((int64_t[]){2, 3}, 2, -1, 1), *g;
+    zg_tensor *t = zg_tensor_from_data(ZG_INT64, (int64_t[]){0, 2}, (int64_t[]){2}, 1);
+    zg_tensor *logits = zg_mul_scalar(x, 2.0f), *loss = zg_cross_entropy(logits, t, NULL);
+    zg_no_grad_enter();
+    CHECK_OK(zg_tensor_mul_scalar_(logits, 3.0f));
+    zg_no_grad_exit();
+    CHECK_ERR(zg_autograd_grad_opts(&loss, 1, &x, 1, &g, &(zg_grad_opts){.create_graph = true, .retain_graph = true}),
+              "needs its logits as they were at the forward");
+    /* the plain backward reads the saved log-probabilities only, as torch's */
+    CHECK_OK(zg_autograd_grad_opts(&loss, 1, &x, 1, &g, NULL));
+    zg_tensor_free(t);
+    zg_tensor_free(x);
+}

@@ -167,9 +167,12 @@ static int check_class_loss(const char *fn, const char *what, const zg_tensor *x
     return rc ? rc : copy_targets(fn, target, ctx);
 }
 
-/* cross_entropy and nll_loss: the targets, weights and reduction. */
+/* cross_entropy and nll_loss: the targets, weights and reduction; the
+ * version of cross_entropy's logits at the forward (its differentiable
+ * backward recomputes softmax from them). */
 typedef struct {
     class_ctx c;
+    uint64_t x_version;
 } class_args;
 
 /* ---- cross_entropy ------------------------------------------------------ */
@@ -230,6 +233,12 @@ static zg_tensor *class_const(const class_ctx *c, int64_t C) {
 static int cross_entropy_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
     const class_ctx *c = &ZG_NODE_ARGS(n, class_args)->c;
+    zg_tensor *x = n->in[0];
+    if (x->storage->version != ZG_NODE_ARGS(n, class_args)->x_version)
+        return zg__fail(ZG_ERR_STATE,
+                        "zg_autograd_grad_opts: create_graph through 'cross_entropy' needs its logits as they were "
+                        "at the forward, but they were modified in place since; compute with an out-of-place op "
+                        "or clone them first");
     const int64_t C = c->C, S = c->S;
     zg_tensor *A = class_const(c, 1), *B = class_const(c, C);
     if (!A || !B) return ZG_ERR_NOMEM;
@@ -245,7 +254,7 @@ static int cross_entropy_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor *
         for (int64_t k = 0; k < C; k++) b[k * S] = (float)(k0 * es * (c->weight ? c->weight[k] : 1.0));
         b[t * S] += (float)(k0 * (1.0 - e) * wt);
     }
-    zg_tensor *x = n->in[0], *p = zg_softmax(zg_reshape(x, (int64_t[]){c->N, C, S}, 3), 1);
+    zg_tensor *p = zg_softmax(zg_reshape(x, (int64_t[]){c->N, C, S}, 3), 1);
     return (gin[0] = rows_times(c, gout, zg_sub(zg_mul(p, A), B), x)) ? ZG_OK : ZG_ERR_NOMEM;
 }
 
@@ -284,7 +293,7 @@ zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg
     zg__node_set_double_backward(n, cross_entropy_backward_diff);
     if (n) {
         zg__save(n, logp);
-        ZG_NODE_ARGS(n, class_args)->c = c;
+        *ZG_NODE_ARGS(n, class_args) = (class_args){c, logits->storage->version};
     }
     return out;
 }
