@@ -361,3 +361,32 @@ TEST(cross_entropy_logits_changed_in_place_refuse_create_graph) {
     zg_tensor_free(t);
     zg_tensor_free(x);
 }
+
+/* ---- selections: tril / triu, masked_fill, narrow, slice, max_dim ---------------- */
+
+typedef enum { SEL_TRIL, SEL_TRIU, SEL_FILL, SEL_NARROW, SEL_SLICE, SEL_MAX_DIM, SEL_COUNT } sel_kind;
+
+/* The selection squared, so that x has a second derivative of its own. */
+static zg_tensor *call_selection(zg_tensor *const *in, void *ctx) {
+    static const int64_t mask[4] = {0, 1, 1, 0};
+    zg_tensor *m = zg_tensor_from_data(ZG_INT64, mask, (int64_t[]){4}, 1), *y = NULL;
+    switch (*(const sel_kind *)ctx) {
+    case SEL_TRIL: y = zg_tril(in[0], 0); break;
+    case SEL_TRIU: y = zg_triu(in[0], 1); break;
+    case SEL_FILL: y = zg_masked_fill(in[0], m, 2.0f); break;
+    case SEL_NARROW: y = zg_narrow(in[0], 1, 1, 2); break;
+    case SEL_SLICE: y = zg_slice(in[0], 1, 3); break;
+    default: y = zg_max_dim(in[0], 1, false, NULL); break;
+    }
+    zg_tensor_free(m);
+    return zg_mul(y, y);
+}
+
+TEST(gradgradcheck_selections) {
+    static const char *const names[SEL_COUNT] = {"tril", "triu", "masked_fill", "narrow", "slice", "max_dim"};
+    for (sel_kind k = 0; k < SEL_COUNT; k++) {
+        zg_tensor *x = spread_param((int64_t[]){3, 3, 4}, 3);
+        GRADGRADCHECK(names[k], call_selection, &x, 1, &k);
+        zg_tensor_free(x);
+    }
+}

@@ -46,6 +46,11 @@ int zg__linmap_backward(zg__node *n, zg_tensor *g, zg_tensor **gin, const zg__li
 /* A^T g so recorded, for a map whose input has shape in_shape (spec's
  * shapes are filled in); NULL when out of memory. */
 zg_tensor *zg__linmap_t(const zg__linmap *spec, const int64_t *in_shape, int in_nd, zg_tensor *g);
+/* The differentiable backward of taking, from x seen as [outer, size,
+ * inner], the rows [start, start + length) of its middle dim (narrow,
+ * slice; length from g), in src/ops/narrow.c. */
+int zg__narrow_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin, int64_t outer, int64_t size, int64_t inner,
+                             int64_t start);
 
 /* relu(max_pool2d(zg_conv2d(x, w, b, ...), 2)) (without relu when relu is
  * false) as one op, with the same values and gradients as the ops in turn.

@@ -111,6 +111,13 @@ static int slice_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* Rows [start, start + gout's rows) of dim 0: narrow's maps. */
+static int slice_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg_tensor *x = n->in[0];
+    const int64_t rows = x->shape[0], row = rows ? x->numel / rows : 0;
+    return zg__narrow_backward_diff(n, gout, gin, 1, rows, row, ZG_NODE_ARGS(n, slice_args)->start);
+}
+
 zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end) {
     const char *fn = "zg_slice";
     if (!a) return zg__fail_null("%s: input is NULL", fn);
@@ -129,6 +136,7 @@ zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end) {
     zg_tensor *v = zg__view(a, s * row, shape, a->ndim);
     if (!v) return NULL;
     zg__node *n = ZG_RECORD(slice_args, "slice", slice_backward, v, &a, 1);
+    zg__node_set_double_backward(n, slice_backward_diff);
     if (n) ZG_NODE_ARGS(n, slice_args)->start = s;
     return v;
 }
