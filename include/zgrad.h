@@ -221,12 +221,13 @@ typedef struct {
      * the element-wise ops but zg_pow, the activations relu, leaky_relu,
      * gelu, tanh, sigmoid, softmax, log_softmax, sum / mean (all or one
      * dim), max_dim, reshape, flatten, transpose, permute, slice, narrow
-     * (split, chunk), tril, triu, masked_fill, layer_norm, batch_norm
+     * (split, chunk), cat, tril, triu, masked_fill, layer_norm, batch_norm
      * (training and eval), max_pool2d, avg_pool2d, adaptive_avg_pool1d/2d,
      * dropout, embedding, and the losses cross_entropy (weights,
      * ignore_index, label_smoothing, [N,C,d1,...]), nll_loss, mse_loss,
-     * bce_with_logits. A graph through any other op (zg_pow, cat,
-     * attention) fails before the pass runs anything, naming the op. */
+     * bce_with_logits. A graph through any other op (zg_pow with a tensor
+     * exponent, attention) fails before the pass runs anything, naming the
+     * op. */
     bool create_graph;
     /* NULL in grads[i] for an input the outputs do not depend on, instead
      * of an error. */

@@ -362,9 +362,9 @@ TEST(cross_entropy_logits_changed_in_place_refuse_create_graph) {
     zg_tensor_free(x);
 }
 
-/* ---- selections: tril / triu, masked_fill, narrow, slice, max_dim ---------------- */
+/* ---- selections: tril / triu, masked_fill, narrow, slice, max_dim, cat ----------- */
 
-typedef enum { SEL_TRIL, SEL_TRIU, SEL_FILL, SEL_NARROW, SEL_SLICE, SEL_MAX_DIM, SEL_COUNT } sel_kind;
+typedef enum { SEL_TRIL, SEL_TRIU, SEL_FILL, SEL_NARROW, SEL_SLICE, SEL_MAX_DIM, SEL_CAT, SEL_COUNT } sel_kind;
 
 /* The selection squared, so that x has a second derivative of its own. */
 static zg_tensor *call_selection(zg_tensor *const *in, void *ctx) {
@@ -376,14 +376,15 @@ static zg_tensor *call_selection(zg_tensor *const *in, void *ctx) {
     case SEL_FILL: y = zg_masked_fill(in[0], m, 2.0f); break;
     case SEL_NARROW: y = zg_narrow(in[0], 1, 1, 2); break;
     case SEL_SLICE: y = zg_slice(in[0], 1, 3); break;
-    default: y = zg_max_dim(in[0], 1, false, NULL); break;
+    case SEL_MAX_DIM: y = zg_max_dim(in[0], 1, false, NULL); break;
+    default: y = zg_cat((zg_tensor *[]){zg_exp(in[0]), in[0], zg_mul_scalar(in[0], 2.0f)}, 3, 1); break;
     }
     zg_tensor_free(m);
     return zg_mul(y, y);
 }
 
 TEST(gradgradcheck_selections) {
-    static const char *const names[SEL_COUNT] = {"tril", "triu", "masked_fill", "narrow", "slice", "max_dim"};
+    static const char *const names[SEL_COUNT] = {"tril", "triu", "masked_fill", "narrow", "slice", "max_dim", "cat"};
     for (sel_kind k = 0; k < SEL_COUNT; k++) {
         zg_tensor *x = spread_param((int64_t[]){3, 3, 4}, 3);
         GRADGRADCHECK(names[k], call_selection, &x, 1, &k);

@@ -409,7 +409,7 @@ static int check_differentiable(const pass_args *a, const topo *tp) {
                                 "gradient through it cannot be differentiated again (supported: linear, matmul, "
                                 "conv2d, element-wise ops but pow with a tensor exponent, activations, softmax and "
                                 "log_softmax, sum and mean, max_dim, reshape, transpose and permute, slice, "
-                                "narrow, tril and triu, masked_fill, layer_norm, batch_norm, max/avg/adaptive "
+                                "narrow, cat, tril and triu, masked_fill, layer_norm, batch_norm, max/avg/adaptive "
                                 "pooling, dropout, embedding, and the losses cross_entropy, nll_loss, mse_loss and "
                                 "bce_with_logits); compute this gradient without create_graph",
                                 a->fn, n->name);

@@ -181,6 +181,17 @@ static int cat_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* Each input's part of gout with narrow, which is differentiable. */
+static int cat_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const cat_args *c = ZG_NODE_ARGS(n, cat_args);
+    int64_t off = 0;
+    for (int j = 0; j < n->n_in; j++) {
+        if (zg__node_needs(n, j) && !(gin[j] = zg_narrow(gout, c->dim, off, c->size[j]))) return ZG_ERR_NOMEM;
+        off += c->size[j];
+    }
+    return ZG_OK;
+}
+
 /* Inputs already validated. A node holds at most ZG_NODE_MAX_IN inputs, so
  * when a graph is recorded for more, groups are concatenated first and the
  * group results are concatenated after (each level one more copy). */
@@ -218,6 +229,7 @@ static zg_tensor *cat_impl(zg_tensor *const *ts, int n, int dim) {
     }
     if (record) {
         zg__node *nd = ZG_RECORD(cat_args, "cat", cat_backward, out, ts, n);
+        zg__node_set_double_backward(nd, cat_backward_diff);
         if (nd) {
             cat_args *c = ZG_NODE_ARGS(nd, cat_args);
             for (int j = 0; j < n; j++) c->size[j] = ts[j]->shape[dim];
