@@ -217,11 +217,17 @@ typedef struct {
      * does). grads[i] is the gradient tensor itself, not a copy; a given
      * grad_output is used as it is. The graph is kept (retain_graph is
      * implied, PyTorch's default with create_graph). Supported: linear,
-     * matmul (float32; a node recorded under autocast refuses), the
-     * element-wise ops but zg_pow, the activations relu, leaky_relu, gelu,
-     * tanh, sigmoid, sum / mean (all or one dim), reshape, flatten,
-     * transpose, permute. A graph through any other op fails before the
-     * pass runs anything, naming the op. */
+     * matmul and conv2d (float32; a node recorded under autocast refuses),
+     * the element-wise ops but zg_pow, the activations relu, leaky_relu,
+     * gelu, tanh, sigmoid, softmax, log_softmax, sum / mean (all or one
+     * dim), max_dim, reshape, flatten, transpose, permute, slice, narrow
+     * (split, chunk), cat, tril, triu, masked_fill, layer_norm, batch_norm
+     * (training and eval), max_pool2d, avg_pool2d, adaptive_avg_pool1d/2d,
+     * dropout, embedding, and the losses cross_entropy (weights,
+     * ignore_index, label_smoothing, [N,C,d1,...]), nll_loss, mse_loss,
+     * bce_with_logits. A graph through any other op (zg_pow with a tensor
+     * exponent, attention) fails before the pass runs anything, naming the
+     * op. */
     bool create_graph;
     /* NULL in grads[i] for an input the outputs do not depend on, instead
      * of an error. */

@@ -149,8 +149,8 @@ static void step_setup(void *p) {
     c->opt = zg_optim_new(c->kind, params, n, &oc);
     /* The penalty's batch is large enough that the create_graph pass needs
      * arena blocks of its own (allocations that can fail inside it). */
-    const int64_t rows = c->penalty ? PENALTY_ROWS : 4;
-    int64_t xs_mlp[2] = {rows, 6}, xs_cnn[4] = {4, 1, 6, 6}, ys[1] = {rows};
+    const int64_t rows = c->penalty ? (c->cnn ? PENALTY_ROWS / 16 : PENALTY_ROWS) : 4;
+    int64_t xs_mlp[2] = {rows, 6}, xs_cnn[4] = {rows, 1, 6, 6}, ys[1] = {rows};
     c->x = c->cnn ? zg_randn(xs_cnn, 4) : zg_randn(xs_mlp, 2);
     int64_t labels[PENALTY_ROWS];
     for (int64_t i = 0; i < rows; i++) labels[i] = (int64_t[]){0, 2, 1, 2}[i % 4];
@@ -161,14 +161,18 @@ static void step_setup(void *p) {
     zg_arena_free_all();
 }
 
-/* mean((|d sum(logits)/dx|_2 - 1)^2) per row of x, the gradient from a
- * create_graph pass (a WGAN-GP penalty); NULL on failure. */
+/* mean((|ds/dx|_2 - 1)^2) per sample of x, the gradient from a
+ * create_graph pass (a WGAN-GP penalty), s = sum(logits) (the MLP's) or the
+ * loss (the CNN's: its pass runs through cross_entropy's and max
+ * pooling's differentiable backwards too); NULL on failure. */
 static zg_tensor *input_gradient_penalty(step_ctx *c) {
     zg_tensor *x = zg_mul_scalar(c->x, 1.0f), *g = NULL; /* an arena leaf that requires grad */
     if (!x || zg_tensor_set_requires_grad(x, true)) return NULL;
-    zg_tensor *s = zg_sum(zg_module_forward(c->model, x));
+    zg_tensor *logits = zg_module_forward(c->model, x);
+    zg_tensor *s = c->cnn ? (logits ? zg_cross_entropy(logits, c->y, NULL) : NULL) : zg_sum(logits);
     if (!s || zg_autograd_grad_opts(&s, 1, &x, 1, &g, &(zg_grad_opts){.create_graph = true})) return NULL;
-    zg_tensor *norm = zg_sqrt(zg_sum_dim(zg_mul(g, g), 1, false));
+    zg_tensor *flat = zg_reshape(g, (int64_t[]){zg_tensor_shape(g)[0], -1}, 2);
+    zg_tensor *norm = zg_sqrt(zg_sum_dim(zg_mul(flat, flat), 1, false));
     return zg_mean(zg_pow_scalar(zg_sub_scalar(norm, 1.0f), 2.0f));
 }
 
@@ -226,6 +230,9 @@ TEST(alloc_faults_training_step_mlp_sgd_momentum) { sweep_step(false, false, ZG_
 TEST(alloc_faults_training_step_cnn_adam) { sweep_step(true, false, ZG_ADAM, "step cnn adam"); }
 /* The penalty's create_graph pass records while it runs: its failures. */
 TEST(alloc_faults_training_step_gradient_penalty) { sweep_step(false, true, ZG_ADAM, "step gradient penalty"); }
+TEST(alloc_faults_training_step_cnn_gradient_penalty) {
+    sweep_step(true, true, ZG_ADAM, "step cnn gradient penalty");
+}
 
 /* ---- a backward with hooks ----------------------------------------------------- */
 

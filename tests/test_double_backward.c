@@ -374,13 +374,16 @@ TEST(an_op_without_a_differentiable_backward_fails_before_the_pass) {
     zg_tensor *h = zg_mul_scalar(x, 2.0f);
     hook_calls = 0;
     CHECK_OK(zg_tensor_register_hook(h, count_hook, NULL));
-    zg_tensor *y = zg_sum(zg_max_dim(h, 1, false, NULL));
+    /* pow with a tensor exponent: h^x, x's gradient 0 where h = x = 0 */
+    zg_tensor *y = zg_sum(zg_pow(h, x));
     CHECK_ERR(zg_autograd_grad_opts(&y, 1, &x, 1, &g, &(zg_grad_opts){.create_graph = true}),
-              "create_graph: the backward of 'max_dim' is not differentiable in zgrad yet");
+              "create_graph: the backward of 'pow' is not differentiable in zgrad yet");
     CHECK(hook_calls == 0);
+    /* the message lists what is supported, the losses and norms included */
+    CHECK(strstr(zg_last_error(), "batch_norm") && strstr(zg_last_error(), "cross_entropy") &&
+          strstr(zg_last_error(), "max/avg/adaptive pooling"));
     /* the same gradient without create_graph works */
     CHECK_OK(zg_autograd_grad_opts(&y, 1, &x, 1, &g, NULL));
-    CHECK_VALUES(g, ((float[]){0, 2, 0, 0, 0, 2}), 6, 0);
     CHECK(hook_calls == 1);
     /* a third derivative of gelu: its derivative op has none */
     zg_tensor *z = zg_sum(zg_gelu(x, false)), *g1, *g2;

@@ -407,8 +407,11 @@ static int check_differentiable(const pass_args *a, const topo *tp) {
                 return zg__fail(ZG_ERR_STATE,
                                 "%s: create_graph: the backward of '%s' is not differentiable in zgrad yet, so a "
                                 "gradient through it cannot be differentiated again (supported: linear, matmul, "
-                                "element-wise, activations, sum and mean, reshape and transpose); compute this "
-                                "gradient without create_graph",
+                                "conv2d, element-wise ops but pow with a tensor exponent, activations, softmax and "
+                                "log_softmax, sum and mean, max_dim, reshape, transpose and permute, slice, "
+                                "narrow, cat, tril and triu, masked_fill, layer_norm, batch_norm, max/avg/adaptive "
+                                "pooling, dropout, embedding, and the losses cross_entropy, nll_loss, mse_loss and "
+                                "bce_with_logits); compute this gradient without create_graph",
                                 a->fn, n->name);
     }
     return ZG_OK;

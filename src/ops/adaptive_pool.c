@@ -46,16 +46,34 @@ static void adaptive_plane_backward(const adaptive_args *a, const float *restric
     }
 }
 
-static int adaptive_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
-    const adaptive_args *a = ZG_NODE_ARGS(n, adaptive_args);
-    zg_tensor *gx = zg__empty_like(n->in[0]);
-    if (!gx) return ZG_ERR_NOMEM;
-    float *dX = zg__f32(gx);
-    const float *G = zg__f32(gout);
+/* All planes: the forward, and its transpose (the backward). */
+static void adaptive_apply(const void *ctx, const float *X, float *Y) {
+    const adaptive_args *a = ctx;
+    const int64_t HW = a->H * a->W, OHW = a->OH * a->OW;
+    ZG_PARALLEL_FOR(u, a->P, par_min(a), { adaptive_plane(a, X + u * HW, Y + u * OHW); });
+}
+
+static void adaptive_apply_t(const void *ctx, const float *G, float *dX) {
+    const adaptive_args *a = ctx;
     const int64_t HW = a->H * a->W, OHW = a->OH * a->OW;
     ZG_PARALLEL_FOR(u, a->P, par_min(a), { adaptive_plane_backward(a, G + u * OHW, dX + u * HW); });
+}
+
+static int adaptive_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    zg_tensor *gx = zg__empty_like(n->in[0]);
+    if (!gx) return ZG_ERR_NOMEM;
+    adaptive_apply_t(ZG_NODE_ARGS(n, adaptive_args), zg__f32(gout), zg__f32(gx));
     gin[0] = gx;
     return ZG_OK;
+}
+
+/* The node's arguments live as long as the node (its arena block), as do
+ * the recorded gradient's nodes that read them. */
+static int adaptive_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const bool two = !strcmp(n->name, "adaptive_avg_pool2d");
+    const zg__linmap spec = {.name = n->name, .name_t = two ? "adaptive_avg_pool2d_backward" : "adaptive_avg_pool1d_backward",
+                             .apply = adaptive_apply, .apply_t = adaptive_apply_t, .ctx = ZG_NODE_ARGS(n, adaptive_args)};
+    return zg__linmap_backward(n, gout, gin, &spec);
 }
 
 /* x's last k (1 or 2) dims pooled to out[0..k); x has k + 1 or k + 2 dims. */
@@ -79,12 +97,10 @@ static zg_tensor *adaptive_avg_pool(const char *fn, zg_tensor *x, int k, const i
     for (int i = 0; i < x->ndim; i++) shape[i] = i < x->ndim - k ? x->shape[i] : out[i - (x->ndim - k)];
     zg_tensor *y = zg__empty(ZG_FLOAT32, shape, x->ndim);
     if (!y) return NULL;
-    const float *X = zg__f32(x);
-    float *Y = zg__f32(y);
-    const int64_t HW = a.H * a.W, OHW = a.OH * a.OW;
-    ZG_PARALLEL_FOR(u, a.P, par_min(&a), { adaptive_plane(&a, X + u * HW, Y + u * OHW); });
+    adaptive_apply(&a, zg__f32(x), zg__f32(y));
     zg__node *n = ZG_RECORD(adaptive_args, k == 2 ? "adaptive_avg_pool2d" : "adaptive_avg_pool1d", adaptive_backward,
                             y, (zg_tensor *[]){x}, 1);
+    zg__node_set_double_backward(n, adaptive_backward_diff);
     if (n) *ZG_NODE_ARGS(n, adaptive_args) = a;
     return y;
 }

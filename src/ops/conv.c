@@ -854,8 +854,9 @@ static zg_tensor *conv_weight_grad(zg_tensor *x, zg_tensor *gy, const conv_geom 
     return record_grad_op("conv2d_weight_backward", conv_weight_grad_backward, dw, x, gy, g);
 }
 
-/* conv2d's gradients with the ops above (unfused nodes only). */
-static int conv2d_backward_diff(zg__node *n, zg_tensor *gy, zg_tensor **gin) {
+/* conv2d's gradients with the ops above, for the convolution g (unfused)
+ * of node n from its output's gradient gy. */
+static int conv_backward_ops(zg__node *n, const conv_geom *g, zg_tensor *gy, zg_tensor **gin) {
     const conv_args *a = ZG_NODE_ARGS(n, conv_args);
     if (a->t != ZG_AUTOCAST_OFF)
         return zg__fail(ZG_ERR_STATE,
@@ -863,12 +864,56 @@ static int conv2d_backward_diff(zg__node *n, zg_tensor *gy, zg_tensor **gin) {
                         "under autocast has no differentiable backward; compute the part to differentiate twice "
                         "outside the autocast region",
                         n->name);
-    const conv_geom *g = a->geom;
     if (zg__node_needs(n, 0) && !(gin[0] = conv_input_grad(gy, n->saved[1], g))) return ZG_ERR_NOMEM;
     if (zg__node_needs(n, 1) && !(gin[1] = conv_weight_grad(n->saved[0], gy, g))) return ZG_ERR_NOMEM;
     if (zg__node_needs(n, 2) && !(gin[2] = zg_sum_dim(zg_sum_dim(zg_sum_dim(gy, 3, false), 2, false), 0, false)))
         return ZG_ERR_NOMEM;
     return ZG_OK;
+}
+
+static int conv2d_backward_diff(zg__node *n, zg_tensor *gy, zg_tensor **gin) {
+    return conv_backward_ops(n, ZG_NODE_ARGS(n, conv_args)->geom, gy, gin);
+}
+
+/* The fused pooling as a linear map of the conv output with its winners
+ * fixed, over the N * Cout planes: A gathers each window's winner, A^T
+ * puts each pooled gradient back at its winner. */
+static void unpool_t(const void *ctx, const float *G, float *dY) {
+    const conv_geom *g = ctx;
+    const int64_t PQ = g->PH * g->PW;
+    for (int64_t u = 0; u < g->N * g->Cout; u++)
+        zg__max_pool_2x2_plane_backward(G + u * PQ, g->win + u * PQ, g->OH, g->OW, dY + u * g->P);
+}
+
+static void unpool_gather(const void *ctx, const float *Y, float *Pooled) {
+    const conv_geom *g = ctx;
+    const int64_t PQ = g->PH * g->PW;
+    for (int64_t u = 0; u < g->N * g->Cout; u++)
+        for (int64_t o = 0; o < PQ; o++) {
+            const int64_t w = g->win[u * PQ + o], ph = o / g->PW, pw = o % g->PW; /* places 0 1 / 2 3 */
+            Pooled[u * PQ + o] = Y[u * g->P + (2 * ph + w / 2) * g->OW + 2 * pw + w % 2];
+        }
+}
+
+/* The fused op's gradients with ops: relu's mask (the saved output > 0, a
+ * constant), the unpooling (a linear map), then conv2d's. */
+static int conv_pool_backward_diff(zg__node *n, zg_tensor *gp, zg_tensor **gin) {
+    const conv_geom *g = ZG_NODE_ARGS(n, conv_args)->geom;
+    conv_geom *u = zg__arena_alloc(sizeof *u);
+    if (!u) return ZG_ERR_NOMEM;
+    *u = *g;
+    u->fuse = FUSE_NONE;
+    u->win = NULL;
+    if (g->fuse == FUSE_POOL_RELU) {
+        zg_tensor *out = n->saved[2], *mask = zg__empty_like(out);
+        if (!mask) return ZG_ERR_NOMEM;
+        for (int64_t i = 0; i < out->numel; i++) zg__f32(mask)[i] = zg__f32(out)[i] > 0.0f ? 1.0f : 0.0f;
+        if (!(gp = zg_mul(gp, mask))) return ZG_ERR_NOMEM;
+    }
+    const zg__linmap spec = {.name = "max_pool2d", .name_t = "max_pool2d_backward", .apply = unpool_gather,
+                             .apply_t = unpool_t, .ctx = g};
+    zg_tensor *gy = zg__linmap_t(&spec, (int64_t[]){g->N, g->Cout, g->OH, g->OW}, 4, gp);
+    return gy ? conv_backward_ops(n, u, gy, gin) : ZG_ERR_NOMEM;
 }
 
 /* ---- entry point -------------------------------------------------------- */
@@ -970,7 +1015,7 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
                        : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
                                               : zg__autocast_node_name("conv2d", t);
     zg__node *n = ZG_RECORD(conv_args, name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
-    if (!fuse) zg__node_set_double_backward(n, conv2d_backward_diff);
+    zg__node_set_double_backward(n, fuse ? conv_pool_backward_diff : conv2d_backward_diff);
     if (n) {
         /* The backward recomputes the cols from x and multiplies by w. */
         zg__save(n, x);

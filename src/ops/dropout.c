@@ -17,6 +17,13 @@ static int dropout_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* The same product recorded, so that it can be differentiated again (the
+ * mask a constant). */
+static int dropout_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    return (gin[0] = zg_mul(gout, n->saved[0])) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_dropout(zg_tensor *a, float p, bool train) {
     const char *fn = "zg_dropout";
     if (zg__check_f32(fn, a, "input")) return NULL;
@@ -37,6 +44,7 @@ zg_tensor *zg_dropout(zg_tensor *a, float p, bool train) {
     }
     for (int64_t i = 0; i < a->numel; i++) out[i] = x[i] * m[i];
     zg__node *n = zg__record("dropout", dropout_backward, y, &a, 1);
+    zg__node_set_double_backward(n, dropout_backward_diff);
     if (n) zg__save(n, mask);
     return y;
 }

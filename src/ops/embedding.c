@@ -17,6 +17,7 @@
 typedef struct {
     const int64_t *idx; /* a copy of the indices (the caller may change theirs) */
     int64_t n, pad;     /* positions; the padding row or -1 */
+    int64_t D;
 } embedding_args;
 
 /* dweight[:, c0:c1) from the positions in order. */
@@ -32,23 +33,60 @@ static void embedding_backward_cols(const embedding_args *a, const float *G, flo
     }
 }
 
-static int embedding_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
-    const embedding_args *a = ZG_NODE_ARGS(n, embedding_args);
-    const zg_tensor *w = n->in[0];
-    const int64_t D = w->shape[1];
-    zg_tensor *gw = zg__empty_like(w);
-    if (!gw) return ZG_ERR_NOMEM;
-    float *dW = zg__f32(gw);
-    const float *G = zg__f32(gout);
-    memset(dW, 0, (size_t)gw->numel * sizeof(float));
+/* dW [V, D] = the rows of G summed into their indices' rows (dW zeroed
+ * first: rows no index names stay 0). */
+static void embedding_scatter(const void *ctx, const float *G, float *dW, int64_t V) {
+    const embedding_args *a = ctx;
+    const int64_t D = a->D;
+    memset(dW, 0, (size_t)(V * D) * sizeof(float));
     /* Two column halves when the work is large enough to share. */
     const int64_t halves = a->n * D >= PAR_MIN_ELEMS && D >= 32 ? 2 : 1;
     ZG_PARALLEL_FOR(h, halves, 2, {
         const int64_t c0 = D * h / halves, c1 = D * (h + 1) / halves;
         embedding_backward_cols(a, G, dW, D, c0, c1);
     });
+}
+
+static int embedding_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg_tensor *w = n->in[0];
+    zg_tensor *gw = zg__empty_like(w);
+    if (!gw) return ZG_ERR_NOMEM;
+    embedding_scatter(ZG_NODE_ARGS(n, embedding_args), zg__f32(gout), zg__f32(gw), w->shape[0]);
     gin[0] = gw;
     return ZG_OK;
+}
+
+/* ---- higher-order gradients: the lookup as a linear map of the weight,
+ * y = A W, whose padding positions read nothing (their rows are constants,
+ * so A has zero rows there); the backward is A^T. */
+
+typedef struct {
+    embedding_args a;
+    int64_t V;
+} embedding_map;
+
+static void embedding_map_t(const void *ctx, const float *G, float *dW) {
+    const embedding_map *m = ctx;
+    embedding_scatter(&m->a, G, dW, m->V);
+}
+
+static void embedding_map_apply(const void *ctx, const float *W, float *Y) {
+    const embedding_args *a = &((const embedding_map *)ctx)->a;
+    for (int64_t p = 0; p < a->n; p++) {
+        if (a->idx[p] == a->pad)
+            memset(Y + p * a->D, 0, (size_t)a->D * sizeof(float));
+        else
+            memcpy(Y + p * a->D, W + a->idx[p] * a->D, (size_t)a->D * sizeof(float));
+    }
+}
+
+static int embedding_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    embedding_map *m = zg__arena_alloc(sizeof *m);
+    if (!m) return ZG_ERR_NOMEM;
+    *m = (embedding_map){*ZG_NODE_ARGS(n, embedding_args), n->in[0]->shape[0]};
+    const zg__linmap spec = {.name = "embedding", .name_t = "embedding_backward", .apply = embedding_map_apply,
+                             .apply_t = embedding_map_t, .ctx = m};
+    return zg__linmap_backward(n, gout, gin, &spec);
 }
 
 zg_tensor *zg_embedding(zg_tensor *weight, const zg_tensor *indices, int64_t padding_idx) {
@@ -86,11 +124,12 @@ zg_tensor *zg_embedding(zg_tensor *weight, const zg_tensor *indices, int64_t pad
     for (int64_t p = 0; p < N; p++) memcpy(Y + p * D, W + idx[p] * D, (size_t)D * sizeof(float));
 
     zg__node *n = ZG_RECORD(embedding_args, "embedding", embedding_backward, out, &weight, 1);
+    zg__node_set_double_backward(n, embedding_backward_diff);
     if (n) {
         int64_t *copy = zg__arena_alloc((size_t)(N ? N : 1) * sizeof(int64_t));
         if (!copy) return NULL;
         memcpy(copy, idx, (size_t)N * sizeof(int64_t));
-        *ZG_NODE_ARGS(n, embedding_args) = (embedding_args){.idx = copy, .n = N, .pad = pad};
+        *ZG_NODE_ARGS(n, embedding_args) = (embedding_args){.idx = copy, .n = N, .pad = pad, .D = D};
     }
     return out;
 }

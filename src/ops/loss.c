@@ -19,7 +19,12 @@
  *   loss = (1 - y) x + l (log1p(exp(-|x|)) + max(-x, 0))
  * (softplus(-x) written so that it never overflows), which for q = 1 is
  * max(x, 0) - x y + log1p(exp(-|x|)).
- *   d/dx = (1 - y) - l sigmoid(-x),  d/dy = -x + (q - 1) softplus(-x). */
+ *   d/dx = (1 - y) - l sigmoid(-x),  d/dy = -x + (q - 1) softplus(-x).
+ *
+ * Each backward has a second form written with ops (the *_backward_diff
+ * functions), which create_graph runs so that the gradient can be
+ * differentiated again: the same formulas, with the targets, weights and
+ * the mean's denominator as constants. */
 #include "ops_internal.h"
 #include "softmax_kernel.h"
 
@@ -53,6 +58,13 @@ static zg_tensor *reduce_loss(const double *vals, const zg_tensor *shape_of, zg_
 static inline double elem_scale(const float *g, int64_t i, zg_reduction r, double denom) {
     if (r == ZG_REDUCTION_NONE) return g[i];
     return r == ZG_REDUCTION_MEAN ? g[0] / denom : g[0];
+}
+
+/* elem_scale as a tensor, for the differentiable backwards: gout itself
+ * (none), or its one value divided by the mean's denominator, which
+ * broadcasts over the elements. */
+static zg_tensor *scale_tensor(zg_tensor *gout, zg_reduction r, double denom) {
+    return r == ZG_REDUCTION_MEAN ? zg_mul_scalar(gout, (float)(1.0 / denom)) : gout;
 }
 
 /* ---- class-index losses: shared checks --------------------------------- */
@@ -155,9 +167,12 @@ static int check_class_loss(const char *fn, const char *what, const zg_tensor *x
     return rc ? rc : copy_targets(fn, target, ctx);
 }
 
-/* cross_entropy and nll_loss: the targets, weights and reduction. */
+/* cross_entropy and nll_loss: the targets, weights and reduction; the
+ * version of cross_entropy's logits at the forward (its differentiable
+ * backward recomputes softmax from them). */
 typedef struct {
     class_ctx c;
+    uint64_t x_version;
 } class_args;
 
 /* ---- cross_entropy ------------------------------------------------------ */
@@ -197,6 +212,52 @@ static int cross_entropy_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin)
     return ZG_OK;
 }
 
+/* The gradient each row receives, g [N, 1, S] (reduced: [1, 1, 1], the
+ * mean's denominator in the constants), times coef [N, C, S]. */
+static zg_tensor *rows_times(const class_ctx *c, zg_tensor *gout, zg_tensor *coef, const zg_tensor *like) {
+    const bool none = c->red == ZG_REDUCTION_NONE;
+    const int64_t gs[3] = {none ? c->N : 1, 1, none ? c->S : 1};
+    zg_tensor *d = zg_mul(coef, zg_reshape(gout, gs, 3));
+    return d ? zg_reshape(d, like->shape, like->ndim) : NULL;
+}
+
+/* A constant [N, C, S] (or [N, 1, S] with C = 1) in the arena, zeroed. */
+static zg_tensor *class_const(const class_ctx *c, int64_t C) {
+    return zg__zeros(ZG_FLOAT32, (int64_t[]){c->N, C, c->S}, 3);
+}
+
+/* cross_entropy's gradient with ops: with p = softmax(x) over the classes,
+ * row i's gradient is s_i (A_i p - B_i), A_i = (1 - eps) w_t + (eps / C) W,
+ * B_ic = (1 - eps) w_t [c == t] + (eps / C) w_c (both 0 for an ignored row,
+ * divided by the mean's denominator): A and B constants, p recorded. */
+static int cross_entropy_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    const class_ctx *c = &ZG_NODE_ARGS(n, class_args)->c;
+    zg_tensor *x = n->in[0];
+    if (x->storage->version != ZG_NODE_ARGS(n, class_args)->x_version)
+        return zg__fail(ZG_ERR_STATE,
+                        "zg_autograd_grad_opts: create_graph through 'cross_entropy' needs its logits as they were "
+                        "at the forward, but they were modified in place since; compute with an out-of-place op "
+                        "or clone them first");
+    const int64_t C = c->C, S = c->S;
+    zg_tensor *A = class_const(c, 1), *B = class_const(c, C);
+    if (!A || !B) return ZG_ERR_NOMEM;
+    double W = 0;
+    for (int64_t k = 0; k < C; k++) W += c->weight ? c->weight[k] : 1.0;
+    const double e = c->eps, es = C ? e / (double)C : 0.0, k0 = c->red == ZG_REDUCTION_MEAN ? 1.0 / c->denom : 1.0;
+    for (int64_t i = 0; i < c->N * S; i++) {
+        const int64_t t = c->target[i];
+        if (t == c->ignore) continue;
+        const double wt = c->weight ? c->weight[t] : 1.0;
+        float *b = zg__f32(B) + row_base(c, i);
+        zg__f32(A)[i] = (float)(k0 * ((1.0 - e) * wt + es * W));
+        for (int64_t k = 0; k < C; k++) b[k * S] = (float)(k0 * es * (c->weight ? c->weight[k] : 1.0));
+        b[t * S] += (float)(k0 * (1.0 - e) * wt);
+    }
+    zg_tensor *p = zg_softmax(zg_reshape(x, (int64_t[]){c->N, C, S}, 3), 1);
+    return (gin[0] = rows_times(c, gout, zg_sub(zg_mul(p, A), B), x)) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg_loss_opts *opts) {
     const char *fn = "zg_cross_entropy";
     const zg_loss_opts *o = opts ? opts : &default_opts;
@@ -229,9 +290,10 @@ zg_tensor *zg_cross_entropy(zg_tensor *logits, const zg_tensor *target, const zg
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
     if (!out) return NULL;
     zg__node *n = ZG_RECORD(class_args, "cross_entropy", cross_entropy_backward, out, &logits, 1);
+    zg__node_set_double_backward(n, cross_entropy_backward_diff);
     if (n) {
         zg__save(n, logp);
-        ZG_NODE_ARGS(n, class_args)->c = c;
+        *ZG_NODE_ARGS(n, class_args) = (class_args){c, logits->storage->version};
     }
     return out;
 }
@@ -254,6 +316,21 @@ static int nll_loss_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* nll_loss's gradient with ops: linear in gout, -w_t at each row's target
+ * (divided by the mean's denominator) as a constant. */
+static int nll_loss_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    if (!zg__node_needs(n, 0)) return ZG_OK;
+    const class_ctx *c = &ZG_NODE_ARGS(n, class_args)->c;
+    zg_tensor *coef = class_const(c, c->C);
+    if (!coef) return ZG_ERR_NOMEM;
+    const double k0 = c->red == ZG_REDUCTION_MEAN ? 1.0 / c->denom : 1.0;
+    for (int64_t i = 0; i < c->N * c->S; i++) {
+        const int64_t t = c->target[i];
+        if (t != c->ignore) zg__f32(coef)[row_base(c, i) + t * c->S] = (float)(-k0 * (c->weight ? c->weight[t] : 1.0));
+    }
+    return (gin[0] = rows_times(c, gout, coef, n->in[0])) ? ZG_OK : ZG_ERR_NOMEM;
+}
+
 zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_opts *opts) {
     const char *fn = "zg_nll_loss";
     const zg_loss_opts *o = opts ? opts : &default_opts;
@@ -271,6 +348,7 @@ zg_tensor *zg_nll_loss(zg_tensor *logp, const zg_tensor *target, const zg_loss_o
     zg_tensor *out = reduce_loss(vals, target, c.red, c.denom);
     if (!out) return NULL;
     zg__node *n = ZG_RECORD(class_args, "nll_loss", nll_loss_backward, out, &logp, 1);
+    zg__node_set_double_backward(n, nll_loss_backward_diff);
     if (n) {
         /* Saved as PyTorch does: an in-place change to it is reported. */
         zg__save(n, logp);
@@ -304,6 +382,16 @@ static int mse_loss_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* mse_loss's gradients with ops: 2 (x - y) s and its negation. */
+static int mse_loss_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    zg_tensor *x = n->saved[0], *y = n->saved[1];
+    zg_tensor *s = scale_tensor(gout, ZG_NODE_ARGS(n, mse_args)->reduction, (double)x->numel);
+    zg_tensor *d = zg_mul(zg_mul_scalar(zg_sub(x, y), 2.0f), s);
+    if (!d || (zg__node_needs(n, 1) && !(gin[1] = zg_neg(d)))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 0)) gin[0] = d;
+    return ZG_OK;
+}
+
 zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reduction) {
     const char *fn = "zg_mse_loss";
     if (zg__check_f32(fn, input, "input") || zg__check_f32(fn, target, "target")) return NULL;
@@ -323,6 +411,7 @@ zg_tensor *zg_mse_loss(zg_tensor *input, zg_tensor *target, zg_reduction reducti
     zg_tensor *out = reduce_loss(vals, input, reduction, (double)input->numel);
     if (!out) return NULL;
     zg__node *n = ZG_RECORD(mse_args, "mse_loss", mse_loss_backward, out, (zg_tensor *[]){input, target}, 2);
+    zg__node_set_double_backward(n, mse_loss_backward_diff);
     if (n) {
         zg__save(n, input);
         zg__save(n, target);
@@ -375,6 +464,34 @@ static int bce_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* softplus(-x) = max(-x, 0) + log(1 + exp(-|x|)) with ops, |x| = relu(x) + relu(-x). */
+static zg_tensor *softplus_neg_op(zg_tensor *x) {
+    zg_tensor *rn = zg_relu(zg_neg(x)), *ax = zg_add(zg_relu(x), rn);
+    return zg_add(rn, zg_log(zg_add_scalar(zg_exp(zg_neg(ax)), 1.0f)));
+}
+
+/* bce_with_logits's gradients with ops (the formulas of the file's header),
+ * pos_weight a constant broadcast over the last dim. */
+static int bce_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    zg_tensor *x = n->saved[0], *y = n->saved[1], *q1 = NULL; /* q - 1 */
+    const bce_args *a = ZG_NODE_ARGS(n, bce_args);
+    if (a->P) {
+        if (!(q1 = zg__empty(ZG_FLOAT32, &a->P, 1))) return ZG_ERR_NOMEM;
+        for (int64_t k = 0; k < a->P; k++) zg__f32(q1)[k] = a->pos_weight[k] - 1.0f;
+    }
+    zg_tensor *s = scale_tensor(gout, a->reduction, (double)x->numel);
+    if (zg__node_needs(n, 0)) {
+        zg_tensor *l = q1 ? zg_add_scalar(zg_mul(y, q1), 1.0f) : NULL, *sg = zg_sigmoid(zg_neg(x));
+        zg_tensor *d = zg_sub(zg_rsub_scalar(y, 1.0f), l ? zg_mul(l, sg) : sg);
+        if (!(gin[0] = zg_mul(d, s))) return ZG_ERR_NOMEM;
+    }
+    if (zg__node_needs(n, 1)) {
+        zg_tensor *d = q1 ? zg_sub(zg_mul(q1, softplus_neg_op(x)), x) : zg_neg(x);
+        if (!(gin[1] = zg_mul(d, s))) return ZG_ERR_NOMEM;
+    }
+    return ZG_OK;
+}
+
 zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction reduction,
                               const zg_tensor *pos_weight) {
     const char *fn = "zg_bce_with_logits";
@@ -412,6 +529,7 @@ zg_tensor *zg_bce_with_logits(zg_tensor *logits, zg_tensor *target, zg_reduction
     zg_tensor *out = reduce_loss(vals, logits, reduction, (double)logits->numel);
     if (!out) return NULL;
     zg__node *n = ZG_RECORD(bce_args, "bce_with_logits", bce_backward, out, (zg_tensor *[]){logits, target}, 2);
+    zg__node_set_double_backward(n, bce_backward_diff);
     if (n) {
         zg__save(n, logits);
         zg__save(n, target);

@@ -35,6 +35,31 @@ static int tri_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* ---- higher-order gradients: both ops' gradients are the same selection
+ * applied to g, a linear map equal to its transpose (src/ops/linear_map.c). */
+
+typedef struct {
+    tri_args a;
+    int64_t shape[ZG_MAX_DIMS];
+    int ndim;
+} tri_map;
+
+static void tri_map_apply(const void *ctx, const float *x, float *y) {
+    const tri_map *m = ctx;
+    tri_apply(x, y, m->shape, m->ndim, m->a.k, m->a.upper);
+}
+
+static int tri_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    tri_map *m = zg__arena_alloc(sizeof *m);
+    if (!m) return ZG_ERR_NOMEM;
+    m->a = *ZG_NODE_ARGS(n, tri_args);
+    m->ndim = gout->ndim;
+    memcpy(m->shape, gout->shape, (size_t)gout->ndim * sizeof(int64_t));
+    const zg__linmap spec = {.name = n->name, .name_t = m->a.upper ? "triu_backward" : "tril_backward",
+                             .apply = tri_map_apply, .apply_t = tri_map_apply, .ctx = m};
+    return zg__linmap_backward(n, gout, gin, &spec);
+}
+
 static zg_tensor *tri(const char *fn, zg_tensor *a, int64_t k, bool upper) {
     if (zg__check_f32(fn, a, "input")) return NULL;
     if (a->ndim < 2) return zg__fail_null("%s: input must have at least 2 dims", fn);
@@ -42,6 +67,7 @@ static zg_tensor *tri(const char *fn, zg_tensor *a, int64_t k, bool upper) {
     if (!out) return NULL;
     tri_apply(zg__f32(a), zg__f32(out), a->shape, a->ndim, k, upper);
     zg__node *n = ZG_RECORD(tri_args, upper ? "triu" : "tril", tri_backward, out, &a, 1);
+    zg__node_set_double_backward(n, tri_backward_diff);
     if (n) *ZG_NODE_ARGS(n, tri_args) = (tri_args){.k = k, .upper = upper};
     return out;
 }
@@ -56,14 +82,31 @@ typedef struct {
     int64_t period;     /* the mask's numel: it repeats over a's leading dims */
 } fill_args;
 
+typedef struct {
+    fill_args a;
+    int64_t numel;
+} fill_map;
+
+/* d = g with the filled places zeroed. */
+static void fill_select(const void *ctx, const float *g, float *d) {
+    const fill_map *m = ctx;
+    for (int64_t i = 0; i < m->numel; i++) d[i] = m->a.hit[i % m->a.period] ? 0.0f : g[i];
+}
+
 static int fill_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
-    const fill_args *a = ZG_NODE_ARGS(n, fill_args);
     if (!(gin[0] = zg__empty_like(gout))) return ZG_ERR_NOMEM;
-    const float *g = zg__f32(gout);
-    float *d = zg__f32(gin[0]);
-    for (int64_t i = 0; i < gout->numel; i++) d[i] = a->hit[i % a->period] ? 0.0f : g[i];
+    fill_select(&(fill_map){*ZG_NODE_ARGS(n, fill_args), gout->numel}, zg__f32(gout), zg__f32(gin[0]));
     return ZG_OK;
+}
+
+static int fill_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    fill_map *m = zg__arena_alloc(sizeof *m);
+    if (!m) return ZG_ERR_NOMEM;
+    *m = (fill_map){*ZG_NODE_ARGS(n, fill_args), gout->numel};
+    const zg__linmap spec = {.name = "masked_fill", .name_t = "masked_fill_backward", .apply = fill_select,
+                             .apply_t = fill_select, .ctx = m};
+    return zg__linmap_backward(n, gout, gin, &spec);
 }
 
 zg_tensor *zg_masked_fill(zg_tensor *a, const zg_tensor *mask, float value) {
@@ -87,6 +130,7 @@ zg_tensor *zg_masked_fill(zg_tensor *a, const zg_tensor *mask, float value) {
     float *y = zg__f32(out);
     for (int64_t i = 0; i < a->numel; i++) y[i] = hit[i % P] ? value : x[i];
     zg__node *n = ZG_RECORD(fill_args, "masked_fill", fill_backward, out, &a, 1);
+    zg__node_set_double_backward(n, fill_backward_diff);
     if (n) *ZG_NODE_ARGS(n, fill_args) = (fill_args){.hit = hit, .period = P};
     return out;
 }

@@ -18,15 +18,42 @@ static void copy_rows(const float *src, int64_t src_row, float *dst, int64_t dst
     for (int64_t o = 0; o < rows; o++) memcpy(dst + o * dst_row, src + o * src_row, (size_t)len * sizeof(float));
 }
 
+/* The range taken from x (the forward), and g put back into it with zeros
+ * elsewhere (the backward, its transpose). */
+static void narrow_take(const void *ctx, const float *x, float *y) {
+    const narrow_args *a = ctx;
+    copy_rows(x + a->start * a->inner, a->size * a->inner, y, a->length * a->inner, a->outer, a->length * a->inner);
+}
+
+static void narrow_put(const void *ctx, const float *g, float *d) {
+    const narrow_args *a = ctx;
+    memset(d, 0, (size_t)(a->outer * a->size * a->inner) * sizeof(float));
+    copy_rows(g, a->length * a->inner, d + a->start * a->inner, a->size * a->inner, a->outer, a->length * a->inner);
+}
+
 static int narrow_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     if (!zg__node_needs(n, 0)) return ZG_OK;
-    const narrow_args *a = ZG_NODE_ARGS(n, narrow_args);
-    zg_tensor *g = zg__zeros_like(n->in[0]);
+    zg_tensor *g = zg__empty_like(n->in[0]);
     if (!g) return ZG_ERR_NOMEM;
-    copy_rows(zg__f32(gout), a->length * a->inner, zg__f32(g) + a->start * a->inner, a->size * a->inner, a->outer,
-              a->length * a->inner);
+    narrow_put(ZG_NODE_ARGS(n, narrow_args), zg__f32(gout), zg__f32(g));
     gin[0] = g;
     return ZG_OK;
+}
+
+int zg__narrow_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin, int64_t outer, int64_t size, int64_t inner,
+                             int64_t start) {
+    narrow_args *a = zg__arena_alloc(sizeof *a);
+    if (!a) return ZG_ERR_NOMEM;
+    *a = (narrow_args){.outer = outer, .size = size, .inner = inner, .start = start,
+                       .length = outer > 0 && inner > 0 ? g->numel / (outer * inner) : 0};
+    const zg__linmap spec = {.name = "narrow", .name_t = "narrow_backward", .apply = narrow_take,
+                             .apply_t = narrow_put, .ctx = a};
+    return zg__linmap_backward(n, g, gin, &spec);
+}
+
+static int narrow_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const narrow_args *a = ZG_NODE_ARGS(n, narrow_args);
+    return zg__narrow_backward_diff(n, g, gin, a->outer, a->size, a->inner, a->start);
 }
 
 zg_tensor *zg_narrow(zg_tensor *a, int dim, int64_t start, int64_t length) {
@@ -51,9 +78,9 @@ zg_tensor *zg_narrow(zg_tensor *a, int dim, int64_t start, int64_t length) {
     shape[d] = length;
     zg_tensor *out = zg__empty(ZG_FLOAT32, shape, a->ndim);
     if (!out) return NULL;
-    copy_rows(zg__f32(a) + s * args.inner, size * args.inner, zg__f32(out), length * args.inner, args.outer,
-              length * args.inner);
+    narrow_take(&args, zg__f32(a), zg__f32(out));
     zg__node *n = ZG_RECORD(narrow_args, "narrow", narrow_backward, out, &a, 1);
+    zg__node_set_double_backward(n, narrow_backward_diff);
     if (n) *ZG_NODE_ARGS(n, narrow_args) = args;
     return out;
 }

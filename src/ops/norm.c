@@ -26,6 +26,7 @@
 typedef struct {
     int64_t N, C, S; /* x viewed as [N, C, S] */
     bool training;
+    float eps;
     double *mean, *invstd; /* [C]: the statistics the forward normalised with */
 } bn_state;
 
@@ -85,6 +86,49 @@ static int bn_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     gin[0] = gx;
     gin[1] = gw;
     gin[2] = gb;
+    return ZG_OK;
+}
+
+/* ---- higher-order gradients ---------------------------------------------- */
+
+/* Sum over dims 0 and 2 of t [N, C, S], as [C] (the per-channel sums). */
+static zg_tensor *channel_sum(zg_tensor *t, int64_t C) {
+    return zg_reshape(zg_sum_dim(zg_sum_dim(t, 2, false), 0, false), &C, 1);
+}
+
+/* xhat and invstd of x3 [N, C, S] as tensors: in training recorded ops of
+ * x (zg__norm_xhat over dims 0 and 2), in eval the running statistics the
+ * forward used, constants. */
+static int bn_xhat(const bn_state *st, zg_tensor *x3, zg_tensor **xhat, zg_tensor **invstd) {
+    if (st->training) return zg__norm_xhat(x3, (int[]){0, 2}, 2, st->eps, xhat, invstd);
+    const int64_t s[3] = {1, st->C, 1};
+    zg_tensor *is = zg__empty(ZG_FLOAT32, s, 3), *mu = zg__empty(ZG_FLOAT32, s, 3);
+    if (!is || !mu) return ZG_ERR_NOMEM;
+    for (int64_t c = 0; c < st->C; c++) {
+        zg__f32(is)[c] = (float)st->invstd[c];
+        zg__f32(mu)[c] = (float)st->mean[c];
+    }
+    *invstd = is;
+    *xhat = zg_mul(zg_sub(x3, mu), is);
+    return *xhat ? ZG_OK : ZG_ERR_NOMEM;
+}
+
+/* batch_norm's gradients with ops on x as [N, C, S] (the formulas of the
+ * file's header; in eval dx = dy weight invstd), so that they can be
+ * differentiated again. */
+static int bn_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    const bn_state *st = ZG_NODE_ARGS(n, bn_args)->st;
+    zg_tensor *x = n->saved[0], *w = n->in[1] ? n->saved[1] : NULL, *xhat, *invstd;
+    const int64_t s3[3] = {st->N, st->C, st->S}, c3[3] = {1, st->C, 1};
+    zg_tensor *g3 = zg_reshape(g, s3, 3);
+    if (!g3 || bn_xhat(st, zg_reshape(x, s3, 3), &xhat, &invstd)) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 0)) {
+        zg_tensor *h = w ? zg_mul(g3, zg_reshape(w, c3, 3)) : g3;
+        zg_tensor *dx = st->training ? zg__norm_dx(h, xhat, invstd, (int[]){0, 2}, 2) : zg_mul(h, invstd);
+        if (!(gin[0] = dx ? zg_reshape(dx, x->shape, x->ndim) : NULL)) return ZG_ERR_NOMEM;
+    }
+    if (zg__node_needs(n, 1) && !(gin[1] = channel_sum(zg_mul(g3, xhat), st->C))) return ZG_ERR_NOMEM;
+    if (zg__node_needs(n, 2) && !(gin[2] = channel_sum(g3, st->C))) return ZG_ERR_NOMEM;
     return ZG_OK;
 }
 
@@ -202,7 +246,7 @@ static zg_tensor *batch_norm(const char *fn, zg_tensor *x, zg_tensor *running_me
     bn_state *st = zg__arena_alloc(sizeof *st);
     double *stats = zg__arena_alloc((size_t)(2 * (C ? C : 1)) * sizeof(double));
     if (!y || !st || !stats) return NULL;
-    *st = (bn_state){.N = N, .C = C, .S = S, .training = training, .mean = stats, .invstd = stats + C};
+    *st = (bn_state){.N = N, .C = C, .S = S, .training = training, .eps = eps, .mean = stats, .invstd = stats + C};
     const float *X = zg__f32(x), *Wd = weight ? zg__f32(weight) : NULL, *Bd = bias ? zg__f32(bias) : NULL;
     float *Y = zg__f32(y);
     float *RM = running_mean ? zg__f32(running_mean) : NULL, *RV = running_var ? zg__f32(running_var) : NULL;
@@ -222,6 +266,7 @@ static zg_tensor *batch_norm(const char *fn, zg_tensor *x, zg_tensor *running_me
     }
 
     zg__node *n = ZG_RECORD(bn_args, "batch_norm", bn_backward, y, (zg_tensor *[]){x, weight, bias}, 3);
+    zg__node_set_double_backward(n, bn_backward_diff);
     if (n) {
         zg__save(n, x);
         zg__save(n, weight);

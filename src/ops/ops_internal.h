@@ -27,6 +27,31 @@ int zg__norm_xhat(zg_tensor *x, const int *dims, int nd, float eps, zg_tensor **
  * gradient of xhat): rstd (h - mean(h) - xhat mean(h xhat)). */
 zg_tensor *zg__norm_dx(zg_tensor *h, zg_tensor *xhat, zg_tensor *rstd, const int *dims, int nd);
 
+/* An op that is a linear map y = A x fixed by its saved state (pooling,
+ * embedding), for its differentiable backward (src/ops/linear_map.c):
+ * apply writes y = A x, apply_t writes dx = A^T g (every element of their
+ * outputs), on contiguous float32 data; ctx is theirs. */
+typedef struct zg__linmap {
+    const char *name, *name_t; /* the nodes of A v and of A^T v */
+    void (*apply)(const void *ctx, const float *x, float *y);
+    void (*apply_t)(const void *ctx, const float *g, float *dx);
+    const void *ctx;
+    int64_t in_shape[ZG_MAX_DIMS], out_shape[ZG_MAX_DIMS];
+    int in_nd, out_nd;
+} zg__linmap;
+/* The differentiable backward of such an op, node n with input 0 x and
+ * incoming gradient g: gin[0] = A^T g recorded (its backward A v,
+ * recorded in turn). spec without the shapes, which come from x and g. */
+int zg__linmap_backward(zg__node *n, zg_tensor *g, zg_tensor **gin, const zg__linmap *spec);
+/* A^T g so recorded, for a map whose input has shape in_shape (spec's
+ * shapes are filled in); NULL when out of memory. */
+zg_tensor *zg__linmap_t(const zg__linmap *spec, const int64_t *in_shape, int in_nd, zg_tensor *g);
+/* The differentiable backward of taking, from x seen as [outer, size,
+ * inner], the rows [start, start + length) of its middle dim (narrow,
+ * slice; length from g), in src/ops/narrow.c. */
+int zg__narrow_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin, int64_t outer, int64_t size, int64_t inner,
+                             int64_t start);
+
 /* relu(max_pool2d(zg_conv2d(x, w, b, ...), 2)) (without relu when relu is
  * false) as one op, with the same values and gradients as the ops in turn.
  * NULL where it does not apply (invalid arguments, autocast on, a conv

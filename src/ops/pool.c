@@ -363,13 +363,11 @@ typedef struct {
     const pool_geom *geom;
 } pool_args;
 
-static int max_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
-    const pool_geom *g = ZG_NODE_ARGS(n, pool_args)->geom;
-    zg_tensor *gx = zg__empty_like(n->in[0]);
-    if (!gx) return ZG_ERR_NOMEM;
+/* dX = each gradient of G at its window's argmax (A^T G for max pooling
+ * seen as y = A x). */
+static void max_scatter(const void *ctx, const float *G, float *dX) {
+    const pool_geom *g = ctx;
     const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    float *dX = zg__f32(gx);
-    const float *G = zg__f32(gout);
     const bool tiled = g->sh == g->kh && g->sw == g->kw && g->ph == 0 && g->pw == 0 && !g->overhang;
     ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), {
         float *d = dX + u * HW;
@@ -384,8 +382,36 @@ static int max_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
             for (int64_t o = 0; o < OHW; o++) d[am[o]] += s[o];
         }
     });
+}
+
+/* Y = X at each window's argmax (A X, the pooling with its argmaxes
+ * fixed): the backward of max_scatter. */
+static void max_gather(const void *ctx, const float *X, float *Y) {
+    const pool_geom *g = ctx;
+    const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, OHW), {
+        const float *x = X + u * HW;
+        float *y = Y + u * OHW;
+        for (int64_t o = 0; o < OHW; o++) {
+            /* the 2x2 windows' places 0 1 / 2 3 */
+            const int64_t w = g->win ? g->win[u * OHW + o] : 0, oh = o / g->OW, ow = o % g->OW;
+            y[o] = x[g->win ? (2 * oh + w / 2) * g->W + 2 * ow + w % 2 : g->argmax[u * OHW + o]];
+        }
+    });
+}
+
+static int max_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    zg_tensor *gx = zg__empty_like(n->in[0]);
+    if (!gx) return ZG_ERR_NOMEM;
+    max_scatter(ZG_NODE_ARGS(n, pool_args)->geom, zg__f32(gout), zg__f32(gx));
     gin[0] = gx;
     return ZG_OK;
+}
+
+static int max_pool2d_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg__linmap spec = {.name = "max_pool2d", .name_t = "max_pool2d_backward", .apply = max_gather,
+                             .apply_t = max_scatter, .ctx = ZG_NODE_ARGS(n, pool_args)->geom};
+    return zg__linmap_backward(n, gout, gin, &spec);
 }
 
 static const zg_pool_opts default_opts = {0};
@@ -426,6 +452,7 @@ static zg_tensor *max_pool2d(const char *fn, zg_tensor *x, const int kernel[2], 
             max_plane(&g, X + u * HW, Y + u * OHW, AM ? AM + u * OHW : NULL);
     });
     zg__node *n = ZG_RECORD(pool_args, "max_pool2d", max_pool2d_backward, y, (zg_tensor *[]){x}, 1);
+    zg__node_set_double_backward(n, max_pool2d_backward_diff);
     if (n) ZG_NODE_ARGS(n, pool_args)->geom = sg;
     return y;
 }
@@ -473,14 +500,16 @@ static void avg_plane_backward(const pool_geom *g, const float *restrict s, floa
     }
 }
 
+static void avg_scatter(const void *ctx, const float *G, float *dX) {
+    const pool_geom *g = ctx;
+    const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), { avg_plane_backward(g, G + u * OHW, dX + u * HW); });
+}
+
 static int avg_pool2d_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
-    const pool_geom *g = ZG_NODE_ARGS(n, pool_args)->geom;
     zg_tensor *gx = zg__empty_like(n->in[0]);
     if (!gx) return ZG_ERR_NOMEM;
-    const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
-    float *dX = zg__f32(gx);
-    const float *G = zg__f32(gout);
-    ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), { avg_plane_backward(g, G + u * OHW, dX + u * HW); });
+    avg_scatter(ZG_NODE_ARGS(n, pool_args)->geom, zg__f32(gout), zg__f32(gx));
     gin[0] = gx;
     return ZG_OK;
 }
@@ -503,6 +532,19 @@ static void avg_plane(const pool_geom *g, const float *restrict xs, float *restr
     }
 }
 
+/* All planes (the forward, and the backward of avg_scatter). */
+static void avg_apply(const void *ctx, const float *X, float *Y) {
+    const pool_geom *g = ctx;
+    const int64_t HW = g->H * g->W, OHW = g->OH * g->OW;
+    ZG_PARALLEL_FOR(u, g->N * g->C, par_min(g->N * g->C, HW), { avg_plane(g, X + u * HW, Y + u * OHW); });
+}
+
+static int avg_pool2d_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg__linmap spec = {.name = "avg_pool2d", .name_t = "avg_pool2d_backward", .apply = avg_apply,
+                             .apply_t = avg_scatter, .ctx = ZG_NODE_ARGS(n, pool_args)->geom};
+    return zg__linmap_backward(n, gout, gin, &spec);
+}
+
 static zg_tensor *avg_pool2d(const char *fn, zg_tensor *x, const int kernel[2], const int stride[2],
                              const int padding[2], const zg_pool_opts *opts) {
     const zg_pool_opts *o = opts ? opts : &default_opts;
@@ -510,11 +552,9 @@ static zg_tensor *avg_pool2d(const char *fn, zg_tensor *x, const int kernel[2], 
     if (pool_setup(fn, x, kernel, stride, padding, o, &g)) return NULL;
     zg_tensor *y = pool_out(&g);
     if (!y) return NULL;
-    const int64_t HW = g.H * g.W, OHW = g.OH * g.OW;
-    const float *X = zg__f32(x);
-    float *Y = zg__f32(y);
-    ZG_PARALLEL_FOR(u, g.N * g.C, par_min(g.N * g.C, HW), { avg_plane(&g, X + u * HW, Y + u * OHW); });
+    avg_apply(&g, zg__f32(x), zg__f32(y));
     zg__node *n = ZG_RECORD(pool_args, "avg_pool2d", avg_pool2d_backward, y, (zg_tensor *[]){x}, 1);
+    zg__node_set_double_backward(n, avg_pool2d_backward_diff);
     if (n) {
         pool_geom *sg = zg__arena_alloc(sizeof *sg);
         if (!sg) return NULL;

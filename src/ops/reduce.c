@@ -168,18 +168,47 @@ static inline bool beats(float v, float best) { return v > best || (isnan(v) && 
 
 /* The gradient goes to the element each output took its value from:
  * gin[o, idx[o, j], j] = g[o, j], zero elsewhere. */
-static int max_dim_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
-    const dim_args *a = ZG_NODE_ARGS(n, dim_args);
-    int64_t outer = a->outer, cnt = a->n, inner = a->inner;
-    zg_tensor *r = zg__zeros_like(n->in[0]);
-    if (!r) return ZG_ERR_NOMEM;
-    float *d = zg__f32(r);
-    const float *gs = zg__f32(g);
-    const int64_t *idx = zg__i64(n->saved[0]);
+typedef struct {
+    dim_args a;
+    const int64_t *idx; /* [outer, inner]: the place each output took */
+} argmax_map;
+
+static void max_dim_scatter(const void *ctx, const float *gs, float *d) {
+    const argmax_map *m = ctx;
+    const int64_t outer = m->a.outer, cnt = m->a.n, inner = m->a.inner;
+    memset(d, 0, (size_t)(outer * cnt * inner) * sizeof(float));
     for (int64_t o = 0; o < outer; o++)
-        for (int64_t j = 0; j < inner; j++) d[(o * cnt + idx[o * inner + j]) * inner + j] = gs[o * inner + j];
+        for (int64_t j = 0; j < inner; j++) d[(o * cnt + m->idx[o * inner + j]) * inner + j] = gs[o * inner + j];
+}
+
+/* The transpose: each output's place read back. */
+static void max_dim_gather(const void *ctx, const float *x, float *y) {
+    const argmax_map *m = ctx;
+    const int64_t cnt = m->a.n, inner = m->a.inner;
+    for (int64_t o = 0; o < m->a.outer; o++)
+        for (int64_t j = 0; j < inner; j++) y[o * inner + j] = x[(o * cnt + m->idx[o * inner + j]) * inner + j];
+}
+
+static int max_dim_backward(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    zg_tensor *r = zg__empty_like(n->in[0]);
+    if (!r) return ZG_ERR_NOMEM;
+    max_dim_scatter(&(argmax_map){*ZG_NODE_ARGS(n, dim_args), zg__i64(n->saved[0])}, zg__f32(g), zg__f32(r));
     gin[0] = r;
     return ZG_OK;
+}
+
+/* The indices copied: the caller may change the tensor they were given
+ * before the recorded gradient's own backward runs. */
+static int max_dim_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
+    argmax_map *m = zg__arena_alloc(sizeof *m);
+    const zg_tensor *ix = n->saved[0];
+    int64_t *idx = zg__arena_alloc((size_t)(ix->numel ? ix->numel : 1) * sizeof(int64_t));
+    if (!m || !idx) return ZG_ERR_NOMEM;
+    memcpy(idx, zg__i64(ix), (size_t)ix->numel * sizeof(int64_t));
+    *m = (argmax_map){*ZG_NODE_ARGS(n, dim_args), idx};
+    const zg__linmap spec = {.name = "max_dim", .name_t = "max_dim_backward", .apply = max_dim_gather,
+                             .apply_t = max_dim_scatter, .ctx = m};
+    return zg__linmap_backward(n, g, gin, &spec);
 }
 
 zg_tensor *zg_max_dim(zg_tensor *a, int dim, bool keepdim, zg_tensor **indices) {
@@ -229,6 +258,7 @@ zg_tensor *zg_max_dim(zg_tensor *a, int dim, bool keepdim, zg_tensor **indices) 
         }
     }
     zg__node *n = ZG_RECORD(dim_args, "max_dim", max_dim_backward, out, &a, 1);
+    zg__node_set_double_backward(n, max_dim_backward_diff);
     if (n) {
         *ZG_NODE_ARGS(n, dim_args) = (dim_args){s.outer, s.n, s.inner, false};
         zg__save(n, ix);

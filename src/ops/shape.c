@@ -111,6 +111,13 @@ static int slice_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* Rows [start, start + gout's rows) of dim 0: narrow's maps. */
+static int slice_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const zg_tensor *x = n->in[0];
+    const int64_t rows = x->shape[0], row = rows ? x->numel / rows : 0;
+    return zg__narrow_backward_diff(n, gout, gin, 1, rows, row, ZG_NODE_ARGS(n, slice_args)->start);
+}
+
 zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end) {
     const char *fn = "zg_slice";
     if (!a) return zg__fail_null("%s: input is NULL", fn);
@@ -129,6 +136,7 @@ zg_tensor *zg_slice(zg_tensor *a, int64_t start, int64_t end) {
     zg_tensor *v = zg__view(a, s * row, shape, a->ndim);
     if (!v) return NULL;
     zg__node *n = ZG_RECORD(slice_args, "slice", slice_backward, v, &a, 1);
+    zg__node_set_double_backward(n, slice_backward_diff);
     if (n) ZG_NODE_ARGS(n, slice_args)->start = s;
     return v;
 }
@@ -173,6 +181,17 @@ static int cat_backward(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
     return ZG_OK;
 }
 
+/* Each input's part of gout with narrow, which is differentiable. */
+static int cat_backward_diff(zg__node *n, zg_tensor *gout, zg_tensor **gin) {
+    const cat_args *c = ZG_NODE_ARGS(n, cat_args);
+    int64_t off = 0;
+    for (int j = 0; j < n->n_in; j++) {
+        if (zg__node_needs(n, j) && !(gin[j] = zg_narrow(gout, c->dim, off, c->size[j]))) return ZG_ERR_NOMEM;
+        off += c->size[j];
+    }
+    return ZG_OK;
+}
+
 /* Inputs already validated. A node holds at most ZG_NODE_MAX_IN inputs, so
  * when a graph is recorded for more, groups are concatenated first and the
  * group results are concatenated after (each level one more copy). */
@@ -210,6 +229,7 @@ static zg_tensor *cat_impl(zg_tensor *const *ts, int n, int dim) {
     }
     if (record) {
         zg__node *nd = ZG_RECORD(cat_args, "cat", cat_backward, out, ts, n);
+        zg__node_set_double_backward(nd, cat_backward_diff);
         if (nd) {
             cat_args *c = ZG_NODE_ARGS(nd, cat_args);
             for (int j = 0; j < n; j++) c->size[j] = ts[j]->shape[dim];

@@ -12,7 +12,7 @@ backward runs through the critic and leaves gradients in it).
   critic step: optD.zero_grad(); fake = G(z).detach()
                x_hat = alpha real + (1 - alpha) fake, requiring grad
                g = autograd.grad(D(x_hat), x_hat, ones, create_graph=True)
-               gp = mean((|g|_2 per row - 1)^2)
+               gp = mean((|g|_2 per sample - 1)^2)
                loss = mean(D(fake)) - mean(D(real)) + LAMBDA gp
                loss.backward(); optD.step()
   generator step: optG.zero_grad(); loss = -mean(D(G(z)))
@@ -59,16 +59,16 @@ def real_batch(gen):
     return centres[pick] + 0.1 * torch.randn(BATCH, DATA, generator=gen)
 
 
-def critic_step(t, s, critic, g, opt_d, gen):
+def critic_step(t, s, critic, g, opt_d, gen, real_batch=real_batch, noise=NOISE):
     real = real_batch(gen)
-    z = torch.randn(BATCH, NOISE, generator=gen)
+    z = torch.randn(BATCH, noise, generator=gen)
     alpha = torch.rand(BATCH, 1, generator=gen)
     opt_d.zero_grad()
     fake = g(z).detach()
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     d_hat = critic(x_hat)
     grad = torch.autograd.grad(d_hat, x_hat, grad_outputs=torch.ones_like(d_hat), create_graph=True)[0]
-    gp = ((grad.norm(2, dim=1) - 1) ** 2).mean()
+    gp = ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
     loss = critic(fake).mean() - critic(real).mean() + LAMBDA * gp
     loss.backward()
     pre = "critic.%d." % s
@@ -79,8 +79,8 @@ def critic_step(t, s, critic, g, opt_d, gen):
     opt_d.step()
 
 
-def generator_step(t, r, critic, g, opt_g, gen):
-    z = torch.randn(BATCH, NOISE, generator=gen)
+def generator_step(t, r, critic, g, opt_g, gen, noise=NOISE):
+    z = torch.randn(BATCH, noise, generator=gen)
     opt_g.zero_grad()
     loss = -critic(g(z)).mean()
     loss.backward()
@@ -93,10 +93,9 @@ def generator_step(t, r, critic, g, opt_g, gen):
     opt_g.step()
 
 
-def main():
-    out = sys.argv[1]
+def run(out, name, critic, g, real_batch, meta):
+    """The loop above on these networks and data, written to OUTDIR/NAME.safetensors with meta."""
     os.makedirs(out, exist_ok=True)
-    critic, g = nets()
     t = {}
     for j, p in enumerate(critic.parameters()):
         t["init.D.%d" % j] = p.detach().clone()
@@ -107,15 +106,19 @@ def main():
     gen = torch.Generator().manual_seed(1)
     for r in range(ROUNDS):
         for k in range(N_CRITIC):
-            critic_step(t, r * N_CRITIC + k, critic, g, opt_d, gen)
-        generator_step(t, r, critic, g, opt_g, gen)
+            critic_step(t, r * N_CRITIC + k, critic, g, opt_d, gen, real_batch, meta["noise"])
+        generator_step(t, r, critic, g, opt_g, gen, meta["noise"])
     for j, p in enumerate(critic.parameters()):
         t["final.D.%d" % j] = p.detach().clone()
     for j, p in enumerate(g.parameters()):
         t["final.G.%d" % j] = p.detach().clone()
-    meta = {"rounds": ROUNDS, "n_critic": N_CRITIC, "lambda": LAMBDA, "data": DATA, "noise": NOISE, "hidden": HID,
-            "batch": BATCH, "torch": torch.__version__}
-    write_safetensors(os.path.join(out, "wgan_gp.safetensors"), t, meta)
+    meta = dict(meta, rounds=ROUNDS, n_critic=N_CRITIC, **{"lambda": LAMBDA}, batch=BATCH, torch=torch.__version__)
+    write_safetensors(os.path.join(out, name + ".safetensors"), t, meta)
+
+
+def main():
+    critic, g = nets()
+    run(sys.argv[1], "wgan_gp", critic, g, real_batch, {"data": DATA, "noise": NOISE, "hidden": HID})
 
 
 if __name__ == "__main__":
