@@ -1024,8 +1024,9 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     }
     if ((g->own || g->own_lp) && !own_offsets(g)) return NULL;
     if (fuse) {
-        /* Low precision would round the conv output: left to the ops. */
-        if (t != ZG_AUTOCAST_OFF || OH < 2 || OW < 2 || !zg__max_pool_2x2_fits(OW)) return NULL;
+        /* Under autocast the conv output is rounded to the type before it
+         * is pooled (forward_sample), as the unfused ops see it. */
+        if (OH < 2 || OW < 2 || !zg__max_pool_2x2_fits(OW)) return NULL;
         g->fuse = fuse;
         g->PH = OH / 2;
         g->PW = OW / 2;
@@ -1056,9 +1057,10 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     for (int64_t i = 0; i < N; i++)
         if (status[i]) return NULL;
 
-    const char *name = fuse == FUSE_POOL_RELU ? "conv2d_max_pool2d_relu"
-                       : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
-                                              : zg__autocast_node_name("conv2d", t);
+    const char *name = zg__autocast_node_name(fuse == FUSE_POOL_RELU ? "conv2d_max_pool2d_relu"
+                                              : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
+                                                                     : "conv2d",
+                                              t);
     zg__node *n = ZG_RECORD(conv_args, name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
     if (!fuse) zg__node_set_double_backward(n, conv2d_backward_diff);
     if (n) {
