@@ -18,13 +18,16 @@
 #define ZG_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 /* C[rows, cols] (rows <= 6, cols <= 32, row stride ldc) = round(Ap[0..5] . Bp
- * + bias), or with acc C + Ap[0..5] . Bp (then bias NULL and !round). */
-ZG_AVX512BF16 static void micro(const uint32_t *Ap, int64_t Kp2, const uint32_t *Bp, int64_t Npad,
+ * + bias), or with acc C + Ap[0..5] . Bp (then bias NULL and !round), over
+ * the kp pair-rows that hold a k < K (the packer's zero pairs beyond them
+ * would add exact zeros to sums that start from +0: skipping them keeps
+ * the bits). Kp2: the row stride of Ap. */
+ZG_AVX512BF16 static void micro(const uint32_t *Ap, int64_t Kp2, int64_t kp, const uint32_t *Bp, int64_t Npad,
                                 const float *bias, bool round, bool acc, float *C, int64_t ldc, int rows, int cols) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
            c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const uint32_t *a0 = Ap, *a1 = a0 + Kp2, *a2 = a1 + Kp2, *a3 = a2 + Kp2, *a4 = a3 + Kp2, *a5 = a4 + Kp2;
-    for (int64_t p = 0; p < Kp2; p++) {
+    for (int64_t p = 0; p < kp; p++) {
         const uint32_t *b = Bp + p * Npad;
         __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 16);
         __m512bh a;
@@ -82,17 +85,18 @@ int zg__bf16_gemm_avx512(unsigned flags, bool ta, bool tb, int64_t M, int64_t N,
     ZG_PARALLEL_FOR(blk, mblocks * nblocks, min_blocks, {
         int64_t i = blk / nblocks * MR, j = blk % nblocks * NR;
         int rows = (int)(M - i < MR ? M - i : MR), cols = (int)(N - j < NR ? N - j : NR);
-        micro(Ap + i * Kp2, Kp2, Bp + j, Npad, bias ? bias + j : NULL, round, false, C + i * N + j, N, rows, cols);
+        micro(Ap + i * Kp2, Kp2, (K + 1) / 2, Bp + j, Npad, bias ? bias + j : NULL, round, false, C + i * N + j, N, rows,
+              cols);
     });
     return ZG_OK;
 }
 
-void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp, int64_t Npad,
-                          bool acc, float *C, int64_t ldc) {
+void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
+                          int64_t Npad, bool acc, float *C, int64_t ldc) {
     for (int64_t i = 0; i < M; i += MR)
         for (int64_t j = 0; j < N; j += NR) {
             int rows = (int)(M - i < MR ? M - i : MR), cols = (int)(N - j < NR ? N - j : NR);
-            micro(Ap + i * Kp2, Kp2, Bp + j, Npad, NULL, false, acc, C + i * ldc + j, ldc, rows, cols);
+            micro(Ap + i * Kp2, Kp2, (K + 1) / 2, Bp + j, Npad, NULL, false, acc, C + i * ldc + j, ldc, rows, cols);
         }
 }
 
@@ -110,9 +114,9 @@ void zg__bf16_avx512_dims(int64_t M, int64_t N, int64_t K, int64_t *Kp2, int64_t
     *Kp2 = *Mpad = *Npad = 0;
 }
 
-void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp, int64_t Npad,
-                          bool acc, float *C, int64_t ldc) {
-    (void)M, (void)N, (void)Kp2, (void)Ap, (void)Bp, (void)Npad, (void)acc, (void)C, (void)ldc;
+void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
+                          int64_t Npad, bool acc, float *C, int64_t ldc) {
+    (void)M, (void)N, (void)K, (void)Kp2, (void)Ap, (void)Bp, (void)Npad, (void)acc, (void)C, (void)ldc;
 }
 
 int zg__bf16_gemm_avx512(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,

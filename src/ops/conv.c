@@ -652,7 +652,7 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
     if (g->own) zg__sgemm_offsets(g->Cout, Pc, g->Ct, gc->wpack, NULL, NULL, sc->xp, g->xoff, false, out, Pc);
     if (g->own_lp) {
         zg__bf16_pack_b_offsets(g->Ct, Pc, sc->xp, g->xoff, g->lp_fw.kp2, g->lp_fw.npad, sc->lp);
-        zg__bf16_gemm_packed(g->Cout, Pc, g->lp_fw.kp2, gc->wpack, sc->lp, g->lp_fw.npad, false, out, Pc);
+        zg__bf16_gemm_packed(g->Cout, Pc, g->Ct, g->lp_fw.kp2, gc->wpack, sc->lp, g->lp_fw.npad, false, out, Pc);
     }
     for (int64_t gi = 0; gi < g->G && !g->own && !g->own_lp; gi++) {
         int rc = gemm(gc, false, false, g->Cg, Pc, g->K, Wt + gi * g->Cg * g->K, g->K, sc->cols + gi * g->K * Pc, Pc,
@@ -677,25 +677,64 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
 
 /* ---- backward ----------------------------------------------------------- */
 
-static float sum_f(const float *restrict x, int64_t n) {
+/* fp16: the sum of round_fp16(x[i]), in float32 as PyTorch's sum of an
+ * fp16 gradient accumulates. */
+static float sum_fp16(const float *restrict x, int64_t n) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; i++) s += x[i];
+    for (int64_t i = 0; i < n; i++) s += zg__round_fp16(x[i]);
     return s;
 }
 
-/* Sum of round_t(x[i]) (t != OFF), in float32 as PyTorch's sum of a t-typed
- * gradient accumulates. */
-static float sum_lp(zg_autocast_type t, const float *restrict x, int64_t n) {
-    float s = 0.0f;
-    if (t == ZG_AUTOCAST_BF16) {
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += zg__round_bf16(x[i]);
-    } else {
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += zg__round_fp16(x[i]);
+typedef uint32_t v4u __attribute__((vector_size(16)));
+
+/* zg__round_bf16 on 4 lanes (NaN becomes 0x7fc0). */
+static inline v4f round_bf16_v4(v4f x) {
+    v4u u;
+    memcpy(&u, &x, sizeof u);
+    const v4u nan = (u & 0x7fffffffu) > 0x7f800000u;
+    v4u r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    r = (r & ~nan) | (0x7fc00000u & nan);
+    memcpy(&x, &r, sizeof x);
+    return x;
+}
+
+/* out[r] = the sum of x[r*ld + i] over i < n (bf16: of their bf16
+ * roundings) for r < R <= 8, each in the order of the 4-lane reduction
+ * that `omp simd reduction(+)` compiles to for SSE (the order of the bias
+ * gradients so far): lane j adds x[4k + j] over the whole blocks of 4,
+ * lane 0 then the n % 4 last elements in turn, and the sum is 0 + l0 + l1
+ * + l2 + l3. The R rows' addition chains are interleaved: one chain's
+ * latency bounded the loop. */
+static void row_sums(bool bf16, const float *x, int64_t ld, int64_t n, int R, float *out) {
+    v4f acc[8] = {{0}};
+    const int64_t n4 = n / 4 * 4;
+    for (int64_t i = 0; i < n4; i += 4)
+        for (int r = 0; r < R; r++) {
+            v4f v;
+            memcpy(&v, x + r * ld + i, sizeof v);
+            acc[r] += bf16 ? round_bf16_v4(v) : v;
+        }
+    for (int r = 0; r < R; r++) {
+        float l[4];
+        memcpy(l, &acc[r], sizeof l);
+        for (int64_t i = n4; i < n; i++) l[0] += bf16 ? zg__round_bf16(x[r * ld + i]) : x[r * ld + i];
+        out[r] = 0.0f + l[0] + l[1] + l[2] + l[3];
     }
-    return s;
+}
+
+/* pb[co] (+)= the sum of sample gradient g [Cout, P] over the positions of
+ * channel co, of its type-t values under autocast (added when add). */
+static void bias_grad_sample(zg_autocast_type t, const float *g, int64_t Cout, int64_t P, bool add, float *pb) {
+    for (int64_t co = 0; co < Cout; co += 8) {
+        const int R = Cout - co < 8 ? (int)(Cout - co) : 8;
+        float s[8];
+        if (t == ZG_AUTOCAST_FP16)
+            for (int r = 0; r < R; r++) s[r] = sum_fp16(g + (co + r) * P, P);
+        else
+            row_sums(t == ZG_AUTOCAST_BF16, g + co * P, P, P, R, s);
+        for (int r = 0; r < R; r++) pb[co + r] = add ? pb[co + r] + s[r] : s[r];
+    }
 }
 
 /* bf16 packing: pw (dW^T [Ct, Cout]) = (acc ? pw : 0) + cols dY^T for the
@@ -704,7 +743,7 @@ static void lp_dw_sample(const conv_geom *g, const conv_scratch *sc, bool acc, f
     uint32_t *ap = sc->lp, *bp = ap + g->lp_dw.mpad * g->lp_dw.kp2;
     zg__bf16_pack_a_offsets(g->Ct, g->Pc, sc->xp, g->xoff, g->lp_dw.mpad, g->lp_dw.kp2, ap);
     zg__bf16_pack_b(true, true, g->Pc, g->Cout, sc->wide, g->lp_dw.kp2, g->lp_dw.npad, bp);
-    zg__bf16_gemm_packed(g->Ct, g->Cout, g->lp_dw.kp2, ap, bp, g->lp_dw.npad, acc, pw, g->Cout);
+    zg__bf16_gemm_packed(g->Ct, g->Cout, g->Pc, g->lp_dw.kp2, ap, bp, g->lp_dw.npad, acc, pw, g->Cout);
 }
 
 /* Samples [n0, n1): their partial dW and db (pw, pb; NULL when not
@@ -755,15 +794,12 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
                     for (int64_t i = 0; i < wg; i++) pwg[i] += sc->tmpw[i];
             }
         }
-        for (int64_t co = 0; co < Cout && pb; co++) {
-            const float s = lp ? sum_lp(gc->t, gn + co * P, P) : sum_f(gn + co * P, P);
-            pb[co] = n > n0 ? pb[co] + s : s;
-        }
+        if (pb) bias_grad_sample(gc->t, gn, Cout, P, n > n0, pb);
         if (dX) {
             if (g->own_lp) {
                 uint32_t *bp = sc->lp;
                 zg__bf16_pack_b(true, false, Cout, Pc, sc->wide, g->lp_dx.kp2, g->lp_dx.npad, bp);
-                zg__bf16_gemm_packed(g->Ct, Pc, g->lp_dx.kp2, gc->wpack, bp, g->lp_dx.npad, false, sc->dcols, Pc);
+                zg__bf16_gemm_packed(g->Ct, Pc, Cout, g->lp_dx.kp2, gc->wpack, bp, g->lp_dx.npad, false, sc->dcols, Pc);
             }
             for (int64_t gi = 0; gi < g->G && !g->own_lp; gi++) {
                 rc = gemm(gc, true, false, g->K, Pc, g->Cg, Wt + gi * g->Cg * g->K, g->K, gw + gi * g->Cg * Pc, Pc,
