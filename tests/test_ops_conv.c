@@ -565,14 +565,16 @@ TEST(transpose_f32_matches_definition) {
 }
 
 /* Case q (random x, w, b) under autocast type t through the convolution's
- * own kernels (own) and with zg__conv_blas_only (blas): y, dx, dw, db. */
-static void own_and_blas(const wide_case *q, zg_autocast_type t, zg_tensor *own[4], zg_tensor *blas[4]) {
+ * own kernels (own) and with zg__conv_blas_only (blas), in the layout
+ * use_wide picks or (general) the im2col one: y, dx, dw, db. */
+static void own_and_blas(const wide_case *q, zg_autocast_type t, bool general, zg_tensor *own[4],
+                         zg_tensor *blas[4]) {
     const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
     zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4));
     zg_tensor *b = q->bias ? zgt_param(zg_randn(ws, 1)) : NULL;
-    run_layout(q, t, false, x, w, b, own);
+    run_layout(q, t, general, x, w, b, own);
     zg__conv_blas_only = true;
-    run_layout(q, t, false, x, w, b, blas);
+    run_layout(q, t, general, x, w, b, blas);
     zg__conv_blas_only = false;
     zg_tensor_free(x);
     zg_tensor_free(w);
@@ -592,7 +594,7 @@ TEST(conv2d_own_kernel_matches_sgemm_path) {
         const wide_case *q = ci < ncases ? &wide_cases[ci] : ci == ncases ? &odd : &cnn;
         zg_tensor *own[4], *blas[4];
         int64_t ndiff = 0;
-        own_and_blas(q, ZG_AUTOCAST_OFF, own, blas);
+        own_and_blas(q, ZG_AUTOCAST_OFF, false, own, blas);
         for (int k = 0; k < 4; k++) {
             if (k < 3 || q->bias) {
                 CHECK(own[k] && blas[k]);
@@ -608,10 +610,11 @@ TEST(conv2d_own_kernel_matches_sgemm_path) {
 }
 
 /* Under bf16 autocast with the AVX512-BF16 kernel, the convolution's own
- * packing (weights once per call, cols straight from the padded planes, dW
- * transposed) against zg__gemm's packing of the same products: the same
- * bits everywhere, with partial row and column blocks and the default CNN's
- * second conv, 1 and 2 threads. */
+ * packing (weights once per call, cols straight from the padded planes or
+ * from im2col's cols, dW transposed) against zg__gemm's packing of the
+ * same products: the same bits everywhere, in both layouts, with partial
+ * row and column blocks and the default CNN's two convs, 1 and 2
+ * threads. */
 TEST(conv2d_bf16_packing_matches_gemm_path) {
     if (!zg_bf16_kernel_available(ZG_BF16_KERNEL_AVX512)) {
         printf("  no AVX512-BF16: the packing is not used on this CPU\n");
@@ -622,13 +625,16 @@ TEST(conv2d_bf16_packing_matches_gemm_path) {
     CHECK_OK(zg_bf16_kernel_set(ZG_BF16_KERNEL_AVX512));
     const char *names[4] = {"y", "dx", "dw", "db"};
     const wide_case cnn = {8, 32, 14, 14, 64, 3, 3, 1, 1, 1, true}, odd = {3, 5, 15, 17, 13, 3, 3, 1, 1, 1, true};
+    const wide_case cnn1 = {8, 1, 28, 28, 32, 3, 3, 1, 1, 1, true};
     const size_t ncases = sizeof wide_cases / sizeof *wide_cases;
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int run = 0; run < 4; run++) {
+        const int threads = 1 + run % 2;
+        const bool general = run >= 2;
         CHECK_OK(zg_set_num_threads(threads));
-        for (size_t ci = 0; ci < ncases + 2; ci++) {
-            const wide_case *q = ci < ncases ? &wide_cases[ci] : ci == ncases ? &odd : &cnn;
+        for (size_t ci = 0; ci < ncases + 3; ci++) {
+            const wide_case *q = ci < ncases ? &wide_cases[ci] : ci == ncases ? &odd : ci == ncases + 1 ? &cnn : &cnn1;
             zg_tensor *own[4], *gemm[4];
-            own_and_blas(q, ZG_AUTOCAST_BF16, own, gemm);
+            own_and_blas(q, ZG_AUTOCAST_BF16, general, own, gemm);
             for (int k = 0; k < 4; k++) {
                 if (k < 3 || q->bias) {
                     CHECK(own[k] && gemm[k]);
@@ -636,8 +642,8 @@ TEST(conv2d_bf16_packing_matches_gemm_path) {
                     for (int64_t i = 0; own[k] && gemm[k] && i < zg_tensor_numel(own[k]); i++)
                         ndiff += zg_tensor_get(own[k], i) != zg_tensor_get(gemm[k], i);
                     if (ndiff)
-                        zgt_fail(__FILE__, __LINE__, "%d threads, case %zu: %lld results of %s differ in bits", threads,
-                                 ci, (long long)ndiff, names[k]);
+                        zgt_fail(__FILE__, __LINE__, "%d threads, %s layout, case %zu: %lld results of %s differ in bits",
+                                 threads, general ? "general" : "chosen", ci, (long long)ndiff, names[k]);
                 }
                 zg_tensor_free(own[k]);
                 zg_tensor_free(gemm[k]);

@@ -40,6 +40,9 @@ float zg__f32_from_fp16(uint16_t h) {
 
 void zg__round_lp_array(zg_autocast_type t, float *x, int64_t n) { zg__round_lp_copy(t, x, x, n); }
 
+/* Integer operations on the bit patterns (and fp16's exact float steps):
+ * every clone gives the same values. */
+ZG_SIMD_CLONES
 void zg__round_lp_copy(zg_autocast_type t, float *dst, const float *src, int64_t n) {
     if (t == ZG_AUTOCAST_BF16) {
         /* The bf16 rounding on the bit pattern, branch-free so it

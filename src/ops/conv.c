@@ -268,12 +268,17 @@ static bool use_own(const conv_geom *g, zg_autocast_type t) {
            g->C * g->PL <= INT32_MAX && g->Pc * g->Cout <= INT32_MAX && zg__sgemm_offsets_available();
 }
 
-/* g->xoff, kpos and toff in the arena; false when out of memory. */
+/* g->xoff, kpos and toff in the arena; false when out of memory. In the
+ * general layout (bf16 packing only) xoff addresses the rows of cols. */
 static bool own_offsets(conv_geom *g) {
     g->xoff = zg__arena_alloc((size_t)(g->Ct + 2 * g->P) * sizeof(int32_t));
     if (!g->xoff) return false;
     g->kpos = g->xoff + g->Ct;
     g->toff = g->kpos + g->P;
+    if (!g->wide) {
+        for (int64_t k = 0; k < g->Ct; k++) g->xoff[k] = (int32_t)(k * g->Pc);
+        return true;
+    }
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
@@ -295,23 +300,27 @@ static float *own_pack(const conv_geom *g, const float *Wt) {
     return dst;
 }
 
-/* ---- bf16 packing (bf16 autocast, padded-width layout, one group) -------
+/* ---- bf16 packing (bf16 autocast, one group) -----------------------------
  * Where the AVX512-BF16 kernel is the one chosen (zg_bf16_kernel_get), the
  * three products take their operands packed by the convolution instead of
  * by zg__gemm: the weight (forward) and W^T (dX) once per call instead of
- * once per sample; the cols rows straight from the padded planes through
- * xoff, rounded to bf16 while packed (no im2col copy, no float32 cols);
+ * once per sample; in the padded-width layout the cols rows straight from
+ * the padded planes through xoff, rounded to bf16 while packed (no im2col
+ * copy, no float32 cols; the general layout packs its im2col'd cols);
  * dW computed transposed, dW^T = cols dY^T, so that cols is packed along
- * its rows (as A) and only dY [Cout, Pc] is transposed (the smaller
- * operand), the sum of each sample's product added in the kernel. The
+ * its rows (as A) and only dY [Cout, Pc] is transposed, the sum of each
+ * sample's product added in the kernel (at the first conv of the default
+ * CNN, 9 cols rows against 32 channels, this also makes the padded product
+ * 3x smaller: M = 9 rows in blocks of 6 instead of N = 9 columns in a block
+ * of 32). The
  * packed words, the instruction's pairs and the order of the sums are the
  * ones zg__gemm's kernel uses (each product of two bf16 values is exact in
  * float32, so swapping the operands of dW changes nothing): the same bits
  * as that path (tests/test_ops_conv). The AMX kernel keeps zg__gemm: this
  * packing for tiles was not written without a CPU to test it on. */
 static bool use_own_lp(const conv_geom *g, zg_autocast_type t) {
-    return !zg__conv_blas_only && t == ZG_AUTOCAST_BF16 && g->wide && g->G == 1 &&
-           zg_bf16_kernel_get() == ZG_BF16_KERNEL_AVX512 && g->C * g->PL <= INT32_MAX;
+    return !zg__conv_blas_only && t == ZG_AUTOCAST_BF16 && g->G == 1 && zg_bf16_kernel_get() == ZG_BF16_KERNEL_AVX512 &&
+           g->C * g->PL <= INT32_MAX && g->Ct * g->Pc <= INT32_MAX;
 }
 
 static lp_dims lp_dims_of(int64_t M, int64_t N, int64_t K) {
@@ -525,10 +534,10 @@ static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool back
 static size_t slot_parts(const conv_geom *g, zg_autocast_type t, bool backward, size_t part[SLOT_PARTS]) {
     const size_t f = sizeof(float);
     /* The own kernel reads no cols; its backward's part 0 holds dY^T. The
-     * bf16 packing reads no cols either. */
-    part[0] = g->own      ? (backward ? up64((size_t)(g->Cout * g->Pc) * f) : 0)
-              : g->own_lp ? 0
-                          : up64((size_t)(g->Ct * g->Pc) * f);
+     * bf16 packing reads no cols in the padded-width layout either. */
+    part[0] = g->own                  ? (backward ? up64((size_t)(g->Cout * g->Pc) * f) : 0)
+              : g->own_lp && g->wide ? 0
+                                     : up64((size_t)(g->Ct * g->Pc) * f);
     part[1] = backward ? up64((size_t)(g->Ct * g->Pc) * f) : 0;
     part[2] = g->wide ? up64((size_t)(g->Cout * g->Pc) * f) : 0;
     part[3] = g->wide ? up64((size_t)(g->C * g->PL) * f) : 0;
@@ -651,7 +660,7 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
     float *out = g->wide ? sc->wide : yn;
     if (g->own) zg__sgemm_offsets(g->Cout, Pc, g->Ct, gc->wpack, NULL, NULL, sc->xp, g->xoff, false, out, Pc);
     if (g->own_lp) {
-        zg__bf16_pack_b_offsets(g->Ct, Pc, sc->xp, g->xoff, g->lp_fw.kp2, g->lp_fw.npad, sc->lp);
+        zg__bf16_pack_b_offsets(g->Ct, Pc, g->wide ? sc->xp : sc->cols, g->xoff, g->lp_fw.kp2, g->lp_fw.npad, sc->lp);
         zg__bf16_gemm_packed(g->Cout, Pc, g->Ct, g->lp_fw.kp2, gc->wpack, sc->lp, g->lp_fw.npad, false, out, Pc);
     }
     for (int64_t gi = 0; gi < g->G && !g->own && !g->own_lp; gi++) {
@@ -738,11 +747,11 @@ static void bias_grad_sample(zg_autocast_type t, const float *g, int64_t Cout, i
 }
 
 /* bf16 packing: pw (dW^T [Ct, Cout]) = (acc ? pw : 0) + cols dY^T for the
- * sample whose padded planes and expanded dY are in sc. */
-static void lp_dw_sample(const conv_geom *g, const conv_scratch *sc, bool acc, float *pw) {
+ * sample whose padded planes (or cols) are in sc, gw its dY [Cout, Pc]. */
+static void lp_dw_sample(const conv_geom *g, const conv_scratch *sc, const float *gw, bool acc, float *pw) {
     uint32_t *ap = sc->lp, *bp = ap + g->lp_dw.mpad * g->lp_dw.kp2;
-    zg__bf16_pack_a_offsets(g->Ct, g->Pc, sc->xp, g->xoff, g->lp_dw.mpad, g->lp_dw.kp2, ap);
-    zg__bf16_pack_b(true, true, g->Pc, g->Cout, sc->wide, g->lp_dw.kp2, g->lp_dw.npad, bp);
+    zg__bf16_pack_a_offsets(g->Ct, g->Pc, g->wide ? sc->xp : sc->cols, g->xoff, g->lp_dw.mpad, g->lp_dw.kp2, ap);
+    zg__bf16_pack_b(true, true, g->Pc, g->Cout, gw, g->lp_dw.kp2, g->lp_dw.npad, bp);
     zg__bf16_gemm_packed(g->Ct, g->Cout, g->Pc, g->lp_dw.kp2, ap, bp, g->lp_dw.npad, acc, pw, g->Cout);
 }
 
@@ -770,7 +779,7 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
                 zg__transpose_f32(Cout, Pc, sc->wide, Pc, sc->cols, Cout);
                 zg__sgemm_offsets(g->Ct, Cout, P, sc->xp, g->xoff, g->kpos, sc->cols, g->toff, n > n0, pw, Cout);
             }
-            if (g->own_lp) lp_dw_sample(g, sc, n > n0, pw);
+            if (g->own_lp) lp_dw_sample(g, sc, gw, n > n0, pw);
             for (int64_t gi = 0; gi < g->G && !g->own && !g->own_lp; gi++) {
                 float *pwg = pw + gi * wg;
                 /* float32 accumulates in place (beta), as dW^T = cols dY^T
@@ -798,7 +807,7 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
         if (dX) {
             if (g->own_lp) {
                 uint32_t *bp = sc->lp;
-                zg__bf16_pack_b(true, false, Cout, Pc, sc->wide, g->lp_dx.kp2, g->lp_dx.npad, bp);
+                zg__bf16_pack_b(true, false, Cout, Pc, gw, g->lp_dx.kp2, g->lp_dx.npad, bp);
                 zg__bf16_gemm_packed(g->Ct, Pc, Cout, g->lp_dx.kp2, gc->wpack, bp, g->lp_dx.npad, false, sc->dcols, Pc);
             }
             for (int64_t gi = 0; gi < g->G && !g->own_lp; gi++) {
