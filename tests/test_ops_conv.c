@@ -654,6 +654,38 @@ TEST(conv2d_bf16_packing_matches_gemm_path) {
     CHECK_OK(zg_bf16_kernel_set(kept));
 }
 
+/* zg__row_sums4 (the bias gradients' sums) against the order it states,
+ * written out lane by lane: row counts around the 8-row groups, lengths
+ * around the blocks of 4, float32 and bf16, with a NaN and values whose
+ * sums depend on the order. */
+TEST(row_sums4_follows_the_lane_order) {
+    const int64_t rows[] = {1, 7, 8, 9, 17}, lens[] = {1, 3, 4, 5, 196, 199};
+    float x[17 * 199], out[17];
+    unsigned st = 5;
+    for (int i = 0; i < 17 * 199; i++) {
+        st = st * 1664525u + 1013904223u;
+        x[i] = ldexpf((float)(st >> 8) / 16777216.0f - 0.5f, (int)(st % 24) - 12);
+    }
+    x[3 * 199 + 10] = NAN;
+    for (int bf = 0; bf < 2; bf++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof *rows; ri++)
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+                const int64_t R = rows[ri], n = lens[li];
+                zg__row_sums4(bf, x, 199, n, R, out);
+                for (int64_t r = 0; r < R; r++) {
+                    float l[4] = {0, 0, 0, 0};
+                    for (int64_t i = 0; i < n; i++) {
+                        const float v = bf ? zg_round_bf16(x[r * 199 + i]) : x[r * 199 + i];
+                        l[i < n / 4 * 4 ? i % 4 : 0] += v;
+                    }
+                    const float want = 0.0f + l[0] + l[1] + l[2] + l[3];
+                    if (memcmp(&want, &out[r], sizeof want))
+                        zgt_fail(__FILE__, __LINE__, "bf16 %d, %lld rows of %lld: row %lld %g, want %g", bf,
+                                 (long long)R, (long long)n, (long long)r, out[r], want);
+                }
+            }
+}
+
 /* ------------------------------------------------------------------ */
 /* Pooling                                                             */
 /* ------------------------------------------------------------------ */

@@ -118,6 +118,12 @@ int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, in
 int zg__sgemm(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* out[r] = the sum of x[r*ld + i] over i < n for r < rows (bf16: of their
+ * bf16 roundings), each in the order of a 4-lane SIMD reduction: the sums
+ * of lanes j = i % 4 over the whole blocks of 4, the n % 4 last elements
+ * added to lane 0, then 0 + l0 + l1 + l2 + l3 (row_sums.c). */
+void zg__row_sums4(bool bf16, const float *x, int64_t ld, int64_t n, int64_t rows, float *out);
+
 /* ---- float32 GEMM on offset-addressed operands (sgemm_offsets.c) ------- */
 
 /* C[m][n] = (acc_c ? C[m][n] : 0) + sum over k in order of A(m,k) B(k,n),

@@ -695,43 +695,6 @@ static float sum_fp16(const float *restrict x, int64_t n) {
     return s;
 }
 
-typedef uint32_t v4u __attribute__((vector_size(16)));
-
-/* zg__round_bf16 on 4 lanes (NaN becomes 0x7fc0). */
-static inline v4f round_bf16_v4(v4f x) {
-    v4u u;
-    memcpy(&u, &x, sizeof u);
-    const v4u nan = (u & 0x7fffffffu) > 0x7f800000u;
-    v4u r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    r = (r & ~nan) | (0x7fc00000u & nan);
-    memcpy(&x, &r, sizeof x);
-    return x;
-}
-
-/* out[r] = the sum of x[r*ld + i] over i < n (bf16: of their bf16
- * roundings) for r < R <= 8, each in the order of the 4-lane reduction
- * that `omp simd reduction(+)` compiles to for SSE (the order of the bias
- * gradients so far): lane j adds x[4k + j] over the whole blocks of 4,
- * lane 0 then the n % 4 last elements in turn, and the sum is 0 + l0 + l1
- * + l2 + l3. The R rows' addition chains are interleaved: one chain's
- * latency bounded the loop. */
-static void row_sums(bool bf16, const float *x, int64_t ld, int64_t n, int R, float *out) {
-    v4f acc[8] = {{0}};
-    const int64_t n4 = n / 4 * 4;
-    for (int64_t i = 0; i < n4; i += 4)
-        for (int r = 0; r < R; r++) {
-            v4f v;
-            memcpy(&v, x + r * ld + i, sizeof v);
-            acc[r] += bf16 ? round_bf16_v4(v) : v;
-        }
-    for (int r = 0; r < R; r++) {
-        float l[4];
-        memcpy(l, &acc[r], sizeof l);
-        for (int64_t i = n4; i < n; i++) l[0] += bf16 ? zg__round_bf16(x[r * ld + i]) : x[r * ld + i];
-        out[r] = 0.0f + l[0] + l[1] + l[2] + l[3];
-    }
-}
-
 /* pb[co] (+)= the sum of sample gradient g [Cout, P] over the positions of
  * channel co, of its type-t values under autocast (added when add). */
 static void bias_grad_sample(zg_autocast_type t, const float *g, int64_t Cout, int64_t P, bool add, float *pb) {
@@ -741,7 +704,7 @@ static void bias_grad_sample(zg_autocast_type t, const float *g, int64_t Cout, i
         if (t == ZG_AUTOCAST_FP16)
             for (int r = 0; r < R; r++) s[r] = sum_fp16(g + (co + r) * P, P);
         else
-            row_sums(t == ZG_AUTOCAST_BF16, g + co * P, P, P, R, s);
+            zg__row_sums4(t == ZG_AUTOCAST_BF16, g + co * P, P, P, R, s);
         for (int r = 0; r < R; r++) pb[co + r] = add ? pb[co + r] + s[r] : s[r];
     }
 }
