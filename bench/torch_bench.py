@@ -37,6 +37,7 @@ WORKLOADS = {
     "mlp_sgd256": ("mlp", 256, "sgd", 0.01, False),
     "cnn64": ("cnn", 64, "adam", 1e-3, False),
     "mlp_bf16_256": ("mlp", 256, "sgd", 0.01, True),
+    "cnn_bf16_64": ("cnn", 64, "adam", 1e-3, True),
     "gpt_small": ("gpt_small", 12, "adamw", 1e-3, False),
     "gpt_small_bf16": ("gpt_small", 12, "adamw", 1e-3, True),
     "gpt_large": ("gpt_large", 8, "adamw", 1e-3, False),

@@ -75,6 +75,7 @@ static const workload WORKLOADS[] = {
     {"mlp_sgd256", 1, 256, ZG_SGD, 0.01, false},
     {"cnn64", 2, 64, ZG_ADAM, 1e-3, false},
     {"mlp_bf16_256", 1, 256, ZG_SGD, 0.01, true},
+    {"cnn_bf16_64", 2, 64, ZG_ADAM, 1e-3, true},
     {"mlp80", 3, 32, ZG_SGD, 0.01, false}, /* the sanitizer's cost: run with ZG_SANITIZE=off and warn */
     {"gpt_small", 4, 12, ZG_ADAMW, 1e-3, false},
     {"gpt_small_bf16", 4, 12, ZG_ADAMW, 1e-3, true},

@@ -114,7 +114,7 @@ static bool same_snap(const snapshot *a, const snapshot *b) {
 /* ---- a training step --------------------------------------------------------- */
 
 typedef struct {
-    bool cnn, penalty;
+    bool cnn, penalty, bf16; /* bf16: the forward under bf16 autocast */
     zg_optim_kind kind;
     zg_module *model;
     zg_optim *opt;
@@ -180,7 +180,9 @@ static zg_tensor *input_gradient_penalty(step_ctx *c) {
 static int step_op(void *p) {
     step_ctx *c = p;
     zg_optim_zero_grad(c->opt, true);
+    if (c->bf16) CHECK_OK(zg_autocast_enter(ZG_AUTOCAST_BF16));
     zg_tensor *logits = zg_module_forward(c->model, c->x);
+    if (c->bf16) zg_autocast_exit();
     zg_tensor *loss = logits ? zg_cross_entropy(logits, c->y, NULL) : NULL;
     if (loss && c->penalty) {
         zg_tensor *gp = input_gradient_penalty(c);
@@ -213,8 +215,8 @@ static void step_teardown(void *p) {
     zg_arena_reset();
 }
 
-static void sweep_step(bool cnn, bool penalty, zg_optim_kind kind, const char *name) {
-    step_ctx c = {.cnn = cnn, .penalty = penalty, .kind = kind};
+static void sweep_step_ex(bool cnn, bool penalty, bool bf16, zg_optim_kind kind, const char *name) {
+    step_ctx c = {.cnn = cnn, .penalty = penalty, .bf16 = bf16, .kind = kind};
     step_setup(&c);
     CHECK_OK(step_op(&c));
     CHECK_OK(step_op(&c));
@@ -225,9 +227,16 @@ static void sweep_step(bool cnn, bool penalty, zg_optim_kind kind, const char *n
     sweep(&fc, &c);
 }
 
+static void sweep_step(bool cnn, bool penalty, zg_optim_kind kind, const char *name) {
+    sweep_step_ex(cnn, penalty, false, kind, name);
+}
+
 TEST(alloc_faults_training_step_mlp_adam) { sweep_step(false, false, ZG_ADAM, "step mlp adam"); }
 TEST(alloc_faults_training_step_mlp_sgd_momentum) { sweep_step(false, false, ZG_SGD, "step mlp sgd momentum"); }
 TEST(alloc_faults_training_step_cnn_adam) { sweep_step(true, false, ZG_ADAM, "step cnn adam"); }
+/* bf16 autocast: the convolution's packed weights (AVX512-BF16 CPUs) or
+ * the GEMMs' scratch. */
+TEST(alloc_faults_training_step_cnn_bf16) { sweep_step_ex(true, false, true, ZG_ADAM, "step cnn bf16"); }
 /* The penalty's create_graph pass records while it runs: its failures. */
 TEST(alloc_faults_training_step_gradient_penalty) { sweep_step(false, true, ZG_ADAM, "step gradient penalty"); }
 TEST(alloc_faults_training_step_cnn_gradient_penalty) {

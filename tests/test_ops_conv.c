@@ -564,6 +564,23 @@ TEST(transpose_f32_matches_definition) {
     }
 }
 
+/* Case q (random x, w, b) under autocast type t through the convolution's
+ * own kernels (own) and with zg__conv_blas_only (blas), in the layout
+ * use_wide picks or (general) the im2col one: y, dx, dw, db. */
+static void own_and_blas(const wide_case *q, zg_autocast_type t, bool general, zg_tensor *own[4],
+                         zg_tensor *blas[4]) {
+    const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
+    zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4));
+    zg_tensor *b = q->bias ? zgt_param(zg_randn(ws, 1)) : NULL;
+    run_layout(q, t, general, x, w, b, own);
+    zg__conv_blas_only = true;
+    run_layout(q, t, general, x, w, b, blas);
+    zg__conv_blas_only = false;
+    zg_tensor_free(x);
+    zg_tensor_free(w);
+    zg_tensor_free(b);
+}
+
 /* The own kernel (AVX-512) against the sgemm path, float32: within
  * rounding at small shapes (OpenBLAS's small-matrix kernels sum in another
  * order), the same bits at the default CNN's second conv (one FMA chain
@@ -575,17 +592,11 @@ TEST(conv2d_own_kernel_matches_sgemm_path) {
     const size_t ncases = sizeof wide_cases / sizeof *wide_cases;
     for (size_t ci = 0; ci < ncases + 2; ci++) {
         const wide_case *q = ci < ncases ? &wide_cases[ci] : ci == ncases ? &odd : &cnn;
-        const int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->cout, q->c / q->groups, q->kh, q->kw};
-        zg_tensor *x = zgt_param(zg_randn(xs, 4)), *w = zgt_param(zg_randn(ws, 4));
-        zg_tensor *b = q->bias ? zgt_param(zg_randn(ws, 1)) : NULL;
         zg_tensor *own[4], *blas[4];
         int64_t ndiff = 0;
-        run_layout(q, ZG_AUTOCAST_OFF, false, x, w, b, own);
-        zg__conv_blas_only = true;
-        run_layout(q, ZG_AUTOCAST_OFF, false, x, w, b, blas);
-        zg__conv_blas_only = false;
+        own_and_blas(q, ZG_AUTOCAST_OFF, false, own, blas);
         for (int k = 0; k < 4; k++) {
-            if (k < 3 || b) {
+            if (k < 3 || q->bias) {
                 CHECK(own[k] && blas[k]);
                 if (own[k] && blas[k] && !agree(ZG_AUTOCAST_OFF, own[k], blas[k], &ndiff))
                     zgt_fail(__FILE__, __LINE__, "case %zu: %s differs between the kernels", ci, names[k]);
@@ -595,10 +606,84 @@ TEST(conv2d_own_kernel_matches_sgemm_path) {
         }
         if (q == &cnn && ndiff)
             zgt_fail(__FILE__, __LINE__, "default CNN conv2: %lld results differ in bits", (long long)ndiff);
-        zg_tensor_free(x);
-        zg_tensor_free(w);
-        zg_tensor_free(b);
     }
+}
+
+/* Under bf16 autocast with the AVX512-BF16 kernel, the convolution's own
+ * packing (weights once per call, cols straight from the padded planes or
+ * from im2col's cols, dW transposed) against zg__gemm's packing of the
+ * same products: the same bits everywhere, in both layouts, with partial
+ * row and column blocks and the default CNN's two convs, 1 and 2
+ * threads. */
+TEST(conv2d_bf16_packing_matches_gemm_path) {
+    if (!zg_bf16_kernel_available(ZG_BF16_KERNEL_AVX512)) {
+        printf("  no AVX512-BF16: the packing is not used on this CPU\n");
+        return;
+    }
+    const zg_bf16_kernel kept = zg_bf16_kernel_get();
+    const int kept_threads = omp_get_max_threads();
+    CHECK_OK(zg_bf16_kernel_set(ZG_BF16_KERNEL_AVX512));
+    const char *names[4] = {"y", "dx", "dw", "db"};
+    const wide_case cnn = {8, 32, 14, 14, 64, 3, 3, 1, 1, 1, true}, odd = {3, 5, 15, 17, 13, 3, 3, 1, 1, 1, true};
+    const wide_case cnn1 = {8, 1, 28, 28, 32, 3, 3, 1, 1, 1, true};
+    const size_t ncases = sizeof wide_cases / sizeof *wide_cases;
+    for (int run = 0; run < 4; run++) {
+        const int threads = 1 + run % 2;
+        const bool general = run >= 2;
+        CHECK_OK(zg_set_num_threads(threads));
+        for (size_t ci = 0; ci < ncases + 3; ci++) {
+            const wide_case *q = ci < ncases ? &wide_cases[ci] : ci == ncases ? &odd : ci == ncases + 1 ? &cnn : &cnn1;
+            zg_tensor *own[4], *gemm[4];
+            own_and_blas(q, ZG_AUTOCAST_BF16, general, own, gemm);
+            for (int k = 0; k < 4; k++) {
+                if (k < 3 || q->bias) {
+                    CHECK(own[k] && gemm[k]);
+                    int64_t ndiff = 0;
+                    for (int64_t i = 0; own[k] && gemm[k] && i < zg_tensor_numel(own[k]); i++)
+                        ndiff += zg_tensor_get(own[k], i) != zg_tensor_get(gemm[k], i);
+                    if (ndiff)
+                        zgt_fail(__FILE__, __LINE__, "%d threads, %s layout, case %zu: %lld results of %s differ in bits",
+                                 threads, general ? "general" : "chosen", ci, (long long)ndiff, names[k]);
+                }
+                zg_tensor_free(own[k]);
+                zg_tensor_free(gemm[k]);
+            }
+        }
+    }
+    CHECK_OK(zg_set_num_threads(kept_threads));
+    CHECK_OK(zg_bf16_kernel_set(kept));
+}
+
+/* zg__row_sums4 (the bias gradients' sums) against the order it states,
+ * written out lane by lane: row counts around the 8-row groups, lengths
+ * around the blocks of 4, float32 and bf16, with a NaN and values whose
+ * sums depend on the order. */
+TEST(row_sums4_follows_the_lane_order) {
+    const int64_t rows[] = {1, 7, 8, 9, 17}, lens[] = {1, 3, 4, 5, 196, 199};
+    float x[17 * 199], out[17];
+    unsigned st = 5;
+    for (int i = 0; i < 17 * 199; i++) {
+        st = st * 1664525u + 1013904223u;
+        x[i] = ldexpf((float)(st >> 8) / 16777216.0f - 0.5f, (int)(st % 24) - 12);
+    }
+    x[3 * 199 + 10] = NAN;
+    for (int bf = 0; bf < 2; bf++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof *rows; ri++)
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+                const int64_t R = rows[ri], n = lens[li];
+                zg__row_sums4(bf, x, 199, n, R, out);
+                for (int64_t r = 0; r < R; r++) {
+                    float l[4] = {0, 0, 0, 0};
+                    for (int64_t i = 0; i < n; i++) {
+                        const float v = bf ? zg_round_bf16(x[r * 199 + i]) : x[r * 199 + i];
+                        l[i < n / 4 * 4 ? i % 4 : 0] += v;
+                    }
+                    const float want = 0.0f + l[0] + l[1] + l[2] + l[3];
+                    if (memcmp(&want, &out[r], sizeof want))
+                        zgt_fail(__FILE__, __LINE__, "bf16 %d, %lld rows of %lld: row %lld %g, want %g", bf,
+                                 (long long)R, (long long)n, (long long)r, out[r], want);
+                }
+            }
 }
 
 /* ------------------------------------------------------------------ */

@@ -75,13 +75,18 @@ ZG_AVX512 static inline __m512 row16(const float *X, int64_t K, int64_t ld, int6
     return k < K ? _mm512_maskz_loadu_ps(m, X + k * ld + c) : _mm512_setzero_ps();
 }
 
-/* Row m of Ap from A [M,K] (rows contiguous in k): 32 floats give 16 words. */
-ZG_AVX512 static void pack_a_row(int64_t m, int64_t M, int64_t K, const float *A, int64_t Kp2, uint32_t *Ap) {
-    uint32_t *o = Ap + m * Kp2;
+/* One row of Ap (Kp2 words at o) from the K contiguous floats at row (NULL:
+ * zeros): 32 floats give 16 words. */
+ZG_AVX512 static void pack_a_from(const float *row, int64_t K, int64_t Kp2, uint32_t *o) {
     for (int64_t p = 0; p < Kp2; p += 16) {
-        __m512i w = m < M ? pair_run_masked(A + m * K + 2 * p, K - 2 * p) : _mm512_setzero_si512();
+        __m512i w = row ? pair_run_masked(row + 2 * p, K - 2 * p) : _mm512_setzero_si512();
         _mm512_storeu_si512(o + p, w);
     }
+}
+
+/* Row m of Ap from A [M,K] (rows contiguous in k). */
+ZG_AVX512 static void pack_a_row(int64_t m, int64_t M, int64_t K, const float *A, int64_t Kp2, uint32_t *Ap) {
+    pack_a_from(m < M ? A + m * K : NULL, K, Kp2, Ap + m * Kp2);
 }
 
 /* Rows m0..m0+15 of Ap from A stored [K,M]: blocks of 16 pair-rows x 16
@@ -99,13 +104,21 @@ ZG_AVX512 static void pack_at_rows(int64_t m0, int64_t M, int64_t K, const float
     }
 }
 
-/* Pair-row p of Bp from B stored [K,N]: rows 2p and 2p+1 interleaved. */
-ZG_AVX512 static void pack_b_row(int64_t p, int64_t K, int64_t N, const float *B, int64_t Npad, uint32_t *Bp) {
-    uint32_t *o = Bp + p * Npad;
+/* One pair-row of Bp (Npad words at o): the N floats at r0 and at r1
+ * interleaved (NULL: zeros). */
+ZG_AVX512 static void pack_b_from(const float *r0, const float *r1, int64_t N, int64_t Npad, uint32_t *o) {
     for (int64_t n = 0; n < Npad; n += 16) {
         __mmask16 mn = mask_n(N - n);
-        _mm512_storeu_si512(o + n, pair_rows(row16(B, K, N, 2 * p, n, mn), row16(B, K, N, 2 * p + 1, n, mn)));
+        __m512 lo = r0 ? _mm512_maskz_loadu_ps(mn, r0 + n) : _mm512_setzero_ps();
+        __m512 hi = r1 ? _mm512_maskz_loadu_ps(mn, r1 + n) : _mm512_setzero_ps();
+        _mm512_storeu_si512(o + n, pair_rows(lo, hi));
     }
+}
+
+/* Pair-row p of Bp from B stored [K,N]: rows 2p and 2p+1 interleaved. */
+ZG_AVX512 static void pack_b_row(int64_t p, int64_t K, int64_t N, const float *B, int64_t Npad, uint32_t *Bp) {
+    pack_b_from(2 * p < K ? B + 2 * p * N : NULL, 2 * p + 1 < K ? B + (2 * p + 1) * N : NULL, N, Npad,
+                Bp + p * Npad);
 }
 
 /* Columns n0..n0+15 of Bp from B stored [N,K] (row n of B is column n of
@@ -137,6 +150,18 @@ void zg__bf16_pack_b(bool serial, bool tb, int64_t K, int64_t N, const float *B,
     const int64_t min_par = K * N >= 65536 && !serial ? 1 : INT64_MAX;
     if (!tb) ZG_PARALLEL_FOR(p, Kp2, min_par, { pack_b_row(p, K, N, B, Npad, Bp); });
     else ZG_PARALLEL_FOR(nb, Npad / 16, min_par, { pack_bt_cols(nb * 16, K, N, B, Kp2, Npad, Bp); });
+}
+
+ZG_AVX512 void zg__bf16_pack_a_offsets(int64_t M, int64_t K, const float *A, const int32_t *aoff, int64_t Mpad,
+                                       int64_t Kp2, uint32_t *Ap) {
+    for (int64_t m = 0; m < Mpad; m++) pack_a_from(m < M ? A + aoff[m] : NULL, K, Kp2, Ap + m * Kp2);
+}
+
+ZG_AVX512 void zg__bf16_pack_b_offsets(int64_t K, int64_t N, const float *B, const int32_t *boff, int64_t Kp2,
+                                       int64_t Npad, uint32_t *Bp) {
+    for (int64_t p = 0; p < Kp2; p++)
+        pack_b_from(2 * p < K ? B + boff[2 * p] : NULL, 2 * p + 1 < K ? B + boff[2 * p + 1] : NULL, N, Npad,
+                    Bp + p * Npad);
 }
 
 ZG_AVX512 void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t cols, const float *bias, bool round) {

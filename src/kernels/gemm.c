@@ -55,10 +55,13 @@ int zg__sgemm(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
         return ZG_OK;
     }
     if (ours && M * N * K >= OPENBLAS_THREAD_MIN) {
-        /* OpenBLAS would thread it (and malloc, and split C its own way):
-         * inside a parallel region it runs serially. */
-#pragma omp parallel num_threads(2)
-        if (omp_get_thread_num() == 0) sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        /* OpenBLAS would thread it (and malloc, and split C its own way).
+         * Its OpenMP build takes its thread count from the calling thread's
+         * omp_get_max_threads() on every call: one thread here runs it
+         * serially, without the fork and join of a parallel region. */
+        omp_set_num_threads(1);
+        sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        omp_set_num_threads((int)T);
         return ZG_OK;
     }
     sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);

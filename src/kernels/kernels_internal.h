@@ -118,6 +118,12 @@ int zg__gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, in
 int zg__sgemm(unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* out[r] = the sum of x[r*ld + i] over i < n for r < rows (bf16: of their
+ * bf16 roundings), each in the order of a 4-lane SIMD reduction: the sums
+ * of lanes j = i % 4 over the whole blocks of 4, the n % 4 last elements
+ * added to lane 0, then 0 + l0 + l1 + l2 + l3 (row_sums.c). */
+void zg__row_sums4(bool bf16, const float *x, int64_t ld, int64_t n, int64_t rows, float *out);
+
 /* ---- float32 GEMM on offset-addressed operands (sgemm_offsets.c) ------- */
 
 /* C[m][n] = (acc_c ? C[m][n] : 0) + sum over k in order of A(m,k) B(k,n),
@@ -167,6 +173,23 @@ void zg__bf16_pack_a(bool serial, bool ta, int64_t M, int64_t K, const float *A,
                      uint32_t *Ap);
 void zg__bf16_pack_b(bool serial, bool tb, int64_t K, int64_t N, const float *B, int64_t Kp2, int64_t Npad,
                      uint32_t *Bp);
+/* The same layouts with rows addressed through offset tables (serial):
+ * Ap row m = the K floats at A + aoff[m] (m < M); Bp pair-row p = the N
+ * floats at B + boff[2p] and B + boff[2p+1] (k < K). A convolution packs
+ * its cols this way straight from the padded input planes. */
+void zg__bf16_pack_a_offsets(int64_t M, int64_t K, const float *A, const int32_t *aoff, int64_t Mpad, int64_t Kp2,
+                             uint32_t *Ap);
+void zg__bf16_pack_b_offsets(int64_t K, int64_t N, const float *B, const int32_t *boff, int64_t Kp2, int64_t Npad,
+                             uint32_t *Bp);
+/* The AVX512-BF16 kernel's padded sizes for an M x N x K product (Kp2 and
+ * Npad as above, Mpad a multiple of 6 and of 16 rows at least M). */
+void zg__bf16_avx512_dims(int64_t M, int64_t N, int64_t K, int64_t *Kp2, int64_t *Mpad, int64_t *Npad);
+/* C[M,N] (row stride ldc) = (acc ? C : 0) + Ap Bp over operands already
+ * packed for an M x N x K product (Kp2 the packed stride): the float32
+ * sums, no bias, no rounding; serial, no allocation. The AVX512-BF16
+ * kernel's products, so call only where zg__cpu_has_avx512bf16(). */
+void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
+                          int64_t Npad, bool acc, float *C, int64_t ldc);
 /* The kernels' epilogue on a block of C (rows x cols, row stride ldc):
  * + bias[0..cols) (bf16 values, may be NULL), then rounding to bf16 unless
  * !round. */

@@ -38,9 +38,11 @@ float zg__f32_from_fp16(uint16_t h) {
     return zg__bits_f32(sign | ((e + 112u) << 23) | (m << 13));
 }
 
-void zg__round_lp_array(zg_autocast_type t, float *x, int64_t n) { zg__round_lp_copy(t, x, x, n); }
-
-void zg__round_lp_copy(zg_autocast_type t, float *dst, const float *src, int64_t n) {
+/* Integer operations on the bit patterns (and fp16's exact float steps):
+ * every clone gives the same values. Static: clang makes only functions
+ * local to their file multiversioned. */
+ZG_SIMD_CLONES
+static void round_copy(zg_autocast_type t, float *dst, const float *src, int64_t n) {
     if (t == ZG_AUTOCAST_BF16) {
         /* The bf16 rounding on the bit pattern, branch-free so it
          * vectorises; NaNs are canonicalised afterwards. */
@@ -55,6 +57,10 @@ void zg__round_lp_copy(zg_autocast_type t, float *dst, const float *src, int64_t
         for (int64_t i = 0; i < n; i++) dst[i] = zg__round_fp16(src[i]);
     }
 }
+
+void zg__round_lp_copy(zg_autocast_type t, float *dst, const float *src, int64_t n) { round_copy(t, dst, src, n); }
+
+void zg__round_lp_array(zg_autocast_type t, float *x, int64_t n) { round_copy(t, x, x, n); }
 
 /* ---- public ------------------------------------------------------------ */
 

@@ -59,6 +59,12 @@
 /* Below this many output elements the batch loop stays on one thread. */
 #define PAR_MIN_ELEMS 32768
 
+/* Packed sizes of one product for the AVX512-BF16 kernel
+ * (zg__bf16_avx512_dims). */
+typedef struct {
+    int64_t kp2, mpad, npad;
+} lp_dims;
+
 typedef struct {
     int64_t N, C, H, W;      /* input */
     int64_t Cout, kh, kw, G; /* weight, groups */
@@ -77,6 +83,10 @@ typedef struct {
      * and the offsets of the cols rows in the padded planes (Ct of them). */
     bool own;
     int32_t *xoff;
+    /* bf16 own packing (see "bf16 packing" below): whether it runs the
+     * products, and the packed sizes of its three products. */
+    bool own_lp;
+    lp_dims lp_fw, lp_dw, lp_dx;
     /* ... and, over the P real positions p = oh*Wp + ow, p itself (kpos)
      * and the offset of row p of dY^T (toff = p*Cout). */
     int32_t *kpos, *toff;
@@ -97,8 +107,9 @@ typedef struct {
     unsigned flags;
     void *scratch;
     /* Own kernel: the weight packed as A of the forward ([Cout, Ct], by
-     * zg__sgemm_pack_a); NULL in the backward. */
-    const float *wpack;
+     * zg__sgemm_pack_a), NULL in the backward; bf16 packing: the weight as
+     * the forward's A, or W^T as dX's A, in bf16 pairs. */
+    const void *wpack;
 } gemm_ctx;
 
 /* C[M,N] = op(A) op(B) + beta C with explicit leading dimensions (row-major). */
@@ -257,12 +268,17 @@ static bool use_own(const conv_geom *g, zg_autocast_type t) {
            g->C * g->PL <= INT32_MAX && g->Pc * g->Cout <= INT32_MAX && zg__sgemm_offsets_available();
 }
 
-/* g->xoff, kpos and toff in the arena; false when out of memory. */
+/* g->xoff, kpos and toff in the arena; false when out of memory. In the
+ * general layout (bf16 packing only) xoff addresses the rows of cols. */
 static bool own_offsets(conv_geom *g) {
     g->xoff = zg__arena_alloc((size_t)(g->Ct + 2 * g->P) * sizeof(int32_t));
     if (!g->xoff) return false;
     g->kpos = g->xoff + g->Ct;
     g->toff = g->kpos + g->P;
+    if (!g->wide) {
+        for (int64_t k = 0; k < g->Ct; k++) g->xoff[k] = (int32_t)(k * g->Pc);
+        return true;
+    }
     for (int64_t c = 0; c < g->C; c++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++)
@@ -282,6 +298,56 @@ static float *own_pack(const conv_geom *g, const float *Wt) {
     float *dst = zg__arena_alloc((size_t)zg__sgemm_packed_floats(g->Cout, g->Ct) * sizeof(float));
     if (dst) zg__sgemm_pack_a(g->Cout, g->Ct, Wt, g->Ct, 1, dst);
     return dst;
+}
+
+/* ---- bf16 packing (bf16 autocast, one group) -----------------------------
+ * Where the AVX512-BF16 kernel is the one chosen (zg_bf16_kernel_get), the
+ * three products take their operands packed by the convolution instead of
+ * by zg__gemm: the weight (forward) and W^T (dX) once per call instead of
+ * once per sample; in the padded-width layout the cols rows straight from
+ * the padded planes through xoff, rounded to bf16 while packed (no im2col
+ * copy, no float32 cols; the general layout packs its im2col'd cols);
+ * dW computed transposed, dW^T = cols dY^T, so that cols is packed along
+ * its rows (as A) and only dY [Cout, Pc] is transposed, the sum of each
+ * sample's product added in the kernel (at the first conv of the default
+ * CNN, 9 cols rows against 32 channels, this also makes the padded product
+ * 3x smaller: M = 9 rows in blocks of 6 instead of N = 9 columns in a block
+ * of 32). The
+ * packed words, the instruction's pairs and the order of the sums are the
+ * ones zg__gemm's kernel uses (each product of two bf16 values is exact in
+ * float32, so swapping the operands of dW changes nothing): the same bits
+ * as that path (tests/test_ops_conv). The AMX kernel keeps zg__gemm: this
+ * packing for tiles was not written without a CPU to test it on. */
+static bool use_own_lp(const conv_geom *g, zg_autocast_type t) {
+    return !zg__conv_blas_only && t == ZG_AUTOCAST_BF16 && g->G == 1 && zg_bf16_kernel_get() == ZG_BF16_KERNEL_AVX512 &&
+           g->C * g->PL <= INT32_MAX && g->Ct * g->Pc <= INT32_MAX;
+}
+
+static lp_dims lp_dims_of(int64_t M, int64_t N, int64_t K) {
+    lp_dims d;
+    zg__bf16_avx512_dims(M, N, K, &d.kp2, &d.mpad, &d.npad);
+    return d;
+}
+
+/* The forward's weight [Cout, Ct] (or with transposed W^T [Ct, Cout], dX's
+ * A) packed in the arena; NULL when out of memory. */
+static uint32_t *lp_pack_w(const conv_geom *g, const float *Wt, bool transposed) {
+    const lp_dims d = transposed ? g->lp_dx : g->lp_fw;
+    uint32_t *dst = zg__arena_alloc((size_t)(d.mpad * d.kp2) * sizeof *dst);
+    if (dst)
+        zg__bf16_pack_a(false, transposed, transposed ? g->Ct : g->Cout, transposed ? g->Cout : g->Ct, Wt, d.mpad,
+                        d.kp2, dst);
+    return dst;
+}
+
+/* Bytes of one thread's bf16 packing scratch: the forward's B, or the
+ * backward's dW A and B (dX's B fits in the same place). */
+static size_t lp_pack_bytes(const conv_geom *g, bool backward) {
+    const size_t w = sizeof(uint32_t);
+    if (!backward) return (size_t)(g->lp_fw.kp2 * g->lp_fw.npad) * w;
+    const size_t dw = (size_t)(g->lp_dw.mpad * g->lp_dw.kp2 + g->lp_dw.kp2 * g->lp_dw.npad) * w;
+    const size_t dx = (size_t)(g->lp_dx.kp2 * g->lp_dx.npad) * w;
+    return dw > dx ? dw : dx;
 }
 
 /* Plane x [H, W] into the interior of the padded plane xp. */
@@ -452,6 +518,7 @@ static size_t up64(size_t b) { return (b + 63) / 64 * 64; }
 /* Bytes of low-precision GEMM scratch per thread (0 for float32). */
 static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool backward) {
     if (t == ZG_AUTOCAST_OFF) return 0;
+    if (g->own_lp) return up64(lp_pack_bytes(g, backward));
     size_t s = zg__lp_gemm_scratch(g->Cg, g->Pc, g->K);
     if (backward) {
         size_t w = zg__lp_gemm_scratch(g->Cg, g->K, g->Pc), x = zg__lp_gemm_scratch(g->K, g->Pc, g->Cg);
@@ -466,8 +533,11 @@ static size_t lp_scratch_bytes(const conv_geom *g, zg_autocast_type t, bool back
 #define SLOT_PARTS 8
 static size_t slot_parts(const conv_geom *g, zg_autocast_type t, bool backward, size_t part[SLOT_PARTS]) {
     const size_t f = sizeof(float);
-    /* The own kernel reads no cols; its backward's part 0 holds dY^T. */
-    part[0] = g->own ? (backward ? up64((size_t)(g->Cout * g->Pc) * f) : 0) : up64((size_t)(g->Ct * g->Pc) * f);
+    /* The own kernel reads no cols; its backward's part 0 holds dY^T. The
+     * bf16 packing reads no cols in the padded-width layout either. */
+    part[0] = g->own                  ? (backward ? up64((size_t)(g->Cout * g->Pc) * f) : 0)
+              : g->own_lp && g->wide ? 0
+                                     : up64((size_t)(g->Ct * g->Pc) * f);
     part[1] = backward ? up64((size_t)(g->Ct * g->Pc) * f) : 0;
     part[2] = g->wide ? up64((size_t)(g->Cout * g->Pc) * f) : 0;
     part[3] = g->wide ? up64((size_t)(g->C * g->PL) * f) : 0;
@@ -491,8 +561,8 @@ static conv_scratch scratch_slot(const conv_geom *g, zg_autocast_type t, bool ba
         p[i] = part[i] ? (float *)m : NULL;
         m += part[i];
     }
-    /* tmpw: the end of the low-precision part. */
-    float *tmpw = p[5] && backward ? (float *)((char *)p[5] + part[5] - (size_t)(g->Cg * g->K) * sizeof(float)) : NULL;
+    /* tmpw: the end of the low-precision part (not with bf16 packing). */
+    float *tmpw = p[5] && backward && !g->own_lp ? (float *)((char *)p[5] + part[5] - (size_t)(g->Cg * g->K) * sizeof(float)) : NULL;
     return (conv_scratch){.cols = p[0], .dcols = p[1], .wide = p[2], .xp = p[3], .dxp = p[4],
                           .lp = p[5], .tmpw = tmpw, .ys = p[6], .gp = p[7], .ready = ready + k};
 }
@@ -507,7 +577,7 @@ static void im2col_sample(const conv_geom *g, const float *X, int64_t n, const c
     for (int64_t c = 0; c < C; c++) {
         float *xp = sc->xp + c * g->PL;
         pad_plane(g, X + (n * C + c) * HW, xp);
-        if (!g->own) im2col_wide(g, xp, c, sc->cols);
+        if (!g->own && !g->own_lp) im2col_wide(g, xp, c, sc->cols);
     }
 }
 
@@ -589,7 +659,11 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
         }
     float *out = g->wide ? sc->wide : yn;
     if (g->own) zg__sgemm_offsets(g->Cout, Pc, g->Ct, gc->wpack, NULL, NULL, sc->xp, g->xoff, false, out, Pc);
-    for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
+    if (g->own_lp) {
+        zg__bf16_pack_b_offsets(g->Ct, Pc, g->wide ? sc->xp : sc->cols, g->xoff, g->lp_fw.kp2, g->lp_fw.npad, sc->lp);
+        zg__bf16_gemm_packed(g->Cout, Pc, g->Ct, g->lp_fw.kp2, gc->wpack, sc->lp, g->lp_fw.npad, false, out, Pc);
+    }
+    for (int64_t gi = 0; gi < g->G && !g->own && !g->own_lp; gi++) {
         int rc = gemm(gc, false, false, g->Cg, Pc, g->K, Wt + gi * g->Cg * g->K, g->K, sc->cols + gi * g->K * Pc, Pc,
                       fill ? 1.0f : 0.0f, out + gi * g->Cg * Pc, Pc);
         if (rc) return rc;
@@ -612,25 +686,36 @@ static int forward_sample(const conv_geom *g, const gemm_ctx *gc, const float *X
 
 /* ---- backward ----------------------------------------------------------- */
 
-static float sum_f(const float *restrict x, int64_t n) {
+/* fp16: the sum of round_fp16(x[i]), in float32 as PyTorch's sum of an
+ * fp16 gradient accumulates. */
+static float sum_fp16(const float *restrict x, int64_t n) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; i++) s += x[i];
+    for (int64_t i = 0; i < n; i++) s += zg__round_fp16(x[i]);
     return s;
 }
 
-/* Sum of round_t(x[i]) (t != OFF), in float32 as PyTorch's sum of a t-typed
- * gradient accumulates. */
-static float sum_lp(zg_autocast_type t, const float *restrict x, int64_t n) {
-    float s = 0.0f;
-    if (t == ZG_AUTOCAST_BF16) {
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += zg__round_bf16(x[i]);
-    } else {
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += zg__round_fp16(x[i]);
+/* pb[co] (+)= the sum of sample gradient g [Cout, P] over the positions of
+ * channel co, of its type-t values under autocast (added when add). */
+static void bias_grad_sample(zg_autocast_type t, const float *g, int64_t Cout, int64_t P, bool add, float *pb) {
+    for (int64_t co = 0; co < Cout; co += 8) {
+        const int R = Cout - co < 8 ? (int)(Cout - co) : 8;
+        float s[8];
+        if (t == ZG_AUTOCAST_FP16)
+            for (int r = 0; r < R; r++) s[r] = sum_fp16(g + (co + r) * P, P);
+        else
+            zg__row_sums4(t == ZG_AUTOCAST_BF16, g + co * P, P, P, R, s);
+        for (int r = 0; r < R; r++) pb[co + r] = add ? pb[co + r] + s[r] : s[r];
     }
-    return s;
+}
+
+/* bf16 packing: pw (dW^T [Ct, Cout]) = (acc ? pw : 0) + cols dY^T for the
+ * sample whose padded planes (or cols) are in sc, gw its dY [Cout, Pc]. */
+static void lp_dw_sample(const conv_geom *g, const conv_scratch *sc, const float *gw, bool acc, float *pw) {
+    uint32_t *ap = sc->lp, *bp = ap + g->lp_dw.mpad * g->lp_dw.kp2;
+    zg__bf16_pack_a_offsets(g->Ct, g->Pc, g->wide ? sc->xp : sc->cols, g->xoff, g->lp_dw.mpad, g->lp_dw.kp2, ap);
+    zg__bf16_pack_b(true, true, g->Pc, g->Cout, gw, g->lp_dw.kp2, g->lp_dw.npad, bp);
+    zg__bf16_gemm_packed(g->Ct, g->Cout, g->Pc, g->lp_dw.kp2, ap, bp, g->lp_dw.npad, acc, pw, g->Cout);
 }
 
 /* Samples [n0, n1): their partial dW and db (pw, pb; NULL when not
@@ -657,7 +742,8 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
                 zg__transpose_f32(Cout, Pc, sc->wide, Pc, sc->cols, Cout);
                 zg__sgemm_offsets(g->Ct, Cout, P, sc->xp, g->xoff, g->kpos, sc->cols, g->toff, n > n0, pw, Cout);
             }
-            for (int64_t gi = 0; gi < g->G && !g->own; gi++) {
+            if (g->own_lp) lp_dw_sample(g, sc, gw, n > n0, pw);
+            for (int64_t gi = 0; gi < g->G && !g->own && !g->own_lp; gi++) {
                 float *pwg = pw + gi * wg;
                 /* float32 accumulates in place (beta), as dW^T = cols dY^T
                  * [K, Cg]: the same sums (of the same products, in position
@@ -680,12 +766,14 @@ static int backward_chunk(const conv_geom *g, const gemm_ctx *gc, const float *X
                     for (int64_t i = 0; i < wg; i++) pwg[i] += sc->tmpw[i];
             }
         }
-        for (int64_t co = 0; co < Cout && pb; co++) {
-            const float s = lp ? sum_lp(gc->t, gn + co * P, P) : sum_f(gn + co * P, P);
-            pb[co] = n > n0 ? pb[co] + s : s;
-        }
+        if (pb) bias_grad_sample(gc->t, gn, Cout, P, n > n0, pb);
         if (dX) {
-            for (int64_t gi = 0; gi < g->G; gi++) {
+            if (g->own_lp) {
+                uint32_t *bp = sc->lp;
+                zg__bf16_pack_b(true, false, Cout, Pc, gw, g->lp_dx.kp2, g->lp_dx.npad, bp);
+                zg__bf16_gemm_packed(g->Ct, Pc, Cout, g->lp_dx.kp2, gc->wpack, bp, g->lp_dx.npad, false, sc->dcols, Pc);
+            }
+            for (int64_t gi = 0; gi < g->G && !g->own_lp; gi++) {
                 rc = gemm(gc, true, false, g->K, Pc, g->Cg, Wt + gi * g->Cg * g->K, g->K, gw + gi * g->Cg * Pc, Pc,
                           0.0f, sc->dcols + gi * g->K * Pc, Pc);
                 if (rc) return rc;
@@ -724,14 +812,18 @@ static int conv_grads(const conv_geom *g, zg_autocast_type t, const float *X, co
     int *ready = zg__arena_calloc((size_t)T * sizeof(int));
     float *partial = zg__arena_alloc((size_t)((nch ? nch : 1) * psz) * sizeof(float));
     int *status = zg__arena_calloc((size_t)(nch ? nch : 1) * sizeof(int));
-    float *sumw = dW && t == ZG_AUTOCAST_OFF ? zg__arena_alloc((size_t)wsz * sizeof(float)) : dW;
-    if (!scratch || !ready || !partial || !status || (dW && !sumw)) return ZG_ERR_NOMEM;
+    /* float32 and the bf16 packing sum dW^T, transposed at the end. */
+    const bool transposed = t == ZG_AUTOCAST_OFF || g->own_lp;
+    float *sumw = dW && transposed ? zg__arena_alloc((size_t)wsz * sizeof(float)) : dW;
+    const uint32_t *wtpack = g->own_lp && dX ? lp_pack_w(g, Wt, true) : NULL;
+    if (!scratch || !ready || !partial || !status || (dW && !sumw) || (g->own_lp && dX && !wtpack))
+        return ZG_ERR_NOMEM;
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(ch, nch, par ? 0 : INT64_MAX, {
         const conv_scratch sc = scratch_slot(g, t, true, scratch, slot(T), ready);
         /* Serial GEMMs inside our threads; on the calling thread alone
          * they may thread and use the arena themselves. */
-        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp, NULL};
+        const gemm_ctx gc = {t, ZG__GEMM_WHOLE | ZG__LP_NO_ROUND | (par ? ZG__LP_SERIAL : 0u), sc.lp, wtpack};
         float *pw = partial + ch * psz;
         const int64_t n0 = ch * CHUNK, n1 = n0 + CHUNK < g->N ? n0 + CHUNK : g->N;
         status[ch] = backward_chunk(g, &gc, X, G, Out, Wt, dX, dW ? pw : NULL, db ? pw + wsz : NULL, &sc, n0, n1);
@@ -742,7 +834,7 @@ static int conv_grads(const conv_geom *g, zg_autocast_type t, const float *X, co
     /* The chunk partials in chunk order (zero for an empty batch); float32
      * sums them transposed, then transposes per group. */
     if (dW) {
-        float *acc = t == ZG_AUTOCAST_OFF ? sumw : dW;
+        float *acc = transposed ? sumw : dW;
         memset(acc, 0, (size_t)wsz * sizeof(float));
         for (int64_t ch = 0; ch < nch; ch++) {
             const float *pw = partial + ch * psz;
@@ -977,10 +1069,17 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
         return zg__fail_null("%s: x of shape %s and weight of shape %s are too large for BLAS", fn, sx, sw);
     const zg_autocast_type t = zg_autocast_get();
     g->own = use_own(g, t);
-    if (g->own && !own_offsets(g)) return NULL;
+    g->own_lp = use_own_lp(g, t);
+    if (g->own_lp) {
+        g->lp_fw = lp_dims_of(Cout, g->Pc, g->Ct);
+        g->lp_dw = lp_dims_of(g->Ct, Cout, g->Pc);
+        g->lp_dx = lp_dims_of(g->Ct, g->Pc, Cout);
+    }
+    if ((g->own || g->own_lp) && !own_offsets(g)) return NULL;
     if (fuse) {
-        /* Low precision would round the conv output: left to the ops. */
-        if (t != ZG_AUTOCAST_OFF || OH < 2 || OW < 2 || !zg__max_pool_2x2_fits(OW)) return NULL;
+        /* Under autocast the conv output is rounded to the type before it
+         * is pooled (forward_sample), as the unfused ops see it. */
+        if (OH < 2 || OW < 2 || !zg__max_pool_2x2_fits(OW)) return NULL;
         g->fuse = fuse;
         g->PH = OH / 2;
         g->PW = OW / 2;
@@ -998,8 +1097,8 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     int *status = zg__arena_calloc((size_t)(N ? N : 1) * sizeof(int));
     if (!y || !scratch || !ready || !status) return NULL;
     const float *X = zg__f32(x), *Wt = zg__f32(w), *bd = b ? zg__f32(b) : NULL;
-    const float *wpack = g->own ? own_pack(g, Wt) : NULL;
-    if (g->own && !wpack) return NULL;
+    const void *wpack = g->own ? (const void *)own_pack(g, Wt) : g->own_lp ? (const void *)lp_pack_w(g, Wt, false) : NULL;
+    if ((g->own || g->own_lp) && !wpack) return NULL;
     float *Y = zg__f32(y);
     const int saved = blas_serial_begin(par);
     ZG_PARALLEL_FOR(i, N, par ? 0 : INT64_MAX, {
@@ -1011,9 +1110,10 @@ static zg_tensor *conv2d(zg_tensor *x, zg_tensor *w, zg_tensor *b, const int str
     for (int64_t i = 0; i < N; i++)
         if (status[i]) return NULL;
 
-    const char *name = fuse == FUSE_POOL_RELU ? "conv2d_max_pool2d_relu"
-                       : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
-                                              : zg__autocast_node_name("conv2d", t);
+    const char *name = zg__autocast_node_name(fuse == FUSE_POOL_RELU ? "conv2d_max_pool2d_relu"
+                                              : fuse == FUSE_POOL    ? "conv2d_max_pool2d"
+                                                                     : "conv2d",
+                                              t);
     zg__node *n = ZG_RECORD(conv_args, name, conv2d_backward, y, (zg_tensor *[]){x, w, b}, 3);
     zg__node_set_double_backward(n, fuse ? conv_pool_backward_diff : conv2d_backward_diff);
     if (n) {
