@@ -21,6 +21,18 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZGT_LSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define ZGT_LSAN 1
+#endif
+#ifdef ZGT_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /* ---- the sweep ------------------------------------------------------------- */
 
 typedef struct {
@@ -1156,11 +1168,26 @@ TEST(alloc_faults_gpt_training_run_resume) { sweep_run(true, false, false); }
 TEST(alloc_faults_csv_training_run_resume) { sweep_run(false, true, false); }
 /* --ddp (a world of one): the zg_ddp, the shares' slices. MPI is
  * initialised for this case and finalised after it. */
+/* Open MPI keeps what MPI_Init allocates until the process ends, partly
+ * in components unloaded at MPI_Finalize, whose frames LeakSanitizer
+ * cannot name for tests/lsan.supp in a singleton (the mpirun tests unwind
+ * fully instead); so init and finalize run outside the leak check, and
+ * every allocation of the sweep stays inside it. */
+static void mpi_outside_leak_check(bool init) {
+#ifdef ZGT_LSAN
+    __lsan_disable();
+#endif
+    CHECK_OK(init ? zg_dist_init(NULL, NULL) : zg_dist_finalize());
+#ifdef ZGT_LSAN
+    __lsan_enable();
+#endif
+}
+
 TEST(alloc_faults_ddp_training_run_resume) {
     if (!zg_dist_available()) return;
-    CHECK_OK(zg_dist_init(NULL, NULL));
+    mpi_outside_leak_check(true);
     sweep_run(false, false, true);
-    CHECK_OK(zg_dist_finalize());
+    mpi_outside_leak_check(false);
 }
 
 /* ---- schedulers ------------------------------------------------------------------ */
