@@ -1628,7 +1628,13 @@ typedef struct {
     int64_t allreduces_overlapped; /* of those, started while some gradient was still being computed */
     int64_t reductions;           /* backwards whose gradients were averaged */
     int64_t join_shadows;         /* all-reduces a joined rank matched with zeros */
-    double wait_seconds;          /* time spent waiting for gradient all-reduces */
+    double wait_seconds;          /* time spent waiting for gradient all-reduces (after backward's compute) */
+    /* Per reducing backward, from the first bucket's all-reduce start to
+     * the end of the wait for the last (PyTorch DDP's backward_comm_time),
+     * and the part of it before backward's compute ended (its
+     * compute_comm_overlap_time); comm = overlap + wait. */
+    double comm_seconds;
+    double overlap_seconds;
     int num_buckets;              /* buckets now */
 } zg_ddp_stats;
 ZG_API int zg_ddp_get_stats(const zg_ddp *d, zg_ddp_stats *out);

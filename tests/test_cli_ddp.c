@@ -158,6 +158,18 @@ TEST(ddp_two_ranks_train_as_one_process_with_double_batch) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", one);
     zgt_read_text(path, m1, sizeof m1);
     CHECK(strstr(m2, "\"steps\": 20,") && strstr(m2, "\"samples\": 640,"));
+    /* The all-reduce counters (rank 0's): the MLP's 235146 floats fit the
+     * 1 MiB first bucket, so one all-reduce per step; its comm window is
+     * overlap + exposed wait. One process has none. */
+    const char *ar = strstr(m2, "\"ddp_allreduces\": "), *cs = strstr(m2, "\"ddp_comm_seconds\": ");
+    const char *os = strstr(m2, "\"ddp_overlap_seconds\": "), *ws = strstr(m2, "\"ddp_wait_seconds\": ");
+    CHECK(ar && cs && os && ws && !strstr(m1, "ddp_"));
+    if (ar && cs && os && ws) {
+        const double comm = atof(cs + 20), overlap = atof(os + 23), wait = atof(ws + 20);
+        CHECK(atoi(ar + 18) == 20);
+        CHECK(comm > 0 && overlap >= 0 && wait >= 0);
+        CHECK_NEAR(comm, overlap + wait, 1e-9 + 1e-9 * comm);
+    }
     const char *l1 = strstr(m1, "\"train_loss\": "), *l2 = strstr(m2, "\"train_loss\": ");
     CHECK(l1 && l2);
     if (l1 && l2) CHECK_NEAR(atof(l2 + 14), atof(l1 + 14), 1e-5);

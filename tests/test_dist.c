@@ -280,6 +280,11 @@ DIST_TEST(ddp_buckets_by_size_in_reverse_registration_order, 2) {
      * the last one when the last gradient is in. */
     CHECK(st.allreduces == 3 && st.allreduces_overlapped == 2);
     CHECK(st.allreduce_bytes == (768 + 64 + 640 + 40 + 200 + 20));
+    /* The comm window starts at bucket 0's launch, before backward ends
+     * (two gradients were still to come), and splits into overlap + wait:
+     * three differences of the same three clock readings. */
+    CHECK(st.overlap_seconds > 0 && st.wait_seconds >= 0 && st.comm_seconds >= st.overlap_seconds);
+    CHECK(fabs(st.comm_seconds - (st.overlap_seconds + st.wait_seconds)) <= 1e-12 + 1e-9 * st.comm_seconds);
     zg_ddp_free(ddp);
     zg_module_free(m);
 }

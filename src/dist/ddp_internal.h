@@ -49,6 +49,7 @@ struct zg_ddp {
     int *used;         /* parameter got a gradient on this rank (then all-reduced: on any) */
     int n_ready;       /* parameters marked ready so far */
     int next_bucket;   /* buckets launch in order: the next one to launch */
+    double first_launch; /* MPI_Wtime when this iteration's first all-reduce started */
     bool unfinished;   /* the last backward left parameters without gradient */
     bool require_sync;
     bool forward_param_sync; /* broadcast buffers at the next forward (PyTorch's require_forward_param_sync) */

@@ -28,6 +28,14 @@ void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m) {
     json_num(b, "lr", m->lr);
     zg__sb_printf(b, ", \"samples\": %lld, ", (long long)m->samples);
     json_num(b, "grad_norm", m->grad_norm);
+    if (m->ddp) {
+        zg__sb_printf(b, ", \"ddp_allreduces\": %lld, ", (long long)m->allreduces);
+        json_num(b, "ddp_comm_seconds", m->comm_seconds);
+        zg__sb_printf(b, ", ");
+        json_num(b, "ddp_overlap_seconds", m->overlap_seconds);
+        zg__sb_printf(b, ", ");
+        json_num(b, "ddp_wait_seconds", m->wait_seconds);
+    }
     zg__sb_printf(b, "}");
 }
 
@@ -60,8 +68,8 @@ static bool get_int(const zg__json *o, const char *key, int64_t lo, int64_t hi, 
     return true;
 }
 
-/* An entry is an object of 9 numbers: 10 JSON values. The tree of a
- * history is allowed 16 per entry, and no more. */
+/* An entry is an object of 9 numbers, 13 with --ddp: 14 JSON values. The
+ * tree of a history is allowed 16 per entry, and no more. */
 #define NODES_PER_ENTRY 16
 
 int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epoch_metrics **out, int *n) {
@@ -96,6 +104,11 @@ int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epo
         m[i].grad_norm = NAN;
         if (ok && member(o, "samples")) ok = get_int(o, "samples", -1, ZG__MAX_COUNT, &m[i].samples);
         if (ok && member(o, "grad_norm")) ok = get_num(o, "grad_norm", &m[i].grad_norm);
+        if (ok && member(o, "ddp_allreduces"))
+            ok = (m[i].ddp = get_int(o, "ddp_allreduces", 0, ZG__MAX_COUNT, &m[i].allreduces)) &&
+                 get_num(o, "ddp_comm_seconds", &m[i].comm_seconds) &&
+                 get_num(o, "ddp_overlap_seconds", &m[i].overlap_seconds) &&
+                 get_num(o, "ddp_wait_seconds", &m[i].wait_seconds);
         if (!ok) {
             free(m);
             zg__json_free(root);

@@ -353,6 +353,25 @@ static int agree_loss(double *loss, int64_t *units) {
     return ZG_OK;
 }
 
+/* --ddp: the world, the batch, and the gradient buckets' sizes (each is
+ * one all-reduce per step; docs/distributed.md projects their cost). */
+static void log_ddp(const trainer *t, FILE *log) {
+    fprintf(log, "zgrad train: ddp on %d ranks, batch %lld per rank (global batch %lld); gradient buckets (KiB):",
+            t->world, (long long)t->cfg.batch_size, (long long)t->cfg.batch_size * t->world);
+    zg_ddp_stats st;
+    const int np = zg_module_num_params(t->model);
+    int *idx = malloc((size_t)(np > 0 ? np : 1) * sizeof *idx);
+    const int nb = !idx || zg_ddp_get_stats(t->ddp, &st) ? 0 : st.num_buckets;
+    for (int b = 0; b < nb; b++) {
+        int64_t numel = 0;
+        const int n = zg_ddp_bucket_params(t->ddp, b, idx, np);
+        for (int k = 0; k < n && k < np; k++) numel += zg_tensor_numel(zg_module_param(t->model, idx[k]));
+        fprintf(log, " %.1f", (double)numel * sizeof(float) / 1024);
+    }
+    fprintf(log, nb ? "\n" : " unknown\n");
+    free(idx);
+}
+
 /* --ddp: this process's place in the world; the other ranks than 0 log
  * and show nothing. */
 static int ddp_world(trainer *t) {
@@ -761,6 +780,15 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
         .grad_norm = zg_accum_last_norm(t->acc),
         .r2 = t->src.d.task == ZG_TASK_REGRESS,
     };
+    zg_ddp_stats ds;
+    if (t->ddp && !zg_ddp_get_stats(t->ddp, &ds)) {
+        m.ddp = true;
+        m.allreduces = ds.allreduces;
+        m.comm_seconds = ds.comm_seconds;
+        m.overlap_seconds = ds.overlap_seconds;
+        m.wait_seconds = ds.wait_seconds;
+        zg_ddp_reset_stats(t->ddp);
+    }
     rc = push_metrics(t, &m);
     if (!rc) rc = feed_plateau(t, test_loss);
     if (rc) return rc;
@@ -1128,9 +1156,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
             fprintf(log, "zgrad train: resuming from %s (epoch %lld, batch %lld, step %lld)\n", t.resumed_from,
                     (long long)t.st.epoch + 1, (long long)t.st.next_batch, (long long)t.st.global_step);
         log_start(&t, log);
-        if (t.ddp)
-            fprintf(log, "zgrad train: ddp on %d ranks, batch %lld per rank (global batch %lld)\n", t.world,
-                    (long long)cfg->batch_size, (long long)cfg->batch_size * t.world);
+        if (t.ddp) log_ddp(&t, log);
         if (cfg->accum > 1 || cfg->clip_norm > 0 || cfg->schedule[0] || cfg->amp)
         {
             char clip[32] = "off";

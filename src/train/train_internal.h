@@ -63,6 +63,12 @@ typedef struct {
     double grad_norm;   /* total grad norm of the last step (before
                          * clipping); NaN without --clip-norm */
     bool r2;            /* a regression: test_acc holds R^2 ("test_r2") */
+    /* --ddp: rank 0's gradient all-reduces in the epoch (in this process:
+     * from the resume on), and zg_ddp_stats' comm window split into
+     * overlap with backward and exposed wait. */
+    bool ddp;
+    int64_t allreduces;
+    double comm_seconds, overlap_seconds, wait_seconds;
 } zg__epoch_metrics;
 
 /* One JSON object, no newline, every number round-trips exactly. */
