@@ -297,79 +297,14 @@ static int fill_state_options(trainer *t) {
     return s->vocab_hex ? ZG_OK : zg__fail(ZG_ERR_NOMEM, "zg_train_run: out of memory");
 }
 
-/* ---- data parallel (--ddp) ------------------------------------------------------ */
+/* ---- data parallel (--ddp): the pieces in ddp_share.c ---------------------------- */
 
-/* Whether flag is set on any rank (1 or 0; < 0: the all-reduce failed).
- * Every rank calls it at the same point, so that all take the same branch.
- * Without --ddp: flag. */
-static int any_rank(const trainer *t, bool flag) {
-    if (!t->ddp) return flag;
-    double v = flag;
-    int rc = zg_dist_allreduce_sum_f64(&v, 1);
-    return rc ? rc : v > 0;
-}
+static int any_rank(const trainer *t, bool flag) { return zg__train_any_rank(t->ddp != NULL, flag); }
 
-/* Rank 0's flag on every rank. */
-static bool root_flag(const trainer *t, bool flag) {
-    int v = flag;
-    if (t->ddp && zg_dist_broadcast(&v, sizeof v, 0)) return true;
-    return v != 0;
-}
-
-/* This rank's share of a global batch of m rows: rows [m r / W,
- * m (r + 1) / W). A share's loss is the mean over its rows and DDP
- * averages the W shares' gradients, so a share of n rows weighs n W / m
- * to give the global batch's mean (1 when W divides m). A rank with no
- * rows (m < W) runs row 0 with weight 0. Without --ddp: the batch. */
+/* This rank's share of the batch (x, y), and its loss weight. */
 static int shard_batch(trainer *t, zg_tensor **x, zg_tensor **y) {
     t->loss_weight = 1;
-    if (!t->ddp) return ZG_OK;
-    const int64_t m = zg_tensor_size(*x, 0);
-    int64_t lo = m * t->rank / t->world, hi = m * (t->rank + 1) / t->world;
-    t->loss_weight = (float)((double)(hi - lo) * t->world / (double)m);
-    if (hi == lo) {
-        lo = 0;
-        hi = 1;
-    }
-    *x = zg_slice(*x, lo, hi);
-    *y = zg_slice(*y, lo, hi);
-    return *x && *y ? ZG_OK : ZG_ERR_NOMEM;
-}
-
-/* --ddp, after each share's forward: the global batch's loss (the shares'
- * losses weighted by their units) and units on every rank, or NaN when
- * any share's loss is not finite, so that all ranks skip it together. */
-static int agree_loss(double *loss, int64_t *units) {
-    const bool finite = isfinite(*loss);
-    double v[3] = {finite ? 0 : 1, finite ? *loss * (double)*units : 0, (double)*units};
-    int rc = zg_dist_allreduce_sum_f64(v, 3);
-    if (rc) return rc;
-    if (v[0] > 0) {
-        if (finite) *loss = NAN;
-    } else {
-        *loss = v[1] / v[2];
-        *units = (int64_t)v[2];
-    }
-    return ZG_OK;
-}
-
-/* --ddp: the world, the batch, and the gradient buckets' sizes (each is
- * one all-reduce per step; docs/distributed.md projects their cost). */
-static void log_ddp(const trainer *t, FILE *log) {
-    fprintf(log, "zgrad train: ddp on %d ranks, batch %lld per rank (global batch %lld); gradient buckets (KiB):",
-            t->world, (long long)t->cfg.batch_size, (long long)t->cfg.batch_size * t->world);
-    zg_ddp_stats st;
-    const int np = zg_module_num_params(t->model);
-    int *idx = malloc((size_t)(np > 0 ? np : 1) * sizeof *idx);
-    const int nb = !idx || zg_ddp_get_stats(t->ddp, &st) ? 0 : st.num_buckets;
-    for (int b = 0; b < nb; b++) {
-        int64_t numel = 0;
-        const int n = zg_ddp_bucket_params(t->ddp, b, idx, np);
-        for (int k = 0; k < n && k < np; k++) numel += zg_tensor_numel(zg_module_param(t->model, idx[k]));
-        fprintf(log, " %.1f", (double)numel * sizeof(float) / 1024);
-    }
-    fprintf(log, nb ? "\n" : " unknown\n");
-    free(idx);
+    return t->ddp ? zg__train_shard(t->rank, t->world, x, y, &t->loss_weight) : ZG_OK;
 }
 
 /* --ddp: this process's place in the world; the other ranks than 0 log
@@ -378,15 +313,8 @@ static int ddp_world(trainer *t) {
     t->world = 1;
     t->loss_weight = 1;
     if (!t->cfg.ddp) return ZG_OK;
-    if (!zg_dist_available())
-        return zg__fail(ZG_ERR_UNAVAILABLE, "zg_train_run: ddp needs zgrad built with MPI, and this build has none "
-                        "(install libopenmpi-dev and rebuild without ZG_MPI=0)");
-    if (!zg_dist_is_initialized())
-        return zg__fail(ZG_ERR_STATE, "zg_train_run: ddp needs MPI initialised: call zg_dist_init first");
-    int rc = zg_dist_set_timeout(t->cfg.ddp_timeout);
+    int rc = zg__train_ddp_world(t->cfg.ddp_timeout, &t->rank, &t->world);
     if (rc) return rc;
-    t->rank = zg_dist_rank();
-    t->world = zg_dist_world_size();
     if (t->cfg.inject_rank && t->cfg.inject_rank - 1 != t->rank) t->cfg.inject_bad_batch = t->cfg.inject_nan_loss = 0;
     if (t->rank) {
         t->cfg.log = NULL;
@@ -574,7 +502,7 @@ static int micro_step(trainer *t, zg_tensor *x, zg_tensor *y, int64_t rb, double
     double l = zg_tensor_item(loss);
     if (t->cfg.inject_nan_loss > 0 && rb >= t->cfg.inject_nan_loss && rb < t->cfg.inject_nan_loss + t->cfg.inject_nan_count)
         l = NAN;
-    if (t->ddp && (rc = agree_loss(&l, units))) {
+    if (t->ddp && (rc = zg__train_agree_loss(&l, units))) {
         zg_arena_reset();
         return rc;
     }
@@ -1156,7 +1084,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
             fprintf(log, "zgrad train: resuming from %s (epoch %lld, batch %lld, step %lld)\n", t.resumed_from,
                     (long long)t.st.epoch + 1, (long long)t.st.next_batch, (long long)t.st.global_step);
         log_start(&t, log);
-        if (t.ddp) log_ddp(&t, log);
+        if (t.ddp) zg__train_log_ddp(log, t.ddp, t.model, t.world, cfg->batch_size);
         if (cfg->accum > 1 || cfg->clip_norm > 0 || cfg->schedule[0] || cfg->amp)
         {
             char clip[32] = "off";
@@ -1169,7 +1097,7 @@ int zg_train_run(const zg_train_config *cfg, zg_train_result *result) {
     while (!rc && more_to_train(&t)) rc = train_epoch(&t);
     /* Nothing left to train (a finished run resumed): the outputs are
      * refreshed all the same. */
-    if (!rc && root_flag(&t, !t.ckpt_name[0])) rc = save_checkpoint(&t);
+    if (!rc && zg__train_root_flag(t.ddp != NULL, !t.ckpt_name[0])) rc = save_checkpoint(&t);
     if (!rc) rc = write_outputs(&t, true);
     if (!rc && result) {
         result->epochs_done = t.st.n_metrics;

@@ -311,4 +311,24 @@ void zg__run_unlock(int *fd);
  * `force`; a run is refused either way. */
 int zg__run_check_fresh(const char *fn, const char *dir, bool force);
 
+/* ---- data parallel: zgrad train --ddp's pieces (ddp_share.c) ------------ */
+
+/* Whether flag is set on any rank (1 or 0; < 0: the all-reduce failed).
+ * Every rank calls it at the same point, so that all take the same branch.
+ * Without ddp: flag. */
+int zg__train_any_rank(bool ddp, bool flag);
+/* Rank 0's flag on every rank (true when the broadcast fails). */
+bool zg__train_root_flag(bool ddp, bool flag);
+/* Cuts (x, y) to this rank's share of the global batch and sets *weight,
+ * the share's loss weight (1 when the world divides the batch). */
+int zg__train_shard(int rank, int world, zg_tensor **x, zg_tensor **y, float *weight);
+/* After each share's forward: the global batch's loss and units on every
+ * rank, or NaN when any share's loss is not finite. */
+int zg__train_agree_loss(double *loss, int64_t *units);
+/* The start-up line: the world, the batch, the gradient buckets' sizes. */
+void zg__train_log_ddp(FILE *log, const zg_ddp *d, const zg_module *m, int world, int64_t batch);
+/* Checks that MPI is there and initialised, sets the wait bound, and
+ * gives this process's rank and the world size. */
+int zg__train_ddp_world(double timeout, int *rank, int *world);
+
 #endif
