@@ -13,6 +13,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include "bf16_round.h"
+
 #define MR 6
 #define NR 32
 #define ZG_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
@@ -48,10 +50,20 @@ ZG_AVX512BF16 static void micro(const uint32_t *Ap, int64_t Kp2, int64_t kp, con
             y0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c), y0);
             y1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + 16), y1);
         }
+        /* The epilogue in registers (zg__bf16_epilogue's operations in its
+         * order): storing C and reading it back for it stalled on the
+         * masked stores. */
+        if (bias) {
+            y0 = _mm512_add_ps(y0, _mm512_maskz_loadu_ps(m0, bias));
+            y1 = _mm512_add_ps(y1, _mm512_maskz_loadu_ps(m1, bias + 16));
+        }
+        if (round) {
+            y0 = zg__bf16_round_ps(y0);
+            y1 = zg__bf16_round_ps(y1);
+        }
         _mm512_mask_storeu_ps(c, m0, y0);
         _mm512_mask_storeu_ps(c + 16, m1, y1);
     }
-    zg__bf16_epilogue(C, ldc, rows, cols, bias, round);
 }
 
 /* Rows padded for the packer (16) and for the micro-kernel (6). */

@@ -11,20 +11,13 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#define ZG_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq")))
+#include "bf16_round.h"
 
-/* Lanes rounded to bf16, still as 32-bit floats (the bf16 in the upper
- * half); NaN becomes 0x7fc0 as in the scalar conversion. */
-ZG_AVX512 static inline __m512i round_hi(__m512 x) {
-    __m512i u = _mm512_castps_si512(x);
-    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    return _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7fc00000));
-}
+#define ZG_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq")))
 
 /* Words (lo[i], hi[i]) for 16 lanes: the pair of two rows. */
 ZG_AVX512 static inline __m512i pair_rows(__m512 lo, __m512 hi) {
-    return _mm512_mask_blend_epi16(0xaaaaaaaau, _mm512_srli_epi32(round_hi(lo), 16), round_hi(hi));
+    return _mm512_mask_blend_epi16(0xaaaaaaaau, _mm512_srli_epi32(zg__bf16_round_hi(lo), 16), zg__bf16_round_hi(hi));
 }
 
 /* Words (x[2i], x[2i+1]) for the 32 consecutive floats x0 = x[0..15],
@@ -32,7 +25,7 @@ ZG_AVX512 static inline __m512i pair_rows(__m512 lo, __m512 hi) {
 ZG_AVX512 static inline __m512i pair_run(__m512 x0, __m512 x1) {
     const __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27,
                                          25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    return _mm512_permutex2var_epi16(round_hi(x0), idx, round_hi(x1));
+    return _mm512_permutex2var_epi16(zg__bf16_round_hi(x0), idx, zg__bf16_round_hi(x1));
 }
 
 /* 32 floats from x[0..n) (n may be <= 0 or > 32), zeros beyond. */
@@ -173,7 +166,7 @@ ZG_AVX512 void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t co
             __mmask16 m = mask_n(cols - j);
             __m512 v = _mm512_maskz_loadu_ps(m, c + j);
             if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + j));
-            if (round) v = _mm512_castsi512_ps(_mm512_and_si512(round_hi(v), hi));
+            if (round) v = _mm512_castsi512_ps(_mm512_and_si512(zg__bf16_round_hi(v), hi));
             _mm512_mask_storeu_ps(c + j, m, v);
         }
     }
@@ -185,12 +178,12 @@ ZG_AVX512 static void column_sums16(const float *G, int64_t rows, int64_t cols, 
     __mmask16 m = mask_n(cols - j0);
     __m512d lo8 = _mm512_setzero_pd(), hi8 = _mm512_setzero_pd();
     for (int64_t r = 0; r < rows; r++) {
-        __m512 g = _mm512_castsi512_ps(_mm512_and_si512(round_hi(_mm512_maskz_loadu_ps(m, G + r * cols + j0)), hi));
+        __m512 g = _mm512_castsi512_ps(_mm512_and_si512(zg__bf16_round_hi(_mm512_maskz_loadu_ps(m, G + r * cols + j0)), hi));
         lo8 = _mm512_add_pd(lo8, _mm512_cvtps_pd(_mm512_castps512_ps256(g)));
         hi8 = _mm512_add_pd(hi8, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1))));
     }
     __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo8)), _mm512_cvtpd_ps(hi8), 1);
-    _mm512_mask_storeu_ps(out + j0, m, _mm512_castsi512_ps(_mm512_and_si512(round_hi(s), hi)));
+    _mm512_mask_storeu_ps(out + j0, m, _mm512_castsi512_ps(_mm512_and_si512(zg__bf16_round_hi(s), hi)));
 }
 
 void zg__bf16_column_sums_avx512(const float *G, int64_t rows, int64_t cols, float *out) {
