@@ -159,14 +159,13 @@ ZG_AVX512 void zg__bf16_pack_b_offsets(int64_t K, int64_t N, const float *B, con
 
 ZG_AVX512 void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t cols, const float *bias, bool round) {
     if (!round && !bias) return;
-    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     for (int64_t r = 0; r < rows; r++) {
         float *c = C + r * ldc;
         for (int64_t j = 0; j < cols; j += 16) {
             __mmask16 m = mask_n(cols - j);
             __m512 v = _mm512_maskz_loadu_ps(m, c + j);
             if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + j));
-            if (round) v = _mm512_castsi512_ps(_mm512_and_si512(zg__bf16_round_hi(v), hi));
+            if (round) v = zg__bf16_round_ps(v);
             _mm512_mask_storeu_ps(c + j, m, v);
         }
     }
@@ -174,16 +173,15 @@ ZG_AVX512 void zg__bf16_epilogue(float *C, int64_t ldc, int64_t rows, int64_t co
 
 /* 16 columns from j0: two accumulators of 8 doubles, rows in order. */
 ZG_AVX512 static void column_sums16(const float *G, int64_t rows, int64_t cols, int64_t j0, float *out) {
-    const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
     __mmask16 m = mask_n(cols - j0);
     __m512d lo8 = _mm512_setzero_pd(), hi8 = _mm512_setzero_pd();
     for (int64_t r = 0; r < rows; r++) {
-        __m512 g = _mm512_castsi512_ps(_mm512_and_si512(zg__bf16_round_hi(_mm512_maskz_loadu_ps(m, G + r * cols + j0)), hi));
+        __m512 g = zg__bf16_round_ps(_mm512_maskz_loadu_ps(m, G + r * cols + j0));
         lo8 = _mm512_add_pd(lo8, _mm512_cvtps_pd(_mm512_castps512_ps256(g)));
         hi8 = _mm512_add_pd(hi8, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1))));
     }
     __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo8)), _mm512_cvtpd_ps(hi8), 1);
-    _mm512_mask_storeu_ps(out + j0, m, _mm512_castsi512_ps(_mm512_and_si512(zg__bf16_round_hi(s), hi)));
+    _mm512_mask_storeu_ps(out + j0, m, zg__bf16_round_ps(s));
 }
 
 void zg__bf16_column_sums_avx512(const float *G, int64_t rows, int64_t cols, float *out) {

@@ -1,8 +1,8 @@
 /* Rounding float32 lanes to bf16 (round to nearest even, NaN to the quiet
  * 0x7fc0), kept as 32-bit floats with the bf16 in the upper half: the one
- * rounding of zg__bf16_from_f32, 16 lanes at a time, shared by the packer
- * and the kernels' epilogues. Only for files compiled with AVX-512
- * target attributes on x86-64. */
+ * rounding of zg__bf16_from_f32, 16 lanes at a time, shared by the packer,
+ * the kernels' epilogues and the bias sums. Only for files compiled with
+ * AVX-512 target attributes on x86-64. */
 #ifndef ZG_KERNELS_BF16_ROUND_H
 #define ZG_KERNELS_BF16_ROUND_H
 

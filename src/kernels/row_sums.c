@@ -52,6 +52,8 @@ static void sums8(bool bf16, const float *x, int64_t ld, int64_t n, int R, float
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include "bf16_round.h"
+
 #define ZG_AVX512F __attribute__((target("avx512f")))
 
 /* 4 floats of each of 4 rows (row stride ld) in the 128-bit lanes. */
@@ -62,23 +64,14 @@ ZG_AVX512F static inline __m512 rows4(const float *x, int64_t ld) {
     return _mm512_insertf32x4(v, _mm_loadu_ps(x + 3 * ld), 3);
 }
 
-ZG_AVX512F static inline __m512 round_bf16_v16(__m512 x) {
-    const __m512i u = _mm512_castps_si512(x);
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    r = _mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u));
-    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7fc00000));
-    return _mm512_castsi512_ps(r);
-}
-
 /* Rows 0..7 (R == 8). */
 ZG_AVX512F static void sums8_avx512(bool bf16, const float *x, int64_t ld, int64_t n, float *out) {
     __m512 a = _mm512_setzero_ps(), b = a;
     for (int64_t i = 0; i + 4 <= n; i += 4) {
         __m512 va = rows4(x + i, ld), vb = rows4(x + 4 * ld + i, ld);
         if (bf16) {
-            va = round_bf16_v16(va);
-            vb = round_bf16_v16(vb);
+            va = zg__bf16_round_ps(va);
+            vb = zg__bf16_round_ps(vb);
         }
         a = _mm512_add_ps(a, va);
         b = _mm512_add_ps(b, vb);
