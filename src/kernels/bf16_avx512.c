@@ -103,8 +103,8 @@ int zg__bf16_gemm_avx512(unsigned flags, bool ta, bool tb, int64_t M, int64_t N,
     return ZG_OK;
 }
 
-void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
-                          int64_t Npad, bool acc, float *C, int64_t ldc) {
+void zg__bf16_gemm_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
+                                 int64_t Npad, bool acc, float *C, int64_t ldc) {
     for (int64_t i = 0; i < M; i += MR)
         for (int64_t j = 0; j < N; j += NR) {
             int rows = (int)(M - i < MR ? M - i : MR), cols = (int)(N - j < NR ? N - j : NR);
@@ -126,8 +126,8 @@ void zg__bf16_avx512_dims(int64_t M, int64_t N, int64_t K, int64_t *Kp2, int64_t
     *Kp2 = *Mpad = *Npad = 0;
 }
 
-void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
-                          int64_t Npad, bool acc, float *C, int64_t ldc) {
+void zg__bf16_gemm_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
+                                 int64_t Npad, bool acc, float *C, int64_t ldc) {
     (void)M, (void)N, (void)K, (void)Kp2, (void)Ap, (void)Bp, (void)Npad, (void)acc, (void)C, (void)ldc;
 }
 

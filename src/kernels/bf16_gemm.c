@@ -116,6 +116,12 @@ int zg_bf16_kernel_set(zg_bf16_kernel kernel) {
 
 /* ---- kernels ------------------------------------------------------------ */
 
+void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
+                          int64_t Npad, bool acc, float *C, int64_t ldc) {
+    if (zg_bf16_kernel_get() == ZG_BF16_KERNEL_AMX) zg__bf16_gemm_packed_amx(M, N, Kp2, Ap, Bp, Npad, acc, C, ldc);
+    else zg__bf16_gemm_packed_avx512(M, N, K, Kp2, Ap, Bp, Npad, acc, C, ldc);
+}
+
 /* Ar, Br: room for the rounded operands (M*K and K*N floats). */
 /* The rounded operands' float32 product goes through zg__sgemm, whose
  * blocks do not depend on the threads, so a serial call from inside a

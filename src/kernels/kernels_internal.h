@@ -185,11 +185,19 @@ void zg__bf16_pack_b_offsets(int64_t K, int64_t N, const float *B, const int32_t
  * Npad as above, Mpad a multiple of 6 and of 16 rows at least M). */
 void zg__bf16_avx512_dims(int64_t M, int64_t N, int64_t K, int64_t *Kp2, int64_t *Mpad, int64_t *Npad);
 /* C[M,N] (row stride ldc) = (acc ? C : 0) + Ap Bp over operands already
- * packed for an M x N x K product (Kp2 the packed stride): the float32
- * sums, no bias, no rounding; serial, no allocation. The AVX512-BF16
- * kernel's products, so call only where zg__cpu_has_avx512bf16(). */
+ * packed for an M x N x K product (Kp2 the packed stride, the sizes of
+ * zg__bf16_avx512_dims): the float32 sums, no bias, no rounding; serial,
+ * no allocation. Runs the chosen instruction kernel (AMX where
+ * zg_bf16_kernel_get() says so, else AVX512-BF16), so call only where that
+ * is not the portable one. */
 void zg__bf16_gemm_packed(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
                           int64_t Npad, bool acc, float *C, int64_t ldc);
+/* Its two kernels: AVX512-BF16 (sums only the pair-rows holding a k < K)
+ * and AMX (all Kp2 pair-rows, in tiles of 16; Npad a multiple of 32). */
+void zg__bf16_gemm_packed_avx512(int64_t M, int64_t N, int64_t K, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
+                                 int64_t Npad, bool acc, float *C, int64_t ldc);
+void zg__bf16_gemm_packed_amx(int64_t M, int64_t N, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp, int64_t Npad,
+                              bool acc, float *C, int64_t ldc);
 /* The kernels' epilogue on a block of C (rows x cols, row stride ldc):
  * + bias[0..cols) (bf16 values, may be NULL), then rounding to bf16 unless
  * !round. */

@@ -59,8 +59,8 @@
 /* Below this many output elements the batch loop stays on one thread. */
 #define PAR_MIN_ELEMS 32768
 
-/* Packed sizes of one product for the AVX512-BF16 kernel
- * (zg__bf16_avx512_dims). */
+/* Packed sizes of one product for the instruction kernels
+ * (zg__bf16_avx512_dims; AMX reads the same layout). */
 typedef struct {
     int64_t kp2, mpad, npad;
 } lp_dims;
@@ -301,8 +301,9 @@ static float *own_pack(const conv_geom *g, const float *Wt) {
 }
 
 /* ---- bf16 packing (bf16 autocast, one group) -----------------------------
- * Where the AVX512-BF16 kernel is the one chosen (zg_bf16_kernel_get), the
- * three products take their operands packed by the convolution instead of
+ * Where an instruction kernel (AVX512-BF16 or AMX) is the one chosen
+ * (zg_bf16_kernel_get), the three products take their operands packed by
+ * the convolution instead of
  * by zg__gemm: the weight (forward) and W^T (dX) once per call instead of
  * once per sample; in the padded-width layout the cols rows straight from
  * the padded planes through xoff, rounded to bf16 while packed (no im2col
@@ -316,11 +317,15 @@ static float *own_pack(const conv_geom *g, const float *Wt) {
  * packed words, the instruction's pairs and the order of the sums are the
  * ones zg__gemm's kernel uses (each product of two bf16 values is exact in
  * float32, so swapping the operands of dW changes nothing): the same bits
- * as that path (tests/test_ops_conv). The AMX kernel keeps zg__gemm: this
- * packing for tiles was not written without a CPU to test it on. */
+ * as that path (tests/test_ops_conv). The packed words are also the
+ * layout of AMX's tiles (16 rows of 16 pair words): with AMX,
+ * zg__bf16_gemm_packed runs the tile kernel on them, which takes the pairs
+ * in zg__gemm's AMX kernel's chunks, so the same-bits argument holds there
+ * too (the tile loops are tested on a model of the unit,
+ * tests/test_amx_tiles). */
 static bool use_own_lp(const conv_geom *g, zg_autocast_type t) {
-    return !zg__conv_blas_only && t == ZG_AUTOCAST_BF16 && g->G == 1 && zg_bf16_kernel_get() == ZG_BF16_KERNEL_AVX512 &&
-           g->C * g->PL <= INT32_MAX && g->Ct * g->Pc <= INT32_MAX;
+    return !zg__conv_blas_only && t == ZG_AUTOCAST_BF16 && g->G == 1 &&
+           zg_bf16_kernel_get() != ZG_BF16_KERNEL_PORTABLE && g->C * g->PL <= INT32_MAX && g->Ct * g->Pc <= INT32_MAX;
 }
 
 static lp_dims lp_dims_of(int64_t M, int64_t N, int64_t K) {
