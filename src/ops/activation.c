@@ -124,7 +124,8 @@ static inline float gelu_tanh(float x) {
 }
 
 static inline float gelu_erf_grad(float x) {
-    return zg__vnormal_cdf(x) + x * (zg__vexp_neg_sq(fabsf(x), 0.5f) * GELU_INV_SQRT_2PI);
+    const float e = zg__vexp_neg_sq(fabsf(x), 0.5f); /* e^(-x^2/2) */
+    return zg__vnormal_cdf_e(x, e) + x * (e * GELU_INV_SQRT_2PI);
 }
 
 static inline float gelu_tanh_grad(float x) {
