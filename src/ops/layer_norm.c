@@ -11,8 +11,12 @@
  * (mean, rstd). Row statistics, dx and the column sums run in double;
  * rows are split between threads for the statistics and dx, columns for
  * dweight and dbias (rows summed in order), so no result depends on the
- * thread count. */
+ * thread count. A row's sums take its elements into LANES interleaved
+ * accumulators, added in a fixed tree at the end: not one chain of M
+ * dependent additions (latency-bound), and the same bits for any vector
+ * width the loops compile to. */
 #include "ops_internal.h"
+#include "pointwise.h"
 
 #include <math.h>
 #include <string.h>
@@ -25,23 +29,51 @@ typedef struct {
     float eps;
 } ln_args;
 
+#define LANES 8
+
+static inline double lanes_total(const double *acc) {
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* h_j = dy_j weight_j (dy_j without weight) as a double. */
+static inline double ln_h(const float *g, const float *W, int64_t j) { return W ? (double)g[j] * W[j] : g[j]; }
+
+/* The lane sums of h and h xhat over a row; inlined once with and once
+ * without a weight, so that each loop vectorises (a select per element
+ * kept it scalar). */
+__attribute__((always_inline)) static inline void ln_h_sums(const float *x, const float *g, const float *W,
+                                                            int64_t M, double mu, double rs, double *sh,
+                                                            double *shx) {
+    int64_t j = 0;
+    for (; j + LANES <= M; j += LANES)
+        ZG_SIMD for (int l = 0; l < LANES; l++) {
+            const double h = ln_h(g, W, j + l);
+            sh[l] += h;
+            shx[l] += h * ((x[j + l] - mu) * rs);
+        }
+    for (int l = 0; j < M; j++, l++) {
+        const double h = ln_h(g, W, j);
+        sh[l] += h;
+        shx[l] += h * ((x[j] - mu) * rs);
+    }
+}
+
 /* dx of row r. */
+ZG_SIMD_CLONES
 static void ln_backward_row(const ln_args *a, const float *X, const float *G, const float *W, float *dX, int64_t r) {
     const int64_t M = a->M;
     const float *x = X + r * M, *g = G + r * M;
     const double mu = a->mean[r], rs = a->rstd[r];
-    double sh = 0.0, shx = 0.0;
-    for (int64_t j = 0; j < M; j++) {
-        const double h = W ? (double)g[j] * W[j] : g[j];
-        sh += h;
-        shx += h * ((x[j] - mu) * rs);
-    }
-    const double mh = sh / (double)M, mhx = shx / (double)M;
+    double sh[LANES] = {0}, shx[LANES] = {0};
+    if (W) ln_h_sums(x, g, W, M, mu, rs, sh, shx);
+    else ln_h_sums(x, g, NULL, M, mu, rs, sh, shx);
+    int64_t j;
+    const double mh = lanes_total(sh) / (double)M, mhx = lanes_total(shx) / (double)M;
     float *d = dX + r * M;
-    for (int64_t j = 0; j < M; j++) {
-        const double h = W ? (double)g[j] * W[j] : g[j];
-        d[j] = (float)(rs * (h - mh - (x[j] - mu) * rs * mhx));
-    }
+    if (W)
+        for (j = 0; j < M; j++) d[j] = (float)(rs * (ln_h(g, W, j) - mh - (x[j] - mu) * rs * mhx));
+    else
+        for (j = 0; j < M; j++) d[j] = (float)(rs * (ln_h(g, NULL, j) - mh - (x[j] - mu) * rs * mhx));
 }
 
 /* dweight and dbias of columns [c0, c1), in blocks of COLS columns whose
@@ -136,20 +168,25 @@ static int ln_backward_diff(zg__node *n, zg_tensor *g, zg_tensor **gin) {
 }
 
 /* Statistics and output of row r. */
+ZG_SIMD_CLONES
 static void ln_forward_row(const ln_args *a, double *mean, double *rstd, const float *X, const float *W,
                            const float *B, float eps, float *Y, int64_t r) {
     const int64_t M = a->M;
     const float *x = X + r * M;
-    double s = 0.0;
-    for (int64_t j = 0; j < M; j++) s += x[j];
-    const double mu = s / (double)M;
-    double q = 0.0;
-    for (int64_t j = 0; j < M; j++) q += (x[j] - mu) * (x[j] - mu);
-    const double rs = 1.0 / sqrt(q / (double)M + (double)eps);
+    double s[LANES] = {0}, q[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= M; j += LANES)
+        ZG_SIMD for (int l = 0; l < LANES; l++) s[l] += x[j + l];
+    for (int l = 0; j < M; j++, l++) s[l] += x[j];
+    const double mu = lanes_total(s) / (double)M;
+    for (j = 0; j + LANES <= M; j += LANES)
+        ZG_SIMD for (int l = 0; l < LANES; l++) q[l] += (x[j + l] - mu) * (x[j + l] - mu);
+    for (int l = 0; j < M; j++, l++) q[l] += (x[j] - mu) * (x[j] - mu);
+    const double rs = 1.0 / sqrt(lanes_total(q) / (double)M + (double)eps);
     mean[r] = mu;
     rstd[r] = rs;
     float *y = Y + r * M;
-    for (int64_t j = 0; j < M; j++) {
+    for (j = 0; j < M; j++) {
         const float xh = (float)((x[j] - mu) * rs);
         y[j] = (W ? xh * W[j] : xh) + (B ? B[j] : 0.0f);
     }
