@@ -62,12 +62,14 @@ static void model_zero(int t) {
 static void model_loadd(int t, const void *base, size_t stride) {
     if (!model_ready(t)) return;
     memset(tiles[t].bytes, 0, sizeof tiles[t].bytes);
-    for (int r = 0; r < tiles[t].rows; r++) memcpy(tiles[t].bytes[r], (const char *)base + r * stride, (size_t)tiles[t].colsb);
+    for (int r = 0; r < tiles[t].rows; r++)
+        memcpy(tiles[t].bytes[r], (const char *)base + r * stride, (size_t)tiles[t].colsb);
 }
 
 static void model_stored(int t, void *base, size_t stride) {
     if (!model_ready(t)) return;
-    for (int r = 0; r < tiles[t].rows; r++) memcpy((char *)base + r * stride, tiles[t].bytes[r], (size_t)tiles[t].colsb);
+    for (int r = 0; r < tiles[t].rows; r++)
+        memcpy((char *)base + r * stride, tiles[t].bytes[r], (size_t)tiles[t].colsb);
 }
 
 static uint32_t word(int t, int r, int i) {

@@ -302,26 +302,24 @@ static float *own_pack(const conv_geom *g, const float *Wt) {
 
 /* ---- bf16 packing (bf16 autocast, one group) -----------------------------
  * Where an instruction kernel (AVX512-BF16 or AMX) is the one chosen
- * (zg_bf16_kernel_get), the three products take their operands packed by
- * the convolution instead of
- * by zg__gemm: the weight (forward) and W^T (dX) once per call instead of
- * once per sample; in the padded-width layout the cols rows straight from
- * the padded planes through xoff, rounded to bf16 while packed (no im2col
- * copy, no float32 cols; the general layout packs its im2col'd cols);
- * dW computed transposed, dW^T = cols dY^T, so that cols is packed along
- * its rows (as A) and only dY [Cout, Pc] is transposed, the sum of each
- * sample's product added in the kernel (at the first conv of the default
- * CNN, 9 cols rows against 32 channels, this also makes the padded product
- * 3x smaller: M = 9 rows in blocks of 6 instead of N = 9 columns in a block
- * of 32). The
- * packed words, the instruction's pairs and the order of the sums are the
- * ones zg__gemm's kernel uses (each product of two bf16 values is exact in
- * float32, so swapping the operands of dW changes nothing): the same bits
- * as that path (tests/test_ops_conv). The packed words are also the
- * layout of AMX's tiles (16 rows of 16 pair words): with AMX,
- * zg__bf16_gemm_packed runs the tile kernel on them, which takes the pairs
- * in zg__gemm's AMX kernel's chunks, so the same-bits argument holds there
- * too (the tile loops are tested on a model of the unit,
+ * (zg_bf16_kernel_get), the three products take their operands packed by the
+ * convolution instead of by zg__gemm: the weight (forward) and W^T (dX) once
+ * per call instead of once per sample; in the padded-width layout the cols
+ * rows straight from the padded planes through xoff, rounded to bf16 while
+ * packed (no im2col copy, no float32 cols; the general layout packs its
+ * im2col'd cols); dW computed transposed, dW^T = cols dY^T, so that cols is
+ * packed along its rows (as A) and only dY [Cout, Pc] is transposed, the sum
+ * of each sample's product added in the kernel (at the first conv of the
+ * default CNN, 9 cols rows against 32 channels, this also makes the padded
+ * product 3x smaller: M = 9 rows in blocks of 6 instead of N = 9 columns in
+ * a block of 32). The packed words, the instruction's pairs and the order of
+ * the sums are the ones zg__gemm's kernel uses (each product of two bf16
+ * values is exact in float32, so swapping the operands of dW changes
+ * nothing): the same bits as that path (tests/test_ops_conv). The packed
+ * words are also the layout of AMX's tiles (16 rows of 16 pair words): with
+ * AMX, zg__bf16_gemm_packed runs the tile kernel on them, which takes the
+ * pairs in zg__gemm's AMX kernel's chunks, so the same-bits argument holds
+ * there too (the tile loops are tested on a model of the unit,
  * tests/test_amx_tiles). */
 static bool use_own_lp(const conv_geom *g, zg_autocast_type t) {
     return !zg__conv_blas_only && t == ZG_AUTOCAST_BF16 && g->G == 1 &&
