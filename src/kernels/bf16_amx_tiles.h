@@ -12,9 +12,10 @@
  * the Bp layout) and adds the 16 x 16 float32 products into an accumulator
  * tile. A block of 32 x 32 outputs uses four accumulators (tiles 0-3), two
  * A tiles (4, 5) and two B tiles (6, 7), so every loaded tile feeds two
- * products. Every output starts from a zeroed tile and takes the pair-rows
- * in chunks of 16 in order, in both kernels below, so the two give the
- * same bits for the same packed operands. */
+ * products. Both kernels below run their blocks through zg__amx_block:
+ * every output starts from a zeroed tile and takes the pair-rows in chunks
+ * of 16 in order, so the two give the same bits for the same packed
+ * operands. */
 #ifndef ZG_KERNELS_BF16_AMX_TILES_H
 #define ZG_KERNELS_BF16_AMX_TILES_H
 
@@ -41,56 +42,6 @@ static inline void zg__amx_config_full(zg__amx_config *cfg) {
     }
 }
 
-/* zg__gemm's AMX product: blocks [b0, b1) of the grid (row-major over
- * Mpad/32 x Npad/32 blocks) of C [M, N] = epilogue(Ap Bp), Ap [Mpad][Kp2]
- * and Bp [Kp2][Npad] padded to whole blocks. */
-ZG_AMX static void zg__amx_blocks(const uint32_t *Ap, const uint32_t *Bp, int64_t M, int64_t N, int64_t Kp2,
-                                  int64_t Npad, int64_t nb, int64_t b0, int64_t b1, const float *bias, bool round,
-                                  float *C) {
-    zg__amx_config cfg;
-    zg__amx_config_full(&cfg);
-    TILE_LOADCONFIG(&cfg);
-    float buf[ZG_AMX_BLK * ZG_AMX_BLK] __attribute__((aligned(64)));
-    const size_t sa = (size_t)Kp2 * 4, sb = (size_t)Npad * 4;
-    for (int64_t blk = b0; blk < b1; blk++) {
-        int64_t i = blk / nb * ZG_AMX_BLK, j = blk % nb * ZG_AMX_BLK;
-        const uint32_t *a = Ap + i * Kp2, *b = Bp + j;
-        TILE_ZERO(0);
-        TILE_ZERO(1);
-        TILE_ZERO(2);
-        TILE_ZERO(3);
-        for (int64_t p = 0; p < Kp2; p += 16) { /* 16 pairs = 32 values of k */
-            TILE_LOADD(4, a + p, sa);
-            TILE_LOADD(5, a + 16 * Kp2 + p, sa);
-            TILE_LOADD(6, b + p * Npad, sb);
-            TILE_LOADD(7, b + p * Npad + 16, sb);
-            TILE_DPBF16PS(0, 4, 6);
-            TILE_DPBF16PS(1, 4, 7);
-            TILE_DPBF16PS(2, 5, 6);
-            TILE_DPBF16PS(3, 5, 7);
-        }
-        if (i + ZG_AMX_BLK <= M && j + ZG_AMX_BLK <= N) {
-            float *c = C + i * N + j;
-            size_t sc = (size_t)N * 4;
-            TILE_STORED(0, c, sc);
-            TILE_STORED(1, c + 16, sc);
-            TILE_STORED(2, c + 16 * N, sc);
-            TILE_STORED(3, c + 16 * N + 16, sc);
-            zg__bf16_epilogue(c, N, ZG_AMX_BLK, ZG_AMX_BLK, bias ? bias + j : NULL, round);
-        } else {
-            /* An edge block: through a buffer, keeping the part inside C. */
-            TILE_STORED(0, buf, ZG_AMX_BLK * 4);
-            TILE_STORED(1, buf + 16, ZG_AMX_BLK * 4);
-            TILE_STORED(2, buf + 16 * ZG_AMX_BLK, ZG_AMX_BLK * 4);
-            TILE_STORED(3, buf + 16 * ZG_AMX_BLK + 16, ZG_AMX_BLK * 4);
-            int64_t rows = M - i < ZG_AMX_BLK ? M - i : ZG_AMX_BLK, cols = N - j < ZG_AMX_BLK ? N - j : ZG_AMX_BLK;
-            zg__bf16_epilogue(buf, ZG_AMX_BLK, rows, cols, bias ? bias + j : NULL, round);
-            for (int64_t r = 0; r < rows; r++) memcpy(C + (i + r) * N + j, buf + r * ZG_AMX_BLK, (size_t)cols * 4);
-        }
-    }
-    TILE_RELEASE();
-}
-
 /* The rows x cols corner of a 16 x 16 tile stored in buf into C at c (row
  * stride ldc): c = (acc ? c : 0) + buf. */
 ZG_AMX static inline void zg__amx_put(const float *buf, int64_t rows, int64_t cols, bool acc, float *c, int64_t ldc) {
@@ -112,48 +63,71 @@ ZG_AMX static inline void zg__amx_put(const float *buf, int64_t rows, int64_t co
         }                                                                                                        \
     } while (0)
 
+/* The 32 x 32 block at (i, j) of C [M, N] (row stride ldc) = (acc ? C : 0)
+ * + Ap Bp, tiles configured full (zg__amx_config_full). Ap needs M rounded
+ * up to 16 rows at least, Bp Npad (a multiple of 32) columns; where the
+ * block's last 16 rows or columns hold no output, their tiles are neither
+ * loaded nor computed. */
+ZG_AMX static inline void zg__amx_block(int64_t i, int64_t j, int64_t M, int64_t N, int64_t Kp2, const uint32_t *Ap,
+                                        const uint32_t *Bp, int64_t Npad, bool acc, float *C, int64_t ldc) {
+    float buf[16 * 16] __attribute__((aligned(64)));
+    const size_t sa = (size_t)Kp2 * 4, sb = (size_t)Npad * 4;
+    const bool two_rows = i + 16 < M, two_cols = j + 16 < N;
+    const uint32_t *a = Ap + i * Kp2, *b = Bp + j;
+    TILE_ZERO(0);
+    TILE_ZERO(1);
+    TILE_ZERO(2);
+    TILE_ZERO(3);
+    for (int64_t p = 0; p < Kp2; p += 16) { /* 16 pairs = 32 values of k */
+        TILE_LOADD(4, a + p, sa);
+        TILE_LOADD(6, b + p * Npad, sb);
+        TILE_DPBF16PS(0, 4, 6);
+        if (two_cols) {
+            TILE_LOADD(7, b + p * Npad + 16, sb);
+            TILE_DPBF16PS(1, 4, 7);
+        }
+        if (two_rows) {
+            TILE_LOADD(5, a + 16 * Kp2 + p, sa);
+            TILE_DPBF16PS(2, 5, 6);
+            if (two_cols) TILE_DPBF16PS(3, 5, 7);
+        }
+    }
+    ZG_AMX_PUT(0, i, j);
+    if (two_cols) ZG_AMX_PUT(1, i, j + 16);
+    if (two_rows) ZG_AMX_PUT(2, i + 16, j);
+    if (two_rows && two_cols) ZG_AMX_PUT(3, i + 16, j + 16);
+}
+
+/* zg__gemm's AMX product: blocks [b0, b1) of the grid (row-major over
+ * Mpad/32 x Npad/32 blocks) of C [M, N] = epilogue(Ap Bp), Ap [Mpad][Kp2]
+ * and Bp [Kp2][Npad] padded to whole blocks. */
+ZG_AMX static void zg__amx_blocks(const uint32_t *Ap, const uint32_t *Bp, int64_t M, int64_t N, int64_t Kp2,
+                                  int64_t Npad, int64_t nb, int64_t b0, int64_t b1, const float *bias, bool round,
+                                  float *C) {
+    zg__amx_config cfg;
+    zg__amx_config_full(&cfg);
+    TILE_LOADCONFIG(&cfg);
+    for (int64_t blk = b0; blk < b1; blk++) {
+        const int64_t i = blk / nb * ZG_AMX_BLK, j = blk % nb * ZG_AMX_BLK;
+        zg__amx_block(i, j, M, N, Kp2, Ap, Bp, Npad, false, C, N);
+        const int64_t rows = M - i < ZG_AMX_BLK ? M - i : ZG_AMX_BLK, cols = N - j < ZG_AMX_BLK ? N - j : ZG_AMX_BLK;
+        zg__bf16_epilogue(C + i * N + j, N, rows, cols, bias ? bias + j : NULL, round);
+    }
+    TILE_RELEASE();
+}
+
 /* zg__bf16_gemm_packed on the tile unit: C [M, N] (row stride ldc) =
  * (acc ? C : 0) + Ap Bp, the float32 sums, over operands packed for the
  * AVX512-BF16 kernel (zg__bf16_avx512_dims: Ap has M rounded up to 16
- * rows at least, Npad is a multiple of 32, Kp2 of 16). 32 x 32 blocks;
- * where the last rows or columns of a block hold no output, their tiles
- * are neither loaded nor computed. Serial, no allocation. */
+ * rows at least, Npad is a multiple of 32, Kp2 of 16), in 32 x 32 blocks.
+ * Serial, no allocation. */
 ZG_AMX static void zg__amx_packed(int64_t M, int64_t N, int64_t Kp2, const uint32_t *Ap, const uint32_t *Bp,
                                   int64_t Npad, bool acc, float *C, int64_t ldc) {
     zg__amx_config cfg;
     zg__amx_config_full(&cfg);
     TILE_LOADCONFIG(&cfg);
-    float buf[16 * 16] __attribute__((aligned(64)));
-    const size_t sa = (size_t)Kp2 * 4, sb = (size_t)Npad * 4;
-    for (int64_t i = 0; i < M; i += ZG_AMX_BLK) {
-        const bool two_rows = i + 16 < M;
-        for (int64_t j = 0; j < N; j += ZG_AMX_BLK) {
-            const bool two_cols = j + 16 < N;
-            const uint32_t *a = Ap + i * Kp2, *b = Bp + j;
-            TILE_ZERO(0);
-            TILE_ZERO(1);
-            TILE_ZERO(2);
-            TILE_ZERO(3);
-            for (int64_t p = 0; p < Kp2; p += 16) {
-                TILE_LOADD(4, a + p, sa);
-                TILE_LOADD(6, b + p * Npad, sb);
-                TILE_DPBF16PS(0, 4, 6);
-                if (two_cols) {
-                    TILE_LOADD(7, b + p * Npad + 16, sb);
-                    TILE_DPBF16PS(1, 4, 7);
-                }
-                if (two_rows) {
-                    TILE_LOADD(5, a + 16 * Kp2 + p, sa);
-                    TILE_DPBF16PS(2, 5, 6);
-                    if (two_cols) TILE_DPBF16PS(3, 5, 7);
-                }
-            }
-            ZG_AMX_PUT(0, i, j);
-            if (two_cols) ZG_AMX_PUT(1, i, j + 16);
-            if (two_rows) ZG_AMX_PUT(2, i + 16, j);
-            if (two_rows && two_cols) ZG_AMX_PUT(3, i + 16, j + 16);
-        }
-    }
+    for (int64_t i = 0; i < M; i += ZG_AMX_BLK)
+        for (int64_t j = 0; j < N; j += ZG_AMX_BLK) zg__amx_block(i, j, M, N, Kp2, Ap, Bp, Npad, acc, C, ldc);
     TILE_RELEASE();
 }
 
