@@ -10,12 +10,15 @@
 #include "harness.h"
 #include "cli_runner.h"
 
+#include "train/train_internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -179,6 +182,71 @@ TEST(rundir_resume_after_a_kill_during_the_marker) {
     CHECK(access(p, F_OK) != 0);
     snprintf(p, sizeof p, "%s/checkpoint", d);
     CHECK(holds(p, "ckpt-e0002-s0000000008\n"));
+}
+
+/* Removing a checkpoint directory unlinks its files one by one: a kill
+ * part-way must leave a directory the next resume can still prove its own.
+ * The removal is watched (inotify reports each unlink in order); the
+ * marker must go last. Then every state a kill during that removal can
+ * leave (the first k files gone, k = 0 .. all) is made by hand and the
+ * cleanup of a resume must remove it. With the marker gone first, the
+ * files left would be unprovable and stay in the run forever. */
+TEST(rundir_a_kill_during_removal_leaves_it_removable) {
+    REQUIRE();
+    char d[256], p[512], q[512];
+    path_of(d, sizeof d, "removal-kill");
+    if (!one_epoch(d)) return;
+    const char *cur = "ckpt-e0001-s0000000004", *old = "ckpt-e0000-s0000000002";
+    snprintf(p, sizeof p, "%s/%s", d, old);
+    char list[128];
+    snprintf(list, sizeof list, "%s\n%s\n", old, cur);
+    snprintf(q, sizeof q, "%s/" ZG_CKPT_RECORD, d);
+    /* A directory the run wrote: a copy of the current one, its marker
+     * naming it, listed in the run's record. */
+    char marker[64];
+    snprintf(marker, sizeof marker, "zgrad checkpoint %s\n", old);
+    char mpath[600];
+    snprintf(mpath, sizeof mpath, "%s/" ZG_CKPT_MARKER, p);
+    CHECK(sh("cp -r '%s/ckpt-e0001-s0000000004' '%s'", d, p));
+    CHECK(write_text(mpath, marker) && write_text(q, list));
+
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    CHECK(in >= 0 && inotify_add_watch(in, p, IN_DELETE) >= 0);
+    if (in < 0) return;
+    zg__ckpt_cleanup(d, cur);
+    CHECK(access(p, F_OK) != 0);
+    char order[8][64];
+    int n = 0;
+    _Alignas(struct inotify_event) char buf[4096];
+    ssize_t len = read(in, buf, sizeof buf);
+    for (ssize_t at = 0; len > 0 && at < len;) {
+        const struct inotify_event *ev = (const struct inotify_event *)(buf + at);
+        if ((ev->mask & IN_DELETE) && ev->len && n < 8) snprintf(order[n++], sizeof order[0], "%s", ev->name);
+        at += (ssize_t)sizeof *ev + ev->len;
+    }
+    close(in);
+    CHECK(n == 4);
+    if (n != 4) return;
+    if (strcmp(order[n - 1], ZG_CKPT_MARKER) != 0)
+        zgt_fail(__FILE__, __LINE__, "the marker was removed %s, before '%s'",
+                 !strcmp(order[0], ZG_CKPT_MARKER) ? "first" : "early", order[n - 1]);
+
+    for (int k = 0; k <= n; k++) {
+        CHECK(sh("cp -r '%s/ckpt-e0001-s0000000004' '%s'", d, p));
+        CHECK(write_text(mpath, marker) && write_text(q, list));
+        for (int i = 0; i < k; i++) {
+            char f[1100];
+            snprintf(f, sizeof f, "%s/%s", p, order[i]);
+            CHECK(unlink(f) == 0);
+        }
+        zg__ckpt_cleanup(d, cur);
+        if (access(p, F_OK) == 0) {
+            zgt_fail(__FILE__, __LINE__, "a kill after %d of %d removals: the directory stays", k, n);
+            CHECK(sh("rm -rf '%s'%s", p, ""));
+        }
+    }
+    snprintf(p, sizeof p, "%s/%s/trainer.safetensors", d, cur);
+    CHECK(access(p, R_OK) == 0);
 }
 
 /* ---- 2. no removal follows a symlink ------------------------------------------- */

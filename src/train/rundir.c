@@ -17,7 +17,8 @@
  * zg__ckpt_name writes, the run's list names it, and it is a directory
  * (opened with O_NOFOLLOW) holding the marker that names it, or nothing
  * but the marker's temporary file (a kill between mkdir and the marker's
- * rename). A copy such as `cp -r
+ * rename). Removal unlinks the marker last, so a kill part-way leaves a
+ * directory still marked, or an empty one. A copy such as `cp -r
  * ckpt-e0003-s0000002811 ckpt-best` fails the name and the list, although
  * it holds the marker. Temporary files: only "<file>.tmp.<pid>" regular
  * files, for the files zgrad replaces atomically in the run directory. */
@@ -119,7 +120,9 @@ static int remove_ours(const char *fn, int run_fd, const char *run_dir, const ch
                 ? zg__read_small(fn, dfd, ZG_CKPT_MARKER, shown, marker, sizeof marker, &len)
                 : -1;
     snprintf(want, sizeof want, "zgrad checkpoint %s\n", name);
-    if (m == 1 && !strcmp(marker, want)) return zg__remove_dir_at(fn, run_fd, name, dfd, shown);
+    /* The marker goes last: a kill part-way through leaves a directory
+     * still marked (removed by the next resume), or an empty one. */
+    if (m == 1 && !strcmp(marker, want)) return zg__remove_dir_at(fn, run_fd, name, dfd, shown, ZG_CKPT_MARKER);
     close(dfd);
     /* Made but not yet marked: it holds nothing, or only the marker's
      * temporary file (a kill while the marker was written); rmdir removes

@@ -125,7 +125,7 @@ int zg__mkdirs(const char *fn, const char *path) {
     return ZG_OK;
 }
 
-int zg__remove_dir_at(const char *fn, int parent_fd, const char *name, int dfd, const char *shown) {
+int zg__remove_dir_at(const char *fn, int parent_fd, const char *name, int dfd, const char *shown, const char *last) {
     DIR *d = fdopendir(dfd);
     if (!d) {
         int err = errno;
@@ -134,13 +134,20 @@ int zg__remove_dir_at(const char *fn, int parent_fd, const char *name, int dfd, 
     }
     struct dirent *e;
     int rc = ZG_OK;
+    bool has_last = false;
     while ((e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (last && !strcmp(e->d_name, last)) {
+            has_last = true;
+            continue;
+        }
         /* flags 0: a symlink goes itself, a subdirectory is refused
          * (EISDIR), so nothing outside the directory is reached. */
         if (unlinkat(dfd, e->d_name, 0) != 0 && rc == ZG_OK)
             rc = zg__fail(ZG_ERR_IO, "%s: cannot remove '%s/%s': %s", fn, shown, e->d_name, strerror(errno));
     }
+    if (!rc && has_last && unlinkat(dfd, last, 0) != 0)
+        rc = zg__fail(ZG_ERR_IO, "%s: cannot remove '%s/%s': %s", fn, shown, last, strerror(errno));
     closedir(d);
     if (rc) return rc;
     if (unlinkat(parent_fd, name, AT_REMOVEDIR) != 0)

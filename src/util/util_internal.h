@@ -149,8 +149,9 @@ int zg__mkdirs(const char *fn, const char *path);
  * call closes; open it with O_NOFOLLOW): each entry with unlinkat, which
  * removes a symlink itself, never what it points to, and refuses a
  * subdirectory (then the call fails); then the directory (rmdir: only when
- * empty). shown: its path in messages. */
-int zg__remove_dir_at(const char *fn, int parent_fd, const char *name, int dfd, const char *shown);
+ * empty). shown: its path in messages. last (or NULL): the entry removed
+ * after all others, so that a kill part-way leaves it in place. */
+int zg__remove_dir_at(const char *fn, int parent_fd, const char *name, int dfd, const char *shown, const char *last);
 /* Reads the file `name` of at_fd (AT_FDCWD: a path) into buf (at most
  * cap - 1 bytes, NUL-terminated; *len excludes the NUL) without following
  * a symlink or blocking on a FIFO: 1 read, 0 absent, < 0 an error naming
