@@ -244,6 +244,98 @@ TEST(hook_changing_the_shape_is_an_error) {
     zg_tensor_free(c);
 }
 
+/* Once a tensor's node has run, the engine gives the gradient it consumed
+ * back to the arena for the gradients of later nodes (so that a backward
+ * does not hold every intermediate gradient at once). What a hook sees or
+ * returns is the user's: it may keep it until the step ends. A chain of
+ * same-sized tanh nodes after the hooks takes every buffer given back,
+ * most recent first: a kept gradient given back would be overwritten at
+ * once. */
+#define KEEP_N 64
+typedef struct {
+    zg_tensor *kept;
+    float copy[KEEP_N];
+    bool replace;
+} keep_state;
+
+static zg_tensor *keep_hook(zg_tensor *g, void *user) {
+    keep_state *k = user;
+    zg_tensor *r = k->replace ? zg_mul_scalar(g, 0.5f) : g;
+    k->kept = r;
+    for (int i = 0; i < KEEP_N; i++) k->copy[i] = zg_tensor_get(r, i);
+    return k->replace ? r : NULL;
+}
+
+static void check_kept(const keep_state *k, int line) {
+    for (int i = 0; k->kept && i < KEEP_N; i++)
+        if (zg_tensor_get(k->kept, i) != k->copy[i]) {
+            zgt_fail(__FILE__, line, "a gradient a hook kept changed at [%d]: %g, was %g", i,
+                     (double)zg_tensor_get(k->kept, i), (double)k->copy[i]);
+            return;
+        }
+    if (!k->kept) zgt_fail(__FILE__, line, "the hook did not run");
+}
+
+TEST(gradients_a_hook_keeps_stay_valid_until_the_step_ends) {
+    float v[KEEP_N];
+    for (int i = 0; i < KEEP_N; i++) v[i] = 0.02f * (float)(i - KEEP_N / 2);
+    zg_tensor *x = zgt_param_vec(v, KEEP_N);
+    keep_state seen = {.replace = false}, returned = {.replace = true};
+    zg_tensor *h = x;
+    for (int i = 0; i < 16; i++) {
+        h = zg_tanh(h);
+        if (i == 10) CHECK_OK(zg_tensor_register_hook(h, keep_hook, &seen));
+        if (i == 12) CHECK_OK(zg_tensor_register_hook(h, keep_hook, &returned));
+    }
+    CHECK_OK(zg_backward(zg_sum(h), NULL));
+    check_kept(&seen, __LINE__);
+    check_kept(&returned, __LINE__);
+    /* Another pass in the same step allocates again. */
+    h = x;
+    for (int i = 0; i < 16; i++) h = zg_tanh(h);
+    CHECK_OK(zg_backward(zg_sum(h), NULL));
+    check_kept(&seen, __LINE__);
+    check_kept(&returned, __LINE__);
+    zg_arena_reset();
+    zg_tensor_free(x);
+}
+
+/* A leaf of the step (an arena tensor made a leaf, here a Linear's
+ * weight) gets a .grad of the arena; a second pass adds into it; after
+ * set_to_none the next pass has the Linear write straight into the kept
+ * buffer; passes after it allocate gradients of its size: the .grad is
+ * never one of the buffers given back. */
+TEST(an_arena_leafs_grad_survives_the_passes_after_it) {
+    const int64_t s8[2] = {8, 8};
+    zg_tensor *p = zg_full(s8, 2, 0.5f), *a = zg_ones(s8, 2);
+    const bool prev = zg_set_grad_enabled(false);
+    zg_tensor *w = zg_mul_scalar(p, 1.0f);
+    zg_set_grad_enabled(prev);
+    CHECK_OK(zg_tensor_set_requires_grad(w, true));
+    float want[KEEP_N];
+    for (int pass = 0; pass < 3; pass++) {
+        zg_tensor *h = zg_linear(a, w, NULL);
+        for (int i = 0; i < 12; i++) h = zg_add_scalar(h, 1.0f);
+        if (pass == 2) CHECK_OK(zg_tensor_set_grad(w, NULL));
+        CHECK_OK(zg_backward(zg_sum(h), NULL));
+        /* dL/dW = ones^T a: 8 per pass summed in. */
+        for (int i = 0; i < KEEP_N; i++) want[i] = pass == 1 ? 16.0f : 8.0f;
+        CHECK_VALUES(zg_tensor_grad(w), want, KEEP_N, 0);
+    }
+    /* Passes over other graphs of the same sizes after it. */
+    for (int pass = 0; pass < 2; pass++) {
+        zg_tensor *q = zgt_param_vec(want, KEEP_N);
+        zg_tensor *h = zg_mul_scalar(q, 3.0f);
+        for (int i = 0; i < 12; i++) h = zg_add_scalar(h, 1.0f);
+        CHECK_OK(zg_backward(zg_sum(h), NULL));
+        zg_tensor_free(q);
+    }
+    CHECK_VALUES(zg_tensor_grad(w), want, KEEP_N, 0);
+    zg_arena_reset();
+    zg_tensor_free(p);
+    zg_tensor_free(a);
+}
+
 static int post_hook(zg_tensor *leaf, void *user) {
     float *seen = user;
     *seen = zg_tensor_get(zg_tensor_grad(leaf), 0);

@@ -120,6 +120,47 @@ TEST(no_malloc_in_steady_state_steps) {
     }
 }
 
+/* A backward holds few gradients at once: once a tensor's node has run,
+ * the gradient it consumed is given back and the next gradients of its
+ * size take it (autograd/engine.c). A chain of L Linear-tanh layers of
+ * width W at batch B, plain and with a residual around each layer (whose
+ * gradient passes through to two tensors), keeps 2L activations of B x W
+ * floats for its backward (3L with the residual sums). The gradients
+ * alive at any moment are the residual stream's and the branch's: a few
+ * buffers of that size. The backward may grow the arena by 8 of them (and
+ * the headers of its tensors); with every gradient kept it grew by 52 to
+ * 174 (the weights' gradients of steps 2 and 3, added into .grad, too).
+ * The gradients are the same either way (the parity tests). */
+TEST(backward_reuses_the_gradients_it_consumed) {
+    enum { L = 24, W = 128, B = 32 };
+    const size_t buf = (size_t)B * W * sizeof(float);
+    zg_manual_seed(0);
+    zg_module *layers[L];
+    for (int i = 0; i < L; i++) layers[i] = zg_nn_linear(W, W, true);
+    int64_t xs[2] = {B, W};
+    zg_tensor *x = zg_randn(xs, 2);
+    for (int residual = 0; residual < 2; residual++)
+        for (int step = 0; step < 3; step++) {
+            zg_tensor *h = x;
+            for (int i = 0; i < L; i++) {
+                zg_tensor *f = zg_tanh(zg_module_forward(layers[i], h));
+                h = residual ? zg_add(h, f) : f;
+            }
+            zg_tensor *loss = zg_mean(zg_mul(h, h));
+            const size_t forward = zg_arena_bytes_used();
+            CHECK(loss && zg_backward(loss, NULL) == ZG_OK);
+            const size_t grown = zg_arena_bytes_used() - forward;
+            CHECK(forward >= (size_t)(2 * L) * buf);
+            if (grown > 8 * buf + (size_t)L * 4096)
+                zgt_fail(__FILE__, __LINE__, "%s chain, step %d: the backward grew the arena by %zu KiB (%.1f buffers "
+                         "of %zu KiB; the forward used %zu KiB)", residual ? "residual" : "plain", step,
+                         grown / 1024, (double)grown / (double)buf, buf / 1024, forward / 1024);
+            zg_arena_reset();
+        }
+    for (int i = 0; i < L; i++) zg_module_free(layers[i]);
+    zg_tensor_free(x);
+}
+
 /* A step of the MLP 784-32-10 at batch 32 on 2 threads: its GEMMs (up to
  * 784 x 32 x 32) are too small to split across our threads and large
  * enough that OpenBLAS would thread them; they run serially without the

@@ -65,6 +65,38 @@ bool zg__node_needs(const zg__node *n, int i) {
     return t && t->requires_grad && t->bw_pass == cur_pass && t->bw_needed;
 }
 
+/* ---- recycling dead gradients ------------------------------------------ */
+
+/* Without create_graph, once a tensor's node has run, the gradient it
+ * consumed is dead unless a pending gradient of another tensor still
+ * refers to its storage (a pass-through, a view, the same tensor handed to
+ * two inputs): bw_refs counts those. The storages that may have died while
+ * one tensor was processed are collected here and given back to the
+ * arena's free list afterwards, when no node is between reading and
+ * writing them. .grad buffers are never recyclable. */
+#define DEAD_MAX (2 * ZG_NODE_MAX_IN + 1)
+static _Thread_local zg__storage *dead[DEAD_MAX];
+static _Thread_local int n_dead;
+
+static void ref_grad(zg_tensor *g) {
+    if (g) g->storage->bw_refs++;
+}
+
+/* g may have died: looked at again once the tensor is processed. */
+static void maybe_dead(zg_tensor *g) {
+    if (g && g->storage->recyclable && n_dead < DEAD_MAX) dead[n_dead++] = g->storage;
+}
+
+static void unref_grad(zg_tensor *g) {
+    if (g && g->storage->bw_refs > 0) g->storage->bw_refs--;
+    maybe_dead(g);
+}
+
+static void give_back_dead(void) {
+    for (int i = 0; i < n_dead; i++) zg__recycle_put(dead[i]);
+    n_dead = 0;
+}
+
 static zg_tensor *copy_arena(const zg_tensor *g) {
     zg_tensor *c = zg__empty_like(g);
     if (c) memcpy(zg__f32(c), zg__f32(g), (size_t)g->numel * sizeof(float));
@@ -138,6 +170,7 @@ static int add_pending(zg_tensor *t, zg_tensor *g, bool create_graph) {
     if (!t->bw_grad) {
         t->bw_grad = g;
         t->bw_owned = false;
+        ref_grad(g);
         return ZG_OK;
     }
     if (create_graph) {
@@ -150,12 +183,15 @@ static int add_pending(zg_tensor *t, zg_tensor *g, bool create_graph) {
     if (!t->bw_owned) {
         zg_tensor *c = copy_arena(t->bw_grad);
         if (!c) return ZG_ERR_NOMEM;
+        unref_grad(t->bw_grad);
+        ref_grad(c);
         t->bw_grad = c;
         t->bw_owned = true;
     }
     float *d = zg__f32(t->bw_grad);
     const float *s = zg__f32(g);
     for (int64_t i = 0; i < g->numel; i++) d[i] += s[i];
+    maybe_dead(g); /* summed in: nothing new refers to g */
     return ZG_OK;
 }
 
@@ -166,6 +202,7 @@ static int accumulate(zg_tensor *t, const zg_tensor *g) {
         zg_tensor *ng = t->persistent ? zg_tensor_new(ZG_FLOAT32, t->shape, t->ndim) : zg__empty_like(t);
         if (!ng) return ZG_ERR_NOMEM;
         if (old) zg_tensor_free(old);
+        ng->storage->recyclable = false; /* the user's from now on */
         t->grad = ng;
         t->grad_defined = false;
     }
@@ -184,7 +221,10 @@ static int accumulate(zg_tensor *t, const zg_tensor *g) {
 static int run_hooks(const char *fn, zg_tensor *t, zg_tensor **g) {
     if (t->hooks) zg__emit_hook_ran(); /* event: the user sees this pass's grads */
     for (zg__hook *h = t->hooks; h; h = h->next) {
+        /* A hook may keep what it sees or returns until the step ends. */
+        (*g)->storage->recyclable = false;
         zg_tensor *r = h->fn(*g, h->user);
+        if (r && r != ZG_HOOK_FAIL) r->storage->recyclable = false;
         if (r == ZG_HOOK_FAIL) {
             if (!zg_last_error()[0]) zg_set_error("%s: a hook on tensor '%s' failed", fn, zg_tensor_name(t));
             return ZG_ERR_STATE;
@@ -448,6 +488,9 @@ static int run_pass(const pass_args *a) {
         if ((rc = run_hooks(fn, t, &g))) return rc;
         if ((rc = deliver(a, t, g))) return rc;
         if (t->grad_fn && (rc = run_node(a, t->grad_fn, g))) return rc;
+        unref_grad(t->bw_grad);
+        if (zg__recycle_on()) give_back_dead();
+        n_dead = 0;
     }
     return ZG_OK;
 }
@@ -465,7 +508,12 @@ static int run_pass_in_modes(const pass_args *a) {
     bool prev = zg_set_grad_enabled(a->create_graph);
     int rc = a->create_graph ? zg_autocast_enter(ZG_AUTOCAST_OFF) : ZG_OK;
     if (!rc) {
+        /* With create_graph the gradients are part of a graph: kept. */
+        const bool outer_recycle = zg__recycle_enable(!a->create_graph);
+        n_dead = 0;
         rc = run_pass(a);
+        zg__recycle_enable(outer_recycle);
+        n_dead = 0;
         if (a->create_graph) zg_autocast_exit();
     }
     zg_set_grad_enabled(prev);

@@ -53,6 +53,7 @@ int zg_tensor_set_grad(zg_tensor *t, const zg_tensor *g) {
     if (!t->grad) {
         t->grad = t->persistent ? zg_tensor_new(ZG_FLOAT32, t->shape, t->ndim) : zg__empty_like(t);
         if (!t->grad) return ZG_ERR_NOMEM;
+        t->grad->storage->recyclable = false; /* a .grad is never a pass's to reuse */
     }
     memmove(zg__f32(t->grad), zg__f32(g), (size_t)g->numel * sizeof(float));
     zg__bump_version(t->grad);

@@ -59,7 +59,7 @@ static int fill(zg_ddp *d, const int *order, zg__bucket *bk, int nb, const int *
     for (int b = 0; b < nb; b++) {
         bk[b].data = zg__calloc((size_t)(bk[b].numel ? bk[b].numel : 1), sizeof(float));
         if (!bk[b].data) return ZG_ERR_NOMEM;
-        bk[b].storage = (zg__storage){bk[b].data, (size_t)bk[b].numel * sizeof(float), 0};
+        bk[b].storage = (zg__storage){.data = bk[b].data, .nbytes = (size_t)bk[b].numel * sizeof(float)};
         bk[b].req = MPI_REQUEST_NULL;
     }
     return ZG_OK;

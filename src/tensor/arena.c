@@ -77,6 +77,7 @@ void *zg__arena_calloc(size_t nbytes) {
 size_t zg_arena_mark(void) { return A.cur ? A.cur->base + A.cur->used : 0; }
 
 void zg_arena_release(size_t mark) {
+    zg__recycle_forget_from(mark);
     /* Find the block holding `mark` and move the cursor back to it. */
     for (block *b = A.head; b; b = b->next) {
         if (mark <= b->base + b->used && mark >= b->base) {
@@ -90,6 +91,7 @@ void zg_arena_release(size_t mark) {
 }
 
 void zg_arena_reset(void) {
+    zg__recycle_forget_from(0);
     if (A.head) {
         A.head->used = 0;
         A.head->base = 0;
@@ -106,6 +108,7 @@ size_t zg_arena_bytes_reserved(void) {
 }
 
 void zg_arena_free_all(void) {
+    zg__recycle_forget_from(0);
     block *b = A.head;
     while (b) {
         block *nx = b->next;

@@ -52,12 +52,21 @@ static zg_tensor *arena_tensor(zg_dtype dtype, const int64_t *shape, int ndim, b
     int64_t n = shape_numel(shape, ndim);
     size_t bytes = (size_t)n * zg__dtype_size(dtype);
     zg_tensor *t = zg__arena_calloc(sizeof *t);
-    zg__storage *s = zg__arena_alloc(sizeof *s);
-    void *data = zero ? zg__arena_calloc(bytes) : zg__arena_alloc(bytes);
+    zg__storage *s = zg__arena_calloc(sizeof *s);
+    /* In a backward pass, a dead gradient's buffer of this size first. */
+    const bool recycle = zg__recycle_on();
+    size_t pos = 0;
+    void *data = recycle ? zg__recycle_take(bytes, &pos) : NULL;
+    if (data && zero) memset(data, 0, bytes);
+    if (!data) {
+        pos = zg_arena_mark();
+        data = zero ? zg__arena_calloc(bytes) : zg__arena_alloc(bytes);
+    }
     if (!t || !s || !data) return zg__fail_null("zgrad: out of memory (arena, %zu bytes)", bytes);
     s->data = data;
     s->nbytes = bytes;
-    s->version = 0;
+    s->recyclable = recycle;
+    s->arena_pos = pos;
     t->storage = s;
     t->dtype = dtype;
     set_shape(t, shape, ndim, n);

@@ -14,12 +14,37 @@
 void *zg__arena_alloc(size_t nbytes);
 void *zg__arena_calloc(size_t nbytes);
 
+/* ---- recycling the gradients of a backward pass (recycle.c) ------------- */
+
+/* While on (this thread), the data of new arena tensors comes first from
+ * the buffers given back by zg__recycle_put, and is marked recyclable.
+ * Returns the previous setting. */
+bool zg__recycle_enable(bool on);
+bool zg__recycle_on(void);
+/* A free buffer of exactly align64(nbytes) bytes (*pos: the arena mark
+ * where it began), or NULL. */
+void *zg__recycle_take(size_t nbytes, size_t *pos);
+struct zg__storage;
+/* Gives s's data back for reuse within the step: only once nothing of the
+ * pass can read it (s->recyclable, no pending gradient refers to it). */
+void zg__recycle_put(struct zg__storage *s);
+/* Forgets the free buffers at or above an arena mark (the arena's release
+ * and reset hand that memory out again). */
+void zg__recycle_forget_from(size_t mark);
+
 /* ---- tensors ---------------------------------------------------------- */
 
 typedef struct zg__storage {
     void *data;
     size_t nbytes;
     uint64_t version; /* bumped by every tracked in-place write */
+    /* Gradient buffers of a backward pass (recycle.c): data allocated
+     * while recycling was on, where in the arena (a mark) it began, and
+     * how many pending gradients of the pass refer to it. */
+    bool recyclable;
+    bool recycled;
+    int32_t bw_refs;
+    size_t arena_pos;
 } zg__storage;
 
 typedef struct zg__hook {
