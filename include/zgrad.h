@@ -874,6 +874,11 @@ ZG_API int64_t zg_loader_num_batches(const zg_loader *ld);
 ZG_API int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y);
 /* Index of the next batch in the current epoch. */
 ZG_API int64_t zg_loader_position(const zg_loader *ld);
+/* Seconds zg_loader_next has blocked for batches not prepared yet, in
+ * all since the loader was made: with prefetch, the part of the data
+ * preparation that the caller's work between calls did not hide; without,
+ * all of it. Negative (an error code) for NULL. */
+ZG_API double zg_loader_wait_seconds(const zg_loader *ld);
 ZG_API void zg_loader_free(zg_loader *ld);
 
 /* A distributed sampler, as torch.utils.data.DistributedSampler (no MPI

@@ -314,6 +314,18 @@ static void check_outputs(const char *dir, const char *model, int epochs, int64_
     char want[64];
     snprintf(want, sizeof want, "\"steps\": %lld", (long long)steps_per_epoch);
     CHECK(text && strstr(text, want));
+    /* Each epoch's wait for batches not prepared yet: a number of seconds
+     * within the epoch's. */
+    int waits = 0;
+    for (const char *q = text; q && (q = strstr(q, "\"data_wait_seconds\": ")) != NULL; q++, waits++) {
+        const char *sec = q;
+        while (sec > text && sec[-1] != '\n') sec--;
+        sec = strstr(sec, "\"seconds\": ");
+        double w = atof(q + 21), total = sec ? atof(sec + 11) : -1;
+        if (!(q[21] >= '0' && q[21] <= '9' && w >= 0 && w <= total))
+            zgt_fail(__FILE__, __LINE__, "data_wait_seconds %.32s against seconds %g", q + 21, total);
+    }
+    CHECK(waits == epochs);
     free(text);
 
     snprintf(p, sizeof p, "%s/curves.svg", dir);

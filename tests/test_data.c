@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -1013,6 +1014,45 @@ TEST(loader_prefetch_restarts) {
         for (int s = 0; s < i % 3; s++) zg_loader_next(l, &x1, &y1);
         zg_loader_free(l);
     }
+    zg_dataset_free(ds);
+}
+
+/* zg_loader_wait_seconds: the seconds zg_loader_next blocked for a batch
+ * not prepared yet, summed since the loader was made: never decreasing,
+ * kept across epochs, within the calls' own time; without prefetch every
+ * batch is prepared in the call, so it is not 0. (No bound on how much
+ * the worker hides: that depends on the machine's load.) */
+TEST(loader_wait_counts_the_unhidden_preparation) {
+    zg_dataset *ds = byte_dataset(256, 7);
+    if (!ds) return;
+    for (int pf = 0; pf < 2; pf++) {
+        zg_loader_opts o = shuffled(16, pf, false);
+        zg_loader *ld = zg_loader_new(ds, &o);
+        if (!ld) break;
+        CHECK(zg_loader_wait_seconds(ld) == 0);
+        zg_tensor *x, *y;
+        double prev = 0, in_calls = 0;
+        for (int e = 0; e < 2; e++) {
+            CHECK_OK(zg_loader_start_epoch(ld, e, 0));
+            CHECK(zg_loader_wait_seconds(ld) == prev); /* a new epoch keeps the sum */
+            for (;;) {
+                struct timespec a, b;
+                clock_gettime(CLOCK_MONOTONIC, &a);
+                int got = zg_loader_next(ld, &x, &y);
+                clock_gettime(CLOCK_MONOTONIC, &b);
+                in_calls += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+                if (got != 1) break;
+                double w = zg_loader_wait_seconds(ld);
+                if (w < prev)
+                    zgt_fail(__FILE__, __LINE__, "prefetch %d, epoch %d: the wait went %g -> %g", pf, e, prev, w);
+                prev = w;
+            }
+        }
+        CHECK(prev <= in_calls);
+        if (!pf) CHECK(prev > 0); /* 32 preparations took some time */
+        zg_loader_free(ld);
+    }
+    CHECK(zg_loader_wait_seconds(NULL) < 0 && strstr(zg_last_error(), "loader is NULL"));
     zg_dataset_free(ds);
 }
 

@@ -48,6 +48,7 @@ struct zg_loader {
     int64_t epoch, pos;     /* pos: the next batch handed to the caller */
     ld_slot slot[2];
     int in_use; /* slot handed out by the last zg_loader_next, -1: none */
+    double wait; /* seconds zg_loader_next has blocked for batches */
 
     /* Prefetch: everything below and the slot states are guarded by mu. */
     bool threaded;
@@ -329,6 +330,10 @@ int64_t zg_loader_num_batches(const zg_loader *ld) {
     return ld ? ld->nb : zg__fail(ZG_ERR_ARG, "zg_loader_num_batches: loader is NULL");
 }
 
+double zg_loader_wait_seconds(const zg_loader *ld) {
+    return ld ? ld->wait : zg__fail(ZG_ERR_ARG, "zg_loader_wait_seconds: loader is NULL");
+}
+
 int64_t zg_loader_position(const zg_loader *ld) {
     return ld ? ld->pos : zg__fail(ZG_ERR_ARG, "zg_loader_position: loader is NULL");
 }
@@ -346,11 +351,19 @@ int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y) {
     }
     int i = (int)(ld->pos % 2);
     ld_slot *sl = &ld->slot[i];
+    /* The caller waits for a batch not prepared yet (without prefetch:
+     * always, for the whole preparation). */
     if (ld->threaded) {
         pthread_cond_broadcast(&ld->cv); /* the freed slot may be refilled */
-        while (!(sl->state == SLOT_READY && sl->batch == ld->pos)) pthread_cond_wait(&ld->cv, &ld->mu);
+        if (!(sl->state == SLOT_READY && sl->batch == ld->pos)) {
+            const double t0 = zg__now();
+            while (!(sl->state == SLOT_READY && sl->batch == ld->pos)) pthread_cond_wait(&ld->cv, &ld->mu);
+            ld->wait += zg__now() - t0;
+        }
     } else {
+        const double t0 = zg__now();
         sl->status = fill(ld, sl, ld->pos);
+        ld->wait += zg__now() - t0;
     }
     sl->state = SLOT_IN_USE;
     ld->in_use = i;

@@ -28,6 +28,8 @@ void zg__metrics_json(zg__strbuf *b, const zg__epoch_metrics *m) {
     json_num(b, "lr", m->lr);
     zg__sb_printf(b, ", \"samples\": %lld, ", (long long)m->samples);
     json_num(b, "grad_norm", m->grad_norm);
+    zg__sb_printf(b, ", ");
+    json_num(b, "data_wait_seconds", m->data_wait);
     if (m->ddp) {
         zg__sb_printf(b, ", \"ddp_allreduces\": %lld, ", (long long)m->allreduces);
         json_num(b, "ddp_comm_seconds", m->comm_seconds);
@@ -98,12 +100,14 @@ int zg__metrics_parse(const char *fn, const char *text, int max_entries, zg__epo
                   get_num(o, "train_loss", &m[i].train_loss) && get_num(o, "test_loss", &m[i].test_loss) &&
                   (get_num(o, "test_acc", &m[i].test_acc) || (m[i].r2 = get_num(o, "test_r2", &m[i].test_acc))) &&
                   get_num(o, "seconds", &m[i].seconds) && get_num(o, "lr", &m[i].lr);
-        /* samples and grad_norm came later: a history without them is
-         * read as not knowing them. */
+        /* samples, grad_norm and data_wait_seconds came later: a history
+         * without them is read as not knowing them. */
         m[i].samples = -1;
         m[i].grad_norm = NAN;
+        m[i].data_wait = NAN;
         if (ok && member(o, "samples")) ok = get_int(o, "samples", -1, ZG__MAX_COUNT, &m[i].samples);
         if (ok && member(o, "grad_norm")) ok = get_num(o, "grad_norm", &m[i].grad_norm);
+        if (ok && member(o, "data_wait_seconds")) ok = get_num(o, "data_wait_seconds", &m[i].data_wait);
         if (ok && member(o, "ddp_allreduces"))
             ok = (m[i].ddp = get_int(o, "ddp_allreduces", 0, ZG__MAX_COUNT, &m[i].allreduces)) &&
                  get_num(o, "ddp_comm_seconds", &m[i].comm_seconds) &&

@@ -42,6 +42,7 @@ typedef struct {
     zg_sched *sched;        /* with a schedule */
     zg_accum *acc;          /* the window of micro-batches (1 without --accum) */
     int64_t last_ckpt_step;
+    double wait0;           /* the train loader's wait when the epoch (re)started */
     int stopped_by;         /* the signal that stopped the run */
     /* --ddp: the wrapper that averages the gradients, this rank, the
      * ranks, and the weight of this rank's loss in the global batch's
@@ -707,6 +708,7 @@ static int finish_epoch(trainer *t, double mean_loss, double t0, double before) 
         .samples = units,
         .grad_norm = zg_accum_last_norm(t->acc),
         .r2 = t->src.d.task == ZG_TASK_REGRESS,
+        .data_wait = is_lm(t) ? NAN : zg_loader_wait_seconds(t->train_ld) - t->wait0,
     };
     zg_ddp_stats ds;
     if (t->ddp && !zg_ddp_get_stats(t->ddp, &ds)) {
@@ -751,6 +753,7 @@ static int train_epoch(trainer *t) {
                         (long long)s->next_batch, (long long)nb);
     int rc = is_lm(t) ? ZG_OK : zg_loader_start_epoch(t->train_ld, s->epoch, s->next_batch);
     if (rc) return fail_with(rc, "zg_train_run: starting the epoch");
+    t->wait0 = is_lm(t) ? 0 : zg_loader_wait_seconds(t->train_ld);
     double t0 = zg__now(), before = s->epoch_seconds;
     zg__progress_begin(&t->prog, t->cfg.progress, t->cfg.progress_interval, (int)s->epoch + 1, t->cfg.epochs, nb,
                        s->next_batch, is_lm(t) ? "tokens" : "samples");

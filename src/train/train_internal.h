@@ -63,6 +63,9 @@ typedef struct {
     double grad_norm;   /* total grad norm of the last step (before
                          * clipping); NaN without --clip-norm */
     bool r2;            /* a regression: test_acc holds R^2 ("test_r2") */
+    double data_wait;   /* seconds the loop waited for batches the loader
+                         * had not prepared (this process's part of the
+                         * epoch); NaN unknown (a text's windows) */
     /* --ddp: rank 0's gradient all-reduces in the epoch (in this process:
      * from the resume on), and zg_ddp_stats' comm window split into
      * overlap with backward and exposed wait. */
