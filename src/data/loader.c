@@ -338,6 +338,9 @@ int64_t zg_loader_position(const zg_loader *ld) {
     return ld ? ld->pos : zg__fail(ZG_ERR_ARG, "zg_loader_position: loader is NULL");
 }
 
+/* The worker has prepared the caller's next batch in sl (under mu). */
+static bool batch_ready(const zg_loader *ld, const ld_slot *sl) { return sl->state == SLOT_READY && sl->batch == ld->pos; }
+
 int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y) {
     if (!ld) return zg__fail(ZG_ERR_ARG, "zg_loader_next: loader is NULL");
     if (!x || !y) return zg__fail(ZG_ERR_ARG, "zg_loader_next: %s is NULL", x ? "y" : "x");
@@ -355,9 +358,9 @@ int zg_loader_next(zg_loader *ld, zg_tensor **x, zg_tensor **y) {
      * always, for the whole preparation). */
     if (ld->threaded) {
         pthread_cond_broadcast(&ld->cv); /* the freed slot may be refilled */
-        if (!(sl->state == SLOT_READY && sl->batch == ld->pos)) {
+        if (!batch_ready(ld, sl)) {
             const double t0 = zg__now();
-            while (!(sl->state == SLOT_READY && sl->batch == ld->pos)) pthread_cond_wait(&ld->cv, &ld->mu);
+            while (!batch_ready(ld, sl)) pthread_cond_wait(&ld->cv, &ld->mu);
             ld->wait += zg__now() - t0;
         }
     } else {

@@ -179,24 +179,7 @@ size_t zg__lp_gemm_scratch(int64_t M, int64_t N, int64_t K) {
     return (size_t)(align16(N) + align16(ops)) * sizeof(float);
 }
 
-static int lp_gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                   const float *A, const float *B, const float *bias, float *C, void *scratch);
-
-int zg__lp_gemm_ex(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                   const float *A, const float *B, const float *bias, float *C, void *scratch) {
-    if (M == 0 || N == 0) return ZG_OK;
-    const bool serial = flags & ZG__LP_SERIAL;
-    if (!serial) {
-        /* The packed (or rounded) operands and the rounded bias are the
-         * call's own: their arena memory is handed out again after it. */
-        const size_t mark = zg_arena_mark();
-        int rc = lp_gemm(t, flags, ta, tb, M, N, K, A, B, bias, C, NULL);
-        zg_arena_release(mark);
-        return rc;
-    }
-    return lp_gemm(t, flags, ta, tb, M, N, K, A, B, bias, C, scratch);
-}
-
+/* The product; its scratch is `scratch` when serial, else the arena's. */
 static int lp_gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                    const float *A, const float *B, const float *bias, float *C, void *scratch) {
     const bool serial = flags & ZG__LP_SERIAL, round = !(flags & ZG__LP_NO_ROUND);
@@ -226,6 +209,18 @@ static int lp_gemm(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t
     const int64_t rows_min = M * N >= 65536 && !serial ? 1 : INT64_MAX;
     ZG_PARALLEL_FOR(i, M, rows_min, { add_round_row(t, round, C + i * N, br, N); });
     return ZG_OK;
+}
+
+int zg__lp_gemm_ex(zg_autocast_type t, unsigned flags, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                   const float *A, const float *B, const float *bias, float *C, void *scratch) {
+    if (M == 0 || N == 0) return ZG_OK;
+    if (flags & ZG__LP_SERIAL) return lp_gemm(t, flags, ta, tb, M, N, K, A, B, bias, C, scratch);
+    /* The packed (or rounded) operands and the rounded bias are the call's
+     * own: their arena memory is handed out again after it. */
+    const size_t mark = zg_arena_mark();
+    int rc = lp_gemm(t, flags, ta, tb, M, N, K, A, B, bias, C, NULL);
+    zg_arena_release(mark);
+    return rc;
 }
 
 int zg__lp_gemm(zg_autocast_type t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A,
