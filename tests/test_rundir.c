@@ -242,7 +242,7 @@ TEST(rundir_a_kill_during_removal_leaves_it_removable) {
         zg__ckpt_cleanup(d, cur);
         if (access(p, F_OK) == 0) {
             zgt_fail(__FILE__, __LINE__, "a kill after %d of %d removals: the directory stays", k, n);
-            CHECK(sh("rm -rf '%s'%s", p, ""));
+            CHECK(sh("rm -rf '%s/%s'", d, old));
         }
     }
     snprintf(p, sizeof p, "%s/%s/trainer.safetensors", d, cur);

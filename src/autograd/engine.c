@@ -92,8 +92,11 @@ static void unref_grad(zg_tensor *g) {
     maybe_dead(g);
 }
 
+/* Once a tensor is processed: its dead storages go back to the free list
+ * (when recycling is on) and the list of candidates starts over. */
 static void give_back_dead(void) {
-    for (int i = 0; i < n_dead; i++) zg__recycle_put(dead[i]);
+    if (zg__recycle_on())
+        for (int i = 0; i < n_dead; i++) zg__recycle_put(dead[i]);
     n_dead = 0;
 }
 
@@ -489,8 +492,7 @@ static int run_pass(const pass_args *a) {
         if ((rc = deliver(a, t, g))) return rc;
         if (t->grad_fn && (rc = run_node(a, t->grad_fn, g))) return rc;
         unref_grad(t->bw_grad);
-        if (zg__recycle_on()) give_back_dead();
-        n_dead = 0;
+        give_back_dead();
     }
     return ZG_OK;
 }
@@ -510,10 +512,9 @@ static int run_pass_in_modes(const pass_args *a) {
     if (!rc) {
         /* With create_graph the gradients are part of a graph: kept. */
         const bool outer_recycle = zg__recycle_enable(!a->create_graph);
-        n_dead = 0;
+        n_dead = 0; /* what a failed pass left is not this pass's */
         rc = run_pass(a);
         zg__recycle_enable(outer_recycle);
-        n_dead = 0;
         if (a->create_graph) zg_autocast_exit();
     }
     zg_set_grad_enabled(prev);
